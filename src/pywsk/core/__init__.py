@@ -1,0 +1,1 @@
+"""Sans-I/O state machines: no sockets, clocks, threads or IRPs."""

@@ -1,0 +1,482 @@
+"""The WSK subsystem: client objects, the provider-level functions, the dispatch tables.
+
+What it does: :class:`WskSubsystem` is what ``pywsk.wsk.registration`` attaches to.  It owns
+the engine (the provider thread), the FIN-ACK watcher and the dispatch tables, and creates
+a :class:`WskClient` (the PWSK_CLIENT) per registration.  Its WSK_PROVIDER_DISPATCH offers
+WskSocket, WskSocketConnect and WskControlClient.  Every dispatch-table entry here is a
+thin function that checks the IRQL rule, hands the call to the provider thread, takes the
+IRP (refusing a freed or still-pending one) and calls the socket's method.
+
+What it refuses: a NULL IRP where one is required (STATUS_INVALID_PARAMETER, nothing to
+complete), a client object that is not one of ours (STATUS_INVALID_HANDLE), a socket
+object that is closed or not ours (STATUS_INVALID_HANDLE, IRP completed), categories,
+families and protocols it does not implement (STATUS_NOT_SUPPORTED).
+
+What always holds: WskDeregister returns only once every socket of the client is closed;
+a bad call on one socket never touches another.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..nt.irp import IRP, begin_request
+from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
+from ..nt.status import NTSTATUS
+from ..wsk.constants import (
+    AF_INET,
+    AF_INET6,
+    IPPROTO_TCP,
+    MAKE_WSK_VERSION,
+    SOCK_STREAM,
+    WSK_FLAG_BASIC_SOCKET,
+    WSK_FLAG_CONNECTION_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_FLAG_LISTEN_SOCKET,
+    WSK_FLAG_STREAM_SOCKET,
+    WSK_TRANSPORT_LIST_QUERY,
+)
+from ..wsk.dispatch import (
+    WSK_PROVIDER_BASIC_DISPATCH,
+    WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DISPATCH,
+)
+from ..wsk.registration import WSK_CLIENT_NPI
+from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_PROVIDER_CHARACTERISTICS, WSK_TRANSPORT
+from . import linux
+from .connection import ConnectionSocket
+from .engine import Engine
+
+__all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
+
+WSK_VERSION_1_0: Final = MAKE_WSK_VERSION(1, 0)
+
+
+@dataclass
+class TransportOptions:
+    """How the modelled transport behaves; sockets take a snapshot when they are created.
+
+    ``half_open``: TCP supports half-open connections (receive after our graceful
+    disconnect).  False models a transport that does not ("not all transports support
+    half-open connections" - WskDisconnect): after a graceful disconnect, receives complete
+    with 0 bytes and nothing more is received.
+    """
+
+    half_open: bool = True
+
+
+class WskClient:
+    """The client object (PWSK_CLIENT) of one registration."""
+
+    def __init__(self, subsystem: WskSubsystem, npi: WSK_CLIENT_NPI) -> None:
+        self.subsystem = subsystem
+        self.npi = npi
+        self.sockets: set[ConnectionSocket] = set()
+        self._idle = threading.Condition()
+        self.detached = False
+
+    def socket_opened(self, sock: ConnectionSocket) -> None:
+        with self._idle:
+            self.sockets.add(sock)
+
+    def socket_closed(self, sock: ConnectionSocket) -> None:
+        with self._idle:
+            self.sockets.discard(sock)
+            self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        """Block until every socket of this client is closed."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self.sockets)
+
+    def __repr__(self) -> str:
+        return f"<WSK client with {len(self.sockets)} socket(s)>"
+
+
+class WskSubsystem:
+    """The WSK provider: what registration attaches to."""
+
+    def __init__(self) -> None:
+        self.engine = Engine()
+        self.characteristics = WSK_PROVIDER_CHARACTERISTICS(
+            HighestVersion=WSK_VERSION_1_0, LowestVersion=WSK_VERSION_1_0
+        )
+        self.options = TransportOptions()
+        self._watcher: linux.FinAckWatcher | None = None
+        basic = WSK_PROVIDER_BASIC_DISPATCH(
+            WskControlSocket=_WskControlSocket, WskCloseSocket=_WskCloseSocket
+        )
+        self.connection_dispatch = WSK_PROVIDER_CONNECTION_DISPATCH(
+            Basic=basic,
+            WskBind=_WskBind,
+            WskConnect=_WskConnect,
+            WskGetLocalAddress=_WskGetLocalAddress,
+            WskGetRemoteAddress=_WskGetRemoteAddress,
+            WskSend=_WskSend,
+            WskReceive=_WskReceive,
+            WskDisconnect=_WskDisconnect,
+            WskRelease=_WskRelease,
+            WskConnectEx=_WskConnectEx,
+            WskSendEx=_WskSendEx,
+            WskReceiveEx=_WskReceiveEx,
+        )
+        self.provider_dispatch = WSK_PROVIDER_DISPATCH(
+            Version=WSK_VERSION_1_0,
+            Reserved=0,
+            WskSocket=_WskSocket,
+            WskSocketConnect=_WskSocketConnect,
+            WskControlClient=_WskControlClient,
+        )
+
+    @property
+    def watcher(self) -> linux.FinAckWatcher:
+        if self._watcher is None:
+            assert self.engine.loop is not None
+            self._watcher = linux.FinAckWatcher(self.engine.loop.add_reader)
+        return self._watcher
+
+    # --- ProviderAttachment ----------------------------------------------------------------
+    def start(self, timeout: float | None) -> bool:
+        return self.engine.start(timeout)
+
+    def attach_client(self, npi: WSK_CLIENT_NPI) -> WskClient:
+        return WskClient(self, npi)
+
+    def dispatch_for(self, client: Any) -> WSK_PROVIDER_DISPATCH:
+        return self.provider_dispatch
+
+    def detach_client(self, client: Any) -> None:
+        assert isinstance(client, WskClient)
+        client.wait_idle()
+        client.detached = True
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points.  Each checks the IRQL rule, then runs on the provider thread.
+# --------------------------------------------------------------------------------------------
+
+
+def _enter(name: str, Irp: IRP | None, fn: Callable[..., int], *args: Any) -> int:
+    require_irql_at_most(DISPATCH_LEVEL, name)
+    if Irp is None:
+        # Nothing to complete: the call is refused outright (observed on Windows).
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    return subsystem.engine.call(_take, name, Irp, fn, args)
+
+
+def _take(name: str, Irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
+    begin_request(Irp, name)
+    return fn(*args)
+
+
+def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
+    def run() -> int:
+        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+            assert Irp is not None
+            subsystem.engine.complete(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+            return NTSTATUS.STATUS_INVALID_HANDLE
+        result: int = getattr(Socket, method)(*args)
+        return result
+
+    return _enter(name, Irp, run)
+
+
+def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
+    return _socket_call("WskBind", Socket, Irp, "bind", LocalAddress, Flags, Irp)
+
+
+def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
+    return _socket_call("WskConnect", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+
+
+def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+    return _socket_call("WskSend", Socket, Irp, "send", Buffer, Flags, Irp)
+
+
+def _WskReceive(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+    return _socket_call("WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp)
+
+
+def _WskDisconnect(Socket: Any, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
+    return _socket_call("WskDisconnect", Socket, Irp, "disconnect", Buffer, Flags, Irp)
+
+
+def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
+    return _socket_call("WskCloseSocket", Socket, Irp, "close", Irp)
+
+
+def _WskGetLocalAddress(Socket: Any, LocalAddress: SOCKADDR, Irp: IRP) -> int:
+    return _socket_call("WskGetLocalAddress", Socket, Irp, "get_local_address", LocalAddress, Irp)
+
+
+def _WskGetRemoteAddress(Socket: Any, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
+    return _socket_call(
+        "WskGetRemoteAddress", Socket, Irp, "get_remote_address", RemoteAddress, Irp
+    )
+
+
+def _WskControlSocket(
+    Socket: Any,
+    RequestType: int,
+    ControlCode: int,
+    Level: int,
+    InputSize: int,
+    InputBuffer: Any,
+    OutputSize: int,
+    OutputBuffer: Any,
+    OutputSizeReturned: PSIZE_T | None,
+    Irp: IRP | None,
+) -> int:
+    args = (
+        RequestType,
+        ControlCode,
+        Level,
+        InputSize,
+        InputBuffer,
+        OutputSize,
+        OutputBuffer,
+        OutputSizeReturned,
+        Irp,
+    )
+    if Irp is not None:
+        return _socket_call("WskControlSocket", Socket, Irp, "control", *args)
+    require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
+
+    def run() -> int:
+        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+            return NTSTATUS.STATUS_INVALID_HANDLE
+        result: int = Socket.control(*args)
+        return result
+
+    return subsystem.engine.call(run)
+
+
+def _WskRelease(Socket: Any, DataIndication: Any) -> int:
+    # Data indications exist only with WskReceiveEvent (event callbacks are not implemented
+    # yet): nothing can have been retained, so any list given is not one of ours.
+    return NTSTATUS.STATUS_INVALID_PARAMETER
+
+
+def _not_supported(name: str, Irp: IRP | None) -> int:
+    def run() -> int:
+        assert Irp is not None
+        subsystem.engine.complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
+        return NTSTATUS.STATUS_NOT_SUPPORTED
+
+    return _enter(name, Irp, run)
+
+
+def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
+    return _not_supported("WskConnectEx", Irp)
+
+
+def _WskSendEx(
+    Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
+) -> int:
+    return _not_supported("WskSendEx", Irp)
+
+
+def _WskReceiveEx(
+    Socket: Any,
+    Buffer: Any,
+    Flags: int,
+    ControlInfoLength: Any,
+    ControlInfo: Any,
+    ControlFlags: Any,
+    Irp: IRP,
+) -> int:
+    return _not_supported("WskReceiveEx", Irp)
+
+
+# --- client-level functions ---------------------------------------------------------------------
+
+
+def _create_socket(
+    client: Any,
+    family: int,
+    socket_type: int,
+    protocol: int,
+    flags: int,
+    context: Any,
+    dispatch: Any,
+) -> ConnectionSocket | int:
+    """A new connection socket, or the status that refuses it."""
+    if not isinstance(client, WskClient) or client.detached:
+        return NTSTATUS.STATUS_INVALID_HANDLE
+    if flags in (
+        WSK_FLAG_LISTEN_SOCKET,
+        WSK_FLAG_STREAM_SOCKET,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        WSK_FLAG_BASIC_SOCKET,
+    ):
+        return NTSTATUS.STATUS_NOT_SUPPORTED  # not implemented yet
+    if flags != WSK_FLAG_CONNECTION_SOCKET:
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    if family not in (AF_INET, AF_INET6):
+        return NTSTATUS.STATUS_NOT_SUPPORTED
+    if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
+        return NTSTATUS.STATUS_NOT_SUPPORTED
+    try:
+        sock = socket.socket(linux.linux_family(family), socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as exc:
+        return linux.status_from_errno(exc.errno)
+    sock.setblocking(False)
+    new = ConnectionSocket(client, family, sock, context, dispatch, subsystem.options.half_open)
+    client.socket_opened(new)
+    return new
+
+
+def _WskSocket(
+    Client: Any,
+    AddressFamily: int,
+    SocketType: int,
+    Protocol: int,
+    Flags: int,
+    SocketContext: Any,
+    Dispatch: Any,
+    OwningProcess: Any,
+    OwningThread: Any,
+    SecurityDescriptor: Any,
+    Irp: IRP,
+) -> int:
+    def run() -> int:
+        created = _create_socket(
+            Client, AddressFamily, SocketType, Protocol, Flags, SocketContext, Dispatch
+        )
+        if isinstance(created, int):
+            subsystem.engine.complete(Irp, created)
+            return created
+        subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, created)
+        return NTSTATUS.STATUS_SUCCESS
+
+    return _enter("WskSocket", Irp, run)
+
+
+def _WskSocketConnect(
+    Client: Any,
+    SocketType: int,
+    Protocol: int,
+    LocalAddress: SOCKADDR,
+    RemoteAddress: SOCKADDR,
+    Flags: int,
+    SocketContext: Any,
+    Dispatch: Any,
+    OwningProcess: Any,
+    OwningThread: Any,
+    SecurityDescriptor: Any,
+    Irp: IRP,
+) -> int:
+    def run() -> int:
+        if Flags != 0 or LocalAddress is None or RemoteAddress is None:
+            subsystem.engine.complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+            return NTSTATUS.STATUS_INVALID_PARAMETER
+        created = _create_socket(
+            Client,
+            LocalAddress.sa_family,
+            SocketType,
+            Protocol,
+            WSK_FLAG_CONNECTION_SOCKET,
+            SocketContext,
+            Dispatch,
+        )
+        if isinstance(created, int):
+            subsystem.engine.complete(Irp, created)
+            return created
+        return _bind_then_connect(created, LocalAddress, RemoteAddress, Irp)
+
+    return _enter("WskSocketConnect", Irp, run)
+
+
+def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR, Irp: IRP) -> int:
+    """WskSocketConnect's two steps, on internal IRPs; Information = the socket on success."""
+    from ..nt.irp import IoAllocateIrp, IoSetCompletionRoutine
+
+    def fail(status: int) -> int:
+        sock.close(_internal_irp())
+        subsystem.engine.complete(Irp, status)
+        return status
+
+    bind_irp = _internal_irp()
+    status = sock.bind(local, 0, bind_irp)
+    if status != NTSTATUS.STATUS_SUCCESS:
+        return fail(status)
+    connect_irp = IoAllocateIrp(1, False)
+    if connect_irp is None:
+        return fail(NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
+    pending = [False]
+
+    def connected(_device: Any, irp: IRP, _context: Any) -> int:
+        final = irp.IoStatus.Status
+        if pending[0]:
+            if final == NTSTATUS.STATUS_SUCCESS:
+                subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
+            else:
+                sock.close(_internal_irp())
+                subsystem.engine.complete(Irp, final)
+        return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
+
+    IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
+    begin_request(connect_irp, "WskSocketConnect")
+    status = sock.connect(remote, 0, connect_irp)
+    if status == NTSTATUS.STATUS_PENDING:
+        from ..nt.irp import IoMarkIrpPending
+
+        pending[0] = True
+        IoMarkIrpPending(Irp)
+        return NTSTATUS.STATUS_PENDING
+    if status != NTSTATUS.STATUS_SUCCESS:
+        return fail(status)
+    subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
+    return NTSTATUS.STATUS_SUCCESS
+
+
+def _internal_irp() -> IRP:
+    irp = IRP(1, False)
+    begin_request(irp, "internal")
+    return irp
+
+
+def _WskControlClient(
+    Client: Any,
+    ControlCode: int,
+    InputSize: int,
+    InputBuffer: Any,
+    OutputSize: int,
+    OutputBuffer: Any,
+    OutputSizeReturned: PSIZE_T | None,
+    Irp: IRP | None,
+) -> int:
+    require_irql_at_most(DISPATCH_LEVEL, "WskControlClient")
+    if not isinstance(Client, WskClient):
+        return NTSTATUS.STATUS_INVALID_HANDLE
+    if ControlCode == WSK_TRANSPORT_LIST_QUERY:
+        # IRP must be NULL; OutputSizeReturned must be given (wsk.h).
+        if Irp is not None or OutputSizeReturned is None:
+            return NTSTATUS.STATUS_INVALID_PARAMETER
+        transports = [
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_STREAM, Protocol=IPPROTO_TCP, AddressFamily=AF_INET
+            ),
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_STREAM, Protocol=IPPROTO_TCP, AddressFamily=AF_INET6
+            ),
+        ]
+        OutputSizeReturned.value = len(transports)
+        if not isinstance(OutputBuffer, list) or OutputSize < len(transports):
+            return NTSTATUS.STATUS_BUFFER_OVERFLOW
+        OutputBuffer[: len(transports)] = transports
+        return NTSTATUS.STATUS_SUCCESS
+    status = NTSTATUS.STATUS_NOT_SUPPORTED
+    if Irp is not None:
+        subsystem.engine.call(
+            _take, "WskControlClient", Irp, subsystem.engine.complete, (Irp, status)
+        )
+    return status
+
+
+#: The one WSK subsystem of this process.
+subsystem: Final = WskSubsystem()

@@ -1,0 +1,837 @@
+"""Connection-oriented WSK sockets over real Linux TCP.
+
+What it does: implements every function of WSK_PROVIDER_CONNECTION_DISPATCH for one
+socket: WskBind, WskConnect, WskSend, WskReceive, WskDisconnect, WskCloseSocket,
+WskGetLocalAddress, WskGetRemoteAddress and WskControlSocket.  Each function follows one
+shape: *validate -> consult the state machine (pywsk.core) -> act on the kernel socket ->
+complete the IRP now or later*.
+
+The disconnect, as Microsoft's WskDisconnect page and "Disconnecting a socket from a
+destination" describe it:
+
+* Graceful (Flags = 0): waits for every outstanding send, transmits the optional final
+  WSK_BUF, then ``shutdown(SHUT_WR)`` (FIN).  The IRP completes with STATUS_SUCCESS only when
+  the transport has fully completed the disconnect - our FIN acknowledged by the peer
+  (FIN_WAIT2, or CLOSE with nothing unacknowledged) - detected by the FIN-ACK watcher, never
+  by polling.  If the data cannot be delivered it stays pending, indefinitely.  Receiving
+  goes on until the peer's FIN (half-open), unless the transport is configured without
+  half-open support.
+* Abortive (WSK_FLAG_ABORTIVE): RST at once (``connect(AF_UNSPEC)``); pending sends are
+  cancelled, pending receives and a stuck graceful disconnect complete with
+  STATUS_CONNECTION_ABORTED; the socket object stays valid until WskCloseSocket.
+* WskCloseSocket: cancels every pending IRP (STATUS_CANCELLED), resets the connection
+  unless it was disconnected in both directions, and completes its own IRP last.
+
+What it refuses: parameters that do not fit (STATUS_INVALID_PARAMETER, IRP completed,
+nothing else touched), calls the state does not allow (the status the state machine gives),
+any call on a closed socket object (STATUS_INVALID_HANDLE; no other socket is affected).
+
+What always holds: all of it runs on the provider thread; state changes happen before any
+completion routine runs, so a routine that calls back into this socket sees the new state;
+each IRP taken is completed exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import socket
+import struct
+from typing import TYPE_CHECKING, Any
+
+from ..core.connection import (
+    PENDING_OUTCOME,
+    Cause,
+    ConnectionMachine,
+    ConnInput,
+    ConnState,
+    OpKind,
+    ReceiveVerdict,
+    close_needs_reset,
+    disconnect_verdict,
+    receive_verdict,
+    send_verdict,
+)
+from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine
+from ..nt.mdl import mdl_chain_views, mdl_chain_writable, mdl_is_locked
+from ..nt.status import NTSTATUS
+from ..wsk.constants import (
+    AF_INET6,
+    IPPROTO_IPV6,
+    IPPROTO_TCP,
+    IPV6_V6ONLY,
+    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+    SIO_WSK_QUERY_RECEIVE_BACKLOG,
+    SO_KEEPALIVE,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SOL_SOCKET,
+    TCP_KEEPCNT,
+    TCP_KEEPIDLE,
+    TCP_KEEPINTVL,
+    TCP_MAXRT,
+    TCP_NODELAY,
+    WSK_FLAG_ABORTIVE,
+    WSK_FLAG_DRAIN,
+    WSK_FLAG_NODELAY,
+    WSK_FLAG_WAITALL,
+    WskGetOption,
+    WskIoctl,
+    WskSetOption,
+)
+from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_SOCKET
+from . import linux
+
+if TYPE_CHECKING:
+    from .client import WskClient
+
+__all__ = ["ConnectionSocket", "Op"]
+
+S = ConnState
+
+# Linux errnos that mean "try again later" on a non-blocking socket.
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+class Op:
+    """One pending request (an IRP inside the provider)."""
+
+    __slots__ = ("done", "flags", "irp", "kind", "owner", "transferred", "views", "want")
+
+    def __init__(
+        self,
+        owner: ConnectionSocket,
+        kind: OpKind,
+        irp: IRP,
+        views: list[memoryview],
+        flags: int = 0,
+    ) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.irp = irp
+        self.views = views
+        self.flags = flags
+        self.want = sum(len(v) for v in views)
+        self.transferred = 0
+        self.done = False
+
+    def cancel_routine(self, _device: object, irp: IRP) -> None:
+        """Installed as the IRP's cancel routine: hand the cancel to the provider thread."""
+        engine = self.owner.client.subsystem.engine
+        if engine.on_loop():
+            self.owner.cancel(self)
+        else:
+            engine.post(self.owner.cancel, self)
+
+    def remaining(self) -> list[memoryview]:
+        """The part of the buffer not yet transferred."""
+        skip = self.transferred
+        out: list[memoryview] = []
+        for view in self.views:
+            if skip >= len(view):
+                skip -= len(view)
+                continue
+            out.append(view[skip:] if skip else view)
+            skip = 0
+        return out
+
+
+class ConnectionSocket(WSK_SOCKET):
+    """A WSK connection socket: the WSK_SOCKET the client holds, and its state."""
+
+    __slots__ = (
+        "_disc",
+        "_fin_issued",
+        "_final_pending",
+        "_reading",
+        "_writing",
+        "client",
+        "closed",
+        "context",
+        "dispatch_client",
+        "family",
+        "half_open",
+        "local",
+        "machine",
+        "recvq",
+        "remote",
+        "sendq",
+        "sock",
+    )
+
+    def __init__(
+        self,
+        client: WskClient,
+        family: int,
+        sock: socket.socket,
+        context: Any,
+        dispatch_client: Any,
+        half_open: bool,
+    ) -> None:
+        super().__init__(client.subsystem.connection_dispatch)
+        self.client = client
+        self.family = family  # Windows numbering (AF_INET / AF_INET6)
+        self.sock = sock
+        self.context = context
+        self.dispatch_client = dispatch_client
+        self.half_open = half_open
+        self.machine = ConnectionMachine()
+        self.sendq: collections.deque[Op] = collections.deque()
+        self.recvq: collections.deque[Op] = collections.deque()
+        self._disc: Op | None = None  # the pending graceful disconnect
+        self._final_pending = False  # its final buffer is still in sendq
+        self._fin_issued = False  # shutdown(SHUT_WR) done
+        self._reading = False
+        self._writing = False
+        self.closed = False
+        self.local: tuple[Any, ...] | None = None
+        self.remote: tuple[Any, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"<WSK connection socket {self.machine.state.name} {self.local}->{self.remote}>"
+
+    # --- small helpers -------------------------------------------------------------------
+    @property
+    def _engine(self) -> Any:
+        return self.client.subsystem.engine
+
+    def _complete(self, irp: IRP, status: int, information: Any = 0) -> int:
+        self._engine.complete(irp, status, information)
+        return status
+
+    def _pend(self, op: Op) -> int:
+        IoMarkIrpPending(op.irp)
+        IoSetCancelRoutine(op.irp, op.cancel_routine)
+        if op.irp.Cancel and IoSetCancelRoutine(op.irp, None) is not None:
+            # IoCancelIrp ran before the routine was installed: cancel now.
+            self.cancel(op)
+        return NTSTATUS.STATUS_PENDING
+
+    def _finish(self, op: Op, status: int, information: Any = None) -> None:
+        """Complete a pending op exactly once."""
+        if op.done:
+            return
+        op.done = True
+        IoSetCancelRoutine(op.irp, None)
+        self._engine.complete(
+            op.irp, status, op.transferred if information is None else information
+        )
+
+    def _process(self, event: ConnInput) -> bool:
+        if self.machine.can(event):
+            self.machine.process(event)
+            return True
+        return False
+
+    # --- registrations on the loop ---------------------------------------------------------
+    def _want_read(self, on: bool) -> None:
+        if on == self._reading or self.closed:
+            return
+        loop = self._engine.loop
+        if on:
+            loop.add_reader(self.sock.fileno(), self._on_readable)
+        else:
+            loop.remove_reader(self.sock.fileno())
+        self._reading = on
+
+    def _want_write(self, on: bool) -> None:
+        if on == self._writing or self.closed:
+            return
+        loop = self._engine.loop
+        if on:
+            loop.add_writer(self.sock.fileno(), self._on_writable)
+        else:
+            loop.remove_writer(self.sock.fileno())
+        self._writing = on
+
+    def _unregister_all(self) -> None:
+        self._want_read(False)
+        self._want_write(False)
+        self.client.subsystem.watcher.unwatch(self.sock)
+
+    # --- reading the durable TCP state -----------------------------------------------------
+    def refresh(self) -> None:
+        """Bring the machine up to date with the kernel's TCP state (FIN vs RST is read from
+        the durable state, not from the one-shot socket error)."""
+        state = self.machine.state
+        if state not in (
+            S.CONNECTED,
+            S.LOCAL_CLOSING,
+            S.LOCAL_CLOSED,
+            S.REMOTE_CLOSED,
+            S.BOTH_CLOSING,
+        ):
+            return
+        st = linux.tcp_state(self.sock)
+        if st == linux.CLOSE:
+            if self._fin_issued:
+                self._check_fin_acked()
+            else:
+                # Closed without our FIN: the peer reset it, or the transport gave up.
+                self._break_for_errno(linux.so_error(self.sock))
+        elif st in (linux.CLOSE_WAIT, linux.LAST_ACK, linux.CLOSING):
+            self._process(ConnInput.RECV_FIN)
+        elif st in (linux.FIN_WAIT2, linux.TIME_WAIT):
+            self._on_fin_acked()
+
+    # --- WskBind ---------------------------------------------------------------------------
+    def bind(self, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
+        if Flags != 0:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        if not self.machine.can(ConnInput.BIND):
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        try:
+            address = linux.to_linux_address(LocalAddress, self.family)
+            self.sock.bind(address)
+        except ValueError:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        except OSError as exc:
+            return self._complete(Irp, linux.status_from_errno(exc.errno))
+        self.local = self.sock.getsockname()
+        self.machine.process(ConnInput.BIND)
+        return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+
+    # --- WskConnect ------------------------------------------------------------------------
+    def connect(self, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
+        if Flags != 0:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        state = self.machine.state
+        if state is not S.BOUND:
+            busy = state is S.CONNECTING or not (state is S.CREATED or state is S.CLOSED)
+            status = (
+                NTSTATUS.STATUS_CONNECTION_ACTIVE if busy else NTSTATUS.STATUS_INVALID_DEVICE_STATE
+            )
+            return self._complete(Irp, status)
+        try:
+            address = linux.to_linux_address(RemoteAddress, self.family)
+        except ValueError:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        self.machine.process(ConnInput.CONNECT)
+        err = self.sock.connect_ex(address)
+        if err == 0:
+            self._connected()
+            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        if err != errno.EINPROGRESS:
+            self.machine.process(ConnInput.CONNECT_FAILED)
+            return self._complete(Irp, linux.status_from_errno(err))
+        op = Op(self, OpKind.CONNECT, Irp, [])
+        self.sendq.append(op)
+        self._want_write(True)
+        return self._pend(op)
+
+    def _connected(self) -> None:
+        self.machine.process(ConnInput.CONNECT_SUCCEEDED)
+        self.local = self.sock.getsockname()
+        self.remote = self.sock.getpeername()
+
+    def _finish_connect(self, op: Op) -> None:
+        self.sendq.popleft()
+        err = linux.so_error(self.sock)
+        if err == 0:
+            self._connected()
+            self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
+        else:
+            self.machine.process(ConnInput.CONNECT_FAILED)
+            self._finish(op, linux.status_from_errno(err), 0)
+
+    # --- WskSend ---------------------------------------------------------------------------
+    def send(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+        if Flags & ~WSK_FLAG_NODELAY:
+            return self._complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
+        views = self._views(Buffer)
+        if views is None:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        verdict = send_verdict(self.machine.state, self.machine.failure)
+        if verdict is not None:
+            return self._complete(Irp, verdict)
+        op = Op(self, OpKind.SEND, Irp, views, Flags)
+        if not self.sendq:
+            if not self._transmit(op):
+                return self._complete_broken_inline(op)
+            if op.transferred == op.want:
+                op.done = True
+                return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, op.transferred)
+        self.sendq.append(op)
+        self._want_write(True)
+        return self._pend(op)
+
+    def _complete_broken_inline(self, op: Op) -> int:
+        status = (
+            send_verdict(self.machine.state, self.machine.failure)
+            or NTSTATUS.STATUS_CONNECTION_RESET
+        )
+        op.done = True
+        return self._complete(op.irp, status, op.transferred)
+
+    def _views(self, Buffer: WSK_BUF | None, writable: bool = False) -> list[memoryview] | None:
+        if Buffer is None:
+            return None
+        if Buffer.Mdl is not None and not mdl_is_locked(Buffer.Mdl):
+            return None
+        if writable and Buffer.Mdl is not None and not mdl_chain_writable(Buffer.Mdl):
+            return None
+        return mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
+
+    def _transmit(self, op: Op) -> bool:
+        """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""
+        nodelay = bool(op.flags & WSK_FLAG_NODELAY)
+        try:
+            while op.transferred < op.want:
+                sent = self.sock.sendmsg(op.remaining())
+                op.transferred += sent
+            if nodelay:
+                # Push this and earlier queued data now (Nagle bypass), then restore.
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            self._on_transport_error(exc)
+            return False
+        return True
+
+    def _on_writable(self) -> None:
+        while self.sendq:
+            op = self.sendq[0]
+            if op.kind is OpKind.CONNECT:
+                self._finish_connect(op)
+                break
+            if not self._transmit(op):
+                return
+            if op.transferred < op.want:
+                return  # the kernel's buffer is full: wait for the next writable event
+            self.sendq.popleft()
+            if op.kind is OpKind.DISCONNECT:
+                self._final_pending = False
+            else:
+                self._finish(op, NTSTATUS.STATUS_SUCCESS)
+        if not self.sendq:
+            self._want_write(False)
+            if self._disc is not None and not self._fin_issued and not self.closed:
+                self._issue_fin()
+
+    # --- WskReceive ------------------------------------------------------------------------
+    def receive(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+        if Flags & ~(WSK_FLAG_WAITALL | WSK_FLAG_DRAIN) or (
+            Flags & WSK_FLAG_WAITALL and Flags & WSK_FLAG_DRAIN
+        ):
+            return self._complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
+        if Flags & WSK_FLAG_DRAIN and Buffer is not None and Buffer.Length != 0:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        views = self._views(Buffer, writable=True)
+        if views is None:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        verdict = receive_verdict(self.machine.state, self.half_open, self.machine.failure)
+        if verdict is ReceiveVerdict.END_OF_DATA:
+            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+        if not isinstance(verdict, ReceiveVerdict):
+            return self._complete(Irp, verdict)
+        if not views and not Flags & WSK_FLAG_DRAIN:
+            # A zero-length receive: nothing to copy; it completes at once.
+            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+        op = Op(self, OpKind.RECEIVE, Irp, views, Flags)
+        self.recvq.append(op)
+        if len(self.recvq) == 1:
+            self._on_readable()
+            if op.done:
+                return op.irp.IoStatus.Status  # completed inline
+        self._want_read(True)
+        return self._pend(op)
+
+    def _on_readable(self) -> None:
+        while self.recvq:
+            op = self.recvq[0]
+            try:
+                if op.flags & WSK_FLAG_DRAIN:
+                    n = len(self.sock.recv(65536))
+                    if n:
+                        continue
+                else:
+                    n = self.sock.recvmsg_into(op.remaining())[0]
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._on_transport_error(exc)
+                return
+            if n == 0:
+                self._on_peer_fin()
+                return
+            op.transferred += n
+            if op.flags & WSK_FLAG_WAITALL and op.transferred < op.want:
+                continue
+            self.recvq.popleft()
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+        self._want_read(bool(self.recvq))
+
+    def _on_peer_fin(self) -> None:
+        """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
+        has, or 0 bytes); a reset that followed the FIN shows as SO_ERROR / state CLOSE."""
+        self._process(ConnInput.RECV_FIN)
+        pending = list(self.recvq)
+        self.recvq.clear()
+        self._want_read(False)
+        for op in pending:
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+        if not self.closed:
+            self.refresh()
+
+    def _on_transport_error(self, exc: OSError) -> None:
+        err = exc.errno
+        if err in (errno.ECONNRESET, errno.EPIPE):
+            if self.machine.state is S.ABORTED:
+                return
+            self._break(Cause.PEER_RESET)
+        elif err == errno.ENOTCONN and self.machine.broken:
+            return
+        else:
+            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
+
+    # --- ending pending requests -----------------------------------------------------------
+    def _break(self, cause: Cause, failure: int | None = None) -> None:
+        """The connection is gone (abort, reset, failure): end every pending request."""
+        if cause is Cause.PEER_RESET:
+            moved = self._process(ConnInput.RECV_RST)
+        elif cause is Cause.TRANSPORT_FAILURE:
+            if failure is not None:
+                self.machine.failure = failure
+            moved = self._process(ConnInput.TRANSPORT_FAILED)
+        else:
+            moved = self._process(ConnInput.SEND_RST)
+        if not moved:
+            return
+        self._unregister_all()
+        self._end_pending(cause)
+
+    def _end_pending(self, cause: Cause) -> None:
+        ops: list[Op] = [*self.sendq, *self.recvq]
+        if self._disc is not None and self._disc not in ops:
+            ops.append(self._disc)
+        self.sendq.clear()
+        self.recvq.clear()
+        self._disc = None
+        self._final_pending = False
+        for op in ops:
+            status: int | None = PENDING_OUTCOME[(cause, op.kind)]
+            if status is None:
+                status = self.machine.failure
+            if op.kind is OpKind.RECEIVE and op.transferred and cause is not Cause.CLOSE:
+                # Data already copied into the buffer is delivered, not lost.
+                status = NTSTATUS.STATUS_SUCCESS
+            self._finish(op, status, op.transferred if op.kind is not OpKind.DISCONNECT else 0)
+
+    def cancel(self, op: Op) -> None:
+        """IoCancelIrp reached a pending op: end it with STATUS_CANCELLED if it had no effect.
+
+        A send already partly handed to the kernel, or a receive that already holds data,
+        cannot be undone: it completes normally (the cancel lost the race).  A graceful
+        disconnect's IRP completes with STATUS_CANCELLED but its FIN, once issued, stays.
+        """
+        if op.done:
+            return
+        if op.kind is OpKind.SEND and op.transferred:
+            return
+        if op.kind is OpKind.RECEIVE:
+            if op not in self.recvq:
+                return
+            self.recvq.remove(op)
+            self._want_read(bool(self.recvq))
+            if op.transferred:
+                self._finish(op, NTSTATUS.STATUS_SUCCESS)
+            else:
+                self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+            return
+        if op.kind is OpKind.DISCONNECT:
+            if op is self._disc:
+                self._disc = None
+                if self._final_pending and op in self.sendq and op.transferred == 0:
+                    self.sendq.remove(op)
+                    self._final_pending = False
+                if not self._fin_issued and not self.closed and not self.sendq:
+                    self._issue_fin()
+            self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+            return
+        if op.kind is OpKind.CONNECT:
+            if op in self.sendq:
+                self.sendq.remove(op)
+                self._want_write(bool(self.sendq))
+                with contextlib.suppress(OSError):
+                    linux.abort_keep_fd(self.sock)
+                self.machine.process(ConnInput.CONNECT_FAILED)
+                self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+            return
+        if op in self.sendq:
+            self.sendq.remove(op)
+            self._want_write(bool(self.sendq))
+            self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+
+    # --- WskDisconnect ---------------------------------------------------------------------
+    def disconnect(self, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
+        abortive = bool(Flags & WSK_FLAG_ABORTIVE)
+        if Flags & ~WSK_FLAG_ABORTIVE or (abortive and Buffer is not None):
+            # "If WSK_FLAG_ABORTIVE is specified in Flags, Buffer must be NULL."
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        views: list[memoryview] = []
+        if Buffer is not None:
+            checked = self._views(Buffer)
+            if checked is None:
+                return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+            views = checked
+        self.refresh()
+        verdict = disconnect_verdict(self.machine.state, abortive)
+        if verdict is not None:
+            return self._complete(Irp, verdict)
+        if abortive:
+            self.abort()
+            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        # Graceful: queue behind every outstanding send; the final buffer goes last.
+        self.machine.process(ConnInput.SEND_FIN)
+        op = Op(self, OpKind.DISCONNECT, Irp, views)
+        self._disc = op
+        if not self.half_open:
+            self._end_receives_without_half_open()
+        if views:
+            self._final_pending = True
+            if not self.sendq and self._transmit(op) and op.transferred == op.want:
+                self._final_pending = False
+            elif self.machine.broken:
+                return (
+                    op.irp.IoStatus.Status
+                    if op.done
+                    else self._complete(Irp, NTSTATUS.STATUS_CONNECTION_RESET)
+                )
+            else:
+                self.sendq.append(op)
+                self._want_write(True)
+        if not self.sendq:
+            self._issue_fin()
+            if op.done:
+                return op.irp.IoStatus.Status
+        return self._pend(op)
+
+    def _end_receives_without_half_open(self) -> None:
+        pending = list(self.recvq)
+        self.recvq.clear()
+        self._want_read(False)
+        for op in pending:
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+
+    def _issue_fin(self) -> None:
+        """All sends are in the kernel: send our FIN and watch for its acknowledgement."""
+        self._fin_issued = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._on_transport_error(exc)
+            return
+        if self._disc is not None:
+            self.client.subsystem.watcher.watch(self.sock, self._check_fin_acked)
+            self._check_fin_acked()
+
+    def _check_fin_acked(self) -> None:
+        """Called at each possible state change after our FIN (and once at once).
+
+        Pending: FIN_WAIT1, LAST_ACK, CLOSING.  Done: FIN_WAIT2, TIME_WAIT, or CLOSE with
+        nothing unacknowledged.  Failed: CLOSE with bytes (or the FIN) unacknowledged.
+        """
+        if self.closed or self.machine.broken:
+            return
+        st = linux.tcp_state(self.sock)
+        if st in (linux.FIN_WAIT2, linux.TIME_WAIT):
+            self._on_fin_acked()
+        elif st == linux.CLOSE:
+            unacked = linux.outq(self.sock)
+            err = linux.so_error(self.sock)
+            if unacked == 0:
+                self._on_fin_acked()
+                if err:
+                    self._break_for_errno(err)
+                else:
+                    self._process(ConnInput.RECV_FIN)
+            else:
+                self._break_for_errno(err)
+
+    def _break_for_errno(self, err: int) -> None:
+        if err in (0, errno.ECONNRESET, errno.EPIPE):
+            self._break(Cause.PEER_RESET)
+        else:
+            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
+
+    def _on_fin_acked(self) -> None:
+        self.client.subsystem.watcher.unwatch(self.sock)
+        self._process(ConnInput.FIN_ACKED)
+        op, self._disc = self._disc, None
+        if op is not None:
+            self._finish(op, NTSTATUS.STATUS_SUCCESS, op.transferred)
+
+    def abort(self) -> None:
+        """Abortive disconnect: RST now, end every pending request, keep the object."""
+        with contextlib.suppress(OSError):
+            linux.abort_keep_fd(self.sock)
+        self._break(Cause.LOCAL_ABORT)
+
+    # --- WskCloseSocket --------------------------------------------------------------------
+    def close(self, Irp: IRP) -> int:
+        state = self.machine.state
+        if close_needs_reset(state) and linux.tcp_state(self.sock) not in (
+            linux.CLOSE,
+            linux.TIME_WAIT,
+        ):
+            # Not disconnected in both directions: WskCloseSocket performs an abortive
+            # disconnect first ("Closing a socket").
+            with contextlib.suppress(OSError):
+                linux.abort_keep_fd(self.sock)
+        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED):
+            self._discard_unread()
+        self._unregister_all()
+        self.machine.process(ConnInput.CLOSE)
+        self.closed = True
+        self.sock.close()
+        self.client.socket_closed(self)
+        # Cancelled requests complete first, the close IRP last.
+        self._end_pending(Cause.CLOSE)
+        return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+
+    def _discard_unread(self) -> None:
+        """Unread bytes at close() make Linux send RST; after a full disconnect, drop them."""
+        try:
+            while self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    # --- addresses ---------------------------------------------------------------------------
+    def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:
+        if self.machine.state is S.CREATED:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        if self.local is None or self.machine.state in (S.BOUND, S.CONNECTING):
+            self.local = self.sock.getsockname()
+        return self._fill(LocalAddress, self.local, Irp)
+
+    def get_remote_address(self, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
+        if self.remote is None:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        return self._fill(RemoteAddress, self.remote, Irp)
+
+    def _fill(self, target: SOCKADDR, address: tuple[Any, ...], Irp: IRP) -> int:
+        try:
+            linux.from_linux_address(target, linux.linux_family(self.family), address)
+        except (ValueError, AttributeError):
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+
+    # --- WskControlSocket ----------------------------------------------------------------------
+    def control(
+        self,
+        RequestType: int,
+        ControlCode: int,
+        Level: int,
+        InputSize: int,
+        InputBuffer: Any,
+        OutputSize: int,
+        OutputBuffer: Any,
+        OutputSizeReturned: PSIZE_T | None,
+        Irp: IRP | None,
+    ) -> int:
+        status, out = self._control(
+            RequestType, ControlCode, Level, InputSize, InputBuffer, OutputSize, OutputBuffer
+        )
+        if OutputSizeReturned is not None and Irp is None:
+            OutputSizeReturned.value = out
+        if Irp is not None:
+            return self._complete(Irp, status, out if status == NTSTATUS.STATUS_SUCCESS else 0)
+        return status
+
+    def _control(
+        self,
+        kind: int,
+        code: int,
+        level: int,
+        in_size: int,
+        in_buf: Any,
+        out_size: int,
+        out_buf: Any,
+    ) -> tuple[int, int]:
+        if kind == WskIoctl:
+            if code == SIO_WSK_QUERY_RECEIVE_BACKLOG:
+                if self.machine.state in (S.CREATED, S.BOUND, S.CONNECTING) or self.closed:
+                    return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
+                return _write_out(out_buf, out_size, linux.inq(self.sock), 8)
+            if code == SIO_WSK_QUERY_IDEAL_SEND_BACKLOG:
+                if self.machine.state in (S.CREATED, S.BOUND, S.CONNECTING) or self.closed:
+                    return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
+                backlog = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+                return _write_out(out_buf, out_size, backlog, 8)
+            return NTSTATUS.STATUS_NOT_SUPPORTED, 0
+        option = _OPTIONS.get((level, code))
+        if option is None:
+            return NTSTATUS.STATUS_NOT_SUPPORTED, 0
+        linux_level, linux_name, scale = option
+        if linux_level == socket.IPPROTO_IPV6 and self.family != AF_INET6:
+            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+        try:
+            if kind == WskSetOption:
+                value = _read_in(in_buf, in_size)
+                if value is None:
+                    return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+                self.sock.setsockopt(linux_level, linux_name, value * scale)
+                return NTSTATUS.STATUS_SUCCESS, 0
+            if kind == WskGetOption:
+                value = self.sock.getsockopt(linux_level, linux_name) // scale
+                if code in (SO_KEEPALIVE, TCP_NODELAY):
+                    value = 1 if value else 0
+                return _write_out(out_buf, out_size, value, 4)
+        except OSError as exc:
+            return linux.status_from_errno(exc.errno), 0
+        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+
+
+#: (Windows level, option) -> (Linux level, Linux option, scale from Windows units).
+_OPTIONS: dict[tuple[int, int], tuple[int, int, int]] = {
+    (SOL_SOCKET, SO_KEEPALIVE): (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (SOL_SOCKET, SO_RCVBUF): (socket.SOL_SOCKET, socket.SO_RCVBUF, 1),
+    (SOL_SOCKET, SO_SNDBUF): (socket.SOL_SOCKET, socket.SO_SNDBUF, 1),
+    (SOL_SOCKET, SO_REUSEADDR): (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
+    (IPPROTO_TCP, TCP_NODELAY): (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (IPPROTO_TCP, TCP_KEEPIDLE): (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1),
+    (IPPROTO_TCP, TCP_KEEPINTVL): (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1),
+    (IPPROTO_TCP, TCP_KEEPCNT): (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1),
+    # TCP_MAXRT (seconds) is Windows' bound on retransmission time: TCP_USER_TIMEOUT (ms).
+    (IPPROTO_TCP, TCP_MAXRT): (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000),
+    (IPPROTO_IPV6, IPV6_V6ONLY): (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1),
+}
+
+
+def _read_in(buf: Any, size: int) -> int | None:
+    """An option value from an int, a PULONG/PSIZE_T box, or a ULONG in a byte buffer."""
+    if isinstance(buf, bool):
+        return int(buf)
+    if isinstance(buf, int):
+        return buf
+    if isinstance(buf, PSIZE_T):
+        return buf.value
+    try:
+        raw = bytes(memoryview(buf))
+    except TypeError:
+        return None
+    if size not in (1, 4, 8) or len(raw) < size:
+        return None
+    return int.from_bytes(raw[:size], "little")
+
+
+def _write_out(buf: Any, size: int, value: int, width: int) -> tuple[int, int]:
+    """Write ``value`` to a PSIZE_T/PULONG box or a byte buffer of at least ``width`` bytes."""
+    if isinstance(buf, PSIZE_T):
+        buf.value = value
+        return NTSTATUS.STATUS_SUCCESS, width
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+    if view.readonly:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+    if size < width or len(view) < width:
+        return NTSTATUS.STATUS_BUFFER_TOO_SMALL, 0
+    view.cast("B")[:width] = struct.pack("<Q" if width == 8 else "<I", value)
+    return NTSTATUS.STATUS_SUCCESS, width
