@@ -72,6 +72,8 @@ class Request:
     information: Any = None
     pending_returned: bool | None = None
     completed_at: float | None = None
+    #: Wall-clock time of the completion (comparable with packet-capture timestamps).
+    completed_wall: float | None = None
     started_at: float = field(default_factory=time.monotonic)
     completion_thread: int | None = None
     completion_irql: int | None = None
@@ -96,6 +98,7 @@ class Request:
         self.information = irp.IoStatus.Information
         self.pending_returned = irp.PendingReturned
         self.completed_at = time.monotonic()
+        self.completed_wall = time.time()
         self.completion_thread = threading.get_ident()
         self.completion_irql = KeGetCurrentIrql()
         self._event.set()
