@@ -51,6 +51,22 @@ def connected(
     return sock, peer, address[1]
 
 
+def captured(
+    wsk: WskTestClient,
+    listener: Listener,
+    capture_port: Capture,
+    host: str = "127.0.0.1",
+    rcvbuf: int | None = None,
+) -> tuple[WSK_SOCKET, socket.socket, int, WireCapture]:
+    """Like :func:`connected`, with a capture of the connection started before it connects."""
+    lsock = listener(host, rcvbuf)
+    cap = capture_port(lsock.getsockname()[1])
+    sock = wsk.connect(lsock.getsockname()[:2])
+    peer, address = lsock.accept()
+    peer.settimeout(WAIT)
+    return sock, peer, address[1], cap
+
+
 def kernel(sock: WSK_SOCKET) -> socket.socket:
     """The Linux socket behind a WSK socket (for checking kernel state in tests)."""
     fd_owner: Any = sock
@@ -95,11 +111,7 @@ def fill_window(
 def test_graceful_completes_only_when_our_fin_is_acknowledged(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, host: str
 ) -> None:
-    lsock = listener(host)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    client_port = address[1]
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, host)
 
     sent = wsk.send(sock, b"hello").wait(WAIT)
     assert (sent.status, sent.information) == (STATUS_SUCCESS, 5)
@@ -139,15 +151,11 @@ def test_graceful_returns_pending_when_it_cannot_finish_at_once(
 def test_graceful_waits_for_every_outstanding_send_then_fins(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
-    lsock = listener(rcvbuf=4096)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, rcvbuf=4096)
     sends, total = fill_window(wsk, sock)
     disc = wsk.disconnect(sock)
     cap.sync()
-    assert cap.fins(from_port=address[1]) == [], "FIN went out before the pending sends"
+    assert cap.fins(from_port=client_port) == [], "FIN went out before the pending sends"
     data, end = peer_reads_to_end(peer)
     assert end == "fin"
     assert len(data) == total
@@ -171,18 +179,14 @@ def test_graceful_waits_for_every_outstanding_send_then_fins(
 def test_graceful_with_final_buffer_sends_it_then_fin(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, host: str
 ) -> None:
-    lsock = listener(host)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, host)
     wsk.send(sock, b"first;").wait(WAIT)
     disc = wsk.disconnect(sock, final=b"last words").wait(WAIT)
     assert disc.status == STATUS_SUCCESS
     assert disc.information == len(b"last words")
     assert peer_reads_to_end(peer) == (b"first;last words", "fin")
-    fin = cap.wait_fin(from_port=address[1])
-    last_data = [s for s in cap.matching(from_port=address[1]) if s.length][-1]
+    fin = cap.wait_fin(from_port=client_port)
+    last_data = [s for s in cap.matching(from_port=client_port) if s.length][-1]
     # The FIN follows the final buffer directly: on the same segment, or on the next sequence number.
     if fin.length:
         assert fin == last_data
@@ -249,11 +253,7 @@ def test_transport_without_half_open_receives_nothing_after_graceful(
 def test_stuck_graceful_is_forced_complete_by_abort_or_close(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, recovery: str
 ) -> None:
-    lsock = listener(rcvbuf=4096)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    client_port = address[1]
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, rcvbuf=4096)
     sends, _ = fill_window(wsk, sock)
     disc = wsk.disconnect(sock)
     assert disc.returned == STATUS_PENDING
@@ -294,11 +294,7 @@ def test_stuck_graceful_is_forced_complete_by_abort_or_close(
 def test_abortive_sends_rst_at_once_and_ends_pending_requests(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, host: str
 ) -> None:
-    lsock = listener(host, rcvbuf=4096)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    client_port = address[1]
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, host, rcvbuf=4096)
     receive, _ = wsk.receive(sock, 100)
     assert receive.returned == STATUS_PENDING
     sends, _ = fill_window(wsk, sock)
@@ -326,7 +322,7 @@ def test_abortive_sends_rst_at_once_and_ends_pending_requests(
     assert late.returned == STATUS_CONNECTION_ABORTED
     remote_request, remote = wsk.remote_address(sock)
     assert remote_request.status == STATUS_SUCCESS
-    assert remote.to_tuple()[1] == lsock.getsockname()[1]
+    assert remote.to_tuple()[1] == peer.getsockname()[1]
     assert peer_reads_to_end(peer)[1] == "rst"
 
     cap.sync()
@@ -346,11 +342,7 @@ def test_abortive_sends_rst_at_once_and_ends_pending_requests(
 def test_buffer_with_abortive_is_refused_and_leaves_the_connection_alone(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
-    lsock = listener()
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port)
     refused = wsk.disconnect(sock, final=b"data", flags=WSK_FLAG_ABORTIVE)
     assert refused.returned == STATUS_INVALID_PARAMETER
     assert refused.done
@@ -364,7 +356,7 @@ def test_buffer_with_abortive_is_refused_and_leaves_the_connection_alone(
     assert peer.recv(10) == b"alive"
     assert wsk.disconnect(sock).wait(WAIT).status == STATUS_SUCCESS
     assert peer_reads_to_end(peer) == (b"", "fin")
-    assert address[1] == kernel(sock).getsockname()[1]
+    assert client_port == kernel(sock).getsockname()[1]
     peer.close()
 
 
@@ -433,16 +425,12 @@ def test_local_abort_then_disconnect_is_file_forced_closed(
 def test_close_without_disconnect_sends_rst(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, host: str
 ) -> None:
-    lsock = listener(host)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port, host)
     wsk.send(sock, b"bye?").wait(WAIT)
     assert peer.recv(10) == b"bye?"
     assert wsk.close_socket(sock).status == STATUS_SUCCESS
-    cap.wait_rst(from_port=address[1])
-    assert cap.fins(from_port=address[1]) == []
+    cap.wait_rst(from_port=client_port)
+    assert cap.fins(from_port=client_port) == []
     with pytest.raises(ConnectionResetError):
         peer.recv(10)
     peer.close()
@@ -451,23 +439,19 @@ def test_close_without_disconnect_sends_rst(
 def test_close_after_graceful_and_peer_fin_puts_nothing_on_the_wire(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
-    lsock = listener()
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
+    sock, peer, client_port, cap = captured(wsk, listener, capture_port)
     peer.sendall(b"unread by the client")
     assert wsk.disconnect(sock).wait(WAIT).status == STATUS_SUCCESS
     assert peer_reads_to_end(peer) == (b"", "fin")
     peer.shutdown(socket.SHUT_WR)
     # Wait (bounded) until the peer's FIN reached the client's kernel.
-    cap.wait_fin(from_port=lsock.getsockname()[1])
-    cap.wait_for(lambda s: s.sport == address[1] and s.ack_flag and not s.fin, count=2)
+    cap.wait_fin(from_port=peer.getsockname()[1])
+    cap.wait_for(lambda s: s.sport == client_port and s.ack_flag and not s.fin, count=2)
     cap.sync()
-    before = len(cap.matching(from_port=address[1]))
+    before = len(cap.matching(from_port=client_port))
     assert wsk.close_socket(sock).status == STATUS_SUCCESS
     cap.sync()
-    assert len(cap.matching(from_port=address[1])) == before
+    assert len(cap.matching(from_port=client_port)) == before
     assert cap.rsts() == []
     peer.close()
 

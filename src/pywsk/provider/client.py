@@ -168,6 +168,12 @@ def _enter(name: str, Irp: IRP | None, fn: Callable[..., int], *args: Any) -> in
     return subsystem.engine.call(_take, name, Irp, fn, args)
 
 
+def _completed(Irp: IRP, status: int) -> int:
+    """Complete ``Irp`` with ``status`` now and return that status (a call that ends at once)."""
+    subsystem.engine.complete(Irp, status)
+    return status
+
+
 def _take(name: str, Irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
     begin_request(Irp, name)
     return fn(*args)
@@ -177,8 +183,7 @@ def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: An
     def run() -> int:
         if not isinstance(Socket, ConnectionSocket) or Socket.closed:
             assert Irp is not None
-            subsystem.engine.complete(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-            return NTSTATUS.STATUS_INVALID_HANDLE
+            return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
         result: int = getattr(Socket, method)(*args)
         return result
 
@@ -264,8 +269,7 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
 def _not_supported(name: str, Irp: IRP | None) -> int:
     def run() -> int:
         assert Irp is not None
-        subsystem.engine.complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
-        return NTSTATUS.STATUS_NOT_SUPPORTED
+        return _completed(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
 
     return _enter(name, Irp, run)
 
@@ -348,8 +352,7 @@ def _WskSocket(
             Client, AddressFamily, SocketType, Protocol, Flags, SocketContext, Dispatch
         )
         if isinstance(created, int):
-            subsystem.engine.complete(Irp, created)
-            return created
+            return _completed(Irp, created)
         subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, created)
         return NTSTATUS.STATUS_SUCCESS
 
@@ -372,8 +375,7 @@ def _WskSocketConnect(
 ) -> int:
     def run() -> int:
         if Flags != 0 or LocalAddress is None or RemoteAddress is None:
-            subsystem.engine.complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-            return NTSTATUS.STATUS_INVALID_PARAMETER
+            return _completed(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         created = _create_socket(
             Client,
             LocalAddress.sa_family,
@@ -384,8 +386,7 @@ def _WskSocketConnect(
             Dispatch,
         )
         if isinstance(created, int):
-            subsystem.engine.complete(Irp, created)
-            return created
+            return _completed(Irp, created)
         return _bind_then_connect(created, LocalAddress, RemoteAddress, Irp)
 
     return _enter("WskSocketConnect", Irp, run)
@@ -397,8 +398,7 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
 
     def fail(status: int) -> int:
         sock.close(_internal_irp())
-        subsystem.engine.complete(Irp, status)
-        return status
+        return _completed(Irp, status)
 
     bind_irp = _internal_irp()
     status = sock.bind(local, 0, bind_irp)
