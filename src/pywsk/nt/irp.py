@@ -35,7 +35,9 @@ Choices where the pages are silent or Windows would crash (``docs/fidelity.md``)
   originating thread to deliver it to: pywsk then releases it, exactly as if IoFreeIrp had
   been called.  Windows would go on to touch an IRP it does not own (a bug check or
   memory corruption).  Any later use of that IRP (IoFreeIrp, IoReuseIrp, a WSK call)
-  raises BugCheck, so the bug shows where it is made.
+  raises BugCheck, so the bug shows where it is made.  An IRP whose completion routine does
+  not run (none set, or its flags exclude the outcome) stays COMPLETED with its owner: the
+  provider's own internal IRPs rely on that, and a client may still free or reuse it.
 * A cancel routine is called without the cancel spin lock held, so it does not call
   IoReleaseCancelSpinLock.  IoCancelIrp may be called from any thread.
 * Only the stack location WSK uses is modelled: IoSetCompletionRoutine sets the routine
@@ -221,6 +223,7 @@ def IoSetCancelRoutine(Irp: IRP, CancelRoutine: PDRIVER_CANCEL | None) -> PDRIVE
     A driver that finds ``None`` returned when it clears the routine knows that IoCancelIrp
     has taken the routine (and calls or called it).
     """
+    _check_usable(Irp, "IoSetCancelRoutine")
     with _cancel_lock:
         previous = Irp.CancelRoutine
         Irp.CancelRoutine = CancelRoutine
@@ -250,6 +253,7 @@ def IoMarkIrpPending(Irp: IRP) -> None:
 
     ``Irp.PendingReturned`` is TRUE in the completion routine exactly when this was called.
     """
+    _check_usable(Irp, "IoMarkIrpPending")
     Irp._marked_pending = True
 
 

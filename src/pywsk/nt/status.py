@@ -155,7 +155,7 @@ class NTSTATUS(enum.IntEnum):
 
     @classmethod
     def of(cls, value: int) -> NTSTATUS | int:
-        """Return the member for ``value``, or ``value`` itself if no member has it."""
+        """The member for ``value``, or ``value`` as an unsigned 32-bit int if no member has it."""
         try:
             return cls(value & 0xFFFFFFFF)
         except ValueError:

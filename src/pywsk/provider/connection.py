@@ -688,10 +688,12 @@ class ConnectionSocket(WSK_SOCKET):
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
         self.sock.close()
-        self.client.socket_closed(self)
-        # Cancelled requests complete first, the close IRP last.
+        # Cancelled requests complete first, the close IRP last; only then may
+        # WskDeregister return (no routine of this socket runs after that).
         self._end_pending(Cause.CLOSE)
-        return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        self.client.socket_closed(self)
+        return status
 
     def _discard_unread(self) -> None:
         """Unread bytes at close() make Linux send RST; after a full disconnect, drop them."""

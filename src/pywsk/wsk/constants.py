@@ -99,10 +99,6 @@ __all__ = [
     "WskInspectReject",
     "WskIoctl",
     "WskSetOption",
-    "_WSAIO",
-    "_WSAIOR",
-    "_WSAIORW",
-    "_WSAIOW",
 ]
 
 # --- versions (wsk.h) ---------------------------------------------------------------
@@ -124,7 +120,7 @@ def WSK_MINOR_VERSION(V: int) -> int:
 
 
 #: The interface id of WSK's Network Programming Interface.
-NPI_WSK_INTERFACE_ID: Final = uuid.UUID("2227e803-8d8b-11d4-abad-009027a0b89d")
+NPI_WSK_INTERFACE_ID: Final = uuid.UUID("2227e803-8d8b-11d4-abad-009027719e09")
 
 WSK_NO_WAIT: Final = 0
 WSK_INFINITE_WAIT: Final = 0xFFFFFFFF
