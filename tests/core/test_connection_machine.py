@@ -346,21 +346,25 @@ PENDING_EXPECTED: dict[tuple[Cause, OpKind], NTSTATUS | None] = {
     (Cause.LOCAL_ABORT, OpKind.RECEIVE): ABORTED,
     (Cause.LOCAL_ABORT, OpKind.DISCONNECT): ABORTED,
     (Cause.LOCAL_ABORT, OpKind.CONNECT): ABORTED,
+    (Cause.LOCAL_ABORT, OpKind.ACCEPT): ABORTED,
     # The peer's RST (Q3).
     (Cause.PEER_RESET, OpKind.SEND): RESET,
     (Cause.PEER_RESET, OpKind.RECEIVE): RESET,
     (Cause.PEER_RESET, OpKind.DISCONNECT): RESET,
     (Cause.PEER_RESET, OpKind.CONNECT): RESET,
+    (Cause.PEER_RESET, OpKind.ACCEPT): RESET,
     # The transport's own status.
     (Cause.TRANSPORT_FAILURE, OpKind.SEND): None,
     (Cause.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
     (Cause.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
     (Cause.TRANSPORT_FAILURE, OpKind.CONNECT): None,
-    # WskCloseSocket cancels and completes every pending IRP (spec 7.2).
+    (Cause.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
+    # WskCloseSocket cancels and completes every pending IRP (spec 7.2; observed for WskAccept).
     (Cause.CLOSE, OpKind.SEND): CANCELLED,
     (Cause.CLOSE, OpKind.RECEIVE): CANCELLED,
     (Cause.CLOSE, OpKind.DISCONNECT): CANCELLED,
     (Cause.CLOSE, OpKind.CONNECT): CANCELLED,
+    (Cause.CLOSE, OpKind.ACCEPT): CANCELLED,
 }
 
 

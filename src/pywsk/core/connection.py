@@ -175,6 +175,8 @@ class OpKind(enum.Enum):
     RECEIVE = "receive"
     DISCONNECT = "disconnect"
     CONNECT = "connect"
+    #: A WskAccept pending on a listening socket.
+    ACCEPT = "accept"
 
 
 #: Status given to a request still pending when its socket is aborted, reset, failed or
@@ -187,19 +189,23 @@ PENDING_OUTCOME: Final[dict[tuple[Cause, OpKind], NTSTATUS | None]] = {
     (Cause.LOCAL_ABORT, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_ABORTED,
     (Cause.LOCAL_ABORT, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
     (Cause.LOCAL_ABORT, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
+    (Cause.LOCAL_ABORT, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_ABORTED,
     (Cause.PEER_RESET, OpKind.SEND): NTSTATUS.STATUS_CONNECTION_RESET,
     (Cause.PEER_RESET, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_RESET,
     (Cause.PEER_RESET, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
     (Cause.PEER_RESET, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Cause.PEER_RESET, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_RESET,
     (Cause.TRANSPORT_FAILURE, OpKind.SEND): None,
     (Cause.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
     (Cause.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
     (Cause.TRANSPORT_FAILURE, OpKind.CONNECT): None,
+    (Cause.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
     # WskCloseSocket "cancels and completes" every pending IRP.
     (Cause.CLOSE, OpKind.SEND): NTSTATUS.STATUS_CANCELLED,
     (Cause.CLOSE, OpKind.RECEIVE): NTSTATUS.STATUS_CANCELLED,
     (Cause.CLOSE, OpKind.DISCONNECT): NTSTATUS.STATUS_CANCELLED,
     (Cause.CLOSE, OpKind.CONNECT): NTSTATUS.STATUS_CANCELLED,
+    (Cause.CLOSE, OpKind.ACCEPT): NTSTATUS.STATUS_CANCELLED,
 }
 
 

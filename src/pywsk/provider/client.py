@@ -48,6 +48,7 @@ from ..wsk.dispatch import (
 from ..wsk.registration import WSK_CLIENT_NPI
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_PROVIDER_CHARACTERISTICS, WSK_TRANSPORT
 from . import linux
+from .base import ProviderSocket
 from .connection import ConnectionSocket
 from .engine import Engine
 
@@ -75,15 +76,15 @@ class WskClient:
     def __init__(self, subsystem: WskSubsystem, npi: WSK_CLIENT_NPI) -> None:
         self.subsystem = subsystem
         self.npi = npi
-        self.sockets: set[ConnectionSocket] = set()
+        self.sockets: set[ProviderSocket] = set()
         self._idle = threading.Condition()
         self.detached = False
 
-    def socket_opened(self, sock: ConnectionSocket) -> None:
+    def socket_opened(self, sock: ProviderSocket) -> None:
         with self._idle:
             self.sockets.add(sock)
 
-    def socket_closed(self, sock: ConnectionSocket) -> None:
+    def socket_closed(self, sock: ProviderSocket) -> None:
         with self._idle:
             self.sockets.discard(sock)
             self._idle.notify_all()
@@ -180,8 +181,10 @@ def _take(name: str, Irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) ->
 
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
+    """Run ``Socket.<method>(*args)`` on the provider thread, if the socket is live and has it."""
+
     def run() -> int:
-        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+        if not isinstance(Socket, ProviderSocket) or Socket.closed or not hasattr(Socket, method):
             assert Irp is not None
             return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
         result: int = getattr(Socket, method)(*args)
@@ -252,7 +255,7 @@ def _WskControlSocket(
     require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
 
     def run() -> int:
-        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+        if not isinstance(Socket, ProviderSocket) or Socket.closed:
             return NTSTATUS.STATUS_INVALID_HANDLE
         result: int = Socket.control(*args)
         return result
@@ -299,6 +302,31 @@ def _WskReceiveEx(
 # --- client-level functions ---------------------------------------------------------------------
 
 
+#: How each category's socket is made from a fresh non-blocking Linux socket:
+#: ``factory(client, family, sock, context, dispatch) -> ProviderSocket``.
+SocketFactory = Callable[[WskClient, int, socket.socket, Any, Any], ProviderSocket]
+
+
+def _connection_socket(
+    client: WskClient, family: int, sock: socket.socket, context: Any, dispatch: Any
+) -> ProviderSocket:
+    return ConnectionSocket(client, family, sock, context, dispatch, subsystem.options.half_open)
+
+
+SOCKET_FACTORIES: dict[int, SocketFactory] = {
+    WSK_FLAG_CONNECTION_SOCKET: _connection_socket,
+}
+_KNOWN_CATEGORIES: Final = frozenset(
+    {
+        WSK_FLAG_BASIC_SOCKET,
+        WSK_FLAG_LISTEN_SOCKET,
+        WSK_FLAG_CONNECTION_SOCKET,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        WSK_FLAG_STREAM_SOCKET,
+    }
+)
+
+
 def _create_socket(
     client: Any,
     family: int,
@@ -307,19 +335,15 @@ def _create_socket(
     flags: int,
     context: Any,
     dispatch: Any,
-) -> ConnectionSocket | int:
-    """A new connection socket, or the status that refuses it."""
+) -> ProviderSocket | int:
+    """A new socket of the category ``flags`` names, or the status that refuses it."""
     if not isinstance(client, WskClient) or client.detached:
         return NTSTATUS.STATUS_INVALID_HANDLE
-    if flags in (
-        WSK_FLAG_LISTEN_SOCKET,
-        WSK_FLAG_STREAM_SOCKET,
-        WSK_FLAG_DATAGRAM_SOCKET,
-        WSK_FLAG_BASIC_SOCKET,
-    ):
-        return NTSTATUS.STATUS_NOT_SUPPORTED  # not implemented yet
-    if flags != WSK_FLAG_CONNECTION_SOCKET:
+    if flags not in _KNOWN_CATEGORIES:
         return NTSTATUS.STATUS_INVALID_PARAMETER
+    factory = SOCKET_FACTORIES.get(flags)
+    if factory is None:
+        return NTSTATUS.STATUS_NOT_SUPPORTED  # a category pywsk does not implement (yet)
     if family not in (AF_INET, AF_INET6):
         return NTSTATUS.STATUS_NOT_SUPPORTED
     if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
@@ -329,7 +353,7 @@ def _create_socket(
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
     sock.setblocking(False)
-    new = ConnectionSocket(client, family, sock, context, dispatch, subsystem.options.half_open)
+    new = factory(client, family, sock, context, dispatch)
     client.socket_opened(new)
     return new
 
@@ -387,6 +411,7 @@ def _WskSocketConnect(
         )
         if isinstance(created, int):
             return _completed(Irp, created)
+        assert isinstance(created, ConnectionSocket)
         return _bind_then_connect(created, LocalAddress, RemoteAddress, Irp)
 
     return _enter("WskSocketConnect", Irp, run)

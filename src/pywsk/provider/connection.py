@@ -37,7 +37,6 @@ import collections
 import contextlib
 import errno
 import socket
-import struct
 from typing import TYPE_CHECKING, Any
 
 from ..core.connection import (
@@ -53,41 +52,25 @@ from ..core.connection import (
     receive_verdict,
     send_verdict,
 )
-from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine
+from ..nt.irp import IRP
 from ..nt.mdl import mdl_chain_views, mdl_chain_writable, mdl_is_locked
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
-    AF_INET6,
-    IPPROTO_IPV6,
-    IPPROTO_TCP,
-    IPV6_V6ONLY,
     SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
     SIO_WSK_QUERY_RECEIVE_BACKLOG,
-    SO_KEEPALIVE,
-    SO_RCVBUF,
-    SO_REUSEADDR,
-    SO_SNDBUF,
-    SOL_SOCKET,
-    TCP_KEEPCNT,
-    TCP_KEEPIDLE,
-    TCP_KEEPINTVL,
-    TCP_MAXRT,
-    TCP_NODELAY,
     WSK_FLAG_ABORTIVE,
     WSK_FLAG_DRAIN,
     WSK_FLAG_NODELAY,
     WSK_FLAG_WAITALL,
-    WskGetOption,
-    WskIoctl,
-    WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_SOCKET
+from ..wsk.structs import SOCKADDR, WSK_BUF
 from . import linux
+from .base import Op, ProviderSocket, write_out
 
 if TYPE_CHECKING:
     from .client import WskClient
 
-__all__ = ["ConnectionSocket", "Op"]
+__all__ = ["ConnectionSocket"]
 
 S = ConnState
 
@@ -95,50 +78,7 @@ S = ConnState
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
-class Op:
-    """One pending request (an IRP inside the provider)."""
-
-    __slots__ = ("done", "flags", "irp", "kind", "owner", "transferred", "views", "want")
-
-    def __init__(
-        self,
-        owner: ConnectionSocket,
-        kind: OpKind,
-        irp: IRP,
-        views: list[memoryview],
-        flags: int = 0,
-    ) -> None:
-        self.owner = owner
-        self.kind = kind
-        self.irp = irp
-        self.views = views
-        self.flags = flags
-        self.want = sum(len(v) for v in views)
-        self.transferred = 0
-        self.done = False
-
-    def cancel_routine(self, _device: object, irp: IRP) -> None:
-        """Installed as the IRP's cancel routine: hand the cancel to the provider thread."""
-        engine = self.owner.client.subsystem.engine
-        if engine.on_loop():
-            self.owner.cancel(self)
-        else:
-            engine.post(self.owner.cancel, self)
-
-    def remaining(self) -> list[memoryview]:
-        """The part of the buffer not yet transferred."""
-        skip = self.transferred
-        out: list[memoryview] = []
-        for view in self.views:
-            if skip >= len(view):
-                skip -= len(view)
-                continue
-            out.append(view[skip:] if skip else view)
-            skip = 0
-        return out
-
-
-class ConnectionSocket(WSK_SOCKET):
+class ConnectionSocket(ProviderSocket):
     """A WSK connection socket: the WSK_SOCKET the client holds, and its state."""
 
     __slots__ = (
@@ -147,18 +87,11 @@ class ConnectionSocket(WSK_SOCKET):
         "_final_pending",
         "_reading",
         "_writing",
-        "client",
-        "closed",
-        "context",
-        "dispatch_client",
-        "family",
         "half_open",
-        "local",
         "machine",
         "recvq",
         "remote",
         "sendq",
-        "sock",
     )
 
     def __init__(
@@ -170,12 +103,9 @@ class ConnectionSocket(WSK_SOCKET):
         dispatch_client: Any,
         half_open: bool,
     ) -> None:
-        super().__init__(client.subsystem.connection_dispatch)
-        self.client = client
-        self.family = family  # Windows numbering (AF_INET / AF_INET6)
-        self.sock = sock
-        self.context = context
-        self.dispatch_client = dispatch_client
+        super().__init__(
+            client.subsystem.connection_dispatch, client, family, sock, context, dispatch_client
+        )
         self.half_open = half_open
         self.machine = ConnectionMachine()
         self.sendq: collections.deque[Op] = collections.deque()
@@ -185,39 +115,29 @@ class ConnectionSocket(WSK_SOCKET):
         self._fin_issued = False  # shutdown(SHUT_WR) done
         self._reading = False
         self._writing = False
-        self.closed = False
-        self.local: tuple[Any, ...] | None = None
         self.remote: tuple[Any, ...] | None = None
+
+    @classmethod
+    def accepted(
+        cls,
+        client: WskClient,
+        family: int,
+        sock: socket.socket,
+        context: Any,
+        dispatch_client: Any,
+        half_open: bool,
+    ) -> ConnectionSocket:
+        """A socket for a connection a listener accepted: bound and connected already."""
+        sock.setblocking(False)
+        new = cls(client, family, sock, context, dispatch_client, half_open)
+        for event in (ConnInput.BIND, ConnInput.CONNECT, ConnInput.CONNECT_SUCCEEDED):
+            new.machine.process(event)
+        new.local = sock.getsockname()
+        new.remote = sock.getpeername()
+        return new
 
     def __repr__(self) -> str:
         return f"<WSK connection socket {self.machine.state.name} {self.local}->{self.remote}>"
-
-    # --- small helpers -------------------------------------------------------------------
-    @property
-    def _engine(self) -> Any:
-        return self.client.subsystem.engine
-
-    def _complete(self, irp: IRP, status: int, information: Any = 0) -> int:
-        self._engine.complete(irp, status, information)
-        return status
-
-    def _pend(self, op: Op) -> int:
-        IoMarkIrpPending(op.irp)
-        IoSetCancelRoutine(op.irp, op.cancel_routine)
-        if op.irp.Cancel and IoSetCancelRoutine(op.irp, None) is not None:
-            # IoCancelIrp ran before the routine was installed: cancel now.
-            self.cancel(op)
-        return NTSTATUS.STATUS_PENDING
-
-    def _finish(self, op: Op, status: int, information: Any = None) -> None:
-        """Complete a pending op exactly once."""
-        if op.done:
-            return
-        op.done = True
-        IoSetCancelRoutine(op.irp, None)
-        self._engine.complete(
-            op.irp, status, op.transferred if information is None else information
-        )
 
     def _process(self, event: ConnInput) -> bool:
         if self.machine.can(event):
@@ -716,124 +636,14 @@ class ConnectionSocket(WSK_SOCKET):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
         return self._fill(RemoteAddress, self.remote, Irp)
 
-    def _fill(self, target: SOCKADDR, address: tuple[Any, ...], Irp: IRP) -> int:
-        try:
-            linux.from_linux_address(target, linux.linux_family(self.family), address)
-        except (ValueError, AttributeError):
-            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-        return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-
     # --- WskControlSocket ----------------------------------------------------------------------
-    def control(
-        self,
-        RequestType: int,
-        ControlCode: int,
-        Level: int,
-        InputSize: int,
-        InputBuffer: Any,
-        OutputSize: int,
-        OutputBuffer: Any,
-        OutputSizeReturned: PSIZE_T | None,
-        Irp: IRP | None,
-    ) -> int:
-        status, out = self._control(
-            RequestType, ControlCode, Level, InputSize, InputBuffer, OutputSize, OutputBuffer
-        )
-        if OutputSizeReturned is not None and Irp is None:
-            OutputSizeReturned.value = out
-        if Irp is not None:
-            return self._complete(Irp, status, out if status == NTSTATUS.STATUS_SUCCESS else 0)
-        return status
 
-    def _control(
-        self,
-        kind: int,
-        code: int,
-        level: int,
-        in_size: int,
-        in_buf: Any,
-        out_size: int,
-        out_buf: Any,
-    ) -> tuple[int, int]:
-        if kind == WskIoctl:
-            if code == SIO_WSK_QUERY_RECEIVE_BACKLOG:
-                if self.machine.state in (S.CREATED, S.BOUND, S.CONNECTING) or self.closed:
-                    return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
-                return _write_out(out_buf, out_size, linux.inq(self.sock), 8)
-            if code == SIO_WSK_QUERY_IDEAL_SEND_BACKLOG:
-                if self.machine.state in (S.CREATED, S.BOUND, S.CONNECTING) or self.closed:
-                    return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
-                backlog = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
-                return _write_out(out_buf, out_size, backlog, 8)
-            return NTSTATUS.STATUS_NOT_SUPPORTED, 0
-        option = _OPTIONS.get((level, code))
-        if option is None:
-            return NTSTATUS.STATUS_NOT_SUPPORTED, 0
-        linux_level, linux_name, scale = option
-        if linux_level == socket.IPPROTO_IPV6 and self.family != AF_INET6:
-            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-        try:
-            if kind == WskSetOption:
-                value = _read_in(in_buf, in_size)
-                if value is None:
-                    return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-                self.sock.setsockopt(linux_level, linux_name, value * scale)
-                return NTSTATUS.STATUS_SUCCESS, 0
-            if kind == WskGetOption:
-                value = self.sock.getsockopt(linux_level, linux_name) // scale
-                if code in (SO_KEEPALIVE, TCP_NODELAY):
-                    value = 1 if value else 0
-                return _write_out(out_buf, out_size, value, 4)
-        except OSError as exc:
-            return linux.status_from_errno(exc.errno), 0
-        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-
-
-#: (Windows level, option) -> (Linux level, Linux option, scale from Windows units).
-_OPTIONS: dict[tuple[int, int], tuple[int, int, int]] = {
-    (SOL_SOCKET, SO_KEEPALIVE): (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-    (SOL_SOCKET, SO_RCVBUF): (socket.SOL_SOCKET, socket.SO_RCVBUF, 1),
-    (SOL_SOCKET, SO_SNDBUF): (socket.SOL_SOCKET, socket.SO_SNDBUF, 1),
-    (SOL_SOCKET, SO_REUSEADDR): (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
-    (IPPROTO_TCP, TCP_NODELAY): (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-    (IPPROTO_TCP, TCP_KEEPIDLE): (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1),
-    (IPPROTO_TCP, TCP_KEEPINTVL): (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1),
-    (IPPROTO_TCP, TCP_KEEPCNT): (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1),
-    # TCP_MAXRT (seconds) is Windows' bound on retransmission time: TCP_USER_TIMEOUT (ms).
-    (IPPROTO_TCP, TCP_MAXRT): (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000),
-    (IPPROTO_IPV6, IPV6_V6ONLY): (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1),
-}
-
-
-def _read_in(buf: Any, size: int) -> int | None:
-    """An option value from an int, a PULONG/PSIZE_T box, or a ULONG in a byte buffer."""
-    if isinstance(buf, bool):
-        return int(buf)
-    if isinstance(buf, int):
-        return buf
-    if isinstance(buf, PSIZE_T):
-        return buf.value
-    try:
-        raw = bytes(memoryview(buf))
-    except TypeError:
-        return None
-    if size not in (1, 4, 8) or len(raw) < size:
-        return None
-    return int.from_bytes(raw[:size], "little")
-
-
-def _write_out(buf: Any, size: int, value: int, width: int) -> tuple[int, int]:
-    """Write ``value`` to a PSIZE_T/PULONG box or a byte buffer of at least ``width`` bytes."""
-    if isinstance(buf, PSIZE_T):
-        buf.value = value
-        return NTSTATUS.STATUS_SUCCESS, width
-    try:
-        view = memoryview(buf)
-    except TypeError:
-        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-    if view.readonly:
-        return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-    if size < width or len(view) < width:
-        return NTSTATUS.STATUS_BUFFER_TOO_SMALL, 0
-    view.cast("B")[:width] = struct.pack("<Q" if width == 8 else "<I", value)
-    return NTSTATUS.STATUS_SUCCESS, width
+    def _ioctl(self, code: int, out_buf: Any, out_size: int) -> tuple[int, int] | None:
+        if code not in (SIO_WSK_QUERY_RECEIVE_BACKLOG, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG):
+            return None
+        if self.machine.state in (S.CREATED, S.BOUND, S.CONNECTING) or self.closed:
+            return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
+        if code == SIO_WSK_QUERY_RECEIVE_BACKLOG:
+            return write_out(out_buf, out_size, linux.inq(self.sock), 8)
+        backlog = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+        return write_out(out_buf, out_size, backlog, 8)
