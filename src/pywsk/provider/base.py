@@ -18,32 +18,38 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.connection import OpKind
 from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine
+from ..nt.irql import DISPATCH_LEVEL, running_at
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET6,
     IPPROTO_IPV6,
     IPPROTO_TCP,
     IPV6_V6ONLY,
+    NPI_WSK_INTERFACE_ID,
     SO_KEEPALIVE,
     SO_RCVBUF,
     SO_REUSEADDR,
     SO_SNDBUF,
+    SO_WSK_EVENT_CALLBACK,
     SOL_SOCKET,
     TCP_KEEPCNT,
     TCP_KEEPIDLE,
     TCP_KEEPINTVL,
     TCP_MAXRT,
     TCP_NODELAY,
+    WSK_EVENT_DISABLE,
     WskGetOption,
     WskIoctl,
     WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_SOCKET
+from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from . import linux
+from .engine import report_exception
 
 if TYPE_CHECKING:
     from .client import WskClient
@@ -97,7 +103,25 @@ class Op:
 class ProviderSocket(WSK_SOCKET):
     """The parts of a WSK socket every category shares."""
 
-    __slots__ = ("client", "closed", "context", "dispatch_client", "family", "local", "sock")
+    __slots__ = (
+        "_close_irp",
+        "_disable_waiters",
+        "_running",
+        "client",
+        "closed",
+        "context",
+        "dispatch_client",
+        "events",
+        "family",
+        "local",
+        "sock",
+        "static_events",
+    )
+
+    #: The WSK_EVENT_* callbacks this category can enable with SO_WSK_EVENT_CALLBACK.
+    EVENTS: ClassVar[int] = 0
+    #: Which member of the client's dispatch table each event calls.
+    EVENT_CALLBACKS: ClassVar[dict[int, str]] = {}
 
     def __init__(
         self,
@@ -116,6 +140,14 @@ class ProviderSocket(WSK_SOCKET):
         self.dispatch_client = dispatch_client
         self.closed = False
         self.local: tuple[Any, ...] | None = None
+        #: Enabled event callbacks (WSK_EVENT_* bits); all start disabled.
+        self.events = 0
+        #: Events enabled with WSK_SET_STATIC_EVENT_CALLBACKS: never disabled.
+        self.static_events = client.static_events & self.EVENTS
+        self.events |= self.static_events
+        self._running: dict[int, int] = {}
+        self._disable_waiters: list[tuple[int, IRP]] = []
+        self._close_irp: IRP | None = None
 
     # --- small helpers -------------------------------------------------------------------
     @property
@@ -153,6 +185,111 @@ class ProviderSocket(WSK_SOCKET):
         """WskCloseSocket."""
         raise NotImplementedError
 
+    # --- event callbacks ---------------------------------------------------------------------
+    def events_allowed_now(self) -> bool:
+        """True when this socket's state allows enabling callbacks (after bind / connect)."""
+        return True
+
+    def on_events_changed(self) -> None:
+        """Called after ``self.events`` changed (a category starts or stops watching)."""
+
+    def callback_for(self, event: int) -> Callable[..., Any] | None:
+        """The client's routine for ``event`` in its dispatch table, or None."""
+        name = self.EVENT_CALLBACKS.get(event)
+        return getattr(self.dispatch_client, name, None) if name else None
+
+    def callbacks_running(self) -> bool:
+        """True while any event callback of this socket is executing."""
+        return any(self._running.values())
+
+    def invoke(self, event: int, *args: Any) -> Any:
+        """Call the client's routine for ``event`` (on the provider thread, at DISPATCH_LEVEL).
+
+        Calls are serialised per socket by construction (one thread).  An exception the
+        routine raises is reported, not propagated; the result is then None.  When the last
+        running call returns, pending disables and a pending close complete.
+        """
+        routine = self.callback_for(event)
+        if routine is None or self.closed:
+            return None
+        self._running[event] = self._running.get(event, 0) + 1
+        try:
+            with running_at(DISPATCH_LEVEL):
+                return routine(*args)
+        except BaseException as exc:
+            report_exception(exc, "in an event callback", routine)
+            return None
+        finally:
+            self._running[event] -= 1
+            if not self._running[event]:
+                self._callback_returned(event)
+
+    def _callback_returned(self, event: int) -> None:
+        waiting = [w for w in self._disable_waiters if w[0] == event]
+        self._disable_waiters = [w for w in self._disable_waiters if w[0] != event]
+        for _event, irp in waiting:
+            self._complete(irp, NTSTATUS.STATUS_SUCCESS)
+        if self._close_irp is not None and not self.callbacks_running():
+            irp, self._close_irp = self._close_irp, None
+            self._close_completed(irp)
+
+    def _close_completed(self, Irp: IRP) -> None:
+        """Complete a close IRP that waited for running callbacks."""
+        self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        self.client.socket_closed(self)
+
+    def finish_close(self, Irp: IRP) -> int:
+        """The last step of every WskCloseSocket: complete now, or once callbacks returned."""
+        if self.callbacks_running():
+            IoMarkIrpPending(Irp)
+            self._close_irp = Irp
+            return NTSTATUS.STATUS_PENDING
+        status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
+        self.client.socket_closed(self)
+        return status
+
+    def _answer(self, Irp: IRP | None, status: int) -> int:
+        return self._complete(Irp, status) if Irp is not None else status
+
+    def _event_callback_control(self, control: Any, Irp: IRP | None) -> int:
+        """SO_WSK_EVENT_CALLBACK: enable several events at once, or disable one."""
+        if (
+            not isinstance(control, WSK_EVENT_CALLBACK_CONTROL)
+            or control.NpiId != NPI_WSK_INTERFACE_ID
+        ):
+            return self._answer(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        mask = control.EventMask & 0xFFFFFFFF
+        if mask & WSK_EVENT_DISABLE:
+            event = mask & ~WSK_EVENT_DISABLE
+            if (
+                event == 0
+                or event & (event - 1)
+                or not event & self.EVENTS
+                or event & self.static_events
+            ):
+                # Exactly one event per disable; static events can never be disabled.
+                return self._answer(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+            self.events &= ~event
+            self.on_events_changed()
+            if not self._running.get(event):
+                return self._answer(Irp, NTSTATUS.STATUS_SUCCESS)
+            if Irp is None:
+                return NTSTATUS.STATUS_EVENT_PENDING
+            IoMarkIrpPending(Irp)
+            self._disable_waiters.append((event, Irp))
+            return NTSTATUS.STATUS_PENDING
+        if mask == 0 or mask & ~self.EVENTS:
+            return self._answer(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        if any(
+            self.callback_for(bit) is None for bit in _bits(mask) if bit in self.EVENT_CALLBACKS
+        ):
+            return self._answer(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        if not self.events_allowed_now():
+            return self._answer(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        self.events |= mask
+        self.on_events_changed()
+        return self._answer(Irp, NTSTATUS.STATUS_SUCCESS)
+
     # --- addresses -------------------------------------------------------------------------
     def _fill(self, target: SOCKADDR, address: tuple[Any, ...], Irp: IRP) -> int:
         try:
@@ -174,6 +311,8 @@ class ProviderSocket(WSK_SOCKET):
         OutputSizeReturned: PSIZE_T | None,
         Irp: IRP | None,
     ) -> int:
+        if (RequestType, Level, ControlCode) == (WskSetOption, SOL_SOCKET, SO_WSK_EVENT_CALLBACK):
+            return self._event_callback_control(InputBuffer, Irp)
         status, out = self._control(
             RequestType, ControlCode, Level, InputSize, InputBuffer, OutputSize, OutputBuffer
         )
@@ -271,3 +410,8 @@ def write_out(buf: Any, size: int, value: int, width: int) -> tuple[int, int]:
         return NTSTATUS.STATUS_BUFFER_TOO_SMALL, 0
     view.cast("B")[:width] = struct.pack("<Q" if width == 8 else "<I", value)
     return NTSTATUS.STATUS_SUCCESS, width
+
+
+def _bits(mask: int) -> list[int]:
+    """The single-bit flags set in ``mask``."""
+    return [1 << i for i in range(32) if mask & (1 << i)]

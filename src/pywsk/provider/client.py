@@ -32,12 +32,15 @@ from ..wsk.constants import (
     AF_INET6,
     IPPROTO_TCP,
     MAKE_WSK_VERSION,
+    NPI_WSK_INTERFACE_ID,
     SOCK_STREAM,
+    WSK_EVENT_DISABLE,
     WSK_FLAG_BASIC_SOCKET,
     WSK_FLAG_CONNECTION_SOCKET,
     WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_LISTEN_SOCKET,
     WSK_FLAG_STREAM_SOCKET,
+    WSK_SET_STATIC_EVENT_CALLBACKS,
     WSK_TRANSPORT_LIST_QUERY,
 )
 from ..wsk.dispatch import (
@@ -46,7 +49,14 @@ from ..wsk.dispatch import (
     WSK_PROVIDER_DISPATCH,
 )
 from ..wsk.registration import WSK_CLIENT_NPI
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_PROVIDER_CHARACTERISTICS, WSK_TRANSPORT
+from ..wsk.structs import (
+    PSIZE_T,
+    SOCKADDR,
+    WSK_BUF,
+    WSK_EVENT_CALLBACK_CONTROL,
+    WSK_PROVIDER_CHARACTERISTICS,
+    WSK_TRANSPORT,
+)
 from . import linux
 from .base import ProviderSocket
 from .connection import ConnectionSocket
@@ -79,10 +89,14 @@ class WskClient:
         self.sockets: set[ProviderSocket] = set()
         self._idle = threading.Condition()
         self.detached = False
+        #: Events enabled with WSK_SET_STATIC_EVENT_CALLBACKS (before any socket was made).
+        self.static_events = 0
+        self.sockets_made = 0
 
     def socket_opened(self, sock: ProviderSocket) -> None:
         with self._idle:
             self.sockets.add(sock)
+            self.sockets_made += 1
 
     def socket_closed(self, sock: ProviderSocket) -> None:
         with self._idle:
@@ -495,6 +509,8 @@ def _WskControlClient(
             return NTSTATUS.STATUS_BUFFER_OVERFLOW
         OutputBuffer[: len(transports)] = transports
         return NTSTATUS.STATUS_SUCCESS
+    if ControlCode == WSK_SET_STATIC_EVENT_CALLBACKS:
+        return _set_static_event_callbacks(Client, InputBuffer, Irp)
     status = NTSTATUS.STATUS_NOT_SUPPORTED
     if Irp is not None:
         subsystem.engine.call(
@@ -505,3 +521,16 @@ def _WskControlClient(
 
 #: The one WSK subsystem of this process.
 subsystem: Final = WskSubsystem()
+
+
+def _set_static_event_callbacks(client: WskClient, control: Any, Irp: IRP | None) -> int:
+    """WSK_SET_STATIC_EVENT_CALLBACKS: before any socket exists, IRP NULL ("WSK_SET_STATIC_
+    EVENT_CALLBACKS"); every later socket gets the events of its category, for good."""
+    if Irp is not None or not isinstance(control, WSK_EVENT_CALLBACK_CONTROL):
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    if control.NpiId != NPI_WSK_INTERFACE_ID or control.EventMask & WSK_EVENT_DISABLE:
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    if client.sockets_made:
+        return NTSTATUS.STATUS_INVALID_DEVICE_STATE
+    client.static_events |= control.EventMask
+    return NTSTATUS.STATUS_SUCCESS

@@ -611,9 +611,7 @@ class ConnectionSocket(ProviderSocket):
         # Cancelled requests complete first, the close IRP last; only then may
         # WskDeregister return (no routine of this socket runs after that).
         self._end_pending(Cause.CLOSE)
-        status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self.client.socket_closed(self)
-        return status
+        return self.finish_close(Irp)
 
     def _discard_unread(self) -> None:
         """Unread bytes at close() make Linux send RST; after a full disconnect, drop them."""
