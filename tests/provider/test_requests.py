@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -499,4 +499,140 @@ def test_mdl_built_for_nonpaged_pool_and_chains(wsk: WskTestClient, listener: Li
     request.wait(WAIT)
     assert (request.status, request.information) == (STATUS_SUCCESS, 8)
     assert recv_exactly(peer, 8) == b"headtail"
+    peer.close()
+
+
+# --- regressions ----------------------------------------------------------------------------------
+
+
+def _stalled(
+    wsk: WskTestClient, listener: Listener
+) -> tuple[WSK_SOCKET, socket.socket, list[Any], int]:
+    """A connection whose peer does not read yet, with sends pending."""
+    lsock = listener(rcvbuf=4096)
+    sock = wsk.connect(lsock.getsockname()[:2])
+    peer, _ = lsock.accept()
+    peer.settimeout(WAIT)
+    sends: list[Any] = []
+    for _ in range(64):
+        sends.append(wsk.send(sock, b"s" * 262144))
+        if sends[-1].returned == STATUS_PENDING:
+            break
+    return sock, peer, sends, 262144 * len(sends)
+
+
+def read_to_end(peer: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := peer.recv(1 << 16):
+        data += chunk
+    return bytes(data)
+
+
+def test_cancelled_graceful_disconnect_behind_sends_still_sends_everything_and_fin(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    sock, peer, _sends, total = _stalled(wsk, listener)
+    disc = wsk.disconnect(sock, final=b"FINAL")
+    assert disc.returned == STATUS_PENDING
+    IoCancelIrp(disc.irp)
+    disc.wait(WAIT)
+    assert (disc.status, disc.information) == (STATUS_CANCELLED, 0)
+    data = read_to_end(peer)  # ends: the FIN still went out
+    assert data == b"s" * total + b"FINAL"
+    peer.close()
+
+
+def test_cancelled_graceful_disconnect_with_a_partly_sent_final_buffer_completes_normally(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    sock, peer, sends, total = _stalled(wsk, listener)
+    for request in sends[:-1]:
+        assert request.wait(WAIT).status == STATUS_SUCCESS
+    # Let the pending send drain so that the final buffer is the one partly sent.
+    big_final = b"f" * 4 * 1024 * 1024
+    disc = wsk.disconnect(sock, final=big_final)
+    got = bytearray()
+    while len(got) < total + 1:
+        got += peer.recv(1 << 16)
+    IoCancelIrp(disc.irp)
+    data = bytes(got) + read_to_end(peer)
+    assert data == b"s" * total + big_final
+    disc.wait(WAIT)
+    assert disc.status in (STATUS_SUCCESS, STATUS_CANCELLED)
+    # The provider is still responsive.
+    assert wsk.socket(AF_INET).status == STATUS_SUCCESS
+    peer.close()
+
+
+def test_nodelay_flag_leaves_the_clients_tcp_nodelay_setting(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    sock, peer = connected(wsk, listener)
+    control = wsk.dispatch(sock).WskControlSocket
+    assert (
+        control(sock, WskSetOption, TCP_NODELAY, IPPROTO_TCP, 4, 1, 0, None, None, None)
+        == STATUS_SUCCESS
+    )
+    assert wsk.send(sock, b"x", WSK_FLAG_NODELAY).wait(WAIT).status == STATUS_SUCCESS
+    value = PULONG()
+    assert (
+        control(sock, WskGetOption, TCP_NODELAY, IPPROTO_TCP, 0, None, 4, value, None, None)
+        == STATUS_SUCCESS
+    )
+    assert value.value == 1
+    peer.close()
+
+
+def test_returned_status_is_not_what_a_routine_wrote_into_the_irp(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    from pywsk.nt import STATUS_UNSUCCESSFUL
+
+    sock, peer = connected(wsk, listener)
+    peer.sendall(b"ready")
+    _pool, buf = make_buffer(16)
+
+    def reuse_at_once(_device: Any, irp: IRP, _context: Any) -> int:
+        IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
+        return STATUS_MORE_PROCESSING_REQUIRED
+
+    from pywsk.testing.tcp import siocinq
+
+    kernel: socket.socket = cast(Any, sock).sock
+    for _ in range(1000):  # bounded: the 5 bytes are in flight on loopback
+        if siocinq(kernel) == 5:
+            break
+    irp = IoAllocateIrp(1, False)
+    assert irp is not None
+    IoSetCompletionRoutine(irp, reuse_at_once, None, True, True, True)
+    assert wsk.dispatch(sock).WskReceive(sock, buf, 0, irp) == STATUS_SUCCESS
+    IoFreeIrp(irp)
+    peer.close()
+
+
+def test_control_client_completes_the_irp_of_a_refused_request(wsk: WskTestClient) -> None:
+    from pywsk.wsk import WSK_TRANSPORT_LIST_QUERY
+
+    assert wsk.provider.Dispatch is not None
+    control = wsk.provider.Dispatch.WskControlClient
+    for client, code in [
+        (object(), 99),
+        (wsk.provider.Client, WSK_TRANSPORT_LIST_QUERY),
+        (wsk.provider.Client, 99),
+    ]:
+        request = wsk.call("WskControlClient", control, client, code, 0, None, 0, None, PSIZE_T())
+        assert request.done
+        assert request.status == request.returned
+        assert request.status != STATUS_SUCCESS
+
+
+def test_requests_ended_by_an_abort_report_no_bytes(wsk: WskTestClient, listener: Listener) -> None:
+    from pywsk.wsk import WSK_FLAG_ABORTIVE
+
+    sock, peer, sends, _ = _stalled(wsk, listener)
+    assert wsk.disconnect(sock, flags=WSK_FLAG_ABORTIVE).returned == STATUS_SUCCESS
+    for request in sends:
+        request.wait(WAIT)
+        if request.status != STATUS_SUCCESS:
+            assert request.information == 0
     peer.close()

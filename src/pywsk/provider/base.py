@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.connection import OpKind
-from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine
+from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine, begin_request
 from ..nt.irql import DISPATCH_LEVEL, running_at
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -54,13 +54,20 @@ from .engine import report_exception
 if TYPE_CHECKING:
     from .client import WskClient
 
-__all__ = ["Op", "ProviderSocket", "read_in", "write_out"]
+__all__ = ["Op", "ProviderSocket", "internal_irp", "read_in", "write_out"]
+
+
+def internal_irp() -> IRP:
+    """An IRP the provider uses for its own steps (no completion routine; never the client's)."""
+    irp = IRP(1, False)
+    begin_request(irp, "internal")
+    return irp
 
 
 class Op:
     """One pending request (an IRP inside the provider)."""
 
-    __slots__ = ("done", "flags", "irp", "kind", "owner", "transferred", "views", "want")
+    __slots__ = ("done", "flags", "irp", "kind", "owner", "status", "transferred", "views", "want")
 
     def __init__(
         self,
@@ -78,6 +85,8 @@ class Op:
         self.want = sum(len(v) for v in views)
         self.transferred = 0
         self.done = False
+        #: The status it completed with (valid once ``done``).
+        self.status: int = NTSTATUS.STATUS_PENDING
 
     def cancel_routine(self, _device: object, irp: IRP) -> None:
         """Installed as the IRP's cancel routine: hand the cancel to the provider thread."""
@@ -171,11 +180,16 @@ class ProviderSocket(WSK_SOCKET):
         if op.done:
             return
         op.done = True
+        op.status = status
         op.views = []  # release the client's buffers before its routine runs
         IoSetCancelRoutine(op.irp, None)
         self._engine.complete(
             op.irp, status, op.transferred if information is None else information
         )
+
+    def unsupported(self, Irp: IRP) -> int:
+        """A function this provider does not implement: STATUS_NOT_SUPPORTED, IRP completed."""
+        return self._complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
 
     def cancel(self, op: Op) -> None:
         """IoCancelIrp reached ``op``: end it if the cancel can still win."""
@@ -347,6 +361,7 @@ class ProviderSocket(WSK_SOCKET):
                 if value is None:
                     return NTSTATUS.STATUS_INVALID_PARAMETER, 0
                 self.sock.setsockopt(linux_level, linux_name, value * scale)
+                self.on_option_set(level, code)
                 return NTSTATUS.STATUS_SUCCESS, 0
             if kind == WskGetOption:
                 value = self.sock.getsockopt(linux_level, linux_name) // scale
@@ -356,6 +371,9 @@ class ProviderSocket(WSK_SOCKET):
         except OSError as exc:
             return linux.status_from_errno(exc.errno), 0
         return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+
+    def on_option_set(self, level: int, code: int) -> None:
+        """Called after a socket option was set (a category may react)."""
 
     def _ioctl(self, code: int, out_buf: Any, out_size: int) -> tuple[int, int] | None:
         """An IOCTL of this category: (status, output bytes), or None if not one of its own."""

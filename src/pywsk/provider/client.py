@@ -58,7 +58,7 @@ from ..wsk.structs import (
     WSK_TRANSPORT,
 )
 from . import linux
-from .base import ProviderSocket
+from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
 from .engine import Engine
 
@@ -278,27 +278,25 @@ def _WskControlSocket(
 
 
 def _WskRelease(Socket: Any, DataIndication: Any) -> int:
-    # Data indications exist only with WskReceiveEvent (event callbacks are not implemented
-    # yet): nothing can have been retained, so any list given is not one of ours.
-    return NTSTATUS.STATUS_INVALID_PARAMETER
+    """WskRelease: no IRP; returns STATUS_SUCCESS or STATUS_INVALID_PARAMETER at once."""
+    require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
 
-
-def _not_supported(name: str, Irp: IRP | None) -> int:
     def run() -> int:
-        assert Irp is not None
-        return _completed(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
+        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+            return NTSTATUS.STATUS_INVALID_PARAMETER
+        return Socket.release(DataIndication)
 
-    return _enter(name, Irp, run)
+    return subsystem.engine.call(run)
 
 
 def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
-    return _not_supported("WskConnectEx", Irp)
+    return _socket_call("WskConnectEx", Socket, Irp, "unsupported", Irp)
 
 
 def _WskSendEx(
     Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
 ) -> int:
-    return _not_supported("WskSendEx", Irp)
+    return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
 
 
 def _WskReceiveEx(
@@ -310,7 +308,7 @@ def _WskReceiveEx(
     ControlFlags: Any,
     Irp: IRP,
 ) -> int:
-    return _not_supported("WskReceiveEx", Irp)
+    return _socket_call("WskReceiveEx", Socket, Irp, "unsupported", Irp)
 
 
 # --- client-level functions ---------------------------------------------------------------------
@@ -436,10 +434,10 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
     from ..nt.irp import IoAllocateIrp, IoSetCompletionRoutine
 
     def fail(status: int) -> int:
-        sock.close(_internal_irp())
+        sock.close(internal_irp())
         return _completed(Irp, status)
 
-    bind_irp = _internal_irp()
+    bind_irp = internal_irp()
     status = sock.bind(local, 0, bind_irp)
     if status != NTSTATUS.STATUS_SUCCESS:
         return fail(status)
@@ -454,7 +452,7 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
             if final == NTSTATUS.STATUS_SUCCESS:
                 subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
             else:
-                sock.close(_internal_irp())
+                sock.close(internal_irp())
                 subsystem.engine.complete(Irp, final)
         return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
 
@@ -473,12 +471,6 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
     return NTSTATUS.STATUS_SUCCESS
 
 
-def _internal_irp() -> IRP:
-    irp = IRP(1, False)
-    begin_request(irp, "internal")
-    return irp
-
-
 def _WskControlClient(
     Client: Any,
     ControlCode: int,
@@ -489,7 +481,25 @@ def _WskControlClient(
     OutputSizeReturned: PSIZE_T | None,
     Irp: IRP | None,
 ) -> int:
+    """WskControlClient.  With an IRP, every outcome - refusals too - completes it."""
     require_irql_at_most(DISPATCH_LEVEL, "WskControlClient")
+    status = _control_client(
+        Client, ControlCode, InputBuffer, OutputSize, OutputBuffer, OutputSizeReturned, Irp
+    )
+    if Irp is not None:
+        return subsystem.engine.call(_take, "WskControlClient", Irp, _completed, (Irp, status))
+    return status
+
+
+def _control_client(
+    Client: Any,
+    ControlCode: int,
+    InputBuffer: Any,
+    OutputSize: int,
+    OutputBuffer: Any,
+    OutputSizeReturned: PSIZE_T | None,
+    Irp: IRP | None,
+) -> int:
     if not isinstance(Client, WskClient):
         return NTSTATUS.STATUS_INVALID_HANDLE
     if ControlCode == WSK_TRANSPORT_LIST_QUERY:
@@ -511,12 +521,7 @@ def _WskControlClient(
         return NTSTATUS.STATUS_SUCCESS
     if ControlCode == WSK_SET_STATIC_EVENT_CALLBACKS:
         return _set_static_event_callbacks(Client, InputBuffer, Irp)
-    status = NTSTATUS.STATUS_NOT_SUPPORTED
-    if Irp is not None:
-        subsystem.engine.call(
-            _take, "WskControlClient", Irp, subsystem.engine.complete, (Irp, status)
-        )
-    return status
+    return NTSTATUS.STATUS_NOT_SUPPORTED
 
 
 #: The one WSK subsystem of this process.

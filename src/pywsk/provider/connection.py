@@ -36,8 +36,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import mmap
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.connection import (
     PENDING_OUTCOME,
@@ -53,19 +54,32 @@ from ..core.connection import (
     send_verdict,
 )
 from ..nt.irp import IRP
-from ..nt.mdl import mdl_chain_views, mdl_chain_writable, mdl_is_locked
+from ..nt.mdl import (
+    IoAllocateMdl,
+    IoFreeMdl,
+    MmBuildMdlForNonPagedPool,
+    mdl_chain_views,
+    mdl_chain_writable,
+    mdl_is_locked,
+)
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
     SIO_WSK_QUERY_RECEIVE_BACKLOG,
+    SO_SNDBUF,
+    SOL_SOCKET,
+    WSK_EVENT_DISCONNECT,
+    WSK_EVENT_RECEIVE,
+    WSK_EVENT_SEND_BACKLOG,
     WSK_FLAG_ABORTIVE,
+    WSK_FLAG_AT_DISPATCH_LEVEL,
     WSK_FLAG_DRAIN,
     WSK_FLAG_NODELAY,
     WSK_FLAG_WAITALL,
 )
-from ..wsk.structs import SOCKADDR, WSK_BUF
+from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
 from . import linux
-from .base import Op, ProviderSocket, write_out
+from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
     from .client import WskClient
@@ -81,16 +95,29 @@ _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
 class ConnectionSocket(ProviderSocket):
     """A WSK connection socket: the WSK_SOCKET the client holds, and its state."""
 
+    EVENTS: ClassVar[int] = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
+    EVENT_CALLBACKS: ClassVar[dict[int, str]] = {
+        WSK_EVENT_RECEIVE: "WskReceiveEvent",
+        WSK_EVENT_DISCONNECT: "WskDisconnectEvent",
+        WSK_EVENT_SEND_BACKLOG: "WskSendBacklogEvent",
+    }
+
     __slots__ = (
         "_disc",
+        "_eof_seen",
+        "_events_seen",
         "_fin_issued",
         "_final_pending",
+        "_held",
+        "_indication_buffer",
         "_reading",
+        "_suspended",
         "_writing",
         "half_open",
         "machine",
         "recvq",
         "remote",
+        "retained",
         "sendq",
     )
 
@@ -115,6 +142,14 @@ class ConnectionSocket(ProviderSocket):
         self._fin_issued = False  # shutdown(SHUT_WR) done
         self._reading = False
         self._writing = False
+        # WskReceiveEvent: data the client left with us, whether indications are paused,
+        # the reusable indication buffer, and lists the client retained (STATUS_PENDING).
+        self._held = bytearray()
+        self._suspended = False
+        self._eof_seen = False
+        self._indication_buffer = _indication_buffer()
+        self.retained: dict[int, WSK_DATA_INDICATION] = {}
+        self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
 
     @classmethod
@@ -134,16 +169,24 @@ class ConnectionSocket(ProviderSocket):
             new.machine.process(event)
         new.local = sock.getsockname()
         new.remote = sock.getpeername()
+        if new.events:
+            new.on_events_changed()
         return new
 
     def __repr__(self) -> str:
         return f"<WSK connection socket {self.machine.state.name} {self.local}->{self.remote}>"
 
     def _process(self, event: ConnInput) -> bool:
-        if self.machine.can(event):
-            self.machine.process(event)
-            return True
-        return False
+        if not self.machine.can(event):
+            return False
+        self.machine.process(event)
+        if event is ConnInput.RECV_FIN:
+            self._remote_disconnected(0)
+        elif event is ConnInput.RECV_RST:
+            self._remote_disconnected(WSK_FLAG_ABORTIVE)
+        elif event is ConnInput.TRANSPORT_FAILED and self.events & WSK_EVENT_RECEIVE:
+            self._engine.post(self._indicate_broken)
+        return True
 
     # --- registrations on the loop ---------------------------------------------------------
     def _want_read(self, on: bool) -> None:
@@ -219,10 +262,12 @@ class ConnectionSocket(ProviderSocket):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         state = self.machine.state
         if state is not S.BOUND:
-            busy = state is S.CONNECTING or not (state is S.CREATED or state is S.CLOSED)
-            status = (
-                NTSTATUS.STATUS_CONNECTION_ACTIVE if busy else NTSTATUS.STATUS_INVALID_DEVICE_STATE
-            )
+            if self.machine.broken:
+                status = NTSTATUS.STATUS_FILE_FORCED_CLOSED
+            elif state in (S.CREATED, S.DISCONNECTED):
+                status = NTSTATUS.STATUS_INVALID_DEVICE_STATE  # unbound (observed), or used up
+            else:
+                status = NTSTATUS.STATUS_CONNECTION_ACTIVE  # connecting or connected already
             return self._complete(Irp, status)
         try:
             address = linux.to_linux_address(RemoteAddress, self.family)
@@ -245,6 +290,8 @@ class ConnectionSocket(ProviderSocket):
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)
         self.local = self.sock.getsockname()
         self.remote = self.sock.getpeername()
+        if self.events:
+            self.on_events_changed()  # static event callbacks start with the connection
 
     def _finish_connect(self, op: Op) -> None:
         self.sendq.popleft()
@@ -271,8 +318,8 @@ class ConnectionSocket(ProviderSocket):
             if not self._transmit(op):
                 return self._complete_broken_inline(op)
             if op.transferred == op.want:
-                op.done = True
-                return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, op.transferred)
+                self._finish(op, NTSTATUS.STATUS_SUCCESS)
+                return NTSTATUS.STATUS_SUCCESS
         self.sendq.append(op)
         self._want_write(True)
         return self._pend(op)
@@ -282,8 +329,8 @@ class ConnectionSocket(ProviderSocket):
             send_verdict(self.machine.state, self.machine.failure)
             or NTSTATUS.STATUS_CONNECTION_RESET
         )
-        op.done = True
-        return self._complete(op.irp, status, op.transferred)
+        self._finish(op, status, 0)
+        return status
 
     def _views(self, Buffer: WSK_BUF | None, writable: bool = False) -> list[memoryview] | None:
         if Buffer is None:
@@ -296,21 +343,29 @@ class ConnectionSocket(ProviderSocket):
 
     def _transmit(self, op: Op) -> bool:
         """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""
-        nodelay = bool(op.flags & WSK_FLAG_NODELAY)
         try:
             while op.transferred < op.want:
                 sent = self.sock.sendmsg(op.remaining())
+                if sent == 0:
+                    break
                 op.transferred += sent
-            if nodelay:
-                # Push this and earlier queued data now (Nagle bypass), then restore.
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            if op.flags & WSK_FLAG_NODELAY and op.transferred == op.want:
+                self._push()
+
         except BlockingIOError:
             return True
         except OSError as exc:
             self._on_transport_error(exc)
             return False
         return True
+
+    def _push(self) -> None:
+        """WSK_FLAG_NODELAY: send this and earlier queued data now (a TCP_NODELAY pulse), and
+        leave the socket's own TCP_NODELAY setting as the client made it."""
+        tcp = socket.IPPROTO_TCP
+        if not self.sock.getsockopt(tcp, socket.TCP_NODELAY):
+            self.sock.setsockopt(tcp, socket.TCP_NODELAY, 1)
+            self.sock.setsockopt(tcp, socket.TCP_NODELAY, 0)
 
     def _on_writable(self) -> None:
         while self.sendq:
@@ -349,16 +404,37 @@ class ConnectionSocket(ProviderSocket):
         if not isinstance(verdict, ReceiveVerdict):
             return self._complete(Irp, verdict)
         if not views and not Flags & WSK_FLAG_DRAIN:
-            # A zero-length receive: nothing to copy; it completes at once.
-            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+            # A zero-length receive: nothing to copy; it completes at once, and resumes
+            # receive-event indications a client paused (WSK_BUF page, WskReceiveEvent).
+            status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+            self._resume_indications()
+            return status
         op = Op(self, OpKind.RECEIVE, Irp, views, Flags)
         self.recvq.append(op)
         if len(self.recvq) == 1:
-            self._on_readable()
+            self._take_held(op)
+            if not op.done:
+                self._on_readable()
             if op.done:
-                return op.irp.IoStatus.Status  # completed inline
-        self._want_read(True)
+                return op.status  # completed inline
+        self._update_reading()
         return self._pend(op)
+
+    def _take_held(self, op: Op) -> None:
+        """Serve a receive from data an event callback left with the provider first."""
+        if not self._held or op.flags & WSK_FLAG_DRAIN:
+            return
+        for view in op.remaining():
+            n = min(len(view), len(self._held))
+            view[:n] = self._held[:n]
+            del self._held[:n]
+            op.transferred += n
+            if not self._held:
+                break
+        if op.transferred and not (op.flags & WSK_FLAG_WAITALL and op.transferred < op.want):
+            self.recvq.remove(op)
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+            self._resume_indications()
 
     def _on_readable(self) -> None:
         while self.recvq:
@@ -383,11 +459,169 @@ class ConnectionSocket(ProviderSocket):
                 continue
             self.recvq.popleft()
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
-        self._want_read(bool(self.recvq))
+            self._resume_indications()
+        if not self.recvq and self._indicating():
+            self._indicate_from_kernel()
+            return
+        self._update_reading()
+
+    # --- WskReceiveEvent -----------------------------------------------------------------------
+    def _indicating(self) -> bool:
+        """True when new data goes to WskReceiveEvent (enabled, not paused, nothing pending)."""
+        return (
+            bool(self.events & WSK_EVENT_RECEIVE)
+            and not self._suspended
+            and not self._eof_seen
+            and not self.closed
+            and not self.recvq
+            and receive_verdict(self.machine.state, self.half_open) is ReceiveVerdict.READ
+        )
+
+    def _update_reading(self) -> None:
+        self._want_read(bool(self.recvq) or self._indicating())
+
+    def _resume_indications(self) -> None:
+        """A WskReceive completed: indications paused by the client resume (buffered first)."""
+        if not self._suspended:
+            return
+        self._suspended = False
+        if self._held and self._indicating():
+            held, self._held = self._held, bytearray()
+            self._indicate(memoryview(held), owned=True)
+        self._update_reading()
+
+    def _indicate_from_kernel(self) -> None:
+        while self._indicating():
+            buffer = self._indication_buffer
+            try:
+                n = self.sock.recv_into(buffer)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._on_transport_error(exc)
+                return
+            if n == 0:
+                self._on_peer_fin()
+                return
+            self._indicate(memoryview(buffer)[:n], owned=False)
+        self._update_reading()
+
+    def _indicate(self, data: memoryview, owned: bool) -> None:
+        """Offer ``data`` to WskReceiveEvent and act on the answer (the four cases of its page).
+
+        ``owned``: ``data`` is a private copy the client may keep (else it is the provider's
+        reusable buffer).
+        """
+        n = len(data)
+        mdl = IoAllocateMdl(data, n, False, False, None)
+        if mdl is None:  # exhaustion: keep the data for a WskReceive, pause
+            self._held += data
+            self._suspended = True
+            return
+        MmBuildMdlForNonPagedPool(mdl)
+        indication = WSK_DATA_INDICATION(None, WSK_BUF(mdl, 0, n))
+        accepted = PSIZE_T(n)
+        status = self.invoke(
+            WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, indication, n, accepted
+        )
+        if status == NTSTATUS.STATUS_PENDING:
+            # The client keeps the list until WskRelease; the buffer is now its own.
+            self.retained[id(indication)] = indication
+            if not owned:
+                self._indication_buffer = _indication_buffer()
+            return
+        IoFreeMdl(mdl)
+        if status == NTSTATUS.STATUS_SUCCESS and 0 <= accepted.value < n:
+            self._held += data[accepted.value :]  # partial: pause until a WskReceive
+            self._suspended = True
+        elif status != NTSTATUS.STATUS_SUCCESS:
+            # STATUS_DATA_NOT_ACCEPTED (or a routine that failed): nothing was taken.
+            self._held += data
+            self._suspended = True
+
+    def release(self, DataIndication: WSK_DATA_INDICATION | None) -> int:
+        """WskRelease: give back a list retained by returning STATUS_PENDING."""
+        if DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
+            return NTSTATUS.STATUS_INVALID_PARAMETER
+        element: WSK_DATA_INDICATION | None = DataIndication
+        while element is not None:
+            if element.Buffer.Mdl is not None:
+                IoFreeMdl(element.Buffer.Mdl)
+            element = element.Next
+        return NTSTATUS.STATUS_SUCCESS
+
+    # --- WskDisconnectEvent, WskSendBacklogEvent ----------------------------------------------
+    def _remote_disconnected(self, flags: int) -> None:
+        """The peer's FIN (flags 0) or RST (WSK_FLAG_ABORTIVE): tell the client, after the
+        completions and data indications already under way (so data comes first)."""
+        if self.events & WSK_EVENT_DISCONNECT:
+            self._engine.post(self._indicate_disconnect, flags)
+        elif flags and self.events & WSK_EVENT_RECEIVE:
+            self._engine.post(self._indicate_broken)
+
+    def _indicate_disconnect(self, flags: int) -> None:
+        if self.events & WSK_EVENT_DISCONNECT:
+            self.invoke(WSK_EVENT_DISCONNECT, self.context, flags | WSK_FLAG_AT_DISPATCH_LEVEL)
+
+    def _indicate_broken(self) -> None:
+        """A NULL WskReceiveEvent indication: the socket no longer works; close it."""
+        if self.events & WSK_EVENT_RECEIVE:
+            self.invoke(
+                WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, None, 0, PSIZE_T(0)
+            )
+
+    def ideal_send_backlog(self) -> int:
+        """Bytes of sends to keep outstanding to keep the pipe full: the kernel's send buffer."""
+        return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+    def _indicate_send_backlog(self) -> None:
+        if self.events & WSK_EVENT_SEND_BACKLOG and not self.closed:
+            self.invoke(WSK_EVENT_SEND_BACKLOG, self.context, self.ideal_send_backlog())
+
+    # --- which events may be on, and what watching they need -----------------------------------
+    def events_allowed_now(self) -> bool:
+        return not self.closed and self.machine.state not in (S.CREATED, S.BOUND, S.CONNECTING)
+
+    def on_events_changed(self) -> None:
+        newly = self.events & ~self._events_seen
+        self._events_seen = self.events
+        self._update_watch()
+        self._update_reading()
+        if newly & WSK_EVENT_SEND_BACKLOG:
+            # Q17: report the current ideal backlog once when the event is switched on.
+            self._engine.post(self._indicate_send_backlog)
+        if newly & WSK_EVENT_RECEIVE and self.machine.state is S.CONNECTED:
+            self._engine.post(self._on_readable)
+
+    def _update_watch(self) -> None:
+        """Watch the TCP state while a FIN's acknowledgement, or the peer's end, is awaited."""
+        watcher = self.client.subsystem.watcher
+        wanted = (
+            not self.closed
+            and not self.machine.broken
+            and (self._disc is not None or bool(self.events & WSK_EVENT_DISCONNECT))
+        )
+        if wanted:
+            watcher.watch(self.sock, self._on_state_change)
+        else:
+            watcher.unwatch(self.sock)
+
+    def _on_state_change(self) -> None:
+        """The kernel woke the socket: our FIN acknowledged, the peer's FIN or RST, ..."""
+        if self.closed:
+            return
+        if self._disc is not None and self._fin_issued:
+            self._check_fin_acked()
+        if self.events & WSK_EVENT_DISCONNECT and not self.closed:
+            if self.recvq or self._indicating():
+                self._on_readable()  # data first; the reader meets the FIN or RST in order
+            else:
+                self.refresh()
 
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
         has, or 0 bytes); a reset that followed the FIN shows as SO_ERROR / state CLOSE."""
+        self._eof_seen = True
         self._process(ConnInput.RECV_FIN)
         pending = list(self.recvq)
         self.recvq.clear()
@@ -439,14 +673,16 @@ class ConnectionSocket(ProviderSocket):
             if op.kind is OpKind.RECEIVE and op.transferred and cause is not Cause.CLOSE:
                 # Data already copied into the buffer is delivered, not lost.
                 status = NTSTATUS.STATUS_SUCCESS
-            self._finish(op, status, op.transferred if op.kind is not OpKind.DISCONNECT else 0)
+            succeeded = status == NTSTATUS.STATUS_SUCCESS and op.kind is not OpKind.DISCONNECT
+            self._finish(op, status, op.transferred if succeeded else 0)
 
     def cancel(self, op: Op) -> None:
         """IoCancelIrp reached a pending op: end it with STATUS_CANCELLED if it had no effect.
 
         A send already partly handed to the kernel, or a receive that already holds data,
         cannot be undone: it completes normally (the cancel lost the race).  A graceful
-        disconnect's IRP completes with STATUS_CANCELLED but its FIN, once issued, stays.
+        disconnect's IRP completes with STATUS_CANCELLED (unless its final buffer is partly
+        sent), but the disconnect goes on in the transport: a FIN cannot be taken back.
         """
         if op.done:
             return
@@ -456,7 +692,7 @@ class ConnectionSocket(ProviderSocket):
             if op not in self.recvq:
                 return
             self.recvq.remove(op)
-            self._want_read(bool(self.recvq))
+            self._update_reading()
             if op.transferred:
                 self._finish(op, NTSTATUS.STATUS_SUCCESS)
             else:
@@ -464,12 +700,17 @@ class ConnectionSocket(ProviderSocket):
             return
         if op.kind is OpKind.DISCONNECT:
             if op is self._disc:
-                self._disc = None
-                if self._final_pending and op in self.sendq and op.transferred == 0:
-                    self.sendq.remove(op)
-                    self._final_pending = False
-                if not self._fin_issued and not self.closed and not self.sendq:
-                    self._issue_fin()
+                if op in self.sendq and op.transferred:
+                    return  # its final buffer is partly on the wire: it completes normally
+                # The IRP is given back; the disconnect itself goes on in the transport (the
+                # state machine cannot take back a FIN), with a copy of any unsent final data.
+                data = b"".join(bytes(view) for view in op.remaining())
+                carrier = Op(
+                    self, OpKind.DISCONNECT, internal_irp(), [memoryview(data)] if data else []
+                )
+                if op in self.sendq:
+                    self.sendq[self.sendq.index(op)] = carrier
+                self._disc = carrier
             self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
             return
         if op.kind is OpKind.CONNECT:
@@ -517,9 +758,7 @@ class ConnectionSocket(ProviderSocket):
                 self._final_pending = False
             elif self.machine.broken:
                 return (
-                    op.irp.IoStatus.Status
-                    if op.done
-                    else self._complete(Irp, NTSTATUS.STATUS_CONNECTION_RESET)
+                    op.status if op.done else self._complete(Irp, NTSTATUS.STATUS_CONNECTION_RESET)
                 )
             else:
                 self.sendq.append(op)
@@ -527,7 +766,7 @@ class ConnectionSocket(ProviderSocket):
         if not self.sendq:
             self._issue_fin()
             if op.done:
-                return op.irp.IoStatus.Status
+                return op.status
         return self._pend(op)
 
     def _end_receives_without_half_open(self) -> None:
@@ -546,7 +785,7 @@ class ConnectionSocket(ProviderSocket):
             self._on_transport_error(exc)
             return
         if self._disc is not None:
-            self.client.subsystem.watcher.watch(self.sock, self._check_fin_acked)
+            self._update_watch()
             self._check_fin_acked()
 
     def _check_fin_acked(self) -> None:
@@ -579,9 +818,9 @@ class ConnectionSocket(ProviderSocket):
             self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     def _on_fin_acked(self) -> None:
-        self.client.subsystem.watcher.unwatch(self.sock)
         self._process(ConnInput.FIN_ACKED)
         op, self._disc = self._disc, None
+        self._update_watch()
         if op is not None:
             self._finish(op, NTSTATUS.STATUS_SUCCESS, op.transferred)
 
@@ -643,5 +882,17 @@ class ConnectionSocket(ProviderSocket):
             return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0
         if code == SIO_WSK_QUERY_RECEIVE_BACKLOG:
             return write_out(out_buf, out_size, linux.inq(self.sock), 8)
-        backlog = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
-        return write_out(out_buf, out_size, backlog, 8)
+        return write_out(out_buf, out_size, self.ideal_send_backlog(), 8)
+
+    def on_option_set(self, level: int, code: int) -> None:
+        if (level, code) == (SOL_SOCKET, SO_SNDBUF):
+            self._engine.post(self._indicate_send_backlog)  # the ideal backlog changed
+
+
+#: Size of the provider's receive-indication buffer (page-aligned: receiving into
+#: page-aligned memory is about twice as fast on the target machine).
+INDICATION_BUFFER_SIZE = 65536
+
+
+def _indication_buffer() -> mmap.mmap:
+    return mmap.mmap(-1, INDICATION_BUFFER_SIZE)

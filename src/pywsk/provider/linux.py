@@ -182,10 +182,12 @@ def from_linux_address(target: SOCKADDR, linux_af: int, address: tuple[Any, ...]
 
 
 class FinAckWatcher:
-    """Tells the provider when a socket's TCP state may have moved after ``shutdown``.
+    """Tells the provider when a socket's TCP state may have moved (our FIN acknowledged, the
+    peer's FIN or RST), without reading any data.
 
-    One private epoll holds ``EPOLLOUT | EPOLLET`` registrations; its own fd is a reader on
-    the provider's loop.  An edge-triggered registration reports the current readiness once
+    One private epoll holds ``EPOLLOUT | EPOLLRDHUP | EPOLLET`` registrations; its own fd is a
+    reader on the provider's loop.  EPOLLOUT re-reports at our FIN's acknowledgement,
+    EPOLLRDHUP at the peer's FIN, and an RST always reports (EPOLLERR | EPOLLHUP).  An edge-triggered registration reports the current readiness once
     when added, so the first check runs without a lost wake-up; afterwards it re-reports at
     each state change (and at spurious moments - ACKs of data - which a re-check absorbs).
     """
@@ -202,7 +204,7 @@ class FinAckWatcher:
             self._callbacks[fd] = on_change
             return
         self._callbacks[fd] = on_change
-        self._epoll.register(fd, select.EPOLLOUT | select.EPOLLET)
+        self._epoll.register(fd, select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET)
 
     def unwatch(self, sock: socket.socket) -> None:
         """Stop watching ``sock`` (call before closing its fd)."""

@@ -40,11 +40,15 @@ from ..nt import (
 from ..wsk import (
     IPPROTO_TCP,
     MAKE_WSK_VERSION,
+    NPI_WSK_INTERFACE_ID,
+    SO_WSK_EVENT_CALLBACK,
     SOCK_STREAM,
     SOCKADDR_STORAGE,
+    SOL_SOCKET,
     WSK_BUF,
     WSK_CLIENT_DISPATCH,
     WSK_CLIENT_NPI,
+    WSK_EVENT_CALLBACK_CONTROL,
     WSK_FLAG_CONNECTION_SOCKET,
     WSK_INFINITE_WAIT,
     WSK_PROVIDER_CONNECTION_DISPATCH,
@@ -55,6 +59,7 @@ from ..wsk import (
     WskDeregister,
     WskRegister,
     WskReleaseProviderNPI,
+    WskSetOption,
     sockaddr_from_tuple,
 )
 
@@ -161,7 +166,14 @@ class WskTestClient:
         return cast(WSK_PROVIDER_CONNECTION_DISPATCH, sock.Dispatch)
 
     # --- common sequences ----------------------------------------------------------------------
-    def socket(self, family: int, flags: int = WSK_FLAG_CONNECTION_SOCKET) -> Request:
+    def socket(
+        self,
+        family: int,
+        flags: int = WSK_FLAG_CONNECTION_SOCKET,
+        context: Any = None,
+        dispatch: Any = None,
+    ) -> Request:
+        """WskSocket; a socket it makes is closed by :meth:`close`."""
         assert self.provider.Dispatch is not None
         request = self.call(
             "WskSocket",
@@ -171,8 +183,8 @@ class WskTestClient:
             SOCK_STREAM,
             IPPROTO_TCP,
             flags,
-            None,
-            None,
+            context,
+            dispatch,
             None,
             None,
             None,
@@ -181,8 +193,15 @@ class WskTestClient:
             self.sockets.append(request.information)
         return request
 
-    def connect(self, remote: tuple[Any, ...], local: tuple[Any, ...] | None = None) -> WSK_SOCKET:
-        """WskSocketConnect to ``remote`` (from ``local``, default the same host, port 0)."""
+    def connect(
+        self,
+        remote: tuple[Any, ...],
+        local: tuple[Any, ...] | None = None,
+        context: Any = None,
+        dispatch: Any = None,
+    ) -> WSK_SOCKET:
+        """WskSocketConnect to ``remote`` (from ``local``, default the same host, port 0),
+        with an optional socket context and WSK_CLIENT_CONNECTION_DISPATCH for events."""
         assert self.provider.Dispatch is not None
         local = local or ((remote[0], 0) if ":" not in remote[0] else ("::1", 0))
         request = self.call(
@@ -194,8 +213,8 @@ class WskTestClient:
             sockaddr_from_tuple(local),
             sockaddr_from_tuple(remote),
             0,
-            None,
-            None,
+            context,
+            dispatch,
             None,
             None,
             None,
@@ -261,3 +280,13 @@ class WskTestClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def set_events(self, sock: WSK_SOCKET, mask: int, irp: bool = False) -> Request | int:
+        """SO_WSK_EVENT_CALLBACK with ``mask``: the returned status (no IRP), or the request."""
+        control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, mask)
+        dispatch = self.dispatch(sock)
+        args = (sock, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, 0, control, 0, None, None)
+        if irp:
+            return self.start("WskControlSocket", dispatch.WskControlSocket, *args)
+        status: int = dispatch.WskControlSocket(*args, None)
+        return status

@@ -13,7 +13,9 @@ Application", WskCaptureProviderNPI and WskDeregister:
   STATUS_NOINTERFACE (the version asked for is not supported).  Each success needs one
   WskReleaseProviderNPI.
 * WskDeregister blocks until every capture is released and every socket of the client is
-  closed (and every call into the provider has returned).  Captures that are waiting when
+  closed - its close IRP completed, so no routine of it runs afterwards.  (Calls into the
+  provider are serialised on the provider thread; a call made after the client released
+  its captures is a client bug the provider does not wait for.)  Captures that are waiting when
   it starts return STATUS_DEVICE_NOT_READY.
 
 What it refuses: calls at a higher IRQL than the page allows (BugCheck), a second
@@ -21,8 +23,9 @@ WskRegister on a live block (STATUS_INVALID_PARAMETER), WskReleaseProviderNPI wi
 capture (BugCheck: the provider's reference count would go negative).
 
 How the subsystem is reached: the provider package attaches itself through
-:func:`attach_provider` when it is imported, as netio.sys registers with the NMR; the
-first WskRegister imports it if nothing is attached yet.  This module never imports the
+:func:`attach_provider` when it is imported, as netio.sys registers with the NMR.
+WskRegister imports it if nothing is attached yet and brings it up (its thread and loop),
+so a later capture with WSK_NO_WAIT finds it ready.  This module never imports the
 provider by name, so the layering stays nt -> wsk -> core -> provider.
 """
 
@@ -152,6 +155,7 @@ def WskRegister(WskClientNpi: WSK_CLIENT_NPI, WskRegistration: WSK_REGISTRATION)
             return NTSTATUS.STATUS_INVALID_PARAMETER
         WskRegistration.ReservedRegistrationContext = _Context(WskClientNpi)
         WskRegistration.ReservedRegistrationState = _REGISTERED
+    _get_provider().start(None)
     return NTSTATUS.STATUS_SUCCESS
 
 
