@@ -57,7 +57,7 @@ from ..wsk.structs import (
     WSK_PROVIDER_CHARACTERISTICS,
     WSK_TRANSPORT,
 )
-from . import linux
+from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
 from .engine import Engine
@@ -92,6 +92,8 @@ class WskClient:
         #: Events enabled with WSK_SET_STATIC_EVENT_CALLBACKS (before any socket was made).
         self.static_events = 0
         self.sockets_made = 0
+        #: ADDRINFOEXW chains handed out by WskGetAddressInfo and not yet freed.
+        self.address_infos: set[int] = set()
 
     def socket_opened(self, sock: ProviderSocket) -> None:
         with self._idle:
@@ -145,6 +147,9 @@ class WskSubsystem:
             WskSocket=_WskSocket,
             WskSocketConnect=_WskSocketConnect,
             WskControlClient=_WskControlClient,
+            WskGetAddressInfo=_WskGetAddressInfo,
+            WskFreeAddressInfo=_WskFreeAddressInfo,
+            WskGetNameInfo=_WskGetNameInfo,
         )
 
     @property
@@ -524,10 +529,6 @@ def _control_client(
     return NTSTATUS.STATUS_NOT_SUPPORTED
 
 
-#: The one WSK subsystem of this process.
-subsystem: Final = WskSubsystem()
-
-
 def _set_static_event_callbacks(client: WskClient, control: Any, Irp: IRP | None) -> int:
     """WSK_SET_STATIC_EVENT_CALLBACKS: before any socket exists, IRP NULL ("WSK_SET_STATIC_
     EVENT_CALLBACKS"); every later socket gets the events of its category, for good."""
@@ -539,3 +540,61 @@ def _set_static_event_callbacks(client: WskClient, control: Any, Irp: IRP | None
         return NTSTATUS.STATUS_INVALID_DEVICE_STATE
     client.static_events |= control.EventMask
     return NTSTATUS.STATUS_SUCCESS
+
+
+# --- name resolution ---------------------------------------------------------------------------
+
+
+def _WskGetAddressInfo(
+    Client: Any,
+    NodeName: Any,
+    ServiceName: Any,
+    NameSpace: int,
+    Provider: Any,
+    Hints: Any,
+    Result: Any,
+    OwningProcess: Any,
+    OwningThread: Any,
+    Irp: IRP,
+) -> int:
+    names.check_passive("WskGetAddressInfo")
+
+    def run() -> int:
+        if not isinstance(Client, WskClient):
+            return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+        return names.get_address_info(
+            subsystem, Client, NodeName, ServiceName, NameSpace, Provider, Hints, Result, Irp
+        )
+
+    return _enter("WskGetAddressInfo", Irp, run)
+
+
+def _WskFreeAddressInfo(Client: Any, AddrInfo: Any) -> None:
+    names.check_passive("WskFreeAddressInfo")
+    if isinstance(Client, WskClient):
+        subsystem.engine.call(names.free_address_info, Client, AddrInfo)
+
+
+def _WskGetNameInfo(
+    Client: Any,
+    SockAddr: Any,
+    SockAddrLength: int,
+    NodeName: Any,
+    ServiceName: Any,
+    Flags: int,
+    OwningProcess: Any,
+    OwningThread: Any,
+    Irp: IRP,
+) -> int:
+    names.check_passive("WskGetNameInfo")
+
+    def run() -> int:
+        if not isinstance(Client, WskClient):
+            return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+        return names.get_name_info(subsystem, SockAddr, NodeName, ServiceName, Flags, Irp)
+
+    return _enter("WskGetNameInfo", Irp, run)
+
+
+#: The one WSK subsystem of this process (made last: its tables name the functions above).
+subsystem: Final = WskSubsystem()

@@ -14,6 +14,19 @@ import uuid
 from typing import Final
 
 __all__ = [
+    "NS_ALL",
+    "NS_DNS",
+    "AI_PASSIVE",
+    "AI_CANONNAME",
+    "AI_NUMERICHOST",
+    "AI_NUMERICSERV",
+    "NI_NOFQDN",
+    "NI_NUMERICHOST",
+    "NI_NAMEREQD",
+    "NI_NUMERICSERV",
+    "NI_DGRAM",
+    "NI_MAXHOST",
+    "NI_MAXSERV",
     "AF_INET",
     "AF_INET6",
     "AF_UNSPEC",
@@ -260,3 +273,18 @@ IPPROTO_IPV6: Final = 41
 
 INADDR_ANY: Final = 0x00000000
 INADDR_LOOPBACK: Final = 0x7F000001
+
+# --- name resolution (ws2def.h) -------------------------------------------------------------
+NS_ALL: Final = 0
+NS_DNS: Final = 12
+AI_PASSIVE: Final = 0x01
+AI_CANONNAME: Final = 0x02
+AI_NUMERICHOST: Final = 0x04
+AI_NUMERICSERV: Final = 0x08
+NI_NOFQDN: Final = 0x01
+NI_NUMERICHOST: Final = 0x02
+NI_NAMEREQD: Final = 0x04
+NI_NUMERICSERV: Final = 0x08
+NI_DGRAM: Final = 0x10
+NI_MAXHOST: Final = 1025
+NI_MAXSERV: Final = 32

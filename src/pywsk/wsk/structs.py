@@ -18,7 +18,7 @@ import ipaddress
 import socket as _socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..nt.mdl import MDL
 from .constants import AF_INET, AF_INET6, AF_UNSPEC
@@ -45,6 +45,12 @@ __all__ = [
     "PWSK_CLIENT",
     "PSIZE_T",
     "PULONG",
+    "PPVOID",
+    "UNICODE_STRING",
+    "PUNICODE_STRING",
+    "RtlInitUnicodeString",
+    "ADDRINFOEXW",
+    "PADDRINFOEXW",
     "RtlUshortByteSwap",
     "RtlUlongByteSwap",
     "IN4ADDR_SETANY",
@@ -422,3 +428,71 @@ class PULONG(PSIZE_T):
     """An out-parameter of type ULONG (``ULONG *`` in C)."""
 
     __slots__ = ()
+
+
+T = TypeVar("T")
+
+
+class PPVOID(Generic[T]):
+    """A pointer-sized out-parameter (``PVOID *``, ``PADDRINFOEXW *``, ``CONST X **`` in C).
+
+    The callee stores into ``.value``; the caller reads it after the call, as C code reads
+    ``*Result``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T | None = None) -> None:
+        self.value: T | None = value
+
+    def __repr__(self) -> str:
+        return f"PPVOID({self.value!r})"
+
+
+class UNICODE_STRING:
+    """A counted UTF-16 string.  ``Length`` / ``MaximumLength`` are in bytes, as in C."""
+
+    __slots__ = ("Buffer", "MaximumLength")
+
+    def __init__(self, Buffer: str | None = None, MaximumLength: int | None = None) -> None:
+        self.Buffer = Buffer
+        self.MaximumLength = MaximumLength if MaximumLength is not None else 2 * len(Buffer or "")
+
+    @property
+    def Length(self) -> int:
+        return 2 * len(self.Buffer or "")
+
+    def __str__(self) -> str:
+        return self.Buffer or ""
+
+    def __repr__(self) -> str:
+        return f"UNICODE_STRING({self.Buffer!r})"
+
+
+PUNICODE_STRING = UNICODE_STRING
+
+
+def RtlInitUnicodeString(DestinationString: UNICODE_STRING, SourceString: str | None) -> None:
+    """Point ``DestinationString`` at ``SourceString`` (wdm.h)."""
+    DestinationString.Buffer = SourceString
+    DestinationString.MaximumLength = 2 * len(SourceString or "") + 2 * bool(SourceString)
+
+
+@dataclass(eq=False)
+class ADDRINFOEXW:
+    """One result of WskGetAddressInfo (ws2def.h ``addrinfoexW``); ``ai_next`` chains them."""
+
+    ai_flags: int = 0
+    ai_family: int = AF_UNSPEC
+    ai_socktype: int = 0
+    ai_protocol: int = 0
+    ai_addrlen: int = 0
+    ai_canonname: str | None = None
+    ai_addr: SOCKADDR | None = None
+    ai_blob: Any = None
+    ai_bloblen: int = 0
+    ai_provider: Any = None
+    ai_next: ADDRINFOEXW | None = None
+
+
+PADDRINFOEXW = ADDRINFOEXW
