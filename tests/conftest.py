@@ -7,8 +7,40 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pywsk import verifier
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.driver import WskTestClient
+
+# The suite runs with the verifier on: a test whose code breaks a WSK or IRP rule fails.
+# (Garbage-collection-time ResourceWarnings are left to tests/verifier, where they are
+# checked deliberately, so that collection timing cannot move a warning between tests.)
+verifier.enable(mode="raise", resource_warnings=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_verifier_violations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that tripped a verifier check.
+
+    A test marked ``no_verifier`` checks what happens *without* the verifier (a misuse the
+    plain provider answers with a status, or a wait the verifier would refuse): the
+    verifier is off for it.
+    """
+    if request.node.get_closest_marker("no_verifier") is not None:
+        previous = verifier.enabled()
+        verifier.disable()
+        try:
+            yield
+        finally:
+            if previous is not None:
+                verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
+        return
+    running = verifier.enabled()
+    before = len(running.found) if running is not None else 0
+    yield
+    running = verifier.enabled()
+    if running is not None:
+        new = running.found[before:]
+        assert not new, "verifier violations:\n" + "\n".join(map(str, new))
 
 
 @pytest.fixture

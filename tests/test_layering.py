@@ -25,7 +25,11 @@ LAYERS: dict[str, int] = {
     "wsk": 1,
     "core": 2,
     "provider": 3,
+    "_bridge": 4,
+    "errors": 4,
     "aio": 4,
+    "trio": 4,
+    "sync": 4,
     "verifier": 4,
     "cli": 4,
     "testing": 4,
@@ -39,8 +43,14 @@ CORE_FORBIDDEN_PYWSK = frozenset({"pywsk.nt", "pywsk.nt.irp", "pywsk.nt.event", 
 
 #: Imports by name string (``importlib.import_module``) that the rule allows on purpose:
 #: registration reaches the provider the way a client reaches netio.sys through the NMR,
-#: without a static import (see the module docstring of pywsk.wsk.registration).
-DYNAMIC_IMPORT_EXCEPTIONS = frozenset({("pywsk.wsk.registration", "pywsk.provider")})
+#: without a static import (see the module docstring of pywsk.wsk.registration); the
+#: provider loads the verifier when PYWSK_VERIFIER asks for it before anything else runs.
+DYNAMIC_IMPORT_EXCEPTIONS = frozenset(
+    {
+        ("pywsk.wsk.registration", "pywsk.provider"),
+        ("pywsk.provider", "pywsk.verifier"),
+    }
+)
 
 
 @dataclass(frozen=True)

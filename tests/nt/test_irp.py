@@ -40,6 +40,9 @@ from pywsk.nt.status import (
     STATUS_UNSUCCESSFUL,
 )
 
+#: Every test here breaks an IRP rule on purpose, to check what pywsk.nt itself does.
+pytestmark = pytest.mark.no_verifier
+
 #: Bound, in seconds, on every wait for another thread.
 TIMEOUT = 10.0
 

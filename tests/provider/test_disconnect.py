@@ -339,6 +339,7 @@ def test_abortive_sends_rst_at_once_and_ends_pending_requests(
 # --- e. buffer with WSK_FLAG_ABORTIVE -------------------------------------------------------------
 
 
+@pytest.mark.no_verifier
 def test_buffer_with_abortive_is_refused_and_leaves_the_connection_alone(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
@@ -474,6 +475,7 @@ def test_close_cancels_pending_requests_and_completes_last(
     peer.close()
 
 
+@pytest.mark.no_verifier
 def test_calls_on_a_closed_socket_fail_cleanly_and_do_not_disturb_others(
     wsk: WskTestClient, listener: Listener
 ) -> None:

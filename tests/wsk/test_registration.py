@@ -159,6 +159,7 @@ def test_capture_with_a_finite_wait() -> None:
     WskDeregister(registration)
 
 
+@pytest.mark.no_verifier
 def test_several_captures_share_one_client_and_each_needs_a_release() -> None:
     registration = registered()
     first = capture(registration)
@@ -357,6 +358,7 @@ def test_capture_no_wait_and_release_at_dispatch() -> None:
 # --- WskDeregister blocks --------------------------------------------------------------------------
 
 
+@pytest.mark.no_verifier
 def test_deregister_blocks_while_a_capture_is_outstanding() -> None:
     registration = registered()
     capture(registration)
@@ -377,6 +379,7 @@ def test_deregister_blocks_while_a_capture_is_outstanding() -> None:
     assert WskCaptureProviderNPI(registration, WSK_NO_WAIT, npi) == STATUS_DEVICE_NOT_READY
 
 
+@pytest.mark.no_verifier
 def test_deregister_released_from_another_thread_at_dispatch() -> None:
     registration = registered()
     capture(registration)
@@ -451,6 +454,7 @@ def registered_with_socket() -> Iterator[tuple[WSK_REGISTRATION, WSK_SOCKET]]:
     yield registration, sock
 
 
+@pytest.mark.no_verifier
 def test_deregister_blocks_while_a_socket_is_open() -> None:
     with registered_with_socket() as (registration, sock):
         deregistering = Deregistering(registration).start()
@@ -462,6 +466,7 @@ def test_deregister_blocks_while_a_socket_is_open() -> None:
         assert deregistering.finished(), deregistering.errors
 
 
+@pytest.mark.no_verifier
 def test_deregister_returns_only_after_the_close_irp_completed() -> None:
     """Once WskDeregister returns the driver may unload: none of its routines may run later."""
     with registered_with_socket() as (registration, sock):

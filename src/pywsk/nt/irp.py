@@ -51,6 +51,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from . import hooks
 from .bugcheck import BugCheck, BugCheckCode
 from .status import NT_SUCCESS, NTSTATUS
 
@@ -180,7 +181,10 @@ def IoAllocateIrp(StackSize: CCHAR, ChargeQuota: bool) -> IRP | None:
     """Allocate an IRP with ``StackSize`` stack locations.  Returns None on exhaustion."""
     if _allocation_hook is not None and not _allocation_hook("IoAllocateIrp"):
         return None
-    return IRP(StackSize, ChargeQuota)
+    irp = IRP(StackSize, ChargeQuota)
+    if hooks.observer is not None:
+        hooks.observer.event("irp-allocated", irp)
+    return irp
 
 
 # Set by the verifier's fault scheduler to simulate exhaustion; None = never fail.
@@ -263,6 +267,8 @@ def begin_request(Irp: IRP, function: str) -> None:
     Refuses an IRP that is freed, still pending in another request, or has no stack
     location left.  On success the IRP is PENDING until :func:`IoCompleteRequest`.
     """
+    if hooks.observer is not None:
+        hooks.observer.event("irp-submitted", Irp, function=function, state=Irp._state)
     _check_usable(Irp, function)
     if Irp._state is IrpState.PENDING:
         raise BugCheck(
@@ -287,6 +293,8 @@ def IoCompleteRequest(Irp: IRP, PriorityBoost: CCHAR = IO_NO_INCREMENT) -> None:
     The caller has set ``Irp.IoStatus``.  Runs the completion routine if its flags allow,
     in the calling thread and at the caller's IRQL.
     """
+    if hooks.observer is not None:
+        hooks.observer.event("irp-completing", Irp, state=Irp._state)
     if Irp._state is not IrpState.PENDING:
         raise BugCheck(
             BugCheckCode.MULTIPLE_IRP_COMPLETE_REQUESTS,
@@ -309,6 +317,8 @@ def IoCompleteRequest(Irp: IRP, PriorityBoost: CCHAR = IO_NO_INCREMENT) -> None:
     ):
         return
     result = routine(None, Irp, Irp._context)
+    if hooks.observer is not None:
+        hooks.observer.event("irp-routine-returned", Irp, result=result, routine=routine)
     if result != NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED and Irp._state is not IrpState.FREED:
         # Completion continues to the I/O manager, which owns nothing here: it releases the
         # IRP (see the module notes).
@@ -338,6 +348,8 @@ def IoReuseIrp(Irp: IRP, Iostatus: int) -> None:
 
 def IoFreeIrp(Irp: IRP) -> None:
     """Release an IRP the caller allocated.  MDLs attached to it are not freed."""
+    if hooks.observer is not None:
+        hooks.observer.event("irp-freeing", Irp, state=Irp._state)
     _check_usable(Irp, "IoFreeIrp")
     if Irp._state is IrpState.PENDING:
         raise BugCheck(
@@ -346,3 +358,5 @@ def IoFreeIrp(Irp: IRP) -> None:
             id(Irp),
         )
     Irp._state = IrpState.FREED
+    if hooks.observer is not None:
+        hooks.observer.event("irp-freed", Irp)

@@ -63,6 +63,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
+from . import hooks as _hooks
 from . import irp as _irp
 from .bugcheck import BugCheck, BugCheckCode
 from .irp import IRP, IrpState
@@ -439,6 +440,8 @@ def IoAllocateMdl(
             _walk(Irp.MdlAddress, "IoAllocateMdl")[-1].Next = mdl
         else:
             Irp.MdlAddress = mdl
+    if _hooks.observer is not None:
+        _hooks.observer.event("mdl-allocated", mdl)
     return mdl
 
 
@@ -461,6 +464,8 @@ def IoFreeMdl(Mdl: MDL) -> None:
     Mdl._freed = True
     Mdl.MappedSystemVa = None
     Mdl._view.release()
+    if _hooks.observer is not None:
+        _hooks.observer.event("mdl-freed", Mdl)
     pool = Mdl._pool
     if pool is not None:
         with _pool_lock:

@@ -7,6 +7,9 @@ the provider thread (see :mod:`pywsk.provider.engine`).
 
 from __future__ import annotations
 
+import importlib
+import os
+
 from ..wsk.registration import attach_provider
 from .client import TransportOptions, WskClient, WskSubsystem, subsystem
 from .engine import Engine, loop_flavour
@@ -14,3 +17,7 @@ from .engine import Engine, loop_flavour
 __all__ = ["Engine", "TransportOptions", "WskClient", "WskSubsystem", "loop_flavour", "subsystem"]
 
 attach_provider(subsystem)
+
+if os.environ.get("PYWSK_VERIFIER", "") not in ("", "0"):
+    # The verifier observes from the first object on (it enables itself on import).
+    importlib.import_module("pywsk.verifier")

@@ -116,6 +116,7 @@ class ProviderSocket(WSK_SOCKET):
         "_close_irp",
         "_disable_waiters",
         "_running",
+        "calls_inside",
         "client",
         "closed",
         "context",
@@ -157,6 +158,8 @@ class ProviderSocket(WSK_SOCKET):
         self._running: dict[int, int] = {}
         self._disable_waiters: list[tuple[int, IRP]] = []
         self._close_irp: IRP | None = None
+        #: Dispatch calls on this socket currently inside the provider (nested ones too).
+        self.calls_inside = 0
 
     # --- small helpers -------------------------------------------------------------------
     @property

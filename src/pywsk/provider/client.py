@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..nt import hooks
 from ..nt.irp import IRP, begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
@@ -47,6 +48,7 @@ from ..wsk.dispatch import (
     WSK_PROVIDER_BASIC_DISPATCH,
     WSK_PROVIDER_CONNECTION_DISPATCH,
     WSK_PROVIDER_DISPATCH,
+    WSK_PROVIDER_LISTEN_DISPATCH,
 )
 from ..wsk.registration import WSK_CLIENT_NPI
 from ..wsk.structs import (
@@ -61,6 +63,7 @@ from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
 from .engine import Engine
+from .listener import ListenSocket
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
 
@@ -99,11 +102,15 @@ class WskClient:
         with self._idle:
             self.sockets.add(sock)
             self.sockets_made += 1
+        if hooks.observer is not None:
+            hooks.observer.event("socket-opened", sock, client=self)
 
     def socket_closed(self, sock: ProviderSocket) -> None:
         with self._idle:
             self.sockets.discard(sock)
             self._idle.notify_all()
+        if hooks.observer is not None:
+            hooks.observer.event("socket-closed", sock, client=self)
 
     def wait_idle(self) -> None:
         """Block until every socket of this client is closed."""
@@ -141,6 +148,13 @@ class WskSubsystem:
             WskSendEx=_WskSendEx,
             WskReceiveEx=_WskReceiveEx,
         )
+        self.listen_dispatch = WSK_PROVIDER_LISTEN_DISPATCH(
+            Basic=basic,
+            WskBind=_WskBind,
+            WskAccept=_WskAccept,
+            WskInspectComplete=_WskInspectComplete,
+            WskGetLocalAddress=_WskGetLocalAddress,
+        )
         self.provider_dispatch = WSK_PROVIDER_DISPATCH(
             Version=WSK_VERSION_1_0,
             Reserved=0,
@@ -173,6 +187,8 @@ class WskSubsystem:
         assert isinstance(client, WskClient)
         client.wait_idle()
         client.detached = True
+        if hooks.observer is not None:
+            hooks.observer.event("client-detached", client)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,12 +196,23 @@ class WskSubsystem:
 # --------------------------------------------------------------------------------------------
 
 
-def _enter(name: str, Irp: IRP | None, fn: Callable[..., int], *args: Any) -> int:
+def _enter(
+    name: str,
+    Irp: IRP | None,
+    fn: Callable[..., int],
+    *args: Any,
+    precheck: Callable[[], None] | None = None,
+) -> int:
+    """Check the IRQL rule, then run ``fn(*args)`` on the provider thread with ``Irp`` taken.
+
+    ``precheck`` runs there first, before the IRP is taken: a verifier that refuses the
+    call (raises) leaves everything as it was.
+    """
     require_irql_at_most(DISPATCH_LEVEL, name)
     if Irp is None:
         # Nothing to complete: the call is refused outright (observed on Windows).
         return NTSTATUS.STATUS_INVALID_PARAMETER
-    return subsystem.engine.call(_take, name, Irp, fn, args)
+    return subsystem.engine.call(_take, name, Irp, fn, args, precheck)
 
 
 def _completed(Irp: IRP, status: int) -> int:
@@ -194,22 +221,49 @@ def _completed(Irp: IRP, status: int) -> int:
     return status
 
 
-def _take(name: str, Irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
+def _take(
+    name: str,
+    Irp: IRP,
+    fn: Callable[..., int],
+    args: tuple[Any, ...],
+    precheck: Callable[[], None] | None = None,
+) -> int:
+    observer = hooks.observer
+    if observer is not None:
+        if precheck is not None:
+            precheck()
+        if subsystem.engine.in_completion:
+            observer.event("wsk-call-in-completion-routine", Irp, function=name)
     begin_request(Irp, name)
-    return fn(*args)
+    return subsystem.engine.take(name, Irp, fn, args)
 
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
     """Run ``Socket.<method>(*args)`` on the provider thread, if the socket is live and has it."""
 
+    def live() -> bool:
+        return isinstance(Socket, ProviderSocket) and not Socket.closed and hasattr(Socket, method)
+
+    def precheck() -> None:
+        observer = hooks.observer
+        assert observer is not None
+        if not live():
+            observer.event("wsk-call-on-closed-socket", Socket, function=name)
+        elif method == "close" and Socket.calls_inside:
+            observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
+
     def run() -> int:
-        if not isinstance(Socket, ProviderSocket) or Socket.closed or not hasattr(Socket, method):
+        if not live():
             assert Irp is not None
             return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-        result: int = getattr(Socket, method)(*args)
+        Socket.calls_inside += 1
+        try:
+            result: int = getattr(Socket, method)(*args)
+        finally:
+            Socket.calls_inside -= 1
         return result
 
-    return _enter(name, Irp, run)
+    return _enter(name, Irp, run, precheck=precheck)
 
 
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
@@ -218,6 +272,35 @@ def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
 
 def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
     return _socket_call("WskConnect", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+
+
+def _WskAccept(
+    ListenSocket: Any,
+    Flags: int,
+    AcceptSocketContext: Any,
+    AcceptSocketDispatch: Any,
+    LocalAddress: SOCKADDR | None,
+    RemoteAddress: SOCKADDR | None,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskAccept",
+        ListenSocket,
+        Irp,
+        "accept",
+        Flags,
+        AcceptSocketContext,
+        AcceptSocketDispatch,
+        LocalAddress,
+        RemoteAddress,
+        Irp,
+    )
+
+
+def _WskInspectComplete(ListenSocket: Any, InspectID: Any, Action: int, Irp: IRP) -> int:
+    return _socket_call(
+        "WskInspectComplete", ListenSocket, Irp, "inspect_complete", InspectID, Action, Irp
+    )
 
 
 def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
@@ -332,6 +415,7 @@ def _connection_socket(
 
 SOCKET_FACTORIES: dict[int, SocketFactory] = {
     WSK_FLAG_CONNECTION_SOCKET: _connection_socket,
+    WSK_FLAG_LISTEN_SOCKET: ListenSocket,
 }
 _KNOWN_CATEGORIES: Final = frozenset(
     {

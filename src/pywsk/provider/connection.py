@@ -53,6 +53,7 @@ from ..core.connection import (
     receive_verdict,
     send_verdict,
 )
+from ..nt import hooks
 from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
@@ -339,7 +340,10 @@ class ConnectionSocket(ProviderSocket):
             return None
         if writable and Buffer.Mdl is not None and not mdl_chain_writable(Buffer.Mdl):
             return None
-        return mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
+        views = mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
+        if views is None and hooks.observer is not None:
+            hooks.observer.event("wsk-buf-out-of-range", self, buffer=Buffer)
+        return views
 
     def _transmit(self, op: Op) -> bool:
         """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""
@@ -732,6 +736,8 @@ class ConnectionSocket(ProviderSocket):
         abortive = bool(Flags & WSK_FLAG_ABORTIVE)
         if Flags & ~WSK_FLAG_ABORTIVE or (abortive and Buffer is not None):
             # "If WSK_FLAG_ABORTIVE is specified in Flags, Buffer must be NULL."
+            if abortive and Buffer is not None and hooks.observer is not None:
+                hooks.observer.event("abortive-with-buffer", self)
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         views: list[memoryview] = []
         if Buffer is not None:
@@ -818,6 +824,12 @@ class ConnectionSocket(ProviderSocket):
             self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     def _on_fin_acked(self) -> None:
+        if (
+            self._disc is not None
+            and hooks.faults is not None
+            and hooks.faults.stall_graceful_disconnect()
+        ):
+            return  # fault injection: this graceful disconnect never completes on its own
         self._process(ConnInput.FIN_ACKED)
         op, self._disc = self._disc, None
         self._update_watch()
@@ -832,6 +844,8 @@ class ConnectionSocket(ProviderSocket):
 
     # --- WskCloseSocket --------------------------------------------------------------------
     def close(self, Irp: IRP) -> int:
+        if self.retained and hooks.observer is not None:
+            hooks.observer.event("close-with-retained-indications", self, count=len(self.retained))
         state = self.machine.state
         if close_needs_reset(state) and linux.tcp_state(self.sock) not in (
             linux.CLOSE,

@@ -26,14 +26,17 @@ cancel lock in :mod:`pywsk.nt.irp`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import threading
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest
+from ..nt import hooks
+from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest, IoMarkIrpPending
 from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
+from ..nt.status import NTSTATUS
 
 __all__ = ["Engine", "loop_flavour"]
 
@@ -93,6 +96,13 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread_id: int | None = None
+        #: How deep we are inside completion routines (the verifier reads it).
+        self.in_completion = 0
+        # Fault scheduler state: the IRP whose completion is being deferred, and the
+        # completions waiting for a later loop turn (in order).
+        self.deferring: IRP | None = None
+        self.deferred = False
+        self._later: collections.deque[IRP] = collections.deque()
 
     # --- life ---------------------------------------------------------------------
     def start(self, timeout: float | None) -> bool:
@@ -157,15 +167,63 @@ class Engine:
     def complete(self, irp: IRP, status: int, information: Any = 0) -> None:
         """Complete ``irp`` with ``status`` / ``information`` on the provider thread.
 
-        The completion routine runs now, inside this call, at DISPATCH_LEVEL.  An exception
-        it raises is reported, never propagated.
+        The completion routine runs now, inside this call, at DISPATCH_LEVEL - unless the
+        fault scheduler (verifier) asks for it to run on a later loop turn: for the IRP of
+        the call being taken (the call then returns STATUS_PENDING), or to widen
+        cancel-versus-completion windows.  Later completions keep their order.  An
+        exception the routine raises is reported, never propagated.
         """
         irp.IoStatus.Status = status
         irp.IoStatus.Information = information
+        plan = hooks.faults
+        if plan is not None and self.loop is not None:
+            if irp is self.deferring:
+                self.deferred = True
+                IoMarkIrpPending(irp)
+                self._later.append(irp)
+                self.loop.call_soon(self._complete_later)
+                return
+            if irp._marked_pending and (self._later or plan.delay_completion()):
+                self._later.append(irp)
+                self.loop.call_soon(self._complete_later)
+                return
+            # An inline completion (the call will not return STATUS_PENDING) runs now; the
+            # delayed ones before it first, so that the order is kept.
+            while self._later:
+                self._complete_now(self._later.popleft())
+        self._complete_now(irp)
+
+    def _complete_now(self, irp: IRP) -> None:
+        self.in_completion += 1
         try:
             IoCompleteRequest(irp, IO_NETWORK_INCREMENT)
         except BaseException as exc:
             report_exception(exc, "in a completion routine", irp)
+        finally:
+            self.in_completion -= 1
+
+    def _complete_later(self) -> None:
+        if self._later:
+            self._complete_now(self._later.popleft())
+
+    def take(self, function: str, irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
+        """Run a dispatch function that took ``irp``; the fault scheduler may force PENDING."""
+        plan = hooks.faults
+        if plan is None:
+            return fn(*args)
+        failure = plan.fail_call(function)
+        if failure is not None:
+            self.complete(irp, failure)
+            return failure
+        if not plan.force_pending(function):
+            return fn(*args)
+        outer = (self.deferring, self.deferred)
+        self.deferring, self.deferred = irp, False
+        try:
+            status = fn(*args)
+            return NTSTATUS.STATUS_PENDING if self.deferred else status
+        finally:
+            self.deferring, self.deferred = outer
 
 
 def report_exception(exc: BaseException, where: str, obj: object) -> None:

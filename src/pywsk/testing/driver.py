@@ -268,10 +268,19 @@ class WskTestClient:
         ), out
 
     # --- teardown ------------------------------------------------------------------------------
+    def free_requests(self) -> None:
+        """Free the IRP of every completed request that is still allocated."""
+        from ..nt import IrpState
+
+        for request in self.requests:
+            if request.done and request.irp.state is not IrpState.FREED:
+                IoFreeIrp(request.irp)
+
     def close(self) -> None:
-        """Close every socket still open, release the NPI and deregister."""
+        """Close every socket still open, free completed requests' IRPs, deregister."""
         for sock in list(self.sockets):
             self.close_socket(sock)
+        self.free_requests()
         WskReleaseProviderNPI(self.registration)
         WskDeregister(self.registration)
 
@@ -290,3 +299,67 @@ class WskTestClient:
             return self.start("WskControlSocket", dispatch.WskControlSocket, *args)
         status: int = dispatch.WskControlSocket(*args, None)
         return status
+
+    # --- listening sockets -----------------------------------------------------------------------
+    def listen(
+        self,
+        address: tuple[Any, ...] = ("127.0.0.1", 0),
+        context: Any = None,
+        dispatch: Any = None,
+        options: tuple[tuple[int, int, int], ...] = (),
+    ) -> WSK_SOCKET:
+        """A listening socket on ``address``: WskSocket(WSK_FLAG_LISTEN_SOCKET), each
+        ``(level, option, value)`` of ``options`` set with WskControlSocket, then WskBind,
+        which makes it listen.  Closed by :meth:`close`."""
+        from ..wsk import AF_INET, AF_INET6, WSK_FLAG_LISTEN_SOCKET
+
+        family = AF_INET6 if ":" in str(address[0]) else AF_INET
+        made = self.socket(family, WSK_FLAG_LISTEN_SOCKET, context, dispatch)
+        assert made.status == STATUS_SUCCESS, made
+        sock = cast(WSK_SOCKET, made.information)
+        functions = sock.Dispatch
+        for level, option, value in options:
+            set_option = self.call(
+                "WskControlSocket",
+                functions.WskControlSocket,
+                sock,
+                WskSetOption,
+                option,
+                level,
+                4,
+                value,
+                0,
+                None,
+                None,
+            )
+            assert set_option.status == STATUS_SUCCESS, set_option
+        bound = self.call("WskBind", functions.WskBind, sock, sockaddr_from_tuple(address), 0)
+        assert bound.status == STATUS_SUCCESS, bound
+        return sock
+
+    def accept(
+        self,
+        listener: WSK_SOCKET,
+        context: Any = None,
+        dispatch: Any = None,
+        local: Any = None,
+        remote: Any = None,
+        flags: int = 0,
+    ) -> Request:
+        """WskAccept on ``listener`` (does not wait); ``local`` / ``remote`` are optional
+        SOCKADDR out-parameters.  A socket it accepts is closed by :meth:`close`."""
+        irp = IoAllocateIrp(1, False)
+        assert irp is not None
+        request = Request("WskAccept", irp)
+
+        def routine(device: Any, done: IRP, context_: Any) -> int:
+            if done.IoStatus.Status == STATUS_SUCCESS:
+                self.sockets.append(done.IoStatus.Information)  # before the waiter wakes
+            return request.routine(device, done, context_)
+
+        IoSetCompletionRoutine(irp, routine, None, True, True, True)
+        self.requests.append(request)
+        request.returned = listener.Dispatch.WskAccept(
+            listener, flags, context, dispatch, local, remote, irp
+        )
+        return request

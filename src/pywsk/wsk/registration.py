@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..nt import hooks
 from ..nt.bugcheck import BugCheck, BugCheckCode
 from ..nt.irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
@@ -197,6 +198,8 @@ def WskCaptureProviderNPI(
         if context.client is None:
             context.client = provider.attach_client(context.npi)
         context.captures += 1
+        if hooks.observer is not None:
+            hooks.observer.event("npi-captured", WskRegistration)
         WskProviderNpi.Client = context.client
         WskProviderNpi.Dispatch = provider.dispatch_for(context.client)
     return NTSTATUS.STATUS_SUCCESS
@@ -215,6 +218,8 @@ def WskReleaseProviderNPI(WskRegistration: WSK_REGISTRATION) -> None:
             )
         context.captures -= 1
         lock.notify_all()
+    if hooks.observer is not None:
+        hooks.observer.event("npi-released", WskRegistration)
 
 
 def WskQueryProviderCharacteristics(
@@ -241,8 +246,13 @@ def WskDeregister(WskRegistration: WSK_REGISTRATION) -> None:
                 BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
                 "WskDeregister on a block that is not registered",
             )
-        WskRegistration.ReservedRegistrationState = _DEREGISTERING
         context: _Context = WskRegistration.ReservedRegistrationContext
+        if hooks.observer is not None:
+            # Before anything changes: a verifier may refuse (raise) and leave all intact.
+            hooks.observer.event(
+                "deregistering", WskRegistration, client=context.client, captures=context.captures
+            )
+        WskRegistration.ReservedRegistrationState = _DEREGISTERING
         lock.wait_for(lambda: context.captures == 0)
     if context.client is not None:
         _get_provider().detach_client(context.client)

@@ -437,7 +437,8 @@ class PPVOID(Generic[T]):
     """A pointer-sized out-parameter (``PVOID *``, ``PADDRINFOEXW *``, ``CONST X **`` in C).
 
     The callee stores into ``.value``; the caller reads it after the call, as C code reads
-    ``*Result``.
+    ``*Result``.  WskAcceptEvent's AcceptSocketContext and AcceptSocketDispatch are two of
+    these: the client stores the accepted socket's context and dispatch table through them.
     """
 
     __slots__ = ("value",)
