@@ -124,6 +124,7 @@ class ProviderSocket(WSK_SOCKET):
         "events",
         "family",
         "local",
+        "owner",
         "sock",
         "static_events",
     )
@@ -160,6 +161,9 @@ class ProviderSocket(WSK_SOCKET):
         self._close_irp: IRP | None = None
         #: Dispatch calls on this socket currently inside the provider (nested ones too).
         self.calls_inside = 0
+        #: The socket object the client holds, when this one works for it (a stream
+        #: socket's role); None when the client holds this object itself.
+        self.owner: ProviderSocket | None = None
 
     # --- small helpers -------------------------------------------------------------------
     @property
@@ -253,7 +257,7 @@ class ProviderSocket(WSK_SOCKET):
     def _close_completed(self, Irp: IRP) -> None:
         """Complete a close IRP that waited for running callbacks."""
         self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self.client.socket_closed(self)
+        self.client.socket_closed(self.owner or self)
 
     def finish_close(self, Irp: IRP) -> int:
         """The last step of every WskCloseSocket: complete now, or once callbacks returned."""
@@ -262,7 +266,7 @@ class ProviderSocket(WSK_SOCKET):
             self._close_irp = Irp
             return NTSTATUS.STATUS_PENDING
         status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self.client.socket_closed(self)
+        self.client.socket_closed(self.owner or self)
         return status
 
     def _answer(self, Irp: IRP | None, status: int) -> int:

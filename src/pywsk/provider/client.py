@@ -49,6 +49,7 @@ from ..wsk.dispatch import (
     WSK_PROVIDER_CONNECTION_DISPATCH,
     WSK_PROVIDER_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
+    WSK_PROVIDER_STREAM_DISPATCH,
 )
 from ..wsk.registration import WSK_CLIENT_NPI
 from ..wsk.structs import (
@@ -64,6 +65,7 @@ from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
 from .engine import Engine
 from .listener import ListenSocket
+from .stream import StreamSocket
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
 
@@ -144,6 +146,22 @@ class WskSubsystem:
             WskReceive=_WskReceive,
             WskDisconnect=_WskDisconnect,
             WskRelease=_WskRelease,
+            WskConnectEx=_WskConnectEx,
+            WskSendEx=_WskSendEx,
+            WskReceiveEx=_WskReceiveEx,
+        )
+        self.stream_dispatch = WSK_PROVIDER_STREAM_DISPATCH(
+            Basic=basic,
+            WskBind=_WskBind,
+            WskAccept=_WskAccept,
+            WskConnect=_WskConnect,
+            WskListen=_WskListen,
+            WskSend=_WskSend,
+            WskReceive=_WskReceive,
+            WskDisconnect=_WskDisconnect,
+            WskRelease=_WskRelease,
+            WskGetLocalAddress=_WskGetLocalAddress,
+            WskGetRemoteAddress=_WskGetRemoteAddress,
             WskConnectEx=_WskConnectEx,
             WskSendEx=_WskSendEx,
             WskReceiveEx=_WskReceiveEx,
@@ -274,6 +292,10 @@ def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> i
     return _socket_call("WskConnect", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
 
 
+def _WskListen(Socket: Any, Irp: IRP) -> int:
+    return _socket_call("WskListen", Socket, Irp, "listen", Irp)
+
+
 def _WskAccept(
     ListenSocket: Any,
     Flags: int,
@@ -370,7 +392,7 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
 
     def run() -> int:
-        if not isinstance(Socket, ConnectionSocket) or Socket.closed:
+        if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         return Socket.release(DataIndication)
 
@@ -413,9 +435,16 @@ def _connection_socket(
     return ConnectionSocket(client, family, sock, context, dispatch, subsystem.options.half_open)
 
 
+def _stream_socket(
+    client: WskClient, family: int, sock: socket.socket, context: Any, dispatch: Any
+) -> ProviderSocket:
+    return StreamSocket(client, family, sock, context, dispatch, subsystem.options.half_open)
+
+
 SOCKET_FACTORIES: dict[int, SocketFactory] = {
     WSK_FLAG_CONNECTION_SOCKET: _connection_socket,
     WSK_FLAG_LISTEN_SOCKET: ListenSocket,
+    WSK_FLAG_STREAM_SOCKET: _stream_socket,
 }
 _KNOWN_CATEGORIES: Final = frozenset(
     {
