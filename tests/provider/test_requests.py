@@ -47,9 +47,10 @@ from pywsk.wsk import (
     SOL_SOCKET,
     TCP_NODELAY,
     WSK_BUF,
+    WSK_FLAG_BASIC_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_DRAIN,
     WSK_FLAG_NODELAY,
-    WSK_FLAG_STREAM_SOCKET,
     WSK_FLAG_WAITALL,
     WSK_SOCKET,
     WskGetOption,
@@ -431,7 +432,10 @@ def test_wsk_call_above_dispatch_level_is_refused(wsk: WskTestClient, listener: 
 
 
 def test_unsupported_categories_and_types(wsk: WskTestClient) -> None:
-    assert wsk.socket(AF_INET, WSK_FLAG_STREAM_SOCKET).status == STATUS_NOT_SUPPORTED
+    # Datagram and basic sockets are not implemented.
+    assert wsk.socket(AF_INET, WSK_FLAG_DATAGRAM_SOCKET).status == STATUS_NOT_SUPPORTED
+    assert wsk.socket(AF_INET, WSK_FLAG_BASIC_SOCKET).status == STATUS_NOT_SUPPORTED
+    assert wsk.socket(AF_INET, 0x40).status == STATUS_INVALID_PARAMETER
     assert wsk.provider.Dispatch is not None
     dgram = wsk.call(
         "WskSocket",
