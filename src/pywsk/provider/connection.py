@@ -65,7 +65,9 @@ from ..nt.mdl import (
 )
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
+    AF_INET6,
     SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+    SIO_WSK_QUERY_INSPECT_ID,
     SIO_WSK_QUERY_RECEIVE_BACKLOG,
     SO_SNDBUF,
     SOL_SOCKET,
@@ -77,9 +79,10 @@ from ..wsk.constants import (
     WSK_FLAG_DRAIN,
     WSK_FLAG_NODELAY,
     WSK_FLAG_WAITALL,
+    WskIoctl,
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
-from . import linux
+from . import linux, listener
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
@@ -120,6 +123,7 @@ class ConnectionSocket(ProviderSocket):
         "remote",
         "retained",
         "sendq",
+        "sharing",
     )
 
     def __init__(
@@ -152,6 +156,8 @@ class ConnectionSocket(ProviderSocket):
         self.retained: dict[int, WSK_DATA_INDICATION] = {}
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
+        #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
+        self.sharing = listener.SharingOptions()
 
     @classmethod
     def accepted(
@@ -248,11 +254,27 @@ class ConnectionSocket(ProviderSocket):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
         try:
             address = linux.to_linux_address(LocalAddress, self.family)
-            self.sock.bind(address)
         except ValueError:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-        except OSError as exc:
-            return self._complete(Irp, linux.status_from_errno(exc.errno))
+        if int(address[1]) != 0:
+            # An explicit port: the address-sharing table of "Sharing transport addresses".
+            status = listener.bind_with_sharing(self, self.sock, self.family, address, self.sharing)
+            if status != NTSTATUS.STATUS_SUCCESS:
+                return self._complete(Irp, status)
+        else:
+            # Port 0: the kernel picks a free port (no sharing question); recorded so that a
+            # later bind to that port is checked against this socket.
+            try:
+                self.sock.bind(address)
+            except OSError as exc:
+                return self._complete(Irp, linux.status_from_errno(exc.errno))
+            listener.register_binding(
+                self,
+                self.family,
+                self.sock.getsockname(),
+                self.sharing,
+                _v6only(self.sock, self.family),
+            )
         self.local = self.sock.getsockname()
         self.machine.process(ConnInput.BIND)
         return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
@@ -843,6 +865,54 @@ class ConnectionSocket(ProviderSocket):
         self._break(Cause.LOCAL_ABORT)
 
     # --- WskCloseSocket --------------------------------------------------------------------
+    def control(
+        self,
+        RequestType: int,
+        ControlCode: int,
+        Level: int,
+        InputSize: int,
+        InputBuffer: Any,
+        OutputSize: int,
+        OutputBuffer: Any,
+        OutputSizeReturned: PSIZE_T | None,
+        Irp: IRP | None,
+    ) -> int:
+        if (RequestType, ControlCode) == (WskIoctl, SIO_WSK_QUERY_INSPECT_ID):
+            # IRP must be NULL (the IOCTL's page); a given one is completed with the refusal.
+            status = listener.query_inspect_id(
+                self, OutputSize, OutputBuffer, OutputSizeReturned, Irp
+            )
+            return self._answer(Irp, status)
+        sharing = listener.sharing_option(
+            self.sharing,
+            self.machine.state is not S.CREATED,
+            RequestType,
+            ControlCode,
+            Level,
+            InputBuffer,
+            InputSize,
+            OutputBuffer,
+            OutputSize,
+        )
+        if sharing is not None:
+            status, out = sharing
+            if OutputSizeReturned is not None and Irp is None:
+                OutputSizeReturned.value = out
+            if Irp is not None:
+                return self._complete(Irp, status, out if status == NTSTATUS.STATUS_SUCCESS else 0)
+            return status
+        return super().control(
+            RequestType,
+            ControlCode,
+            Level,
+            InputSize,
+            InputBuffer,
+            OutputSize,
+            OutputBuffer,
+            OutputSizeReturned,
+            Irp,
+        )
+
     def close(self, Irp: IRP) -> int:
         if self.retained and hooks.observer is not None:
             hooks.observer.event("close-with-retained-indications", self, count=len(self.retained))
@@ -860,6 +930,7 @@ class ConnectionSocket(ProviderSocket):
         self._unregister_all()
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
+        listener.release_binding(self)
         self.sock.close()
         # Cancelled requests complete first, the close IRP last; only then may
         # WskDeregister return (no routine of this socket runs after that).
@@ -910,3 +981,9 @@ INDICATION_BUFFER_SIZE = 65536
 
 def _indication_buffer() -> mmap.mmap:
     return mmap.mmap(-1, INDICATION_BUFFER_SIZE)
+
+
+def _v6only(sock: socket.socket, family: int) -> bool:
+    if family != AF_INET6:
+        return False
+    return bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
