@@ -45,6 +45,7 @@ def echosrv() -> Iterator[int]:
         out, err = process.communicate(timeout=WAIT)
         assert process.returncode == 0, err
         assert "echosrv: stopped" in out
+        assert "pywsk verifier" not in err, err  # no violation, no leak at exit
 
 
 def echo(host: str, port: int, payload: bytes) -> tuple[bytes, str]:

@@ -331,3 +331,18 @@ def test_the_seed_example_trips_nothing(raising: verifier.Verifier) -> None:
         runpy.run_path(str(example), run_name="__main__")
     assert exit_info.value.code == 0
     assert raising.found == []
+
+
+def test_an_irp_collected_without_iofreeirp_raises_a_resource_warning() -> None:
+    import gc
+
+    previous = verifier.enabled()
+    verifier.enable(mode="collect", resource_warnings=True)
+    try:
+        with pytest.warns(ResourceWarning, match="IRP collected without being freed"):
+            IoAllocateIrp(1, False)  # the IRP is dropped at once, never freed
+        gc.collect()
+    finally:
+        verifier.disable()
+        if previous is not None:
+            verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
