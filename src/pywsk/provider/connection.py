@@ -883,24 +883,6 @@ class ConnectionSocket(ProviderSocket):
                 self, OutputSize, OutputBuffer, OutputSizeReturned, Irp
             )
             return self._answer(Irp, status)
-        sharing = listener.sharing_option(
-            self.sharing,
-            self.machine.state is not S.CREATED,
-            RequestType,
-            ControlCode,
-            Level,
-            InputBuffer,
-            InputSize,
-            OutputBuffer,
-            OutputSize,
-        )
-        if sharing is not None:
-            status, out = sharing
-            if OutputSizeReturned is not None and Irp is None:
-                OutputSizeReturned.value = out
-            if Irp is not None:
-                return self._complete(Irp, status, out if status == NTSTATUS.STATUS_SUCCESS else 0)
-            return status
         return super().control(
             RequestType,
             ControlCode,
@@ -912,6 +894,31 @@ class ConnectionSocket(ProviderSocket):
             OutputSizeReturned,
             Irp,
         )
+
+    def _control(
+        self,
+        kind: int,
+        code: int,
+        level: int,
+        in_size: int,
+        in_buf: Any,
+        out_size: int,
+        out_buf: Any,
+    ) -> tuple[int, int]:
+        answer = listener.sharing_option(
+            self.sharing,
+            self.machine.state is not S.CREATED,
+            kind,
+            code,
+            level,
+            in_buf,
+            in_size,
+            out_buf,
+            out_size,
+        )
+        if answer is not None:
+            return answer
+        return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
 
     def close(self, Irp: IRP) -> int:
         if self.retained and hooks.observer is not None:
