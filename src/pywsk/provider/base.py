@@ -120,6 +120,7 @@ class ProviderSocket(WSK_SOCKET):
         "client",
         "closed",
         "context",
+        "disabled_by_client",
         "dispatch_client",
         "events",
         "family",
@@ -159,6 +160,8 @@ class ProviderSocket(WSK_SOCKET):
         self._running: dict[int, int] = {}
         self._disable_waiters: list[tuple[int, IRP]] = []
         self._close_irp: IRP | None = None
+        #: Events the client disabled itself (an inherited one must not come back).
+        self.disabled_by_client = 0
         #: Dispatch calls on this socket currently inside the provider (nested ones too).
         self.calls_inside = 0
         #: The socket object the client holds, when this one works for it (a stream
@@ -291,6 +294,7 @@ class ProviderSocket(WSK_SOCKET):
                 # Exactly one event per disable; static events can never be disabled.
                 return self._answer(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
             self.events &= ~event
+            self.disabled_by_client |= event
             self.on_events_changed()
             if not self._running.get(event):
                 return self._answer(Irp, NTSTATUS.STATUS_SUCCESS)

@@ -267,8 +267,12 @@ def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: An
         assert observer is not None
         if not live():
             observer.event("wsk-call-on-closed-socket", Socket, function=name)
-        elif method == "close" and Socket.calls_inside:
-            observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
+        elif method == "close":
+            if Socket.calls_inside:
+                observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
+            retained = getattr(getattr(Socket, "role", Socket), "retained", None)
+            if retained:
+                observer.event("close-with-retained-indications", Socket, count=len(retained))
 
     def run() -> int:
         if not live():
@@ -380,6 +384,10 @@ def _WskControlSocket(
 
     def run() -> int:
         if not isinstance(Socket, ProviderSocket) or Socket.closed:
+            if hooks.observer is not None:
+                hooks.observer.event(
+                    "wsk-call-on-closed-socket", Socket, function="WskControlSocket"
+                )
             return NTSTATUS.STATUS_INVALID_HANDLE
         result: int = Socket.control(*args)
         return result
@@ -393,6 +401,8 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
 
     def run() -> int:
         if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
+            if hooks.observer is not None and isinstance(Socket, ProviderSocket):
+                hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
             return NTSTATUS.STATUS_INVALID_PARAMETER
         return Socket.release(DataIndication)
 
@@ -483,6 +493,9 @@ def _create_socket(
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
     sock.setblocking(False)
+    if family == AF_INET6:
+        # Windows makes IPv6 sockets IPv6-only unless IPV6_V6ONLY is cleared before bind.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     new = factory(client, family, sock, context, dispatch)
     client.socket_opened(new)
     return new
@@ -549,7 +562,7 @@ def _WskSocketConnect(
 
 def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR, Irp: IRP) -> int:
     """WskSocketConnect's two steps, on internal IRPs; Information = the socket on success."""
-    from ..nt.irp import IoAllocateIrp, IoSetCompletionRoutine
+    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoSetCompletionRoutine
 
     def fail(status: int) -> int:
         sock.close(internal_irp())
@@ -566,6 +579,7 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
 
     def connected(_device: Any, irp: IRP, _context: Any) -> int:
         final = irp.IoStatus.Status
+        IoFreeIrp(irp)
         if pending[0]:
             if final == NTSTATUS.STATUS_SUCCESS:
                 subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)

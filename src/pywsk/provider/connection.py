@@ -265,6 +265,9 @@ class ConnectionSocket(ProviderSocket):
             # Port 0: the kernel picks a free port (no sharing question); recorded so that a
             # later bind to that port is checked against this socket.
             try:
+                # SO_REUSEADDR (not SO_REUSEPORT, which could let the kernel pick a port
+                # another socket uses) so that a later bind the table allows succeeds.
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self.sock.bind(address)
             except OSError as exc:
                 return self._complete(Irp, linux.status_from_errno(exc.errno))
@@ -273,7 +276,7 @@ class ConnectionSocket(ProviderSocket):
                 self.family,
                 self.sock.getsockname(),
                 self.sharing,
-                _v6only(self.sock, self.family),
+                is_v6only(self.sock, self.family),
             )
         self.local = self.sock.getsockname()
         self.machine.process(ConnInput.BIND)
@@ -302,7 +305,7 @@ class ConnectionSocket(ProviderSocket):
             self._connected()
             return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
         if err != errno.EINPROGRESS:
-            self.machine.process(ConnInput.CONNECT_FAILED)
+            self._connect_failed()
             return self._complete(Irp, linux.status_from_errno(err))
         op = Op(self, OpKind.CONNECT, Irp, [])
         self.sendq.append(op)
@@ -316,6 +319,13 @@ class ConnectionSocket(ProviderSocket):
         if self.events:
             self.on_events_changed()  # static event callbacks start with the connection
 
+    def _connect_failed(self) -> None:
+        """Back to BOUND.  Linux leaves a socket whose connect failed half-reset (the next
+        connect gets ECONNABORTED once): ``connect(AF_UNSPEC)`` clears that."""
+        self.machine.process(ConnInput.CONNECT_FAILED)
+        with contextlib.suppress(OSError):
+            linux.abort_keep_fd(self.sock)
+
     def _finish_connect(self, op: Op) -> None:
         self.sendq.popleft()
         err = linux.so_error(self.sock)
@@ -323,7 +333,7 @@ class ConnectionSocket(ProviderSocket):
             self._connected()
             self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
         else:
-            self.machine.process(ConnInput.CONNECT_FAILED)
+            self._connect_failed()
             self._finish(op, linux.status_from_errno(err), 0)
 
     # --- WskSend ---------------------------------------------------------------------------
@@ -500,11 +510,24 @@ class ConnectionSocket(ProviderSocket):
             and not self._eof_seen
             and not self.closed
             and not self.recvq
+            and not self._running.get(WSK_EVENT_RECEIVE)  # one indication at a time
             and receive_verdict(self.machine.state, self.half_open) is ReceiveVerdict.READ
         )
 
     def _update_reading(self) -> None:
         self._want_read(bool(self.recvq) or self._indicating())
+
+    def _callback_returned(self, event: int) -> None:
+        super()._callback_returned(event)
+        if event == WSK_EVENT_RECEIVE and self._held and not self._suspended and not self.closed:
+            # Data left while a callback ran (a resume from inside it): offer it now.
+            self._engine.post(self._deliver_held)
+
+    def _deliver_held(self) -> None:
+        if self._held and self._indicating():
+            held, self._held = self._held, bytearray()
+            self._indicate(memoryview(held), owned=True)
+        self._update_reading()
 
     def _resume_indications(self) -> None:
         """A WskReceive completed: indications paused by the client resume (buffered first)."""
@@ -921,8 +944,6 @@ class ConnectionSocket(ProviderSocket):
         return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
 
     def close(self, Irp: IRP) -> int:
-        if self.retained and hooks.observer is not None:
-            hooks.observer.event("close-with-retained-indications", self, count=len(self.retained))
         state = self.machine.state
         if close_needs_reset(state) and linux.tcp_state(self.sock) not in (
             linux.CLOSE,
@@ -990,7 +1011,7 @@ def _indication_buffer() -> mmap.mmap:
     return mmap.mmap(-1, INDICATION_BUFFER_SIZE)
 
 
-def _v6only(sock: socket.socket, family: int) -> bool:
+def is_v6only(sock: socket.socket, family: int) -> bool:
     if family != AF_INET6:
         return False
     return bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))

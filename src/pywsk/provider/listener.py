@@ -830,7 +830,11 @@ class ListenSocket(ProviderSocket):
             return
         inherited = 0
         for event in (WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG):
-            if self.events & event and new.callback_for(event) is not None:
+            if (
+                self.events & event
+                and new.callback_for(event) is not None
+                and not new.disabled_by_client & event  # disabled inside the callback: stays off
+            ):
                 inherited |= event
         if inherited & ~new.events:
             new.events |= inherited

@@ -206,6 +206,10 @@ def _in_worker(engine: Any, work: Any, answered: Any, Irp: IRP) -> None:
             outcome = future.result()
         except OSError as exc:
             outcome = exc
+        except (UnicodeError, ValueError):
+            # A name the resolver cannot even encode (IDNA): not a name that can exist.
+            engine.complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+            return
         answered(outcome)
 
     loop.run_in_executor(None, work).add_done_callback(finished)

@@ -29,8 +29,9 @@ from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.structs import SOCKADDR, WSK_BUF
 from . import linux
+from . import listener as sharing
 from .base import Op, ProviderSocket
-from .connection import ConnectionSocket
+from .connection import ConnectionSocket, is_v6only
 from .listener import LISTEN_BACKLOG, ListenSocket
 
 if TYPE_CHECKING:
@@ -108,8 +109,11 @@ class StreamSocket(ProviderSocket):
         role = self._as_connection(Irp)
         if isinstance(role, int):
             return role
-        self.committed = "connection"
-        return role.connect(RemoteAddress, Flags, Irp)
+        status = role.connect(RemoteAddress, Flags, Irp)
+        if role.machine.state not in (ConnState.CREATED, ConnState.BOUND):
+            # Committed once the connect got under way (a refused call commits nothing).
+            self.committed = "connection"
+        return status
 
     def send(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
         role = self._as_connection(Irp)
@@ -157,6 +161,16 @@ class StreamSocket(ProviderSocket):
         listener.owner = self
         listener.local = self.sock.getsockname()
         listener.bound = True
+        # The address now belongs to the listening role (in the sharing registry too).
+        listener.sharing = role.sharing
+        sharing.release_binding(role)
+        sharing.register_binding(
+            listener,
+            self.family,
+            listener.local,
+            listener.sharing,
+            is_v6only(self.sock, self.family),
+        )
         self.role = listener
         self.committed = "listen"
         listener.on_events_changed()
