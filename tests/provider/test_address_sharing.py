@@ -1,15 +1,16 @@
 """Address sharing on bind: SO_REUSEADDR and SO_EXCLUSIVEADDRUSE as Windows decides them.
 
 The whole table of Microsoft's "Sharing transport addresses" page (spec section 9.2) is
-driven with real binds of listening sockets on one fixed free port: 0.0.0.0 is the
-wildcard (W), 127.0.0.1 the specific address (S).  The table is written out again here,
-independently of the provider's copy, in the page's orientation (rows: the second bind;
-columns: the first).
+driven with real binds of listening sockets on one free port per case (chosen below the
+kernel's ephemeral range, see :func:`free_port`): 0.0.0.0 is the wildcard (W), 127.0.0.1
+the specific address (S).  The table is written out again here, independently of the
+provider's copy, in the page's orientation (rows: the second bind; columns: the first).
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import socket
 from typing import Any
 
@@ -74,10 +75,23 @@ def expected(first: str, second: str) -> str:
 
 
 def free_port() -> int:
-    """A port free on every local address now (bind port 0, read it, release it)."""
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return int(probe.getsockname()[1])
+    """A port free on every local address, below the kernel's ephemeral range.
+
+    Not ``bind(port 0)``: that hands out an ephemeral port, which any connection made
+    meanwhile - by this process or another one on the machine - may take as its local port
+    before the test binds it (seen under load).  Connections never pick ports below the
+    range, so a port found free there stays free for the test."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        low = int(ports.read().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 8000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue  # in use (or lingering in TIME_WAIT): try another
+            return port
+    raise AssertionError("no free port found below the ephemeral range")
 
 
 def set_option(wsk: WskTestClient, sock: WSK_SOCKET, level: int, option: int, value: int) -> int:
