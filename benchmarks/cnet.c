@@ -1,0 +1,282 @@
+/* The C reference for pywsk's benchmarks: single-threaded, non-blocking, level-triggered
+ * epoll on both sides.  It is the practical limit a Python implementation is compared with.
+ * The driver (benchmarks/run.py) compiles it with gcc -O2; the command line is the one every
+ * implementation shares (benchmarks/common.py):
+ *
+ *   cnet churn-server N [IDLE]
+ *   cnet churn-client PORT N CONC [IDLE]
+ *   cnet bulk-recv
+ *   cnet bulk-send PORT BYTES CC
+ *
+ * Every process prints one JSON line last, with "cpu": CLOCK_PROCESS_CPUTIME_ID since main.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { MSG = 1024, CHUNK = 256 * 1024, EVENTS = 256, TIMEOUT_MS = 30000 };
+
+static double cpu_start;
+static unsigned char payload[MSG];
+
+static double clock_s(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void fail(const char *what) {
+    perror(what);
+    exit(2);
+}
+
+static struct sockaddr_in loopback(int port) {
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+static int listener(int backlog) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = loopback(0);
+    socklen_t len = sizeof a;
+    if (fd < 0) fail("socket");
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) fail("bind");
+    if (listen(fd, backlog) < 0) fail("listen");
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    printf("PORT %d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    return fd;
+}
+
+static void watch(int ep, int op, int fd, unsigned events, void *ptr) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.ptr = ptr;
+    if (epoll_ctl(ep, op, fd, &ev) < 0) fail("epoll_ctl");
+}
+
+static int wait_events(int ep, struct epoll_event *evs, int n, const char *who) {
+    int k = epoll_wait(ep, evs, n, TIMEOUT_MS);
+    if (k < 0 && errno == EINTR) return 0;
+    if (k <= 0) {
+        fprintf(stderr, "%s: no progress for %d ms\n", who, TIMEOUT_MS);
+        exit(3);
+    }
+    return k;
+}
+
+/* ---------------------------------------------------------------- churn server --- */
+
+struct served { int fd; int len; unsigned char buf[4 * MSG]; };
+
+static int churn_server(long n) {
+    int lfd = listener(4096), ep = epoll_create1(EPOLL_CLOEXEC);
+    long conns = 0, bytes = 0, bad = 0;
+    struct epoll_event evs[EVENTS];
+    watch(ep, EPOLL_CTL_ADD, lfd, EPOLLIN, NULL);
+    while (conns < n) {
+        int k = wait_events(ep, evs, EVENTS, "churn-server");
+        for (int i = 0; i < k; i++) {
+            struct served *c = evs[i].data.ptr;
+            if (c == NULL) { /* the listener */
+                int fd;
+                while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    c = malloc(sizeof *c);
+                    c->fd = fd;
+                    c->len = 0;
+                    watch(ep, EPOLL_CTL_ADD, fd, EPOLLIN, c);
+                }
+                continue;
+            }
+            for (;;) {
+                ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - (size_t)c->len, 0);
+                if (r > 0) { c->len += (int)r; continue; }
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                if (r == 0 && c->len > 0) { /* EOF after the message: echo, FIN, close */
+                    if (send(c->fd, c->buf, (size_t)c->len, MSG_NOSIGNAL) != c->len) bad++;
+                    shutdown(c->fd, SHUT_WR);
+                    if (c->len != MSG || memcmp(c->buf, payload, MSG) != 0) bad++;
+                    bytes += c->len;
+                    conns++;
+                } else if (r < 0) {
+                    bad++;
+                } /* r == 0 with no data: an idle connection closed by the client */
+                close(c->fd);
+                free(c);
+                break;
+            }
+        }
+    }
+    printf("{\"side\":\"server\",\"impl\":\"c-epoll\",\"conns\":%ld,\"bytes\":%ld,\"bad\":%ld,"
+           "\"cpu\":%.6f}\n", conns, bytes, bad, clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return bad != 0 || conns != n;
+}
+
+/* ---------------------------------------------------------------- churn client --- */
+
+struct conn { int fd; int connected; int got; unsigned char buf[2 * MSG]; };
+
+static void start(int ep, const struct sockaddr_in *a) {
+    struct conn *c = malloc(sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->connected = 0;
+    c->got = 0;
+    if (c->fd < 0) fail("socket");
+    if (connect(c->fd, (const struct sockaddr *)a, sizeof *a) < 0 && errno != EINPROGRESS)
+        fail("connect");
+    watch(ep, EPOLL_CTL_ADD, c->fd, EPOLLOUT, c);
+}
+
+static int open_idle(const struct sockaddr_in *a, long idle, int *fds) {
+    for (long i = 0; i < idle; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 || connect(fds[i], (const struct sockaddr *)a, sizeof *a) < 0)
+            fail("idle connect");
+    }
+    return 0;
+}
+
+static int churn_client(int port, long n, int conc, long idle) {
+    struct sockaddr_in a = loopback(port);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int *idle_fds = calloc((size_t)(idle > 0 ? idle : 1), sizeof(int));
+    long started = 0, conns = 0, bytes = 0, bad = 0;
+    struct epoll_event evs[EVENTS];
+    open_idle(&a, idle, idle_fds);
+    double t0 = clock_s(CLOCK_MONOTONIC);
+    for (; started < conc && started < n; started++) start(ep, &a);
+    while (conns < n) {
+        int k = wait_events(ep, evs, EVENTS, "churn-client");
+        for (int i = 0; i < k; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (!c->connected) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err) { errno = err; fail("connect"); }
+                if (send(c->fd, payload, MSG, MSG_NOSIGNAL) != MSG) bad++;
+                shutdown(c->fd, SHUT_WR); /* graceful disconnect */
+                c->connected = 1;
+                watch(ep, EPOLL_CTL_MOD, c->fd, EPOLLIN, c);
+                continue;
+            }
+            for (;;) {
+                ssize_t r = recv(c->fd, c->buf + c->got, sizeof c->buf - (size_t)c->got, 0);
+                if (r > 0) { c->got += (int)r; continue; }
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                if (r < 0 || c->got != MSG || memcmp(c->buf, payload, MSG) != 0) bad++;
+                bytes += c->got;
+                conns++;
+                close(c->fd);
+                free(c);
+                if (started < n) { start(ep, &a); started++; }
+                break;
+            }
+        }
+    }
+    double dt = clock_s(CLOCK_MONOTONIC) - t0;
+    for (long i = 0; i < idle; i++) close(idle_fds[i]);
+    printf("{\"side\":\"client\",\"impl\":\"c-epoll\",\"conns\":%ld,\"bytes\":%ld,\"bad\":%ld,"
+           "\"seconds\":%.6f,\"rate\":%.1f,\"idle\":%ld,\"cpu\":%.6f}\n", conns, bytes, bad, dt,
+           (double)conns / dt, idle, clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return bad != 0 || conns != n;
+}
+
+/* ------------------------------------------------------------------------ bulk --- */
+
+static int bulk_recv(void) {
+    int lfd = listener(16), ep = epoll_create1(EPOLL_CLOEXEC), fd;
+    struct epoll_event evs[4];
+    unsigned char *buf = aligned_alloc(4096, CHUNK); /* page-aligned, see common.py */
+    long total = 0;
+    watch(ep, EPOLL_CTL_ADD, lfd, EPOLLIN, NULL);
+    wait_events(ep, evs, 4, "bulk-recv accept");
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) fail("accept");
+    double t0 = clock_s(CLOCK_MONOTONIC);
+    watch(ep, EPOLL_CTL_ADD, fd, EPOLLIN, &fd);
+    for (;;) {
+        ssize_t r;
+        wait_events(ep, evs, 4, "bulk-recv");
+        while ((r = recv(fd, buf, CHUNK, 0)) > 0) total += r;
+        if (r == 0) break;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) fail("recv");
+    }
+    double dt = clock_s(CLOCK_MONOTONIC) - t0;
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    printf("{\"side\":\"receiver\",\"impl\":\"c-epoll\",\"bytes\":%ld,\"seconds\":%.6f,"
+           "\"cpu\":%.6f}\n", total, dt, clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return 0;
+}
+
+static int bulk_send(int port, long total, const char *cc) {
+    struct sockaddr_in a = loopback(port);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    unsigned char *buf = aligned_alloc(4096, CHUNK);
+    struct epoll_event evs[4];
+    long sent = 0;
+    char sink[64];
+    memset(buf, 'b', CHUNK);
+    double t0 = clock_s(CLOCK_MONOTONIC);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (strcmp(cc, "default") != 0 &&
+        setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0)
+        fail("TCP_CONGESTION");
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) fail("connect");
+    watch(ep, EPOLL_CTL_ADD, fd, EPOLLOUT, &fd);
+    while (sent < total) {
+        wait_events(ep, evs, 4, "bulk-send");
+        while (sent < total) {
+            size_t want = (size_t)(total - sent < CHUNK ? total - sent : CHUNK);
+            ssize_t w = send(fd, buf, want, MSG_NOSIGNAL);
+            if (w > 0) { sent += w; continue; }
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            fail("send");
+        }
+    }
+    shutdown(fd, SHUT_WR); /* graceful disconnect after every byte */
+    watch(ep, EPOLL_CTL_MOD, fd, EPOLLIN, &fd);
+    for (;;) {
+        wait_events(ep, evs, 4, "bulk-send EOF");
+        ssize_t r = recv(fd, sink, sizeof sink, 0);
+        if (r == 0) break;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        fail("unexpected data or error before EOF");
+    }
+    double dt = clock_s(CLOCK_MONOTONIC) - t0;
+    close(fd);
+    printf("{\"side\":\"sender\",\"impl\":\"c-epoll\",\"bytes\":%ld,\"seconds\":%.6f,"
+           "\"MBps\":%.1f,\"cpu\":%.6f}\n", sent, dt, (double)sent / dt / 1e6,
+           clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return sent != total;
+}
+
+int main(int argc, char **argv) {
+    cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    for (int i = 0; i < MSG; i++) payload[i] = (unsigned char)((i * 7 + 3) & 0xFF);
+    if (argc >= 3 && strcmp(argv[1], "churn-server") == 0)
+        return churn_server(atol(argv[2]));
+    if (argc >= 5 && strcmp(argv[1], "churn-client") == 0)
+        return churn_client(atoi(argv[2]), atol(argv[3]), atoi(argv[4]),
+                            argc >= 6 ? atol(argv[5]) : 0);
+    if (argc >= 2 && strcmp(argv[1], "bulk-recv") == 0) return bulk_recv();
+    if (argc >= 5 && strcmp(argv[1], "bulk-send") == 0)
+        return bulk_send(atoi(argv[2]), atol(argv[3]), argv[4]);
+    fprintf(stderr, "usage: cnet churn-server N [IDLE] | churn-client PORT N CONC [IDLE] | "
+                    "bulk-recv | bulk-send PORT BYTES CC\n");
+    return 2;
+}

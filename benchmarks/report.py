@@ -1,0 +1,235 @@
+"""Summaries, Markdown tables and the PNG chart of a benchmark run.
+
+Every figure is a median over the *valid* runs of an implementation, with the spread
+(min - max).  "x C" is the ratio of medians to c-epoll in the same invocation.  CPU is the
+in-process CPU time of client + server (user + system, all threads; start-up excluded), per
+connection for churn and per GiB for bulk.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+ORDER = (
+    "c-epoll",
+    "selectors",
+    "uvloop",
+    "asyncio",
+    "trio",
+    "pywsk",
+    "pywsk+noport",
+    "pywsk.aio",
+)
+TITLES = {
+    "churn": "churn: {n:,} connections, {conc} in flight (conn/s)",
+    "bulk": "bulk: {size} over one connection, default congestion control (MB/s)",
+    "bulk-cubic": "bulk: {size} over one connection, TCP_CONGESTION=cubic on the sender (MB/s)",
+}
+
+
+def _order(names: set[str]) -> list[str]:
+    return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+
+
+def summarize(data: dict[str, Any]) -> dict[str, Any]:
+    """Per workload, per implementation: medians and spreads of the valid runs."""
+    out: dict[str, Any] = {}
+    records = data["records"]
+    for workload in dict.fromkeys(r["workload"] for r in records):
+        rows: dict[str, Any] = {}
+        recs = [r for r in records if r["workload"] == workload]
+        for impl in _order({r["impl"] for r in recs}):
+            mine = [r for r in recs if r["impl"] == impl]
+            ok = [r for r in mine if r["ok"]]
+            row: dict[str, Any] = {"runs": len(mine), "valid": len(ok)}
+            if ok:
+                metrics = [r["metric"] for r in ok]
+                if workload == "churn":
+                    cpu = [r["cpu_total"] / r["n"] * 1e6 for r in ok]
+                else:
+                    cpu = [r["cpu_total"] / (r["bytes"] / 2**30) for r in ok]
+                row.update(
+                    median=statistics.median(metrics),
+                    min=min(metrics),
+                    max=max(metrics),
+                    cpu=statistics.median(cpu),
+                    cpu_min=min(cpu),
+                    cpu_max=max(cpu),
+                    cpu_client=statistics.median(r["client"]["cpu"] for r in ok),
+                    cpu_server=statistics.median(r["server"]["cpu"] for r in ok),
+                    steal_max=max(r.get("steal_pct", 0.0) for r in ok),
+                )
+            rows[impl] = row
+        c = rows.get("c-epoll", {})
+        for row in rows.values():
+            if "median" in row and "median" in c:
+                row["ratio"] = row["median"] / c["median"]
+                row["cpu_ratio"] = row["cpu"] / c["cpu"]
+        out[workload] = rows
+    return out
+
+
+def _fmt(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as Markdown tables (what docs/performance.md shows)."""
+    summary = data.get("summary") or summarize(data)
+    cfg = data["config"]
+    lines = []
+    m = data.get("machine", {})
+    lines.append(
+        f"Run {data.get('started', '?')}: {cfg['reps']} repetition(s), churn N={cfg['n']:,} "
+        f"({cfg['conc']} in flight), bulk {cfg['bulk_bytes'] / 2**20:,.0f} MiB; "
+        f"{m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}, Python "
+        f"{m.get('python', '?')}, default congestion control "
+        f"{m.get('tcp_congestion_control', '?')}."
+    )
+    for workload, rows in summary.items():
+        size = cfg["bulk_bytes"]
+        size_text = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
+        title = TITLES.get(workload, workload).format(n=cfg["n"], conc=cfg["conc"], size=size_text)
+        lines += ["", f"**{title}**", ""]
+        if workload == "churn":
+            lines.append(
+                "| impl | median conn/s | min - max | x C | CPU µs/conn (cli+srv) "
+                "| CPU min - max | x C CPU | valid |"
+            )
+        else:
+            lines.append(
+                "| impl | median MB/s | min - max | x C | CPU s/GiB (cli+srv) "
+                "| CPU min - max | x C CPU | valid |"
+            )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for impl, row in rows.items():
+            valid = f"{row['valid']}/{row['runs']}"
+            if "median" not in row:
+                lines.append(f"| {impl} | invalid | | | | | | {valid} |")
+                continue
+            digits = 0 if workload == "churn" else 2
+            ratio = f"{row['ratio']:.2f}" if "ratio" in row else "n/a"
+            cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "n/a"
+            lines.append(
+                f"| {impl} | {_fmt(row['median'])} | {_fmt(row['min'])} - {_fmt(row['max'])} "
+                f"| {ratio} | {_fmt(row['cpu'], digits)} | {_fmt(row['cpu_min'], digits)} - "
+                f"{_fmt(row['cpu_max'], digits)} | {cpu_ratio} | {valid} |"
+            )
+    lines += _scaling_lines(data.get("scaling", {}))
+    invalid = [r for r in data["records"] if not r["ok"]]
+    if invalid:
+        lines += ["", "Invalid runs (left out of every median):", ""]
+        for r in invalid:
+            why = r.get("problems") or r.get("error")
+            lines.append(f"* rep {r.get('rep')} {r['workload']} {r['impl']}: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def _scaling_lines(scale: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    idle = scale.get("idle")
+    if idle:
+        k = idle["idle"]
+        lines += [
+            "",
+            f"**churn with {k:,} idle connections open vs none** "
+            f"(N={idle['n']:,} per run; medians)",
+            "",
+            f"| impl | conn/s, 0 idle | conn/s, {k:,} idle | ratio | CPU µs/conn, 0 idle "
+            f"| CPU µs/conn, {k:,} idle | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for impl, row in idle["summary"].items():
+            if "rate_ratio" not in row:
+                lines.append(f"| {impl} | invalid | | | | | |")
+                continue
+            zero, many = row["0"], row[str(k)]
+            lines.append(
+                f"| {impl} | {_fmt(zero['rate'])} | {_fmt(many['rate'])} | "
+                f"{row['rate_ratio']:.2f} | {_fmt(zero['cpu_us'])} | {_fmt(many['cpu_us'])} | "
+                f"{row['cpu_ratio']:.2f} |"
+            )
+    heap = scale.get("heap")
+    if heap:
+        lines += [
+            "",
+            "**Python heap per idle connection** (tracemalloc; the 4 KiB receive buffer is "
+            "non-paged pool, an mmap outside the heap)",
+            "",
+            "| side | connections | heap B/conn, connected | heap B/conn, WskReceive pending "
+            "| RSS B/conn (with receive) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, res in heap.items():
+            if not res.get("ok"):
+                lines.append(f"| {name} | failed | | | |")
+                continue
+            with_recv = res.get("heap_bytes_per_conn_with_receive")
+            rss = res.get("rss_bytes_per_conn_with_receive", res.get("rss_bytes_per_conn"))
+            lines.append(
+                f"| {res['side']} | {res['conns']:,} | {_fmt(res['heap_bytes_per_conn'])} | "
+                f"{_fmt(with_recv) if with_recv is not None else '—'} | {_fmt(rss or 0)} |"
+            )
+    finack = scale.get("finack")
+    if finack and finack.get("summary"):
+        lines += [
+            "",
+            "**graceful completion after the FIN-ACK moment** (µs from the kernel's "
+            "FIN_WAIT1 → FIN_WAIT2 tracepoint to the completion routine)",
+            "",
+            "| path | samples | median | p90 | min | completed inside the call |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in finack["summary"].items():
+            lines.append(
+                f"| {name} | {row['samples']} | {row['median_us']:.1f} | {row['p90_us']:.1f} | "
+                f"{row['min_us']:.1f} | {row['completed_in_call']} |"
+            )
+    elif finack and finack.get("skipped"):
+        lines += ["", f"FIN-ACK latency: skipped ({finack['skipped']})."]
+    return lines
+
+
+def chart(data: dict[str, Any], path: Path) -> Path | None:
+    """A PNG of the medians with min - max bars; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    summary = data.get("summary") or summarize(data)
+    panels = []
+    for workload, rows in summary.items():
+        unit, cpu_unit = ("conn/s", "CPU µs/conn") if workload == "churn" else ("MB/s", "CPU s/GiB")
+        panels.append((workload, rows, "median", "min", "max", unit))
+        panels.append((workload, rows, "cpu", "cpu_min", "cpu_max", cpu_unit))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels) // 2, 2, figsize=(12, 3.2 * (len(panels) // 2)))
+    flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    for ax, (workload, rows, key, lo, hi, unit) in zip(flat, panels, strict=False):
+        names = [n for n, r in rows.items() if key in r]
+        values = [rows[n][key] for n in names]
+        errors = [
+            [rows[n][key] - rows[n][lo] for n in names],
+            [rows[n][hi] - rows[n][key] for n in names],
+        ]
+        colors = [
+            "#444444" if n == "c-epoll" else "#d62728" if n.startswith("pywsk") else "#1f77b4"
+            for n in names
+        ]
+        ax.barh(names, values, xerr=errors, color=colors, capsize=3)
+        ax.invert_yaxis()
+        ax.set_title(f"{workload}: {unit}", fontsize=10)
+        ax.tick_params(labelsize=8)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:,.0f}" if v >= 10 else f" {v:.2f}", va="center", fontsize=7)
+    fig.suptitle(f"pywsk benchmarks, {data.get('started', '')} (medians, min-max bars)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,500 @@
+"""The benchmark driver: every implementation, every workload, interleaved, verified.
+
+``python -m benchmarks`` (or ``python benchmarks/run.py``) compiles the C reference with gcc,
+then for each repetition runs every workload with every implementation once - round-robin,
+in an order rotated per repetition - so hypervisor steal and neighbours' load hit all of
+them alike and each ratio to C comes from the same run.  Server and client are separate
+processes (two cores: one each, unpinned).  Each run's byte counts are checked on both sides;
+a run with any mismatch is *invalid*: it is kept in the results, marked, and left out of
+every median.  Then the scaling measurements (:mod:`benchmarks.scaling`) run, and the
+results are written as JSON, a Markdown table and (with matplotlib) a PNG chart.
+
+``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures; it
+checks that every implementation works and verifies, and asserts nothing about speed.
+The exit status is non-zero when any run was invalid.
+
+The machine is left as it is: no sysctl is changed.  The number of TIME_WAIT sockets
+before each run is recorded (``tw_before``), as is CPU steal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import report, scaling
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKLOADS = ("churn", "bulk", "bulk-cubic")
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation: how to start it, and which workloads it takes part in."""
+
+    name: str
+    argv: tuple[str, ...]
+    workloads: tuple[str, ...] = WORKLOADS
+    note: str = ""
+
+
+@dataclass
+class Config:
+    n: int = 20_000
+    conc: int = 64
+    bulk_bytes: int = 1 << 30
+    reps: int = 5
+    pause: float = 1.0
+    timeout: float = 300.0
+    scaling: scaling.ScalingConfig = field(default_factory=scaling.ScalingConfig)
+
+
+FULL = Config()
+QUICK = Config(
+    n=300,
+    conc=16,
+    bulk_bytes=16 << 20,
+    reps=1,
+    pause=0.0,
+    timeout=60.0,
+    scaling=scaling.ScalingConfig(
+        idle=100,
+        idle_n=200,
+        idle_reps=1,
+        idle_impls=("pywsk",),
+        heap_conns=100,
+        finack_samples=10,
+    ),
+)
+
+
+def build_c(source: Path, out_dir: Path) -> Path:
+    """Compile a C program of the harness with ``gcc -O2``."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise SystemExit("gcc is needed to build the C reference (benchmarks/cnet.c)")
+    binary = out_dir / source.stem
+    subprocess.run([gcc, "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+def aio_available() -> bool:
+    """True when the Pythonic layer ``pywsk.aio`` exists in this checkout."""
+    try:
+        import pywsk.aio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def implementations(cnet: Path) -> list[Impl]:
+    py = (sys.executable, "-m")
+    impls = [
+        Impl("c-epoll", (str(cnet),)),
+        Impl("selectors", (*py, "benchmarks.impl_selectors")),
+        Impl("asyncio", (*py, "benchmarks.impl_asyncio")),
+        Impl("uvloop", (*py, "benchmarks.impl_uvloop")),
+        Impl("trio", (*py, "benchmarks.impl_trio")),
+        Impl("pywsk", (*py, "benchmarks.impl_pywsk")),
+        Impl(
+            "pywsk+noport",
+            (*py, "benchmarks.impl_pywsk_noport"),
+            ("churn",),
+            "prototype of Next step 1 (IP_BIND_ADDRESS_NO_PORT), not the shipped provider",
+        ),
+    ]
+    if aio_available():
+        impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
+    return impls
+
+
+# ------------------------------------------------------------------ machine facts ---
+
+
+def tw_count() -> int:
+    """Sockets in TIME_WAIT now (``/proc/net/sockstat``)."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("tw") + 1])
+    return -1
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(steal, total) jiffies from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    return values[7], sum(values)
+
+
+def sysctl(name: str) -> str:
+    try:
+        return Path("/proc/sys", *name.split(".")).read_text().strip()
+    except OSError:
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "missing"
+
+    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
+    return {
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "uvloop": installed("uvloop"),
+        "trio": installed("trio"),
+        "matplotlib": installed("matplotlib"),
+        "gcc": gcc.splitlines()[0] if gcc else "?",
+        "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control"),
+        "tcp_max_tw_buckets": sysctl("net.ipv4.tcp_max_tw_buckets"),
+        "tcp_tw_reuse": sysctl("net.ipv4.tcp_tw_reuse"),
+        "ip_local_port_range": sysctl("net.ipv4.ip_local_port_range"),
+        "loadavg_start": os.getloadavg(),
+        "git_head": _git("rev-parse", "--short", "HEAD"),
+        "src_uncommitted_files": len(_git("status", "--porcelain", "src").splitlines()),
+    }
+
+
+def _git(*args: str) -> str:
+    """Which provider was measured: the checkout's commit (other work may be uncommitted)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return done.stdout.strip() if done.returncode == 0 else "?"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def raise_fd_limit() -> None:
+    """Let child processes hold the idle connections of the scaling runs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --------------------------------------------------------------------------- runs ---
+
+
+@dataclass
+class Proc:
+    """A child process and what it left."""
+
+    popen: subprocess.Popen[str]
+    rusage: tuple[float, float] = (0.0, 0.0)
+    out: str = ""
+    err: str = ""
+
+
+def _start(argv: list[str]) -> Proc:
+    popen = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Proc(popen)
+
+
+def _read_port(proc: Proc, timeout: float) -> int:
+    """The port a server announces on its first line."""
+    assert proc.popen.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.popen.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout):
+        raise TimeoutError("the server announced no port")
+    line = proc.popen.stdout.readline()
+    if not line.startswith("PORT "):
+        raise RuntimeError(f"the server said {line!r}")
+    return int(line.split()[1])
+
+
+def _reap(proc: Proc, deadline: float) -> None:
+    """Wait for the process (killing it at ``deadline``), with its rusage and output."""
+    while True:
+        pid, status, ru = os.wait4(proc.popen.pid, os.WNOHANG)
+        if pid:
+            proc.popen.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            proc.popen.kill()
+            pid, status, ru = os.wait4(proc.popen.pid, 0)
+            proc.popen.returncode = -9
+            break
+        time.sleep(0.005)
+    proc.rusage = (ru.ru_utime, ru.ru_stime)
+    out, err = proc.popen.communicate()
+    proc.out, proc.err = out, err
+
+
+def _result_line(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    return {}
+
+
+def run_pair(
+    impl: Impl, server_args: list[str], client_args: list[str], timeout: float
+) -> dict[str, Any]:
+    """Start the server, then the client with the server's port; collect both results."""
+    tw = tw_count()
+    steal0 = cpu_jiffies()
+    server = _start([*impl.argv, *server_args])
+    record: dict[str, Any] = {"impl": impl.name, "tw_before": tw}
+    try:
+        port = _read_port(server, 30.0)
+    except (TimeoutError, RuntimeError) as exc:
+        server.popen.kill()
+        _reap(server, time.monotonic())
+        return {**record, "ok": False, "error": f"{exc}; stderr: {server.err[-2000:]}"}
+    t0 = time.monotonic()
+    client = _start([*impl.argv, *[str(port) if a == "{port}" else a for a in client_args]])
+    _reap(client, t0 + timeout)
+    record["wall"] = time.monotonic() - t0
+    _reap(server, time.monotonic() + 30.0)
+    steal1 = cpu_jiffies()
+    record.update(
+        client=_result_line(client.out),
+        server=_result_line(server.out),
+        rc=[client.popen.returncode, server.popen.returncode],
+        rusage_client=client.rusage,
+        rusage_server=server.rusage,
+        steal_pct=100.0 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
+    )
+    if client.popen.returncode or server.popen.returncode:
+        record["stderr"] = [client.err[-3000:], server.err[-3000:]]
+    return record
+
+
+def run_churn(impl: Impl, cfg: Config, idle: int = 0) -> dict[str, Any]:
+    rec = run_pair(
+        impl,
+        ["churn-server", str(cfg.n), str(idle)],
+        ["churn-client", "{port}", str(cfg.n), str(cfg.conc), str(idle)],
+        cfg.timeout,
+    )
+    rec.update(workload="churn", n=cfg.n, conc=cfg.conc, idle=idle)
+    return verify_churn(rec, cfg.n)
+
+
+def verify_churn(rec: dict[str, Any], n: int) -> dict[str, Any]:
+    cli, srv = rec.get("client", {}), rec.get("server", {})
+    problems = []
+    if rec.get("rc") != [0, 0]:
+        problems.append(f"exit codes {rec.get('rc')}")
+    for side, res in (("client", cli), ("server", srv)):
+        if res.get("conns") != n:
+            problems.append(f"{side} conns {res.get('conns')} != {n}")
+        if res.get("bytes") != n * 1024:
+            problems.append(f"{side} bytes {res.get('bytes')} != {n * 1024}")
+        if res.get("bad", 1) != 0:
+            problems.append(f"{side} bad {res.get('bad')}")
+    rec["ok"] = not problems and "error" not in rec
+    if problems:
+        rec["problems"] = problems
+    if rec["ok"]:
+        rec["metric"] = cli["rate"]
+        rec["cpu_total"] = cli["cpu"] + srv["cpu"]
+    return rec
+
+
+def run_bulk(impl: Impl, cfg: Config, cc: str) -> dict[str, Any]:
+    rec = run_pair(
+        impl,
+        ["bulk-recv"],
+        ["bulk-send", "{port}", str(cfg.bulk_bytes), cc],
+        min(cfg.timeout, 120.0),
+    )
+    rec.update(workload="bulk" if cc == "default" else f"bulk-{cc}", bytes=cfg.bulk_bytes, cc=cc)
+    snd, rcv = rec.get("client", {}), rec.get("server", {})
+    problems = []
+    if rec.get("rc") != [0, 0]:
+        problems.append(f"exit codes {rec.get('rc')}")
+    for side, res in (("sender", snd), ("receiver", rcv)):
+        if res.get("bytes") != cfg.bulk_bytes:
+            problems.append(f"{side} bytes {res.get('bytes')} != {cfg.bulk_bytes}")
+    rec["ok"] = not problems and "error" not in rec
+    if problems:
+        rec["problems"] = problems
+    if rec["ok"]:
+        rec["metric"] = snd["MBps"]
+        rec["cpu_total"] = snd["cpu"] + rcv["cpu"]
+    return rec
+
+
+def run_workload(impl: Impl, workload: str, cfg: Config) -> dict[str, Any]:
+    if workload == "churn":
+        return run_churn(impl, cfg)
+    return run_bulk(impl, cfg, "default" if workload == "bulk" else workload.split("-", 1)[1])
+
+
+def _progress(rec: dict[str, Any]) -> None:
+    metric = rec.get("metric")
+    shown = f"{metric:10.1f}" if metric is not None else "   INVALID"
+    cpu = rec.get("cpu_total")
+    cpu_s = f"cpu={cpu:6.2f}s" if cpu is not None else "cpu=   n/a"
+    why = "" if rec["ok"] else f"  {rec.get('problems') or rec.get('error')}"
+    print(
+        f"  rep {rec.get('rep', '-')} {rec['workload']:10s} {rec['impl']:13s} {shown} "
+        f"{cpu_s} tw={rec.get('tw_before')} steal={rec.get('steal_pct', 0):.0f}%{why}",
+        flush=True,
+    )
+
+
+def rotated(items: list[Impl], k: int) -> Iterator[Impl]:
+    """``items`` starting at position ``k`` (so no implementation always runs first)."""
+    k %= max(1, len(items))
+    yield from items[k:] + items[:k]
+
+
+def run_all(
+    cfg: Config, impls: list[Impl], workloads: list[str], log: Path
+) -> list[dict[str, Any]]:
+    """Every workload with every implementation, ``cfg.reps`` times; each record is also
+    appended to ``log`` (JSON lines) as soon as it exists."""
+    records = []
+    with log.open("w") as sink:
+        for rep in range(cfg.reps):
+            for workload in workloads:
+                for impl in rotated([i for i in impls if workload in i.workloads], rep):
+                    rec = run_workload(impl, workload, cfg)
+                    rec["rep"] = rep
+                    records.append(rec)
+                    sink.write(json.dumps(rec) + "\n")
+                    sink.flush()
+                    _progress(rec)
+                    time.sleep(cfg.pause)
+    return records
+
+
+# --------------------------------------------------------------------------- main ---
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smoke run: small N, 1 repetition")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5; quick 1)")
+    ap.add_argument("--n", type=int, help="churn connections per run (default 20000)")
+    ap.add_argument("--conc", type=int, help="churn connections in flight (default 64)")
+    ap.add_argument("--bulk-bytes", type=int, help="bulk bytes per run (default 1 GiB)")
+    ap.add_argument("--impls", help="comma list of implementations (default: all available)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list")
+    ap.add_argument(
+        "--scaling",
+        default="idle,heap,finack",
+        help="comma list of scaling measurements, or 'none'",
+    )
+    ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
+    ap.add_argument("--tag", help="name of the result files (default: a timestamp)")
+    ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    ap.add_argument("--report", type=Path, help="only re-render the table of a results JSON")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.report is not None:
+        data = json.loads(args.report.read_text())
+        print(report.markdown(data))
+        return 0
+    base = QUICK if args.quick else FULL
+    cfg = Config(
+        n=args.n or base.n,
+        conc=args.conc or base.conc,
+        bulk_bytes=args.bulk_bytes or base.bulk_bytes,
+        reps=args.reps or base.reps,
+        pause=base.pause,
+        timeout=base.timeout,
+        scaling=base.scaling,
+    )
+    raise_fd_limit()
+    out_dir = args.out or HERE / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or ("quick" if args.quick else time.strftime("%Y%m%d-%H%M%S"))
+    with tempfile.TemporaryDirectory(prefix="pywsk-bench-") as build:
+        cnet = build_c(HERE / "cnet.c", Path(build))
+        impls = implementations(cnet)
+        if args.impls:
+            wanted = args.impls.split(",")
+            impls = [i for i in impls if i.name in wanted]
+        workloads = [w for w in args.workloads.split(",") if w]
+        started = time.time()
+        facts = machine()
+        print(f"benchmarks: {', '.join(i.name for i in impls)}; {cfg.reps} repetition(s)")
+        records = run_all(cfg, impls, workloads, out_dir / f"{tag}.jsonl")
+        scale: dict[str, Any] = {}
+        wanted_scaling = [] if args.scaling == "none" else args.scaling.split(",")
+        if wanted_scaling:
+            print("scaling:", ", ".join(wanted_scaling), flush=True)
+            scale = scaling.run(
+                cfg.scaling,
+                wanted_scaling,
+                {i.name: i for i in implementations(cnet)},
+                lambda impl, idle: run_churn(impl, _idle_config(cfg), idle),
+            )
+    data = {
+        "config": {k: v for k, v in asdict(cfg).items() if k != "scaling"},
+        "scaling_config": asdict(cfg.scaling),
+        "quick": args.quick,
+        "machine": facts,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seconds": time.time() - started,
+        "impls": {i.name: {"argv": list(i.argv[1:]), "note": i.note} for i in impls},
+        "records": records,
+        "scaling": scale,
+    }
+    data["summary"] = report.summarize(data)
+    json_path = out_dir / f"{tag}.json"
+    json_path.write_text(json.dumps(data, indent=1))
+    table = report.markdown(data)
+    (out_dir / f"{tag}.md").write_text(table)
+    print(table)
+    print(f"results: {json_path}")
+    if not args.no_chart:
+        png = report.chart(data, out_dir / f"{tag}.png")
+        print(f"chart: {png}" if png else "chart: skipped (matplotlib is not installed)")
+    invalid = [r for r in records if not r["ok"]] + scaling.invalid_runs(scale)
+    if invalid:
+        print(f"{len(invalid)} invalid run(s)", file=sys.stderr)
+    return 1 if invalid else 0
+
+
+def _idle_config(cfg: Config) -> Config:
+    return Config(n=cfg.scaling.idle_n, conc=cfg.conc, timeout=max(cfg.timeout, 600.0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""WSK listening sockets for asyncio: :func:`listen` / :class:`Listener`, :func:`serve` /
+:class:`Server`.
+
+What it does: a :class:`Listener` is a WSK listening socket (WskSocket with
+WSK_FLAG_LISTEN_SOCKET, then WskBind, which binds and listens); :meth:`Listener.accept` is
+one WskAccept whose IRP returns the new connection socket in ``IoStatus.Information``.  A
+:class:`Server` runs an accept loop and one task per connection.
+
+What it refuses: use after ``aclose()`` (:class:`~pywsk.errors.SocketClosedError`).
+
+What always holds: a connection accepted by a WskAccept whose wait was cancelled is not
+lost: it is kept and returned by the next ``accept()`` (or closed with the listener).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from .._bridge import ConnectionCore, ListenerCore, SocketOption, listen_steps
+from ..errors import NtStatusError, error_from_status
+from ..nt.status import NTSTATUS
+from ._connection import Connection
+from ._waiting import drive, wait_call
+
+__all__ = ["Handler", "Listener", "Server", "listen", "serve"]
+
+#: A connection handler for :func:`serve`.
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) -> Listener:
+    """A listening socket on ``host``:``port`` (port 0: any free port; see
+    :attr:`Listener.local_address`).  ``options`` are set before WskBind, for example
+    ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit."""
+    return Listener(await drive(listen_steps(host, port, options)))
+
+
+class Listener:
+    """A WSK listening socket.  Use ``async with`` (or ``aclose()``).
+
+    :meth:`accept` returns the next connection; several tasks may wait in it at once (they
+    are served in the order they called).  Closing the listener resets the connections not
+    yet accepted.
+    """
+
+    def __init__(self, core: ListenerCore) -> None:
+        self._core = core
+        self._ready: collections.deque[ConnectionCore] = collections.deque()
+
+    def __repr__(self) -> str:
+        return f"<pywsk.aio.Listener {self._core!r}>"
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def local_address(self) -> tuple[Any, ...]:
+        """The address it listens on (with the real port when 0 was asked)."""
+        return self._core.local
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    async def accept(self) -> Connection:
+        """The next connection (one WskAccept).
+
+        Cancellation: IoCancelIrp, then the wait for the WskAccept's completion goes on; a
+        connection it accepted anyway is kept for the next ``accept()``, and
+        ``CancelledError`` is raised.  Raises :class:`~pywsk.errors.SocketClosedError` once
+        the listener is closed.
+        """
+        if self._ready:
+            return Connection(self._ready.popleft())
+        core = self._core
+        if core.closed:
+            raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
+        call = core.start_accept()
+        caught = await wait_call(call)
+        try:
+            accepted = core.settle_accept(call, cancelled=caught is not None)
+        except NtStatusError:
+            if caught is None:
+                raise
+            accepted = None
+        if caught is not None:
+            if accepted is not None:
+                self._ready.append(accepted)
+            raise caught
+        assert accepted is not None
+        return Connection(accepted)
+
+    async def aclose(self) -> None:
+        """Close the listening socket (idempotent).  Pending ``accept()`` calls raise
+        :class:`~pywsk.errors.SocketClosedError`; kept connections are closed (RST)."""
+        core = self._core
+        if core.closed:
+            return
+        while self._ready:
+            await Connection(self._ready.popleft()).aclose()
+        call = core.start_close()
+        caught = await wait_call(call)
+        core.settle_close(call)
+        if caught is not None:
+            raise caught
+
+
+async def serve(
+    handler: Handler, host: str, port: int, *, options: Sequence[SocketOption] = ()
+) -> Server:
+    """Listen on ``host``:``port`` and run ``handler(connection)`` in a task per connection.
+
+    The server closes each connection when its handler returns (``aclose()``: an RST unless
+    the handler disconnected both directions - call ``await conn.disconnect()`` and read to
+    ``b""`` for a graceful end).  An exception from a handler goes to the loop's exception
+    handler.  Use ``async with await serve(...) as server`` or ``server.aclose()``.
+    """
+    listener = await listen(host, port, options=options)
+    return Server(listener, handler)
+
+
+class Server:
+    """An accept loop on a :class:`Listener` with one task per connection."""
+
+    def __init__(self, listener: Listener, handler: Handler) -> None:
+        self.listener = listener
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._accepting = self._loop.create_task(self._accept_loop())
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<pywsk.aio.Server {self.listener.local_address} {len(self._handlers)} conn>"
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def local_address(self) -> tuple[Any, ...]:
+        return self.listener.local_address
+
+    async def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn = await self.listener.accept()
+            except NtStatusError as exc:
+                # The provider retries resource shortages itself: what reaches us means the
+                # listener no longer works (or was closed).  Stop accepting.
+                if not self.listener.closed:
+                    self._loop.call_exception_handler(
+                        {"message": "pywsk.aio.Server: accept failed", "exception": exc}
+                    )
+                return
+            task = self._loop.create_task(self._run(conn))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _run(self, conn: Connection) -> None:
+        try:
+            async with conn:
+                await self._handler(conn)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._loop.call_exception_handler(
+                {"message": "pywsk.aio.Server: handler failed", "exception": exc}
+            )
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed."""
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Stop accepting, close the listener, cancel the handlers and wait for them (their
+        connections are closed as their tasks end).  Idempotent."""
+        if self._closed.is_set():
+            return
+        self._accepting.cancel()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(self._accepting, *handlers, return_exceptions=True)
+        await self.listener.aclose()
+        self._closed.set()

@@ -1,0 +1,725 @@
+"""The click commands behind ``pywsk``: options, help, exit codes, errors without tracebacks."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from .render import console, err_console, print_json, print_report, print_summary, reports_json
+from .timeline import Report
+
+__all__ = ["EXIT_DEVIATION", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli", "main"]
+
+EXIT_OK = 0
+EXIT_DEVIATION = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+WIRE_HELP = (
+    "Where the wire facts come from: 'capture' (tcpdump; needs root), 'state' (our "
+    "socket's TCP state), or 'auto' (a capture when possible)."
+)
+
+
+class Failure(click.ClickException):
+    """A clear error with its own exit status (no traceback)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def progress(total: int, what: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar on stderr (only on a terminal); yields ``advance(label)``."""
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=True,
+        disable=not sys.stderr.isatty() or total < 2,
+    )
+    with bar:
+        task = bar.add_task(what, total=total)
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, description=f"{what}: {label}")
+
+        yield advance
+
+
+def write_diagram(path: str, reports: Sequence[Report], title: str) -> None:
+    from .diagram import write
+
+    try:
+        write(Path(path), reports, title)
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}", EXIT_USAGE) from exc
+
+
+def check_diagram_path(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None and not value.lower().endswith((".svg", ".html", ".htm")):
+        raise click.BadParameter("the diagram file must end in .svg or .html")
+    return value
+
+
+def finish(reports: Sequence[Report], as_json: bool, diagram: str | None, title: str) -> int:
+    if diagram:
+        write_diagram(diagram, reports, title)
+    if as_json:
+        print_json(reports_json(reports))
+    elif diagram:
+        err_console().print(f"diagram written to {diagram}")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_DEVIATION
+
+
+# --- the group -----------------------------------------------------------------------------------
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="pywsk", prog_name="pywsk")
+def cli() -> None:
+    """Microsoft's Winsock Kernel (WSK) interface in Python, over real Linux TCP.
+
+    \b
+    pywsk demo                 every documented disconnect, against a built-in peer
+    pywsk probe HOST:PORT      disconnect from any TCP server and see what it does
+    pywsk serve                a WSK server with a chosen disconnect behaviour
+
+    Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable.
+    """
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+def _scenario_names() -> list[str]:
+    from .demo import SCENARIOS
+
+    return list(SCENARIOS)
+
+
+@cli.command(
+    context_settings=CONTEXT, short_help="Every documented disconnect, against a built-in peer."
+)
+@click.option(
+    "-s",
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(_scenario_names()),
+    metavar="NAME",
+    help="Run only this scenario (repeatable): " + ", ".join(_scenario_names()) + ".",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@click.option(
+    "--diagram",
+    metavar="FILE",
+    callback=check_diagram_path,
+    help="Draw the scenarios as sequence diagrams into FILE (.svg or .html).",
+)
+@click.option(
+    "--wire",
+    type=click.Choice(["auto", "capture", "state"]),
+    default="auto",
+    show_default=True,
+    help=WIRE_HELP,
+)
+def demo(
+    scenarios: tuple[str, ...], list_only: bool, as_json: bool, diagram: str | None, wire: str
+) -> int:
+    """Run the documented disconnect behaviours against an embedded loopback peer.
+
+    Each scenario prints a timeline - the WSK calls and what they returned, each IRP
+    completion with its status and time, event callbacks, the segments on the wire (or the
+    TCP state without root), what the peer observed - and a verdict against the
+    documented behaviour. Exit status 1 if any scenario deviates.
+
+    \b
+    Examples:
+      pywsk demo
+      pywsk demo --scenario stuck-graceful --scenario peer-abortive-event
+      pywsk demo --json > demo.json
+      pywsk demo --diagram demo.svg          # or demo.html
+      sudo pywsk demo --wire capture         # insist on tcpdump
+    """
+    from .demo import SCENARIOS, run_scenario
+    from .wire import WireUnavailable, capture_possible
+
+    if list_only:
+        out = console()
+        for scenario in SCENARIOS.values():
+            out.print(f"{scenario.name:<26} {scenario.title}")
+        return EXIT_OK
+    if wire == "capture" and not capture_possible():
+        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    names = list(scenarios) or list(SCENARIOS)
+    reports: list[Report] = []
+    out = console()
+    with progress(len(names), "demo") as advance:
+        for name in names:
+            try:
+                report = run_scenario(name, wire)  # type: ignore[arg-type]
+            except WireUnavailable as exc:
+                raise Failure(str(exc), EXIT_USAGE) from exc
+            reports.append(report)
+            if not as_json:
+                print_report(report, out)
+            advance(name)
+    if not as_json:
+        print_summary(reports, "scenarios", out)
+    return finish(reports, as_json, diagram, "pywsk demo")
+
+
+# --- shared parameter types ---------------------------------------------------------------------
+
+
+class HostPort(click.ParamType):  # type: ignore[type-arg]
+    """``HOST:PORT``, ``[IPv6]:PORT``; ``PORT`` alone means the loopback address."""
+
+    name = "HOST:PORT"
+
+    def __init__(self, default_host: str = "127.0.0.1", port_zero: bool = False) -> None:
+        self.default_host = default_host
+        self.port_zero = port_zero
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, port_text = self.default_host, text
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0 or not text[end + 1 :].startswith(":"):
+                self.fail(f"{value!r} is not [IPv6]:PORT", param, ctx)
+            host, port_text = text[1:end], text[end + 2 :]
+        elif ":" in text:
+            host, _, port_text = text.rpartition(":")
+            if ":" in host:
+                self.fail(f"{value!r}: write an IPv6 address as [ADDRESS]:PORT", param, ctx)
+        if not host:
+            self.fail(f"{value!r} has no host", param, ctx)
+        try:
+            port = int(port_text)
+        except ValueError:
+            self.fail(f"{value!r}: {port_text!r} is not a port number", param, ctx)
+        if not (0 if self.port_zero else 1) <= port <= 65535:
+            self.fail(f"{value!r}: port {port} is out of range", param, ctx)
+        return host, port
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """``4096``, ``64k``, ``4MiB``, ``1.5MB`` -> bytes (ValueError otherwise)."""
+    value = text.strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number) :].strip()
+    if unit not in _UNITS or not number:
+        raise ValueError(f"{text!r} is not a size (e.g. 4096, 64k, 4MiB)")
+    size = float(number) * _UNITS[unit]
+    if size < 0 or size != size:
+        raise ValueError(f"{text!r} is not a size")
+    return int(size)
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Seconds(click.FloatRange):
+    """A positive number of seconds (at most an hour)."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0.001, max=3600.0)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SECONDS"
+
+
+SECONDS = Seconds()
+
+
+def decode_text(text: str) -> bytes:
+    """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return text.encode("utf-8")
+
+
+# --- probe -----------------------------------------------------------------------------------------
+
+
+def _probe_names() -> list[str]:
+    from .probe import PROBE_SCENARIOS
+
+    return [*PROBE_SCENARIOS, "all"]
+
+
+@cli.command(
+    context_settings=CONTEXT, short_help="Disconnect from a TCP server and see what it does."
+)
+@click.argument("target", type=HostPort(), required=False, metavar="HOST:PORT")
+@click.option(
+    "-s",
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(_probe_names()),
+    metavar="NAME",
+    help="The disconnect to perform (repeatable; 'all' for every one): "
+    + ", ".join(_probe_names()[:-1])
+    + ". Default: graceful.",
+)
+@click.option(
+    "--send", "send_text", metavar="TEXT", help=r"Send TEXT first (escapes like \r\n work)."
+)
+@click.option(
+    "--send-file",
+    type=click.File("rb"),
+    help="Send the contents of this file first.",
+)
+@click.option(
+    "--send-size", type=Size(), help="Send this many bytes of a pattern first (64k, 4MiB)."
+)
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait at each step: the payload's send, a reply, our graceful "
+    "disconnect, the server's end.",
+)
+@click.option(
+    "--connect-timeout",
+    type=SECONDS,
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the connection (WskConnect is cancelled after).",
+)
+@click.option(
+    "--stall",
+    type=SECONDS,
+    default=1.0,
+    show_default=True,
+    help="stall-then-*: seconds the graceful disconnect may stay pending before recovery.",
+)
+@click.option(
+    "--size",
+    type=Size(),
+    default="8MiB",
+    show_default=True,
+    help="abortive-mid-transfer, stall-then-*: the most to send while the server falls behind.",
+)
+@click.option(
+    "--await-reply",
+    is_flag=True,
+    help="After sending, wait (at most --timeout) for the server's first reply bytes "
+    "before the disconnect.",
+)
+@click.option(
+    "--expect",
+    type=click.Choice(["any", "fin", "rst", "none"]),
+    default="any",
+    show_default=True,
+    help="How the server should end the connection; exit 1 if it does not.",
+)
+@click.option(
+    "--wire",
+    type=click.Choice(["auto", "capture", "state"]),
+    default="auto",
+    show_default=True,
+    help=WIRE_HELP,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@click.option(
+    "--diagram",
+    metavar="FILE",
+    callback=check_diagram_path,
+    help="Draw sequence diagrams into FILE (.svg or .html).",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+def probe(
+    target: tuple[str, int] | None,
+    scenarios: tuple[str, ...],
+    send_text: str | None,
+    send_file: Any,
+    send_size: int | None,
+    timeout: float,
+    connect_timeout: float,
+    stall: float,
+    size: int,
+    await_reply: bool,
+    expect: str,
+    wire: str,
+    as_json: bool,
+    diagram: str | None,
+    list_only: bool,
+) -> int:
+    """Connect to a TCP server as a WSK client, disconnect, and report what the server did.
+
+    TARGET is HOST:PORT ([IPv6]:PORT for IPv6; a name is resolved with WskGetAddressInfo).
+    Each scenario opens its own connection, keeps a WskReceive pending, performs its
+    disconnect, and waits (at most --timeout) for the server's end. The report says what
+    the server sent back and when, whether it closed with FIN or RST (seen through
+    WskDisconnectEvent and the receive completions), and whether our graceful disconnect
+    completed - the server acknowledged our FIN. Exit status: 0 as documented (and as
+    --expect says), 1 a deviation, 3 the server cannot be reached.
+
+    \b
+    Examples:
+      pywsk probe 127.0.0.1:8080
+      pywsk probe example.org:80 --send 'HEAD / HTTP/1.0\\r\\n\\r\\n' -s wait-for-peer
+      pywsk probe [::1]:7000 -s abortive -s close-without-disconnect --json
+      pywsk probe 127.0.0.1:9000 -s stall-then-abort --size 64MiB --stall 0.5
+      pywsk probe 127.0.0.1:9000 -s all --diagram probe.html
+    """
+    from .probe import PROBE_SCENARIOS, ProbeOptions, resolve, run_probe
+    from .session import SessionError
+    from .wire import WireUnavailable, capture_possible
+
+    if list_only:
+        out = console()
+        for scenario in PROBE_SCENARIOS.values():
+            out.print(f"{scenario.name:<26} {scenario.title}")
+        return EXIT_OK
+    if target is None:
+        raise click.UsageError("Missing argument 'TARGET' (HOST:PORT).")
+    given = [x for x in (send_text, send_file, send_size) if x is not None]
+    if len(given) > 1:
+        raise click.UsageError("--send, --send-file and --send-size exclude each other.")
+    payload: bytes | None = None
+    if send_text is not None:
+        payload = decode_text(send_text)
+    elif send_file is not None:
+        payload = send_file.read()
+    elif send_size is not None:
+        payload = bytes(i % 251 for i in range(send_size))
+    if wire == "capture" and not capture_possible():
+        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
+    host, port = target
+    options = ProbeOptions(
+        host=host,
+        port=port,
+        payload=payload,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        stall=stall,
+        size=size,
+        wire=wire,  # type: ignore[arg-type]
+        expect=expect,  # type: ignore[arg-type]
+        await_reply=await_reply,
+    )
+    try:
+        addresses = resolve(host, port, connect_timeout)
+    except SessionError as exc:
+        raise Failure(str(exc)) from exc
+    reports: list[Report] = []
+    out = console()
+    with progress(len(names), "probe") as advance:
+        for name in names:
+            try:
+                report = run_probe(name, options, addresses)
+            except SessionError as exc:
+                raise Failure(str(exc)) from exc
+            except WireUnavailable as exc:
+                raise Failure(str(exc), EXIT_USAGE) from exc
+            reports.append(report)
+            if not as_json:
+                print_report(report, out)
+            advance(name)
+    if not as_json and len(reports) > 1:
+        print_summary(reports, "probes", out)
+    return finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
+
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+class After(click.ParamType):  # type: ignore[type-arg]
+    """``BYTES`` (``4096``, ``64k``, ``1MiB``) or ``SECONDS`` (``2s``, ``0.5s``, ``250ms``)."""
+
+    name = "BYTES|SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .serve import Trigger
+
+        if isinstance(value, Trigger):
+            return value
+        text = str(value).strip().lower()
+        try:
+            if text.endswith("ms"):
+                return Trigger(seconds=float(text[:-2]) / 1000)
+            if text.endswith("s") and not text.endswith(("ib", "b")):
+                return Trigger(seconds=float(text[:-1]))
+            return Trigger(size=parse_size(text))
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither a size (4096, 64k, 1MiB) nor a time (2s, 250ms)", param, ctx
+            )
+
+
+@cli.command(
+    context_settings=CONTEXT, short_help="A WSK server with a chosen disconnect behaviour."
+)
+@click.option(
+    "--listen",
+    "address",
+    type=HostPort(port_zero=True),
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Address to listen on; port 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["echo", "sink", "source", "http-ok"]),
+    default="echo",
+    show_default=True,
+    help="echo: send back what arrives; sink: read and drop; source: send a pattern; "
+    "http-ok: answer a request with 200 OK.",
+)
+@click.option(
+    "--disconnect",
+    type=click.Choice(["graceful", "abortive", "half-open", "stall", "never"]),
+    default="graceful",
+    show_default=True,
+    help="What to do at the trigger: FIN; RST; FIN then keep reading; stop reading; nothing "
+    "(answer the client's FIN).",
+)
+@click.option(
+    "--after",
+    type=After(),
+    default=None,
+    help="The trigger: BYTES received (sent, for source) or SECONDS since the accept "
+    "(2s, 250ms). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
+    "(http-ok).",
+)
+@click.option(
+    "--accept",
+    "accept_with",
+    type=click.Choice(["event", "irp"]),
+    default="event",
+    show_default=True,
+    help="Take connections through WskAcceptEvent or a pending WskAccept.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Exit after this many connections.",
+)
+@click.option("--duration", type=SECONDS, help="Exit after this many seconds.")
+@click.option(
+    "--linger",
+    type=SECONDS,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the client after our FIN (graceful), after its last data "
+    "(half-open), or while stalled (stall), before closing.",
+)
+@click.option(
+    "--wire",
+    type=click.Choice(["auto", "capture", "state"]),
+    default="auto",
+    show_default=True,
+    help=WIRE_HELP,
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: listening, each connection, the summary.",
+)
+@click.option(
+    "--diagram",
+    metavar="FILE",
+    callback=check_diagram_path,
+    help="At exit, draw every connection into FILE (.svg or .html).",
+)
+def serve(
+    address: tuple[str, int],
+    mode: str,
+    disconnect: str,
+    after: Any,
+    accept_with: str,
+    connections: int | None,
+    duration: float | None,
+    linger: float,
+    wire: str,
+    as_json: bool,
+    diagram: str | None,
+) -> int:
+    """Serve TCP as a WSK server with a chosen behaviour, and log how each connection ended.
+
+    The listening socket is a WSK listening socket (WskSocket with WSK_FLAG_LISTEN_SOCKET,
+    WskBind), taking connections through WskAcceptEvent or WskAccept. Each connection is
+    served in --mode until the --after trigger, then disconnected the --disconnect way;
+    when it ends, its timeline is printed (WSK calls, completions, WskDisconnectEvent, the
+    wire, the client) with a verdict. Runs until --connections, --duration, or Ctrl-C.
+
+    \b
+    Examples:
+      pywsk serve --listen 127.0.0.1:7000
+      pywsk serve --mode source --after 1MiB --disconnect abortive
+      pywsk serve --mode sink --disconnect stall --after 0 --linger 30
+      pywsk serve --mode http-ok --accept irp --connections 1 --json
+      pywsk serve --mode echo --after 2s --disconnect half-open --diagram served.html
+    """
+    import signal
+
+    from .serve import ServeOptions, Server, Trigger
+    from .session import SessionError, describe_address
+    from .wire import capture_possible
+
+    if wire == "capture" and not capture_possible():
+        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    options = ServeOptions(
+        host=address[0],
+        port=address[1],
+        mode=mode,  # type: ignore[arg-type]
+        disconnect=disconnect,  # type: ignore[arg-type]
+        after=after or Trigger(),
+        accept=accept_with,  # type: ignore[arg-type]
+        connections=connections,
+        duration=duration,
+        linger=linger,
+        wire=wire,  # type: ignore[arg-type]
+    )
+    out = console()
+
+    def on_report(report: Report) -> None:
+        if as_json:
+            import json
+
+            print(json.dumps({"event": "connection", **report.as_dict()}, default=str), flush=True)
+        else:
+            print_report(report, out)
+            out.file.flush()
+
+    server = Server(options, on_report)
+    try:
+        bound = server.open()
+    except SessionError as exc:
+        server.shutdown()
+        raise Failure(str(exc)) from exc
+    except BaseException:
+        server.shutdown()
+        raise
+    trigger = options.after.describe(options.mode)
+    accept_text = "WskAcceptEvent" if accept_with == "event" else "WskAccept"
+    if as_json:
+        import json
+
+        print(
+            json.dumps(
+                {
+                    "event": "listening",
+                    "address": describe_address(bound),
+                    "host": str(bound[0]),
+                    "port": int(bound[1]),
+                    "mode": mode,
+                    "disconnect": disconnect,
+                    "trigger": trigger,
+                    "accept": accept_text,
+                    "wire": server.wire.source if server.wire else "TCP state per connection",
+                }
+            ),
+            flush=True,
+        )
+    else:
+        out.print(
+            f"pywsk serve: listening on {describe_address(bound)} - mode {mode}, disconnect "
+            f"{disconnect} {trigger}, connections through {accept_text}"
+        )
+        out.file.flush()
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        reports = server.run()
+    except KeyboardInterrupt:
+        server.shutdown()
+        reports = server.reports
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if diagram:
+        write_diagram(diagram, reports, f"pywsk serve {describe_address(bound)}")
+    good = sum(r.ok for r in reports)
+    if as_json:
+        import json
+
+        print(
+            json.dumps({"event": "summary", "connections": len(reports), "as_documented": good}),
+            flush=True,
+        )
+    else:
+        print_summary(reports, "connections", out)
+    return EXIT_OK if good == len(reports) else EXIT_DEVIATION
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pywsk`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    try:
+        result: Any = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="pywsk",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort:
+        err_console().print("Aborted.")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else EXIT_OK

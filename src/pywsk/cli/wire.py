@@ -1,0 +1,317 @@
+"""What went on the wire: a packet capture when one can run, otherwise the TCP state.
+
+What it does: :class:`CaptureWire` runs :class:`~pywsk.testing.capture.WireCapture`
+(tcpdump, so root) on the server's port and turns the segments of one connection into
+``segment`` events on the wire lane - FIN, RST, data and ACKs, with the kernel's capture
+time.  :class:`StateWire` is the fallback: after every WSK event it reads the TCP state of
+the client's own socket (``tcpi_state``) and records each change, with what it implies
+("our FIN sent and acknowledged", "the peer's FIN received", "reset").  Each says which
+it is in :attr:`source`, and each writes a one-line summary: who sent FIN and who sent RST.
+
+What it refuses: :func:`open_wire` with ``mode="capture"`` where no capture can run raises
+:class:`WireUnavailable`.
+
+What always holds: nothing here sends or changes anything on a connection; a capture is
+always stopped (:meth:`CaptureWire.stop`, idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import threading
+import time
+from typing import Any, Literal
+
+from ..testing.capture import Segment, WireCapture
+from ..testing.tcp import TcpState, tcp_state
+from .session import Session, kernel_socket
+from .timeline import Lane, Report, Timeline
+
+__all__ = ["CaptureWire", "StateWire", "Wire", "WireMode", "WireUnavailable", "open_wire"]
+
+WireMode = Literal["auto", "capture", "state"]
+
+STATE_SOURCE = "our socket's TCP state, not a packet capture: that needs root and tcpdump"
+
+
+class WireUnavailable(RuntimeError):
+    """``--wire capture`` asked for a capture that cannot run here."""
+
+
+class CaptureWire:
+    """tcpdump on the server's port; segments of one connection become wire events."""
+
+    def __init__(self, port: int, host: str | None = None) -> None:
+        interface = "lo"
+        host_filter = None
+        if host is not None:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+            if not address.is_loopback:
+                interface = "any"
+                host_filter = f"host {address}"
+        self.port = port
+        self.capture = WireCapture(ports=[port], host_filter=host_filter, interface=interface)
+        self.source = f"tcpdump on {interface}"
+
+    def start(self) -> CaptureWire:
+        self.capture.start()
+        return self
+
+    def stop(self) -> None:
+        self.capture.stop()
+
+    def sync(self) -> None:
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            self.capture.sync()
+
+    # --- per connection --------------------------------------------------------------------------
+    def segments(self, ours: int, theirs: int) -> list[Segment]:
+        """Segments between our port ``ours`` and the peer's port ``theirs``, in order."""
+        return [
+            s
+            for s in self.capture.segments
+            if (s.sport, s.dport) in ((ours, theirs), (theirs, ours))
+        ]
+
+    def seen(self, flag: str, from_port: int, timeout: float = 2.0) -> bool:
+        """Wait (bounded) for a segment with ``flag`` (``"F"`` or ``"R"``) from ``from_port``."""
+        try:
+            self.capture.wait_for(lambda s: flag in s.flags and s.sport == from_port, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def absent(self, flag: str, from_port: int) -> bool:
+        """No segment with ``flag`` from ``from_port`` so far (after a sync)."""
+        self.sync()
+        return not self.capture.matching(lambda s: flag in s.flags, from_port=from_port)
+
+    def finish(
+        self,
+        report: Report,
+        ours: int,
+        theirs: int,
+        names: tuple[str, str] = ("client", "peer"),
+    ) -> None:
+        """Add this connection's segments to the report's timeline, lines and summary."""
+        self.sync()
+        segments = self.segments(ours, theirs)
+        report.wire_source = self.source
+        report.wire = []
+        base: dict[int, int] = {}
+        for s in segments:
+            base.setdefault(s.sport, s.seq)
+        t0 = segments[0].time if segments else 0.0
+        for s in segments:
+            outgoing = s.sport == ours
+            src, dst = (names[0], names[1]) if outgoing else (names[1], names[0])
+            seq = (s.seq - base[s.sport]) % 2**32
+            ack = ""
+            if s.ack_flag and s.dport in base:
+                ack = f" ack={(s.ack - base[s.dport]) % 2**32}"
+            text = f"{src}:{s.sport} -> {dst}:{s.dport} [{s.flags}] seq={seq}{ack} len={s.length}"
+            plain = not (s.syn or s.fin or s.rst)
+            lanes: tuple[Lane, Lane] = ("provider", "peer") if outgoing else ("peer", "provider")
+            report.timeline.record(
+                "segment",
+                "wire",
+                text,
+                at=s.time,
+                src=lanes[0],
+                dst=lanes[1],
+                flags=s.flags,
+                length=s.length,
+                group="segments" if plain else None,
+            )
+            report.wire.append(f"+{(s.time - t0) * 1e3:9.3f} ms {text}")
+        report.wire_summary = _summary(
+            names,
+            fin=(
+                any(s.fin for s in segments if s.sport == ours),
+                any(s.fin for s in segments if s.sport == theirs),
+            ),
+            rst=(
+                any(s.rst for s in segments if s.sport == ours),
+                any(s.rst for s in segments if s.sport == theirs),
+            ),
+        )
+
+
+def _summary(names: tuple[str, str], fin: tuple[bool, bool], rst: tuple[bool, bool]) -> str:
+    parts = []
+    for i, name in enumerate(names):
+        sent = [flag for flag, seen in (("FIN", fin[i]), ("RST", rst[i])) if seen]
+        parts.append(f"{name} sent {' and '.join(sent) if sent else 'neither FIN nor RST'}")
+    return "; ".join(parts)
+
+
+_MEANING = {
+    TcpState.ESTABLISHED: "connected",
+    TcpState.SYN_SENT: "connecting",
+    TcpState.FIN_WAIT1: "our FIN sent, not acknowledged yet",
+    TcpState.FIN_WAIT2: "our FIN sent and acknowledged",
+    TcpState.TIME_WAIT: "FINs exchanged both ways",
+    TcpState.CLOSE_WAIT: "the peer's FIN received",
+    TcpState.LAST_ACK: "the peer's FIN received, ours sent",
+    TcpState.CLOSING: "FINs crossed",
+}
+_KNOWN = {int(s) for s in TcpState}
+_OUR_FIN = {
+    TcpState.FIN_WAIT1,
+    TcpState.FIN_WAIT2,
+    TcpState.TIME_WAIT,
+    TcpState.CLOSING,
+    TcpState.LAST_ACK,
+}
+_PEER_FIN = {TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.TIME_WAIT, TcpState.CLOSING}
+#: A close from these states resets the connection (not disconnected in both directions).
+_CLOSE_RESETS = {
+    TcpState.ESTABLISHED,
+    TcpState.FIN_WAIT1,
+    TcpState.FIN_WAIT2,
+    TcpState.CLOSE_WAIT,
+    TcpState.LAST_ACK,
+    TcpState.CLOSING,
+}
+
+
+class StateWire:
+    """Without a capture: our socket's TCP state after every WSK event, as wire events."""
+
+    source = STATE_SOURCE
+
+    def __init__(self, session: Session, timeline: Timeline) -> None:
+        self.session = session
+        self.timeline = timeline
+        self._lock = threading.Lock()
+        self._tracked: list[_Tracked] = []
+        session.observers.append(self.sample)
+
+    def track(self, sock: Any, name: str = "client") -> None:
+        kernel = kernel_socket(sock)
+        if kernel is None:
+            return
+        tracked = _Tracked(sock, kernel, name)
+        with self._lock:
+            self._tracked.append(tracked)
+        self.sample()
+
+    def sample(self) -> None:
+        with self._lock:
+            tracked = list(self._tracked)
+        for t in tracked:
+            self._sample_one(t)
+
+    def _sample_one(self, t: _Tracked) -> None:
+        try:
+            state: int | None = tcp_state(t.kernel) if t.kernel.fileno() >= 0 else None
+        except OSError:
+            state = None
+        with self._lock:
+            if state == t.last or t.gone:
+                return
+            previous, t.last = t.last, state
+            if state is None:
+                t.gone = True
+            else:
+                t.seen.append(state)
+        at = time.time()
+        if state is None:
+            if previous in _CLOSE_RESETS:
+                t.reset_by_us = True
+                text = "socket closed while not disconnected both ways: its close sent an RST"
+            else:
+                text = "socket closed; nothing more sent"
+            self.timeline.record("state", "wire", f"{t.name} {text}", at=at)
+            return
+        name = _state_name(state)
+        if state == TcpState.CLOSE:
+            if id(t.sock) in self.session.resets:
+                t.reset_by_us = True
+                meaning = "our RST (abortive disconnect)"
+            elif id(t.sock) in self.session.fins or previous in _OUR_FIN:
+                meaning = (
+                    "ended after our FIN was acknowledged (the peer's FIN or an RST: the "
+                    "state alone cannot tell)"
+                )
+            else:
+                t.reset_by_peer = True
+                meaning = "reset by the peer (or the transport gave up)"
+        else:
+            meaning = _MEANING.get(TcpState(state), "") if state in _KNOWN else ""
+        if previous is None:
+            text = f"{t.name} TCP {name}"
+        else:
+            text = f"{t.name} TCP {_state_name(previous)} -> {name}"
+        self.timeline.record("state", "wire", text + (f": {meaning}" if meaning else ""), at=at)
+
+    def finish(self, report: Report, names: tuple[str, str] = ("client", "peer")) -> None:
+        self.sample()
+        report.wire_source = self.source
+        with self._lock:
+            tracked = list(self._tracked)
+        report.wire = []
+        fin = [False, False]
+        rst = [False, False]
+        for t in tracked:
+            path = " -> ".join(_state_name(s) for s in t.seen) + (" -> closed" if t.gone else "")
+            report.wire.append(f"{t.name} TCP states: {path}")
+            fin[0] |= any(s in _OUR_FIN for s in t.seen) or id(t.sock) in self.session.fins_acked
+            rst[0] |= t.reset_by_us
+            told = self.session.peer_end(t.sock)
+            if told is not None:
+                fin[1] |= told[0] in ("fin", "fin+rst")
+                rst[1] |= told[0] in ("rst", "fin+rst")
+            else:
+                fin[1] |= any(s in _PEER_FIN for s in t.seen)
+                rst[1] |= t.reset_by_peer
+        report.wire_summary = _summary(names, (fin[0], fin[1]), (rst[0], rst[1]))
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.session.observers.remove(self.sample)
+
+
+class _Tracked:
+    __slots__ = ("gone", "kernel", "last", "name", "reset_by_peer", "reset_by_us", "seen", "sock")
+
+    def __init__(self, sock: Any, kernel: Any, name: str) -> None:
+        self.sock = sock
+        self.kernel = kernel
+        self.name = name
+        self.last: int | None = None
+        self.seen: list[int] = []
+        self.gone = False
+        self.reset_by_us = False
+        self.reset_by_peer = False
+
+
+def _state_name(state: int) -> str:
+    try:
+        return TcpState(state).name
+    except ValueError:
+        return str(state)
+
+
+Wire = CaptureWire | StateWire
+
+
+def capture_possible() -> bool:
+    return WireCapture.available()
+
+
+def open_wire(
+    mode: WireMode, session: Session, timeline: Timeline, port: int, host: str | None = None
+) -> Wire:
+    """A started :class:`CaptureWire` (``auto`` when possible, ``capture``) or a
+    :class:`StateWire` (``state``, or ``auto`` without root and tcpdump)."""
+    if mode == "capture" and not capture_possible():
+        raise WireUnavailable("--wire capture needs root and tcpdump")
+    if mode != "state" and capture_possible():
+        try:
+            return CaptureWire(port, host).start()
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            if mode == "capture":
+                raise WireUnavailable(f"tcpdump did not start: {exc}") from exc
+    return StateWire(session, timeline)

@@ -1,0 +1,91 @@
+"""Helpers for the asyncio layer's tests: a runner per loop flavour, and peer helpers.
+
+A test module declares ``run = loop_fixture()``; every test that takes ``run`` then runs
+twice, on the asyncio loop and on uvloop, and ``run`` bounds the whole coroutine with a
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+import pywsk.aio
+from pywsk.aio import SocketOption
+from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
+
+T = TypeVar("T")
+Run = Callable[..., Any]
+
+WAIT = 10.0
+
+
+def loop_fixture() -> Any:
+    """The ``run`` fixture, parametrized over the two loop flavours."""
+    return pytest.fixture(name="run", params=["asyncio", "uvloop"])(_runner)
+
+
+def _runner(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """``run(coroutine, timeout=30)``: run it on a fresh loop of this flavour, bounded."""
+    factory = asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop
+
+    def runner(main: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        async def bounded() -> T:
+            async with asyncio.timeout(timeout):
+                return await main
+
+        with asyncio.Runner(loop_factory=factory) as loop_runner:
+            return loop_runner.run(bounded())
+
+    yield runner
+
+
+def kernel(conn: pywsk.aio.Connection) -> socket.socket:
+    """The Linux socket behind a connection (tests only: checks of kernel state)."""
+    provider_socket: Any = conn.socket
+    sock: socket.socket = provider_socket.sock
+    return sock
+
+
+def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, str]:
+    """Read until the client's FIN or RST; returns (data, "fin" | "rst")."""
+    data = bytearray()
+    while True:
+        try:
+            chunk = peer.recv(1 << 16)
+        except ConnectionResetError:
+            return bytes(data), "rst"
+        if not chunk:
+            return bytes(data), "fin"
+        data += chunk
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking peer action in a worker thread (the loop keeps running)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+#: A small send buffer for the client (set before connect, so Linux does not grow it).
+SMALL_SNDBUF = ((SOL_SOCKET, SO_SNDBUF, 4096),)
+
+
+async def connected(
+    listener: Callable[..., socket.socket],
+    host: str = "127.0.0.1",
+    rcvbuf: int | None = None,
+    options: Sequence[SocketOption] = (),
+) -> tuple[pywsk.aio.Connection, socket.socket]:
+    """A pywsk connection to a fresh plain peer: (connection, peer socket).  With
+    ``rcvbuf`` the peer's receive buffer is that small (and the client's send buffer too)."""
+    lsock = listener(host, rcvbuf)
+    if rcvbuf is not None:
+        options = (*options, *SMALL_SNDBUF)
+    conn = await pywsk.aio.connect(host, lsock.getsockname()[1], options=options)
+    peer, _ = lsock.accept()
+    peer.settimeout(WAIT)
+    return conn, peer

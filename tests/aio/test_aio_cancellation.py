@@ -1,0 +1,308 @@
+"""Cancellation in pywsk.aio follows trio's wait_overlapped: IoCancelIrp, then the IRP's
+completion decides.  Deterministic cases for both outcomes, then loops where timeouts race
+the data: no byte may be lost or duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture, peer_reads_to_end
+
+import pywsk.aio
+from pywsk._bridge import Call, session
+from pywsk.nt import STATUS_CANCELLED
+from pywsk.testing import tcp
+
+Listener = Callable[..., socket.socket]
+
+run = loop_fixture()
+
+
+def spy_on(monkeypatch: pytest.MonkeyPatch, conn: pywsk.aio.Connection, method: str) -> list[Call]:
+    """Record the calls ``conn``'s core starts with ``method`` (tests only)."""
+    core: Any = conn._core
+    original = getattr(core, method)
+    calls: list[Call] = []
+
+    def recording(*args: Any) -> Call:
+        call: Call = original(*args)
+        calls.append(call)
+        return call
+
+    monkeypatch.setattr(core, method, recording)
+    return calls
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Block this thread until ``condition()`` (checked every millisecond), at most ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.001)
+
+
+def test_cancelled_receive_that_got_data_keeps_it(
+    run: Run, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        async with conn:
+            calls = spy_on(monkeypatch, conn, "start_receive")
+            receiving = asyncio.create_task(conn.receive_some())
+            await asyncio.sleep(0)  # the task issues its WskReceive and parks
+            assert len(calls) == 1
+            assert not calls[0].done
+            peer.sendall(b"abc")
+            # Hold the loop until the IRP completed with the data, then cancel: the cancel
+            # arrives after the completion, so it loses.
+            wait_until(lambda: calls[0].done)
+            receiving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
+            assert conn.bytes_received == 3
+            assert await conn.receive_some(2) == b"ab"  # kept, and returned in order
+            assert await conn.receive_some() == b"c"
+            peer.sendall(b"d")
+            assert await conn.receive_some() == b"d"
+            await conn.abort()
+        peer.close()
+
+    run(main())
+
+
+def test_cancelled_receive_without_data_has_no_effect(
+    run: Run, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        async with conn:
+            calls = spy_on(monkeypatch, conn, "start_receive")
+            receiving = asyncio.create_task(conn.receive_some())
+            await asyncio.sleep(0)
+            receiving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
+            assert calls[0].status == STATUS_CANCELLED  # the cancel won
+            assert conn.bytes_received == 0
+            peer.sendall(b"later")
+            assert await conn.receive_some() == b"later"
+            await conn.abort()
+        peer.close()
+
+    run(main())
+
+
+def test_cancelled_send_partly_in_the_kernel_completes(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener, rcvbuf=4096)
+        async with conn:
+            payload = bytes(range(256)) * 4096
+            sending = asyncio.create_task(conn.send_all(payload))
+            await asyncio.sleep(0)  # issued: the kernel took part of it at once
+            sending.cancel()
+            # The cancel cannot win: the task waits for the rest to go out.
+            done, _ = await asyncio.wait({sending}, timeout=0.3)
+            assert not done
+            reading = asyncio.ensure_future(in_thread(peer_reads_to_end, peer))
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            assert conn.bytes_sent == len(payload)
+            await conn.disconnect()
+            assert await reading == (payload, "fin")  # every byte, once
+            peer.shutdown(socket.SHUT_WR)
+            assert await conn.receive_some() == b""
+        peer.close()
+
+    run(main())
+
+
+def test_cancelled_send_not_started_has_no_effect(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener, rcvbuf=4096)
+        async with conn:
+            first = b"1" * 1_000_000
+            second = b"2" * 1000
+            third = b"3" * 1000
+            sending_first = asyncio.create_task(conn.send_all(first))
+            sending_second = asyncio.create_task(conn.send_all(second))
+            await asyncio.sleep(0)  # both issued; the second waits behind the first
+            sending_second.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending_second  # the cancel won: nothing of it was sent
+            assert conn.bytes_sent < len(first)
+            sending_third = asyncio.create_task(conn.send_all(third))
+            disconnecting = asyncio.create_task(conn.disconnect())
+            data, end = await in_thread(peer_reads_to_end, peer)
+            await asyncio.gather(sending_first, sending_third, disconnecting)
+            assert (data, end) == (first + third, "fin")
+            assert conn.bytes_sent == len(first) + len(third)
+            peer.shutdown(socket.SHUT_WR)
+            assert await conn.receive_some() == b""
+        peer.close()
+
+    run(main())
+
+
+def test_cancelled_disconnect_goes_on(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener, rcvbuf=4096)
+        async with conn:
+            payload = b"p" * 1_000_000
+            sending = asyncio.create_task(conn.send_all(payload))
+            await asyncio.sleep(0)  # the send is issued first
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await conn.disconnect()  # stuck behind the send: the wait is cancelled
+            reading = asyncio.ensure_future(in_thread(peer_reads_to_end, peer))
+            await sending
+            await conn.disconnect()  # the same disconnect, now acknowledged
+            assert await reading == (payload, "fin")
+            assert tcp.tcp_state(kernel(conn)) == tcp.FIN_WAIT2
+            peer.shutdown(socket.SHUT_WR)
+            assert await conn.receive_some() == b""
+        peer.close()
+
+    run(main())
+
+
+def test_cancelled_connect_leaves_nothing_open(run: Run) -> None:
+    async def main() -> None:
+        # A listener whose accept queue is full drops further SYNs: a connect stays pending.
+        with socket.socket() as full:
+            full.bind(("127.0.0.1", 0))
+            full.listen(0)
+            fillers = [socket.socket() for _ in range(3)]
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(full.getsockname())
+            try:
+                before = session().open_sockets
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await pywsk.aio.connect("127.0.0.1", full.getsockname()[1])
+                assert session().open_sockets == before
+            finally:
+                for filler in fillers:
+                    filler.close()
+
+    run(main())
+
+
+# --- timeouts racing completions ------------------------------------------------------------
+
+TIMEOUTS = [0, 0.0002, 0.0005, 0.001, 0.002]
+
+
+def count_cancelled_settles(
+    monkeypatch: pytest.MonkeyPatch, conn: pywsk.aio.Connection, method: str
+) -> dict[str, int]:
+    """Count how the cancels that reached a pending IRP ended: won, or lost (took effect)."""
+    core: Any = conn._core
+    original = getattr(core, method)
+    outcomes = {"won": 0, "lost": 0}
+
+    def counting(call: Call, cancelled: bool = False) -> Any:
+        result = original(call, cancelled)
+        if cancelled:
+            outcomes["won" if result is None else "lost"] += 1
+        return result
+
+    monkeypatch.setattr(core, method, counting)
+    return outcomes
+
+
+def test_receive_timeouts_racing_data_lose_and_duplicate_nothing(
+    run: Run, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pace = random.Random(2)
+    pieces = [bytes(pace.getrandbits(8) for _ in range(pace.randint(1, 100))) for _ in range(1000)]
+    expected = b"".join(pieces)
+
+    def feed(peer: socket.socket) -> None:
+        for piece in pieces:
+            peer.sendall(piece)
+            time.sleep(pace.random() / 500)  # pacing, so that data arrives mid-receive
+        peer.shutdown(socket.SHUT_WR)
+
+    async def main() -> dict[str, int]:
+        conn, peer = await connected(listener)
+        received = bytearray()
+        chooser = random.Random(3)
+        async with conn:
+            outcomes = count_cancelled_settles(monkeypatch, conn, "settle_receive")
+            feeder = threading.Thread(target=feed, args=(peer,))
+            feeder.start()
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(
+                            conn.receive_some(chooser.randint(1, 4096)),
+                            timeout=chooser.choice(TIMEOUTS),
+                        )
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    received += chunk
+            finally:
+                feeder.join(WAIT)
+            assert bytes(received) == expected
+            assert conn.bytes_received == len(expected)
+        peer.close()
+        return outcomes
+
+    outcomes = run(main(), timeout=55)
+    assert outcomes["won"] + outcomes["lost"] > 0  # cancels did meet pending receives
+
+
+def test_send_timeouts_racing_completion_lose_and_duplicate_nothing(
+    run: Run, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = [i.to_bytes(4, "big") * 2000 for i in range(300)]  # 8000 bytes each, distinct
+
+    def drain(peer: socket.socket, out: bytearray) -> None:
+        pace = random.Random(5)
+        while data := peer.recv(pace.randint(100, 4000)):
+            out += data
+            time.sleep(pace.random() / 2000)  # a slow reader: sends stay pending
+
+    async def main() -> dict[str, int]:
+        conn, peer = await connected(listener, rcvbuf=4096)
+        received = bytearray()
+        chooser = random.Random(4)
+        async with conn:
+            outcomes = count_cancelled_settles(monkeypatch, conn, "settle_send")
+            reader = threading.Thread(target=drain, args=(peer, received))
+            reader.start()
+            try:
+                for chunk in chunks:
+                    while True:
+                        before = conn.bytes_sent
+                        try:
+                            await asyncio.wait_for(
+                                conn.send_all(chunk), timeout=chooser.choice(TIMEOUTS)
+                            )
+                            break
+                        except TimeoutError:
+                            if conn.bytes_sent == before + len(chunk):
+                                break  # it went out after all: do not send it again
+                            assert conn.bytes_sent == before  # all or nothing
+                await conn.disconnect()
+            finally:
+                reader.join(WAIT)
+            assert bytes(received) == b"".join(chunks)
+            peer.shutdown(socket.SHUT_WR)
+            assert await conn.receive_some() == b""
+        peer.close()
+        return outcomes
+
+    outcomes = run(main(), timeout=55)
+    assert outcomes["won"] + outcomes["lost"] > 0  # cancels did meet pending sends

@@ -1,0 +1,173 @@
+"""pywsk.aio listeners and servers: WSK listening sockets (WskBind = bind + listen, WskAccept)
+with pywsk connections on both ends, and cancelled accepts that lose no connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import threading
+from typing import Any
+
+import pytest
+from aio_helpers import WAIT, Run, loop_fixture
+
+import pywsk.aio
+from pywsk import errors
+from pywsk._bridge import session
+from pywsk.aio import DisconnectReason
+
+run = loop_fixture()
+
+
+def test_accept_connects_two_pywsk_ends(run: Run) -> None:
+    async def main() -> None:
+        async with await pywsk.aio.listen("127.0.0.1", 0) as listener:
+            port = listener.local_address[1]
+            assert port != 0
+            accepting = asyncio.create_task(listener.accept())
+            client = await pywsk.aio.connect("127.0.0.1", port)
+            server = await accepting
+            async with client, server:
+                assert server.remote_address == client.local_address
+                assert server.local_address == client.remote_address
+                await client.send_all(b"ping")
+                assert await server.receive_some() == b"ping"
+                # The graceful path, both sides pywsk: FIN each way, no RST.
+                await client.disconnect()
+                assert await server.receive_some() == b""
+                await server.send_all(b"pong")
+                await server.disconnect()
+                assert await client.receive_some() == b"pong"
+                assert await client.receive_some() == b""
+            assert client.disconnected_by is DisconnectReason.PEER_GRACEFUL
+            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+
+    run(main())
+
+
+def test_serve_runs_a_handler_per_connection(run: Run) -> None:
+    async def echo(conn: pywsk.aio.Connection) -> None:
+        data = b""
+        while chunk := await conn.receive_some():
+            data += chunk
+        await conn.disconnect(b"echo:" + data)
+
+    async def client(port: int, text: bytes) -> bytes:
+        async with await pywsk.aio.connect("127.0.0.1", port) as conn:
+            await conn.send_all(text)
+            await conn.disconnect()
+            reply = b""
+            while chunk := await conn.receive_some():
+                reply += chunk
+            return reply
+
+    async def main() -> None:
+        async with await pywsk.aio.serve(echo, "127.0.0.1", 0) as server:
+            port = server.local_address[1]
+            replies = await asyncio.gather(*(client(port, b"n%d" % i) for i in range(5)))
+            assert replies == [b"echo:n%d" % i for i in range(5)]
+        assert server.listener.closed
+
+    run(main())
+
+
+def test_closing_the_listener_ends_pending_accepts(run: Run) -> None:
+    async def main() -> None:
+        listener = await pywsk.aio.listen("127.0.0.1", 0)
+        accepting = asyncio.create_task(listener.accept())
+        await asyncio.sleep(0)  # the WskAccept is pending
+        await listener.aclose()
+        with pytest.raises(errors.SocketClosedError):
+            await accepting
+        with pytest.raises(errors.SocketClosedError):
+            await listener.accept()
+        await listener.aclose()  # idempotent
+        # The port no longer accepts.
+        with pytest.raises(ConnectionRefusedError):
+            await pywsk.aio.connect("127.0.0.1", listener.local_address[1])
+
+    run(main())
+
+
+def test_cancelled_accept_has_no_effect(run: Run) -> None:
+    async def main() -> None:
+        async with await pywsk.aio.listen("127.0.0.1", 0) as listener:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await listener.accept()  # nobody connects: the cancel wins
+            with socket.create_connection(listener.local_address[:2], timeout=WAIT) as plain:
+                async with await listener.accept() as conn:
+                    assert conn.remote_address == plain.getsockname()
+                    await conn.abort()
+
+    run(main())
+
+
+def test_accept_timeouts_racing_connections_lose_none(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = 150
+
+    def dial(port: int, out: list[socket.socket]) -> None:
+        pace = random.Random(7)
+        for _ in range(count):
+            out.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT))
+            threading.Event().wait(pace.random() / 250)  # pacing, not synchronisation
+
+    async def main() -> dict[str, int]:
+        dialled: list[socket.socket] = []
+        accepted: list[pywsk.aio.Connection] = []
+        chooser = random.Random(8)
+        async with await pywsk.aio.listen("127.0.0.1", 0) as listener:
+            core: Any = listener._core
+            settle = core.settle_accept
+            outcomes = {"won": 0, "lost": 0}
+
+            def counting(call: Any, cancelled: bool = False) -> Any:
+                result = settle(call, cancelled)
+                if cancelled:
+                    outcomes["won" if result is None else "lost"] += 1
+                return result
+
+            monkeypatch.setattr(core, "settle_accept", counting)
+            dialler = threading.Thread(target=dial, args=(listener.local_address[1], dialled))
+            dialler.start()
+            try:
+                while len(accepted) < count:
+                    with contextlib.suppress(TimeoutError):
+                        accepted.append(
+                            await asyncio.wait_for(
+                                listener.accept(), chooser.choice([0, 0.0005, 0.001, 0.002, 0.004])
+                            )
+                        )
+            finally:
+                dialler.join(WAIT)
+            ports = sorted(conn.remote_address[1] for conn in accepted)
+            assert ports == sorted(sock.getsockname()[1] for sock in dialled)
+            for conn in accepted:
+                await conn.aclose()
+        for sock in dialled:
+            sock.close()
+        return outcomes
+
+    outcomes = run(main(), timeout=55)
+    assert outcomes["won"] + outcomes["lost"] > 0  # cancels did meet pending accepts
+
+
+def test_one_wsk_client_serves_every_pythonic_layer(run: Run) -> None:
+    async def main() -> None:
+        before = session().open_sockets
+        async with await pywsk.aio.listen("127.0.0.1", 0) as listener:
+            accepting = asyncio.create_task(listener.accept())
+            async with await pywsk.aio.connect("127.0.0.1", listener.local_address[1]) as conn:
+                server = await accepting
+                clients = {session().client}
+                assert session().open_sockets == before + 3
+                await server.aclose()
+                await conn.abort()
+            assert len(clients) == 1
+        assert session().open_sockets == before
+
+    run(main())

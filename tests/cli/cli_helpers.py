@@ -1,0 +1,216 @@
+"""Running the real ``pywsk`` commands: subprocesses, ``pywsk serve``, socat, and their fixtures.
+
+Every subprocess runs with the verifier on (``PYWSK_VERIFIER=1``): a WSK or IRP rule the
+commands break is a ``BugCheck`` in their output, which the tests reject.  Every wait is
+bounded; every process a test starts is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60.0
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYWSK_VERIFIER"] = "1"
+    env["COLUMNS"] = "200"
+    env.pop("FORCE_COLOR", None)
+    return env
+
+
+def pywsk(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """``python -m pywsk.cli ARGS`` to completion (bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pywsk.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=environment(),
+        check=False,
+    )
+
+
+def clean(result: subprocess.CompletedProcess[str]) -> None:
+    """No traceback and no verifier report in a command's output."""
+    for stream in (result.stdout, result.stderr):
+        assert "Traceback" not in stream, stream
+        assert "BugCheck" not in stream, stream
+        assert "DRIVER_VERIFIER" not in stream, stream
+
+
+def probe_json(*args: str, timeout: float = WAIT) -> tuple[int, list[dict[str, Any]]]:
+    """``pywsk probe ARGS --json``: the exit status and the reports."""
+    result = pywsk("probe", *args, "--json", timeout=timeout)
+    clean(result)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    reports: list[dict[str, Any]] = json.loads(result.stdout)
+    return result.returncode, reports
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError("no line from the process in time")
+    return proc.stdout.readline()
+
+
+class Server:
+    """A running ``pywsk serve --json`` (its first line told the port)."""
+
+    def __init__(self, args: tuple[str, ...]) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pywsk.cli", "serve", "--json", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=environment(),
+        )
+        line = _readline(self.proc, WAIT)
+        if not line:
+            _out, err = self.proc.communicate(timeout=WAIT)
+            raise RuntimeError(f"pywsk serve did not start: {err}")
+        self.listening: dict[str, Any] = json.loads(line)
+        assert self.listening["event"] == "listening", line
+        self.port = int(self.listening["port"])
+        self.address = f"127.0.0.1:{self.port}"
+        self.lines: list[dict[str, Any]] = []
+        self.stderr = ""
+        self.returncode: int | None = None
+
+    def finish(self, timeout: float = WAIT, stop: bool = False) -> list[dict[str, Any]]:
+        """Wait for the server to exit (``stop``: ask it first, with SIGTERM); return the
+        connection reports it logged."""
+        if stop and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            out, err = self.proc.communicate(timeout=timeout)
+        self.stderr = err
+        self.returncode = self.proc.returncode
+        assert "Traceback" not in err, err
+        assert "BugCheck" not in err, err
+        self.lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [line for line in self.lines if line.get("event") == "connection"]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=WAIT)
+
+
+class Socat:
+    """``socat -d -d TCP-LISTEN:0,... RIGHT``: a TCP server nobody here wrote."""
+
+    def __init__(self, listen_options: str, right: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "socat",
+                "-d",
+                "-d",
+                f"TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork{listen_options}",
+                right,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._drain, args=(lines,), daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                raise TimeoutError("socat did not start listening") from None
+            if not line:
+                raise RuntimeError("socat exited before listening")
+            found = re.search(r"listening on .*:(\d+)\s*$", line)
+            if found:
+                self.port = int(found.group(1))
+                break
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _drain(self, lines: queue.Queue[str]) -> None:
+        """Read socat's log to the end (so that it never blocks on a full pipe)."""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            lines.put(line)
+        lines.put("")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=WAIT)
+        self._reader.join(WAIT)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def _serve() -> Iterator[Any]:
+    """``serve(*args)`` starts ``pywsk serve --json ARGS``; every server is stopped after."""
+    started: list[Server] = []
+
+    def start(*args: str) -> Server:
+        server = Server(args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def _socat() -> Iterator[Any]:
+    """``socat(listen_options, right)`` starts a socat server on 127.0.0.1 (skips without
+    socat: add it with ``apt-get install socat``; scripts/run does)."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (apt-get install socat)")
+    started: list[Socat] = []
+
+    def start(right: str, listen_options: str = "") -> Socat:
+        server = Socat(listen_options, right)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def serve_fixture() -> Any:
+    """A test module declares ``serve = serve_fixture()`` to use the ``serve`` fixture."""
+    return pytest.fixture(name="serve")(_serve)
+
+
+def socat_fixture() -> Any:
+    """A test module declares ``socat = socat_fixture()`` to use the ``socat`` fixture."""
+    return pytest.fixture(name="socat")(_socat)

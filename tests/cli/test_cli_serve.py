@@ -1,0 +1,249 @@
+"""``pywsk serve`` driven by plain Linux socket clients: modes, disconnects, accept styles."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import ROOT, WAIT, environment, serve_fixture
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+serve = serve_fixture()
+
+
+def dial(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    sock.settimeout(WAIT)
+    return sock
+
+
+def read_to_end(sock: socket.socket) -> tuple[bytes, str]:
+    """Everything until the server's FIN ("fin") or RST ("rst")."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data, "rst"
+        if not chunk:
+            return data, "fin"
+        data += chunk
+
+
+def events(report: dict[str, Any]) -> list[str]:
+    return [str(e["event"]) for e in report["timeline"]]
+
+
+@pytest.mark.parametrize("accept", ["event", "irp"])
+def test_echo_then_graceful_at_the_clients_fin(serve: Any, accept: str) -> None:
+    server = serve("--connections", "1", "--accept", accept)
+    with dial(server.port) as client:
+        client.sendall(b"hello, server")
+        client.shutdown(socket.SHUT_WR)
+        assert read_to_end(client) == (b"hello, server", "fin")
+    [report] = server.finish()
+    assert server.returncode == 0, server.stderr
+    assert report["ok"], report
+    facts = report["facts"]
+    assert facts["client_end"] == "fin"
+    assert facts["received"] == facts["sent"] == 13
+    assert facts["our_disconnect"]["status"] == "STATUS_SUCCESS"
+    timeline = events(report)
+    if accept == "event":
+        assert any(e.startswith("WskAcceptEvent(") for e in timeline)
+    else:
+        assert "WskAccept returned STATUS_PENDING" in timeline
+        assert any(e.startswith("IRP of WskAccept completed STATUS_SUCCESS") for e in timeline)
+        assert any("SO_WSK_EVENT_CALLBACK, WSK_EVENT_DISCONNECT" in e for e in timeline)
+    assert any(e.startswith("WskDisconnectEvent(") for e in timeline)
+    assert "trigger: the client's FIN -> graceful" in timeline
+    assert server.lines[-1] == {"event": "summary", "connections": 1, "as_documented": 1}
+
+
+def test_http_ok_answers_then_closes_gracefully(serve: Any) -> None:
+    server = serve("--mode", "http-ok", "--connections", "1")
+    with dial(server.port) as client:
+        client.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data, end = read_to_end(client)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\nok\n")
+    assert end == "fin"
+    [report] = server.finish()
+    assert report["ok"], report
+    assert "trigger: the response is out -> graceful" in events(report)
+
+
+def test_source_then_abortive_resets_the_client(serve: Any) -> None:
+    server = serve(
+        "--mode", "source", "--after", "10k", "--disconnect", "abortive", "--connections", "1"
+    )
+    with dial(server.port) as client:
+        data, end = read_to_end(client)
+    assert end == "rst"
+    assert len(data) <= 10240
+    [report] = server.finish()
+    assert report["ok"], report
+    assert report["facts"]["sent"] == 10240
+    assert report["facts"]["our_disconnect"]["returned"] == "STATUS_SUCCESS"
+    assert any(
+        "WskDisconnect(NULL, WSK_FLAG_ABORTIVE) returned STATUS_SUCCESS" in e
+        for e in events(report)
+    )
+
+
+def test_half_open_keeps_receiving_after_our_fin(serve: Any) -> None:
+    server = serve(
+        "--mode", "sink", "--disconnect", "half-open", "--after", "0", "--connections", "1"
+    )
+    with dial(server.port) as client:
+        assert read_to_end(client) == (b"", "fin")  # the server's FIN comes first
+        client.sendall(b"x" * 50000)  # and the server still reads
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(1) == b""
+    [report] = server.finish()
+    assert report["ok"], report
+    assert report["facts"]["received_after_our_fin"] == 50000
+    assert report["facts"]["client_end"] == "fin"
+
+
+def test_stall_stops_reading_until_linger_then_resets(serve: Any) -> None:
+    server = serve("--mode", "sink", "--disconnect", "stall", "--after", "0", "--linger", "0.5",
+                   "--connections", "1")  # fmt: skip
+    with dial(server.port) as client:
+        client.setblocking(False)
+        sent = 0
+        try:
+            while sent < 64 * 1024 * 1024:
+                sent += client.send(b"y" * 65536)
+        except BlockingIOError:
+            pass  # the server does not read: the window is full
+        client.settimeout(WAIT)
+        assert read_to_end(client)[1] == "rst"  # unread data: the close resets
+    [report] = server.finish()
+    assert report["ok"], report
+    timeline = events(report)
+    assert "the server stops reading" in timeline
+    assert "stalled for 0.5 s (--linger): closing" in timeline
+    assert sent > report["facts"]["received"]
+
+
+def test_stall_cancels_the_pending_receive(serve: Any) -> None:
+    server = serve("--mode", "sink", "--disconnect", "stall", "--after", "100ms", "--linger", "0.3",
+                   "--connections", "1")  # fmt: skip
+    with dial(server.port) as client:
+        # Nothing sent: a WskReceive is pending when the trigger fires, and is cancelled.
+        assert read_to_end(client)[1] == "rst"  # closed without a disconnect
+    [report] = server.finish()
+    assert report["ok"], report
+    timeline = events(report)
+    assert "trigger: 0.1 s passed -> stall" in timeline
+    assert "IoCancelIrp(IRP of WskReceive) returned TRUE" in timeline
+    assert any(e.startswith("IRP of WskReceive completed STATUS_CANCELLED") for e in timeline)
+
+
+def test_never_answers_the_clients_fin(serve: Any) -> None:
+    server = serve("--mode", "echo", "--disconnect", "never", "--after", "1", "--connections", "1")
+    with dial(server.port) as client:
+        client.sendall(b"abc")
+        assert client.recv(3) == b"abc"
+        client.shutdown(socket.SHUT_WR)
+        assert read_to_end(client) == (b"", "fin")
+    [report] = server.finish()
+    assert report["ok"], report
+    assert "answering the client's FIN with our own" in events(report)
+
+
+def test_sigterm_closes_open_connections_and_logs_them(serve: Any, tmp_path: Path) -> None:
+    diagram = tmp_path / "served.svg"
+    server = serve("--diagram", str(diagram))
+    with dial(server.port) as client:
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"  # served: the connection is open and in use
+        [report] = server.finish(stop=True)
+        assert read_to_end(client)[1] == "rst"  # closed without a disconnect
+    assert server.returncode == 0, server.stderr
+    assert "the server is shutting down" in events(report)
+    assert report["facts"]["client_end"] == "none"
+    root = ET.parse(diagram).getroot()
+    texts = " ".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
+    assert "pywsk serve" in texts
+    assert "WskAcceptEvent" in texts
+
+
+def test_text_output_and_bind_conflict() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "pywsk.cli", "serve", "--listen", address],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            cwd=ROOT,
+            env=environment(),
+            check=False,
+        )
+    assert result.returncode == 3
+    assert f"cannot listen on {address}" in result.stderr
+    assert "STATUS_ADDRESS_ALREADY_ASSOCIATED" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    text = subprocess.Popen(
+        [sys.executable, "-m", "pywsk.cli", "serve", "--connections", "1", "--mode", "sink"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+    )
+    try:
+        assert text.stdout is not None
+        line = text.stdout.readline()
+        assert line.startswith("pywsk serve: listening on 127.0.0.1:")
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with dial(port) as client:
+            client.sendall(b"data")
+            client.shutdown(socket.SHUT_WR)
+            read_to_end(client)
+        out, err = text.communicate(timeout=WAIT)
+    finally:
+        if text.poll() is None:
+            text.send_signal(signal.SIGTERM)
+            text.communicate(timeout=WAIT)
+    assert text.returncode == 0, err
+    assert "mode sink, disconnect graceful at the client's FIN" in line
+    assert "WskAcceptEvent(" in out
+    assert "verdict: OK - behaves as documented" in out
+    assert "1 of 1 connections behaved as documented." in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--mode", "mirror"), "Invalid value"),
+        (("--after", "3 parsecs"), "neither a size"),
+        (("--listen", "127.0.0.1:99999"), "out of range"),
+        (("--connections", "0"), "Invalid value"),
+    ],
+)
+def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pywsk.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        cwd=ROOT,
+        env=environment(),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

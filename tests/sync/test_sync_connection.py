@@ -1,0 +1,235 @@
+"""pywsk.sync: blocking WSK connections with KSOCKET-style timeouts.  A timeout cancels the IRP
+and waits for its completion; it is never reported as success."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import pywsk.sync
+from pywsk import errors
+from pywsk._bridge import session
+from pywsk.nt import NT_SUCCESS, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
+from pywsk.sync import DisconnectReason
+from pywsk.testing import tcp
+from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
+
+Listener = Callable[..., socket.socket]
+WAIT = 10.0
+
+
+def kernel(conn: pywsk.sync.Connection) -> socket.socket:
+    """The Linux socket behind a connection (tests only)."""
+    provider_socket: Any = conn.socket
+    sock: socket.socket = provider_socket.sock
+    return sock
+
+
+def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, str]:
+    data = bytearray()
+    while True:
+        try:
+            chunk = peer.recv(1 << 16)
+        except ConnectionResetError:
+            return bytes(data), "rst"
+        if not chunk:
+            return bytes(data), "fin"
+        data += chunk
+
+
+@pytest.fixture
+def pair(listener: Listener) -> Iterator[tuple[pywsk.sync.Connection, socket.socket]]:
+    """A pywsk.sync connection to a plain peer with small buffers; both closed afterwards."""
+    lsock = listener("127.0.0.1", 4096)
+    conn = pywsk.sync.connect(
+        "127.0.0.1", lsock.getsockname()[1], timeout=WAIT, options=[(SOL_SOCKET, SO_SNDBUF, 4096)]
+    )
+    peer, _ = lsock.accept()
+    peer.settimeout(WAIT)
+    try:
+        yield conn, peer
+    finally:
+        conn.close()
+        peer.close()
+
+
+def fill_kernel(conn: pywsk.sync.Connection) -> int:
+    """Fill the connection's kernel buffers directly (test filler; the peer does not read)."""
+    sock = kernel(conn)
+    filled = 0
+    try:
+        while True:
+            filled += sock.send(b"f" * 65536)
+    except BlockingIOError:
+        return filled
+
+
+def test_graceful_path(pair: tuple[pywsk.sync.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    with conn:
+        assert conn.send(b"hello ", timeout=WAIT) == 6
+        conn.disconnect(b"world", timeout=WAIT)
+        assert tcp.tcp_state(kernel(conn)) == tcp.FIN_WAIT2  # acknowledged at return
+        assert peer_reads_to_end(peer) == (b"hello world", "fin")
+        peer.sendall(b"reply")
+        peer.shutdown(socket.SHUT_WR)
+        assert conn.recv(timeout=WAIT) == b"reply"
+        assert conn.recv(timeout=WAIT) == b""
+        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        with pytest.raises(errors.WskBrokenPipeError):
+            conn.send(b"late")
+    assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+    with pytest.raises(errors.SocketClosedError):
+        conn.recv()
+
+
+def test_receive_timeout_is_an_exception_never_success(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    conn, peer = pair
+    # The trap: STATUS_TIMEOUT is a success code to NT_SUCCESS.
+    assert NT_SUCCESS(STATUS_TIMEOUT)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as caught:
+        conn.recv(timeout=0.1)
+    assert time.monotonic() - started >= 0.1
+    assert isinstance(caught.value, errors.WskTimeoutError)
+    assert caught.value.status == STATUS_TIMEOUT
+    assert conn.bytes_received == 0
+    peer.sendall(b"after")
+    assert conn.recv(timeout=WAIT) == b"after"  # the cancelled receive took nothing
+
+
+def test_send_timeout_before_the_send_started_has_no_effect(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    conn, peer = pair
+    filled = fill_kernel(conn)
+    with pytest.raises(errors.WskTimeoutError):
+        conn.send(b"never", timeout=0.1)
+    assert conn.bytes_sent == 0
+    reader = threading.Thread(target=lambda: result.append(peer_reads_to_end(peer)))
+    result: list[tuple[bytes, str]] = []
+    reader.start()
+    assert conn.send(b"sent", timeout=WAIT) == 4
+    conn.disconnect(timeout=WAIT)
+    reader.join(WAIT)
+    assert result == [(b"f" * filled + b"sent", "fin")]
+
+
+def test_disconnect_timeout_leaves_the_disconnect_going(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    conn, peer = pair
+    conn.send(b"data", timeout=WAIT)
+    filled = fill_kernel(conn)
+    with pytest.raises(errors.WskTimeoutError):
+        conn.disconnect(timeout=0.1)  # the FIN waits behind data the peer does not read
+    assert tcp.tcp_state(kernel(conn)) == tcp.FIN_WAIT1  # queued, not acknowledged
+    result: list[tuple[bytes, str]] = []
+    reader = threading.Thread(target=lambda: result.append(peer_reads_to_end(peer)))
+    reader.start()
+    conn.disconnect(timeout=WAIT)  # waits for the same disconnect
+    reader.join(WAIT)
+    assert result == [(b"data" + b"f" * filled, "fin")]
+    assert tcp.tcp_state(kernel(conn)) == tcp.FIN_WAIT2
+
+
+def test_receive_timeouts_racing_data_lose_and_duplicate_nothing(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    conn, peer = pair
+    pace = random.Random(21)
+    pieces = [bytes(pace.getrandbits(8) for _ in range(pace.randint(1, 100))) for _ in range(600)]
+
+    def feed() -> None:
+        for piece in pieces:
+            peer.sendall(piece)
+            time.sleep(pace.random() / 500)  # pacing, so that data arrives mid-receive
+        peer.shutdown(socket.SHUT_WR)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    received = bytearray()
+    timeouts = 0
+    chooser = random.Random(22)
+    try:
+        while True:
+            try:
+                chunk = conn.recv(
+                    chooser.randint(1, 4096), timeout=chooser.choice([0, 0.0002, 0.001])
+                )
+            except errors.WskTimeoutError:
+                timeouts += 1
+                continue
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        feeder.join(WAIT)
+    assert bytes(received) == b"".join(pieces)
+    assert timeouts > 0
+
+
+def test_abort_from_another_thread_ends_a_blocked_receive(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    conn, peer = pair
+    failure: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            conn.recv()
+        except OSError as exc:
+            failure.append(exc)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    conn.abort()
+    receiver.join(WAIT)
+    assert not receiver.is_alive()
+    assert isinstance(failure[0], ConnectionAbortedError)
+    assert isinstance(failure[0], errors.NtStatusError)
+    assert failure[0].status == STATUS_CONNECTION_ABORTED
+    assert conn.disconnected_by is DisconnectReason.LOCAL_ABORT
+    assert peer_reads_to_end(peer) == (b"", "rst")
+
+
+def test_connect_timeout_cancels_and_closes() -> None:
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # a full accept queue drops further SYNs
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(full.getsockname())
+        try:
+            before = session().open_sockets
+            with pytest.raises(errors.WskTimeoutError):
+                pywsk.sync.connect("127.0.0.1", full.getsockname()[1], timeout=0.3)
+            assert session().open_sockets == before
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_listener_accept_with_timeout() -> None:
+    with pywsk.sync.listen("127.0.0.1", 0) as listener:
+        with pytest.raises(errors.WskTimeoutError):
+            listener.accept(timeout=0.05)
+        port = listener.local_address[1]
+        with pywsk.sync.connect("127.0.0.1", port, timeout=WAIT) as client:
+            with listener.accept(timeout=WAIT) as server:
+                client.send(b"ping", timeout=WAIT)
+                assert server.recv(timeout=WAIT) == b"ping"
+                client.disconnect(timeout=WAIT)
+                assert server.recv(timeout=WAIT) == b""
+                server.disconnect(timeout=WAIT)
+                assert client.recv(timeout=WAIT) == b""
+            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL

@@ -1,0 +1,53 @@
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick`` works end to end.
+
+It checks that every implementation runs, that every run's byte counts verify on both
+sides, and that the results, the table and the scaling measurements are written.  It asserts
+nothing about speed.  Skipped when gcc (for the C reference) is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+
+
+@pytest.mark.timeout(90)
+def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path), "--tag", "smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=85,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    records = data["records"]
+    impls = {r["impl"] for r in records}
+    assert {"c-epoll", "selectors", "asyncio", "uvloop", "pywsk"} <= impls
+    assert {r["workload"] for r in records} == {"churn", "bulk", "bulk-cubic"}
+    for rec in records:
+        assert rec["ok"], rec
+        if rec["workload"] == "churn":
+            n = rec["n"]
+            for side in ("client", "server"):
+                assert rec[side]["conns"] == n
+                assert rec[side]["bytes"] == n * 1024
+                assert rec[side]["bad"] == 0
+        else:
+            assert rec["client"]["bytes"] == rec["bytes"]
+            assert rec["server"]["bytes"] == rec["bytes"]
+    scale = data["scaling"]
+    assert all(r["ok"] for r in scale["idle"]["records"])
+    assert scale["heap"]["client"]["heap_bytes_per_conn"] > 0
+    assert "finack" in scale
+    assert (tmp_path / "smoke.md").read_text().startswith("Run ")
