@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import trio  # type: ignore[import-untyped, unused-ignore]  # typed from trio 0.23
 
 from .common import (
@@ -110,7 +112,7 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
     t0 = now()
     with trio.fail_after(TIMEOUT):
         sock = trio.socket.socket()
-        set_congestion(sock, cc)
+        set_congestion(cast(Any, sock), cc)
         await sock.connect((HOST, port))
         stream = trio.SocketStream(sock)
         sent = 0

@@ -39,7 +39,8 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code as a class attribute; this instance's own value wins.
+        self.__dict__["exit_code"] = exit_code
 
 
 @contextlib.contextmanager
