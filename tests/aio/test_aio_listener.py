@@ -84,9 +84,6 @@ def test_closing_the_listener_ends_pending_accepts(run: Run) -> None:
         with pytest.raises(errors.SocketClosedError):
             await listener.accept()
         await listener.aclose()  # idempotent
-        # The port no longer accepts.
-        with pytest.raises(ConnectionRefusedError):
-            await pywsk.aio.connect("127.0.0.1", listener.local_address[1])
 
     run(main())
 
@@ -168,6 +165,30 @@ def test_one_wsk_client_serves_every_pythonic_layer(run: Run) -> None:
                 await server.aclose()
                 await conn.abort()
             assert len(clients) == 1
+        assert session().open_sockets == before
+
+    run(main())
+
+
+def test_closing_a_server_resets_and_closes_every_connection(run: Run) -> None:
+    async def main() -> None:
+        before = session().open_sockets
+        started = asyncio.Event()
+
+        async def stall(conn: pywsk.aio.Connection) -> None:
+            started.set()
+            await asyncio.Event().wait()  # until the server cancels it
+
+        server = await pywsk.aio.serve(stall, "127.0.0.1", 0)
+        port = server.local_address[1]
+        clients = [await pywsk.aio.connect("127.0.0.1", port) for _ in range(3)]
+        await started.wait()
+        await server.aclose()
+        for client in clients:
+            async with client:
+                # Accepted or still in the backlog, each connection was reset.
+                with pytest.raises(ConnectionResetError):
+                    await client.receive_some()
         assert session().open_sockets == before
 
     run(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from typing import Any, cast
 
 from pywsk.nt import (
     STATUS_CONNECTION_REFUSED,
@@ -128,3 +128,38 @@ def test_a_refused_connect_does_not_commit_a_stream_socket(wsk: WskTestClient) -
 def test_ipv6_sockets_are_ipv6_only_as_on_windows(wsk: WskTestClient) -> None:
     sock = wsk.socket(AF_INET6).information
     assert sock.sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+
+
+def test_data_before_a_peer_reset_is_delivered_with_the_disconnect_event_on(
+    wsk: WskTestClient,
+) -> None:
+    from pywsk.nt import STATUS_CONNECTION_RESET
+    from pywsk.testing.tcp import abort_with_rst, tcp_state
+    from pywsk.wsk import WSK_EVENT_DISCONNECT
+
+    flags: list[int] = []
+    told = threading.Event()
+
+    def on_disconnect(context: Any, f: int) -> int:
+        flags.append(f & 1)
+        told.set()
+        return STATUS_SUCCESS
+
+    server = socket.create_server(("127.0.0.1", 0))
+    sock = wsk.connect(
+        server.getsockname(), dispatch=WSK_CLIENT_CONNECTION_DISPATCH(None, on_disconnect)
+    )
+    peer, _ = server.accept()
+    assert wsk.set_events(sock, WSK_EVENT_DISCONNECT) == STATUS_SUCCESS
+    peer.sendall(b"before the reset")
+    abort_with_rst(peer)
+    for _ in range(10_000):  # bounded: the RST is in flight on loopback
+        if tcp_state(cast(Any, sock).sock) == 7:
+            break
+    data, final = wsk.receive_all(sock, timeout=WAIT)
+    assert data == b"before the reset"
+    assert final.status == STATUS_CONNECTION_RESET
+    assert told.wait(WAIT)
+    assert flags == [1]
+    peer.close()
+    server.close()

@@ -138,7 +138,7 @@ class Server:
         self.listener = listener
         self._handler = handler
         self._loop = asyncio.get_running_loop()
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: dict[asyncio.Task[None], Connection] = {}
         self._accepting = self._loop.create_task(self._accept_loop())
         self._closed = asyncio.Event()
 
@@ -173,8 +173,11 @@ class Server:
                     )
                 return
             task = self._loop.create_task(self._run(conn))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
+            self._handlers[task] = conn
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._handlers.pop(task, None)
 
     async def _run(self, conn: Connection) -> None:
         try:
@@ -197,9 +200,11 @@ class Server:
         if self._closed.is_set():
             return
         self._accepting.cancel()
-        handlers = list(self._handlers)
+        handlers = dict(self._handlers)
         for task in handlers:
             task.cancel()
         await asyncio.gather(self._accepting, *handlers, return_exceptions=True)
+        for conn in handlers.values():
+            await conn.aclose()  # a handler cancelled before it started never closed its own
         await self.listener.aclose()
         self._closed.set()

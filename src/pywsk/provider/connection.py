@@ -664,8 +664,10 @@ class ConnectionSocket(ProviderSocket):
         if self.events & WSK_EVENT_DISCONNECT and not self.closed:
             if self.recvq or self._indicating():
                 self._on_readable()  # data first; the reader meets the FIN or RST in order
-            else:
+            elif linux.tcp_state(self.sock) != linux.CLOSE or linux.inq(self.sock) == 0:
                 self.refresh()
+            # else: a reset behind unread data - the data comes first; the receive that
+            # reads it meets the RST in order (a reset must not discard what was received).
 
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
