@@ -23,7 +23,20 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 @pytest.mark.timeout(90)
 def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path), "--tag", "smoke"],
+        # The workloads only: the scaling measurements (idle churn, heap, FIN-ACK latency)
+        # belong to full runs, where a failed sample is reported rather than fatal.
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scaling",
+            "none",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "smoke",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,8 +27,8 @@ class Pairing:
     probe: tuple[str, ...]
     server_end: str
     """How the probe must see the server end the connection (fin / rst / none)."""
-    client_end: str
-    """How the server must see the probe end it (fin / rst / none)."""
+    client_end: str | tuple[str, ...]
+    """How the server must see the probe end it (fin / rst / none), or the choices."""
     received: int | None = None
     """Bytes the probe must get back, if fixed."""
 
@@ -97,18 +97,21 @@ PAIRINGS: dict[str, Pairing] = {
         "fin",
         0,
     ),
+    # A stalled server has unread data; pywsk reports the client's RST only after that data
+    # (WskDisconnectEvent alone: the receive that reads the data meets the RST), so the
+    # server may see no end before its --linger closes the connection.
     "sink-stall/stall-then-abort": Pairing(
-        ("--mode", "sink", "--disconnect", "stall", "--after", "0"),
+        ("--mode", "sink", "--disconnect", "stall", "--after", "0", "--linger", "1"),
         ("-s", "stall-then-abort", "--stall", "0.3", "--size", "64MiB"),
         "none",
-        "rst",
+        ("rst", "none"),
         0,
     ),
     "sink-stall/stall-then-close": Pairing(
-        ("--mode", "sink", "--disconnect", "stall", "--after", "0"),
+        ("--mode", "sink", "--disconnect", "stall", "--after", "0", "--linger", "1"),
         ("-s", "stall-then-close", "--stall", "0.3", "--size", "64MiB"),
         "none",
-        "rst",
+        ("rst", "none"),
         0,
     ),
     "sink-stall/graceful": Pairing(
@@ -162,7 +165,8 @@ PAIRINGS: dict[str, Pairing] = {
 @pytest.mark.parametrize("name", list(PAIRINGS))
 def test_probe_against_serve(serve: Any, name: str) -> None:
     pairing = PAIRINGS[name]
-    server = serve(*pairing.serve, "--connections", "1", "--linger", "5")
+    linger = () if "--linger" in pairing.serve else ("--linger", "5")
+    server = serve(*pairing.serve, "--connections", "1", *linger)
     timeout = () if "--timeout" in pairing.probe else ("--timeout", "20")
     code, reports = probe_json(server.address, *pairing.probe, *timeout)
     [probed] = reports
@@ -178,7 +182,8 @@ def test_probe_against_serve(serve: Any, name: str) -> None:
     [served] = server.finish()
     assert server.returncode == 0, server.stderr
     assert served["ok"], served
-    assert served["facts"]["client_end"] == pairing.client_end, served
+    allowed = pairing.client_end if isinstance(pairing.client_end, tuple) else (pairing.client_end,)
+    assert served["facts"]["client_end"] in allowed, served
     # The two reports describe the same connection.
     assert served["facts"]["remote"] == f"127.0.0.1:{facts['local_port']}"
     assert served["facts"]["sent"] >= facts["received"]["bytes"]

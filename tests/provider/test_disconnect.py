@@ -583,9 +583,10 @@ def test_connect_refused_and_unbound_connect(wsk: WskTestClient, listener: Liste
     from pywsk.nt import STATUS_CONNECTION_REFUSED
     from pywsk.wsk import sockaddr_from_tuple
 
-    lsock = listener()
-    port = lsock.getsockname()[1]
-    lsock.close()
+    # A port held by a bound socket that does not listen (refused, and not reusable by others).
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     made = wsk.socket(AF_INET)
     sock = made.information
     d = wsk.dispatch(sock)
@@ -600,3 +601,4 @@ def test_connect_refused_and_unbound_connect(wsk: WskTestClient, listener: Liste
     )
     assert refused.status == STATUS_CONNECTION_REFUSED
     assert errno.ECONNREFUSED  # the Linux cause behind it
+    holder.close()

@@ -71,9 +71,11 @@ def test_a_receive_issued_inside_the_receive_event_does_not_overwrite_the_indica
 
 
 def test_connect_may_be_retried_after_a_refusal(wsk: WskTestClient) -> None:
-    probe = socket.create_server(("127.0.0.1", 0))
-    closed_port = probe.getsockname()[1]
-    probe.close()
+    # A port held by a bound socket that does not listen: connecting is refused, and no
+    # other socket of the suite can take the port meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    closed_port = holder.getsockname()[1]
     sock = wsk.socket(AF_INET).information
     d = wsk.dispatch(sock)
     wsk.call("WskBind", d.WskBind, sock, sockaddr_from_tuple(("127.0.0.1", 0)), 0)
@@ -90,6 +92,7 @@ def test_connect_may_be_retried_after_a_refusal(wsk: WskTestClient) -> None:
         == STATUS_SUCCESS
     )
     live.close()
+    holder.close()
 
 
 def test_a_name_the_resolver_cannot_encode_completes_the_irp(wsk: WskTestClient) -> None:

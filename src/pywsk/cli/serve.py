@@ -21,7 +21,9 @@ sink, 64 KiB for source, the response for http-ok) fires:
 * ``half-open`` - our FIN, then keep receiving and logging whatever the client sends, until
   its FIN (or ``linger`` seconds of silence);
 * ``stall`` - stop reading (the pending WskReceive is cancelled with IoCancelIrp) and
-  never disconnect; close when the client resets, or after ``linger``;
+  never disconnect; close when the client's reset is reported, or after ``linger`` (pywsk
+  reports a reset only once the data that came before it is read, so a stalled server
+  usually closes at ``linger``);
 * ``never`` - never disconnect first; answer the client's FIN with our own.
 
 When a connection ends, its report - the same timeline as ``demo`` and ``probe``, with the
@@ -91,7 +93,8 @@ EXPECTED: dict[str, str] = {
     "half-open": "after the trigger our FIN (STATUS_SUCCESS once acknowledged); receiving goes on"
     " until the client's FIN",
     "stall": "after the trigger the server stops reading (its pending WskReceive is cancelled)"
-    " and never disconnects; the client's data backs up until it gives up",
+    " and never disconnects; the client's data backs up until it gives up (pywsk reports a"
+    " reset only after the unread data before it, so the server may close at --linger)",
     "never": "the server never disconnects first; the client's FIN arrives as"
     " WskDisconnectEvent and a 0-byte receive, and is answered with our graceful disconnect",
 }
