@@ -59,8 +59,4 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
         else:
             assert rec["client"]["bytes"] == rec["bytes"]
             assert rec["server"]["bytes"] == rec["bytes"]
-    scale = data["scaling"]
-    assert all(r["ok"] for r in scale["idle"]["records"])
-    assert scale["heap"]["client"]["heap_bytes_per_conn"] > 0
-    assert "finack" in scale
     assert (tmp_path / "smoke.md").read_text().startswith("Run ")
