@@ -4,7 +4,7 @@
  * implementation shares (benchmarks/common.py):
  *
  *   cnet churn-server N [IDLE]
- *   cnet churn-client PORT N CONC [IDLE]
+ *   cnet churn-client PORT N CONC [IDLE IDLE_PORT]
  *   cnet bulk-recv
  *   cnet bulk-send PORT BYTES CC
  *
@@ -48,7 +48,7 @@ static struct sockaddr_in loopback(int port) {
     return a;
 }
 
-static int listener(int backlog) {
+static int listener(int backlog, int *port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = loopback(0);
     socklen_t len = sizeof a;
@@ -56,7 +56,13 @@ static int listener(int backlog) {
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) fail("bind");
     if (listen(fd, backlog) < 0) fail("listen");
     getsockname(fd, (struct sockaddr *)&a, &len);
-    printf("PORT %d\n", ntohs(a.sin_port));
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int announced_listener(int backlog) {
+    int port, fd = listener(backlog, &port);
+    printf("PORT %d\n", port);
     fflush(stdout);
     return fd;
 }
@@ -82,18 +88,38 @@ static int wait_events(int ep, struct epoll_event *evs, int n, const char *who) 
 
 struct served { int fd; int len; unsigned char buf[4 * MSG]; };
 
-static int churn_server(long n) {
-    int lfd = listener(4096), ep = epoll_create1(EPOLL_CLOEXEC);
-    long conns = 0, bytes = 0, bad = 0;
+static int idle_tag; /* epoll data of the idle listener */
+
+static int churn_server(long n, long idle) {
+    int port, idle_port = 0, lfd = listener(4096, &port), ilfd = -1;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    long conns = 0, bytes = 0, bad = 0, idle_accepted = 0;
     struct epoll_event evs[EVENTS];
+    if (idle > 0) { /* idle connections come to a port of their own */
+        ilfd = listener(4096, &idle_port);
+        watch(ep, EPOLL_CTL_ADD, ilfd, EPOLLIN, &idle_tag);
+        printf("PORT %d %d\n", port, idle_port);
+    } else {
+        printf("PORT %d\n", port);
+    }
+    fflush(stdout);
     watch(ep, EPOLL_CTL_ADD, lfd, EPOLLIN, NULL);
     while (conns < n) {
         int k = wait_events(ep, evs, EVENTS, "churn-server");
         for (int i = 0; i < k; i++) {
             struct served *c = evs[i].data.ptr;
-            if (c == NULL) { /* the listener */
-                int fd;
-                while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+            if (c == NULL || (void *)c == &idle_tag) { /* a listener */
+                int fd, from = c == NULL ? lfd : ilfd;
+                static int first = 1;
+                if (c == NULL && first) { /* CPU counts the churn from its first connection */
+                    cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+                    first = 0;
+                }
+                while ((fd = accept4(from, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    if (from == ilfd && ++idle_accepted == idle) {
+                        printf("IDLE-READY\n"); /* the driver now lets the client start */
+                        fflush(stdout);
+                    }
                     c = malloc(sizeof *c);
                     c->fd = fd;
                     c->len = 0;
@@ -149,13 +175,18 @@ static int open_idle(const struct sockaddr_in *a, long idle, int *fds) {
     return 0;
 }
 
-static int churn_client(int port, long n, int conc, long idle) {
-    struct sockaddr_in a = loopback(port);
+static int churn_client(int port, long n, int conc, long idle, int idle_port) {
+    struct sockaddr_in a = loopback(port), ia = loopback(idle_port);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int *idle_fds = calloc((size_t)(idle > 0 ? idle : 1), sizeof(int));
     long started = 0, conns = 0, bytes = 0, bad = 0;
     struct epoll_event evs[EVENTS];
-    open_idle(&a, idle, idle_fds);
+    open_idle(&ia, idle, idle_fds);
+    if (idle > 0) { /* wait for the driver's go: the server has accepted them all */
+        char line[16];
+        if (fgets(line, sizeof line, stdin) == NULL) fail("stdin");
+    }
+    cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     double t0 = clock_s(CLOCK_MONOTONIC);
     for (; started < conc && started < n; started++) start(ep, &a);
     while (conns < n) {
@@ -198,7 +229,7 @@ static int churn_client(int port, long n, int conc, long idle) {
 /* ------------------------------------------------------------------------ bulk --- */
 
 static int bulk_recv(void) {
-    int lfd = listener(16), ep = epoll_create1(EPOLL_CLOEXEC), fd;
+    int lfd = announced_listener(16), ep = epoll_create1(EPOLL_CLOEXEC), fd;
     struct epoll_event evs[4];
     unsigned char *buf = aligned_alloc(4096, CHUNK); /* page-aligned, see common.py */
     long total = 0;
@@ -269,14 +300,14 @@ int main(int argc, char **argv) {
     cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < MSG; i++) payload[i] = (unsigned char)((i * 7 + 3) & 0xFF);
     if (argc >= 3 && strcmp(argv[1], "churn-server") == 0)
-        return churn_server(atol(argv[2]));
+        return churn_server(atol(argv[2]), argc >= 4 ? atol(argv[3]) : 0);
     if (argc >= 5 && strcmp(argv[1], "churn-client") == 0)
         return churn_client(atoi(argv[2]), atol(argv[3]), atoi(argv[4]),
-                            argc >= 6 ? atol(argv[5]) : 0);
+                            argc >= 7 ? atol(argv[5]) : 0, argc >= 7 ? atoi(argv[6]) : 0);
     if (argc >= 2 && strcmp(argv[1], "bulk-recv") == 0) return bulk_recv();
     if (argc >= 5 && strcmp(argv[1], "bulk-send") == 0)
         return bulk_send(atoi(argv[2]), atol(argv[3]), argv[4]);
-    fprintf(stderr, "usage: cnet churn-server N [IDLE] | churn-client PORT N CONC [IDLE] | "
+    fprintf(stderr, "usage: cnet churn-server N [IDLE] | churn-client PORT N CONC [IDLE IPORT] | "
                     "bulk-recv | bulk-send PORT BYTES CC\n");
     return 2;
 }

@@ -3,10 +3,19 @@
 Every implementation is one module run as its own process (``python -m benchmarks.impl_x``,
 or the compiled C program) with the same command line::
 
-    churn-server N [IDLE]              listen on 127.0.0.1:0, print "PORT p", serve N echo
-                                       connections (and hold IDLE idle ones), print a result
-    churn-client PORT N CONC [IDLE]    open IDLE idle connections first, then run N
-                                       connections, CONC in flight; print a result
+    churn-server N [IDLE]              listen on 127.0.0.1:0, print "PORT p" (with IDLE > 0:
+                                       "PORT p q", q a second listener for idle connections,
+                                       which it accepts and holds), serve N echo connections
+                                       on p, print a result
+    churn-client PORT N CONC [IDLE IDLE_PORT]
+                                       open IDLE idle connections to IDLE_PORT first, then
+                                       run N connections to PORT, CONC in flight; print a
+                                       result.  (Idle connections go to a port of their own:
+                                       sharing the churn port would make the kernel's connect()
+                                       search past their 4-tuples for every new connection.)
+                                       With IDLE > 0 the server prints "IDLE-READY" once it
+                                       has accepted them all, and the client waits for a line
+                                       on stdin (the driver's "go") before the churn.
     bulk-recv                          listen, print "PORT p", receive one connection to EOF
     bulk-send PORT BYTES CC            send BYTES, disconnect gracefully, wait for EOF;
                                        CC is a congestion control name, or "default"
@@ -17,8 +26,10 @@ graceful disconnect, close.  Bulk: ``CHUNK``-sized writes and reads.
 
 Every process prints exactly one JSON line last.  It carries its own counts (``conns``,
 ``bytes``, ``bad``) so the driver can verify every byte, and ``cpu``: the process CPU time
-(all threads, user + system) from :func:`dispatch` to the result - interpreter start-up and
-imports excluded, as for the C program, whose clock starts in ``main``.
+(all threads, user + system) of the measured work (:func:`restart_cpu_clock`): for churn
+from the first connection (opening idle connections is not counted), for bulk from the
+sender's connect and the receiver's accept - interpreter start-up, imports and set-up (a
+WSK registration, the provider thread) excluded, as for the C program.
 """
 
 from __future__ import annotations
@@ -41,6 +52,9 @@ __all__ = [
     "dispatch",
     "emit",
     "now",
+    "restart_cpu_clock",
+    "idle_ready",
+    "wait_for_go",
     "set_congestion",
     "split_evenly",
 ]
@@ -60,15 +74,33 @@ now: Final = time.perf_counter
 _cpu0 = time.process_time()
 
 
-def announce_port(port: int) -> None:
+def announce_port(port: int, idle_port: int | None = None) -> None:
     """Tell the driver where the server listens (the first line a server prints)."""
-    print(f"PORT {port}", flush=True)
+    print(f"PORT {port}" if idle_port is None else f"PORT {port} {idle_port}", flush=True)
 
 
 def emit(side: str, impl: str, **fields: Any) -> None:
     """Print the process's result line, with its CPU seconds since :func:`dispatch`."""
     record = {"side": side, "impl": impl, **fields, "cpu": time.process_time() - _cpu0}
     print(json.dumps(record), flush=True)
+
+
+def idle_ready() -> None:
+    """Server: every idle connection is accepted (the driver then lets the client start)."""
+    print("IDLE-READY", flush=True)
+
+
+def wait_for_go() -> None:
+    """Client: wait until the driver says the server has accepted every idle connection."""
+    sys.stdin.readline()
+
+
+def restart_cpu_clock() -> None:
+    """Start the CPU count again: clients call it when the measured work starts (after the
+    idle connections are open), servers at their first churn connection, so that ``cpu``
+    covers the churn alone."""
+    global _cpu0
+    _cpu0 = time.process_time()
 
 
 def set_congestion(sock: socket.socket, cc: str) -> None:

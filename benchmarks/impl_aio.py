@@ -16,9 +16,12 @@ command line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from typing import Any
 
 import pywsk.aio
+import pywsk.provider  # imported now, not (lazily) inside the measurement
 
 from .common import (
     CHUNK,
@@ -27,9 +30,12 @@ from .common import (
     announce_port,
     dispatch,
     emit,
+    idle_ready,
     now,
+    restart_cpu_clock,
     set_congestion,
     split_evenly,
+    wait_for_go,
 )
 
 IMPL = "pywsk.aio"
@@ -43,11 +49,14 @@ async def _read_to_eof(conn: pywsk.aio.Connection, size: int = 65536) -> bytearr
     return data
 
 
-async def churn_server_main(n: int) -> int:
-    counts = {"conns": 0, "bytes": 0, "bad": 0}
+async def churn_server_main(n: int, idle: int) -> int:
+    counts = {"conns": 0, "bytes": 0, "bad": 0, "started": 0}
     done = asyncio.Event()
 
     async def handler(conn: pywsk.aio.Connection) -> None:
+        if not counts["started"]:
+            restart_cpu_clock()
+            counts["started"] = 1
         data = await _read_to_eof(conn)
         if not data:  # an idle connection the client closed
             return
@@ -59,17 +68,36 @@ async def churn_server_main(n: int) -> int:
         if counts["conns"] == n:
             done.set()
 
+    held = [0]
+
+    async def hold(conn: pywsk.aio.Connection) -> None:
+        """An idle connection: wait for the client to close it (a receive stays pending)."""
+        held[0] += 1
+        if held[0] == idle:
+            idle_ready()
+        with contextlib.suppress(ConnectionError):
+            await _read_to_eof(conn)
+
     server = await pywsk.aio.serve(handler, HOST, 0)
-    announce_port(server.local_address[1])
+    if idle:
+        idle_server = await pywsk.aio.serve(hold, HOST, 0)
+        announce_port(server.local_address[1], idle_server.local_address[1])
+    else:
+        announce_port(server.local_address[1])
     await asyncio.wait_for(done.wait(), TIMEOUT)
+    del counts["started"]
     emit("server", IMPL, **counts)
+    if idle:  # the idle connections stay open; do not wait for 10,000 cancellations
+        os._exit(int(counts["bad"] != 0))
     await server.aclose()
     return int(counts["bad"] != 0)
 
 
-async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
+async def churn_client_main(port: int, n: int, conc: int, idle: int, idle_port: int) -> int:
     counts = {"conns": 0, "bytes": 0, "bad": 0}
-    idle_conns = [await pywsk.aio.connect(HOST, port) for _ in range(idle)]
+    idle_conns = [await pywsk.aio.connect(HOST, idle_port) for _ in range(idle)]
+    if idle:
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_go)
 
     async def worker(count: int) -> None:
         for _ in range(count):
@@ -81,6 +109,7 @@ async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
             counts["bytes"] += len(data)
             counts["bad"] += data != PAYLOAD
 
+    restart_cpu_clock()
     t0 = now()
     await asyncio.wait_for(asyncio.gather(*(worker(c) for c in split_evenly(n, conc))), TIMEOUT)
     seconds = now() - t0
@@ -93,6 +122,7 @@ async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
 async def bulk_recv_main() -> int:
     async with await pywsk.aio.listen(HOST, 0) as listener:
         announce_port(listener.local_address[1])
+        restart_cpu_clock()  # the transfer's CPU: from the accept on
         conn = await asyncio.wait_for(listener.accept(), TIMEOUT)
         t0 = now()
         total = 0
@@ -107,6 +137,7 @@ async def bulk_recv_main() -> int:
 
 async def bulk_send_main(port: int, total: int, cc: str) -> int:
     chunk = b"b" * CHUNK
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     conn = await pywsk.aio.connect(HOST, port)
     provider_socket: Any = conn.socket
@@ -129,9 +160,9 @@ if __name__ == "__main__":
     run = pywsk.aio.run
     dispatch(
         {
-            "churn-server": lambda n, _idle="0": run(churn_server_main(int(n))),
-            "churn-client": lambda port, n, conc, idle="0": run(
-                churn_client_main(int(port), int(n), int(conc), int(idle))
+            "churn-server": lambda n, idle="0": run(churn_server_main(int(n), int(idle))),
+            "churn-client": lambda port, n, conc, idle="0", idle_port="0": run(
+                churn_client_main(int(port), int(n), int(conc), int(idle), int(idle_port))
             ),
             "bulk-recv": lambda: run(bulk_recv_main()),
             "bulk-send": lambda port, total, cc="default": run(

@@ -22,19 +22,23 @@ from .common import (
     announce_port,
     dispatch,
     emit,
+    idle_ready,
     now,
+    restart_cpu_clock,
     set_congestion,
     split_evenly,
+    wait_for_go,
 )
 
 TIMEOUT = 120.0
 
 
 class _Stats:
-    __slots__ = ("bad", "bytes", "conns", "done", "n")
+    __slots__ = ("bad", "bytes", "conns", "done", "n", "started")
 
     def __init__(self, n: int, done: asyncio.Future[None]) -> None:
         self.n = n
+        self.started = False
         self.conns = 0
         self.bytes = 0
         self.bad = 0
@@ -48,6 +52,9 @@ class EchoServer(asyncio.Protocol):
         self.stats = stats
         self.data = bytearray()
         self.transport: asyncio.Transport | None = None
+        if not stats.started:
+            restart_cpu_clock()
+            stats.started = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
@@ -105,20 +112,39 @@ class Idle(asyncio.Protocol):
     """An idle connection: holds its transport, does nothing."""
 
 
-async def churn_server_main(impl: str, n: int) -> int:
+async def churn_server_main(impl: str, n: int, idle: int) -> int:
     loop = asyncio.get_running_loop()
     stats = _Stats(n, loop.create_future())
     server = await loop.create_server(lambda: EchoServer(stats), HOST, 0, backlog=4096)
-    announce_port(server.sockets[0].getsockname()[1])
+    port = server.sockets[0].getsockname()[1]
+    if idle:
+        accepted = [0]
+
+        def idle_protocol() -> Idle:
+            accepted[0] += 1
+            if accepted[0] == idle:
+                idle_ready()
+            return Idle()
+
+        idle_server = await loop.create_server(idle_protocol, HOST, 0, backlog=4096)
+        announce_port(port, idle_server.sockets[0].getsockname()[1])
+    else:
+        announce_port(port)
     await asyncio.wait_for(stats.done, TIMEOUT)
     server.close()
     emit("server", impl, conns=stats.conns, bytes=stats.bytes, bad=stats.bad)
     return int(stats.bad != 0)
 
 
-async def churn_client_main(impl: str, port: int, n: int, conc: int, idle: int) -> int:
+async def churn_client_main(
+    impl: str, port: int, n: int, conc: int, idle: int, idle_port: int
+) -> int:
     loop = asyncio.get_running_loop()
-    idle_transports = [(await loop.create_connection(Idle, HOST, port))[0] for _ in range(idle)]
+    idle_transports = [
+        (await loop.create_connection(Idle, HOST, idle_port))[0] for _ in range(idle)
+    ]
+    if idle:
+        await loop.run_in_executor(None, wait_for_go)
     stats = _Stats(n, loop.create_future())
 
     async def worker(count: int) -> None:
@@ -130,6 +156,7 @@ async def churn_client_main(impl: str, port: int, n: int, conc: int, idle: int) 
             stats.bytes += len(data)
             stats.conns += 1
 
+    restart_cpu_clock()
     t0 = now()
     await asyncio.wait_for(asyncio.gather(*(worker(c) for c in split_evenly(n, conc))), TIMEOUT)
     seconds = now() - t0
@@ -205,6 +232,7 @@ async def bulk_recv_main(impl: str) -> int:
     done: asyncio.Future[tuple[int, float]] = loop.create_future()
     server = await loop.create_server(lambda: Counter(done), HOST, 0)
     announce_port(server.sockets[0].getsockname()[1])
+    restart_cpu_clock()  # the transfer's CPU: from the accept on
     total, seconds = await asyncio.wait_for(done, TIMEOUT)
     server.close()
     emit("receiver", impl, bytes=total, seconds=seconds)
@@ -214,6 +242,7 @@ async def bulk_recv_main(impl: str) -> int:
 async def bulk_send_main(impl: str, port: int, total: int, cc: str) -> int:
     loop = asyncio.get_running_loop()
     chunk = b"b" * CHUNK
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     sock = socket.socket()
     set_congestion(sock, cc)
@@ -239,9 +268,9 @@ def main(impl: str, run: Callable[[Coroutine[Any, Any, int]], int]) -> None:
     """Dispatch the command line to the coroutines above, run by ``run``."""
     dispatch(
         {
-            "churn-server": lambda n, _idle="0": run(churn_server_main(impl, int(n))),
-            "churn-client": lambda port, n, conc, idle="0": run(
-                churn_client_main(impl, int(port), int(n), int(conc), int(idle))
+            "churn-server": lambda n, idle="0": run(churn_server_main(impl, int(n), int(idle))),
+            "churn-client": lambda port, n, conc, idle="0", idle_port="0": run(
+                churn_client_main(impl, int(port), int(n), int(conc), int(idle), int(idle_port))
             ),
             "bulk-recv": lambda: run(bulk_recv_main(impl)),
             "bulk-send": lambda port, total, cc="default": run(

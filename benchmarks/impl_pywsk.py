@@ -87,7 +87,20 @@ from pywsk.wsk import (
     sockaddr_from_tuple,
 )
 
-from .common import CHUNK, HOST, MSG, PAYLOAD, announce_port, dispatch, emit, now, set_congestion
+from .common import (
+    CHUNK,
+    HOST,
+    MSG,
+    PAYLOAD,
+    announce_port,
+    dispatch,
+    emit,
+    idle_ready,
+    now,
+    restart_cpu_clock,
+    set_congestion,
+    wait_for_go,
+)
 
 #: The name results carry (a variant module changes it before dispatching).
 IMPL = "pywsk"
@@ -301,6 +314,7 @@ class ChurnClient:
         """Start the first connection from this thread and wait for all N; returns the
         seconds.  Its completion routine opens the other CONC - 1 slots: from then on all
         state is touched on the provider thread only, as a driver without locks must."""
+        restart_cpu_clock()
         t0 = now()
         self.slots = 1
         self.start(_ClientSlot())
@@ -425,41 +439,59 @@ class _ServerSlot:
 
 
 class ChurnServer:
-    """Accepts, echoes and disconnects N connections (idle ones are held, not counted)."""
+    """Accepts, echoes and disconnects N connections.  With ``idle``, a second listening
+    socket accepts the idle connections, each of which then has a WskReceive pending until
+    the client closes it (they are not counted)."""
 
-    def __init__(self, driver: Driver, n: int) -> None:
+    def __init__(self, driver: Driver, n: int, idle: int) -> None:
         self.driver = driver
         self.n = n
         self.listen, self.port = driver.listen()
-        self.table = listen_dispatch(self.listen)
+        self.idle_listen: WSK_SOCKET | None = None
+        self.idle_port: int | None = None
+        if idle:
+            self.idle_listen, self.idle_port = driver.listen()
         self.free: list[_ServerSlot] = []
+        self.started = False
+        self.idle_expected = idle
+        self.idle_accepted = 0
         self.conns = self.bytes = self.bad = 0
         self.finished = _notification()
         self.error: str | None = None
 
     def run(self) -> None:
-        for _ in range(ACCEPTS):
-            self.accept(_irp())
+        for listen in (self.listen, self.idle_listen):
+            if listen is not None:
+                for _ in range(ACCEPTS):
+                    self.accept(_irp(), listen)
         _wait(self.finished, "churn-server")
         if self.error is not None:
             raise RuntimeError(self.error)
 
-    def accept(self, irp: IRP) -> None:
+    def accept(self, irp: IRP, listen: WSK_SOCKET) -> None:
         """Issue WskAccepts on ``irp`` until one pends.  A connection waiting in the backlog
         completes the accept inside the call; the loop takes the next one, so a long
         backlog cannot recurse (the routine re-issues only after a pended accept)."""
+        table = listen_dispatch(listen)
         while self.error is None:
-            status = self.table.WskAccept(
-                self.listen, 0, None, None, None, None, _arm(irp, self.on_accepted, None)
+            status = table.WskAccept(
+                listen, 0, None, None, None, None, _arm(irp, self.on_accepted, listen)
             )
             if status == STATUS_PENDING:
                 return
 
-    def on_accepted(self, _device: Any, irp: IRP, _context: Any) -> int:
+    def on_accepted(self, _device: Any, irp: IRP, listen: WSK_SOCKET) -> int:
         if irp.IoStatus.Status != STATUS_SUCCESS:
             self.error = f"WskAccept: {status_name(irp.IoStatus.Status)}"
             KeSetEvent(self.finished, 0, False)
             return STATUS_MORE_PROCESSING_REQUIRED
+        if listen is self.idle_listen:
+            self.idle_accepted += 1
+            if self.idle_accepted == self.idle_expected:
+                idle_ready()
+        elif not self.started:
+            restart_cpu_clock()  # the churn starts (idle connections came before)
+            self.started = True
         slot = self.free.pop() if self.free else _ServerSlot()
         slot.sock = irp.IoStatus.Information
         slot.table = conn_dispatch(slot.sock)
@@ -467,7 +499,7 @@ class ChurnServer:
         slot.done = 0
         self.receive(slot)
         if irp.PendingReturned:
-            self.accept(irp)  # the next connection
+            self.accept(irp, listen)  # the next connection
         return STATUS_MORE_PROCESSING_REQUIRED
 
     def receive(self, slot: _ServerSlot) -> None:
@@ -534,19 +566,23 @@ class ChurnServer:
         return STATUS_MORE_PROCESSING_REQUIRED
 
 
-def churn_server(n_arg: str, _idle: str = "0") -> int:
+def churn_server(n_arg: str, idle_arg: str = "0") -> int:
     driver = Driver()
-    server = ChurnServer(driver, int(n_arg))
-    announce_port(server.port)
+    server = ChurnServer(driver, int(n_arg), int(idle_arg))
+    announce_port(server.port, server.idle_port)
     server.run()
     emit("server", IMPL, conns=server.conns, bytes=server.bytes, bad=server.bad)
     os._exit(int(server.bad != 0 or server.conns != server.n))  # idle connections stay open
 
 
-def churn_client(port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0") -> int:
+def churn_client(
+    port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0", idle_port: str = "0"
+) -> int:
     port, n, conc = int(port_arg), int(n_arg), int(conc_arg)
     driver = Driver()
-    idle = hold_idle(driver, port, int(idle_arg))
+    idle = hold_idle(driver, int(idle_port), int(idle_arg))
+    if idle:
+        wait_for_go()
     client = ChurnClient(driver, port, n, conc)
     seconds = client.run()
     emit(
@@ -731,6 +767,7 @@ def bulk_recv() -> int:
     driver = Driver()
     listen, port = driver.listen()
     announce_port(port)
+    restart_cpu_clock()  # the transfer's CPU: from the accept on
     status, sock = driver.call(listen_dispatch(listen).WskAccept, listen, 0, None, None, None, None)
     assert status == STATUS_SUCCESS, status_name(status)
     receiver = BulkReceiver(sock)
@@ -745,6 +782,7 @@ def bulk_recv() -> int:
 def bulk_send(port_arg: str, total_arg: str, cc: str = "default") -> int:
     port, total = int(port_arg), int(total_arg)
     driver = Driver()
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     sock = driver.connect(port)
     set_congestion(sock.sock, cc)  # type: ignore[attr-defined]  # see the module notes

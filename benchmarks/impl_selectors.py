@@ -6,6 +6,7 @@ events, level-triggered.  See :mod:`benchmarks.common` for the command line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import selectors
 import socket
@@ -20,8 +21,11 @@ from .common import (
     announce_port,
     dispatch,
     emit,
+    idle_ready,
     now,
+    restart_cpu_clock,
     set_congestion,
+    wait_for_go,
 )
 
 IMPL = "selectors"
@@ -48,28 +52,47 @@ class _Client:
         self.data = bytearray()
 
 
-def _listen(backlog: int) -> socket.socket:
+def _listen(backlog: int, announce: bool = True) -> socket.socket:
     listener = socket.socket()
     listener.bind((HOST, 0))
     listener.listen(backlog)
     listener.setblocking(False)
-    announce_port(listener.getsockname()[1])
+    if announce:
+        announce_port(listener.getsockname()[1])
     return listener
 
 
-def churn_server(n_arg: str, _idle: str = "0") -> int:
+def churn_server(n_arg: str, idle_arg: str = "0") -> int:
     n = int(n_arg)
     sel = selectors.DefaultSelector()
-    listener = _listen(4096)
+    listener = _listen(4096, announce=False)
+    idle: list[socket.socket] = []
+    if int(idle_arg):
+        idle_listener = _listen(4096, announce=False)
+        sel.register(idle_listener, READ, idle)
+        announce_port(listener.getsockname()[1], idle_listener.getsockname()[1])
+    else:
+        announce_port(listener.getsockname()[1])
     sel.register(listener, READ, None)
     conns = nbytes = bad = 0
+    started = False
     while conns < n:
         events = sel.select(TIMEOUT)
         if not events:
             raise TimeoutError("churn-server: no progress")
         for key, _mask in events:
             served = key.data
+            if served is idle:  # hold idle connections, never read them
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        idle.append(cast(socket.socket, key.fileobj).accept()[0])
+                        if len(idle) == int(idle_arg):
+                            idle_ready()
+                continue
             if served is None:
+                if not started:
+                    restart_cpu_clock()
+                    started = True
                 while True:
                     try:
                         conn, _ = listener.accept()
@@ -101,13 +124,13 @@ def churn_server(n_arg: str, _idle: str = "0") -> int:
     return int(bad != 0 or conns != n)
 
 
-def _open_idle(count: int, port: int) -> list[socket.socket]:
-    return [socket.create_connection((HOST, port)) for _ in range(count)]
-
-
-def churn_client(port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0") -> int:
+def churn_client(
+    port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0", idle_port: str = "0"
+) -> int:
     port, n, conc = int(port_arg), int(n_arg), int(conc_arg)
-    idle = _open_idle(int(idle_arg), port)
+    idle = [socket.create_connection((HOST, int(idle_port))) for _ in range(int(idle_arg))]
+    if idle:
+        wait_for_go()
     address = (HOST, port)
     sel = selectors.DefaultSelector()
     conns = nbytes = bad = started = 0
@@ -120,6 +143,7 @@ def churn_client(port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0") 
             raise OSError(err, "connect")
         sel.register(conn, WRITE, _Client())
 
+    restart_cpu_clock()
     t0 = now()
     while started < min(conc, n):
         start()
@@ -177,6 +201,7 @@ def churn_client(port_arg: str, n_arg: str, conc_arg: str, idle_arg: str = "0") 
 
 def bulk_recv() -> int:
     listener = _listen(16)
+    restart_cpu_clock()  # the transfer's CPU: from the accept on
     listener.setblocking(True)
     listener.settimeout(TIMEOUT)
     conn, _ = listener.accept()
@@ -210,6 +235,7 @@ def bulk_send(port_arg: str, total_arg: str, cc: str = "default") -> int:
     port, total = int(port_arg), int(total_arg)
     chunk = memoryview(b"b" * CHUNK)
     sel = selectors.DefaultSelector()
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     conn = socket.socket()
     set_congestion(conn, cc)

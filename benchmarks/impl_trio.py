@@ -15,9 +15,12 @@ from .common import (
     announce_port,
     dispatch,
     emit,
+    idle_ready,
     now,
+    restart_cpu_clock,
     set_congestion,
     split_evenly,
+    wait_for_go,
 )
 
 IMPL = "trio"
@@ -31,13 +34,30 @@ async def _read_to_eof(stream: trio.SocketStream) -> bytearray:
     return data
 
 
-async def churn_server_main(n: int) -> int:
-    counts = {"conns": 0, "bytes": 0, "bad": 0}
+async def churn_server_main(n: int, idle: int) -> int:
+    counts = {"conns": 0, "bytes": 0, "bad": 0, "started": 0}
     listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=4096)
-    announce_port(listeners[0].socket.getsockname()[1])
+    port = listeners[0].socket.getsockname()[1]
+    idle_listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=4096) if idle else []
+    if idle_listeners:
+        announce_port(port, idle_listeners[0].socket.getsockname()[1])
+    else:
+        announce_port(port)
     done = trio.Event()
+    held = [0]
+
+    async def hold(stream: trio.SocketStream) -> None:
+        """An idle connection: wait for the client to close it."""
+        held[0] += 1
+        if held[0] == idle:
+            idle_ready()
+        await _read_to_eof(stream)
+        await stream.aclose()
 
     async def handler(stream: trio.SocketStream) -> None:
+        if not counts["started"]:
+            restart_cpu_clock()
+            counts["started"] = 1
         try:
             data = await _read_to_eof(stream)
             if data:
@@ -58,15 +78,20 @@ async def churn_server_main(n: int) -> int:
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, handler, listeners)
+            if idle_listeners:
+                nursery.start_soon(trio.serve_listeners, hold, idle_listeners)
             await done.wait()
             nursery.cancel_scope.cancel()
+    del counts["started"]
     emit("server", IMPL, **counts)
     return int(counts["bad"] != 0)
 
 
-async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
+async def churn_client_main(port: int, n: int, conc: int, idle: int, idle_port: int) -> int:
     counts = {"conns": 0, "bytes": 0, "bad": 0}
-    idle_streams = [await trio.open_tcp_stream(HOST, port) for _ in range(idle)]
+    idle_streams = [await trio.open_tcp_stream(HOST, idle_port) for _ in range(idle)]
+    if idle:
+        await trio.to_thread.run_sync(wait_for_go)
 
     async def worker(count: int) -> None:
         for _ in range(count):
@@ -79,6 +104,7 @@ async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
             counts["bytes"] += len(data)
             counts["bad"] += data != PAYLOAD
 
+    restart_cpu_clock()
     t0 = now()
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -94,6 +120,7 @@ async def churn_client_main(port: int, n: int, conc: int, idle: int) -> int:
 async def bulk_recv_main() -> int:
     listeners = await trio.open_tcp_listeners(0, host=HOST)
     announce_port(listeners[0].socket.getsockname()[1])
+    restart_cpu_clock()  # the transfer's CPU: from the accept on
     with trio.fail_after(TIMEOUT):
         stream = await listeners[0].accept()
         t0 = now()
@@ -109,6 +136,7 @@ async def bulk_recv_main() -> int:
 
 async def bulk_send_main(port: int, total: int, cc: str) -> int:
     chunk = b"b" * CHUNK
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     with trio.fail_after(TIMEOUT):
         sock = trio.socket.socket()
@@ -132,9 +160,9 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
 if __name__ == "__main__":
     dispatch(
         {
-            "churn-server": lambda n, _idle="0": trio.run(churn_server_main, int(n)),
-            "churn-client": lambda port, n, conc, idle="0": trio.run(
-                churn_client_main, int(port), int(n), int(conc), int(idle)
+            "churn-server": lambda n, idle="0": trio.run(churn_server_main, int(n), int(idle)),
+            "churn-client": lambda port, n, conc, idle="0", idle_port="0": trio.run(
+                churn_client_main, int(port), int(n), int(conc), int(idle), int(idle_port)
             ),
             "bulk-recv": lambda: trio.run(bulk_recv_main),
             "bulk-send": lambda port, total, cc="default": trio.run(

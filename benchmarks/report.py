@@ -19,7 +19,6 @@ ORDER = (
     "asyncio",
     "trio",
     "pywsk",
-    "pywsk+noport",
     "pywsk.aio",
 )
 TITLES = {
@@ -122,9 +121,17 @@ def markdown(data: dict[str, Any]) -> str:
     if invalid:
         lines += ["", "Invalid runs (left out of every median):", ""]
         for r in invalid:
-            why = r.get("problems") or r.get("error")
-            lines.append(f"* rep {r.get('rep')} {r['workload']} {r['impl']}: {why}")
+            lines.append(f"* rep {r.get('rep')} {r['workload']} {r['impl']}: {_why(r)}")
     return "\n".join(lines) + "\n"
+
+
+def _why(rec: dict[str, Any]) -> str:
+    """Why a run is invalid: the last line a side printed to stderr, else the checks."""
+    for side, text in zip(("client", "server"), rec.get("stderr") or [], strict=False):
+        last = [line for line in text.strip().splitlines() if line.strip()]
+        if last:
+            return f"{side}: {last[-1].strip()}"
+    return str(rec.get("problems") or rec.get("error"))
 
 
 def _scaling_lines(scale: dict[str, Any]) -> list[str]:
@@ -143,7 +150,9 @@ def _scaling_lines(scale: dict[str, Any]) -> list[str]:
         ]
         for impl, row in idle["summary"].items():
             if "rate_ratio" not in row:
-                lines.append(f"| {impl} | invalid | | | | | |")
+                bad = [r for r in idle["records"] if r["impl"] == impl and not r["ok"]]
+                why = _why(bad[0]) if bad else "no valid pair"
+                lines.append(f"| {impl} | invalid: {why} | | | | | |")
                 continue
             zero, many = row["0"], row[str(k)]
             lines.append(

@@ -111,12 +111,6 @@ def implementations(cnet: Path) -> list[Impl]:
         Impl("uvloop", (*py, "benchmarks.impl_uvloop")),
         Impl("trio", (*py, "benchmarks.impl_trio")),
         Impl("pywsk", (*py, "benchmarks.impl_pywsk")),
-        Impl(
-            "pywsk+noport",
-            (*py, "benchmarks.impl_pywsk_noport"),
-            ("churn",),
-            "prototype of Next step 1 (IP_BIND_ADDRESS_NO_PORT), not the shipped provider",
-        ),
     ]
     if aio_available():
         impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
@@ -220,6 +214,7 @@ def _start(argv: list[str]) -> Proc:
     popen = subprocess.Popen(
         argv,
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -227,8 +222,32 @@ def _start(argv: list[str]) -> Proc:
     return Proc(popen)
 
 
-def _read_port(proc: Proc, timeout: float) -> int:
-    """The port a server announces on its first line."""
+def _exited(proc: Proc) -> bool:
+    """True once the process has exited (without reaping it: ``_reap`` wants its rusage)."""
+    info = os.waitid(os.P_PID, proc.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return info is not None
+
+
+def _release_when_idle_accepted(server: Proc, client: Proc, timeout: float) -> None:
+    """Wait for the server's "IDLE-READY" (every idle connection accepted), then tell the
+    client to start its churn."""
+    assert server.popen.stdout is not None
+    assert client.popen.stdin is not None
+    sel = selectors.DefaultSelector()
+    sel.register(server.popen.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(1.0) and server.popen.stdout.readline().strip() == "IDLE-READY":
+            break
+        if _exited(client) or _exited(server):
+            return
+    client.popen.stdin.write("go\n")
+    client.popen.stdin.flush()
+
+
+def _read_ports(proc: Proc, timeout: float) -> list[int]:
+    """The port(s) a server announces on its first line: the service port, and with idle
+    connections the port they go to."""
     assert proc.popen.stdout is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.popen.stdout, selectors.EVENT_READ)
@@ -237,7 +256,7 @@ def _read_port(proc: Proc, timeout: float) -> int:
     line = proc.popen.stdout.readline()
     if not line.startswith("PORT "):
         raise RuntimeError(f"the server said {line!r}")
-    return int(line.split()[1])
+    return [int(p) for p in line.split()[1:]]
 
 
 def _reap(proc: Proc, deadline: float) -> None:
@@ -267,7 +286,7 @@ def _result_line(out: str) -> dict[str, Any]:
 
 
 def run_pair(
-    impl: Impl, server_args: list[str], client_args: list[str], timeout: float
+    impl: Impl, server_args: list[str], client_args: list[str], timeout: float, idle: int = 0
 ) -> dict[str, Any]:
     """Start the server, then the client with the server's port; collect both results."""
     tw = tw_count()
@@ -275,13 +294,16 @@ def run_pair(
     server = _start([*impl.argv, *server_args])
     record: dict[str, Any] = {"impl": impl.name, "tw_before": tw}
     try:
-        port = _read_port(server, 30.0)
+        ports = _read_ports(server, 30.0)
     except (TimeoutError, RuntimeError) as exc:
         server.popen.kill()
         _reap(server, time.monotonic())
         return {**record, "ok": False, "error": f"{exc}; stderr: {server.err[-2000:]}"}
     t0 = time.monotonic()
-    client = _start([*impl.argv, *[str(port) if a == "{port}" else a for a in client_args]])
+    fill = {"{port}": str(ports[0]), "{idle_port}": str(ports[-1])}
+    client = _start([*impl.argv, *[fill.get(a, a) for a in client_args]])
+    if idle:
+        _release_when_idle_accepted(server, client, timeout)
     _reap(client, t0 + timeout)
     record["wall"] = time.monotonic() - t0
     _reap(server, time.monotonic() + 30.0)
@@ -303,8 +325,9 @@ def run_churn(impl: Impl, cfg: Config, idle: int = 0) -> dict[str, Any]:
     rec = run_pair(
         impl,
         ["churn-server", str(cfg.n), str(idle)],
-        ["churn-client", "{port}", str(cfg.n), str(cfg.conc), str(idle)],
+        ["churn-client", "{port}", str(cfg.n), str(cfg.conc), str(idle), "{idle_port}"],
         cfg.timeout,
+        idle,
     )
     rec.update(workload="churn", n=cfg.n, conc=cfg.conc, idle=idle)
     return verify_churn(rec, cfg.n)
@@ -421,6 +444,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tag", help="name of the result files (default: a timestamp)")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     ap.add_argument("--report", type=Path, help="only re-render the table of a results JSON")
+    ap.add_argument(
+        "--records",
+        type=Path,
+        help="take the workload records from this .jsonl (of an interrupted run) instead of "
+        "running the workloads; the scaling measurements still run",
+    )
     return ap.parse_args(argv)
 
 
@@ -454,7 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         facts = machine()
         print(f"benchmarks: {', '.join(i.name for i in impls)}; {cfg.reps} repetition(s)")
-        records = run_all(cfg, impls, workloads, out_dir / f"{tag}.jsonl")
+        if args.records is not None:
+            lines = args.records.read_text().split("\n")
+            records = [json.loads(line.strip("\0")) for line in lines if line.strip("\0")]
+            print(f"{len(records)} workload records from {args.records}")
+        else:
+            records = run_all(cfg, impls, workloads, out_dir / f"{tag}.jsonl")
         scale: dict[str, Any] = {}
         wanted_scaling = [] if args.scaling == "none" else args.scaling.split(",")
         if wanted_scaling:
@@ -474,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.time() - started,
         "impls": {i.name: {"argv": list(i.argv[1:]), "note": i.note} for i in impls},
         "records": records,
+        "records_from": str(args.records) if args.records is not None else None,
         "scaling": scale,
     }
     data["summary"] = report.summarize(data)

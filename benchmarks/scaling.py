@@ -65,7 +65,7 @@ class ScalingConfig:
     #: Churn connections per run in the "idle" comparison.
     idle_n: int = 10_000
     idle_reps: int = 3
-    idle_impls: tuple[str, ...] = ("c-epoll", "pywsk", "pywsk+noport", "pywsk.aio")
+    idle_impls: tuple[str, ...] = ("c-epoll", "pywsk", "pywsk.aio")
     #: Idle connections the heap measurement opens.
     heap_conns: int = 2_000
     #: FIN-ACK samples per path.

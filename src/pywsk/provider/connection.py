@@ -114,6 +114,7 @@ class ConnectionSocket(ProviderSocket):
         "_final_pending",
         "_held",
         "_indication_buffer",
+        "_port_at_connect",
         "_reading",
         "_suspended",
         "_writing",
@@ -158,6 +159,8 @@ class ConnectionSocket(ProviderSocket):
         self.remote: tuple[Any, ...] | None = None
         #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
         self.sharing = listener.SharingOptions()
+        #: Bound to port 0: connect() picks the port, recorded then (``_record_port``).
+        self._port_at_connect = False
 
     @classmethod
     def accepted(
@@ -262,22 +265,20 @@ class ConnectionSocket(ProviderSocket):
             if status != NTSTATUS.STATUS_SUCCESS:
                 return self._complete(Irp, status)
         else:
-            # Port 0: the kernel picks a free port (no sharing question); recorded so that a
-            # later bind to that port is checked against this socket.
+            # Port 0: the port is picked by connect() (IP_BIND_ADDRESS_NO_PORT), not by
+            # bind().  A bind to port 0 must find a port no socket holds - TIME_WAIT ones
+            # included - so under churn it scans the whole ephemeral range and finally fails;
+            # connect() may reuse a port whose other connections lead elsewhere.  The port is
+            # recorded for the sharing table once connect() chose it (_record_port).
             try:
                 # SO_REUSEADDR (not SO_REUSEPORT, which could let the kernel pick a port
                 # another socket uses) so that a later bind the table allows succeeds.
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.sock.setsockopt(socket.IPPROTO_IP, linux.IP_BIND_ADDRESS_NO_PORT, 1)
                 self.sock.bind(address)
             except OSError as exc:
                 return self._complete(Irp, linux.status_from_errno(exc.errno))
-            listener.register_binding(
-                self,
-                self.family,
-                self.sock.getsockname(),
-                self.sharing,
-                is_v6only(self.sock, self.family),
-            )
+            self._port_at_connect = True
         self.local = self.sock.getsockname()
         self.machine.process(ConnInput.BIND)
         return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
@@ -301,6 +302,8 @@ class ConnectionSocket(ProviderSocket):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         self.machine.process(ConnInput.CONNECT)
         err = self.sock.connect_ex(address)
+        if self._port_at_connect and err in (0, errno.EINPROGRESS):
+            self._record_port()
         if err == 0:
             self._connected()
             return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
@@ -311,6 +314,14 @@ class ConnectionSocket(ProviderSocket):
         self.sendq.append(op)
         self._want_write(True)
         return self._pend(op)
+
+    def _record_port(self) -> None:
+        """The port connect() picked for a bind to port 0: now held, for the sharing table."""
+        self._port_at_connect = False
+        self.local = self.sock.getsockname()
+        listener.register_binding(
+            self, self.family, self.local, self.sharing, is_v6only(self.sock, self.family)
+        )
 
     def _connected(self) -> None:
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)

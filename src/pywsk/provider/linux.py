@@ -64,7 +64,12 @@ __all__ = [
     "from_linux_address",
     "linux_family",
     "wsk_family",
+    "IP_BIND_ADDRESS_NO_PORT",
 ]
+
+#: include/uapi/linux/in.h: bind() takes the address only; connect() picks the port.  Set at
+#: level IPPROTO_IP, it applies to IPv6 sockets too.
+IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 # include/net/tcp_states.h
 (
