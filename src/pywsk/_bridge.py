@@ -7,7 +7,10 @@ What it does, framework-neutral, so that the three layers share one implementati
   lazily on first use (WskRegister + WskCaptureProviderNPI, as a driver does in
   DriverEntry); it releases the NPI and deregisters at interpreter exit, when none of its
   sockets is left open.
-* :class:`Call` - one WSK call on its own IRP.  The completion routine (provider thread,
+* :class:`Call` - one WSK call on its own IRP.  The call is issued from a DPC
+  (``KeInsertQueueDpc``), so it runs inline on the provider thread and the owner's thread
+  never blocks on it: many calls of many connections are issued on one wake-up of the
+  provider thread.  The completion routine (provider thread,
   DISPATCH_LEVEL) records ``IoStatus``, hands the call to its owner with the owner's
   ``post`` function (``loop.call_soon_threadsafe``, ``TrioToken.run_sync_soon``, or
   KeSetEvent for a blocked thread) and returns STATUS_MORE_PROCESSING_REQUIRED.  Nothing
@@ -35,11 +38,14 @@ from __future__ import annotations
 import atexit
 import enum
 import ipaddress
+import sys
 import threading
+import types
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
 from .errors import NtStatusError, error_from_status
+from .nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from .nt.irp import (
     IRP,
     IoAllocateIrp,
@@ -250,15 +256,28 @@ def session() -> Session:
 # --------------------------------------------------------------------------------------------
 
 
+def report_unraisable(exc: BaseException, message: str, obj: object) -> None:
+    """Report an exception nobody can catch (printed; a test failure under pytest)."""
+    hook_args = types.SimpleNamespace(
+        exc_type=type(exc),
+        exc_value=exc,
+        exc_traceback=exc.__traceback__,
+        err_msg=message,
+        object=obj,
+    )
+    sys.unraisablehook(hook_args)  # type: ignore[arg-type, unused-ignore]
+
+
 class Call:
     """One WSK call on its own IRP, from IoAllocateIrp to IoFreeIrp.
 
-    Life: :meth:`start` issues the call (the dispatch function runs on the provider thread
-    while this thread waits for its NTSTATUS).  Then :meth:`arm` returns False if the IRP
-    completed already (the common inline case: nothing to wait for) or registers the
-    owner's ``post`` and ``on_delivered``: the completion routine will ``post`` the
-    delivery, and ``on_delivered`` runs on the owner's thread.  :meth:`cancel` is
-    IoCancelIrp; it only asks.  :meth:`release` frees the IRP and the MDLs, once.
+    Life: :meth:`queue` records the call; :meth:`arm` registers the owner's ``post`` and
+    ``on_delivered`` and issues the call from a DPC on the provider thread; the completion
+    routine hands the delivery to ``post``, and ``on_delivered`` runs on the owner's thread.
+    (:meth:`start` instead issues a call at once from this thread, waiting for its
+    NTSTATUS - for name resolution, which needs PASSIVE_LEVEL; :meth:`arm` then returns
+    False if the IRP completed already.)  :meth:`cancel` is IoCancelIrp; it only asks.
+    :meth:`release` frees the IRP and the MDLs, once.
     """
 
     __slots__ = (
@@ -268,6 +287,7 @@ class Call:
         "_on_delivered",
         "_post",
         "_released",
+        "_request",
         "information",
         "irp",
         "name",
@@ -293,6 +313,7 @@ class Call:
         self._on_delivered: Callable[[], None] | None = None
         self._mdls: list[MDL] = []
         self._released = False
+        self._request: tuple[Callable[..., int], tuple[Any, ...]] | None = None
         IoSetCompletionRoutine(irp, self._routine, None, True, True, True)
 
     def __repr__(self) -> str:
@@ -309,7 +330,10 @@ class Call:
         return self._done and NT_SUCCESS(self.status)
 
     def start(self, function: Callable[..., int], *args: Any) -> Call:
-        """Call ``function(*args, Irp)``; the routine may have run when this returns."""
+        """Call ``function(*args, Irp)`` now, from this thread (the dispatch function hands
+        the work to the provider thread and returns its NTSTATUS); the routine may have run
+        when this returns.  For calls that need PASSIVE_LEVEL (name resolution); every
+        other call is queued (:meth:`queue`)."""
         try:
             self.returned = function(*args, self.irp)
         except BaseException:
@@ -322,10 +346,25 @@ class Call:
             self._done = True
         return self
 
+    def queue(self, function: Callable[..., int], *args: Any) -> Call:
+        """Record the call ``function(*args, Irp)``; :meth:`arm` issues it.
+
+        It is issued from a DPC (KeInsertQueueDpc), so it runs on the provider thread,
+        inline, and the owner's thread does not wait for its NTSTATUS: the completion tells
+        the result.  A call refused without taking the IRP is delivered like a completion
+        with the status it returned.
+        """
+        self._request = (function, args)
+        return self
+
     def _routine(self, _device: Any, irp: IRP, _context: Any) -> int:
         # Provider thread, DISPATCH_LEVEL: record the result and hand it over; nothing else.
         self.status = irp.IoStatus.Status
         self.information = irp.IoStatus.Information
+        self._hand_over()
+        return S.STATUS_MORE_PROCESSING_REQUIRED
+
+    def _hand_over(self) -> None:
         with self._lock:
             self._done = True
             post = self._post
@@ -336,16 +375,44 @@ class Call:
                 # The owner's event loop is closed or its trio run finished: nobody will
                 # take the result, so give the IRP and MDLs back here.
                 self.release()
-        return S.STATUS_MORE_PROCESSING_REQUIRED
+
+    def _issue(self, _dpc: KDPC, _context: Any, _arg1: Any, _arg2: Any) -> None:
+        # The DPC routine: provider thread, DISPATCH_LEVEL; the dispatch function acts inline.
+        request, self._request = self._request, None
+        assert request is not None
+        function, args = request
+        try:
+            self.returned = function(*args, self.irp)
+        except BaseException as exc:
+            # A broken rule (a verifier BugCheck) or a bug in this module: reported, and
+            # the waiter is released with STATUS_INTERNAL_ERROR - never left waiting.
+            report_unraisable(exc, f"pywsk: exception issuing {self.name}", self)
+            if self.irp.state is IrpState.PENDING:
+                return  # the IRP was taken: its completion will come
+            self.status = S.STATUS_INTERNAL_ERROR
+            self._hand_over()
+            return
+        if not self._done and self.irp.state is IrpState.IDLE:
+            self.status = self.returned  # refused without taking the IRP
+            self._hand_over()
 
     def arm(self, post: Post, on_delivered: Callable[[], None]) -> bool:
-        """Ask to be told of the completion; False (and nothing registered) if it happened."""
+        """Ask to be told of the completion; False (and nothing registered) if it happened.
+
+        A queued call is issued now (its DPC is queued); its delivery always
+        comes through ``post``.
+        """
         with self._lock:
             if self._done:
                 return False
             self._post = post
             self._on_delivered = on_delivered
-            return True
+            queued = self._request is not None
+        if queued:
+            dpc = KDPC()
+            KeInitializeDpc(dpc, self._issue, None)
+            KeInsertQueueDpc(dpc, None, None)
+        return True
 
     def _deliver(self) -> None:
         callback = self._on_delivered
@@ -402,19 +469,19 @@ class Call:
 
 def start_control(sock: WSK_SOCKET, level: int, option: int, value: int) -> Call:
     call = Call("WskControlSocket")
-    return call.start(
+    return call.queue(
         sock.Dispatch.WskControlSocket, sock, WskSetOption, option, level, 4, value, 0, None, None
     )
 
 
 def _start_close(sock: WSK_SOCKET) -> Call:
-    return Call("WskCloseSocket").start(sock.Dispatch.WskCloseSocket, sock)
+    return Call("WskCloseSocket").queue(sock.Dispatch.WskCloseSocket, sock)
 
 
 def _address(sock: WSK_SOCKET, which: str) -> Call:
     call = Call(which)
     call.out = SOCKADDR_STORAGE()
-    return call.start(getattr(sock.Dispatch, which), sock, call.out)
+    return call.queue(getattr(sock.Dispatch, which), sock, call.out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,7 +585,7 @@ class ConnectionCore:
         with self._lock:
             self.sends_in_flight += 1
         try:
-            return call.start(self.socket.Dispatch.WskSend, self.socket, buf, 0)
+            return call.queue(self.socket.Dispatch.WskSend, self.socket, buf, 0)
         except BaseException:
             with self._lock:
                 self.sends_in_flight -= 1
@@ -557,7 +624,7 @@ class ConnectionCore:
                     raise
             self.receives_in_flight += 1
         try:
-            return call.start(
+            return call.queue(
                 self.socket.Dispatch.WskReceive, self.socket, WSK_BUF(buffer.mdl, 0, size), 0
             )
         except BaseException:
@@ -597,7 +664,7 @@ class ConnectionCore:
         call = Call("WskDisconnect")
         buf = call.describe(memoryview(final), write=False) if final else None
         self.disconnect_call = call
-        return call.start(self.socket.Dispatch.WskDisconnect, self.socket, buf, 0)
+        return call.queue(self.socket.Dispatch.WskDisconnect, self.socket, buf, 0)
 
     def settle_disconnect(self, call: Call) -> None:
         """Record the graceful disconnect's outcome (``fin_acked`` or ``disconnect_error``)."""
@@ -616,7 +683,7 @@ class ConnectionCore:
         self.aborted = True
         self.note_reason(DisconnectReason.LOCAL_ABORT)
         call = Call("WskDisconnect")
-        return call.start(self.socket.Dispatch.WskDisconnect, self.socket, None, WSK_FLAG_ABORTIVE)
+        return call.queue(self.socket.Dispatch.WskDisconnect, self.socket, None, WSK_FLAG_ABORTIVE)
 
     def settle_abort(self, call: Call) -> None:
         """An abort of a connection that is gone already is not an error."""
@@ -659,7 +726,7 @@ class ListenerCore:
         local = SOCKADDR_STORAGE()
         remote = SOCKADDR_STORAGE()
         call.out = (local, remote)
-        return call.start(self.socket.Dispatch.WskAccept, self.socket, 0, None, None, local, remote)
+        return call.queue(self.socket.Dispatch.WskAccept, self.socket, 0, None, None, local, remote)
 
     def settle_accept(self, call: Call, cancelled: bool = False) -> ConnectionCore | None:
         """The accepted connection; None if the cancel we asked for won."""
@@ -744,7 +811,7 @@ def resolve_steps(host: str, port: int) -> Generator[Call, None, list[SOCKADDR]]
 
 def _new_socket(family: int, flags: int) -> Generator[Call, None, WSK_SOCKET]:
     s = session()
-    call = Call("WskSocket").start(
+    call = Call("WskSocket").queue(
         s.dispatch.WskSocket,
         s.client,
         family,
@@ -821,8 +888,8 @@ def _connect_one(
         for level, option, value in options:
             yield from _checked(start_control(sock, level, option, value))
         here = sockaddr_from_tuple(local) if local is not None else _wildcard(family)
-        yield from _checked(Call("WskBind").start(sock.Dispatch.WskBind, sock, here, 0))
-        yield from _checked(Call("WskConnect").start(sock.Dispatch.WskConnect, sock, remote, 0))
+        yield from _checked(Call("WskBind").queue(sock.Dispatch.WskBind, sock, here, 0))
+        yield from _checked(Call("WskConnect").queue(sock.Dispatch.WskConnect, sock, remote, 0))
         mine = yield from _checked(_address(sock, "WskGetLocalAddress"))
         theirs = yield from _checked(_address(sock, "WskGetRemoteAddress"))
     except GeneratorExit:
@@ -844,7 +911,7 @@ def listen_steps(
     try:
         for level, option, value in options:
             yield from _checked(start_control(sock, level, option, value))
-        yield from _checked(Call("WskBind").start(sock.Dispatch.WskBind, sock, here, 0))
+        yield from _checked(Call("WskBind").queue(sock.Dispatch.WskBind, sock, here, 0))
         mine = yield from _checked(_address(sock, "WskGetLocalAddress"))
     except GeneratorExit:
         raise

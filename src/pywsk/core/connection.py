@@ -55,6 +55,10 @@ __all__ = [
 class ConnState(enum.Enum):
     """States of a connection-oriented WSK socket."""
 
+    # Members are singletons: hash by identity (C) instead of Enum's hash of the name
+    # (Python), which the provider pays on every state lookup.
+    __hash__ = object.__hash__
+
     #: Created by WskSocket, not bound.
     CREATED = "created"
     #: Bound to a local address (WskBind); may connect.
@@ -85,6 +89,10 @@ class ConnState(enum.Enum):
 
 class ConnInput(enum.Enum):
     """What can happen to a connection socket.  SEND_* / RECV_* say which side did it."""
+
+    # Members are singletons: hash by identity (C) instead of Enum's hash of the name
+    # (Python), which the provider pays on every state lookup.
+    __hash__ = object.__hash__
 
     BIND = "bind"
     CONNECT = "connect"
@@ -170,6 +178,10 @@ class Cause(enum.Enum):
 
 class OpKind(enum.Enum):
     """Kinds of pending request on a connection socket."""
+
+    # Members are singletons: hash by identity (C) instead of Enum's hash of the name
+    # (Python), which the provider pays on every state lookup.
+    __hash__ = object.__hash__
 
     SEND = "send"
     RECEIVE = "receive"

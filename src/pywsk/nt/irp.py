@@ -111,6 +111,10 @@ PDRIVER_CANCEL = Callable[["DEVICE_OBJECT | None", "IRP"], None]
 class IrpState(enum.Enum):
     """Where an IRP is in its life (pywsk bookkeeping, not a wdm.h field)."""
 
+    # Members are singletons: hash by identity (C) instead of Enum's hash of the name
+    # (Python), which the provider pays on every state lookup.
+    __hash__ = object.__hash__
+
     #: Owned by the client; may be passed to a WSK call.
     IDLE = "idle"
     #: Passed to a driver that has not completed it yet.

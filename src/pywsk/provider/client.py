@@ -18,6 +18,7 @@ a bad call on one socket never touches another.
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 from collections.abc import Callable
@@ -258,34 +259,41 @@ def _take(
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
     """Run ``Socket.<method>(*args)`` on the provider thread, if the socket is live and has it."""
+    precheck = None
+    if hooks.observer is not None:
+        precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
+    return _enter(name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck)
 
-    def live() -> bool:
-        return isinstance(Socket, ProviderSocket) and not Socket.closed and hasattr(Socket, method)
 
-    def precheck() -> None:
-        observer = hooks.observer
-        assert observer is not None
-        if not live():
-            observer.event("wsk-call-on-closed-socket", Socket, function=name)
-        elif method == "close":
-            if Socket.calls_inside:
-                observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
-            retained = getattr(getattr(Socket, "role", Socket), "retained", None)
-            if retained:
-                observer.event("close-with-retained-indications", Socket, count=len(retained))
+def _socket_is_live(Socket: Any, method: str) -> bool:
+    return isinstance(Socket, ProviderSocket) and not Socket.closed and hasattr(Socket, method)
 
-    def run() -> int:
-        if not live():
-            assert Irp is not None
-            return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-        Socket.calls_inside += 1
-        try:
-            result: int = getattr(Socket, method)(*args)
-        finally:
-            Socket.calls_inside -= 1
-        return result
 
-    return _enter(name, Irp, run, precheck=precheck)
+def _socket_precheck(name: str, Socket: Any, Irp: IRP | None, method: str) -> None:
+    """The verifier's look at a socket call, before the IRP is taken."""
+    observer = hooks.observer
+    if observer is None:
+        return
+    observer.event("socket-call", Socket, function=name, irp=Irp)
+    if not _socket_is_live(Socket, method):
+        observer.event("wsk-call-on-closed-socket", Socket, function=name)
+    elif method == "close":
+        if Socket.calls_inside:
+            observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
+        retained = getattr(getattr(Socket, "role", Socket), "retained", None)
+        if retained:
+            observer.event("close-with-retained-indications", Socket, count=len(retained))
+
+
+def _run_socket_method(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
+    if not _socket_is_live(Socket, method):
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+    Socket.calls_inside += 1
+    try:
+        result: int = getattr(Socket, method)(*args)
+    finally:
+        Socket.calls_inside -= 1
+    return result
 
 
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:

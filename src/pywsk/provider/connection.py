@@ -153,7 +153,8 @@ class ConnectionSocket(ProviderSocket):
         self._held = bytearray()
         self._suspended = False
         self._eof_seen = False
-        self._indication_buffer = _indication_buffer()
+        # Allocated on the first indication: most connections never enable WskReceiveEvent.
+        self._indication_buffer: mmap.mmap | None = None
         self.retained: dict[int, WSK_DATA_INDICATION] = {}
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
@@ -553,6 +554,8 @@ class ConnectionSocket(ProviderSocket):
     def _indicate_from_kernel(self) -> None:
         while self._indicating():
             buffer = self._indication_buffer
+            if buffer is None:
+                buffer = self._indication_buffer = _indication_buffer()
             try:
                 n = self.sock.recv_into(buffer)
             except BlockingIOError:
@@ -588,7 +591,7 @@ class ConnectionSocket(ProviderSocket):
             # The client keeps the list until WskRelease; the buffer is now its own.
             self.retained[id(indication)] = indication
             if not owned:
-                self._indication_buffer = _indication_buffer()
+                self._indication_buffer = None  # a fresh one for the next indication
             return
         IoFreeMdl(mdl)
         if status == NTSTATUS.STATUS_SUCCESS and 0 <= accepted.value < n:

@@ -33,7 +33,7 @@ import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..nt import hooks
+from ..nt import dpc, hooks
 from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest, IoMarkIrpPending
 from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
 from ..nt.status import NTSTATUS
@@ -122,7 +122,17 @@ class Engine:
         self.loop = loop
         self.thread_id = threading.get_ident()
         loop.call_soon(self._ready.set)
+        # This thread is the processor that runs DPCs (KeInsertQueueDpc from any thread).
+        dpc.set_processor(self._wake_for_dpcs)
         loop.run_forever()
+
+    def _wake_for_dpcs(self) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(dpc.run_queued, self._report_dpc)
+
+    @staticmethod
+    def _report_dpc(exc: BaseException, which: dpc.KDPC) -> None:
+        report_exception(exc, "in a DPC routine", which)
 
     # --- where work runs ----------------------------------------------------------------
     def on_loop(self) -> bool:
