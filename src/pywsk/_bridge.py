@@ -215,6 +215,11 @@ class Session:
     def release_at_exit(self) -> None:
         """Give the NPI back and deregister, if every socket is closed (else leave both:
         the sockets are still the client's, and the verifier reports them)."""
+        with _spare_lock:
+            spares = list(_spare_buffers)
+            _spare_buffers.clear()
+        for buffer in spares:
+            buffer.free()
         with self._lock:
             if self._open or self.released:
                 return
@@ -509,6 +514,33 @@ class _ReceiveBuffer:
         IoFreeMdl(self.mdl)
         ExFreePoolWithTag(self.pool, POOL_TAG)
 
+    @classmethod
+    def take(cls, size: int) -> _ReceiveBuffer:
+        """A buffer of at least ``size`` bytes: a spare one of the default size if any."""
+        if size <= DEFAULT_RECEIVE_SIZE:
+            with _spare_lock:
+                if _spare_buffers:
+                    return _spare_buffers.pop()
+            return cls(DEFAULT_RECEIVE_SIZE)
+        return cls(size)
+
+    def give_back(self) -> None:
+        """Done with it: kept for the next connection (up to a bound), else freed."""
+        if self.size == DEFAULT_RECEIVE_SIZE:
+            with _spare_lock:
+                if len(_spare_buffers) < _SPARE_LIMIT:
+                    _spare_buffers.append(self)
+                    return
+        self.free()
+
+
+# Receive buffers of closed connections, for the next ones: a connection's buffer is pool
+# memory (an mmap), and churn would map and unmap one per connection.  At most
+# _SPARE_LIMIT are kept (64 KiB of address space each; pages never touched cost nothing).
+_SPARE_LIMIT: Final = 256
+_spare_buffers: list[_ReceiveBuffer] = []
+_spare_lock: Final = threading.Lock()
+
 
 # --------------------------------------------------------------------------------------------
 # A connection, as the Pythonic layers see it
@@ -615,9 +647,9 @@ class ConnectionCore:
             buffer = self._buffer
             if buffer is None or buffer.size < size:
                 if buffer is not None:
-                    buffer.free()
+                    buffer.give_back()
                 try:
-                    self._buffer = buffer = _ReceiveBuffer(max(size, DEFAULT_RECEIVE_SIZE))
+                    self._buffer = buffer = _ReceiveBuffer.take(size)
                 except BaseException:
                     self._buffer = None
                     call.release()
@@ -654,7 +686,7 @@ class ConnectionCore:
     def _free_buffer_if_done(self) -> None:
         # Under the lock.  The buffer outlives every receive that may still write to it.
         if self.closed and self.receives_in_flight == 0 and self._buffer is not None:
-            self._buffer.free()
+            self._buffer.give_back()
             self._buffer = None
 
     # --- disconnect --------------------------------------------------------------------------
@@ -891,7 +923,9 @@ def _connect_one(
         yield from _checked(Call("WskBind").queue(sock.Dispatch.WskBind, sock, here, 0))
         yield from _checked(Call("WskConnect").queue(sock.Dispatch.WskConnect, sock, remote, 0))
         mine = yield from _checked(_address(sock, "WskGetLocalAddress"))
-        theirs = yield from _checked(_address(sock, "WskGetRemoteAddress"))
+        # The remote address is the one connected to (WskGetRemoteAddress would say the
+        # same; one call fewer per connection).
+        theirs = remote
     except GeneratorExit:
         raise
     except BaseException:
