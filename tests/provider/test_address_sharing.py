@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import random
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -40,6 +42,7 @@ from pywsk.wsk import (
     SO_REUSEADDR,
     SOL_SOCKET,
     WSK_FLAG_LISTEN_SOCKET,
+    WSK_FLAG_STREAM_SOCKET,
     WSK_SOCKET,
     WskGetOption,
     WskSetOption,
@@ -241,11 +244,175 @@ def test_option_rules(wsk: WskTestClient) -> None:
     # Only before bind.
     assert set_option(wsk, sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 0) == STATUS_INVALID_DEVICE_STATE
     assert get_option(wsk, sock, SO_EXCLUSIVEADDRUSE) == 1
-    # The Windows options are pywsk's, not Linux': the kernel socket shares at the Linux level.
+    # The Windows options are pywsk's, not Linux': an exclusive socket gets no SO_REUSEPORT
+    # (nor does one without options), one that opted into sharing does.
     owner: Any = sock
-    assert owner.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    assert owner.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+    sharing: Any = new_listener(wsk, "reuse")
+    assert bind(wsk, sharing, ("127.0.0.1", 0)) == STATUS_SUCCESS
+    assert sharing.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
 
 
 def test_port_zero_never_conflicts() -> None:
     exclusive = SharingOptions(exclusive=True)
     assert check_address_sharing(AF_INET, ("0.0.0.0", 0), exclusive) == STATUS_SUCCESS
+
+
+# ------------------------------------------------------------------------------------------
+# Linux SO_REUSEPORT: only for sockets that opted into sharing, so another process (same
+# user) cannot bind and listen on the address of one that did not, and take its connections.
+# ------------------------------------------------------------------------------------------
+
+#: Another process: a plain Python socket with the Linux options named on the command line,
+#: bound to (host, port) and listening; prints LISTENING or the errno's name.
+OTHER_PROCESS = """
+import errno, socket, sys
+host, port, options = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+with socket.socket(family, socket.SOCK_STREAM) as sock:
+    for name in options:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(8)
+    except OSError as exc:
+        print(errno.errorcode[exc.errno])
+    else:
+        print("LISTENING")
+"""
+REUSEPORT_OPTIONS = [("SO_REUSEPORT",), ("SO_REUSEADDR", "SO_REUSEPORT")]
+
+
+def in_another_process(host: str, port: int, options: tuple[str, ...]) -> str:
+    """What another process gets when it binds ``(host, port)`` and listens."""
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS, host, str(port), *options],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def reuse_port(sock: WSK_SOCKET) -> int:
+    """SO_REUSEPORT of the Linux socket behind a pywsk socket."""
+    owner: Any = sock
+    return int(owner.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+
+
+def listening(sock: WSK_SOCKET) -> bool:
+    owner: Any = sock
+    return bool(owner.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+def accepted_by(wsk: WskTestClient, sock: WSK_SOCKET, address: tuple[str, int]) -> None:
+    """A connection to ``address`` is accepted by the pywsk listener ``sock``."""
+    request = wsk.accept(sock)
+    with socket.create_connection(address, timeout=WAIT):
+        assert request.wait(WAIT).status == STATUS_SUCCESS, request
+
+
+@pytest.mark.parametrize("options", REUSEPORT_OPTIONS, ids="+".join)
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("0.0.0.0", "127.0.0.1")],
+)
+@pytest.mark.parametrize("share", ["none", "excl"])
+def test_a_listener_that_did_not_opt_in_refuses_another_process(
+    wsk: WskTestClient, share: str, ours: str, theirs: str, options: tuple[str, ...]
+) -> None:
+    port = free_port()
+    sock = new_listener(wsk, share)
+    assert bind(wsk, sock, (ours, port)) == STATUS_SUCCESS
+    assert reuse_port(sock) == 0
+    assert in_another_process(theirs, port, options) == "EADDRINUSE"
+    accepted_by(wsk, sock, ("127.0.0.1", port))  # its connections are still its own
+
+
+def test_an_ipv6_listener_that_did_not_opt_in_refuses_another_process(wsk: WskTestClient) -> None:
+    if not tcp.has_ipv6_loopback():
+        pytest.skip("no IPv6 here")
+    port = free_port()
+    sock = new_listener(wsk, "none", AF_INET6)
+    assert bind(wsk, sock, ("::1", port)) == STATUS_SUCCESS
+    assert in_another_process("::1", port, ("SO_REUSEADDR", "SO_REUSEPORT")) == "EADDRINUSE"
+    accepted_by(wsk, sock, ("::1", port))
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("127.0.0.1", "0.0.0.0"),
+    ],
+)
+def test_a_listener_that_opted_in_shares_with_another_process(
+    wsk: WskTestClient, ours: str, theirs: str
+) -> None:
+    """SO_REUSEADDR (Windows) on both: SUCCESS for every pair of W and S; a socket of another
+    program opts in with Linux SO_REUSEPORT."""
+    port = free_port()
+    sock = new_listener(wsk, "reuse")
+    assert bind(wsk, sock, (ours, port)) == STATUS_SUCCESS
+    assert reuse_port(sock) == 1
+    assert in_another_process(theirs, port, ("SO_REUSEADDR", "SO_REUSEPORT")) == "LISTENING"
+
+
+@pytest.mark.parametrize(
+    ("first_share", "second_share"),
+    [("none", "none"), ("none", "reuse"), ("excl", "none"), ("excl", "reuse"), ("reuse", "none")],
+)
+def test_a_wildcard_shares_with_a_specific_listener_that_did_not_opt_in(
+    wsk: WskTestClient, first_share: str, second_share: str
+) -> None:
+    """The table's SUCCESS of a wildcard bind after a specific one, where one of the two did
+    not opt in: Linux allows two overlapping listeners only with SO_REUSEPORT on both, so
+    pywsk lends it for the bind and the listen, then each socket has its own value again."""
+    port = free_port()
+    first = new_listener(wsk, first_share)
+    assert bind(wsk, first, ("127.0.0.1", port)) == STATUS_SUCCESS
+    second = new_listener(wsk, second_share)
+    assert bind(wsk, second, ("0.0.0.0", port)) == STATUS_SUCCESS
+    assert listening(first)
+    assert listening(second)
+    assert reuse_port(first) == int(first_share == "reuse")
+    assert reuse_port(second) == int(second_share == "reuse")
+    accepted_by(wsk, first, ("127.0.0.1", port))  # the specific address is the better match
+
+
+def test_a_bound_connection_socket_shares_without_so_reuseport(wsk: WskTestClient) -> None:
+    """A connection socket does not listen: a wildcard listener shares its specific address
+    (table: SUCCESS) with Linux SO_REUSEADDR alone."""
+    port = free_port()
+    made = wsk.socket(AF_INET)
+    assert made.status == STATUS_SUCCESS, made
+    first: WSK_SOCKET = made.information
+    assert bind(wsk, first, ("127.0.0.1", port)) == STATUS_SUCCESS
+    second = new_listener(wsk, "none")
+    assert bind(wsk, second, ("0.0.0.0", port)) == STATUS_SUCCESS
+    assert (reuse_port(first), reuse_port(second)) == (0, 0)
+    accepted_by(wsk, second, ("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("stream_first", [False, True], ids=["stream-wildcard", "stream-specific"])
+def test_a_stream_socket_listens_where_the_table_let_it_bind(
+    wsk: WskTestClient, stream_first: bool
+) -> None:
+    """A specific listener and a wildcard stream socket that did not opt in, in either
+    order: the table gives SUCCESS, and so must the stream socket's WskListen."""
+    port = free_port()
+    made = wsk.socket(AF_INET, WSK_FLAG_STREAM_SOCKET)
+    assert made.status == STATUS_SUCCESS, made
+    stream: WSK_SOCKET = made.information
+    listener = new_listener(wsk, "none")
+    if stream_first:
+        assert bind(wsk, stream, ("127.0.0.1", port)) == STATUS_SUCCESS
+        assert bind(wsk, listener, ("0.0.0.0", port)) == STATUS_SUCCESS
+    else:
+        assert bind(wsk, listener, ("127.0.0.1", port)) == STATUS_SUCCESS
+        assert bind(wsk, stream, ("0.0.0.0", port)) == STATUS_SUCCESS
+    listen = wsk.call("WskListen", stream.Dispatch.WskListen, stream)
+    assert listen.status == STATUS_SUCCESS, listen

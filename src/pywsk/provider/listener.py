@@ -39,13 +39,21 @@ means something else (TIME_WAIT reuse; no sharing with a listener).  So:
   port, options, IPV6_V6ONLY); a bind with an explicit port is checked against it with
   :data:`SHARING_TABLE` first: INUSE gives :data:`ADDRESS_IN_USE_STATUS`, DENIED gives
   STATUS_ACCESS_DENIED, CHECK is treated as DENIED (see below);
-* every pywsk Linux socket gets ``SO_REUSEADDR`` *and* ``SO_REUSEPORT`` before ``bind()``:
-  with both, Linux lets any two of them overlap (wildcard and specific, or the same
-  address, listening or not, TIME_WAIT leftovers included), so each SUCCESS of the table
-  really succeeds, and the registry alone decides among pywsk sockets.  Two pywsk
-  listeners on the same address and port form a Linux reuseport group, which splits
-  incoming connections between them - as Windows leaves it undetermined which of two
-  sharing listeners gets a connection;
+* every pywsk Linux socket gets ``SO_REUSEADDR`` before ``bind()``: Linux then lets two
+  sockets on overlapping addresses coexist while the one already there does not listen
+  (and reuses TIME_WAIT leftovers), never two listeners;
+* ``SO_REUSEPORT`` - with which any socket of the same user, in any process, may bind and
+  listen on the address as well and take a share of its connections - is set only on a
+  socket that opted into sharing (Windows SO_REUSEADDR).  Two listeners on overlapping
+  addresses both need it.  The table gives SUCCESS with one side that did not opt in only
+  to a wildcard bind after a specific one; when the specific one already listens, pywsk sets
+  ``SO_REUSEPORT`` on both for that ``bind()`` and ``listen()`` (:func:`listen_with_sharing`)
+  and then gives each its own value back.  So each SUCCESS of the table really succeeds,
+  the registry alone decides among pywsk sockets, and another program cannot listen on
+  the address of a socket that did not opt in.  Two pywsk listeners on the same address
+  and port (both opted in) form a Linux reuseport group, which splits incoming
+  connections between them - as Windows leaves it undetermined which of two sharing
+  listeners gets a connection;
 * a conflict with a socket pywsk did not make is whatever Linux says: EADDRINUSE gives
   :data:`ADDRESS_IN_USE_STATUS` as well.
 
@@ -55,6 +63,16 @@ Fidelity choices (what Windows does -> our choice -> why):
   Windows was observed returning STATUS_ADDRESS_ALREADY_ASSOCIATED (spec Q16) -> INUSE is
   :data:`ADDRESS_IN_USE_STATUS` = STATUS_ADDRESS_ALREADY_ASSOCIATED -> observed behaviour
   wins over the table's wording; change the constant to follow the page.
+* Windows applies the table to the sockets of every process -> another program's socket
+  is judged by Linux: it cannot bind on an address overlapping a pywsk listener that did
+  not opt in (not even the wildcard after a specific address, which Windows allows), and
+  shares with one that did if it sets SO_REUSEPORT; next to a bound pywsk connection
+  socket, which does not listen, a socket with Linux SO_REUSEADDR may bind and listen
+  (it takes no connection from pywsk) -> Linux has no flag for "the wildcard may join,
+  the same address may not".  After a lent ``SO_REUSEPORT`` (see above), Linux's
+  per-port cache lets any SO_REUSEPORT socket of the same user bind that port until a
+  socket without it binds there or the port's sockets are closed (docs/fidelity.md,
+  "How the sharing table maps onto Linux").
 * CHECK compares the second socket's security context with the first socket's security
   descriptor -> always DENIED -> pywsk has no SO_WSK_SECURITY, so every socket has the
   default descriptor, which refuses sharing.
@@ -125,6 +143,7 @@ import itertools
 import socket
 import struct
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -181,6 +200,7 @@ __all__ = [
     "bind_with_sharing",
     "check_address_sharing",
     "inspect_id_of",
+    "listen_with_sharing",
     "query_inspect_id",
     "register_binding",
     "release_binding",
@@ -343,16 +363,25 @@ def check_address_sharing(
     for held in list(_bindings.values()):
         if held.port != port:
             continue
-        for mine, theirs in itertools.product(new, held.entries):
-            if mine[0] != theirs[0]:
-                continue
-            mine_w, theirs_w = _is_wildcard(mine), _is_wildcard(theirs)
-            if not mine_w and not theirs_w and mine[1] != theirs[1]:
-                continue  # two different specific addresses never conflict
+        for mine_w, theirs_w in _overlaps(new, held.entries):
             outcome = SHARING_TABLE[(second, mine_w)][(held.share, theirs_w)]
             if outcome is not Outcome.SUCCESS:
                 return _OUTCOME_STATUS[outcome]
     return NTSTATUS.STATUS_SUCCESS
+
+
+def _overlaps(
+    mine: frozenset[tuple[int, str]], theirs: frozenset[tuple[int, str]]
+) -> Iterator[tuple[bool, bool]]:
+    """(mine is wildcard, theirs is wildcard) for each pair of entries that overlap: the
+    same IP version, and the same address or a wildcard on either side (two different
+    specific addresses never conflict)."""
+    for one, other in itertools.product(mine, theirs):
+        if one[0] != other[0]:
+            continue
+        one_w, other_w = _is_wildcard(one), _is_wildcard(other)
+        if one_w or other_w or one[1] == other[1]:
+            yield one_w, other_w
 
 
 def register_binding(
@@ -377,16 +406,25 @@ def bind_with_sharing(
     options: SharingOptions,
 ) -> int:
     """Bind ``sock`` to ``address`` as Windows would: the sharing table first, then Linux
-    ``bind()`` with SO_REUSEADDR and SO_REUSEPORT (so that only the table decides among
-    pywsk sockets), then record the binding.  Returns the NTSTATUS of the bind."""
+    ``bind()``, then record the binding.  Returns the NTSTATUS of the bind.
+
+    Linux options: ``SO_REUSEADDR`` always; ``SO_REUSEPORT`` only on a socket that opted
+    into sharing (Windows SO_REUSEADDR), so that no other process can bind and listen on
+    the address of one that did not.  A share the table allows with a pywsk *listener*
+    that lacks ``SO_REUSEPORT`` gets it on both sockets for this ``bind()`` only
+    (:func:`_lent_reuse_port`); :func:`listen_with_sharing` does the same for ``listen()``."""
     v6only = _v6only(sock, family)
     status = check_address_sharing(family, address, options, v6only)
     if status != NTSTATUS.STATUS_SUCCESS:
         return status
+    port = int(address[1])
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        if options.share is Share.REUSE:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        peers = _listening_peers(owner, _entries(family, str(address[0]), v6only), port)
+        with _lent_reuse_port(sock, peers):
+            sock.bind(address)
         bound = sock.getsockname()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -394,6 +432,66 @@ def bind_with_sharing(
         return linux.status_from_errno(exc.errno)
     register_binding(owner, family, bound, options, v6only)
     return NTSTATUS.STATUS_SUCCESS
+
+
+def listen_with_sharing(owner: object, sock: socket.socket, backlog: int) -> None:
+    """``sock.listen(backlog)`` for ``owner``, whose binding the table allowed: a pywsk
+    listener on an overlapping address that lacks ``SO_REUSEPORT`` gets it, with ``sock``,
+    for this ``listen()`` only (Linux checks the address again when a socket starts
+    listening).  Raises OSError as ``listen()`` does."""
+    held = _bindings.get(owner)
+    peers = [] if held is None else _listening_peers(owner, held.entries, held.port)
+    with _lent_reuse_port(sock, peers):
+        sock.listen(backlog)
+
+
+def _listening_peers(
+    owner: object, entries: frozenset[tuple[int, str]], port: int
+) -> list[socket.socket]:
+    """The Linux sockets of the other pywsk bindings on ``port`` that overlap ``entries``
+    and listen.  Linux lets two overlapping sockets that both have ``SO_REUSEADDR`` coexist
+    only while the one already there does not listen; with a listener, both need
+    ``SO_REUSEPORT``."""
+    if port == 0:
+        return []
+    found = []
+    for other, held in list(_bindings.items()):
+        if other is owner or held.port != port or not any(_overlaps(entries, held.entries)):
+            continue
+        peer = getattr(other, "sock", None)
+        if not isinstance(peer, socket.socket) or peer.fileno() < 0:
+            continue
+        with contextlib.suppress(OSError):
+            if peer.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                found.append(peer)
+    return found
+
+
+@contextlib.contextmanager
+def _lent_reuse_port(sock: socket.socket, peers: list[socket.socket]) -> Iterator[None]:
+    """``SO_REUSEPORT`` on ``sock`` and ``peers`` for the ``bind()`` or ``listen()`` in the
+    block (nothing changes when ``peers`` is empty), then each socket's own value again.
+
+    Linux reads the flag of every socket on the port when it checks a bind or a listen,
+    so lending it for the call is enough for the call; afterwards a socket that did not
+    opt in refuses a newcomer again - except that Linux caches per port that a
+    ``SO_REUSEPORT`` socket bound there without conflict, and then lets any
+    ``SO_REUSEPORT`` socket of the same user skip the check on that port (see
+    docs/fidelity.md, "How the sharing table maps onto Linux")."""
+    if not peers:
+        yield
+        return
+    lent: list[socket.socket] = []
+    try:
+        for one in (sock, *peers):
+            if not one.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+                one.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                lent.append(one)
+        yield
+    finally:
+        for one in lent:
+            with contextlib.suppress(OSError):
+                one.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
 
 
 def sharing_option(
@@ -667,7 +765,7 @@ class ListenSocket(ProviderSocket):
         if status != NTSTATUS.STATUS_SUCCESS:
             return self._complete(Irp, status)
         try:
-            self.sock.listen(LISTEN_BACKLOG)
+            listen_with_sharing(self, self.sock, LISTEN_BACKLOG)
         except OSError as exc:
             release_binding(self)
             return self._complete(Irp, linux.status_from_errno(exc.errno))

@@ -148,7 +148,7 @@ class StreamSocket(ProviderSocket):
             # Already committed (either way), or not bound yet.
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
         try:
-            self.sock.listen(LISTEN_BACKLOG)
+            sharing.listen_with_sharing(role, self.sock, LISTEN_BACKLOG)
         except OSError as exc:
             return self._complete(Irp, linux.status_from_errno(exc.errno))
         listener = ListenSocket(
