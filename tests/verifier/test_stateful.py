@@ -1,8 +1,10 @@
 """Random sequences of WSK calls, cancels and disconnects on real sockets, with seeded faults.
 
-Whatever the order, and whichever calls the fault scheduler pends, fails or delays:
-every IRP completes exactly once, nothing hangs past a bound, the provider raises nothing
-outside the documented paths, and no socket, descriptor or object is left behind.
+Whatever the order, and whichever calls the fault scheduler pends, fails, delays, reorders
+or races against IoCancelIrp: every IRP completes exactly once, on each socket successful
+sends complete in the order they were made and so do successful receives, nothing hangs
+past a bound, the provider raises nothing outside the documented paths, and no socket,
+descriptor or object is left behind.
 """
 
 from __future__ import annotations
@@ -10,48 +12,96 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from pywsk import verifier
-from pywsk.nt import IoCancelIrp, IrpState
+from pywsk.nt import (
+    KDPC,
+    STATUS_SUCCESS,
+    IoCancelIrp,
+    IrpState,
+    KeInitializeDpc,
+    KeInsertQueueDpc,
+)
+from pywsk.provider import subsystem
 from pywsk.testing.driver import Request, WskTestClient
 from pywsk.testing.tcp import abort_with_rst
 from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_FLAG_WAITALL, WSK_SOCKET
 
 BOUND = 10.0
+CONNECTIONS = 2
+which = st.integers(0, CONNECTIONS - 1)
 
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def in_dpc(body: Callable[[], None]) -> None:
+    """Run ``body`` in a DPC - on the provider thread, at DISPATCH_LEVEL - and wait for it."""
+    ran = threading.Event()
+    failed: list[BaseException] = []
+
+    def routine(_dpc: KDPC, _context: Any, _one: Any, _two: Any) -> None:
+        try:
+            body()
+        except BaseException as exc:  # raised again in the test's thread
+            failed.append(exc)
+        finally:
+            ran.set()
+
+    dpc = KDPC()
+    KeInitializeDpc(dpc, routine, None)
+    assert KeInsertQueueDpc(dpc, None, None)
+    assert ran.wait(BOUND), "the DPC did not run"
+    if failed:
+        raise failed[0]
+
+
 class WskCalls(RuleBasedStateMachine):
-    """One connection, a plain peer, and whatever calls hypothesis picks."""
+    """Two connections, a plain peer for each, and whatever calls hypothesis picks."""
 
     def __init__(self) -> None:
         super().__init__()
         self.wsk: WskTestClient | None = None
-        self.sock: WSK_SOCKET | None = None
-        self.peer: socket.socket | None = None
-        self.closed = False
+        self.socks: list[WSK_SOCKET] = []
+        self.peers: list[socket.socket] = []
+        self.closed = [False] * CONNECTIONS
+        #: (connection, kind, request) in the order the calls were made.
+        self.issued: list[tuple[int, str, Request]] = []
+        # The provider's own descriptors (its loop, the FIN-ACK watcher) live as long as the
+        # process: make them first, so that a first example run alone does not count them.
+        subsystem.start(BOUND)
+        subsystem.engine.call(lambda: subsystem.watcher)
         self.fds_before = open_fds()
 
     @initialize(seed=st.integers(0, 2**16))
     def connect(self, seed: int) -> None:
         self.previous = verifier.enabled()
         self.wsk = WskTestClient()
-        listener = socket.create_server(("127.0.0.1", 0))
-        with listener:
-            self.sock = self.wsk.connect(listener.getsockname())
-            self.peer, _ = listener.accept()
-        self.peer.setblocking(False)
-        # Faults from here on (the connection itself is not what is under test).
-        self.faults = verifier.FaultScheduler(seed=seed, pending=0.5, delay=0.3, call_failure=0.05)
+        for _ in range(CONNECTIONS):
+            listener = socket.create_server(("127.0.0.1", 0))
+            with listener:
+                self.socks.append(self.wsk.connect(listener.getsockname()))
+                peer, _ = listener.accept()
+            peer.setblocking(False)
+            self.peers.append(peer)
+        # Faults from here on (the connections themselves are not what is under test).
+        self.faults = verifier.FaultScheduler(
+            seed=seed,
+            pending=0.5,
+            delay=0.3,
+            call_failure=0.05,
+            reorder=0.5,
+            cancel_race=0.5,
+        )
         self.checker = verifier.enable(mode="raise", faults=self.faults, resource_warnings=False)
 
     @property
@@ -62,29 +112,53 @@ class WskCalls(RuleBasedStateMachine):
     def requests(self) -> list[Request]:
         return self.client.requests
 
-    @precondition(lambda self: not self.closed)
-    @rule(data=st.binary(min_size=1, max_size=4096))
-    def send(self, data: bytes) -> None:
-        assert self.sock is not None
-        self.client.send(self.sock, data)
+    @rule(i=which, data=st.binary(min_size=1, max_size=4096))
+    def send(self, i: int, data: bytes) -> None:
+        if not self.closed[i]:
+            self.issued.append((i, "send", self.client.send(self.socks[i], data)))
 
-    @precondition(lambda self: not self.closed)
-    @rule(size=st.integers(1, 4096), waitall=st.booleans())
-    def receive(self, size: int, waitall: bool) -> None:
-        assert self.sock is not None
-        self.client.receive(self.sock, size, WSK_FLAG_WAITALL if waitall else 0)
+    @rule(i=which, size=st.integers(1, 4096), waitall=st.booleans())
+    def receive(self, i: int, size: int, waitall: bool) -> None:
+        if not self.closed[i]:
+            flags = WSK_FLAG_WAITALL if waitall else 0
+            request, _pool = self.client.receive(self.socks[i], size, flags)
+            self.issued.append((i, "receive", request))
 
-    @precondition(lambda self: not self.closed)
-    @rule(final=st.none() | st.binary(min_size=1, max_size=512))
-    def graceful_disconnect(self, final: bytes | None) -> None:
-        assert self.sock is not None
-        self.client.disconnect(self.sock, final=final)
+    @rule(i=which, final=st.none() | st.binary(min_size=1, max_size=512))
+    def graceful_disconnect(self, i: int, final: bytes | None) -> None:
+        if not self.closed[i]:
+            self.client.disconnect(self.socks[i], final=final)
 
-    @precondition(lambda self: not self.closed)
-    @rule()
-    def abortive_disconnect(self) -> None:
-        assert self.sock is not None
-        self.client.disconnect(self.sock, flags=WSK_FLAG_ABORTIVE)
+    @rule(i=which)
+    def abortive_disconnect(self, i: int) -> None:
+        if not self.closed[i]:
+            self.client.disconnect(self.socks[i], flags=WSK_FLAG_ABORTIVE)
+
+    @rule(
+        calls=st.lists(
+            st.tuples(which, st.sampled_from(["send", "receive", "cancel"]), st.integers(1, 512)),
+            min_size=2,
+            max_size=8,
+        )
+    )
+    def burst(self, calls: list[tuple[int, str, int]]) -> None:
+        """Calls made together in a DPC (on the provider thread): their held completions are
+        there to reorder, and a cancel right after a call races its held completion."""
+        made: list[Request] = []
+
+        def body() -> None:
+            for i, kind, size in calls:
+                if kind == "cancel":
+                    if made and made[-1].irp.state is IrpState.PENDING:
+                        IoCancelIrp(made[-1].irp)
+                elif not self.closed[i] and kind == "send":
+                    made.append(self.client.send(self.socks[i], bytes(size)))
+                    self.issued.append((i, kind, made[-1]))
+                elif not self.closed[i]:
+                    made.append(self.client.receive(self.socks[i], size)[0])
+                    self.issued.append((i, kind, made[-1]))
+
+        in_dpc(body)
 
     @rule(index=st.integers(0, 50))
     def cancel(self, index: int) -> None:
@@ -92,57 +166,67 @@ class WskCalls(RuleBasedStateMachine):
         if pending:
             IoCancelIrp(pending[index % len(pending)].irp)
 
-    @rule(data=st.binary(min_size=1, max_size=4096))
-    def peer_sends(self, data: bytes) -> None:
-        assert self.peer is not None
+    @rule(i=which, data=st.binary(min_size=1, max_size=4096))
+    def peer_sends(self, i: int, data: bytes) -> None:
         with contextlib.suppress(OSError):  # the connection may be gone: part of the sequence
-            self.peer.send(data)
+            self.peers[i].send(data)
 
-    @rule()
-    def peer_reads(self) -> None:
-        assert self.peer is not None
+    @rule(i=which)
+    def peer_reads(self, i: int) -> None:
         with contextlib.suppress(OSError):
-            self.peer.recv(1 << 20)
+            self.peers[i].recv(1 << 20)
 
-    @rule()
-    def peer_finishes(self) -> None:
-        assert self.peer is not None
+    @rule(i=which)
+    def peer_finishes(self, i: int) -> None:
         with contextlib.suppress(OSError):
-            self.peer.shutdown(socket.SHUT_WR)
+            self.peers[i].shutdown(socket.SHUT_WR)
 
-    @rule()
-    def peer_resets(self) -> None:
-        assert self.peer is not None
+    @rule(i=which)
+    def peer_resets(self, i: int) -> None:
         with contextlib.suppress(OSError):
-            abort_with_rst(self.peer)
+            abort_with_rst(self.peers[i])
 
-    @precondition(lambda self: not self.closed)
-    @rule()
-    def close(self) -> None:
-        assert self.sock is not None
-        self.client.close_socket(self.sock)
-        self.closed = True
+    @rule(i=which)
+    def close(self, i: int) -> None:
+        if not self.closed[i]:
+            self.client.close_socket(self.socks[i])
+            self.closed[i] = True
 
     @invariant()
     def every_irp_completed_at_most_once(self) -> None:
         if self.wsk is not None:
             assert all(r.completions <= 1 for r in self.requests())
 
+    @invariant()
+    def sends_and_receives_keep_their_order_on_each_socket(self) -> None:
+        for i in range(CONNECTIONS):
+            for kind in ("send", "receive"):
+                times = [
+                    r.completed_at
+                    for c, k, r in self.issued
+                    if (c, k) == (i, kind)
+                    and r.completed_at is not None
+                    and r.status == STATUS_SUCCESS
+                ]
+                assert times == sorted(times), (i, kind)
+
     def teardown(self) -> None:
         try:
             if self.wsk is not None:
-                if not self.closed and self.sock is not None:
-                    self.client.close_socket(self.sock)
+                for i, sock in enumerate(self.socks):
+                    if not self.closed[i]:
+                        self.client.close_socket(sock)
                 # After the close, every request has completed - exactly once.
                 for request in self.requests():
                     request.wait(BOUND)
                     assert request.completions == 1, request
+                self.sends_and_receives_keep_their_order_on_each_socket()
                 self.client.close()
                 assert self.checker.found == []
                 assert [v for v in self.checker.leaks() if v.check.id == "WSK-008"] == []
         finally:
-            if self.peer is not None:
-                self.peer.close()
+            for peer in self.peers:
+                peer.close()
             verifier.disable()
             if self.previous is not None:
                 verifier.enable(

@@ -180,7 +180,8 @@ class Engine:
         The completion routine runs now, inside this call, at DISPATCH_LEVEL - unless the
         fault scheduler (verifier) asks for it to run on a later loop turn: for the IRP of
         the call being taken (the call then returns STATUS_PENDING), or to widen
-        cancel-versus-completion windows.  Later completions keep their order.  An
+        cancel-versus-completion windows.  Later completions keep their order, except where
+        the scheduler's ``reorder`` lets one pass another (never against a WSK rule).  An
         exception the routine raises is reported, never propagated.
         """
         irp.IoStatus.Status = status
@@ -191,16 +192,18 @@ class Engine:
                 self.deferred = True
                 IoMarkIrpPending(irp)
                 self._later.append(irp)
+                plan.hold_completion(irp)
                 self.loop.call_soon(self._complete_later)
                 return
             if irp._marked_pending and (self._later or plan.delay_completion()):
                 self._later.append(irp)
+                plan.hold_completion(irp)
                 self.loop.call_soon(self._complete_later)
                 return
             # An inline completion (the call will not return STATUS_PENDING) runs now; the
             # delayed ones before it first, so that the order is kept.
             while self._later:
-                self._complete_now(self._later.popleft())
+                self._complete_now(plan.next_completion(self._later))
         self._complete_now(irp)
 
     def _complete_now(self, irp: IRP) -> None:
@@ -214,7 +217,9 @@ class Engine:
 
     def _complete_later(self) -> None:
         if self._later:
-            self._complete_now(self._later.popleft())
+            plan = hooks.faults
+            irp = self._later.popleft() if plan is None else plan.next_completion(self._later)
+            self._complete_now(irp)
 
     def take(self, function: str, irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
         """Run a dispatch function that took ``irp``; the fault scheduler may force PENDING."""

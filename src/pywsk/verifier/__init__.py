@@ -14,7 +14,9 @@ and checks the rules in :mod:`pywsk.verifier.checks`.  A violation surfaces as
 It also reports leaks - IRPs, MDLs (and MDLs left locked), sockets, captured NPIs - when
 a client deregisters and at interpreter exit, and emits a ``ResourceWarning`` when an IRP
 or MDL is garbage-collected without being freed.  :class:`~pywsk.verifier.faults.FaultScheduler`
-(``enable(faults=...)``) injects seeded faults.
+(``enable(faults=...)``) injects seeded faults; the verifier tells it each IRP's socket and
+function (the ``socket-call`` and ``irp-submitted`` events), which its ``reorder`` and
+``cancel_race`` decisions need.
 
 What it refuses: nothing; it never changes what a correct client sees.
 
@@ -162,6 +164,14 @@ class Verifier:
             self.violate("IRP-002", f"{function} got an IRP still pending", irp)
         elif state is IrpState.COMPLETED and self._life(irp) is not None:
             self.violate("IRP-005", f"{function} got an IRP completed earlier", irp)
+        plan = hooks.faults
+        if isinstance(plan, FaultScheduler):
+            plan.note_submitted(irp, function)
+
+    def _on_socket_call(self, sock: object, function: str, irp: IRP) -> None:
+        plan = hooks.faults
+        if isinstance(plan, FaultScheduler):
+            plan.note_socket_call(sock, function, irp)
 
     def _on_irp_completing(self, irp: IRP, state: IrpState) -> None:
         if state is not IrpState.PENDING:
