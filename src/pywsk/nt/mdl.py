@@ -277,7 +277,9 @@ class _PoolBlock:
         self.paged = paged
         self.tag = tag
         self.freed = False
-        self.mdls: weakref.WeakSet[MDL] = weakref.WeakSet()
+        # The MDLs built over this block (weak references: an MDL collected without IoFreeMdl
+        # must not be kept alive here).  A short list of refs costs a fifth of a WeakSet.
+        self.mdls: list[weakref.ref[MDL]] = []
 
 
 _pool_lock = threading.Lock()
@@ -434,7 +436,8 @@ def IoAllocateMdl(
     mdl = MDL(view, pool)
     if pool is not None:
         with _pool_lock:
-            pool.mdls.add(mdl)
+            pool.mdls = [r for r in pool.mdls if r() is not None]
+            pool.mdls.append(weakref.ref(mdl))
     if Irp is not None:
         if SecondaryBuffer:
             _walk(Irp.MdlAddress, "IoAllocateMdl")[-1].Next = mdl
@@ -469,7 +472,7 @@ def IoFreeMdl(Mdl: MDL) -> None:
     pool = Mdl._pool
     if pool is not None:
         with _pool_lock:
-            pool.mdls.discard(Mdl)
+            pool.mdls = [r for r in pool.mdls if (m := r()) is not None and m is not Mdl]
         Mdl._pool = None
 
 
@@ -786,7 +789,7 @@ def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
             tag,
         )
     with _pool_lock:
-        live = [m for m in block.mdls if not m._freed]
+        live = [m for r in block.mdls if (m := r()) is not None and not m._freed]
     if live:
         raise BugCheck(
             BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,

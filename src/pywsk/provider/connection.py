@@ -141,8 +141,10 @@ class ConnectionSocket(ProviderSocket):
         )
         self.half_open = half_open
         self.machine = ConnectionMachine()
-        self.sendq: collections.deque[Op] = collections.deque()
-        self.recvq: collections.deque[Op] = collections.deque()
+        # Lists, not deques: a queue holds a few requests at most in practice, and an empty
+        # deque costs ~760 B of heap per connection against 56 B for an empty list.
+        self.sendq: list[Op] = []
+        self.recvq: list[Op] = []
         self._disc: Op | None = None  # the pending graceful disconnect
         self._final_pending = False  # its final buffer is still in sendq
         self._fin_issued = False  # shutdown(SHUT_WR) done
@@ -339,7 +341,7 @@ class ConnectionSocket(ProviderSocket):
             linux.abort_keep_fd(self.sock)
 
     def _finish_connect(self, op: Op) -> None:
-        self.sendq.popleft()
+        self.sendq.pop(0)
         err = linux.so_error(self.sock)
         if err == 0:
             self._connected()
@@ -425,7 +427,7 @@ class ConnectionSocket(ProviderSocket):
                 return
             if op.transferred < op.want:
                 return  # the kernel's buffer is full: wait for the next writable event
-            self.sendq.popleft()
+            self.sendq.pop(0)
             if op.kind is OpKind.DISCONNECT:
                 self._final_pending = False
             else:
@@ -505,7 +507,7 @@ class ConnectionSocket(ProviderSocket):
             op.transferred += n
             if op.flags & WSK_FLAG_WAITALL and op.transferred < op.want:
                 continue
-            self.recvq.popleft()
+            self.recvq.pop(0)
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
             self._resume_indications()
         if not self.recvq and self._indicating():

@@ -138,6 +138,7 @@ import collections
 import contextlib
 import enum
 import errno
+import functools
 import ipaddress
 import itertools
 import socket
@@ -323,6 +324,7 @@ class _Binding:
 _bindings: weakref.WeakKeyDictionary[object, _Binding] = weakref.WeakKeyDictionary()
 
 
+@functools.lru_cache(maxsize=1024)
 def _entries(family: int, host: str, v6only: bool) -> frozenset[tuple[int, str]]:
     """The (IP version, host) pairs an address occupies: a dual-stack IPv6 wildcard also
     holds the IPv4 wildcard, a v4-mapped IPv6 address is that IPv4 address."""

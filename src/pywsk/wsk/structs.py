@@ -102,7 +102,7 @@ class IN_ADDR:
         self.s_b = (value & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
 
     def __str__(self) -> str:
-        return str(ipaddress.IPv4Address(self.s_b))
+        return _socket.inet_ntop(_socket.AF_INET, self.s_b)
 
     def __repr__(self) -> str:
         return f"IN_ADDR({str(self)!r})"
