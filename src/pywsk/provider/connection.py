@@ -33,7 +33,6 @@ each IRP taken is completed exactly once.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import mmap
