@@ -628,6 +628,14 @@ def mdl_chain_views(Mdl: MDL | None, Offset: int, Length: int) -> list[memoryvie
     _check_live(Mdl, "mdl_chain_views")
     if Offset > Mdl.ByteCount:
         return None
+    if Mdl.Next is None:
+        # One MDL (the common case): one slice, or None if the request runs past it.
+        if Length == 0:
+            return []
+        end = Offset + Length
+        if end > Mdl.ByteCount:
+            return None
+        return [Mdl._view[Offset:end]]
     views: list[memoryview] = []
     seen: set[int] = set()
     current: MDL | None = Mdl
@@ -657,6 +665,9 @@ def mdl_chain_views(Mdl: MDL | None, Offset: int, Length: int) -> list[memoryvie
 
 def mdl_is_locked(Mdl: MDL | None) -> bool:
     """True when every MDL of the chain is locked or built for non-paged pool (None: True)."""
+    if Mdl is not None and Mdl.Next is None:
+        _check_live(Mdl, "mdl_is_locked")
+        return bool(Mdl.MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL))
     return all(
         m.MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL)
         for m in _walk(Mdl, "mdl_is_locked")

@@ -82,7 +82,7 @@ class Op:
         self.irp = irp
         self.views = views
         self.flags = flags
-        self.want = sum(len(v) for v in views)
+        self.want = len(views[0]) if len(views) == 1 else sum(len(v) for v in views)
         self.transferred = 0
         self.done = False
         #: The status it completed with (valid once ``done``).
@@ -99,6 +99,8 @@ class Op:
     def remaining(self) -> list[memoryview]:
         """The part of the buffer not yet transferred."""
         skip = self.transferred
+        if not skip:
+            return self.views
         out: list[memoryview] = []
         for view in self.views:
             if skip >= len(view):
