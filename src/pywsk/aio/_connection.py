@@ -36,7 +36,7 @@ from .._bridge import (
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET
-from ._waiting import drive, wait_call
+from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
 
@@ -271,7 +271,7 @@ class Connection:
                 core.settle_disconnect(call)
                 done.set()
 
-            if not call.arm(self._loop.call_soon_threadsafe, settled):
+            if not call.arm(mailbox(self._loop), settled):
                 settled()
         elif final is not None and len(final):
             raise error_from_status(

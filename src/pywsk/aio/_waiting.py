@@ -2,7 +2,7 @@
 
 What it does: :func:`wait_call` suspends the calling task until a :class:`~pywsk._bridge.Call`
 completed.  The completion routine (provider thread, DISPATCH_LEVEL) only hands the
-delivery to the task's loop with ``loop.call_soon_threadsafe``.  :func:`drive` runs a
+delivery to the task's loop (a mailbox per loop: one ``call_soon_threadsafe`` per burst).  :func:`drive` runs a
 multi-step sequence of calls (connect, listen) written once in :mod:`pywsk._bridge`.
 :func:`run` is ``asyncio.run`` on uvloop when it is installed.
 
@@ -19,14 +19,65 @@ after settling the call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+import collections
+import weakref
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from .._bridge import Call
 
-__all__ = ["drive", "run", "wait_call"]
+__all__ = ["drive", "mailbox", "run", "wait_call"]
 
 T = TypeVar("T")
+
+
+class _Mailbox:
+    """Deliveries from completion routines to one event loop, many per wake-up.
+
+    ``post`` (any thread) queues a delivery and schedules a drain with
+    ``call_soon_threadsafe`` only when none is scheduled yet, so a burst of completions
+    costs the provider thread one hand-off, not one each.  Raises RuntimeError, as
+    ``call_soon_threadsafe`` does, once the loop is closed.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[Callable[[], None]] = collections.deque()
+        self._scheduled = False
+
+    def post(self, deliver: Callable[[], None]) -> None:
+        if self._loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        self._items.append(deliver)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                self._scheduled = False
+                raise
+
+    def _drain(self) -> None:
+        # On the loop's thread.  Cleared first: a post racing this drain schedules another.
+        self._scheduled = False
+        items = self._items
+        while items:
+            items.popleft()()
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def mailbox(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], None]], None]:
+    """The ``post`` function that hands completions to ``loop`` (one mailbox per loop)."""
+    box = _mailboxes.get(loop)
+    if box is None:
+        box = _mailboxes[loop] = _Mailbox(loop)
+    return box.post
 
 
 class _Waiter:
@@ -54,7 +105,7 @@ async def wait_call(call: Call) -> asyncio.CancelledError | None:
     """
     loop = asyncio.get_running_loop()
     waiter = _Waiter()
-    if not call.arm(loop.call_soon_threadsafe, waiter.fire):
+    if not call.arm(mailbox(loop), waiter.fire):
         return None
     caught: asyncio.CancelledError | None = None
     while not waiter.fired:
