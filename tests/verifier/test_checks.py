@@ -35,26 +35,14 @@ WAIT = 10.0
 @pytest.fixture
 def collecting() -> Iterator[verifier.Verifier]:
     """The verifier in collect mode for one test (the suite's own mode comes back after)."""
-    previous = verifier.enabled()
-    found = verifier.enable(mode="collect", resource_warnings=False)
-    try:
+    with verifier.enabled_for("collect") as found:
         yield found
-    finally:
-        verifier.disable()
-        if previous is not None:
-            verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
 
 
 @pytest.fixture
 def raising() -> Iterator[verifier.Verifier]:
-    previous = verifier.enabled()
-    found = verifier.enable(mode="raise", resource_warnings=False)
-    try:
+    with verifier.enabled_for("raise") as found:
         yield found
-    finally:
-        verifier.disable()
-        if previous is not None:
-            verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
 
 
 def ids(v: verifier.Verifier) -> list[str]:

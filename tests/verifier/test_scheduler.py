@@ -15,10 +15,10 @@ the test thread waits, with a bound, for every completion, and checks:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,6 @@ import pytest
 from pywsk import verifier
 from pywsk.nt import (
     IRP,
-    KDPC,
     STATUS_CANCELLED,
     STATUS_CONNECTION_ABORTED,
     STATUS_MORE_PROCESSING_REQUIRED,
@@ -39,10 +38,8 @@ from pywsk.nt import (
     IoFreeIrp,
     IoFreeMdl,
     IoSetCompletionRoutine,
-    KeInitializeDpc,
-    KeInsertQueueDpc,
 )
-from pywsk.testing.driver import WskTestClient, make_buffer
+from pywsk.testing.driver import WskTestClient, make_buffer, run_in_dpc
 from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_FLAG_WAITALL, WSK_SOCKET
 
 Listener = Callable[..., socket.socket]
@@ -50,38 +47,15 @@ BOUND = 10.0
 CHUNK = 6  # bytes per send and per receive: b"s0:07;"
 
 
-@contextmanager
-def scheduled(faults: verifier.FaultScheduler) -> Iterator[verifier.Verifier]:
+def scheduled(
+    faults: verifier.FaultScheduler,
+) -> contextlib.AbstractContextManager[verifier.Verifier]:
     """The verifier in raise mode with ``faults`` for the block; the suite's comes back."""
-    previous = verifier.enabled()
-    running = verifier.enable(mode="raise", faults=faults, resource_warnings=False)
-    try:
-        yield running
-    finally:
-        verifier.disable()
-        if previous is not None:
-            verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
+    return verifier.enabled_for("raise", faults=faults)
 
 
 def in_dpc(body: Callable[[], None]) -> None:
-    """Run ``body`` in a DPC - on the provider thread, at DISPATCH_LEVEL - and wait for it."""
-    ran = threading.Event()
-    failed: list[BaseException] = []
-
-    def routine(_dpc: KDPC, _context: Any, _one: Any, _two: Any) -> None:
-        try:
-            body()
-        except BaseException as exc:  # raised again in the test's thread
-            failed.append(exc)
-        finally:
-            ran.set()
-
-    dpc = KDPC()
-    KeInitializeDpc(dpc, routine, None)
-    assert KeInsertQueueDpc(dpc, None, None)
-    assert ran.wait(BOUND), "the DPC did not run"
-    if failed:
-        raise failed[0]
+    run_in_dpc(body, BOUND)
 
 
 @dataclass

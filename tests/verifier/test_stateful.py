@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,15 +22,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from pywsk import verifier
 from pywsk.nt import (
-    KDPC,
     STATUS_SUCCESS,
     IoCancelIrp,
     IrpState,
-    KeInitializeDpc,
-    KeInsertQueueDpc,
 )
 from pywsk.provider import subsystem
-from pywsk.testing.driver import Request, WskTestClient
+from pywsk.testing.driver import Request, WskTestClient, run_in_dpc
 from pywsk.testing.tcp import abort_with_rst
 from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_FLAG_WAITALL, WSK_SOCKET
 
@@ -45,24 +41,7 @@ def open_fds() -> int:
 
 
 def in_dpc(body: Callable[[], None]) -> None:
-    """Run ``body`` in a DPC - on the provider thread, at DISPATCH_LEVEL - and wait for it."""
-    ran = threading.Event()
-    failed: list[BaseException] = []
-
-    def routine(_dpc: KDPC, _context: Any, _one: Any, _two: Any) -> None:
-        try:
-            body()
-        except BaseException as exc:  # raised again in the test's thread
-            failed.append(exc)
-        finally:
-            ran.set()
-
-    dpc = KDPC()
-    KeInitializeDpc(dpc, routine, None)
-    assert KeInsertQueueDpc(dpc, None, None)
-    assert ran.wait(BOUND), "the DPC did not run"
-    if failed:
-        raise failed[0]
+    run_in_dpc(body, BOUND)
 
 
 class WskCalls(RuleBasedStateMachine):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -37,6 +38,7 @@ from ..nt import (
     NonPagedPoolNx,
     status_name,
 )
+from ..nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from ..wsk import (
     IPPROTO_TCP,
     MAKE_WSK_VERSION,
@@ -63,7 +65,30 @@ from ..wsk import (
     sockaddr_from_tuple,
 )
 
-__all__ = ["Request", "WskTestClient", "make_buffer"]
+__all__ = ["Request", "WskTestClient", "make_buffer", "run_in_dpc"]
+
+
+def run_in_dpc(body: Callable[[], None], timeout: float = 10.0) -> None:
+    """Run ``body`` in a DPC - on the provider thread, at DISPATCH_LEVEL, where WSK calls act
+    inline - and wait for it (at most ``timeout`` seconds: then AssertionError).  An
+    exception ``body`` raises is raised here."""
+    ran = threading.Event()
+    failed: list[BaseException] = []
+
+    def routine(_dpc: KDPC, _context: Any, _one: Any, _two: Any) -> None:
+        try:
+            body()
+        except BaseException as exc:  # raised again in the caller's thread
+            failed.append(exc)
+        finally:
+            ran.set()
+
+    dpc = KDPC()
+    KeInitializeDpc(dpc, routine, None)
+    assert KeInsertQueueDpc(dpc, None, None)
+    assert ran.wait(timeout), "the DPC did not run"
+    if failed:
+        raise failed[0]
 
 
 @dataclass

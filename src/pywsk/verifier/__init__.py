@@ -27,6 +27,7 @@ the provider and every other socket stay intact after a violation.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ import threading
 import traceback
 import warnings
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +56,7 @@ __all__ = [
     "Violation",
     "disable",
     "enable",
+    "enabled_for",
     "enabled",
     "leak_report",
     "violations",
@@ -295,6 +298,25 @@ def disable() -> None:
     hooks.set_faults(None)
     _irp._allocation_hook = _previous_allocation_hook
     _verifier = None
+
+
+@contextlib.contextmanager
+def enabled_for(
+    mode: Mode = "raise",
+    *,
+    faults: FaultScheduler | None = None,
+    resource_warnings: bool = False,
+) -> Iterator[Verifier]:
+    """A fresh verifier for the ``with`` block (``enable``); afterwards the one that ran
+    before comes back in its mode (without its faults), or the verifier is off."""
+    previous = enabled()
+    running = enable(mode, faults=faults, resource_warnings=resource_warnings)
+    try:
+        yield running
+    finally:
+        disable()
+        if previous is not None:
+            enable(previous.mode, resource_warnings=previous.resource_warnings)
 
 
 def enabled() -> Verifier | None:
