@@ -214,7 +214,9 @@ def test_run_scenario_reports_a_broken_scenario_as_a_deviation(
 
 
 def test_the_console_script_runs_the_same_command() -> None:
-    script = shutil.which("pywsk")
+    # The virtual environment's script (beside this interpreter), else the one on PATH.
+    beside = Path(sys.executable).parent / "pywsk"
+    script = str(beside) if beside.exists() else shutil.which("pywsk")
     if script is None:
         pytest.skip("the pywsk console script is not on PATH (package not installed)")
     result = subprocess.run(
