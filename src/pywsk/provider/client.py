@@ -497,10 +497,14 @@ def _create_socket(
     if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
         return NTSTATUS.STATUS_NOT_SUPPORTED
     try:
-        sock = socket.socket(linux.linux_family(family), socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        # Non-blocking from the start (SOCK_NONBLOCK: no ioctl afterwards).
+        sock = socket.socket(
+            linux.linux_family(family),
+            socket.SOCK_STREAM | socket.SOCK_NONBLOCK,
+            socket.IPPROTO_TCP,
+        )
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
-    sock.setblocking(False)
     if family == AF_INET6:
         # Windows makes IPv6 sockets IPv6-only unless IPV6_V6ONLY is cleared before bind.
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

@@ -266,6 +266,7 @@ class ConnectionSocket(ProviderSocket):
             status = listener.bind_with_sharing(self, self.sock, self.family, address, self.sharing)
             if status != NTSTATUS.STATUS_SUCCESS:
                 return self._complete(Irp, status)
+            self.local = self.sock.getsockname()
         else:
             # Port 0: the port is picked by connect() (IP_BIND_ADDRESS_NO_PORT), not by
             # bind().  A bind to port 0 must find a port no socket holds - TIME_WAIT ones
@@ -281,7 +282,7 @@ class ConnectionSocket(ProviderSocket):
             except OSError as exc:
                 return self._complete(Irp, linux.status_from_errno(exc.errno))
             self._port_at_connect = True
-        self.local = self.sock.getsockname()
+            self.local = None  # no port yet: WskGetLocalAddress asks the kernel
         self.machine.process(ConnInput.BIND)
         return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
 
@@ -327,7 +328,8 @@ class ConnectionSocket(ProviderSocket):
 
     def _connected(self) -> None:
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)
-        self.local = self.sock.getsockname()
+        if self.local is None or not self.local[1] or self.local[0] in ("0.0.0.0", "::"):
+            self.local = self.sock.getsockname()  # else final already (bound, or _record_port)
         self.remote = self.sock.getpeername()
         if self.events:
             self.on_events_changed()  # static event callbacks start with the connection
@@ -970,8 +972,8 @@ class ConnectionSocket(ProviderSocket):
             # disconnect first ("Closing a socket").
             with contextlib.suppress(OSError):
                 linux.abort_keep_fd(self.sock)
-        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED):
-            self._discard_unread()
+        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self._eof_seen:
+            self._discard_unread()  # (after a read met the FIN, nothing is left unread)
         self._unregister_all()
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
