@@ -235,8 +235,11 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
         ax.invert_yaxis()
         ax.set_title(f"{workload}: {unit}", fontsize=10)
         ax.tick_params(labelsize=8)
-        for i, v in enumerate(values):
-            ax.text(v, i, f" {v:,.0f}" if v >= 10 else f" {v:.2f}", va="center", fontsize=7)
+        ax.set_xlim(0, max(rows[n][hi] for n in names) * 1.18)  # room for the labels
+        for i, (n, v) in enumerate(zip(names, values, strict=True)):
+            # Right of the error bar, so that the two never overlap.
+            label = f" {v:,.0f}" if v >= 10 else f" {v:.2f}"
+            ax.text(rows[n][hi], i, label, va="center", fontsize=7)
     fig.suptitle(f"pywsk benchmarks, {data.get('started', '')} (medians, min-max bars)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -458,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None:
         data = json.loads(args.report.read_text())
         print(report.markdown(data))
+        if not args.no_chart:
+            drawn = report.chart(data, args.report.with_suffix(".png"))
+            if drawn is not None:
+                print(f"chart: {drawn}")
         return 0
     base = QUICK if args.quick else FULL
     cfg = Config(
