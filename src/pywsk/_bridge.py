@@ -262,7 +262,9 @@ def session() -> Session:
 
 
 def report_unraisable(exc: BaseException, message: str, obj: object) -> None:
-    """Report an exception nobody can catch (printed; a test failure under pytest)."""
+    """Report an exception nobody can catch (printed; a test failure under pytest).  The
+    provider's twin, engine.report_exception, is out of reach: these layers never import
+    the provider (tests/aio/test_pywsk_errors.py)."""
     hook_args = types.SimpleNamespace(
         exc_type=type(exc),
         exc_value=exc,
@@ -616,12 +618,7 @@ class ConnectionCore:
         buf = call.describe(view, write=False)
         with self._lock:
             self.sends_in_flight += 1
-        try:
-            return call.queue(self.socket.Dispatch.WskSend, self.socket, buf, 0)
-        except BaseException:
-            with self._lock:
-                self.sends_in_flight -= 1
-            raise
+        return call.queue(self.socket.Dispatch.WskSend, self.socket, buf, 0)
 
     def settle_send(self, call: Call, cancelled: bool = False) -> int | None:
         """Bytes sent (all of them on success); None if the cancel we asked for won."""
@@ -655,14 +652,9 @@ class ConnectionCore:
                     call.release()
                     raise
             self.receives_in_flight += 1
-        try:
-            return call.queue(
-                self.socket.Dispatch.WskReceive, self.socket, WSK_BUF(buffer.mdl, 0, size), 0
-            )
-        except BaseException:
-            with self._lock:
-                self.receives_in_flight -= 1
-            raise
+        return call.queue(
+            self.socket.Dispatch.WskReceive, self.socket, WSK_BUF(buffer.mdl, 0, size), 0
+        )
 
     def settle_receive(self, call: Call, cancelled: bool = False) -> bytes | None:
         """The bytes received (``b""``: the peer's FIN); None if the cancel we asked for won."""
