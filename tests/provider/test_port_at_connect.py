@@ -129,3 +129,39 @@ def test_churn_past_the_ephemeral_range_in_a_namespace() -> None:
         assert done.stdout.split()[-2:] == ["ok", "24"]
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False, timeout=10)
+
+
+def test_a_connect_that_failed_releases_the_port_and_a_retry_reports_its_own(
+    wsk: WskTestClient,
+) -> None:
+    """Linux gives back the port a failed connect() chose: the retry's port is the one
+    WskGetLocalAddress reports and the sharing table holds."""
+    with socket.socket() as held:  # bound, not listening: a connect to it is refused
+        held.bind(("127.0.0.1", 0))
+        server = socket.create_server(("127.0.0.1", 0))
+        with server:
+            sock = wsk.socket(AF_INET).information
+            d = wsk.dispatch(sock)
+            wildcard = sockaddr_from_tuple(("0.0.0.0", 0))
+            assert wsk.call("WskBind", d.WskBind, sock, wildcard, 0).status == STATUS_SUCCESS
+            refused = wsk.call(
+                "WskConnect", d.WskConnect, sock, sockaddr_from_tuple(held.getsockname()), 0
+            )
+            assert refused.status != STATUS_SUCCESS
+            remote = sockaddr_from_tuple(server.getsockname())
+            assert wsk.call("WskConnect", d.WskConnect, sock, remote, 0).status == STATUS_SUCCESS
+            accepted, peer = server.accept()
+            with accepted:
+                _request, local = wsk.local_address(sock)
+                assert local.to_tuple()[:2] == peer[:2]
+                other = wsk.socket(AF_INET).information
+                clash = wsk.call(
+                    "WskBind",
+                    wsk.dispatch(other).WskBind,
+                    other,
+                    sockaddr_from_tuple(("127.0.0.1", peer[1])),
+                    0,
+                )
+                assert clash.status == STATUS_ADDRESS_ALREADY_ASSOCIATED
+                wsk.close_socket(other)
+            wsk.close_socket(sock)

@@ -161,7 +161,8 @@ class ConnectionSocket(ProviderSocket):
         self.remote: tuple[Any, ...] | None = None
         #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
         self.sharing = listener.SharingOptions()
-        #: Bound to port 0: connect() picks the port, recorded then (``_record_port``).
+        #: Bound to port 0: each connect() picks the port, recorded then (``_record_port``)
+        #: and given back if that connect fails (``_connect_failed``).
         self._port_at_connect = False
 
     @classmethod
@@ -320,7 +321,6 @@ class ConnectionSocket(ProviderSocket):
 
     def _record_port(self) -> None:
         """The port connect() picked for a bind to port 0: now held, for the sharing table."""
-        self._port_at_connect = False
         self.local = self.sock.getsockname()
         listener.register_binding(
             self, self.family, self.local, self.sharing, is_v6only(self.sock, self.family)
@@ -340,6 +340,10 @@ class ConnectionSocket(ProviderSocket):
         self.machine.process(ConnInput.CONNECT_FAILED)
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
+        if self._port_at_connect:
+            # Linux gave the port back: the next connect picks (and records) its own.
+            listener.release_binding(self)
+            self.local = None
 
     def _finish_connect(self, op: Op) -> None:
         self.sendq.pop(0)
