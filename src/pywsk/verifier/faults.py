@@ -226,7 +226,7 @@ class FaultScheduler:
         if IoSetCancelRoutine(irp, None) is not None or not irp.Cancel:
             return  # no IoCancelIrp reached it
         key = self._keys.get(irp)
-        function = key[1] if key is not None else "completion"
+        function = self._function(irp)
         status = irp.IoStatus
         may_win = (
             key is not None
