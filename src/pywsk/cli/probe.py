@@ -87,7 +87,10 @@ class Reader:
     """Keeps one WskReceive pending until the connection ends; records what arrived.
 
     The next receive is issued by whoever handles a completion: the issuing thread for an
-    inline completion, the completion routine for a pended one (never recursively)."""
+    inline completion, the completion routine for a pended one (never recursively).  Calls
+    act on the calling thread, so a routine may be issuing on another thread when the
+    scenario closes the socket: :meth:`stop` (run by the session before WskCloseSocket)
+    ends the pumping and waits for a receive being issued, as a driver's rundown would."""
 
     def __init__(self, session: Session, sock: WSK_SOCKET, chunk: int = 65536) -> None:
         self.session = session
@@ -99,15 +102,33 @@ class Reader:
         self.done = threading.Event()
         #: Set at the first data from the server, or at its end: a reply came.
         self.replied = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._stopped = False
+        self._issuing = 0
 
     def start(self) -> Reader:
+        self.session.before_close(self.sock, self.stop)
         self._pump()
         return self
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Issue no more receives; wait (bounded) for one being issued to return."""
+        with self._lock:
+            self._stopped = True
+            self._lock.wait_for(lambda: not self._issuing, timeout)
+
     def _pump(self) -> None:
         while True:
-            call = self.session.receive(self.sock, self.chunk, group="receive")
+            with self._lock:
+                if self._stopped:
+                    return
+                self._issuing += 1
+            try:
+                call = self.session.receive(self.sock, self.chunk, group="receive")
+            finally:
+                with self._lock:
+                    self._issuing -= 1
+                    self._lock.notify_all()
             if call.settle_later(self._settled):
                 return
             if not self._take(call):
@@ -306,6 +327,13 @@ class ProbeRun:
             seen_by.append("WskReceive: 0 bytes")
         elif final is not None and final.status == STATUS_CONNECTION_RESET:
             seen_by.append("WskReceive: STATUS_CONNECTION_RESET")
+        disconnect = self.disconnect
+        if (
+            end == "fin+rst"
+            and disconnect is not None
+            and disconnect.status == STATUS_FILE_FORCED_CLOSED
+        ):
+            seen_by.append("WskDisconnect: STATUS_FILE_FORCED_CLOSED")
         words = {
             "fin": "closed its side with FIN (graceful)",
             "rst": "reset the connection (RST)",
