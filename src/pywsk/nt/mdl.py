@@ -776,9 +776,12 @@ def ExAllocatePool2(
     return block
 
 
-def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
+def _free(P: mmap.mmap | IRP, tag: int | None, function: str) -> None:
+    if isinstance(P, IRP) and isinstance(P._memory, mmap.mmap):
+        # C frees an IoInitializeIrp IRP through the same pointer: free its memory.
+        P = P._memory
     block = _pool_block_of(P)
-    if block is None:
+    if block is None or not isinstance(P, mmap.mmap):
         raise BugCheck(
             BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
             f"{function} on memory that did not come from the pool",
@@ -808,6 +811,7 @@ def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
             id(P),
             id(live[0]),
         )
+    _irp.release_initialized_irp(P, function)
     try:
         P.close()
     except BufferError:
@@ -820,7 +824,7 @@ def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
     block.freed = True
 
 
-def ExFreePoolWithTag(P: mmap.mmap, Tag: int | bytes | str) -> None:
+def ExFreePoolWithTag(P: mmap.mmap | IRP, Tag: int | bytes | str) -> None:
     """Free a pool block, checking that ``Tag`` is the tag it was allocated with.
 
     ExFreePoolWithTag: refuses (BugCheck) a block not from the pool, one freed already, a
@@ -829,6 +833,6 @@ def ExFreePoolWithTag(P: mmap.mmap, Tag: int | bytes | str) -> None:
     _free(P, _tag_value(Tag, "ExFreePoolWithTag"), "ExFreePoolWithTag")
 
 
-def ExFreePool(P: mmap.mmap) -> None:
+def ExFreePool(P: mmap.mmap | IRP) -> None:
     """Free a pool block, whatever its tag (otherwise as :func:`ExFreePoolWithTag`)."""
     _free(P, None, "ExFreePool")
