@@ -303,7 +303,7 @@ def KsSendRecv(Socket: PKSOCKET, Buffer: Any, Length: PULONG, Flags: int, Send: 
     WskBuffer.Mdl = IoAllocateMdl(Buffer, WskBuffer.Length, FALSE, FALSE, NULL)
     assert WskBuffer.Mdl is not None
     try:  # C: __try
-        MmProbeAndLockPages(WskBuffer.Mdl, KernelMode, IoReadAccess if Send else IoWriteAccess)
+        MmProbeAndLockPages(WskBuffer.Mdl, KernelMode, IoWriteAccess)
     except StatusException:  # C: __except (EXCEPTION_EXECUTE_HANDLER)
         IoFreeMdl(WskBuffer.Mdl)  # C: goto Error
         return STATUS_ACCESS_VIOLATION

@@ -243,3 +243,11 @@ def test_interlocked_list_from_many_threads_loses_nothing() -> None:
     for rs in records:  # each thread's records keep their order
         mine = [n for n in got if n.startswith(rs[0].Name.split("-")[0] + "-")]
         assert mine == [r.Name for r in rs]
+
+
+def test_a_flag_kept_in_a_long_takes_true_and_false() -> None:
+    """libwsk's idiom: ``InterlockedCompareExchange(&_Initialized, true, true)``."""
+    initialized = LONG(False)
+    assert InterlockedCompareExchange(initialized, True, True) == 0
+    assert InterlockedExchange(initialized, True) == 0
+    assert InterlockedCompareExchange(initialized, True, True) == 1

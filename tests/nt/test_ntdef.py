@@ -238,3 +238,15 @@ def test_io_initialize_irp_refusals() -> None:
     assert IoInitializeIrp(plain, IoSizeOfIrp(1), 1) is plain  # "Reusing IRPs" allows it
     assert plain.state is IrpState.IDLE
     IoFreeIrp(plain)
+
+
+def test_a_c_pool_tag_literal_is_its_bytes_in_memory_order() -> None:
+    """C's 'FFDW' is 0x46464457, stored little-endian as "WDFF" (what poolmon shows)."""
+    block = ExAllocatePoolWithTag(NonPagedPoolNx, 64, b"WDFF")
+    assert block is not None
+    ExFreePoolWithTag(block, 0x46464457)
+    block = ExAllocatePoolWithTag(NonPagedPoolNx, 64, 0x46464457)
+    assert block is not None
+    with pytest.raises(BugCheck, match="tag"):
+        ExFreePoolWithTag(block, b"FFDW")  # the C spelling, unreversed: another tag
+    ExFreePoolWithTag(block, b"WDFF")

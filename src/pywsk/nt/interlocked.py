@@ -120,9 +120,10 @@ _interlocked_lock: Final = threading.Lock()
 
 
 def _wrap(value: int, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # TRUE and FALSE are ints here as in C (libwsk keeps a flag in a volatile long).
+    if not isinstance(value, int):
         raise TypeError(f"an interlocked value must be an int, not {type(value).__name__}")
-    value &= (1 << bits) - 1
+    value = int(value) & ((1 << bits) - 1)
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
