@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import partial
 
 import pytest
+from nt_helpers import until
 
 from pywsk.nt import (
     KEVENT,
@@ -59,14 +60,6 @@ def wait(
     return KeWaitForMultipleObjects(
         len(objects), objects, wait_type, Executive, KernelMode, False, timeout, blocks
     )
-
-
-def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "state not reached"
-        pause.wait(0.001)
 
 
 def in_thread(target: Callable[[], int]) -> tuple[threading.Thread, list[int]]:

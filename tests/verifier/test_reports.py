@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from verifier_helpers import WAIT, Listener, connected, ids
 
 from pywsk import verifier
 from pywsk.nt import (
@@ -31,10 +31,8 @@ from pywsk.nt import (
     NonPagedPoolNx,
 )
 from pywsk.testing.driver import WskTestClient, make_buffer
-from pywsk.wsk import WSK_BUF, WSK_SOCKET
+from pywsk.wsk import WSK_BUF
 
-Listener = Callable[..., socket.socket]
-WAIT = 10.0
 HERE = os.path.basename(__file__)
 
 
@@ -42,18 +40,6 @@ HERE = os.path.basename(__file__)
 def collecting() -> Iterator[verifier.Verifier]:
     with verifier.enabled_for("collect") as found:
         yield found
-
-
-def ids(violations: list[verifier.Violation]) -> list[str]:
-    return [v.check.id for v in violations]
-
-
-def connected(wsk: WskTestClient, listener: Listener) -> tuple[WSK_SOCKET, socket.socket]:
-    lsock = listener()
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, _ = lsock.accept()
-    peer.settimeout(WAIT)
-    return sock, peer
 
 
 def test_every_check_names_its_microsoft_rule_and_page() -> None:
@@ -152,20 +138,6 @@ def test_a_socket_is_dated_from_the_clients_call(
     peer.close()
 
 
-def test_wsk_001_says_where_the_socket_was_made_and_closed(
-    wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
-) -> None:
-    sock, peer = connected(wsk, listener)
-    wsk.close_socket(sock)
-    wsk.send(sock, b"x")
-    (violation,) = collecting.found
-    assert violation.check.id == "WSK-001"
-    assert HERE in violation.created_at
-    assert "WskCloseSocket was called at" in violation.detail
-    assert "test_wsk_001_says_where_the_socket_was_made_and_closed" in violation.detail
-    peer.close()
-
-
 def test_an_unlocked_mdl_is_reported_with_its_status(
     wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
 ) -> None:
@@ -175,7 +147,7 @@ def test_an_unlocked_mdl_is_reported_with_its_status(
     assert mdl is not None
     request = wsk.start("WskSend", wsk.dispatch(sock).WskSend, sock, WSK_BUF(mdl, 0, 8), 0)
     assert request.wait(WAIT).status == STATUS_INVALID_PARAMETER
-    assert ids(collecting.found) == ["MDL-003"]
+    assert ids(collecting) == ["MDL-003"]
     assert HERE in collecting.found[0].created_at
     IoFreeMdl(mdl)
     peer.close()
@@ -191,7 +163,7 @@ def test_a_null_irp_is_reported_with_its_status(
     _pool, buf = make_buffer(b"x")
     try:
         assert wsk.dispatch(sock).WskSend(sock, buf, 0, None) == STATUS_INVALID_PARAMETER  # type: ignore[arg-type]
-        assert ids(collecting.found) == ["IRP-007"]
+        assert ids(collecting) == ["IRP-007"]
     finally:
         peer.close()
 

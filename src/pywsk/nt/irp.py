@@ -269,12 +269,7 @@ def IoInitializeIrp(Irp: Any, PacketSize: int, StackSize: CCHAR) -> IRP:
             irp._memory = Irp
             _initialized[id(Irp)] = irp
         _check_usable(irp, "IoInitializeIrp")
-    if irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoInitializeIrp on an IRP that is still pending in a driver",
-            id(irp),
-        )
+    _refuse_pending(irp, "IoInitializeIrp on")
     IoReuseIrp(irp, NTSTATUS.STATUS_SUCCESS)
     irp.StackSize = StackSize
     irp.MdlAddress = None
@@ -290,12 +285,7 @@ def release_initialized_irp(memory: Any, function: str) -> None:
         irp = _initialized.get(id(memory))
     if irp is None or irp._memory is not memory:
         return
-    if irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function} on the memory of an IRP still pending in a driver",
-            id(irp),
-        )
+    _refuse_pending(irp, f"{function} on the memory of")
     irp._state = IrpState.FREED
 
 
@@ -304,6 +294,16 @@ def _check_usable(Irp: IRP, function: str) -> None:
         raise BugCheck(
             BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
             f"{function} on an IRP that was already freed",
+            id(Irp),
+        )
+
+
+def _refuse_pending(Irp: IRP, what: str) -> None:
+    """BugCheck when ``Irp`` is still pending in a driver: ``what`` may not touch it."""
+    if Irp._state is IrpState.PENDING:
+        raise BugCheck(
+            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
+            f"{what} an IRP that is still pending in a driver",
             id(Irp),
         )
 
@@ -318,12 +318,7 @@ def IoSetCompletionRoutine(
 ) -> None:
     """Set the routine to run when the next lower driver (the WSK provider) completes ``Irp``."""
     _check_usable(Irp, "IoSetCompletionRoutine")
-    if Irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoSetCompletionRoutine on an IRP that is still pending in a driver",
-            id(Irp),
-        )
+    _refuse_pending(Irp, "IoSetCompletionRoutine on")
     Irp._routine = CompletionRoutine
     Irp._context = Context
     Irp._invoke = (bool(InvokeOnSuccess), bool(InvokeOnError), bool(InvokeOnCancel))
@@ -436,12 +431,7 @@ def IoCompleteRequest(Irp: IRP, PriorityBoost: CCHAR = IO_NO_INCREMENT) -> None:
 def IoReuseIrp(Irp: IRP, Iostatus: int) -> None:
     """Reinitialise a completed (or never used) IRP for another request."""
     _check_usable(Irp, "IoReuseIrp")
-    if Irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoReuseIrp on an IRP that is still pending in a driver",
-            id(Irp),
-        )
+    _refuse_pending(Irp, "IoReuseIrp on")
     Irp.IoStatus.Status = Iostatus
     Irp.IoStatus.Information = 0
     Irp.PendingReturned = False
@@ -466,12 +456,7 @@ def IoFreeIrp(Irp: IRP) -> None:
             "memory instead (ExFreePoolWithTag)",
             id(Irp),
         )
-    if Irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoFreeIrp on an IRP that is still pending in a driver",
-            id(Irp),
-        )
+    _refuse_pending(Irp, "IoFreeIrp on")
     Irp._state = IrpState.FREED
     if hooks.observer is not None:
         hooks.observer.event("irp-freed", Irp)

@@ -80,19 +80,19 @@ def check_port(port: object, local: tuple[Any, ...] | None = None) -> int:
         if not isinstance(local, tuple) or len(local) < 2:
             raise TypeError(f"the local address must be a (host, port) tuple, not {local!r}")
         check_port(local[1])
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"a port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"a port must be between 0 and 65535, not {port}")
-    return port
+    return _ushort(port, "a port must be", "between 0 and 65535")
 
 
 def _check_wire_port(value: object) -> int:
     """A ``sin_port`` / ``sin6_port`` value: a USHORT (network order)."""
+    return _ushort(value, "sin_port is", "a USHORT (0..0xFFFF)")
+
+
+def _ushort(value: object, subject: str, range_: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"sin_port is a USHORT, not {type(value).__name__}")
+        raise TypeError(f"{subject} an int, not {type(value).__name__}")
     if not 0 <= value <= 0xFFFF:
-        raise ValueError(f"sin_port is a USHORT (0..0xFFFF), not {value}")
+        raise ValueError(f"{subject} {range_}, not {value}")
     return value
 
 
