@@ -2,14 +2,16 @@
 
 What it does: models kernel events (:class:`KEVENT`, :func:`KeInitializeEvent`,
 :func:`KeSetEvent`, :func:`KeClearEvent`, :func:`KeResetEvent`,
-:func:`KeReadStateEvent`), :func:`KeWaitForSingleObject` with NT timeouts
-(:class:`LARGE_INTEGER`, 100-ns units) and the system clock
+:func:`KeReadStateEvent`), :func:`KeWaitForSingleObject` and
+:func:`KeWaitForMultipleObjects` (WaitAny / WaitAll) with NT timeouts
+(:class:`LARGE_INTEGER`, 100-ns units, :func:`RtlConvertLongToLargeInteger`) and the
+system clock
 (:func:`KeQuerySystemTime`, :func:`KeQuerySystemTimePrecise`).  The usual pattern works
 across threads: a driver thread waits on an event that a completion routine, running on
 the provider's event-loop thread at DISPATCH_LEVEL, sets.
 
 The rules, from Microsoft's pages (KeInitializeEvent, KeSetEvent, KeResetEvent,
-KeWaitForSingleObject, "Event Objects"):
+KeWaitForSingleObject, KeWaitForMultipleObjects, "Event Objects"):
 
 1. A NotificationEvent stays signalled until it is cleared; setting it releases every
    thread waiting at that moment, even if it is cleared again before they run.
@@ -23,6 +25,11 @@ KeWaitForSingleObject, "Event Objects"):
    allowed; above DISPATCH_LEVEL no wait is.  KeSetEvent with ``Wait`` FALSE, KeClearEvent,
    KeResetEvent and KeReadStateEvent need IRQL <= DISPATCH_LEVEL; KeSetEvent with ``Wait``
    TRUE needs PASSIVE_LEVEL.
+5. KeWaitForMultipleObjects: WaitAny returns ``STATUS_WAIT_0 + n`` for the lowest index
+   signalled; WaitAll returns STATUS_SUCCESS once all are signalled at one instant (each
+   SynchronizationEvent among them is then reset, none before); timeouts and IRQL as in
+   3 and 4; more than THREAD_WAIT_OBJECTS objects need a WaitBlockArray and more than
+   MAXIMUM_WAIT_OBJECTS are never allowed (bug check 0xC MAXIMUM_WAIT_OBJECTS_EXCEEDED).
 
 What it refuses: a wait that breaks rule 4 raises :class:`~pywsk.nt.bugcheck.BugCheck`
 (IRQL_NOT_LESS_OR_EQUAL), and so does using an event that was never initialised, or
@@ -39,7 +46,8 @@ Choices where the pages are silent (``docs/fidelity.md``):
 * KeQuerySystemTime returns the precise time too (Windows updates it once per clock tick).
 
 What always holds: waiting never busy-waits (a ``threading.Condition`` per waiter), and
-every state change happens under the event's lock, so setting from any thread is safe.
+every state change happens under one dispatcher lock shared by all events, so setting
+from any thread is safe and a WaitAll sees all its events at one instant.
 """
 
 from __future__ import annotations
