@@ -5,7 +5,8 @@ provider touch - allocation (:func:`IoAllocateIrp`), the completion routine
 (:func:`IoSetCompletionRoutine`), status and information (``Irp.IoStatus``),
 ``PendingReturned``, cancellation (:func:`IoCancelIrp`, :func:`IoSetCancelRoutine`),
 completion (:func:`IoCompleteRequest`), reuse (:func:`IoReuseIrp`) and release
-(:func:`IoFreeIrp`).
+(:func:`IoFreeIrp`); and IRPs in the driver's own memory (:func:`IoSizeOfIrp`,
+:func:`IoInitializeIrp`).
 
 The rules, from Microsoft's pages ("Using IRPs with Winsock Kernel Functions",
 IoSetCompletionRoutine, IoCompleteRequest, IoCancelIrp, IoReuseIrp, IoFreeIrp):
@@ -40,6 +41,10 @@ Choices where the pages are silent or Windows would crash (``docs/fidelity.md``)
   provider's own internal IRPs rely on that, and a client may still free or reuse it.
 * A cancel routine is called without the cancel spin lock held, so it does not call
   IoReleaseCancelSpinLock.  IoCancelIrp may be called from any thread.
+* :func:`IoInitializeIrp` returns the IRP it initialised in the caller's memory (C keeps
+  using the same pointer; Python cannot retype an object).  Freeing that memory (a pool
+  block) frees the IRP; :func:`IoFreeIrp` on it raises BugCheck, as the memory is not
+  the I/O manager's.  :func:`IoSizeOfIrp` gives the x64 sizes.
 * Only the stack location WSK uses is modelled: IoSetCompletionRoutine sets the routine
   the provider's completion calls; ``StackSize`` must be at least 1 for a WSK call.
 """
