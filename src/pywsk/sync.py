@@ -64,7 +64,7 @@ from .nt.event import (
 from .nt.irp import IO_NO_INCREMENT
 from .nt.mdl import KernelMode
 from .nt.status import NTSTATUS
-from .wsk.structs import WSK_SOCKET
+from .wsk.structs import WSK_SOCKET, check_port
 
 __all__ = ["Connection", "DisconnectReason", "Listener", "connect", "listen"]
 
@@ -164,7 +164,9 @@ def connect(
 ) -> Connection:
     """Connect to ``host``:``port`` (WskSocket, WskBind, WskConnect), waiting at most
     ``timeout`` seconds in all (None: no limit).  On timeout the pending call is cancelled,
-    the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised."""
+    the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised.  A port outside
+    0..65535 raises ``ValueError`` before any call."""
+    check_port(port, local)
     return Connection(_drive(connect_steps(host, port, options, local), timeout, "connect"))
 
 
@@ -353,7 +355,9 @@ class Connection:
 def listen(
     host: str, port: int, *, options: Sequence[SocketOption] = (), timeout: float | None = None
 ) -> Listener:
-    """A WSK listening socket on ``host``:``port`` (0: any free port)."""
+    """A WSK listening socket on ``host``:``port`` (0: any free port; outside 0..65535:
+    ``ValueError`` before any call)."""
+    check_port(port)
     return Listener(_drive(listen_steps(host, port, options), timeout, "listen"))
 
 

@@ -55,7 +55,7 @@ from ._bridge import (
     listen_steps,
 )
 from .errors import NtStatusError, SocketClosedError
-from .wsk.structs import WSK_SOCKET
+from .wsk.structs import WSK_SOCKET, check_port
 
 __all__ = [
     "DisconnectReason",
@@ -169,8 +169,10 @@ async def open_connection(
 
     ``options`` are ``(level, option, value)`` with wsk.h constants, set before binding;
     ``local`` is the address to bind.  Raises the :mod:`pywsk.errors` exception of the
-    failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.
+    failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.  A port
+    outside 0..65535 raises ``ValueError`` before any call.
     """
+    check_port(port, local)
     return WskStream(await _drive(connect_steps(host, port, options, local)))
 
 
@@ -398,7 +400,9 @@ async def open_listener(
 ) -> WskListener:
     """A WSK listening socket on ``host``:``port`` (0: any free port; see
     :attr:`WskListener.local_address`); ``options`` are set before WskBind and inherited by
-    accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``."""
+    accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``.  A
+    port outside 0..65535 raises ``ValueError`` before any call."""
+    check_port(port)
     return WskListener(await _drive(listen_steps(host, port, options)))
 
 

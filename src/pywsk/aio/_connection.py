@@ -35,7 +35,7 @@ from .._bridge import (
 )
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
-from ..wsk.structs import WSK_SOCKET
+from ..wsk.structs import WSK_SOCKET, check_port
 from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
@@ -57,8 +57,10 @@ async def connect(
 
     Raises the :mod:`pywsk.errors` exception of the failure (``ConnectionRefusedError``,
     ``TimeoutError``, ...).  Cancelling it cancels the pending WskConnect (IoCancelIrp),
-    waits for its completion and closes the socket: nothing is left open.
+    waits for its completion and closes the socket: nothing is left open.  A port outside
+    0..65535 raises ``ValueError`` before any call.
     """
+    check_port(port, local)
     return Connection(await drive(connect_steps(host, port, options, local)))
 
 
