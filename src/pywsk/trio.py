@@ -38,11 +38,19 @@ checkpoint).
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NoReturn, TypeVar
 
-import trio  # type: ignore[import-untyped, unused-ignore]
+try:
+    import trio  # type: ignore[import-untyped, unused-ignore]
+except ImportError as exc:  # pragma: no cover - tested from a wheel (tests/package)
+    raise ImportError(
+        "pywsk.trio needs trio, which is not installed: pip install 'pywsk[trio]'",
+        name=exc.name,
+        path=exc.path,
+    ) from exc
 
 from ._bridge import (
     DEFAULT_RECEIVE_SIZE,
@@ -54,7 +62,9 @@ from ._bridge import (
     connect_steps,
     listen_steps,
 )
+from ._log import log_connect, log_settled
 from .errors import NtStatusError, SocketClosedError
+from .nt.status import NTSTATUS
 from .wsk.structs import WSK_SOCKET
 
 __all__ = [
@@ -66,6 +76,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: ``raise_cancel`` as trio hands it to an abort function.
 RaiseCancel = Callable[[], NoReturn]
@@ -171,7 +183,13 @@ async def open_connection(
     ``local`` is the address to bind.  Raises the :mod:`pywsk.errors` exception of the
     failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.
     """
-    return WskStream(await _drive(connect_steps(host, port, options, local)))
+    try:
+        core = await _drive(connect_steps(host, port, options, local))
+    except NtStatusError as exc:
+        log_connect(log, None, exc.status, (host, port))
+        raise
+    log_connect(log, core.socket, NTSTATUS.STATUS_SUCCESS, core.remote, core.local)
+    return WskStream(core)
 
 
 class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-ignore]
@@ -240,6 +258,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         try:
             self._core.settle_send(call)
         except NtStatusError as exc:
+            log_settled(log, self._core, call, "send")
             if self._send_error is None:
                 self._send_error = exc
         if self._inflight is call:
@@ -307,6 +326,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
 
             def settled() -> None:
                 core.settle_disconnect(call)
+                log_settled(log, core, call, "disconnect")
                 done.set()
 
             self._disconnect_done = done
@@ -334,12 +354,15 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             try:
                 data = core.settle_receive(call, cancelled=raise_cancel is not None)
             except NtStatusError as exc:
+                log_settled(log, core, call, "receive")
                 if self._closing or isinstance(exc, SocketClosedError):
                     raise self._closed_error() from exc
                 raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
             if data is None:
                 assert raise_cancel is not None
                 raise_cancel()
+            if not data:
+                log_settled(log, core, call, "receive")
             if not slept:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -359,6 +382,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         with trio.CancelScope(shield=True):
             _raise_cancel, slept = await _wait_call(call)
         core.settle_abort(call)
+        log_settled(log, core, call, "abort")
         if not slept:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -384,6 +408,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 call = core.start_close()
                 await _wait_call(call)
                 core.settle_close(call)
+                log_settled(log, core, call, "close")
         # A checkpoint even when nothing above had to wait (cancelled: the socket is closed).
         await trio.lowlevel.cancel_shielded_checkpoint()
 
