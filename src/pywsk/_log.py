@@ -31,11 +31,12 @@ so an application that configures no logging sees nothing.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Generator
+from typing import Any, Protocol, TypeVar
 
 from .nt.status import NT_SUCCESS, NTSTATUS, status_name
 
-__all__ = ["log_connect", "log_operation", "log_settled", "socket_id"]
+__all__ = ["log_connect", "log_operation", "log_settled", "logged_connect", "socket_id"]
 
 
 def socket_id(sock: object | None) -> str | None:
@@ -83,6 +84,32 @@ def log_connect(
         return
     where = _endpoint(remote) if local is None else f"{_endpoint(local)} -> {_endpoint(remote)}"
     log_operation(logger, "WskConnect", sock, status, where)
+
+
+class _Connected(Protocol):
+    socket: Any
+    local: tuple[Any, ...]
+    remote: tuple[Any, ...]
+
+
+C = TypeVar("C")
+K = TypeVar("K", bound=_Connected)
+
+
+def logged_connect(
+    logger: logging.Logger, host: str, port: int, steps: Generator[C, None, K]
+) -> Generator[C, None, K]:
+    """``steps`` (a connect sequence of the Pythonic layers), with its outcome logged: the
+    connection, or the NTSTATUS of the failure (an exception with a ``status``)."""
+    try:
+        connection = yield from steps
+    except OSError as exc:
+        status = getattr(exc, "status", None)
+        if isinstance(status, int):
+            log_connect(logger, None, status, (host, port))
+        raise
+    log_connect(logger, connection.socket, 0, connection.remote, connection.local)
+    return connection
 
 
 class _Call(Protocol):

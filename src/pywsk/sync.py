@@ -52,7 +52,7 @@ from ._bridge import (
     listen_steps,
     start_control,
 )
-from ._log import log_connect, log_settled
+from ._log import log_settled, logged_connect
 from .errors import BusyError, NtStatusError, error_from_status
 from .nt.event import (
     KEVENT,
@@ -169,13 +169,8 @@ def connect(
     """Connect to ``host``:``port`` (WskSocket, WskBind, WskConnect), waiting at most
     ``timeout`` seconds in all (None: no limit).  On timeout the pending call is cancelled,
     the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised."""
-    try:
-        core = _drive(connect_steps(host, port, options, local), timeout, "connect")
-    except NtStatusError as exc:
-        log_connect(log, None, exc.status, (host, port))
-        raise
-    log_connect(log, core.socket, NTSTATUS.STATUS_SUCCESS, core.remote, core.local)
-    return Connection(core)
+    steps = logged_connect(log, host, port, connect_steps(host, port, options, local))
+    return Connection(_drive(steps, timeout, "connect"))
 
 
 class Connection:

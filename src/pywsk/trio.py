@@ -62,9 +62,8 @@ from ._bridge import (
     connect_steps,
     listen_steps,
 )
-from ._log import log_connect, log_settled
+from ._log import log_settled, logged_connect
 from .errors import NtStatusError, SocketClosedError
-from .nt.status import NTSTATUS
 from .wsk.structs import WSK_SOCKET
 
 __all__ = [
@@ -183,13 +182,8 @@ async def open_connection(
     ``local`` is the address to bind.  Raises the :mod:`pywsk.errors` exception of the
     failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.
     """
-    try:
-        core = await _drive(connect_steps(host, port, options, local))
-    except NtStatusError as exc:
-        log_connect(log, None, exc.status, (host, port))
-        raise
-    log_connect(log, core.socket, NTSTATUS.STATUS_SUCCESS, core.remote, core.local)
-    return WskStream(core)
+    steps = connect_steps(host, port, options, local)
+    return WskStream(await _drive(logged_connect(log, host, port, steps)))
 
 
 class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-ignore]

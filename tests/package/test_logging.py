@@ -78,6 +78,26 @@ class Peer:
         self.server.close()
 
 
+def assert_graceful(
+    debug: pytest.LogCaptureFixture, ident: str | None, port: int, logger: str
+) -> None:
+    """The records of connect, graceful disconnect, the peer's FIN and a clean close."""
+    assert ident is not None
+    assert operations(debug) == [
+        ("WskConnect", ident, 0),
+        ("WskDisconnect", ident, 0),
+        ("WskReceive", ident, 0),
+        ("WskCloseSocket", ident, 0),
+    ]
+    messages = [r.getMessage() for r in debug.records]
+    assert messages[0].startswith(f"WskConnect socket {ident}: STATUS_SUCCESS (0x00000000) - ")
+    assert messages[0].endswith(f"-> 127.0.0.1:{port}")
+    assert messages[1].endswith("graceful: our FIN acknowledged")
+    assert messages[2].endswith("0 bytes: the peer's FIN")
+    assert messages[3].endswith("both directions were disconnected")
+    assert all(r.name == logger for r in debug.records)
+
+
 def test_the_package_logger_has_a_null_handler() -> None:
     handlers = logging.getLogger("pywsk").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
@@ -109,19 +129,7 @@ def test_aio_connect_disconnect_close(debug: pytest.LogCaptureFixture) -> None:
     ident = asyncio.run(asyncio.wait_for(main(), WAIT))
     peer.close()
     assert peer.received == b"hello"
-    assert operations(debug) == [
-        ("WskConnect", ident, 0),
-        ("WskDisconnect", ident, 0),
-        ("WskReceive", ident, 0),
-        ("WskCloseSocket", ident, 0),
-    ]
-    messages = [r.getMessage() for r in debug.records]
-    assert messages[0].startswith(f"WskConnect socket {ident}: STATUS_SUCCESS (0x00000000) - ")
-    assert messages[0].endswith(f"-> 127.0.0.1:{peer.port}")
-    assert messages[1].endswith("graceful: our FIN acknowledged")
-    assert messages[2].endswith("0 bytes: the peer's FIN")
-    assert messages[3].endswith("both directions were disconnected")
-    assert all(r.name == "pywsk.aio._connection" for r in debug.records)
+    assert_graceful(debug, ident, peer.port, "pywsk.aio._connection")
 
 
 def test_aio_abort_and_a_refused_connect(debug: pytest.LogCaptureFixture) -> None:
@@ -185,13 +193,7 @@ def test_sync_connect_disconnect_close(debug: pytest.LogCaptureFixture) -> None:
         assert conn.recv(timeout=WAIT) == b""
         ident = socket_id(conn.socket)
     peer.close()
-    assert operations(debug) == [
-        ("WskConnect", ident, 0),
-        ("WskDisconnect", ident, 0),
-        ("WskReceive", ident, 0),
-        ("WskCloseSocket", ident, 0),
-    ]
-    assert all(r.name == "pywsk.sync" for r in debug.records)
+    assert_graceful(debug, ident, peer.port, "pywsk.sync")
 
 
 def test_trio_connect_send_eof_close(debug: pytest.LogCaptureFixture) -> None:
@@ -208,13 +210,7 @@ def test_trio_connect_send_eof_close(debug: pytest.LogCaptureFixture) -> None:
 
     ident = trio.run(main)
     peer.close()
-    assert operations(debug) == [
-        ("WskConnect", ident, 0),
-        ("WskDisconnect", ident, 0),
-        ("WskReceive", ident, 0),
-        ("WskCloseSocket", ident, 0),
-    ]
-    assert all(r.name == "pywsk.trio" for r in debug.records)
+    assert_graceful(debug, ident, peer.port, "pywsk.trio")
 
 
 def test_a_verifier_report(debug: pytest.LogCaptureFixture) -> None:

@@ -34,7 +34,7 @@ from .._bridge import (
     connect_steps,
     start_control,
 )
-from .._log import log_connect, log_settled
+from .._log import log_settled, logged_connect
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET
@@ -63,13 +63,8 @@ async def connect(
     ``TimeoutError``, ...).  Cancelling it cancels the pending WskConnect (IoCancelIrp),
     waits for its completion and closes the socket: nothing is left open.
     """
-    try:
-        core = await drive(connect_steps(host, port, options, local))
-    except NtStatusError as exc:
-        log_connect(log, None, exc.status, (host, port))
-        raise
-    log_connect(log, core.socket, NTSTATUS.STATUS_SUCCESS, core.remote, core.local)
-    return Connection(core)
+    steps = connect_steps(host, port, options, local)
+    return Connection(await drive(logged_connect(log, host, port, steps)))
 
 
 class Connection:
