@@ -113,8 +113,8 @@ def log_to_stderr() -> None:
     "-v",
     "--verbose",
     is_flag=True,
-    help="Log every connect, disconnect, reset, close and verifier report (socket, "
-    "operation, NTSTATUS) to stderr.",
+    help="Print pywsk's log on stderr, DEBUG records included: socket, operation and "
+    "NTSTATUS of each operation a pywsk module logs.",
 )
 def cli(verbose: bool) -> None:
     """Microsoft's Winsock Kernel (WSK) interface in Python, over real Linux TCP.
@@ -123,7 +123,7 @@ def cli(verbose: bool) -> None:
     pywsk demo                 every documented disconnect, against a built-in peer
     pywsk probe HOST:PORT      disconnect from any TCP server and see what it does
     pywsk serve                a WSK server with a chosen disconnect behaviour
-    pywsk -v ...               the same, with pywsk's DEBUG log on stderr
+    pywsk -v ...               the same, with pywsk's log (DEBUG) on stderr
 
     Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable.
     """
