@@ -9,8 +9,8 @@ operation on one socket, to the logger of the module that saw it
 
 that is ``"%s socket %s: %s%s"`` with the operation (a WSK function name), the socket
 (``0x`` and the id of its WSK_SOCKET, the same in every layer; ``-`` when there is none,
-as after a failed connect), the NTSTATUS by name, and an optional `` - detail``.  The
-same facts are attributes of the record, for filters and handlers:
+as after a failed connect), the NTSTATUS by name, and an optional detail after ``" - "``.
+The same facts are attributes of the record, for filters and handlers:
 
 * ``record.wsk_operation`` - ``"WskConnect"``, ``"WskDisconnect"``, ``"WskCloseSocket"``, ...
 * ``record.wsk_socket`` - the socket's id string (``"0x7f3a5c1e2b40"``) or None;
@@ -18,11 +18,14 @@ same facts are attributes of the record, for filters and handlers:
   that has none).
 
 :func:`log_settled` derives the detail of a front-end call (graceful or abortive, FIN
-acknowledged, a close that resets) from the connection's state.
+acknowledged, a close that resets) from the connection's state; :func:`logged_connect`
+logs a connect sequence's outcome.  Every layer from :mod:`pywsk.nt` up may import this
+module, the provider included, so that all records share one shape.
 
-What it refuses: to cost anything when DEBUG is off - both functions return after one
-``isEnabledFor`` check (a cached lookup), before formatting anything.  It reports only
-what the caller saw: a status from an IRP's completion, never a guess.
+What it refuses: to cost anything when DEBUG is off - each function returns after one
+``isEnabledFor`` check (a cached lookup), before formatting anything.  The status in a
+record is the one an IRP's completion (or the call) returned; a detail that is not
+observed says so by naming the rule (``WskCloseSocket aborts the connection``).
 
 What always holds: the package logger ``pywsk`` has a NullHandler (``pywsk/__init__.py``),
 so an application that configures no logging sees nothing.
