@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from .._log import log_operation
 from ..nt import hooks
 from ..nt import irp as _irp
 from ..nt.bugcheck import BugCheck, BugCheckCode
@@ -69,7 +70,7 @@ __all__ = [
     "violations",
 ]
 
-log = logging.getLogger("pywsk.verifier")
+log = logging.getLogger(__name__)
 Mode = Literal["raise", "collect"]
 
 
@@ -159,12 +160,24 @@ class Verifier:
         self._dropped: collections.deque[tuple[int, weakref.ref[Any], _Life]] = collections.deque()
 
     # --- reporting ---------------------------------------------------------------------
-    def violate(self, check_id: str, detail: str = "", obj: object = None) -> None:
+    def violate(
+        self,
+        check_id: str,
+        detail: str = "",
+        obj: object = None,
+        *,
+        sock: object = None,
+        status: int | None = None,
+    ) -> None:
+        """Record a broken rule; ``sock`` and ``status`` (the socket involved, the NTSTATUS
+        the call got) go into the DEBUG record of the report."""
         check = CHECKS[check_id]
         life = self._life(obj, ended=True)
         violation = Violation(check, detail, life.created_at if life else "", (id(obj),))
         with self._lock:
             self.found.append(violation)
+        message = f"{check.message}: {detail}" if detail else check.message
+        log_operation(log, f"verifier {check.id}", sock, status, message)
         if self.mode == "raise" and check.fatal:
             raise BugCheck(BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION, str(violation), id(obj))
         log.warning("%s", violation)
@@ -350,19 +363,27 @@ class Verifier:
         closed = (
             f"; WskCloseSocket was called at:\n{life.closed_at}" if life and life.closed_at else ""
         )
-        self.violate("WSK-001", f"{function} on {sock!r}{closed}", sock)
+        self.violate("WSK-001", f"{function} on {sock!r}{closed}", sock, sock=sock)
 
     def _on_close_while_call_inside(self, sock: object, calls: int) -> None:
-        self.violate("WSK-002", f"{calls} call(s) on it still inside the provider", sock)
+        self.violate("WSK-002", f"{calls} call(s) on it still inside the provider", sock, sock=sock)
 
     def _on_abortive_with_buffer(self, sock: object) -> None:
-        self.violate("WSK-003", "STATUS_INVALID_PARAMETER was returned", sock)
+        self.violate(
+            "WSK-003",
+            "STATUS_INVALID_PARAMETER was returned",
+            sock,
+            sock=sock,
+            status=NTSTATUS.STATUS_INVALID_PARAMETER,
+        )
 
     def _on_wsk_buf_out_of_range(self, sock: object, buffer: Any) -> None:
-        self.violate("WSK-004", f"Offset={buffer.Offset} Length={buffer.Length}", buffer.Mdl)
+        self.violate(
+            "WSK-004", f"Offset={buffer.Offset} Length={buffer.Length}", buffer.Mdl, sock=sock
+        )
 
     def _on_close_with_retained_indications(self, sock: object, count: int) -> None:
-        self.violate("WSK-005", f"{count} list(s) retained", sock)
+        self.violate("WSK-005", f"{count} list(s) retained", sock, sock=sock)
 
     def _on_wsk_call_in_completion_routine(self, irp: IRP, function: str) -> None:
         self.violate("WSK-007", function, irp)
