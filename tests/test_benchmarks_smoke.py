@@ -60,3 +60,62 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
             assert rec["client"]["bytes"] == rec["bytes"]
             assert rec["server"]["bytes"] == rec["bytes"]
     assert (tmp_path / "smoke.md").read_text().startswith("Run ")
+
+
+@pytest.mark.timeout(90)
+def test_quick_measurements_of_fairness_syscalls_and_python_calls(tmp_path: Path) -> None:
+    """The measurements of the execution model (fairness, strace, Python calls) run and
+    report: C and the faithful pywsk only, churn only, the smallest figures."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--impls",
+            "c-epoll,pywsk",
+            "--workloads",
+            "churn",
+            "--scaling",
+            "fairness,syscalls,pycalls",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "measure",
+            "--no-chart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=85,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    scale = json.loads((tmp_path / "measure.json").read_text())["scaling"]
+
+    fairness = scale["fairness"]["summary"]
+    assert set(fairness) == {"other socket", "same socket"}
+    for row in fairness.values():
+        assert row["tries"] == 2
+        assert row["chain_intact"] == 2  # every download arrived whole
+        assert row["return_ms"]["max"] > 0
+        assert row["fin_after_return_ms"] is not None
+
+    syscalls = scale["syscalls"]
+    if shutil.which("strace") is None:
+        assert "skipped" in syscalls
+    elif "skipped" not in syscalls:  # strace may be unable to trace in a container
+        for impl in ("c-epoll", "pywsk"):
+            row = syscalls["impls"][impl]
+            assert row["ok"], row
+            for side in ("client", "server"):
+                # At least socket/accept, a read and close: the per-connection work.
+                assert row[side]["total"] >= 3, row
+
+    pycalls = scale["pycalls"]
+    assert pycalls["ok"], pycalls
+    assert pycalls["send"]["thread"]["calls_pywsk"] > 0
+    assert pycalls["churn"]["client"]["calls"] > 0
+    assert pycalls["churn"]["server"]["calls"] > 0
+    table = (tmp_path / "measure.md").read_text()
+    assert "fairness" in table
+    assert "Python calls per operation" in table
