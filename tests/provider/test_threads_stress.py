@@ -1,15 +1,16 @@
 """Many threads, one registration: every IRP completes exactly once, every peer sees the truth.
 
 Eight threads each drive their own connections, all at once, through one registered client:
-connect, sends (two queued back to back), receives, graceful and abortive disconnects,
-close with a receive pending.  A ninth thread cancels pending receives (``IoCancelIrp``)
+connect, sends (two queued back to back, or two from two threads at once), receives,
+graceful and abortive disconnects, close with a receive pending.  A ninth thread cancels pending receives (``IoCancelIrp``)
 handed to it by the others, some while the peer's data is arriving (the cancel races the
 completion).  Afterwards:
 
 * every IRP's completion routine ran exactly once (the count is kept per IRP), with a
   status the call allows;
-* each peer saw exactly the bytes sent, then a FIN (graceful) or an RST (abortive, close
-  without a disconnect), and the client got exactly the peer's bytes back;
+* each peer saw exactly the bytes sent (two concurrent sends whole, one after the other),
+  then a FIN (graceful) or an RST (abortive, close without a disconnect), and the client
+  got exactly the peer's bytes back;
 * WskDeregister returns.
 
 Connections are told apart at the peer by a 5-byte header (kind, connection number).
@@ -41,8 +42,10 @@ from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_SOCKET
 pytestmark = pytest.mark.timeout(40)
 
 WORKERS = 8
-PER_WORKER = 20
-KINDS = (b"G", b"A", b"C", b"R", b"X")  # graceful, abortive, cancel, race, close
+PER_WORKER = 18
+#: graceful, abortive, cancel, cancel racing data, close with a receive pending, and two
+#: threads sending on one socket at once
+KINDS = (b"G", b"A", b"C", b"R", b"X", b"S")
 PUSH = bytes(range(256)) * 64  # what the peer sends at once on a "race" connection
 WAIT = 15.0
 
@@ -203,6 +206,12 @@ def pending_receive(wsk: WskTestClient, sock: WSK_SOCKET) -> Request:
     return request
 
 
+def send_from_thread(
+    wsk: WskTestClient, sock: WSK_SOCKET, data: bytes, into: list[Request]
+) -> None:
+    into.append(wsk.send(sock, data))
+
+
 def drive(wsk: WskTestClient, peer: Peer, canceller: Canceller, worker: int) -> None:
     """One thread's connections, one kind after another."""
     for index in range(PER_WORKER):
@@ -211,17 +220,18 @@ def drive(wsk: WskTestClient, peer: Peer, canceller: Canceller, worker: int) -> 
         header = kind + struct.pack("!I", number)
         body = payload(number)
         sock = wsk.connect(peer.address)
+        back = b""
         if kind == b"G":
             back = graceful(wsk, sock, header, body)
             assert back == reply(body)
-            sent, end = body, "fin"
+            sent, end = [body], "fin"
         elif kind == b"A":
             assert wsk.send(sock, header + body).wait(WAIT).status == STATUS_SUCCESS
             waiting = pending_receive(wsk, sock)
             abort = wsk.disconnect(sock, flags=WSK_FLAG_ABORTIVE).wait(WAIT)
             assert (abort.returned, abort.status) == (STATUS_SUCCESS, STATUS_SUCCESS), abort
             assert waiting.wait(WAIT).status == STATUS_CONNECTION_ABORTED, waiting
-            sent, end = body, "rst"
+            sent, end = [body], "rst"
         elif kind == b"C":
             assert wsk.send(sock, header).wait(WAIT).status == STATUS_SUCCESS
             waiting = pending_receive(wsk, sock)
@@ -230,7 +240,7 @@ def drive(wsk: WskTestClient, peer: Peer, canceller: Canceller, worker: int) -> 
             assert (waiting.status, waiting.information) == (STATUS_CANCELLED, 0), waiting
             back = graceful(wsk, sock, b"", body)
             assert back == reply(body)
-            sent, end = body, "fin"
+            sent, end = [body], "fin"
         elif kind == b"R":
             assert wsk.send(sock, header).wait(WAIT).status == STATUS_SUCCESS
             racing, pool = wsk.receive(sock, 1 << 16)  # the peer's PUSH is on its way
@@ -243,21 +253,38 @@ def drive(wsk: WskTestClient, peer: Peer, canceller: Canceller, worker: int) -> 
                 first = received(racing, pool)
             back = graceful(wsk, sock, b"", body)
             assert first + back == PUSH + reply(body)
-            sent, end = body, "fin"
+            back = (first + back)[len(PUSH) :]
+            sent, end = [body], "fin"
+        elif kind == b"S":
+            one, two = body + b"1" * (1 << 17), body[::-1] + b"2" * (1 << 17)
+            assert wsk.send(sock, header).wait(WAIT).status == STATUS_SUCCESS
+            theirs: list[Request] = []
+            helper = threading.Thread(target=send_from_thread, args=(wsk, sock, two, theirs))
+            helper.start()
+            mine = wsk.send(sock, one)
+            helper.join(WAIT)
+            assert len(theirs) == 1, "the second sender did not return"
+            for request, data in ((mine, one), (theirs[0], two)):
+                request.wait(WAIT)
+                assert (request.status, request.information) == (STATUS_SUCCESS, len(data))
+            assert wsk.disconnect(sock).wait(WAIT).status == STATUS_SUCCESS
+            back = receive_to_end(wsk, sock)
+            sent, end = [one + two, two + one], "fin"
         else:  # b"X": close with a receive pending, no disconnect
             assert wsk.send(sock, header + body).wait(WAIT).status == STATUS_SUCCESS
             waiting = pending_receive(wsk, sock)
             assert wsk.close_socket(sock).status == STATUS_SUCCESS
             assert waiting.wait(WAIT).status == STATUS_CANCELLED, waiting
-            sent, end = body, "rst"
+            sent, end = [body], "rst"
         if kind != b"X":
             assert wsk.close_socket(sock).status == STATUS_SUCCESS
         seen = peer.wait(number)
         assert (seen.kind, seen.end) == (kind, end), (number, seen.kind, seen.end)
         if end == "fin":
-            assert seen.data == sent, number
+            assert seen.data in sent, number  # each send whole, never interleaved
+            assert back == reply(seen.data), number
         else:  # an RST may discard bytes the peer had not read yet: a prefix arrived
-            assert sent.startswith(seen.data), number
+            assert sent[0].startswith(seen.data), number
 
 
 @pytest.fixture
