@@ -81,11 +81,11 @@ def summarize(tries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(tries: int) -> dict[str, Any]:
+def run(tries: int, capture: bool = True) -> dict[str, Any]:
     from pywsk.testing.driver import WskTestClient
     from pywsk.testing.fairness import FairnessTry, disconnect_other, disconnect_same
 
-    scenarios: tuple[Callable[[WskTestClient], FairnessTry], ...] = (
+    scenarios: tuple[Callable[..., FairnessTry], ...] = (
         disconnect_other,
         disconnect_same,
     )
@@ -94,7 +94,7 @@ def run(tries: int) -> dict[str, Any]:
     try:
         for _ in range(tries):
             for scenario in scenarios:
-                one = scenario(client)
+                one = scenario(client, capture=capture)
                 wire = one.fin_after_return
                 fin = wire if wire is not None else one.peer_saw_fin_after_return
                 returned = one.returned_after
@@ -149,8 +149,9 @@ def markdown_lines(result: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    tries = int(argv[0]) if argv else 40
-    print(json.dumps(run(tries)))
+    """``TRIES [--no-capture]`` (without a capture, FIN times are the peer's reads)."""
+    tries = int(argv[0]) if argv and argv[0].isdigit() else 40
+    print(json.dumps(run(tries, capture="--no-capture" not in argv)))
     return 0
 
 

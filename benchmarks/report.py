@@ -51,6 +51,12 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                     cpu = [r["cpu_total"] / r["n"] * 1e6 for r in ok]
                 else:
                     cpu = [r["cpu_total"] / (r["bytes"] / 2**30) for r in ok]
+                if workload == "churn":
+                    # Kernel time per connection, from the processes' rusage (their
+                    # start-up included: a few µs per connection at the default N).
+                    row["sys_us"] = statistics.median(
+                        (r["rusage_client"][1] + r["rusage_server"][1]) / r["n"] * 1e6 for r in ok
+                    )
                 row.update(
                     median=statistics.median(metrics),
                     min=min(metrics),

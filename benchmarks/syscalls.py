@@ -152,7 +152,7 @@ def markdown_lines(result: dict[str, Any], churn: dict[str, Any] | None) -> list
         "failed)",
         "",
         "| impl | client | server | x C (cli / srv) | <= C + 4 | epoll_ctl (failed) cli / srv "
-        "| failed calls cli / srv | conn/s | CPU µs/conn | client's top syscalls (failed) |",
+        "| failed calls cli / srv | conn/s | CPU µs/conn (kernel) | client's top syscalls (failed) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
@@ -174,6 +174,8 @@ def markdown_lines(result: dict[str, Any], churn: dict[str, Any] | None) -> list
         rate = churn.get(name, {})
         conn_s = f"{rate['median']:,.0f}" if "median" in rate else "n/a"
         cpu = f"{rate['cpu']:,.0f}" if "cpu" in rate else "n/a"
+        if "sys_us" in rate:
+            cpu += f" ({rate['sys_us']:,.0f})"
         top = ", ".join(
             f"{n} {calls:g}" + (f" ({errors:g})" if errors else "")
             for n, calls, errors in cli["top"]
