@@ -14,9 +14,8 @@ What it does:
   pended, and by the issuing loop while receives complete inside the call (no recursion).
   It checks what it receives as a driver that inspects its data would (a BLAKE2b digest of
   the stream, about 1 GB/s, compared with :func:`stream_digest`): that makes it slower than
-  the sender, so
-  its receives keep completing inside the call and the chain never runs dry - the worst
-  case for a provider that runs every call on one thread.
+  the sender, so its receives keep completing inside the call and the chain never runs
+  dry - the worst case for a provider that runs every call on one thread.
 * :func:`disconnect_other` and :func:`disconnect_same` - one try of each scenario of the
   fairness goal, returning a :class:`FairnessTry` with every timestamp: the call's start and
   return, the FINs on the wire (from a :class:`~pywsk.testing.capture.WireCapture` that sees
@@ -69,7 +68,7 @@ __all__ = [
     "stream_digest",
 ]
 
-#: The receive size of the chain (the issue's "64 KiB WskReceive").
+#: The receive size of the chain.
 CHAIN_RECEIVE = 64 * 1024
 #: The download: large enough that at full loopback speed it outlasts any fair call.
 DOWNLOAD = 128 * 1024 * 1024
