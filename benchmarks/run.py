@@ -6,8 +6,11 @@ in an order rotated per repetition - so hypervisor steal and neighbours' load hi
 them alike and each ratio to C comes from the same run.  Server and client are separate
 processes (two cores: one each, unpinned).  Each run's byte counts are checked on both sides;
 a run with any mismatch is *invalid*: it is kept in the results, marked, and left out of
-every median.  Then the scaling measurements (:mod:`benchmarks.scaling`) run, and the
-results are written as JSON, a Markdown table and (with matplotlib) a PNG chart.
+every median.  Then the scaling measurements (:mod:`benchmarks.scaling`) and those of the
+execution model run - fairness (:mod:`benchmarks.fairness`), syscalls per churn connection
+(:mod:`benchmarks.syscalls`, strace) and Python calls per operation
+(:mod:`benchmarks.pycalls`) - and the results are written as JSON, a Markdown table and
+(with matplotlib) a PNG chart.
 
 ``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures; it
 checks that every implementation works and verifies, and asserts nothing about speed.
