@@ -50,6 +50,10 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
 def summarize(tries: list[dict[str, Any]]) -> dict[str, Any]:
     """Per scenario: spreads of the return and of the FIN after it (ms), and counts."""
     out: dict[str, Any] = {}
@@ -60,11 +64,17 @@ def summarize(tries: list[dict[str, Any]]) -> dict[str, Any]:
         returned = [t["returned_ms"] for t in mine]
         fins = [t["fin_after_return_ms"] for t in mine if t["fin_after_return_ms"] is not None]
         starts = [t["fin_after_start_ms"] for t in mine if t["fin_after_start_ms"] is not None]
+        completed = [
+            t["completed_after_return_ms"]
+            for t in mine
+            if t.get("completed_after_return_ms") is not None
+        ]
         row: dict[str, Any] = {
             "tries": len(mine),
             "return_ms": _spread(returned),
             "fin_after_return_ms": _spread(fins) if fins else None,
             "fin_after_start_ms": _spread(starts) if starts else None,
+            "completed_after_return_ms": _spread(completed) if completed else None,
             "fin_source": mine[0]["fin_source"],
             "our_fin_first": sum(1 for t in mine if t["our_fin_first"]),
             "first_known": sum(1 for t in mine if t["our_fin_first"] is not None),
@@ -105,6 +115,7 @@ def run(tries: int, capture: bool = True) -> dict[str, Any]:
                         "fin_after_return_ms": None if fin is None else fin * 1e3,
                         "fin_after_start_ms": None if fin is None else (fin + returned) * 1e3,
                         "fin_source": "capture" if wire is not None else "peer recv",
+                        "completed_after_return_ms": _ms(one.completed_after_return),
                         "our_fin_first": one.our_fin_first,
                         "chain_intact": one.chain_intact,
                         "chain_pends": one.chain_completions - one.chain_inline,
@@ -129,8 +140,9 @@ def markdown_lines(result: dict[str, Any]) -> list[str]:
         "before the FIN that ends A's download, or our FIN before the peer's)",
         "",
         "| scenario | tries | return p50 | return p99 | FIN after return p50 | p99 "
-        "| FIN after the call began p99 | our FIN first | goals met |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| FIN after the call began p99 | completion after return p50 / p99 | our FIN first "
+        "| goals met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, row in summary.items():
         fin, start = row["fin_after_return_ms"], row["fin_after_start_ms"]
@@ -140,10 +152,12 @@ def markdown_lines(result: dict[str, Any]) -> list[str]:
             else "n/a | n/a | n/a"
         )
         first = f"{row['our_fin_first']}/{row['first_known']}" if row["first_known"] else "n/a"
+        done = row.get("completed_after_return_ms")
+        done_text = f"{done['p50']:.3f} / {done['p99']:.3f}" if done else "n/a"
         met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in row["met"].items())
         lines.append(
             f"| {scenario} | {row['tries']} | {row['return_ms']['p50']:.3f} | "
-            f"{row['return_ms']['p99']:.3f} | {fin_text} | {first} | {met} |"
+            f"{row['return_ms']['p99']:.3f} | {fin_text} | {done_text} | {first} | {met} |"
         )
     return lines
 

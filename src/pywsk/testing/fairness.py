@@ -316,6 +316,14 @@ class FairnessTry:
         return self.our_fin.time - self.call_return_wall
 
     @property
+    def completed_after_return(self) -> float | None:
+        """Seconds from the return to the disconnect's completion routine (our FIN
+        acknowledged, then noticed), or None if it has not completed."""
+        if self.disconnect is None or self.disconnect.completed_at is None:
+            return None
+        return self.disconnect.completed_at - self.call_return_mono
+
+    @property
     def peer_saw_fin_after_return(self) -> float | None:
         """Seconds from the return until the peer process read our FIN (an upper bound of
         the wire time, for runs without a capture)."""
