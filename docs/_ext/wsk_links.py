@@ -77,6 +77,9 @@ KNOWN_PAGES: dict[str, frozenset[str]] = {
             *_slugs(
                 "nf-wdm-",
                 "exallocatepool2 exallocatepoolwithtag exfreepool exfreepoolwithtag "
+                "exinterlockedinsertheadlist exinterlockedinserttaillist "
+                "exinterlockedremoveheadlist ioinitializeirp iosizeofirp keacquirespinlock "
+                "keinitializespinlock kereleasespinlock kewaitformultipleobjects "
                 "exraisestatus ioallocateirp ioallocatemdl iocancelirp iocompleterequest "
                 "iofreeirp iofreemdl iogetcurrentirpstacklocation iomarkirppending "
                 "ioreleasecancelspinlock ioreuseirp iosetcancelroutine "

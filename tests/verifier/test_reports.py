@@ -153,9 +153,6 @@ def test_an_unlocked_mdl_is_reported_with_its_status(
     peer.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the provider refuses a NULL IRP before any observation point"
-)
 def test_a_null_irp_is_reported_with_its_status(
     wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
 ) -> None:
