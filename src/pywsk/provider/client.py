@@ -28,6 +28,7 @@ from typing import Any, Final
 from ..nt import hooks
 from ..nt.irp import IRP, begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
+from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET,
@@ -64,7 +65,7 @@ from ..wsk.structs import (
 from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
-from .engine import Engine
+from .engine import MAX_INLINE_DEPTH, Engine
 from .listener import ListenSocket
 from .stream import StreamSocket
 
@@ -253,7 +254,41 @@ def _take(
 
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
-    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it."""
+    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it.
+
+    The common case - no verifier, no fault scheduler, a live socket, a call not deep in a
+    chain - takes a short path with the same steps inlined: the IRQL rule, the IRP taken,
+    the method under the lock, the completion routines after it.
+    """
+    engine = subsystem.engine
+    tls = engine._tls
+    if (
+        Irp is not None
+        and hooks.observer is None
+        and hooks.faults is None
+        and _irql.level <= DISPATCH_LEVEL
+        and tls.batch is None
+        and tls.depth < MAX_INLINE_DEPTH
+        and isinstance(Socket, ProviderSocket)
+    ):
+        bound = getattr(Socket, method, None)
+        if bound is not None:
+            begin_request(Irp, name)
+            batch: list[Any] = []
+            tls.batch = batch
+            lock = Socket.lock
+            lock.acquire()
+            try:
+                if Socket.closed:  # a use after close (or closed by another thread meanwhile)
+                    result: int = _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+                else:
+                    result = bound(*args)
+            finally:
+                lock.release()
+                tls.batch = None
+                if batch:
+                    engine._run_batch(batch)
+            return result
     precheck = None
     if hooks.observer is not None:
         precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)

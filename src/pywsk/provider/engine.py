@@ -317,11 +317,25 @@ class Engine:
         self._tls.batch = batch
 
     def _run_batch(self, batch: list[IRP | Callable[[], None]]) -> None:
-        for item in batch:
-            if isinstance(item, IRP):
-                self._complete_now(item)
-            else:
-                item()
+        """Run recorded completions (and work after them) in order, at DISPATCH_LEVEL."""
+        tls = self._tls
+        old = _irql.level
+        if old < DISPATCH_LEVEL:
+            _irql.level = DISPATCH_LEVEL
+        try:
+            for item in batch:
+                if not isinstance(item, IRP):
+                    item()
+                    continue
+                tls.depth += 1
+                try:
+                    IoCompleteRequest(item, IO_NETWORK_INCREMENT)
+                except BaseException as exc:
+                    report_exception(exc, "in a completion routine", item)
+                finally:
+                    tls.depth -= 1
+        finally:
+            _irql.level = old
 
     def after_completions(self, fn: Callable[[], None]) -> None:
         """Run ``fn()`` after the completion routines recorded so far in this section
