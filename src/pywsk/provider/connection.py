@@ -343,9 +343,11 @@ class ConnectionSocket(ProviderSocket):
         except ValueError:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         self.machine.process(ConnInput.CONNECT)
-        self._register()
         self._target = address
         err = self.sock.connect_ex(address)
+        # Registered after connect(): the epoll then reports the handshake's outcome, not
+        # the unconnected socket's readiness (EPOLLOUT | EPOLLHUP) from before it.
+        self._register()
         if self._port_at_connect and err in (0, errno.EINPROGRESS):
             self._record_port()
         if err == 0:
@@ -390,20 +392,24 @@ class ConnectionSocket(ProviderSocket):
             listener.release_binding(self)
             self.local = None
 
-    def _finish_connect(self, op: Op, mask: int) -> None:
+    def _finish_connect(self, op: Op, mask: int) -> bool:
         """The connect's edge: EPOLLOUT alone means connected (a failed handshake sets the
-        socket's error, which reports EPOLLERR); otherwise SO_ERROR says why."""
-        self.sendq.pop(0)
+        socket's error, which reports EPOLLERR); otherwise SO_ERROR says why.  False when
+        the handshake is still under way (an edge from something else)."""
         if mask & select.EPOLLOUT and not mask & (select.EPOLLERR | select.EPOLLHUP):
             err = 0
         else:
             err = linux.so_error(self.sock)
+            if not err and linux.tcp_state(self.sock) == linux.SYN_SENT:
+                return False
+        self.sendq.pop(0)
         if err == 0:
             self._connected()
             self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
         else:
             self._connect_failed()
             self._finish(op, linux.status_from_errno(err), 0)
+        return True
 
     # --- WskSend ---------------------------------------------------------------------------
     def send(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
@@ -477,7 +483,7 @@ class ConnectionSocket(ProviderSocket):
             op = self.sendq[0]
             if op.kind is OpKind.CONNECT:
                 self._finish_connect(op, mask)
-                break
+                break  # (still connecting: the next edge tells)
             if not self._transmit(op):
                 return
             if op.transferred < op.want:

@@ -163,9 +163,13 @@ class Engine:
                 continue
             for fd, mask in events:
                 if fd == wake_fd:
-                    self._wake_armed = False
+                    # Read first, then disarm: a post that saw the flag still set before
+                    # this read is run below; one that comes after the disarm writes again.
+                    # (Disarming first could swallow a second writer's count with the
+                    # flag left set: every later post would then skip its wake-up.)
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(wake_fd)
+                    self._wake_armed = False
                     continue
                 handler = handlers.get(fd)
                 if handler is not None:
