@@ -65,7 +65,7 @@ from ..wsk.structs import (
 from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
-from .engine import MAX_INLINE_DEPTH, Engine
+from .engine import MAX_INLINE_DEPTH, TURN_BUDGET, Engine
 from .listener import ListenSocket
 from .stream import StreamSocket
 
@@ -269,6 +269,7 @@ def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: An
         and _irql.level <= DISPATCH_LEVEL
         and tls.batch is None
         and tls.depth < MAX_INLINE_DEPTH
+        and tls.turn < TURN_BUDGET
         and isinstance(Socket, ProviderSocket)
     ):
         bound = getattr(Socket, method, None)
