@@ -33,8 +33,10 @@ from ..wsk.constants import (
     AF_INET,
     AF_INET6,
     IPPROTO_TCP,
+    IPPROTO_UDP,
     MAKE_WSK_VERSION,
     NPI_WSK_INTERFACE_ID,
+    SOCK_DGRAM,
     SOCK_STREAM,
     WSK_EVENT_DISABLE,
     WSK_FLAG_BASIC_SOCKET,
@@ -48,6 +50,7 @@ from ..wsk.constants import (
 from ..wsk.dispatch import (
     WSK_PROVIDER_BASIC_DISPATCH,
     WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
@@ -64,6 +67,7 @@ from ..wsk.structs import (
 from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
+from .datagram import BasicSocket, DatagramSocket
 from .engine import Engine
 from .listener import ListenSocket
 from .stream import StreamSocket
@@ -165,6 +169,16 @@ class WskSubsystem:
             WskConnectEx=_WskConnectEx,
             WskSendEx=_WskSendEx,
             WskReceiveEx=_WskReceiveEx,
+        )
+        self.basic_dispatch = basic
+        self.datagram_dispatch = WSK_PROVIDER_DATAGRAM_DISPATCH(
+            Basic=basic,
+            WskBind=_WskBind,
+            WskSendTo=_WskSendTo,
+            WskReceiveFrom=_WskReceiveFrom,
+            WskRelease=_WskRelease,
+            WskGetLocalAddress=_WskGetLocalAddress,
+            WskSendMessages=_WskSendMessages,
         )
         self.listen_dispatch = WSK_PROVIDER_LISTEN_DISPATCH(
             Basic=basic,
@@ -419,7 +433,7 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     """WskRelease: no IRP; returns STATUS_SUCCESS or STATUS_INVALID_PARAMETER at once."""
     require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
 
-    if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
+    if not isinstance(Socket, ConnectionSocket | StreamSocket | DatagramSocket) or Socket.closed:
         if hooks.observer is not None and isinstance(Socket, ProviderSocket):
             hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
         return NTSTATUS.STATUS_INVALID_PARAMETER
@@ -454,6 +468,80 @@ def _WskReceiveEx(
     return _socket_call("WskReceiveEx", Socket, Irp, "unsupported", Irp)
 
 
+# --- datagram sockets ----------------------------------------------------------------------------
+
+
+def _WskSendTo(
+    Socket: Any,
+    Buffer: WSK_BUF,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlInfoLength: int,
+    ControlInfo: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskSendTo",
+        Socket,
+        Irp,
+        "send_to",
+        Buffer,
+        Flags,
+        RemoteAddress,
+        ControlInfoLength,
+        ControlInfo,
+        Irp,
+    )
+
+
+def _WskReceiveFrom(
+    Socket: Any,
+    Buffer: WSK_BUF,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlLength: Any,
+    ControlInfo: Any,
+    ControlFlags: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskReceiveFrom",
+        Socket,
+        Irp,
+        "receive_from",
+        Buffer,
+        Flags,
+        RemoteAddress,
+        ControlLength,
+        ControlInfo,
+        ControlFlags,
+        Irp,
+    )
+
+
+def _WskSendMessages(
+    Socket: Any,
+    BufferList: Any,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlInfoLength: int,
+    ControlInfo: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskSendMessages",
+        Socket,
+        Irp,
+        "send_messages",
+        BufferList,
+        Flags,
+        RemoteAddress,
+        ControlInfoLength,
+        ControlInfo,
+        Irp,
+    )
+
+
 # --- client-level functions ---------------------------------------------------------------------
 
 
@@ -478,6 +566,13 @@ SOCKET_FACTORIES: dict[int, SocketFactory] = {
     WSK_FLAG_CONNECTION_SOCKET: _connection_socket,
     WSK_FLAG_LISTEN_SOCKET: ListenSocket,
     WSK_FLAG_STREAM_SOCKET: _stream_socket,
+    WSK_FLAG_DATAGRAM_SOCKET: DatagramSocket,
+    WSK_FLAG_BASIC_SOCKET: BasicSocket,
+}
+#: The transports (type, protocol) each category can be made on.
+_CATEGORY_TRANSPORTS: Final = {
+    WSK_FLAG_DATAGRAM_SOCKET: ((SOCK_DGRAM, IPPROTO_UDP),),
+    WSK_FLAG_BASIC_SOCKET: ((SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP)),
 }
 _KNOWN_CATEGORIES: Final = frozenset(
     {
@@ -509,14 +604,16 @@ def _create_socket(
         return NTSTATUS.STATUS_NOT_SUPPORTED  # a category pywsk does not implement (yet)
     if family not in (AF_INET, AF_INET6):
         return NTSTATUS.STATUS_NOT_SUPPORTED
-    if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
+    transports = _CATEGORY_TRANSPORTS.get(flags, ((SOCK_STREAM, IPPROTO_TCP),))
+    if (socket_type, protocol) not in transports:
         return NTSTATUS.STATUS_NOT_SUPPORTED
+    udp = socket_type == SOCK_DGRAM
     try:
         # Non-blocking from the start (SOCK_NONBLOCK: no ioctl afterwards).
         sock = socket.socket(
             linux.linux_family(family),
-            socket.SOCK_STREAM | socket.SOCK_NONBLOCK,
-            socket.IPPROTO_TCP,
+            (socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) | socket.SOCK_NONBLOCK,
+            socket.IPPROTO_UDP if udp else socket.IPPROTO_TCP,
         )
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
@@ -678,6 +775,12 @@ def _control_client(
             ),
             WSK_TRANSPORT(
                 Version=0, SocketType=SOCK_STREAM, Protocol=IPPROTO_TCP, AddressFamily=AF_INET6
+            ),
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_DGRAM, Protocol=IPPROTO_UDP, AddressFamily=AF_INET
+            ),
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_DGRAM, Protocol=IPPROTO_UDP, AddressFamily=AF_INET6
             ),
         ]
         OutputSizeReturned.value = len(transports)
