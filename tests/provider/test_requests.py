@@ -47,7 +47,6 @@ from pywsk.wsk import (
     SOL_SOCKET,
     TCP_NODELAY,
     WSK_BUF,
-    WSK_FLAG_BASIC_SOCKET,
     WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_DRAIN,
     WSK_FLAG_NODELAY,
