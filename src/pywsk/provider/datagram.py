@@ -154,6 +154,7 @@ class DatagramSocket(ProviderSocket):
         "_registered",
         "_unreachable",
         "bound",
+        "fixed_remote",
         "recvq",
         "retained",
         "sendq",
@@ -175,6 +176,8 @@ class DatagramSocket(ProviderSocket):
         self.retained: dict[int, WSK_DATAGRAM_INDICATION] = {}
         #: SIO_WSK_SET_SENDTO_ADDRESS: the destination of sends that name none.
         self.sendto_address: tuple[Any, ...] | None = None
+        #: SIO_WSK_SET_REMOTE_ADDRESS: the fixed peer (destination, and the only source).
+        self.fixed_remote: tuple[Any, ...] | None = None
         #: An ICMP error (port unreachable) not yet reported to a receive.
         self._unreachable = False
         self._registered = False
@@ -247,8 +250,8 @@ class DatagramSocket(ProviderSocket):
         if RemoteAddress is None:
             if self.sendto_address is not None:
                 return self.sendto_address
-            with contextlib.suppress(OSError):
-                return tuple(self.sock.getpeername())  # SIO_WSK_SET_REMOTE_ADDRESS
+            if self.fixed_remote is not None:
+                return self.fixed_remote
             return NTSTATUS.STATUS_INVALID_PARAMETER
         try:
             return linux.to_linux_address(RemoteAddress, self.family)
@@ -394,17 +397,21 @@ class DatagramSocket(ProviderSocket):
         return self._pend(op)
 
     def _read_one(self) -> _Datagram | int | None:
-        """One datagram from the kernel; a status for an error; None if none is there."""
-        try:
-            data, ancdata, flags, sender = self.sock.recvmsg(_MAX_DATAGRAM, ancillary_space())
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno in _ICMP_ERRNOS:
-                self._drain_errors()
-                return NTSTATUS.STATUS_PORT_UNREACHABLE
-            return linux.status_from_errno(exc.errno)
-        return _Datagram(data, receive_control(ancdata), sender, flags)
+        """One datagram from the kernel (from the fixed peer, if one is set); a status for
+        an error; None if none is there."""
+        while True:
+            try:
+                data, ancdata, flags, sender = self.sock.recvmsg(_MAX_DATAGRAM, ancillary_space())
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                if exc.errno in _ICMP_ERRNOS:
+                    self._drain_errors()
+                    return NTSTATUS.STATUS_PORT_UNREACHABLE
+                return linux.status_from_errno(exc.errno)
+            fixed = self.fixed_remote
+            if fixed is None or tuple(sender[:2]) == tuple(fixed[:2]):
+                return _Datagram(data, receive_control(ancdata), sender, flags)
 
     def _note_unreachable(self) -> None:
         self._drain_errors()
@@ -624,14 +631,9 @@ class DatagramSocket(ProviderSocket):
                 return NTSTATUS.STATUS_INVALID_PARAMETER
         if code == SIO_WSK_SET_SENDTO_ADDRESS:
             self.sendto_address = address
-            return NTSTATUS.STATUS_SUCCESS
-        try:
-            if address is None:
-                linux.abort_keep_fd(self.sock)  # connect(AF_UNSPEC): no fixed peer
-            else:
-                self.sock.connect(address)  # the kernel then filters by source
-        except OSError as exc:
-            return linux.status_from_errno(exc.errno)
+        else:
+            # Not connect(): disconnecting a UDP socket bound to port 0 gives its port back.
+            self.fixed_remote = _canonical(address) if address is not None else None
         return NTSTATUS.STATUS_SUCCESS
 
 
@@ -667,6 +669,13 @@ def _send_status(err: int | None) -> int:
     if err == errno.EMSGSIZE:
         return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
     return linux.status_from_errno(err)
+
+
+def _canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
+    return (host, *address[1:])
 
 
 def _sockaddr(family: int) -> SOCKADDR:
