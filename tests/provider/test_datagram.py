@@ -68,10 +68,12 @@ PY_FAMILY = {AF_INET: socket.AF_INET, AF_INET6: socket.AF_INET6}
 class Dgram:
     """A bound WSK datagram socket and the calls tests make on it."""
 
-    def __init__(self, wsk: WskTestClient, family: int, host: str | None = None) -> None:
+    def __init__(
+        self, wsk: WskTestClient, family: int, host: str | None = None, sock: Any = None
+    ) -> None:
         self.wsk = wsk
         self.family = family
-        self.sock = make_datagram_socket(wsk, family)
+        self.sock = sock if sock is not None else make_datagram_socket(wsk, family)
         self.d: WSK_PROVIDER_DATAGRAM_DISPATCH = self.sock.Dispatch
         bind = wsk.call(
             "WskBind", self.d.WskBind, self.sock, sockaddr_from_tuple((host or LOOP[family], 0)), 0
@@ -82,6 +84,10 @@ class Dgram:
             wsk.call("WskGetLocalAddress", self.d.WskGetLocalAddress, self.sock, local).status == 0
         )
         self.address = local.to_tuple()
+
+    @classmethod
+    def bind_existing(cls, wsk: WskTestClient, family: int, sock: Any) -> Dgram:
+        return cls(wsk, family, None, sock)
 
     def send_to(
         self, data: bytes, to: tuple[Any, ...] | None, control: bytearray | None = None
