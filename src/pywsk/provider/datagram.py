@@ -515,7 +515,12 @@ class DatagramSocket(ProviderSocket):
             )
         status = self.invoke(WSK_EVENT_RECEIVE_FROM, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, head)
         if status == NTSTATUS.STATUS_PENDING and head is not None:
-            self.retained[id(head)] = head  # the client gives it back with WskRelease
+            # The client gives the datagrams back with WskRelease - the list, or each
+            # element on its own (as WireGuard's driver does after unlinking them).
+            element: WSK_DATAGRAM_INDICATION | None = head
+            while element is not None:
+                self.retained[id(element)] = element
+                element = element.Next
             return
         self._free(head)
         if status not in (NTSTATUS.STATUS_SUCCESS, None):
@@ -537,10 +542,17 @@ class DatagramSocket(ProviderSocket):
             head = head.Next
 
     def release(self, DataIndication: WSK_DATAGRAM_INDICATION | None) -> int:
-        """WskRelease: give back a list retained by returning STATUS_PENDING."""
-        if DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
+        """WskRelease: give back retained datagrams - ``DataIndication`` and those its
+        ``Next`` chain still links to (a client may have reused ``Next`` for its own)."""
+        if DataIndication is None or id(DataIndication) not in self.retained:
             return NTSTATUS.STATUS_INVALID_PARAMETER
-        self._free(DataIndication)
+        element: Any = DataIndication
+        while isinstance(element, WSK_DATAGRAM_INDICATION):
+            if self.retained.pop(id(element), None) is None:
+                break
+            if element.Buffer.Mdl is not None:
+                IoFreeMdl(element.Buffer.Mdl)
+            element = element.Next
         return NTSTATUS.STATUS_SUCCESS
 
     def events_allowed_now(self) -> bool:

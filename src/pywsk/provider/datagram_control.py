@@ -153,7 +153,9 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
         if cmsg_len < _DATA or offset + cmsg_len > len(raw):
             return NTSTATUS.STATUS_INVALID_PARAMETER  # a malformed CMSGHDR
         data = bytes(raw[offset + _DATA : offset + cmsg_len])
-        if (level, kind) == (IPPROTO_IP, IP_PKTINFO):
+        if not data:
+            pass  # an empty object (WireGuard's driver appends one after PKTINFO): no effect
+        elif (level, kind) == (IPPROTO_IP, IP_PKTINFO):
             if family != AF_INET or len(data) != ctypes.sizeof(IN_PKTINFO):
                 return NTSTATUS.STATUS_INVALID_PARAMETER
             info = IN_PKTINFO.from_buffer_copy(data)

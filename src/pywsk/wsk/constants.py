@@ -44,6 +44,8 @@ __all__ = [
     "IPPROTO_UDP",
     "IPV6_V6ONLY",
     "IP_PKTINFO",
+    "IP_OPTIONS",
+    "IPV6_RTHDR",
     "IPV6_PKTINFO",
     "IP_TTL",
     "IPV6_UNICAST_HOPS",
@@ -244,6 +246,7 @@ TCP_KEEPCNT: Final = 16
 TCP_KEEPINTVL: Final = 17
 
 # IP level (ws2ipdef.h)
+IP_OPTIONS: Final = 1
 IP_TTL: Final = 4
 IP_MULTICAST_IF: Final = 9
 IP_MULTICAST_TTL: Final = 10
@@ -263,6 +266,7 @@ IPV6_DROP_MEMBERSHIP: Final = 13
 IPV6_LEAVE_GROUP: Final = IPV6_DROP_MEMBERSHIP
 IPV6_PKTINFO: Final = 19
 IPV6_V6ONLY: Final = 27
+IPV6_RTHDR: Final = 32
 
 # --- receive flags (ws2def.h): WskReceiveFrom's ControlFlags, WskReceiveFromEvent's Flags ---
 MSG_TRUNC: Final = 0x0100
