@@ -56,23 +56,30 @@ from ..wsk.constants import (
     WSK_FLAG_AT_DISPATCH_LEVEL,
     WskGetOption,
     WskIoctl,
-    WskSetOption,
 )
-from ..wsk.structs import SOCKADDR, WSK_BUF, WSK_BUF_LIST, WSK_DATAGRAM_INDICATION
+from ..wsk.structs import (
+    SOCKADDR,
+    SOCKADDR_IN,
+    SOCKADDR_IN6,
+    WSK_BUF,
+    WSK_BUF_LIST,
+    WSK_DATAGRAM_INDICATION,
+)
 from . import linux
-from .base import Op, ProviderSocket, read_in, write_out
+from .base import Op, ProviderSocket, write_out
 from .datagram_control import (
-    DATAGRAM_OPTIONS,
     LINUX_IP_RECVERR,
     LINUX_IPV6_RECVERR,
     LINUX_MSG_ERRQUEUE,
-    MEMBERSHIP,
     Ancillary,
     ancillary_space,
+    canonical,
     control_bytes,
+    datagram_option,
     deliver_control,
     parse_send_control,
     receive_control,
+    send_status,
 )
 
 if TYPE_CHECKING:
@@ -344,7 +351,7 @@ class DatagramSocket(ProviderSocket):
                     self._note_unreachable()
                     retried = True
                     continue
-                return _send_status(exc.errno)
+                return send_status(exc.errno)
             retried = False
             op.transferred += sent
             op.index += 1
@@ -605,29 +612,12 @@ class DatagramSocket(ProviderSocket):
     ) -> tuple[int, int]:
         if kind == WskIoctl and code in (SIO_WSK_SET_REMOTE_ADDRESS, SIO_WSK_SET_SENDTO_ADDRESS):
             return self._set_destination(code, in_size, in_buf), 0
-        try:
-            if (level, code) in MEMBERSHIP and kind == WskSetOption:
-                linux_level, name, size, family = MEMBERSHIP[(level, code)]
-                raw = control_bytes(in_buf, in_size)
-                if self.family != family or isinstance(raw, int) or in_size != size:
-                    return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-                self.sock.setsockopt(linux_level, name, bytes(raw))
-                return NTSTATUS.STATUS_SUCCESS, 0
-            option = DATAGRAM_OPTIONS.get((level, code))
-            if option is not None and kind in (WskSetOption, WskGetOption):
-                linux_level, name, family = option
-                if family and family != self.family:
-                    return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-                if kind == WskGetOption:
-                    return write_out(out_buf, out_size, self.sock.getsockopt(linux_level, name), 4)
-                value = read_in(in_buf, in_size)
-                if value is None:
-                    return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-                self.sock.setsockopt(linux_level, name, value)
-                return NTSTATUS.STATUS_SUCCESS, 0
-        except OSError as exc:
-            return linux.status_from_errno(exc.errno), 0
-        return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
+        answer = datagram_option(self.sock, self.family, kind, code, level, in_size, in_buf)
+        if answer is None:
+            return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
+        if kind == WskGetOption and answer[0] == NTSTATUS.STATUS_SUCCESS:
+            return write_out(out_buf, out_size, answer[1], 4)
+        return answer[0], 0
 
     def _set_destination(self, code: int, in_size: int, in_buf: Any) -> int:
         """SIO_WSK_SET_REMOTE_ADDRESS (a fixed peer: the destination of sends that name
@@ -645,7 +635,7 @@ class DatagramSocket(ProviderSocket):
             self.sendto_address = address
         else:
             # Not connect(): disconnecting a UDP socket bound to port 0 gives its port back.
-            self.fixed_remote = _canonical(address) if address is not None else None
+            self.fixed_remote = canonical(address) if address is not None else None
         return NTSTATUS.STATUS_SUCCESS
 
 
@@ -675,22 +665,5 @@ class BasicSocket(ProviderSocket):
 _ICMP_ERRNOS: Final = frozenset({errno.ECONNREFUSED})
 
 
-def _send_status(err: int | None) -> int:
-    """A failed send's status; EMSGSIZE (more than the largest UDP payload) is Windows'
-    WSAEMSGSIZE, STATUS_INVALID_BUFFER_SIZE."""
-    if err == errno.EMSGSIZE:
-        return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
-    return linux.status_from_errno(err)
-
-
-def _canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
-    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
-    return (host, *address[1:])
-
-
 def _sockaddr(family: int) -> SOCKADDR:
-    from ..wsk.structs import SOCKADDR_IN, SOCKADDR_IN6
-
     return SOCKADDR_IN6() if family == AF_INET6 else SOCKADDR_IN()

@@ -19,6 +19,7 @@ What always holds: nothing is written outside the buffer and length the caller g
 from __future__ import annotations
 
 import ctypes
+import errno
 import socket
 import struct
 from typing import Any, Final
@@ -54,9 +55,16 @@ from ..wsk.constants import (
     MSG_CTRUNC,
     SO_BROADCAST,
     SOL_SOCKET,
+    WskGetOption,
+    WskSetOption,
 )
+from . import linux
+from .base import read_in
 
 __all__ = [
+    "canonical",
+    "datagram_option",
+    "send_status",
     "LINUX_IPV6_RECVERR",
     "LINUX_IP_RECVERR",
     "LINUX_MSG_ERRQUEUE",
@@ -225,3 +233,47 @@ def deliver_control(control: bytes, ControlLength: Any, ControlInfo: Any) -> int
         offset += step
     ControlLength.value = written
     return truncated
+
+
+def datagram_option(
+    sock: socket.socket, family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any
+) -> tuple[int, int] | None:
+    """A datagram option of WskControlSocket: (status, value got), or None if it is not one."""
+    try:
+        if (level, code) in MEMBERSHIP and kind == WskSetOption:
+            linux_level, name, size, needs = MEMBERSHIP[(level, code)]
+            raw = control_bytes(in_buf, in_size)
+            if family != needs or isinstance(raw, int) or in_size != size:
+                return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+            sock.setsockopt(linux_level, name, bytes(raw))
+            return NTSTATUS.STATUS_SUCCESS, 0
+        option = DATAGRAM_OPTIONS.get((level, code))
+        if option is None or kind not in (WskSetOption, WskGetOption):
+            return None
+        linux_level, name, needs = option
+        if needs and needs != family:
+            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+        if kind == WskGetOption:
+            return NTSTATUS.STATUS_SUCCESS, sock.getsockopt(linux_level, name)
+        value = read_in(in_buf, in_size)
+        if value is None:
+            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+        sock.setsockopt(linux_level, name, value)
+        return NTSTATUS.STATUS_SUCCESS, 0
+    except OSError as exc:
+        return linux.status_from_errno(exc.errno), 0
+
+
+def send_status(err: int | None) -> int:
+    """A failed send's status; EMSGSIZE (more than the largest UDP payload) is Windows'
+    WSAEMSGSIZE, STATUS_INVALID_BUFFER_SIZE."""
+    if err == errno.EMSGSIZE:
+        return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
+    return linux.status_from_errno(err)
+
+
+def canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
+    return (host, *address[1:])
