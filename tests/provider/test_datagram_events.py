@@ -253,3 +253,78 @@ def test_bad_input_completes_the_irp_and_spares_other_sockets(wsk: WskTestClient
     victim.close()
     bystander.close()
     peer.close()
+
+
+def test_each_retained_element_can_be_released_on_its_own(wsk: WskTestClient) -> None:
+    events = Indications(answer=STATUS_PENDING)
+    dgram = event_socket(wsk, AF_INET, events)
+    peer = udp_peer(AF_INET)
+    for n in range(5):
+        peer.sendto(b"%d" % n, dgram.address[:2])  # queued before enabling: one list
+    assert enable(wsk, dgram) == STATUS_SUCCESS
+    events.wait_for(5)
+    elements = []
+    for head in events.lists:
+        element: WSK_DATAGRAM_INDICATION | None = head
+        while element is not None:
+            elements.append(element)
+            element = element.Next
+    for element in elements:
+        element.Next = None  # unlinked by the client, as a driver that queues them does
+    for element in reversed(elements):
+        assert dgram.d.WskRelease(dgram.sock, element) == STATUS_SUCCESS
+    assert dgram.d.WskRelease(dgram.sock, elements[0]) == STATUS_INVALID_PARAMETER
+    assert dgram.close().status == STATUS_SUCCESS
+    peer.close()
+
+
+def test_an_empty_control_object_after_pktinfo_is_accepted(wsk: WskTestClient) -> None:
+    from pywsk.wsk import IP_OPTIONS, IPPROTO_IP
+
+    dgram = Dgram(wsk, AF_INET, "0.0.0.0")
+    peer = udp_peer(AF_INET)
+    control = pktinfo(AF_INET, "127.0.0.4") + bytearray(WSA_CMSG_SPACE(0))
+    empty = CMSGHDR(control, WSA_CMSG_SPACE(8))
+    empty.cmsg_len, empty.cmsg_level, empty.cmsg_type = WSA_CMSG_LEN(0), IPPROTO_IP, IP_OPTIONS
+    assert dgram.send_to(b"x", peer.getsockname(), control).status == STATUS_SUCCESS
+    assert peer.recvfrom(10)[1] == ("127.0.0.4", dgram.address[1])
+    dgram.close()
+    peer.close()
+
+
+def test_multicast_membership_and_fixed_addresses_before_bind(wsk: WskTestClient) -> None:
+    from pywsk.nt import STATUS_INVALID_DEVICE_STATE
+    from pywsk.wsk import (
+        IP_ADD_MEMBERSHIP,
+        IP_DROP_MEMBERSHIP,
+        IP_MREQ,
+        IPPROTO_IP,
+        SIO_WSK_SET_REMOTE_ADDRESS,
+        WskIoctl,
+        WskSetOption,
+    )
+
+    sock = make_datagram_socket(wsk, AF_INET)
+    d = sock.Dispatch
+    early = wsk.call(
+        "WskControlSocket", d.WskControlSocket, sock, WskIoctl, SIO_WSK_SET_REMOTE_ADDRESS, 0,
+        16, sockaddr_from_tuple(("127.0.0.1", 9)), 0, None, None,
+    )  # fmt: skip
+    assert early.status == STATUS_INVALID_DEVICE_STATE
+    assert wsk.close_socket(sock).status == STATUS_SUCCESS
+    dgram = Dgram(wsk, AF_INET, "0.0.0.0")
+    request = IP_MREQ()
+    request.imr_multiaddr[:] = socket.inet_aton("239.1.2.3")
+    request.imr_interface[:] = socket.inet_aton("127.0.0.1")
+
+    def membership(code: int, size: int = 8) -> int | None:
+        return wsk.call(
+            "WskControlSocket", dgram.d.WskControlSocket, dgram.sock, WskSetOption, code,
+            IPPROTO_IP, size, request, 0, None, None,
+        ).status  # fmt: skip
+
+    assert membership(IP_ADD_MEMBERSHIP) == STATUS_SUCCESS
+    assert membership(IP_DROP_MEMBERSHIP) == STATUS_SUCCESS
+    assert membership(IP_DROP_MEMBERSHIP) != STATUS_SUCCESS  # not a member any more
+    assert membership(IP_ADD_MEMBERSHIP, 4) == STATUS_INVALID_PARAMETER
+    dgram.close()
