@@ -456,14 +456,77 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     return subsystem.engine.locked(Socket.lock, run)
 
 
-def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskConnectEx", Socket, Irp, "unsupported", Irp)
+def _WskConnectEx(
+    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF | None, Flags: int, Irp: IRP
+) -> int:
+    """WskConnect, then (if ``Buffer``) a send of it; the IRP completes with the send."""
+    if Buffer is None:
+        return _socket_call("WskConnectEx", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+    precheck = None
+    if hooks.observer is not None:
+        precheck = functools.partial(_socket_precheck, "WskConnectEx", Socket, Irp, "connect")
+    return _enter(
+        "WskConnectEx", Irp, _connect_ex, Socket, RemoteAddress, Buffer, Flags, Irp,
+        precheck=precheck,
+    )  # fmt: skip
+
+
+def _connect_ex(Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+    if _of_another_category(Socket, "send"):
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_DEVICE_REQUEST)
+    if not _socket_is_live(Socket, "send"):
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+    result: int = subsystem.engine.locked(
+        Socket.lock, _connect_then_send, Socket, RemoteAddress, Buffer, Flags, Irp
+    )
+    return result
+
+
+def _connect_then_send(
+    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP
+) -> int:
+    """WskConnectEx with data, under the socket's lock: connect on an internal IRP, then
+    send ``Buffer`` on the client's IRP once connected (inline or from the completion)."""
+    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoMarkIrpPending, IoSetCompletionRoutine
+
+    if Socket.closed:
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+
+    connect_irp = IoAllocateIrp(1, False)
+    if connect_irp is None:
+        return _completed(Irp, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
+    pending = [False]
+
+    def connected(_device: Any, irp: IRP, _context: Any) -> int:
+        final = irp.IoStatus.Status
+        IoFreeIrp(irp)
+        if pending[0]:
+            if final == NTSTATUS.STATUS_SUCCESS:
+                subsystem.engine.locked(Socket.lock, Socket.send, Buffer, 0, Irp)
+            else:
+                subsystem.engine.complete(Irp, final)
+        return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
+
+    IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
+    begin_request(connect_irp, "WskConnectEx")
+    status = Socket.connect(RemoteAddress, Flags, connect_irp)
+    if status == NTSTATUS.STATUS_PENDING:
+        pending[0] = True
+        IoMarkIrpPending(Irp)
+        return NTSTATUS.STATUS_PENDING
+    if status != NTSTATUS.STATUS_SUCCESS:
+        return _completed(Irp, status)
+    result: int = Socket.send(Buffer, 0, Irp)
+    return result
 
 
 def _WskSendEx(
     Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
 ) -> int:
-    return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
+    """WskSend with control information: none is supported on a stream (TCP) socket."""
+    if ControlInfoLength:
+        return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
+    return _socket_call("WskSendEx", Socket, Irp, "send", Buffer, Flags, Irp)
 
 
 def _WskReceiveEx(
@@ -475,7 +538,11 @@ def _WskReceiveEx(
     ControlFlags: Any,
     Irp: IRP,
 ) -> int:
-    return _socket_call("WskReceiveEx", Socket, Irp, "unsupported", Irp)
+    """WskReceive with control information: TCP data carries none (length and flags 0)."""
+    for box in (ControlInfoLength, ControlFlags):
+        if box is not None and hasattr(box, "value"):
+            box.value = 0
+    return _socket_call("WskReceiveEx", Socket, Irp, "receive", Buffer, Flags, Irp)
 
 
 # --- datagram sockets ----------------------------------------------------------------------------
