@@ -328,3 +328,27 @@ def test_multicast_membership_and_fixed_addresses_before_bind(wsk: WskTestClient
     assert membership(IP_DROP_MEMBERSHIP) != STATUS_SUCCESS  # not a member any more
     assert membership(IP_ADD_MEMBERSHIP, 4) == STATUS_INVALID_PARAMETER
     dgram.close()
+
+
+def test_a_static_event_stays_on_after_data_not_accepted() -> None:
+    with WskTestClient() as wsk:
+        control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, WSK_EVENT_RECEIVE_FROM)
+        assert wsk.provider.Dispatch is not None
+        status = wsk.provider.Dispatch.WskControlClient(
+            wsk.provider.Client, WSK_SET_STATIC_EVENT_CALLBACKS, 0, control, 0, None, None, None
+        )
+        assert status == STATUS_SUCCESS
+        events = Indications(answer=STATUS_DATA_NOT_ACCEPTED)
+        dgram = event_socket(wsk, AF_INET, events)
+        peer = udp_peer(AF_INET)
+        peer.sendto(b"one", dgram.address[:2])
+        events.wait_for(1)
+        peer.sendto(b"two", dgram.address[:2])
+        events.wait_for(2)  # still enabled: the next datagram is offered too
+        assert [d for d, _ in events.datagrams] == [b"one", b"two"]  # each offered once
+        for expected in (b"one", b"two"):  # refused datagrams wait for WskReceiveFrom
+            request, pool, _out = dgram.receive_from(100)
+            request.wait(WAIT)
+            assert bytes(pool[: request.information]) == expected
+        assert dgram.close().status == STATUS_SUCCESS
+        peer.close()

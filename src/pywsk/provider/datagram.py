@@ -486,14 +486,16 @@ class DatagramSocket(ProviderSocket):
 
     def _indicate(self) -> None:
         """Read what the kernel holds and offer it, a batch per call (provider thread)."""
+        # Datagrams an indication refused (``_held``) wait for WskReceiveFrom: offering them
+        # again could loop for ever with a static event the client keeps refusing.
         while self._indicating():
             batch: list[_Datagram] = []
             while len(batch) < INDICATION_BATCH:
-                got = self._held.pop(0) if self._held else self._read_one()
-                if got is None:
-                    break
-                if isinstance(got, int):
+                got = self._read_one()
+                if got == NTSTATUS.STATUS_PORT_UNREACHABLE:
                     continue  # an ICMP error has no place in an indication: dropped
+                if got is None or isinstance(got, int):
+                    break
                 batch.append(got)
             if not batch:
                 return
