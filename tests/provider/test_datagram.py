@@ -143,17 +143,23 @@ class Dgram:
 
 
 def make_datagram_socket(
-    wsk: WskTestClient, family: int, context: Any = None, dispatch: Any = None
+    wsk: WskTestClient,
+    family: int,
+    context: Any = None,
+    dispatch: Any = None,
+    transport: tuple[int, int, int] = (SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET),
 ) -> Any:
+    """WskSocket of ``transport`` (type, protocol, category): a datagram socket by default."""
     assert wsk.provider.Dispatch is not None
+    kind, protocol, category = transport
     made = wsk.call(
         "WskSocket",
         wsk.provider.Dispatch.WskSocket,
         wsk.provider.Client,
         family,
-        SOCK_DGRAM,
-        IPPROTO_UDP,
-        WSK_FLAG_DATAGRAM_SOCKET,
+        kind,
+        protocol,
+        category,
         context,
         dispatch,
         None,
@@ -449,24 +455,8 @@ def test_calls_before_bind(wsk: WskTestClient) -> None:
 
 
 def test_basic_socket_has_control_and_close_only(wsk: WskTestClient) -> None:
-    assert wsk.provider.Dispatch is not None
     for kind, proto in ((SOCK_DGRAM, IPPROTO_UDP), (1, 6)):
-        made = wsk.call(
-            "WskSocket",
-            wsk.provider.Dispatch.WskSocket,
-            wsk.provider.Client,
-            AF_INET,
-            kind,
-            proto,
-            WSK_FLAG_BASIC_SOCKET,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-        assert made.status == STATUS_SUCCESS
-        sock = made.information
+        sock = make_datagram_socket(wsk, AF_INET, transport=(kind, proto, WSK_FLAG_BASIC_SOCKET))
         assert isinstance(sock.Dispatch, WSK_PROVIDER_BASIC_DISPATCH)
         box = PULONG(0)
         status = sock.Dispatch.WskControlSocket(

@@ -88,6 +88,18 @@ def enable(wsk: WskTestClient, dgram: Dgram, mask: int = WSK_EVENT_RECEIVE_FROM)
     return status
 
 
+def static_client() -> WskTestClient:
+    """A fresh client with WskReceiveFromEvent enabled statically (before any socket)."""
+    wsk = WskTestClient()
+    control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, WSK_EVENT_RECEIVE_FROM)
+    assert wsk.provider.Dispatch is not None
+    status = wsk.provider.Dispatch.WskControlClient(
+        wsk.provider.Client, WSK_SET_STATIC_EVENT_CALLBACKS, 0, control, 0, None, None, None
+    )
+    assert status == STATUS_SUCCESS
+    return wsk
+
+
 def event_socket(wsk: WskTestClient, family: int, events: Indications) -> Dgram:
     dispatch = WSK_CLIENT_DATAGRAM_DISPATCH(WskReceiveFromEvent=events)
     sock = make_datagram_socket(wsk, family, context="ctx", dispatch=dispatch)
@@ -153,13 +165,7 @@ def test_data_not_accepted_disables_the_event_and_keeps_the_datagram(
 
 
 def test_static_receive_from_event() -> None:
-    with WskTestClient() as wsk:
-        control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, WSK_EVENT_RECEIVE_FROM)
-        assert wsk.provider.Dispatch is not None
-        status = wsk.provider.Dispatch.WskControlClient(
-            wsk.provider.Client, WSK_SET_STATIC_EVENT_CALLBACKS, 0, control, 0, None, None, None
-        )
-        assert status == STATUS_SUCCESS
+    with static_client() as wsk:
         events = Indications()
         dgram = event_socket(wsk, AF_INET, events)
         peer = udp_peer(AF_INET)
@@ -331,13 +337,7 @@ def test_multicast_membership_and_fixed_addresses_before_bind(wsk: WskTestClient
 
 
 def test_a_static_event_stays_on_after_data_not_accepted() -> None:
-    with WskTestClient() as wsk:
-        control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, WSK_EVENT_RECEIVE_FROM)
-        assert wsk.provider.Dispatch is not None
-        status = wsk.provider.Dispatch.WskControlClient(
-            wsk.provider.Client, WSK_SET_STATIC_EVENT_CALLBACKS, 0, control, 0, None, None, None
-        )
-        assert status == STATUS_SUCCESS
+    with static_client() as wsk:
         events = Indications(answer=STATUS_DATA_NOT_ACCEPTED)
         dgram = event_socket(wsk, AF_INET, events)
         peer = udp_peer(AF_INET)
