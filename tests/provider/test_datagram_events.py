@@ -13,7 +13,7 @@ from test_datagram import WAIT, Dgram, make_datagram_socket, pktinfo, udp_peer
 from pywsk.nt import (
     DISPATCH_LEVEL,
     STATUS_DATA_NOT_ACCEPTED,
-    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_HANDLE,
     STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED,
     STATUS_PENDING,
@@ -243,10 +243,10 @@ def test_bad_input_completes_the_irp_and_spares_other_sockets(wsk: WskTestClient
     # A datagram call on a connection socket, and a connection call on a datagram socket.
     conn = wsk.socket(AF_INET).information
     refused = wsk.call("WskSendTo", d.WskSendTo, conn, good, 0, sockaddr_from_tuple(to), 0, None)
-    assert refused.status == STATUS_INVALID_DEVICE_REQUEST
+    assert refused.status == STATUS_INVALID_HANDLE
     from pywsk.provider.client import _WskSend
 
-    assert wsk.call("WskSend", _WskSend, s, good, 0).status == STATUS_INVALID_DEVICE_REQUEST
+    assert wsk.call("WskSend", _WskSend, s, good, 0).status == STATUS_INVALID_HANDLE
     assert wsk.close_socket(conn).status == STATUS_SUCCESS
     # The victim still works, and the bystander's pending receive was never touched.
     assert send_to(good, sockaddr_from_tuple(to)) == STATUS_SUCCESS

@@ -284,9 +284,7 @@ def _socket_precheck(name: str, Socket: Any, Irp: IRP | None, method: str) -> No
     if observer is None:
         return
     observer.event("socket-call", Socket, function=name, irp=Irp)
-    if _of_another_category(Socket, method):
-        observer.event("wsk-call-wrong-category", Socket, function=name)
-    elif not _socket_is_live(Socket, method):
+    if not _socket_is_live(Socket, method):
         observer.event("wsk-call-on-closed-socket", Socket, function=name)
     elif method == "close":
         if Socket.calls_inside:
@@ -296,15 +294,7 @@ def _socket_precheck(name: str, Socket: Any, Irp: IRP | None, method: str) -> No
             observer.event("close-with-retained-indications", Socket, count=len(retained))
 
 
-def _of_another_category(Socket: Any, method: str) -> bool:
-    """A live socket whose category has no such function (a datagram call on a connection
-    socket, or the reverse)."""
-    return isinstance(Socket, ProviderSocket) and not Socket.closed and not hasattr(Socket, method)
-
-
 def _run_socket_method(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
-    if _of_another_category(Socket, method):
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_DEVICE_REQUEST)
     if not _socket_is_live(Socket, method):
         return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
     engine = subsystem.engine
@@ -472,8 +462,6 @@ def _WskConnectEx(
 
 
 def _connect_ex(Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    if _of_another_category(Socket, "send"):
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_DEVICE_REQUEST)
     if not _socket_is_live(Socket, "send"):
         return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
     result: int = subsystem.engine.locked(
