@@ -28,12 +28,16 @@ from pywsk.wsk import (
     CMSGHDR,
     IN6_PKTINFO,
     IN_PKTINFO,
+    IP_ECN,
     IP_PKTINFO,
+    IP_RECVECN,
     IP_TTL,
     IPPROTO_IP,
     IPPROTO_IPV6,
     IPPROTO_UDP,
+    IPV6_ECN,
     IPV6_PKTINFO,
+    IPV6_RECVECN,
     IPV6_UNICAST_HOPS,
     MSG_CTRUNC,
     MSG_TRUNC,
@@ -465,3 +469,40 @@ def test_basic_socket_has_control_and_close_only(wsk: WskTestClient) -> None:
         assert status == STATUS_SUCCESS
         assert box.value > 0
         assert wsk.close_socket(sock).status == STATUS_SUCCESS
+
+
+def ecn_control(family: int, codepoint: int) -> bytearray:
+    control = bytearray(WSA_CMSG_SPACE(4))
+    header = CMSGHDR(control)
+    header.cmsg_len = WSA_CMSG_LEN(4)
+    header.cmsg_level = IPPROTO_IP if family == AF_INET else IPPROTO_IPV6
+    header.cmsg_type = IP_ECN if family == AF_INET else IPV6_ECN
+    WSA_CMSG_DATA(header)[:4] = codepoint.to_bytes(4, "little")
+    return control
+
+
+def test_ecn_codepoints_both_ways(dgram: Dgram, family: int) -> None:
+    peer = udp_peer(family)
+    if family == AF_INET:
+        peer.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        peer.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x02)  # ECT(0)
+        level, receive_option, kind = IPPROTO_IP, IP_RECVECN, IP_ECN
+    else:
+        peer.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+        peer.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x02)
+        level, receive_option, kind = IPPROTO_IPV6, IPV6_RECVECN, IPV6_ECN
+    assert dgram.option(WskSetOption, level, receive_option, 1).status == STATUS_SUCCESS
+    request, _pool, out = dgram.receive_from(10, control=64)
+    peer.sendto(b"ecn", dgram.address[:2])
+    request.wait(WAIT)
+    header = CMSGHDR(out["control"])
+    assert (header.cmsg_level, header.cmsg_type) == (level, kind)
+    assert int.from_bytes(WSA_CMSG_DATA(header)[:4], "little") == 2
+    # Sending with a codepoint (CE, 3): the peer sees it in the TOS / traffic class.
+    assert dgram.send_to(b"ce", peer.getsockname(), ecn_control(family, 3)).status == 0
+    _data, ancillary, _flags, _source = peer.recvmsg(10, 64)
+    assert [data[0] & 3 for _level, _kind, data in ancillary] == [3]
+    assert dgram.send_to(b"?", peer.getsockname(), ecn_control(family, 4)).status == (
+        STATUS_INVALID_PARAMETER
+    )
+    peer.close()

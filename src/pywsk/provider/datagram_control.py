@@ -5,7 +5,8 @@ buffer (CMSGHDR objects in Windows layout, :mod:`pywsk.wsk.cmsg`) into the ancil
 ``sendmsg`` takes: IN_PKTINFO becomes Linux's ``in_pktinfo`` (its address is the source,
 ``ipi_spec_dst``), IN6_PKTINFO ``in6_pktinfo``.  :func:`receive_control` turns the
 ancillary data ``recvmsg`` returned into Windows layout (the datagram's destination in
-IN_PKTINFO / IN6_PKTINFO).  :data:`DATAGRAM_OPTIONS` maps the datagram options of
+IN_PKTINFO / IN6_PKTINFO; the ECN codepoint in IP_ECN / IPV6_ECN, from the TOS / traffic
+class Linux reports).  :data:`DATAGRAM_OPTIONS` maps the datagram options of
 WskControlSocket to Linux.
 
 What it refuses: a ControlInfoLength beyond the buffer, a header whose cmsg_len is shorter
@@ -38,19 +39,23 @@ from ..wsk.constants import (
     AF_INET6,
     IP_ADD_MEMBERSHIP,
     IP_DROP_MEMBERSHIP,
+    IP_ECN,
     IP_MULTICAST_IF,
     IP_MULTICAST_LOOP,
     IP_MULTICAST_TTL,
     IP_PKTINFO,
+    IP_RECVECN,
     IP_TTL,
     IPPROTO_IP,
     IPPROTO_IPV6,
     IPV6_ADD_MEMBERSHIP,
     IPV6_DROP_MEMBERSHIP,
+    IPV6_ECN,
     IPV6_MULTICAST_HOPS,
     IPV6_MULTICAST_IF,
     IPV6_MULTICAST_LOOP,
     IPV6_PKTINFO,
+    IPV6_RECVECN,
     IPV6_UNICAST_HOPS,
     MSG_CTRUNC,
     SO_BROADCAST,
@@ -94,6 +99,9 @@ DATAGRAM_OPTIONS: Final[dict[tuple[int, int], tuple[int, int, int]]] = {
     (IPPROTO_IP, IP_MULTICAST_TTL): (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, AF_INET),
     (IPPROTO_IP, IP_MULTICAST_LOOP): (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, AF_INET),
     (IPPROTO_IP, IP_PKTINFO): (socket.IPPROTO_IP, LINUX_IP_PKTINFO, 0),
+    # ECN: Linux reports the whole TOS / traffic class; the provider keeps its ECN bits.
+    (IPPROTO_IP, IP_RECVECN): (socket.IPPROTO_IP, socket.IP_RECVTOS, 0),
+    (IPPROTO_IPV6, IPV6_RECVECN): (socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, AF_INET6),
     (IPPROTO_IPV6, IPV6_UNICAST_HOPS): (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, AF_INET6),
     (IPPROTO_IPV6, IPV6_MULTICAST_HOPS): (
         socket.IPPROTO_IPV6,
@@ -177,6 +185,14 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
             info6 = IN6_PKTINFO.from_buffer_copy(data)
             linux = bytes(info6.ipi6_addr) + struct.pack("=i", info6.ipi6_ifindex)
             out.append((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, linux))
+        elif (level, kind) in ((IPPROTO_IP, IP_ECN), (IPPROTO_IPV6, IPV6_ECN)):
+            # An INT codepoint (0..3) -> Linux IP_TOS / IPV6_TCLASS (the ECN bits only).
+            if len(data) != 4 or not 0 <= int.from_bytes(data, "little") <= 3:
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            if (level == IPPROTO_IP) != (family == AF_INET):
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            linux_kind = socket.IP_TOS if level == IPPROTO_IP else socket.IPV6_TCLASS
+            out.append((level, linux_kind, struct.pack("=i", int.from_bytes(data, "little"))))
         else:
             return NTSTATUS.STATUS_NOT_SUPPORTED
         offset += WSA_CMSGHDR_ALIGN(cmsg_len)
@@ -185,7 +201,7 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
 
 def ancillary_space() -> int:
     """Room for the ancillary data a datagram can carry here (both PKTINFO kinds)."""
-    return socket.CMSG_SPACE(12) + socket.CMSG_SPACE(20)
+    return socket.CMSG_SPACE(12) + socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(4)
 
 
 def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
@@ -200,6 +216,11 @@ def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
             (ifindex,) = struct.unpack_from("=i", data, 16)
             body = bytes(IN6_PKTINFO((ctypes.c_ubyte * 16)(*data[:16]), ifindex))
             out += _object(IPPROTO_IPV6, IPV6_PKTINFO, body)
+        elif (level, kind) == (socket.IPPROTO_IP, socket.IP_TOS) and data:
+            out += _object(IPPROTO_IP, IP_ECN, struct.pack("<i", data[0] & 3))
+        elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_TCLASS) and len(data) >= 4:
+            (tclass,) = struct.unpack_from("=i", data)
+            out += _object(IPPROTO_IPV6, IPV6_ECN, struct.pack("<i", tclass & 3))
     return bytes(out)
 
 

@@ -45,6 +45,10 @@ __all__ = [
     "IPV6_V6ONLY",
     "IP_PKTINFO",
     "IP_OPTIONS",
+    "IP_ECN",
+    "IP_RECVECN",
+    "IPV6_ECN",
+    "IPV6_RECVECN",
     "IPV6_RTHDR",
     "IPV6_PKTINFO",
     "IP_TTL",
@@ -254,6 +258,8 @@ IP_MULTICAST_LOOP: Final = 11
 IP_ADD_MEMBERSHIP: Final = 12
 IP_DROP_MEMBERSHIP: Final = 13
 IP_PKTINFO: Final = 19
+IP_ECN: Final = 50
+IP_RECVECN: Final = 50
 
 # IPv6 level (ws2ipdef.h)
 IPV6_UNICAST_HOPS: Final = 4
@@ -267,6 +273,8 @@ IPV6_LEAVE_GROUP: Final = IPV6_DROP_MEMBERSHIP
 IPV6_PKTINFO: Final = 19
 IPV6_V6ONLY: Final = 27
 IPV6_RTHDR: Final = 32
+IPV6_ECN: Final = 50
+IPV6_RECVECN: Final = 50
 
 # --- receive flags (ws2def.h): WskReceiveFrom's ControlFlags, WskReceiveFromEvent's Flags ---
 MSG_TRUNC: Final = 0x0100
