@@ -503,11 +503,12 @@ class DatagramSocket(ProviderSocket):
 
     def _offer(self, batch: list[_Datagram]) -> None:
         head: WSK_DATAGRAM_INDICATION | None = None
+        elements: list[WSK_DATAGRAM_INDICATION] = []
         for datagram in reversed(batch):
             data = bytearray(datagram.data)  # the client's own until it returns or releases
             mdl = IoAllocateMdl(data, max(len(data), 1), False, False, None)
             if mdl is None:
-                self._free(head)
+                self._free(elements)
                 self._hold(batch)
                 return
             MmBuildMdlForNonPagedPool(mdl)
@@ -516,22 +517,19 @@ class DatagramSocket(ProviderSocket):
                 linux.from_linux_address(sender, self.sock.family, datagram.sender)
             control = datagram.control or None
             head = WSK_DATAGRAM_INDICATION(
-                head,
-                WSK_BUF(mdl, 0, len(data)),
-                control,
-                len(datagram.control),
-                sender,
+                head, WSK_BUF(mdl, 0, len(data)), control, len(datagram.control), sender
             )
+            elements.append(head)
+        # Retained from the start: the client may hand an element to another thread inside
+        # the callback, and that thread may WskRelease it before the callback returns.  Any
+        # element, on its own or as a list, can be given back (as WireGuard's driver does
+        # after unlinking them).
+        for element in elements:
+            self.retained[id(element)] = element
         status = self.invoke(WSK_EVENT_RECEIVE_FROM, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, head)
-        if status == NTSTATUS.STATUS_PENDING and head is not None:
-            # The client gives the datagrams back with WskRelease - the list, or each
-            # element on its own (as WireGuard's driver does after unlinking them).
-            element: WSK_DATAGRAM_INDICATION | None = head
-            while element is not None:
-                self.retained[id(element)] = element
-                element = element.Next
+        if status == NTSTATUS.STATUS_PENDING:
             return
-        self._free(head)
+        self._free([e for e in elements if self.retained.pop(id(e), None) is not None])
         if status not in (NTSTATUS.STATUS_SUCCESS, None):
             # STATUS_DATA_NOT_ACCEPTED: keep the datagrams for WskReceiveFrom; an event
             # enabled with SO_WSK_EVENT_CALLBACK is now disabled (a static one stays on).
@@ -544,11 +542,10 @@ class DatagramSocket(ProviderSocket):
         self._held.extend(batch[: max(room, 0)])
 
     @staticmethod
-    def _free(head: WSK_DATAGRAM_INDICATION | None) -> None:
-        while head is not None:
-            if head.Buffer.Mdl is not None:
-                IoFreeMdl(head.Buffer.Mdl)
-            head = head.Next
+    def _free(elements: list[WSK_DATAGRAM_INDICATION]) -> None:
+        for element in elements:
+            if element.Buffer.Mdl is not None:
+                IoFreeMdl(element.Buffer.Mdl)
 
     def release(self, DataIndication: WSK_DATAGRAM_INDICATION | None) -> int:
         """WskRelease: give back retained datagrams - ``DataIndication`` and those its
