@@ -84,11 +84,24 @@ PAIRINGS: dict[str, Pairing] = {
         "fin",
         2,
     ),
-    "echo-graceful-irp/abortive-mid-transfer": Pairing(
-        ("--mode", "echo", "--accept", "irp"),
-        ("-s", "abortive-mid-transfer", "--send", "hi", "--await-reply", "--size", "4MiB"),
+    # A server that stops reading: the transfer is still in progress at the abort (an echo
+    # server keeps up with 4 MiB, which makes the scenario inconclusive).
+    "sink-stall-irp/abortive-mid-transfer": Pairing(
+        (
+            "--mode",
+            "sink",
+            "--disconnect",
+            "stall",
+            "--after",
+            "0",
+            "--accept",
+            "irp",
+            "--linger",
+            "1",
+        ),
+        ("-s", "abortive-mid-transfer", "--size", "64MiB"),
         "none",
-        "rst",
+        ("rst", "none"),
     ),
     "sink-half-open/wait-for-peer": Pairing(
         ("--mode", "sink", "--disconnect", "half-open", "--after", "0"),

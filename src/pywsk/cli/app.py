@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,40 @@ from rich.progress import (
 from .render import console, err_console, print_json, print_report, print_summary, reports_json
 from .timeline import Report
 
-__all__ = ["EXIT_DEVIATION", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli", "main"]
+__all__ = [
+    "EXIT_DEVIATION",
+    "EXIT_DISAGREES",
+    "EXIT_INCONCLUSIVE",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "cli",
+    "exit_status",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_DEVIATION = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_INCONCLUSIVE = 4
+EXIT_DISAGREES = 5
+EXIT_INTERRUPTED = 130
+
+
+def exit_status(reports: Sequence[Report]) -> int:
+    """The worst outcome decides: 5 a report disagrees with the wire, 1 a deviation (or an
+    --expect that did not hold), 4 inconclusive (a precondition did not happen), 0 OK."""
+    outcomes = {r.outcome for r in reports}
+    for outcome, status in (
+        ("disagrees", EXIT_DISAGREES),
+        ("deviation", EXIT_DEVIATION),
+        ("inconclusive", EXIT_INCONCLUSIVE),
+    ):
+        if outcome in outcomes:
+            return status
+    return EXIT_OK
+
 
 WIRE_HELP = (
     "Where the wire facts come from: 'capture' (tcpdump; needs root), 'state' (our "
@@ -89,7 +119,7 @@ def finish(reports: Sequence[Report], as_json: bool, diagram: str | None, title:
         print_json(reports_json(reports))
     elif diagram:
         err_console().print(f"diagram written to {diagram}")
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_DEVIATION
+    return exit_status(reports)
 
 
 # --- the group -----------------------------------------------------------------------------------
@@ -107,7 +137,9 @@ def cli() -> None:
     pywsk probe HOST:PORT      disconnect from any TCP server and see what it does
     pywsk serve                a WSK server with a chosen disconnect behaviour
 
-    Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable.
+    Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable,
+    4 inconclusive (a scenario's precondition did not happen), 5 a report disagrees with
+    the packet capture.
     """
 
 
@@ -287,6 +319,51 @@ class Seconds(click.FloatRange):
 SECONDS = Seconds()
 
 
+def http_request(spec: str, host: str, port: int) -> bytes:
+    """``'GET /path'`` -> an HTTP/1.1 request with Host and ``Connection: close``."""
+    parts = spec.split()
+    if len(parts) != 2 or not parts[1].startswith("/") or not parts[0].isalpha():
+        raise click.BadParameter(f"{spec!r} is not 'METHOD /PATH'", param_hint="'--http'")
+    authority = f"[{host}]" if ":" in host else host
+    return (
+        f"{parts[0].upper()} {parts[1]} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
+        "User-Agent: pywsk-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+@contextlib.contextmanager
+def transfer_progress(
+    wanted: bool | None,
+) -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A transfer display on stderr (rich.progress): bytes sent and received, with rates.
+    On when ``wanted``; by default only when stderr is a terminal."""
+    if not (wanted if wanted is not None else sys.stderr.isatty()):
+        yield None
+        return
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def update(what: str, done: int, total: int | None) -> None:
+        with lock:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+    with bar:
+        yield update
+
+
 def decode_text(text: str) -> bytes:
     """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
     try:
@@ -324,11 +401,19 @@ def _probe_names() -> list[str]:
 )
 @click.option(
     "--send-file",
-    type=click.File("rb"),
-    help="Send the contents of this file first.",
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="Send the contents of this file first (streamed).",
 )
 @click.option(
-    "--send-size", type=Size(), help="Send this many bytes of a pattern first (64k, 4MiB)."
+    "--send-size",
+    type=Size(),
+    help="Send this many bytes of a pattern first (64k, 4MiB, 1GiB; streamed, 1 MiB a call).",
+)
+@click.option(
+    "--http",
+    metavar="'METHOD /PATH'",
+    help="Send this HTTP/1.1 request (Host, Connection: close) and parse the reply: status,"
+    " headers, Content-Length or chunked; a truncated body is a deviation.",
 )
 @click.option(
     "--timeout",
@@ -370,7 +455,30 @@ def _probe_names() -> list[str]:
     type=click.Choice(["any", "fin", "rst", "none"]),
     default="any",
     show_default=True,
-    help="How the server should end the connection; exit 1 if it does not.",
+    help="How the server should end the connection, on its own or in answer to the "
+    "scenario's disconnect; exit 1 if it does not (an end our clean-up caused never counts).",
+)
+@click.option(
+    "--expect-bytes",
+    type=Size(),
+    metavar="SIZE",
+    help="How many bytes the server should send; a short or long reply is a deviation.",
+)
+@click.option(
+    "--show-data",
+    is_flag=True,
+    help="Show the first bytes of the reply (and HTTP header values); hidden by default.",
+)
+@click.option(
+    "--pcap",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Keep the packet capture in FILE (pcap, for Wireshark; needs root and tcpdump).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="A progress display on stderr (default: only when stderr is a terminal).",
 )
 @click.option(
     "--wire",
@@ -391,14 +499,19 @@ def probe(
     target: tuple[str, int] | None,
     scenarios: tuple[str, ...],
     send_text: str | None,
-    send_file: Any,
+    send_file: str | None,
     send_size: int | None,
+    http: str | None,
     timeout: float,
     connect_timeout: float,
     stall: float,
     size: int,
     await_reply: bool,
     expect: str,
+    expect_bytes: int | None,
+    show_data: bool,
+    pcap: str | None,
+    progress: bool | None,
     wire: str,
     as_json: bool,
     diagram: str | None,
@@ -411,8 +524,11 @@ def probe(
     disconnect, and waits (at most --timeout) for the server's end. The report says what
     the server sent back and when, whether it closed with FIN or RST (seen through
     WskDisconnectEvent and the receive completions), and whether our graceful disconnect
-    completed - the server acknowledged our FIN. Exit status: 0 as documented (and as
-    --expect says), 1 a deviation, 3 the server cannot be reached.
+    completed - the server acknowledged our FIN. With a capture (root and tcpdump) every
+    claim is checked against the wire. Exit status: 0 as documented (and as --expect says),
+    1 a deviation, 3 the server cannot be reached, 4 inconclusive (the scenario's
+    precondition did not happen), 5 the report disagrees with the capture, 130 Ctrl-C (the
+    report so far is printed).
 
     \b
     Examples:
@@ -421,8 +537,9 @@ def probe(
       pywsk probe [::1]:7000 -s abortive -s close-without-disconnect --json
       pywsk probe 127.0.0.1:9000 -s stall-then-abort --size 64MiB --stall 0.5
       pywsk probe 127.0.0.1:9000 -s all --diagram probe.html
+      pywsk probe 127.0.0.1:8080 --http 'GET /big' -s wait-for-peer --pcap probe.pcap
     """
-    from .probe import PROBE_SCENARIOS, ProbeOptions, resolve, run_probe
+    from .probe import PROBE_SCENARIOS, Payload, ProbeOptions, resolve, run_probe
     from .session import SessionError
     from .wire import WireUnavailable, capture_possible
 
@@ -433,20 +550,26 @@ def probe(
         return EXIT_OK
     if target is None:
         raise click.UsageError("Missing argument 'TARGET' (HOST:PORT).")
-    given = [x for x in (send_text, send_file, send_size) if x is not None]
+    given = [x for x in (send_text, send_file, send_size, http) if x is not None]
     if len(given) > 1:
-        raise click.UsageError("--send, --send-file and --send-size exclude each other.")
-    payload: bytes | None = None
-    if send_text is not None:
-        payload = decode_text(send_text)
-    elif send_file is not None:
-        payload = send_file.read()
-    elif send_size is not None:
-        payload = bytes(i % 251 for i in range(send_size))
-    if wire == "capture" and not capture_possible():
-        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
-    names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
+        raise click.UsageError("--send, --send-file, --send-size and --http exclude each other.")
     host, port = target
+    payload: Payload | None = None
+    if send_text is not None:
+        payload = Payload(data=decode_text(send_text))
+    elif send_file is not None:
+        payload = Payload(path=send_file)
+    elif send_size is not None:
+        payload = Payload(size=send_size)
+    elif http is not None:
+        payload = Payload(data=http_request(http, host, port))
+    if (wire == "capture" or pcap) and not capture_possible():
+        raise Failure(
+            f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
+        )
+    names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
+    if pcap and len(names) > 1:
+        raise click.UsageError("--pcap keeps the capture of one scenario: choose one with -s.")
     options = ProbeOptions(
         host=host,
         port=port,
@@ -457,7 +580,11 @@ def probe(
         size=size,
         wire=wire,  # type: ignore[arg-type]
         expect=expect,  # type: ignore[arg-type]
-        await_reply=await_reply,
+        await_reply=await_reply or http is not None,
+        expect_bytes=expect_bytes,
+        http=http,
+        show_data=show_data,
+        pcap=pcap,
     )
     try:
         addresses = resolve(host, port, connect_timeout)
@@ -465,7 +592,9 @@ def probe(
         raise Failure(str(exc)) from exc
     reports: list[Report] = []
     out = console()
-    with progress(len(names), "probe") as advance:
+    interrupted = False
+    with transfer_progress(progress) as on_progress:
+        options = dataclasses.replace(options, progress=on_progress)
         for name in names:
             try:
                 report = run_probe(name, options, addresses)
@@ -476,10 +605,13 @@ def probe(
             reports.append(report)
             if not as_json:
                 print_report(report, out)
-            advance(name)
+            if report.facts.get("interrupted"):
+                interrupted = True
+                break
     if not as_json and len(reports) > 1:
         print_summary(reports, "probes", out)
-    return finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
+    status = finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
+    return EXIT_INTERRUPTED if interrupted else status
 
 
 # --- serve -----------------------------------------------------------------------------------------

@@ -334,8 +334,10 @@ class Connection:
 class Session:
     """A registered WSK client whose calls, completions and event callbacks are recorded."""
 
-    def __init__(self, timeline: Timeline) -> None:
+    def __init__(self, timeline: Timeline, *, show_data: bool = True) -> None:
         self.timeline = timeline
+        #: Labels show short payloads (``WskSend(b'hi')``); otherwise only their length.
+        self.show_data = show_data
         self.observers: list[Callable[[], None]] = []
         self.registration = WSK_REGISTRATION()
         self.npi = WSK_CLIENT_NPI(None, WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None))
@@ -741,7 +743,7 @@ class Session:
         _pool, buf, free = self._buffer(data)
         return self.issue(
             "WskSend",
-            label or f"WskSend({_preview(data)})",
+            label or f"WskSend({_preview(data, self.show_data)})",
             sock.Dispatch.WskSend,
             sock,
             buf,
@@ -792,7 +794,7 @@ class Session:
         if final is not None:
             _pool, buf, free = self._buffer(final)
             resources = (free,)
-        text = "NULL" if final is None else f"Buffer={_preview(final)}"
+        text = "NULL" if final is None else f"Buffer={_preview(final, self.show_data)}"
         flag_text = "WSK_FLAG_ABORTIVE" if abortive else "0"
         return self.issue(
             "WskDisconnect",
@@ -934,7 +936,7 @@ def flag_names(flags: int) -> str:
     return "|".join(names) or "0"
 
 
-def _preview(data: bytes, limit: int = 24) -> str:
-    if len(data) <= limit:
+def _preview(data: bytes, show: bool, limit: int = 24) -> str:
+    if show and len(data) <= limit:
         return repr(data)
     return f"{len(data)} B"
