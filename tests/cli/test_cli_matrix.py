@@ -32,6 +32,11 @@ class Pairing:
     received: int | None = None
     """Bytes the probe must get back, if fixed."""
 
+    @property
+    def stalled(self) -> bool:
+        """The server stops reading (``--disconnect stall``)."""
+        return "stall" in self.serve
+
 
 PAIRINGS: dict[str, Pairing] = {
     "echo-graceful/graceful": Pairing(
@@ -193,6 +198,14 @@ def test_probe_against_serve(serve: Any, name: str) -> None:
         pytest.fail(f"the server was meant to stall: {probed['notes']}")
 
     [served] = server.finish()
+    if served["outcome"] == "disagrees" and pairing.stalled:
+        # Known and reported: pywsk indicates the client's RST to a server that stopped
+        # reading only once the data before it is read - here never.  The capture shows the
+        # RST, so the report must say that WSK did not report it, and exit 5.
+        assert server.returncode == 5, server.stderr
+        assert all("WSK never reported it" in d for d in served["disagreements"]), served
+        assert served["facts"]["client_end"] == "none"
+        return
     assert server.returncode == 0, server.stderr
     assert served["ok"], served
     allowed = pairing.client_end if isinstance(pairing.client_end, tuple) else (pairing.client_end,)

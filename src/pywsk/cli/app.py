@@ -20,7 +20,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .render import console, err_console, print_json, print_report, print_summary, reports_json
+from .render import (
+    console,
+    counts_line,
+    err_console,
+    print_json,
+    print_report,
+    print_summary,
+    reports_json,
+)
 from .timeline import Report
 
 __all__ = [
@@ -47,13 +55,20 @@ EXIT_INTERRUPTED = 130
 def exit_status(reports: Sequence[Report]) -> int:
     """The worst outcome decides: 5 a report disagrees with the wire, 1 a deviation (or an
     --expect that did not hold), 4 inconclusive (a precondition did not happen), 0 OK."""
-    outcomes = {r.outcome for r in reports}
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    return exit_for(counts)
+
+
+def exit_for(counts: dict[str, int]) -> int:
+    """:func:`exit_status` from outcome counts."""
     for outcome, status in (
         ("disagrees", EXIT_DISAGREES),
         ("deviation", EXIT_DEVIATION),
         ("inconclusive", EXIT_INCONCLUSIVE),
     ):
-        if outcome in outcomes:
+        if counts.get(outcome):
             return status
     return EXIT_OK
 
@@ -617,26 +632,46 @@ def probe(
 # --- serve -----------------------------------------------------------------------------------------
 
 
-class After(click.ParamType):  # type: ignore[type-arg]
-    """``BYTES`` (``4096``, ``64k``, ``1MiB``) or ``SECONDS`` (``2s``, ``0.5s``, ``250ms``)."""
+_TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0}
 
-    name = "BYTES|SECONDS"
+
+def parse_duration(text: str) -> float | None:
+    """``250ms``, ``2s``, ``1.5min`` -> seconds; None when ``text`` has no time unit;
+    ValueError for a negative or malformed time."""
+    value = text.strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number) :].strip()
+    if unit not in _TIME_UNITS:
+        return None
+    seconds = float(number) * _TIME_UNITS[unit]
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{text!r}: a time cannot be negative")
+    return seconds
+
+
+class After(click.ParamType):  # type: ignore[type-arg]
+    """``BYTES`` (``4096``, ``64k``, ``1MiB``) or a time (``250ms``, ``2s``, ``1.5min``)."""
+
+    name = "BYTES|TIME"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from .serve import Trigger
 
         if isinstance(value, Trigger):
             return value
-        text = str(value).strip().lower()
+        text = str(value).strip()
+        if text.startswith("-"):
+            self.fail(f"{value!r}: the trigger cannot be negative", param, ctx)
         try:
-            if text.endswith("ms"):
-                return Trigger(seconds=float(text[:-2]) / 1000)
-            if text.endswith("s") and not text.endswith(("ib", "b")):
-                return Trigger(seconds=float(text[:-1]))
+            seconds = parse_duration(text)
+            if seconds is not None:
+                return Trigger(seconds=seconds)
             return Trigger(size=parse_size(text))
         except ValueError:
             self.fail(
-                f"{value!r} is neither a size (4096, 64k, 1MiB) nor a time (2s, 250ms)", param, ctx
+                f"{value!r} is neither a size (4096, 64k, 1MiB) nor a time (250ms, 2s, 1min)",
+                param,
+                ctx,
             )
 
 
@@ -671,8 +706,8 @@ class After(click.ParamType):  # type: ignore[type-arg]
     "--after",
     type=After(),
     default=None,
-    help="The trigger: BYTES received (sent, for source) or SECONDS since the accept "
-    "(2s, 250ms). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
+    help="The trigger: BYTES received (sent, for source) or a time since the accept "
+    "(250ms, 2s, 1min). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
     "(http-ok).",
 )
 @click.option(
@@ -690,6 +725,29 @@ class After(click.ParamType):  # type: ignore[type-arg]
     help="Exit after this many connections.",
 )
 @click.option("--duration", type=SECONDS, help="Exit after this many seconds.")
+@click.option(
+    "--idle-timeout",
+    type=SECONDS,
+    default=300.0,
+    show_default=True,
+    help="Close a connection with nothing received or sent for this long (its report is "
+    "inconclusive).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="N",
+    help="At most N connections at once; more are refused (WskAcceptEvent returns "
+    "STATUS_REQUEST_NOT_ACCEPTED) or wait in the backlog (--accept irp).",
+)
+@click.option(
+    "--pcap",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Keep the packet capture in FILE at exit (pcap, for Wireshark; needs root).",
+)
 @click.option(
     "--linger",
     type=SECONDS,
@@ -725,6 +783,9 @@ def serve(
     accept_with: str,
     connections: int | None,
     duration: float | None,
+    idle_timeout: float,
+    max_connections: int,
+    pcap: str | None,
     linger: float,
     wire: str,
     as_json: bool,
@@ -752,8 +813,10 @@ def serve(
     from .session import SessionError, describe_address
     from .wire import capture_possible
 
-    if wire == "capture" and not capture_possible():
-        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    if (wire == "capture" or pcap) and not capture_possible():
+        raise Failure(
+            f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
+        )
     options = ServeOptions(
         host=address[0],
         port=address[1],
@@ -764,20 +827,34 @@ def serve(
         connections=connections,
         duration=duration,
         linger=linger,
-        wire=wire,  # type: ignore[arg-type]
+        wire="capture" if pcap else wire,  # type: ignore[arg-type]
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        pcap=pcap,
     )
     out = console()
 
+    def emit(event: dict[str, Any]) -> None:
+        import json
+
+        print(json.dumps(event, default=str), flush=True)
+
     def on_report(report: Report) -> None:
         if as_json:
-            import json
-
-            print(json.dumps({"event": "connection", **report.as_dict()}, default=str), flush=True)
+            emit({"event": "connection", **report.as_dict()})
         else:
             print_report(report, out)
             out.file.flush()
 
-    server = Server(options, on_report)
+    def on_accept(served: Any) -> None:
+        remote = describe_address(served.remote) if served.remote else "?"
+        if as_json:
+            emit({"event": "accepted", "connection": served.index, "remote": remote})
+        else:
+            out.print(f"pywsk serve: accepted #{served.index} from {remote}")
+            out.file.flush()
+
+    server = Server(options, on_report, on_accept, keep_reports=diagram is not None)
     try:
         bound = server.open()
     except SessionError as exc:
@@ -789,23 +866,20 @@ def serve(
     trigger = options.after.describe(options.mode)
     accept_text = "WskAcceptEvent" if accept_with == "event" else "WskAccept"
     if as_json:
-        import json
-
-        print(
-            json.dumps(
-                {
-                    "event": "listening",
-                    "address": describe_address(bound),
-                    "host": str(bound[0]),
-                    "port": int(bound[1]),
-                    "mode": mode,
-                    "disconnect": disconnect,
-                    "trigger": trigger,
-                    "accept": accept_text,
-                    "wire": server.wire.source if server.wire else "TCP state per connection",
-                }
-            ),
-            flush=True,
+        emit(
+            {
+                "event": "listening",
+                "address": describe_address(bound),
+                "host": str(bound[0]),
+                "port": int(bound[1]),
+                "mode": mode,
+                "disconnect": disconnect,
+                "trigger": trigger,
+                "accept": accept_text,
+                "wire": server.wire.source if server.wire else "TCP state per connection",
+                "max_connections": max_connections,
+                "idle_timeout": idle_timeout,
+            }
         )
     else:
         out.print(
@@ -813,27 +887,45 @@ def serve(
             f"{disconnect} {trigger}, connections through {accept_text}"
         )
         out.file.flush()
-    previous = signal.signal(signal.SIGTERM, lambda *_: server.stop())
+
+    def stop(*_: Any) -> None:
+        # The first Ctrl-C or SIGTERM shuts down (every open connection reported); a second
+        # Ctrl-C interrupts.
+        signal.signal(signal.SIGINT, previous_int)
+        server.stop()
+
+    previous_term = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, stop)
     try:
-        reports = server.run()
+        server.run()
     except KeyboardInterrupt:
         server.shutdown()
-        reports = server.reports
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     if diagram:
-        write_diagram(diagram, reports, f"pywsk serve {describe_address(bound)}")
-    good = sum(r.ok for r in reports)
+        write_diagram(diagram, server.reports, f"pywsk serve {describe_address(bound)}")
+    counts = server.outcomes
     if as_json:
-        import json
-
-        print(
-            json.dumps({"event": "summary", "connections": len(reports), "as_documented": good}),
-            flush=True,
+        emit(
+            {
+                "event": "summary",
+                "connections": server.ended,
+                "as_documented": counts.get("ok", 0),
+                "inconclusive": counts.get("inconclusive", 0),
+                "deviations": counts.get("deviation", 0),
+                "disagree_with_wire": counts.get("disagrees", 0),
+                "refused": server.refused,
+            }
         )
     else:
-        print_summary(reports, "connections", out)
-    return EXIT_OK if good == len(reports) else EXIT_DEVIATION
+        out.print()
+        out.print(counts_line(counts, "connections"))
+        if server.refused:
+            out.print(
+                f"{server.refused} connection(s) refused at --max-connections {max_connections}"
+            )
+    return exit_for(counts)
 
 
 # --- entry point ----------------------------------------------------------------------------------

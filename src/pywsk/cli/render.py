@@ -24,7 +24,15 @@ from rich.text import Text
 
 from .timeline import Event, Report, condensed, short_status, status_tone
 
-__all__ = ["console", "err_console", "print_json", "print_report", "print_summary", "tag_of"]
+__all__ = [
+    "console",
+    "counts_line",
+    "err_console",
+    "print_json",
+    "print_report",
+    "print_summary",
+    "tag_of",
+]
 
 _TONE = {"good": "green", "pending": "yellow", "bad": "bold red", "none": ""}
 _OUTCOME_STYLE = {
@@ -132,8 +140,15 @@ def print_summary(
 
 def summary_line(reports: Sequence[Report], what: str) -> Text:
     """``3 of 4 probes behaved as documented; 1 inconclusive.`` (coloured by the worst)."""
-    good = sum(r.ok for r in reports)
-    counts = {o: sum(r.outcome == o for r in reports) for o in _OUTCOME_WORD}
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    return counts_line(counts, what)
+
+
+def counts_line(counts: dict[str, int], what: str) -> Text:
+    """:func:`summary_line` from outcome counts."""
+    total = sum(counts.values())
     extra = [
         f"{counts[o]} {word}"
         for o, word in (
@@ -141,10 +156,10 @@ def summary_line(reports: Sequence[Report], what: str) -> Text:
             ("deviation", "deviated"),
             ("disagrees", "disagreed with the wire"),
         )
-        if counts[o]
+        if counts.get(o)
     ]
-    worst = next((o for o in ("disagrees", "deviation", "inconclusive") if counts[o]), "ok")
-    text = f"{good} of {len(reports)} {what} behaved as documented"
+    worst = next((o for o in ("disagrees", "deviation", "inconclusive") if counts.get(o)), "ok")
+    text = f"{counts.get('ok', 0)} of {total} {what} behaved as documented"
     return Text(
         text + ("; " + ", ".join(extra) if extra else "") + ".", style=_OUTCOME_STYLE[worst]
     )
