@@ -77,7 +77,7 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
 class Server:
     """A running ``pywsk serve --json`` (its first line told the port)."""
 
-    def __init__(self, args: tuple[str, ...]) -> None:
+    def __init__(self, args: tuple[str, ...], new_session: bool = False) -> None:
         self.args = args
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pywsk.cli", "serve", "--json", *args],
@@ -86,6 +86,7 @@ class Server:
             text=True,
             cwd=ROOT,
             env=environment(),
+            start_new_session=new_session,  # its own process group, for a Ctrl-C to it all
         )
         line = _readline(self.proc, WAIT)
         if not line:

@@ -59,7 +59,7 @@ def test_echo_then_graceful_at_the_clients_fin(serve: Any, accept: str) -> None:
     if accept == "event":
         assert any(e.startswith("WskAcceptEvent(") for e in timeline)
     else:
-        assert "WskAccept returned STATUS_PENDING" in timeline
+        assert any(e.startswith("WskAccept returned STATUS_PENDING") for e in timeline)
         assert any(e.startswith("IRP of WskAccept completed STATUS_SUCCESS") for e in timeline)
         assert any("SO_WSK_EVENT_CALLBACK, WSK_EVENT_DISCONNECT" in e for e in timeline)
     assert any(e.startswith("WskDisconnectEvent(") for e in timeline)

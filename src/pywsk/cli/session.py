@@ -91,6 +91,8 @@ __all__ = [
 ]
 
 _TAG = b"pwsk"
+#: A call that takes this long to return to its caller says so in the timeline.
+SLOW_CALL_MS = 5.0
 
 
 class SessionError(RuntimeError):
@@ -286,10 +288,13 @@ class Call:
         self.returned = status
         self.returned_at = time.time()
         if self.record:
+            took = (self.returned_at - self.issued_at) * 1e3
+            # A call that blocked its caller says so: the line is stamped when it was issued.
+            slow = f" after blocking {took:.3f} ms" if took >= SLOW_CALL_MS else ""
             self.timeline.record(
                 "call",
                 "client",
-                f"{self.label} returned {short_status(status)}",
+                f"{self.label} returned {short_status(status)}{slow}",
                 at=self.issued_at,
                 src="client",
                 dst="provider",
