@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cli_helpers import clean, probe_json, pywsk, socat_fixture
+from cli_helpers import ROOT, clean, environment, probe_json, pywsk, socat_fixture
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.peer import Abort, LoopbackPeer, Read, Step, WaitFor
@@ -323,3 +327,38 @@ def test_bad_arguments_are_refused_without_a_traceback(args: tuple[str, ...], me
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_prints_the_report_so_far_and_closes_the_socket() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(60)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pywsk.cli", "probe", f"127.0.0.1:{port}",
+             "-s", "wait-for-peer", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=environment(),
+        )  # fmt: skip
+        try:
+            conn, _ = listener.accept()  # the probe is connected and waiting
+            with conn:
+                conn.settimeout(60)
+                conn.sendall(b"hello")
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+                try:
+                    rest = conn.recv(1)
+                except ConnectionResetError:
+                    rest = None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "interrupted (Ctrl-C): closing the socket" in out
+    assert "WskCloseSocket returned STATUS_SUCCESS" in out
+    assert "verdict: INCONCLUSIVE - interrupted (Ctrl-C) before the scenario finished" in out
+    assert rest is None  # our WskCloseSocket reset the connection

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import selectors
 import signal
 import socket
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import ROOT, WAIT, environment, serve_fixture
+from cli_helpers import ROOT, WAIT, Server, environment, serve_fixture
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -245,6 +247,10 @@ def test_text_output_and_bind_conflict() -> None:
     [
         (("--mode", "mirror"), "Invalid value"),
         (("--after", "3 parsecs"), "neither a size"),
+        (("--after", "-2s"), "cannot be negative"),
+        (("--after", "-5"), "cannot be negative"),
+        (("--idle-timeout", "0"), "Invalid value"),
+        (("--max-connections", "0"), "Invalid value"),
         (("--listen", "127.0.0.1:99999"), "out of range"),
         (("--connections", "0"), "Invalid value"),
     ],
@@ -262,3 +268,107 @@ def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- honest outcomes, limits and options -----------------------------------------------------------
+
+
+def test_a_client_that_ends_before_the_trigger_makes_it_inconclusive(serve: Any) -> None:
+    server = serve("--mode", "sink", "--disconnect", "abortive", "--after", "1MiB",
+                   "--connections", "1")  # fmt: skip
+    with dial(server.port) as client:
+        client.sendall(b"only a little")
+        client.shutdown(socket.SHUT_WR)
+        read_to_end(client)
+    [report] = server.finish()
+    assert server.returncode == 4, server.stderr
+    assert report["outcome"] == "inconclusive"
+    assert "before the trigger (after 1048576 B received)" in report["inconclusive"][0]
+    # Words that mean what they say: what we received from the client, what we sent it.
+    assert report["peer"].startswith("we received 13 B from the client and sent it 0 B;")
+    assert server.lines[-1]["inconclusive"] == 1
+
+
+def test_serve_listens_on_a_name_and_says_when_it_accepts() -> None:
+    server = Server(("--listen", "localhost:0", "--connections", "1"))
+    try:
+        assert server.listening["host"] == "127.0.0.1"
+        with dial(server.port) as client:
+            client.sendall(b"hi")
+            client.shutdown(socket.SHUT_WR)
+            assert read_to_end(client) == (b"hi", "fin")
+        [report] = server.finish()
+    finally:
+        server.kill()
+    assert report["ok"], report
+    accepted = server.lines[0]
+    assert accepted["event"] == "accepted"
+    assert accepted["remote"] == report["facts"]["remote"]
+
+
+def test_idle_connections_are_closed_and_the_cap_refuses_more(serve: Any) -> None:
+    server = serve("--max-connections", "2", "--idle-timeout", "1", "--connections", "2")
+    with dial(server.port) as first, dial(server.port) as second:
+        first.sendall(b"a")
+        assert first.recv(1) == b"a"
+        second.sendall(b"b")
+        assert second.recv(1) == b"b"  # both are being served: the cap is reached
+        with dial(server.port) as third:
+            # Refused: WskAcceptEvent returned STATUS_REQUEST_NOT_ACCEPTED.
+            assert read_to_end(third)[1] in ("rst", "fin")
+        # Nothing more from either: each is closed after 1 s of silence.
+        assert read_to_end(first)[1] == "rst"
+        assert read_to_end(second)[1] == "rst"
+    reports = server.finish()
+    assert len(reports) == 2
+    for report in reports:
+        assert report["outcome"] == "inconclusive", report
+        assert "idle for 1 s (--idle-timeout)" in report["verdict"]
+    assert server.lines[-1]["refused"] == 1
+    assert server.returncode == 4
+
+
+def test_a_long_echo_keeps_its_report_bounded(serve: Any) -> None:
+    # 32 MiB through echo: the report counts the transfer, it does not keep every call.
+    server = serve("--connections", "1")
+    total = 32 * 1024 * 1024
+    with dial(server.port) as client:
+        block = b"z" * 65536
+        got = 0
+        client.setblocking(False)
+        sent = 0
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            while got < total:
+                for _key, mask in sel.select(timeout=WAIT):
+                    if mask & selectors.EVENT_WRITE and sent < total:
+                        with contextlib.suppress(BlockingIOError):
+                            sent += client.send(block[: total - sent])
+                        if sent == total:
+                            client.shutdown(socket.SHUT_WR)
+                            sel.modify(client, selectors.EVENT_READ)
+                    if mask & selectors.EVENT_READ:
+                        got += len(client.recv(1 << 20))
+        client.setblocking(True)
+        client.settimeout(WAIT)
+        assert read_to_end(client) == (b"", "fin")
+    [report] = server.finish()
+    assert report["ok"], report
+    assert report["facts"]["received"] == report["facts"]["sent"] == total
+    assert len(report["timeline"]) < 400, len(report["timeline"])
+    assert any("not kept" in e["event"] for e in report["timeline"])
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ("250ms", "after 0.25 s"),
+        ("2s", "after 2 s"),
+        ("1.5min", "after 90 s"),
+        ("4k", "after 4096 B"),
+    ],
+)
+def test_after_takes_ms_s_and_min(serve: Any, after: str, expected: str) -> None:
+    server = serve("--after", after, "--duration", "0.1")
+    assert server.listening["trigger"].startswith(expected), server.listening
+    server.finish()
