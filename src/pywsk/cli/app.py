@@ -496,6 +496,23 @@ def _probe_names() -> list[str]:
     help="A progress display on stderr (default: only when stderr is a terminal).",
 )
 @click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Run the scenario N times and print a summary table (outcomes, latency "
+    "percentiles, throughput); with --json, one JSON line per run and a summary line.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1000),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="With --repeat: at most K runs at once.",
+)
+@click.option(
     "--wire",
     type=click.Choice(["auto", "capture", "state"]),
     default="auto",
@@ -527,6 +544,8 @@ def probe(
     show_data: bool,
     pcap: str | None,
     progress: bool | None,
+    repeat: int,
+    concurrency: int,
     wire: str,
     as_json: bool,
     diagram: str | None,
@@ -583,8 +602,10 @@ def probe(
             f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
         )
     names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
-    if pcap and len(names) > 1:
-        raise click.UsageError("--pcap keeps the capture of one scenario: choose one with -s.")
+    if (pcap or repeat > 1) and len(names) > 1:
+        raise click.UsageError(
+            "--pcap and --repeat run one scenario: choose one with -s (not 'all')."
+        )
     options = ProbeOptions(
         host=host,
         port=port,
@@ -605,6 +626,8 @@ def probe(
         addresses = resolve(host, port, connect_timeout)
     except SessionError as exc:
         raise Failure(str(exc)) from exc
+    if repeat > 1:
+        return _probe_many(names[0], options, addresses, repeat, concurrency, as_json)
     reports: list[Report] = []
     out = console()
     interrupted = False
@@ -627,6 +650,86 @@ def probe(
         print_summary(reports, "probes", out)
     status = finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
     return EXIT_INTERRUPTED if interrupted else status
+
+
+def _probe_many(
+    name: str,
+    options: Any,
+    addresses: list[tuple[Any, ...]],
+    repeat: int,
+    concurrency: int,
+    as_json: bool,
+) -> int:
+    """--repeat: one line per run, then the summary (a table, or a JSON line)."""
+    import json
+
+    from .repeat import run_line, run_many, summarize
+    from .wire import CaptureWire, capture_possible
+
+    out = console()
+    shared: CaptureWire | None = None
+    if options.wire != "state" and capture_possible():
+        shared = CaptureWire(int(addresses[0][1]), str(addresses[0][0])).start()
+        options = dataclasses.replace(options, shared_wire=shared, pcap=None)
+    pcap = options.pcap
+
+    def on_report(index: int, report: Report) -> None:
+        line = run_line(index, report)
+        if as_json:
+            print(json.dumps(line, default=str), flush=True)
+        else:
+            out.print(
+                f"run {index}: {report.verdicts()[0]} - connect {line['connect_ms']} ms, "
+                f"{line['duration_ms']} ms, sent {line['sent']} B, received {line['received']} B,"
+                f" server end {line['server_end']} ({line['cause']})"
+            )
+
+    interrupted = False
+    try:
+        reports, seconds = run_many(name, options, addresses, repeat, concurrency, on_report)
+    except KeyboardInterrupt:
+        interrupted = True
+        reports, seconds = [], 0.0
+    finally:
+        if shared is not None:
+            if pcap:
+                shared.save(pcap)
+            shared.stop()
+    summary = summarize(reports, seconds)
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)
+    else:
+        print_repeat_summary(summary, out)
+    return EXIT_INTERRUPTED if interrupted else exit_status(reports)
+
+
+def print_repeat_summary(summary: dict[str, Any], out: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary['runs']} runs in {summary['seconds']} s", expand=False)
+    table.add_column("")
+    for column in ("p50", "p90", "p99", "max"):
+        table.add_column(column, justify="right")
+    for what in ("connect_ms", "duration_ms"):
+        values = summary[what]
+        table.add_row(
+            what.replace("_ms", " (ms)"),
+            *(
+                "-" if values[c] is None else f"{values[c]:.3f}"
+                for c in ("p50", "p90", "p99", "max")
+            ),
+        )
+    out.print(table)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
+    ends = ", ".join(f"{k} {v}" for k, v in sorted(summary["server_end"].items()))
+    rate = summary["throughput_bytes_per_second"]
+    out.print(f"outcomes: {outcomes}")
+    out.print(f"server ended with: {ends}")
+    out.print(
+        f"sent {summary['sent']} B, received {summary['received']} B; "
+        f"{summary['runs_per_second']} runs/s"
+        + (f", {rate / 1e6:.2f} MB/s" if rate is not None else "")
+    )
 
 
 # --- serve -----------------------------------------------------------------------------------------

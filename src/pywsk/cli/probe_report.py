@@ -150,6 +150,10 @@ def describe(run: ProbeRun) -> None:
             "ms": report.ms(run.close.completed_at) if run.close else None,
         },
     }
+    if run.started_at is not None and run.connected_at is not None:
+        report.facts["connect_ms"] = round((run.connected_at - run.started_at) * 1e3, 3)
+    if run.started_at is not None and run.finished_at is not None:
+        report.facts["duration_ms"] = round((run.finished_at - run.started_at) * 1e3, 3)
     if run.interrupted:
         report.facts["interrupted"] = True
     if wire is not None:
@@ -258,9 +262,18 @@ class _Bytes:
         return io.BufferedReader(io.BytesIO(self.data))
 
 
+class _Response(http.client.HTTPResponse):
+    """The standard library's parser over bytes already received."""
+
+    def __init__(self, data: bytes, method: str) -> None:
+        super().__init__(cast(socket.socket, _Bytes(data)), method=method)
+        self.data = data
+        self.method_name = method
+
+
 def parse_http(data: bytes, method: str) -> HttpReply:
     """Parse an HTTP/1.x response with the standard library's client; raises ValueError."""
-    response = http.client.HTTPResponse(cast(socket.socket, _Bytes(data)), method=method)
+    response = _Response(data, method)
     try:
         response.begin()
     except (http.client.HTTPException, OSError) as exc:
@@ -276,16 +289,36 @@ def parse_http(data: bytes, method: str) -> HttpReply:
     else:
         framing = "until the connection closes"
     missing: int | None = None
-    try:
-        body = len(response.read())
-        complete = True
-    except http.client.IncompleteRead as exc:
-        body = len(exc.partial)
-        complete = False
-        missing = exc.expected if isinstance(exc.expected, int) else None
-    except (http.client.HTTPException, OSError, ValueError):
-        body, complete = 0, False
+    body, complete = _read_body(response)
+    if not complete and not response.chunked and length is not None and length.isdigit():
+        missing = int(length) - body
     return HttpReply(response.status, response.reason, headers, framing, body, complete, missing)
+
+
+def _read_body(response: _Response, step: int = 65536) -> tuple[int, bool]:
+    """Body bytes that arrived (decoded) and whether the framing was satisfied.  A chunked
+    read cut short loses the piece it was reading, so that piece is counted again, byte by
+    byte, on a fresh parse."""
+    body = 0
+    try:
+        while piece := response.read(step):
+            body += len(piece)
+    except http.client.IncompleteRead as exc:
+        if step == 1:
+            return body + len(exc.partial), False
+        return body + _tail(response, body), False
+    except (http.client.HTTPException, OSError, ValueError):
+        return body, False
+    return body, not response.length  # Content-Length bytes still owed: cut short
+
+
+def _tail(response: _Response, done: int) -> int:
+    """Bytes of a cut-short body beyond ``done``, counted on a fresh parse of the reply."""
+    fresh = _Response(response.data, response.method_name)
+    fresh.begin()
+    if done:
+        fresh.read(done)
+    return _read_body(fresh, 1)[0]
 
 
 def _judge_http(run: ProbeRun, head: bytes, total: int, after_fin: int) -> None:

@@ -112,6 +112,8 @@ class ProbeOptions:
     pcap: str | None = None
     progress: Callable[[str, int, int | None], None] | None = None
     """``progress(what, done, total)`` during long transfers (sent and received bytes)."""
+    shared_wire: CaptureWire | None = None
+    """One capture for many runs (``--repeat``): started and stopped by the caller."""
 
 
 # --- reading everything the server sends ---------------------------------------------------------
@@ -233,14 +235,22 @@ class ProbeRun:
         own action): an end of the server's after this was caused by us."""
         self.interrupted = False
         self.wire_facts: WireFacts | None = None
+        #: time.monotonic() at the start, once connected, at the end (for --repeat).
+        self.started_at: float | None = None
+        self.connected_at: float | None = None
+        self.finished_at: float | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
     def open(self) -> WSK_SOCKET:
         options = self.options
-        self.wire = open_wire(
-            options.wire, self.session, self.timeline, self.address[1], str(self.address[0])
-        )
+        if options.shared_wire is not None:
+            self.wire = options.shared_wire
+        else:
+            self.wire = open_wire(
+                options.wire, self.session, self.timeline, self.address[1], str(self.address[0])
+            )
         self.timeline.t0 = time.time()
+        self.started_at = time.monotonic()  # (after the wire: a capture takes time to start)
         sock = self.session.connect(
             self.address,
             timeout=options.connect_timeout,
@@ -248,6 +258,7 @@ class ProbeRun:
             events=WSK_EVENT_DISCONNECT,
         )
         self.sock = sock
+        self.connected_at = time.monotonic()
         local = self.session.local_address(sock)
         self.local_port = int(local[1]) if local else 0
         if isinstance(self.wire, StateWire):
@@ -369,6 +380,7 @@ class ProbeRun:
 
     # --- the end ----------------------------------------------------------------------------------
     def finish(self) -> None:
+        self.finished_at = time.monotonic()
         problems = self.session.close()
         self.report.notes.extend(problems)
         wire = self.wire
@@ -381,13 +393,15 @@ class ProbeRun:
                     wire.save(self.options.pcap)
             else:
                 wire.finish(self.report, ("probe", "server"))
-            wire.stop()
+            if wire is not self.options.shared_wire:
+                wire.stop()
         from .probe_report import describe
 
         describe(self)
 
     def abandon(self) -> None:
-        for action in (self.session.close, self.wire.stop if self.wire else None):
+        shared = self.wire is self.options.shared_wire
+        for action in (self.session.close, self.wire.stop if self.wire and not shared else None):
             if action is None:
                 continue
             try:
