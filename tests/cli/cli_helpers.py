@@ -123,45 +123,46 @@ class Server:
             self.proc.communicate(timeout=WAIT)
 
 
-class Socat:
-    """``socat -d -d TCP-LISTEN:0,... RIGHT``: a TCP server nobody here wrote."""
+class Daemon:
+    """A program whose log lines (stdout and stderr) are read as they come."""
 
-    def __init__(self, listen_options: str, right: str) -> None:
+    def __init__(self, argv: list[str], ready: str, cwd: Path | None = None) -> None:
+        self.argv = argv
+        self.port = 0
+        """The port it listens on (set by whoever started it)."""
         self.proc = subprocess.Popen(
-            [
-                "socat",
-                "-d",
-                "-d",
-                f"TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork{listen_options}",
-                right,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
+            cwd=cwd,
         )
-        lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._drain, args=(lines,), daemon=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + WAIT
+        self.match = self.wait_for(ready)
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
-                raise TimeoutError("socat did not start listening") from None
+                raise TimeoutError(f"{self.argv[0]}: no {pattern!r} in {self.log}") from None
             if not line:
-                raise RuntimeError("socat exited before listening")
-            found = re.search(r"listening on .*:(\d+)\s*$", line)
+                raise RuntimeError(f"{self.argv[0]} exited: {''.join(self.log)}")
+            self.log.append(line)
+            found = re.search(pattern, line)
             if found:
-                self.port = int(found.group(1))
-                break
-        self.address = f"127.0.0.1:{self.port}"
-
-    def _drain(self, lines: queue.Queue[str]) -> None:
-        """Read socat's log to the end (so that it never blocks on a full pipe)."""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            lines.put(line)
-        lines.put("")
+                return found
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -172,8 +173,26 @@ class Socat:
                 self.proc.kill()
                 self.proc.wait(timeout=WAIT)
         self._reader.join(WAIT)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Socat(Daemon):
+    """``socat -d -d TCP-LISTEN:0,... RIGHT``: a TCP server nobody here wrote."""
+
+    def __init__(self, listen_options: str, right: str) -> None:
+        super().__init__(
+            [
+                "socat",
+                "-d",
+                "-d",
+                f"TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork{listen_options}",
+                right,
+            ],
+            r"listening on .*:(\d+)\s*$",
+        )
+        self.port = int(self.match.group(1))
+        self.address = f"127.0.0.1:{self.port}"
 
 
 def _serve() -> Iterator[Any]:

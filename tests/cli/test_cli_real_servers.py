@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import WAIT, Server, probe_json, serve_fixture, socat_fixture
+from cli_helpers import WAIT, Daemon, Server, probe_json, serve_fixture, socat_fixture
 from third_party import (
-    Daemon,
     Witness,
     ends,
     http_server,

@@ -10,23 +10,18 @@ program that is not installed is skipped (``scripts/run`` installs them all).
 from __future__ import annotations
 
 import os
-import queue
-import re
 import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import WAIT, Daemon
 
 from pywsk.testing.capture import Segment, WireCapture
-
-WAIT = 30.0
 
 
 def need(program: str) -> str:
@@ -40,60 +35,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Daemon:
-    """A program whose log lines (stdout and stderr) are read as they come."""
-
-    def __init__(self, argv: list[str], ready: str, cwd: Path | None = None) -> None:
-        self.argv = argv
-        self.port = 0
-        """The port it listens on (set by whoever started it)."""
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=cwd,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        self.match = self.wait_for(ready)
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                raise TimeoutError(f"{self.argv[0]}: no {pattern!r} in {self.log}") from None
-            if not line:
-                raise RuntimeError(f"{self.argv[0]} exited: {''.join(self.log)}")
-            self.log.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=WAIT)
-        self._reader.join(WAIT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def _started(make: Any) -> Daemon:

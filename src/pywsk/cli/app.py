@@ -379,6 +379,16 @@ def transfer_progress(
         yield update
 
 
+def pcap_option(when: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--pcap",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, writable=True),
+        help=f"Keep the packet capture {when} in FILE (pcap, for Wireshark; needs root and "
+        "tcpdump).",
+    )
+
+
 def decode_text(text: str) -> bytes:
     """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
     try:
@@ -484,12 +494,7 @@ def _probe_names() -> list[str]:
     is_flag=True,
     help="Show the first bytes of the reply (and HTTP header values); hidden by default.",
 )
-@click.option(
-    "--pcap",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Keep the packet capture in FILE (pcap, for Wireshark; needs root and tcpdump).",
-)
+@pcap_option("of the run")
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -845,12 +850,7 @@ class After(click.ParamType):  # type: ignore[type-arg]
     help="At most N connections at once; more are refused (WskAcceptEvent returns "
     "STATUS_REQUEST_NOT_ACCEPTED) or wait in the backlog (--accept irp).",
 )
-@click.option(
-    "--pcap",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Keep the packet capture in FILE at exit (pcap, for Wireshark; needs root).",
-)
+@pcap_option("at exit")
 @click.option(
     "--linger",
     type=SECONDS,
