@@ -262,13 +262,20 @@ def test_full_matrix_is_consistent(serve: Any, mode: str, disconnect: str, scena
         "--timeout", "2", "--stall", "0.3", "--size", "16MiB",
     )  # fmt: skip
     [probed] = reports
-    assert code == 0, probed
-    assert probed["ok"], probed
+    # Some pairings cannot meet a scenario's precondition (an echo server keeps up, so
+    # nothing stalls): inconclusive, never OK - and never a deviation or a disagreement.
+    assert code in (0, 4), probed
+    assert probed["outcome"] in ("ok", "inconclusive"), probed
     logged = server.finish(timeout=15)
     if not logged:
         return  # the probe ended the connection before the server took it from the backlog
     [served] = logged
-    assert served["ok"], served
+    if served["outcome"] == "disagrees" and disconnect == "stall":
+        # Known and reported: pywsk indicates the client's RST to a server that stopped
+        # reading only once the data before it is read (see test_probe_against_serve).
+        assert all("WSK never reported it" in d for d in served["disagreements"]), served
+        return
+    assert served["outcome"] in ("ok", "inconclusive"), served
     seen = probed["facts"]["peer_end"]["how"]
     ours = served["facts"]["our_disconnect"]
     if seen in ("fin", "fin+rst"):

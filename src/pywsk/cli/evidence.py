@@ -241,7 +241,7 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
         bad.append(f"we report {claims.sent} B sent; only {on_wire_out} B of ours are on the wire")
     elif (
         claims.sends_settled
-        and claims.our_end == "fin"
+        and claims.fin_acked_at is not None
         and wire.fin_acked is not None
         and claims.sent != on_wire_out
     ):
