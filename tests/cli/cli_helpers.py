@@ -121,6 +121,9 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=WAIT)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 class Daemon:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
+from .options import (
+    SECONDS,
+    After,
+    HostPort,
+    Size,
+    decode_text,
+    http_request,
+    pcap_option,
+    progress,
+    transfer_progress,
+)
 from .render import (
     console,
     counts_line,
@@ -86,28 +86,6 @@ class Failure(click.ClickException):
         super().__init__(message)
         # click declares exit_code as a class attribute; this instance's own value wins.
         self.__dict__["exit_code"] = exit_code
-
-
-@contextlib.contextmanager
-def progress(total: int, what: str) -> Iterator[Callable[[str], None]]:
-    """A progress bar on stderr (only on a terminal); yields ``advance(label)``."""
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console(),
-        transient=True,
-        disable=not sys.stderr.isatty() or total < 2,
-    )
-    with bar:
-        task = bar.add_task(what, total=total)
-
-        def advance(label: str) -> None:
-            bar.update(task, advance=1, description=f"{what}: {label}")
-
-        yield advance
 
 
 def write_diagram(path: str, reports: Sequence[Report], title: str) -> None:
@@ -238,163 +216,6 @@ def demo(
     if not as_json:
         print_summary(reports, "scenarios", out)
     return finish(reports, as_json, diagram, "pywsk demo")
-
-
-# --- shared parameter types ---------------------------------------------------------------------
-
-
-class HostPort(click.ParamType):  # type: ignore[type-arg]
-    """``HOST:PORT``, ``[IPv6]:PORT``; ``PORT`` alone means the loopback address."""
-
-    name = "HOST:PORT"
-
-    def __init__(self, default_host: str = "127.0.0.1", port_zero: bool = False) -> None:
-        self.default_host = default_host
-        self.port_zero = port_zero
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, int]:
-        if isinstance(value, tuple):
-            return value
-        text = str(value).strip()
-        host, port_text = self.default_host, text
-        if text.startswith("["):
-            end = text.find("]")
-            if end < 0 or not text[end + 1 :].startswith(":"):
-                self.fail(f"{value!r} is not [IPv6]:PORT", param, ctx)
-            host, port_text = text[1:end], text[end + 2 :]
-        elif ":" in text:
-            host, _, port_text = text.rpartition(":")
-            if ":" in host:
-                self.fail(f"{value!r}: write an IPv6 address as [ADDRESS]:PORT", param, ctx)
-        if not host:
-            self.fail(f"{value!r} has no host", param, ctx)
-        try:
-            port = int(port_text)
-        except ValueError:
-            self.fail(f"{value!r}: {port_text!r} is not a port number", param, ctx)
-        if not (0 if self.port_zero else 1) <= port <= 65535:
-            self.fail(f"{value!r}: port {port} is out of range", param, ctx)
-        return host, port
-
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(text: str) -> int:
-    """``4096``, ``64k``, ``4MiB``, ``1.5MB`` -> bytes (ValueError otherwise)."""
-    value = text.strip().lower()
-    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(number) :].strip()
-    if unit not in _UNITS or not number:
-        raise ValueError(f"{text!r} is not a size (e.g. 4096, 64k, 4MiB)")
-    size = float(number) * _UNITS[unit]
-    if size < 0 or size != size:
-        raise ValueError(f"{text!r} is not a size")
-    return int(size)
-
-
-class Size(click.ParamType):  # type: ignore[type-arg]
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Seconds(click.FloatRange):
-    """A positive number of seconds (at most an hour)."""
-
-    name = "seconds"
-
-    def __init__(self) -> None:
-        super().__init__(min=0.001, max=3600.0)
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "SECONDS"
-
-
-SECONDS = Seconds()
-
-
-def http_request(spec: str, host: str, port: int) -> bytes:
-    """``'GET /path'`` -> an HTTP/1.1 request with Host and ``Connection: close``."""
-    parts = spec.split()
-    if len(parts) != 2 or not parts[1].startswith("/") or not parts[0].isalpha():
-        raise click.BadParameter(f"{spec!r} is not 'METHOD /PATH'", param_hint="'--http'")
-    authority = f"[{host}]" if ":" in host else host
-    return (
-        f"{parts[0].upper()} {parts[1]} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
-        "User-Agent: pywsk-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1")
-
-
-@contextlib.contextmanager
-def transfer_progress(
-    wanted: bool | None,
-) -> Iterator[Callable[[str, int, int | None], None] | None]:
-    """A transfer display on stderr (rich.progress): bytes sent and received, with rates.
-    On when ``wanted``; by default only when stderr is a terminal."""
-    if not (wanted if wanted is not None else sys.stderr.isatty()):
-        yield None
-        return
-    from rich.progress import DownloadColumn, TransferSpeedColumn
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=err_console(),
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
-    lock = threading.Lock()
-
-    def update(what: str, done: int, total: int | None) -> None:
-        with lock:
-            if what not in tasks:
-                tasks[what] = bar.add_task(what, total=total)
-            bar.update(tasks[what], completed=done)
-
-    with bar:
-        yield update
-
-
-def pcap_option(when: str) -> Callable[[Any], Any]:
-    return click.option(
-        "--pcap",
-        metavar="FILE",
-        type=click.Path(dir_okay=False, writable=True),
-        help=f"Keep the packet capture {when} in FILE (pcap, for Wireshark; needs root and "
-        "tcpdump).",
-    )
-
-
-def decode_text(text: str) -> bytes:
-    """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
-    try:
-        return text.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1")
-    except (UnicodeDecodeError, UnicodeEncodeError):
-        return text.encode("utf-8")
 
 
 # --- probe -----------------------------------------------------------------------------------------
@@ -632,7 +453,10 @@ def probe(
     except SessionError as exc:
         raise Failure(str(exc)) from exc
     if repeat > 1:
-        return _probe_many(names[0], options, addresses, repeat, concurrency, as_json)
+        from .repeat import probe_many
+
+        many, stopped = probe_many(names[0], options, addresses, repeat, concurrency, as_json)
+        return EXIT_INTERRUPTED if stopped else exit_status(many)
     reports: list[Report] = []
     out = console()
     interrupted = False
@@ -657,130 +481,7 @@ def probe(
     return EXIT_INTERRUPTED if interrupted else status
 
 
-def _probe_many(
-    name: str,
-    options: Any,
-    addresses: list[tuple[Any, ...]],
-    repeat: int,
-    concurrency: int,
-    as_json: bool,
-) -> int:
-    """--repeat: one line per run, then the summary (a table, or a JSON line)."""
-    import json
-
-    from .repeat import run_line, run_many, summarize
-    from .wire import CaptureWire, capture_possible
-
-    out = console()
-    shared: CaptureWire | None = None
-    if options.wire != "state" and capture_possible():
-        shared = CaptureWire(int(addresses[0][1]), str(addresses[0][0])).start()
-        options = dataclasses.replace(options, shared_wire=shared, pcap=None)
-    pcap = options.pcap
-
-    def on_report(index: int, report: Report) -> None:
-        line = run_line(index, report)
-        if as_json:
-            print(json.dumps(line, default=str), flush=True)
-        else:
-            out.print(
-                f"run {index}: {report.verdicts()[0]} - connect {line['connect_ms']} ms, "
-                f"{line['duration_ms']} ms, sent {line['sent']} B, received {line['received']} B,"
-                f" server end {line['server_end']} ({line['cause']})"
-            )
-
-    interrupted = False
-    try:
-        reports, seconds = run_many(name, options, addresses, repeat, concurrency, on_report)
-    except KeyboardInterrupt:
-        interrupted = True
-        reports, seconds = [], 0.0
-    finally:
-        if shared is not None:
-            if pcap:
-                shared.save(pcap)
-            shared.stop()
-    summary = summarize(reports, seconds)
-    if as_json:
-        print(json.dumps(summary, default=str), flush=True)
-    else:
-        print_repeat_summary(summary, out)
-    return EXIT_INTERRUPTED if interrupted else exit_status(reports)
-
-
-def print_repeat_summary(summary: dict[str, Any], out: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{summary['runs']} runs in {summary['seconds']} s", expand=False)
-    table.add_column("")
-    for column in ("p50", "p90", "p99", "max"):
-        table.add_column(column, justify="right")
-    for what in ("connect_ms", "duration_ms"):
-        values = summary[what]
-        table.add_row(
-            what.replace("_ms", " (ms)"),
-            *(
-                "-" if values[c] is None else f"{values[c]:.3f}"
-                for c in ("p50", "p90", "p99", "max")
-            ),
-        )
-    out.print(table)
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
-    ends = ", ".join(f"{k} {v}" for k, v in sorted(summary["server_end"].items()))
-    rate = summary["throughput_bytes_per_second"]
-    out.print(f"outcomes: {outcomes}")
-    out.print(f"server ended with: {ends}")
-    out.print(
-        f"sent {summary['sent']} B, received {summary['received']} B; "
-        f"{summary['runs_per_second']} runs/s"
-        + (f", {rate / 1e6:.2f} MB/s" if rate is not None else "")
-    )
-
-
 # --- serve -----------------------------------------------------------------------------------------
-
-
-_TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0}
-
-
-def parse_duration(text: str) -> float | None:
-    """``250ms``, ``2s``, ``1.5min`` -> seconds; None when ``text`` has no time unit;
-    ValueError for a negative or malformed time."""
-    value = text.strip().lower()
-    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(number) :].strip()
-    if unit not in _TIME_UNITS:
-        return None
-    seconds = float(number) * _TIME_UNITS[unit]
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError(f"{text!r}: a time cannot be negative")
-    return seconds
-
-
-class After(click.ParamType):  # type: ignore[type-arg]
-    """``BYTES`` (``4096``, ``64k``, ``1MiB``) or a time (``250ms``, ``2s``, ``1.5min``)."""
-
-    name = "BYTES|TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from .serve import Trigger
-
-        if isinstance(value, Trigger):
-            return value
-        text = str(value).strip()
-        if text.startswith("-"):
-            self.fail(f"{value!r}: the trigger cannot be negative", param, ctx)
-        try:
-            seconds = parse_duration(text)
-            if seconds is not None:
-                return Trigger(seconds=seconds)
-            return Trigger(size=parse_size(text))
-        except ValueError:
-            self.fail(
-                f"{value!r} is neither a size (4096, 64k, 1MiB) nor a time (250ms, 2s, 1min)",
-                param,
-                ctx,
-            )
 
 
 @cli.command(

@@ -16,6 +16,7 @@ new runs and waits (bounded by those timeouts) for the ones in progress.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,10 @@ from typing import Any
 
 from .probe import run_probe
 from .probe_run import ProbeOptions
+from .render import console
 from .timeline import Report
 
-__all__ = ["percentiles", "run_line", "run_many", "summarize"]
+__all__ = ["percentiles", "print_repeat_summary", "probe_many", "run_line", "run_many", "summarize"]
 
 
 def run_many(
@@ -108,3 +110,83 @@ def run_line(index: int, report: Report) -> dict[str, Any]:
         "cause": facts.get("peer_end", {}).get("cause"),
         "local_port": facts.get("local_port"),
     }
+
+
+def probe_many(
+    name: str,
+    options: Any,
+    addresses: list[tuple[Any, ...]],
+    repeat: int,
+    concurrency: int,
+    as_json: bool,
+) -> tuple[list[Report], bool]:
+    """--repeat: one line per run, then the summary (a table, or a JSON line); returns the
+    reports and whether Ctrl-C stopped the runs."""
+    import json
+
+    from .wire import CaptureWire, capture_possible
+
+    out = console()
+    shared: CaptureWire | None = None
+    if options.wire != "state" and capture_possible():
+        shared = CaptureWire(int(addresses[0][1]), str(addresses[0][0])).start()
+        options = dataclasses.replace(options, shared_wire=shared, pcap=None)
+    pcap = options.pcap
+
+    def on_report(index: int, report: Report) -> None:
+        line = run_line(index, report)
+        if as_json:
+            print(json.dumps(line, default=str), flush=True)
+        else:
+            out.print(
+                f"run {index}: {report.verdicts()[0]} - connect {line['connect_ms']} ms, "
+                f"{line['duration_ms']} ms, sent {line['sent']} B, received {line['received']} B,"
+                f" server end {line['server_end']} ({line['cause']})"
+            )
+
+    interrupted = False
+    try:
+        reports, seconds = run_many(name, options, addresses, repeat, concurrency, on_report)
+    except KeyboardInterrupt:
+        interrupted = True
+        reports, seconds = [], 0.0
+    finally:
+        if shared is not None:
+            if pcap:
+                shared.save(pcap)
+            shared.stop()
+    summary = summarize(reports, seconds)
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)
+    else:
+        print_repeat_summary(summary, out)
+    return reports, interrupted
+
+
+def print_repeat_summary(summary: dict[str, Any], out: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary['runs']} runs in {summary['seconds']} s", expand=False)
+    table.add_column("")
+    for column in ("p50", "p90", "p99", "max"):
+        table.add_column(column, justify="right")
+    for what in ("connect_ms", "duration_ms"):
+        values = summary[what]
+        table.add_row(
+            what.replace("_ms", " (ms)"),
+            *(
+                "-" if values[c] is None else f"{values[c]:.3f}"
+                for c in ("p50", "p90", "p99", "max")
+            ),
+        )
+    out.print(table)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
+    ends = ", ".join(f"{k} {v}" for k, v in sorted(summary["server_end"].items()))
+    rate = summary["throughput_bytes_per_second"]
+    out.print(f"outcomes: {outcomes}")
+    out.print(f"server ended with: {ends}")
+    out.print(
+        f"sent {summary['sent']} B, received {summary['received']} B; "
+        f"{summary['runs_per_second']} runs/s"
+        + (f", {rate / 1e6:.2f} MB/s" if rate is not None else "")
+    )

@@ -142,7 +142,6 @@ class ServeOptions:
     wire: WireMode = "auto"
     idle_timeout: float | None = IDLE_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
-    show_data: bool = False
     pcap: str | None = None
 
 
@@ -489,7 +488,7 @@ class Server:
         self.outcomes: dict[str, int] = {}
         self.refused = 0
         self.timeline = Timeline()
-        self.session = Session(self.timeline)
+        self.session = Session(self.timeline, show_data=False)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.listener: WSK_SOCKET | None = None
         self.port = 0
