@@ -15,7 +15,7 @@ import pytest
 from cli_helpers import ROOT, clean, environment, probe_json, pywsk, socat_fixture
 
 from pywsk.testing.capture import WireCapture
-from pywsk.testing.peer import Abort, LoopbackPeer, Read, Step, WaitFor
+from pywsk.testing.peer import Abort, Close, LoopbackPeer, Read, ReadToEnd, Send, Step, WaitFor
 from pywsk.testing.tcp import has_ipv6_loopback
 
 socat = socat_fixture()
@@ -362,3 +362,15 @@ def test_ctrl_c_prints_the_report_so_far_and_closes_the_socket() -> None:
     assert "WskCloseSocket returned STATUS_SUCCESS" in out
     assert "verdict: INCONCLUSIVE - interrupted (Ctrl-C) before the scenario finished" in out
     assert rest is None  # our WskCloseSocket reset the connection
+
+
+def test_half_open_counts_what_arrives_after_our_fin(peer: Any) -> None:
+    # The peer reads until our FIN, then sends 3000 B, then closes: all after our FIN.
+    server = peer([ReadToEnd(), Send(b"y" * 3000), Close()])
+    code, [report] = probe_json(f"127.0.0.1:{server.port}", "-s", "half-open", "--timeout", "20")
+    assert code == 0, report
+    assert report["facts"]["received"]["bytes"] == 3000
+    assert (
+        "3000 B received after we called WskDisconnect (the half-open direction)"
+        in (report["notes"])
+    )

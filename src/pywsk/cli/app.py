@@ -696,7 +696,7 @@ def serve(
         # The first Ctrl-C or SIGTERM shuts down (every open connection reported); a second
         # Ctrl-C interrupts.
         signal.signal(signal.SIGINT, previous_int)
-        server.stop()
+        server.stop_from_signal()
 
     previous_term = signal.signal(signal.SIGTERM, stop)
     previous_int = signal.signal(signal.SIGINT, stop)

@@ -157,10 +157,10 @@ def half_open(run: ProbeRun) -> None:
         ),
         f"a send after our graceful disconnect returned {short_status(refused.returned)} (Q1)",
     )
-    if run.reader is not None and disc.completed_at is not None:
+    if run.reader is not None:
         run.report.notes.append(
-            f"{run.reader.bytes_after(disc.completed_at)} B received after our FIN was "
-            "acknowledged (the half-open direction)"
+            f"{run.reader.bytes_after(run.fin_mark)} B received after we called "
+            "WskDisconnect (the half-open direction)"
         )
     _check_clean_close(run)
 

@@ -120,9 +120,8 @@ def describe(run: ProbeRun) -> None:
         f"we received {total} B from the server{data}{timing}, and {run.sent()} B of ours were "
         f"sent; the server {words}{how_seen}"
     )
-    disc = run.disconnect
     ours = _our_disconnect(run)
-    after_fin = reader.bytes_after(disc.issued_at) if reader and disc else 0
+    after_fin = reader.bytes_after(run.fin_mark) if reader else 0
     received: dict[str, Any] = {
         "bytes": total,
         "first_ms": report.ms(reader.first_at) if reader else None,

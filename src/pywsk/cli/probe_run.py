@@ -234,6 +234,8 @@ class ProbeRun:
         """When we began ending the connection only to finish the probe (not the scenario's
         own action): an end of the server's after this was caused by us."""
         self.interrupted = False
+        self.fin_mark: float | None = None
+        """When our graceful disconnect was asked for (received bytes are counted from it)."""
         self.wire_facts: WireFacts | None = None
         #: time.monotonic() at the start, once connected, at the end (for --repeat).
         self.started_at: float | None = None
@@ -321,12 +323,15 @@ class ProbeRun:
 
     def graceful(self, final: bytes | None = None, wait: bool = True) -> Call:
         assert self.sock is not None
+        # What arrives from here on arrived after our FIN was asked for (the call itself may
+        # block its caller for a while).
+        self.fin_mark = time.time()
+        if self.reader is not None:
+            self.reader.mark(self.fin_mark)
         call = self.session.disconnect(self.sock, final)
         if final:
             self.issued += len(final)
         self.disconnect = call
-        if self.reader is not None:
-            self.reader.mark(call.issued_at)
         if wait and not call.wait(self.options.timeout):
             self.timeline.note(
                 f"the graceful disconnect has not completed after {self.options.timeout:g} s:"

@@ -511,9 +511,14 @@ class Server:
             self.jobs.put((handler, call))
 
     def stop(self) -> None:
-        """Ask :meth:`run` to end (from any thread, or a signal handler)."""
+        """Ask :meth:`run` to end (from any thread)."""
         self._stop.set()
         self.jobs.put(None)
+
+    def stop_from_signal(self) -> None:
+        """Ask :meth:`run` to end from a signal handler: only an Event is set (the queue's
+        lock may be held by the interrupted code); the loop sees it within a second."""
+        self._stop.set()
 
     # --- the listening socket -----------------------------------------------------------------------
     def open(self) -> tuple[Any, ...]:

@@ -215,8 +215,7 @@ class Timeline:
                         "client",
                         f"... {int(count)} more {group} events in {(last - first) * 1e3:.1f} ms"
                         f" not kept ({int(moved)} B)",
-                        group=group,
-                        length=int(moved),
+                        length=int(moved),  # no group: its own line, never merged
                     )
                 )
         return sorted(events, key=lambda e: e.at)
