@@ -230,6 +230,11 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
         )
     # --- bytes ------------------------------------------------------------------------------------
     on_wire_in, on_wire_out = wire.data[1], wire.data[0]
+    if claims.received < on_wire_in and not claims.read_to_end:
+        report.notes.append(
+            f"wire: {them} put {on_wire_in} B on the wire; we received {claims.received} B "
+            "(the rest was never read)"
+        )
     if claims.received > on_wire_in:
         bad.append(f"we report {claims.received} B received; {them} put {on_wire_in} B on the wire")
     elif claims.read_to_end and claims.received != on_wire_in:
