@@ -13,7 +13,9 @@ A = ("127.0.0.1", US)
 B = ("127.0.0.1", THEM)
 
 
-def seg(ms: float, src: tuple[str, int], flags: str, seq: int, ack: int = 0, length: int = 0):  # type: ignore[no-untyped-def]
+def seg(
+    ms: float, src: tuple[str, int], flags: str, seq: int, ack: int = 0, length: int = 0
+) -> Segment:
     dst = B if src == A else A
     return Segment(T0 + ms / 1e3, src, dst, flags, seq, ack, length)
 
