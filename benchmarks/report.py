@@ -12,6 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from . import fairness, pycalls, syscalls
+
 ORDER = (
     "c-epoll",
     "selectors",
@@ -49,6 +51,12 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                     cpu = [r["cpu_total"] / r["n"] * 1e6 for r in ok]
                 else:
                     cpu = [r["cpu_total"] / (r["bytes"] / 2**30) for r in ok]
+                if workload == "churn":
+                    # Kernel time per connection, from the processes' rusage (their
+                    # start-up included: a few µs per connection at the default N).
+                    row["sys_us"] = statistics.median(
+                        (r["rusage_client"][1] + r["rusage_server"][1]) / r["n"] * 1e6 for r in ok
+                    )
                 row.update(
                     median=statistics.median(metrics),
                     min=min(metrics),
@@ -117,6 +125,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{_fmt(row['cpu_max'], digits)} | {cpu_ratio} | {valid} |"
             )
     lines += _scaling_lines(data.get("scaling", {}))
+    lines += _measurement_lines(data.get("scaling", {}), summary.get("churn"))
     invalid = [r for r in data["records"] if not r["ok"]]
     if invalid:
         lines += ["", "Invalid runs (left out of every median):", ""]
@@ -198,6 +207,22 @@ def _scaling_lines(scale: dict[str, Any]) -> list[str]:
             )
     elif finack and finack.get("skipped"):
         lines += ["", f"FIN-ACK latency: skipped ({finack['skipped']})."]
+    return lines
+
+
+def _measurement_lines(scale: dict[str, Any], churn: dict[str, Any] | None) -> list[str]:
+    """Fairness, syscalls per connection, Python calls per operation (when measured)."""
+    lines: list[str] = []
+    for name in ("fairness", "pycalls"):
+        res = scale.get(name)
+        if res is not None and not res.get("ok"):
+            lines += ["", f"{name}: failed ({str(res.get('stderr', ''))[-300:]})."]
+    if scale.get("fairness", {}).get("ok"):
+        lines += fairness.markdown_lines(scale["fairness"])
+    if "syscalls" in scale:
+        lines += syscalls.markdown_lines(scale["syscalls"], churn)
+    if scale.get("pycalls", {}).get("ok"):
+        lines += pycalls.markdown_lines(scale["pycalls"])
     return lines
 
 

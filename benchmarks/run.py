@@ -6,8 +6,11 @@ in an order rotated per repetition - so hypervisor steal and neighbours' load hi
 them alike and each ratio to C comes from the same run.  Server and client are separate
 processes (two cores: one each, unpinned).  Each run's byte counts are checked on both sides;
 a run with any mismatch is *invalid*: it is kept in the results, marked, and left out of
-every median.  Then the scaling measurements (:mod:`benchmarks.scaling`) run, and the
-results are written as JSON, a Markdown table and (with matplotlib) a PNG chart.
+every median.  Then the scaling measurements (:mod:`benchmarks.scaling`) and those of the
+execution model run - fairness (:mod:`benchmarks.fairness`), syscalls per churn connection
+(:mod:`benchmarks.syscalls`, strace) and Python calls per operation
+(:mod:`benchmarks.pycalls`) - and the results are written as JSON, a Markdown table and
+(with matplotlib) a PNG chart.
 
 ``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures; it
 checks that every implementation works and verifies, and asserts nothing about speed.
@@ -32,15 +35,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import report, scaling
+from . import report, scaling, syscalls
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOADS = ("churn", "bulk", "bulk-cubic")
+#: The measurements after the workloads: scaling (idle, heap, finack), then fairness,
+#: syscalls per connection (strace) and Python calls per operation.
+MEASUREMENTS = ("idle", "heap", "finack", "fairness", "syscalls", "pycalls")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ QUICK = Config(
         idle_impls=("pywsk",),
         heap_conns=100,
         finack_samples=10,
+        fairness_tries=2,
+        strace_small=20,
+        strace_large=120,
+        pycalls_sends=200,
+        pycalls_conns=50,
     ),
 )
 
@@ -286,12 +297,18 @@ def _result_line(out: str) -> dict[str, Any]:
 
 
 def run_pair(
-    impl: Impl, server_args: list[str], client_args: list[str], timeout: float, idle: int = 0
+    impl: Impl,
+    server_args: list[str],
+    client_args: list[str],
+    timeout: float,
+    idle: int = 0,
+    wrappers: tuple[list[str], list[str]] = ([], []),
 ) -> dict[str, Any]:
-    """Start the server, then the client with the server's port; collect both results."""
+    """Start the server, then the client with the server's port; collect both results.
+    ``wrappers`` are argv prefixes for the server and the client (``strace ...``)."""
     tw = tw_count()
     steal0 = cpu_jiffies()
-    server = _start([*impl.argv, *server_args])
+    server = _start([*wrappers[0], *impl.argv, *server_args])
     record: dict[str, Any] = {"impl": impl.name, "tw_before": tw}
     try:
         ports = _read_ports(server, 30.0)
@@ -301,7 +318,7 @@ def run_pair(
         return {**record, "ok": False, "error": f"{exc}; stderr: {server.err[-2000:]}"}
     t0 = time.monotonic()
     fill = {"{port}": str(ports[0]), "{idle_port}": str(ports[-1])}
-    client = _start([*impl.argv, *[fill.get(a, a) for a in client_args]])
+    client = _start([*wrappers[1], *impl.argv, *[fill.get(a, a) for a in client_args]])
     if idle:
         _release_when_idle_accepted(server, client, timeout)
     _reap(client, t0 + timeout)
@@ -321,13 +338,16 @@ def run_pair(
     return record
 
 
-def run_churn(impl: Impl, cfg: Config, idle: int = 0) -> dict[str, Any]:
+def run_churn(
+    impl: Impl, cfg: Config, idle: int = 0, wrappers: tuple[list[str], list[str]] = ([], [])
+) -> dict[str, Any]:
     rec = run_pair(
         impl,
         ["churn-server", str(cfg.n), str(idle)],
         ["churn-client", "{port}", str(cfg.n), str(cfg.conc), str(idle), "{idle_port}"],
         cfg.timeout,
         idle,
+        wrappers,
     )
     rec.update(workload="churn", n=cfg.n, conc=cfg.conc, idle=idle)
     return verify_churn(rec, cfg.n)
@@ -437,8 +457,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list")
     ap.add_argument(
         "--scaling",
-        default="idle,heap,finack",
-        help="comma list of scaling measurements, or 'none'",
+        default=",".join(MEASUREMENTS),
+        help="comma list of the measurements after the workloads "
+        f"({', '.join(MEASUREMENTS)}), or 'none'",
     )
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
     ap.add_argument("--tag", help="name of the result files (default: a timestamp)")
@@ -503,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                 {i.name: i for i in implementations(cnet)},
                 lambda impl, idle: run_churn(impl, _idle_config(cfg), idle),
             )
+            scale.update(measure(cfg, wanted_scaling, impls))
     data = {
         "config": {k: v for k, v in asdict(cfg).items() if k != "scaling"},
         "scaling_config": asdict(cfg.scaling),
@@ -526,9 +548,31 @@ def main(argv: list[str] | None = None) -> int:
         png = report.chart(data, out_dir / f"{tag}.png")
         print(f"chart: {png}" if png else "chart: skipped (matplotlib is not installed)")
     invalid = [r for r in records if not r["ok"]] + scaling.invalid_runs(scale)
+    invalid += syscalls.invalid_runs(scale.get("syscalls", {}))
+    invalid += [scale[k] for k in ("fairness", "pycalls") if k in scale and not scale[k]["ok"]]
     if invalid:
         print(f"{len(invalid)} invalid run(s)", file=sys.stderr)
     return 1 if invalid else 0
+
+
+def measure(cfg: Config, wanted: list[str], impls: list[Impl]) -> dict[str, Any]:
+    """The measurements after the scaling ones: fairness, syscalls, pycalls."""
+    out: dict[str, Any] = {}
+    sc = cfg.scaling
+    if "fairness" in wanted:
+        out["fairness"] = scaling.child([str(sc.fairness_tries)], "benchmarks.fairness")
+    if "syscalls" in wanted:
+        traced = Config(conc=cfg.conc, timeout=max(cfg.timeout, 300.0))
+
+        def churn(impl: Impl, n: int, wrappers: tuple[list[str], list[str]]) -> dict[str, Any]:
+            return run_churn(impl, replace(traced, n=n), 0, wrappers)
+
+        out["syscalls"] = syscalls.run(impls, churn, sc.strace_small, sc.strace_large)
+    if "pycalls" in wanted:
+        out["pycalls"] = scaling.child(
+            [str(sc.pycalls_sends), str(sc.pycalls_conns)], "benchmarks.pycalls"
+        )
+    return out
 
 
 def _idle_config(cfg: Config) -> Config:

@@ -70,6 +70,14 @@ class ScalingConfig:
     heap_conns: int = 2_000
     #: FIN-ACK samples per path.
     finack_samples: int = 200
+    #: Tries of each fairness scenario (benchmarks.fairness).
+    fairness_tries: int = 40
+    #: Connections of the two strace'd churns per implementation (benchmarks.syscalls).
+    strace_small: int = 200
+    strace_large: int = 1_200
+    #: WskSends and churn connections counted by benchmarks.pycalls.
+    pycalls_sends: int = 5_000
+    pycalls_conns: int = 1_000
 
 
 def run(
@@ -84,11 +92,11 @@ def run(
         out["idle"] = idle_churn(cfg, impls, churn)
     if "heap" in wanted:
         out["heap"] = {
-            side: _child(["heap", side, str(cfg.heap_conns)]) for side in ("client", "server")
+            side: child(["heap", side, str(cfg.heap_conns)]) for side in ("client", "server")
         }
-        out["heap"]["uvloop-reference"] = _child(["heap", "uvloop", str(cfg.heap_conns)])
+        out["heap"]["uvloop-reference"] = child(["heap", "uvloop", str(cfg.heap_conns)])
     if "finack" in wanted:
-        out["finack"] = _child(["finack", str(cfg.finack_samples)])
+        out["finack"] = child(["finack", str(cfg.finack_samples)])
     return out
 
 
@@ -137,10 +145,11 @@ def idle_churn(
     return {"idle": cfg.idle, "n": cfg.idle_n, "records": records, "summary": summary}
 
 
-def _child(args: list[str]) -> dict[str, Any]:
-    """Run one measurement of this module in a fresh process; its last line is JSON."""
+def child(args: list[str], module: str = "benchmarks.scaling") -> dict[str, Any]:
+    """Run one measurement (of this module, or of ``module``) in a fresh process; its last
+    line is JSON."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scaling", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

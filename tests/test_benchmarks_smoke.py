@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,22 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
 
-@pytest.mark.timeout(90)
-def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
+def quick_run(tmp_path: Path, tag: str, *args: str) -> dict[str, Any]:
+    """``python -m benchmarks --quick ARGS`` writing to ``tmp_path``; its results JSON."""
     proc = subprocess.run(
-        # The workloads only: the scaling measurements (idle churn, heap, FIN-ACK latency)
-        # belong to full runs, where a failed sample is reported rather than fatal.
         [
             sys.executable,
             "-m",
             "benchmarks",
             "--quick",
-            "--scaling",
-            "none",
+            *args,
             "--out",
             str(tmp_path),
             "--tag",
-            "smoke",
+            tag,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -43,7 +41,15 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
         timeout=85,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads((tmp_path / "smoke.json").read_text())
+    data: dict[str, Any] = json.loads((tmp_path / f"{tag}.json").read_text())
+    return data
+
+
+@pytest.mark.timeout(90)
+def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
+    # The workloads only: the scaling measurements (idle churn, heap, FIN-ACK latency)
+    # belong to full runs, where a failed sample is reported rather than fatal.
+    data = quick_run(tmp_path, "smoke", "--scaling", "none")
     records = data["records"]
     impls = {r["impl"] for r in records}
     assert {"c-epoll", "selectors", "asyncio", "uvloop", "pywsk"} <= impls
@@ -60,3 +66,43 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
             assert rec["client"]["bytes"] == rec["bytes"]
             assert rec["server"]["bytes"] == rec["bytes"]
     assert (tmp_path / "smoke.md").read_text().startswith("Run ")
+
+
+@pytest.mark.timeout(90)
+def test_quick_measurements_of_fairness_syscalls_and_python_calls(tmp_path: Path) -> None:
+    """The measurements of the execution model (fairness, strace, Python calls) run and
+    report: C and the faithful pywsk only, churn only, the smallest figures."""
+    scale = quick_run(
+        tmp_path,
+        "measure",
+        *("--impls", "c-epoll,pywsk", "--workloads", "churn", "--no-chart"),
+        *("--scaling", "fairness,syscalls,pycalls"),
+    )["scaling"]
+
+    fairness = scale["fairness"]["summary"]
+    assert set(fairness) == {"other socket", "same socket"}
+    for row in fairness.values():
+        assert row["tries"] == 2
+        assert row["chain_intact"] == 2  # every download arrived whole
+        assert row["return_ms"]["max"] > 0
+        assert row["fin_after_return_ms"] is not None
+
+    syscalls = scale["syscalls"]
+    if shutil.which("strace") is None:
+        assert "skipped" in syscalls
+    elif "skipped" not in syscalls:  # strace may be unable to trace in a container
+        for impl in ("c-epoll", "pywsk"):
+            row = syscalls["impls"][impl]
+            assert row["ok"], row
+            for side in ("client", "server"):
+                # At least socket/accept, a read and close: the per-connection work.
+                assert row[side]["total"] >= 3, row
+
+    pycalls = scale["pycalls"]
+    assert pycalls["ok"], pycalls
+    assert pycalls["send"]["thread"]["calls_pywsk"] > 0
+    assert pycalls["churn"]["client"]["calls"] > 0
+    assert pycalls["churn"]["server"]["calls"] > 0
+    table = (tmp_path / "measure.md").read_text()
+    assert "fairness" in table
+    assert "Python calls per operation" in table

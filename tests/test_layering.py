@@ -22,6 +22,7 @@ PACKAGE = SRC / "pywsk"
 #: import each other (the demo in ``cli`` runs ``testing`` helpers and the ``samples`` driver).
 LAYERS: dict[str, int] = {
     "nt": 0,
+    "_log": 0,
     "wsk": 1,
     "core": 2,
     "provider": 3,
@@ -34,6 +35,7 @@ LAYERS: dict[str, int] = {
     "cli": 4,
     "testing": 4,
     "samples": 4,
+    "__main__": 4,
 }
 
 #: Standard-library modules a sans-I/O module must not reach.

@@ -34,6 +34,7 @@ sending and one receiving thread at once; ``abort()`` and ``close()`` from any t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -51,7 +52,8 @@ from ._bridge import (
     listen_steps,
     start_control,
 )
-from .errors import BusyError, error_from_status
+from ._log import log_settled, logged_connect
+from .errors import BusyError, NtStatusError, error_from_status
 from .nt.event import (
     KEVENT,
     LARGE_INTEGER,
@@ -64,11 +66,13 @@ from .nt.event import (
 from .nt.irp import IO_NO_INCREMENT
 from .nt.mdl import KernelMode
 from .nt.status import NTSTATUS
-from .wsk.structs import WSK_SOCKET
+from .wsk.structs import WSK_SOCKET, check_port
 
 __all__ = ["Connection", "DisconnectReason", "Listener", "connect", "listen"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,8 +168,11 @@ def connect(
 ) -> Connection:
     """Connect to ``host``:``port`` (WskSocket, WskBind, WskConnect), waiting at most
     ``timeout`` seconds in all (None: no limit).  On timeout the pending call is cancelled,
-    the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised."""
-    return Connection(_drive(connect_steps(host, port, options, local), timeout, "connect"))
+    the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised.  A port outside
+    0..65535 raises ``ValueError`` before any call."""
+    check_port(port, local)
+    steps = logged_connect(log, host, port, connect_steps(host, port, options, local))
+    return Connection(_drive(steps, timeout, "connect"))
 
 
 class Connection:
@@ -244,7 +251,11 @@ class Connection:
         try:
             call = core.start_send(view)
             timed_out = _wait(call, deadline)
-            sent = core.settle_send(call, cancelled=timed_out)
+            try:
+                sent = core.settle_send(call, cancelled=timed_out)
+            except NtStatusError:
+                log_settled(log, core, call, "send")
+                raise
         finally:
             self._sending.release()
         if sent is None:
@@ -266,11 +277,17 @@ class Connection:
         try:
             call = core.start_receive(max_bytes)
             timed_out = _wait(call, deadline)
-            data = core.settle_receive(call, cancelled=timed_out)
+            try:
+                data = core.settle_receive(call, cancelled=timed_out)
+            except NtStatusError:
+                log_settled(log, core, call, "receive")
+                raise
         finally:
             self._receiving.release()
         if data is None:
             raise _timed_out("recv", timeout)
+        if not data:
+            log_settled(log, core, call, "receive")
         return data
 
     def disconnect(
@@ -312,6 +329,7 @@ class Connection:
             if call is not None and not self._disconnect_settled:
                 self._disconnect_settled = True
                 self._core.settle_disconnect(call)
+                log_settled(log, self._core, call, "disconnect")
 
     def abort(self) -> None:
         """Reset the connection now (an RST); pending sends and receives end.  Does nothing
@@ -322,6 +340,7 @@ class Connection:
         call = core.start_abort()
         _wait(call, None)
         core.settle_abort(call)
+        log_settled(log, core, call, "abort")
 
     def close(self) -> None:
         """WskCloseSocket (idempotent): **an RST unless disconnected in both directions**."""
@@ -331,6 +350,7 @@ class Connection:
         call = core.start_close()
         _wait(call, None)
         core.settle_close(call)
+        log_settled(log, core, call, "close")
         if core.disconnect_call is not None:
             # The close completed a pending disconnect before its own IRP: settle it too.
             self._settle_disconnect()
@@ -353,7 +373,9 @@ class Connection:
 def listen(
     host: str, port: int, *, options: Sequence[SocketOption] = (), timeout: float | None = None
 ) -> Listener:
-    """A WSK listening socket on ``host``:``port`` (0: any free port)."""
+    """A WSK listening socket on ``host``:``port`` (0: any free port; outside 0..65535:
+    ``ValueError`` before any call)."""
+    check_port(port)
     return Listener(_drive(listen_steps(host, port, options), timeout, "listen"))
 
 

@@ -38,11 +38,19 @@ checkpoint).
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NoReturn, TypeVar
 
-import trio  # type: ignore[import-untyped, unused-ignore]
+try:
+    import trio  # type: ignore[import-untyped, unused-ignore]
+except ImportError as exc:  # pragma: no cover - tested from a wheel (tests/package)
+    raise ImportError(
+        "pywsk.trio needs trio, which is not installed: pip install 'pywsk[trio]'",
+        name=exc.name,
+        path=exc.path,
+    ) from exc
 
 from ._bridge import (
     DEFAULT_RECEIVE_SIZE,
@@ -54,8 +62,9 @@ from ._bridge import (
     connect_steps,
     listen_steps,
 )
+from ._log import log_settled, logged_connect
 from .errors import NtStatusError, SocketClosedError
-from .wsk.structs import WSK_SOCKET
+from .wsk.structs import WSK_SOCKET, check_port
 
 __all__ = [
     "DisconnectReason",
@@ -66,6 +75,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: ``raise_cancel`` as trio hands it to an abort function.
 RaiseCancel = Callable[[], NoReturn]
@@ -169,9 +180,12 @@ async def open_connection(
 
     ``options`` are ``(level, option, value)`` with wsk.h constants, set before binding;
     ``local`` is the address to bind.  Raises the :mod:`pywsk.errors` exception of the
-    failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.
+    failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.  A port
+    outside 0..65535 raises ``ValueError`` before any call.
     """
-    return WskStream(await _drive(connect_steps(host, port, options, local)))
+    check_port(port, local)
+    steps = connect_steps(host, port, options, local)
+    return WskStream(await _drive(logged_connect(log, host, port, steps)))
 
 
 class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-ignore]
@@ -240,6 +254,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         try:
             self._core.settle_send(call)
         except NtStatusError as exc:
+            log_settled(log, self._core, call, "send")
             if self._send_error is None:
                 self._send_error = exc
         if self._inflight is call:
@@ -307,6 +322,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
 
             def settled() -> None:
                 core.settle_disconnect(call)
+                log_settled(log, core, call, "disconnect")
                 done.set()
 
             self._disconnect_done = done
@@ -334,12 +350,15 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             try:
                 data = core.settle_receive(call, cancelled=raise_cancel is not None)
             except NtStatusError as exc:
+                log_settled(log, core, call, "receive")
                 if self._closing or isinstance(exc, SocketClosedError):
                     raise self._closed_error() from exc
                 raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
             if data is None:
                 assert raise_cancel is not None
                 raise_cancel()
+            if not data:
+                log_settled(log, core, call, "receive")
             if not slept:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -359,6 +378,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         with trio.CancelScope(shield=True):
             _raise_cancel, slept = await _wait_call(call)
         core.settle_abort(call)
+        log_settled(log, core, call, "abort")
         if not slept:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -384,6 +404,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 call = core.start_close()
                 await _wait_call(call)
                 core.settle_close(call)
+                log_settled(log, core, call, "close")
         # A checkpoint even when nothing above had to wait (cancelled: the socket is closed).
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -398,7 +419,9 @@ async def open_listener(
 ) -> WskListener:
     """A WSK listening socket on ``host``:``port`` (0: any free port; see
     :attr:`WskListener.local_address`); ``options`` are set before WskBind and inherited by
-    accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``."""
+    accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``.  A
+    port outside 0..65535 raises ``ValueError`` before any call."""
+    check_port(port)
     return WskListener(await _drive(listen_steps(host, port, options)))
 
 

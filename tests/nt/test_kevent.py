@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from nt_helpers import until
 
 from pywsk.nt.bugcheck import BugCheck, BugCheckCode
 from pywsk.nt.event import (
@@ -44,15 +45,6 @@ def make_event(kind: int, state: bool = False) -> KEVENT:
 
 def wait(event: KEVENT, timeout: LARGE_INTEGER | int | None) -> NTSTATUS:
     return KeWaitForSingleObject(event, Executive, KernelMode, False, timeout)
-
-
-def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Observe a state another thread reaches (bounded; not a timing assumption)."""
-    deadline = time.monotonic() + seconds
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "state not reached"
-        pause.wait(0.001)
 
 
 def queued(event: KEVENT, count: int) -> Callable[[], bool]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from verifier_helpers import WAIT, Listener, connected, ids
 
 from pywsk import verifier
 from pywsk.nt import (
@@ -26,10 +26,7 @@ from pywsk.nt import (
     MmProbeAndLockPages,
 )
 from pywsk.testing.driver import WskTestClient, make_buffer
-from pywsk.wsk import WSK_BUF, WSK_FLAG_ABORTIVE, WSK_SOCKET
-
-Listener = Callable[..., socket.socket]
-WAIT = 10.0
+from pywsk.wsk import WSK_BUF, WSK_FLAG_ABORTIVE
 
 
 @pytest.fixture
@@ -43,18 +40,6 @@ def collecting() -> Iterator[verifier.Verifier]:
 def raising() -> Iterator[verifier.Verifier]:
     with verifier.enabled_for("raise") as found:
         yield found
-
-
-def ids(v: verifier.Verifier) -> list[str]:
-    return [violation.check.id for violation in v.found]
-
-
-def connected(wsk: WskTestClient, listener: Listener) -> tuple[WSK_SOCKET, socket.socket]:
-    lsock = listener()
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, _ = lsock.accept()
-    peer.settimeout(WAIT)
-    return sock, peer
 
 
 def routine(result: int) -> Callable[[Any, IRP, Any], int]:
@@ -182,6 +167,11 @@ def test_wsk_001_collect_mode_still_returns_the_status(
     request = wsk.send(sock, b"x")
     assert request.returned == STATUS_INVALID_HANDLE
     assert ids(collecting) == ["WSK-001"]
+    # The report says where the socket was made and where it was closed: this test.
+    (violation,) = collecting.found
+    assert "test_checks.py" in violation.created_at
+    assert "WskCloseSocket was called at" in violation.detail
+    assert "test_wsk_001_collect_mode_still_returns_the_status" in violation.detail
     peer.close()
 
 

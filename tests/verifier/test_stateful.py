@@ -55,10 +55,9 @@ class WskCalls(RuleBasedStateMachine):
         self.closed = [False] * CONNECTIONS
         #: (connection, kind, request) in the order the calls were made.
         self.issued: list[tuple[int, str, Request]] = []
-        # The provider's own descriptors (its loop, the FIN-ACK watcher) live as long as the
-        # process: make them first, so that a first example run alone does not count them.
+        # The provider's own descriptors (its epoll, its wake-up eventfd) live as long as
+        # the process: make them first, so that a first example run alone does not count them.
         subsystem.start(BOUND)
-        subsystem.engine.call(lambda: subsystem.watcher)
         self.fds_before = open_fds()
 
     @initialize(seed=st.integers(0, 2**16))

@@ -19,6 +19,7 @@ dropped; failures are :class:`~pywsk.errors.NtStatusError` subclasses of the bui
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 import warnings
 from collections.abc import Sequence
@@ -33,12 +34,15 @@ from .._bridge import (
     connect_steps,
     start_control,
 )
+from .._log import log_settled, logged_connect
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
-from ..wsk.structs import WSK_SOCKET
+from ..wsk.structs import WSK_SOCKET, check_port
 from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
+
+log = logging.getLogger(__name__)
 
 
 async def connect(
@@ -57,9 +61,12 @@ async def connect(
 
     Raises the :mod:`pywsk.errors` exception of the failure (``ConnectionRefusedError``,
     ``TimeoutError``, ...).  Cancelling it cancels the pending WskConnect (IoCancelIrp),
-    waits for its completion and closes the socket: nothing is left open.
+    waits for its completion and closes the socket: nothing is left open.  A port outside
+    0..65535 raises ``ValueError`` before any call.
     """
-    return Connection(await drive(connect_steps(host, port, options, local)))
+    check_port(port, local)
+    steps = connect_steps(host, port, options, local)
+    return Connection(await drive(logged_connect(log, host, port, steps)))
 
 
 class Connection:
@@ -193,6 +200,7 @@ class Connection:
         try:
             core.settle_send(call, cancelled=caught is not None)
         except NtStatusError:
+            log_settled(log, core, call, "send")
             if caught is None:
                 raise
         if caught is not None:
@@ -230,6 +238,7 @@ class Connection:
             try:
                 data = core.settle_receive(call, cancelled=caught is not None)
             except NtStatusError:
+                log_settled(log, core, call, "receive")
                 if caught is None:
                     raise
                 data = None
@@ -240,6 +249,8 @@ class Connection:
                 self._stash += data
             raise caught
         assert data is not None
+        if not data:
+            log_settled(log, core, call, "receive")
         return data
 
     # --- ending -------------------------------------------------------------------------------
@@ -269,6 +280,7 @@ class Connection:
 
             def settled() -> None:
                 core.settle_disconnect(call)
+                log_settled(log, core, call, "disconnect")
                 done.set()
 
             if not call.arm(mailbox(self._loop), settled):
@@ -295,6 +307,7 @@ class Connection:
         call = core.start_abort()
         caught = await wait_call(call)
         core.settle_abort(call)
+        log_settled(log, core, call, "abort")
         if caught is not None:
             raise caught
 
@@ -314,6 +327,7 @@ class Connection:
         call = core.start_close()
         caught = await wait_call(call)
         core.settle_close(call)
+        log_settled(log, core, call, "close")
         if caught is not None:
             raise caught
 

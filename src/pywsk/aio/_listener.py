@@ -23,6 +23,7 @@ from typing import Any
 from .._bridge import ConnectionCore, ListenerCore, SocketOption, listen_steps
 from ..errors import NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
+from ..wsk.structs import check_port
 from ._connection import Connection
 from ._waiting import drive, wait_call
 
@@ -35,7 +36,9 @@ Handler = Callable[[Connection], Awaitable[None]]
 async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) -> Listener:
     """A listening socket on ``host``:``port`` (port 0: any free port; see
     :attr:`Listener.local_address`).  ``options`` are set before WskBind, for example
-    ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit."""
+    ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit.  A port
+    outside 0..65535 raises ``ValueError`` before any call."""
+    check_port(port)
     return Listener(await drive(listen_steps(host, port, options)))
 
 

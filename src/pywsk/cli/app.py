@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,20 +122,39 @@ def finish(reports: Sequence[Report], as_json: bool, diagram: str | None, title:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def log_to_stderr() -> None:
+    """Show pywsk's log records, DEBUG and up, on stderr (``pywsk -v``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    package = logging.getLogger("pywsk")
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(package_name="pywsk", prog_name="pywsk")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print pywsk's log on stderr, DEBUG records included: socket, operation and "
+    "NTSTATUS of each operation a pywsk module logs.",
+)
+def cli(verbose: bool) -> None:
     """Microsoft's Winsock Kernel (WSK) interface in Python, over real Linux TCP.
 
     \b
     pywsk demo                 every documented disconnect, against a built-in peer
     pywsk probe HOST:PORT      disconnect from any TCP server and see what it does
     pywsk serve                a WSK server with a chosen disconnect behaviour
+    pywsk -v ...               the same, with pywsk's log (DEBUG) on stderr
 
     Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable,
     4 inconclusive (a scenario's precondition did not happen), 5 a report disagrees with
     the packet capture.
     """
+    if verbose:
+        log_to_stderr()
 
 
 # --- demo -----------------------------------------------------------------------------------------

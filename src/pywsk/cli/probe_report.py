@@ -23,7 +23,12 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ..nt import STATUS_CANCELLED, STATUS_CONNECTION_RESET, STATUS_SUCCESS
+from ..nt import (
+    STATUS_CANCELLED,
+    STATUS_CONNECTION_RESET,
+    STATUS_FILE_FORCED_CLOSED,
+    STATUS_SUCCESS,
+)
 from ..wsk import WSK_FLAG_ABORTIVE
 from .evidence import reconcile
 from .session import describe_address
@@ -92,6 +97,12 @@ def describe(run: ProbeRun) -> None:
         seen_by.append("WskReceive: 0 bytes")
     elif final is not None and final.status == STATUS_CONNECTION_RESET:
         seen_by.append("WskReceive: STATUS_CONNECTION_RESET")
+    if (
+        told == "fin+rst"
+        and run.disconnect is not None
+        and run.disconnect.status == STATUS_FILE_FORCED_CLOSED
+    ):
+        seen_by.append("WskDisconnect: STATUS_FILE_FORCED_CLOSED")
     if wire_end is not None:
         seen_by.append(f"the capture ({wire_end[0].upper()} at {report.ms(wire_end[1]):.3f} ms)")
     cause = _cause(run, at) if how != "none" else "none"
@@ -232,7 +243,7 @@ def _judge_bytes(run: ProbeRun, total: int, after_fin: int) -> None:
     want = run.options.expect_bytes
     if want is None:
         return
-    where = f" ({total - after_fin} B before our disconnect, {after_fin} B after)"
+    where = f" ({total - after_fin} B received before we called WskDisconnect, {after_fin} B after)"
     if total < want:
         run.report.check(False, f"short reply: expected {want} B, received {total} B{where}")
     elif total > want:
@@ -351,5 +362,6 @@ def _judge_http(run: ProbeRun, head: bytes, total: int, after_fin: int) -> None:
         report.check(
             False,
             f"truncated HTTP body ({reply.framing}): {reply.body} B arrived{missing}; of the "
-            f"reply, {total - after_fin} B arrived before our disconnect and {after_fin} B after",
+            f"reply, we had received {total - after_fin} B when we called WskDisconnect and "
+            f"{after_fin} B after",
         )

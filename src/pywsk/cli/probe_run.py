@@ -123,7 +123,10 @@ class Reader:
     """Keeps one WskReceive pending until the connection ends; records what arrived.
 
     The next receive is issued by whoever handles a completion: the issuing thread for an
-    inline completion, the completion routine for a pended one (never recursively)."""
+    inline completion, the completion routine for a pended one (never recursively).  Calls
+    act on the calling thread, so a routine may be issuing on another thread when the
+    scenario closes the socket: :meth:`stop` (run by the session before WskCloseSocket)
+    ends the pumping and waits for a receive being issued, as a driver's rundown would."""
 
     def __init__(
         self,
@@ -147,15 +150,33 @@ class Reader:
         #: Set at the first data from the server, or at its end: a reply came.
         self.replied = threading.Event()
         self._marks: list[tuple[float, int]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._stopped = False
+        self._issuing = 0
 
     def start(self) -> Reader:
+        self.session.before_close(self.sock, self.stop)
         self._pump()
         return self
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Issue no more receives; wait (bounded) for one being issued to return."""
+        with self._lock:
+            self._stopped = True
+            self._lock.wait_for(lambda: not self._issuing, timeout)
+
     def _pump(self) -> None:
         while True:
-            call = self.session.receive(self.sock, self.chunk, group="receive")
+            with self._lock:
+                if self._stopped:
+                    return
+                self._issuing += 1
+            try:
+                call = self.session.receive(self.sock, self.chunk, group="receive")
+            finally:
+                with self._lock:
+                    self._issuing -= 1
+                    self._lock.notify_all()
             if call.settle_later(self._settled):
                 return
             if not self._take(call):

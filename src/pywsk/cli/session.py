@@ -32,6 +32,7 @@ from typing import Any
 from ..nt import (
     IRP,
     STATUS_CONNECTION_RESET,
+    STATUS_FILE_FORCED_CLOSED,
     STATUS_MORE_PROCESSING_REQUIRED,
     STATUS_SUCCESS,
     ExAllocatePoolWithTag,
@@ -252,6 +253,17 @@ class Call:
             and id(self.sock) not in self.session.resets
         ):
             self.session.fins_acked.add(id(self.sock))
+        if (
+            self.name == "WskDisconnect"
+            and self.sock is not None
+            and self.status == STATUS_FILE_FORCED_CLOSED
+            and id(self.sock) not in self.session.resets
+            and (self.session.peer_end(self.sock) or ("none",))[0] == "fin"
+        ):
+            # Calls act at once on the caller's thread: a disconnect can meet the reset that
+            # followed the server's FIN before WskDisconnectEvent reports it.  After the
+            # peer's FIN, only an RST makes the connection unusable.
+            self.session.learn_peer_end(self.sock, "rst", self.completed_at)
         if pool is not None and self.sock is not None:
             if self.status == STATUS_SUCCESS and self.information == 0 and not self.data:
                 self.session.learn_peer_end(self.sock, "fin", self.completed_at)
@@ -355,6 +367,7 @@ class Session:
             WskDeregister(self.registration)
             raise SessionError(f"WskCaptureProviderNPI failed: {short_status(status)}", status)
         self.sockets: list[WSK_SOCKET] = []
+        self._before_close: dict[WSK_SOCKET, list[Callable[[], None]]] = {}
         #: id() of a socket -> the timeline its calls are recorded in (default: :attr:`timeline`).
         self._timelines: dict[int, Timeline] = {}
         self.connection_dispatch = WSK_CLIENT_CONNECTION_DISPATCH(
@@ -814,13 +827,21 @@ class Session:
     def close_socket(
         self, sock: WSK_SOCKET, timeout: float = 10.0, label: str | None = None
     ) -> Call:
-        """WskCloseSocket; the socket leaves :attr:`sockets` once its close completed."""
+        """WskCloseSocket; the socket leaves :attr:`sockets` once its close completed.
+
+        What was registered with :meth:`before_close` for the socket runs first."""
+        for hook in self._before_close.pop(sock, ()):
+            hook()
         call = self.issue(
             "WskCloseSocket", label or "WskCloseSocket", sock.Dispatch.WskCloseSocket, sock
         )
         if call.wait(timeout) and sock in self.sockets:
             self.sockets.remove(sock)
         return call
+
+    def before_close(self, sock: WSK_SOCKET, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` before this session closes ``sock`` (a rundown: stop issuing)."""
+        self._before_close.setdefault(sock, []).append(hook)
 
     def remote_address(self, sock: WSK_SOCKET) -> tuple[Any, ...] | None:
         out = SOCKADDR_STORAGE()

@@ -2,14 +2,16 @@
 
 What it does: models kernel events (:class:`KEVENT`, :func:`KeInitializeEvent`,
 :func:`KeSetEvent`, :func:`KeClearEvent`, :func:`KeResetEvent`,
-:func:`KeReadStateEvent`), :func:`KeWaitForSingleObject` with NT timeouts
-(:class:`LARGE_INTEGER`, 100-ns units) and the system clock
+:func:`KeReadStateEvent`), :func:`KeWaitForSingleObject` and
+:func:`KeWaitForMultipleObjects` (WaitAny / WaitAll) with NT timeouts
+(:class:`LARGE_INTEGER`, 100-ns units, :func:`RtlConvertLongToLargeInteger`) and the
+system clock
 (:func:`KeQuerySystemTime`, :func:`KeQuerySystemTimePrecise`).  The usual pattern works
 across threads: a driver thread waits on an event that a completion routine, running on
 the provider's event-loop thread at DISPATCH_LEVEL, sets.
 
 The rules, from Microsoft's pages (KeInitializeEvent, KeSetEvent, KeResetEvent,
-KeWaitForSingleObject, "Event Objects"):
+KeWaitForSingleObject, KeWaitForMultipleObjects, "Event Objects"):
 
 1. A NotificationEvent stays signalled until it is cleared; setting it releases every
    thread waiting at that moment, even if it is cleared again before they run.
@@ -23,6 +25,11 @@ KeWaitForSingleObject, "Event Objects"):
    allowed; above DISPATCH_LEVEL no wait is.  KeSetEvent with ``Wait`` FALSE, KeClearEvent,
    KeResetEvent and KeReadStateEvent need IRQL <= DISPATCH_LEVEL; KeSetEvent with ``Wait``
    TRUE needs PASSIVE_LEVEL.
+5. KeWaitForMultipleObjects: WaitAny returns ``STATUS_WAIT_0 + n`` for the lowest index
+   signalled; WaitAll returns STATUS_SUCCESS once all are signalled at one instant (each
+   SynchronizationEvent among them is then reset, none before); timeouts and IRQL as in
+   3 and 4; more than THREAD_WAIT_OBJECTS objects need a WaitBlockArray and more than
+   MAXIMUM_WAIT_OBJECTS are never allowed (bug check 0xC MAXIMUM_WAIT_OBJECTS_EXCEEDED).
 
 What it refuses: a wait that breaks rule 4 raises :class:`~pywsk.nt.bugcheck.BugCheck`
 (IRQL_NOT_LESS_OR_EQUAL), and so does using an event that was never initialised, or
@@ -39,7 +46,8 @@ Choices where the pages are silent (``docs/fidelity.md``):
 * KeQuerySystemTime returns the precise time too (Windows updates it once per clock tick).
 
 What always holds: waiting never busy-waits (a ``threading.Condition`` per waiter), and
-every state change happens under the event's lock, so setting from any thread is safe.
+every state change happens under one dispatcher lock shared by all events, so setting
+from any thread is safe and a WaitAll sees all its events at one instant.
 """
 
 from __future__ import annotations
@@ -47,12 +55,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Final
 
 from .bugcheck import BugCheck, BugCheckCode
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, KeGetCurrentIrql, irql_name, require_irql_at_most
 from .mdl import KPROCESSOR_MODE, KernelMode, UserMode
-from .status import NTSTATUS
+from .status import NTSTATUS, STATUS_WAIT_0
 
 __all__ = [
     "EVENT_TYPE",
@@ -73,6 +82,15 @@ __all__ = [
     "KeResetEvent",
     "KeReadStateEvent",
     "KeWaitForSingleObject",
+    "KeWaitForMultipleObjects",
+    "WAIT_TYPE",
+    "WaitAll",
+    "WaitAny",
+    "THREAD_WAIT_OBJECTS",
+    "MAXIMUM_WAIT_OBJECTS",
+    "KWAIT_BLOCK",
+    "PKWAIT_BLOCK",
+    "RtlConvertLongToLargeInteger",
     "KeQuerySystemTime",
     "KeQuerySystemTimePrecise",
 ]
@@ -86,6 +104,14 @@ Executive: Final = 0
 UserRequest: Final = 6
 
 KPRIORITY = int
+
+WAIT_TYPE = int
+WaitAll: Final = 0
+WaitAny: Final = 1
+#: Objects a wait may name without a WaitBlockArray (wdm.h).
+THREAD_WAIT_OBJECTS: Final = 3
+#: Objects a wait may name at most (wdm.h).
+MAXIMUM_WAIT_OBJECTS: Final = 64
 
 # 100-ns intervals between 1601-01-01 and 1970-01-01 (both UTC).
 _EPOCH_1601: Final = 116_444_736_000_000_000
@@ -116,25 +142,81 @@ class LARGE_INTEGER:
 PLARGE_INTEGER = LARGE_INTEGER
 
 
+def RtlConvertLongToLargeInteger(SignedInteger: int) -> LARGE_INTEGER:
+    """A LARGE_INTEGER holding the sign-extended LONG ``SignedInteger``.
+
+    The C idiom ``Timeout = RtlConvertLongToLargeInteger(-10 * 1000 * 1000)`` (one second,
+    relative) reads the same.  A value outside the LONG range raises ``ValueError`` (C
+    would truncate it silently).
+    """
+    if isinstance(SignedInteger, bool) or not isinstance(SignedInteger, int):
+        raise TypeError("RtlConvertLongToLargeInteger: SignedInteger must be an int")
+    if not -(2**31) <= SignedInteger < 2**31:
+        raise ValueError(f"RtlConvertLongToLargeInteger: {SignedInteger} is not a LONG")
+    return LARGE_INTEGER(SignedInteger)
+
+
+class KWAIT_BLOCK:
+    """Storage a wait on more than THREAD_WAIT_OBJECTS objects supplies (opaque)."""
+
+    __slots__ = ()
+
+
+PKWAIT_BLOCK = KWAIT_BLOCK
+
+
+# The dispatcher lock: every event's state and wait list, and every waiter, change under
+# it (Windows has one too), so a wait on several events tests them all at one instant.
+_dispatcher_lock: Final = threading.Lock()
+
+
 class _Waiter:
-    """One thread blocked in KeWaitForSingleObject on one event."""
+    """One thread blocked in a wait on one or several events."""
 
-    __slots__ = ("condition", "satisfied")
+    __slots__ = ("condition", "index", "objects", "wait_all")
 
-    def __init__(self, lock: threading.Lock) -> None:
-        self.condition = threading.Condition(lock)
-        self.satisfied = False
+    def __init__(self, objects: tuple[KEVENT, ...], wait_all: bool) -> None:
+        self.condition = threading.Condition(_dispatcher_lock)
+        self.objects = objects
+        self.wait_all = wait_all
+        #: None while waiting; then the index of the object that satisfied a WaitAny
+        #: (0 for WaitAll).
+        self.index: int | None = None
+
+    def try_satisfy(self) -> bool:
+        """Under the dispatcher lock: satisfy the wait now if the objects allow it,
+        consuming each SynchronizationEvent that satisfies it."""
+        objects = self.objects
+        if self.wait_all:
+            if not all(event._signal_state for event in objects):
+                return False
+            for event in objects:
+                if event.Type == SynchronizationEvent:
+                    event._signal_state = 0
+            self.index = 0
+            return True
+        for index, event in enumerate(objects):
+            if event._signal_state:
+                if event.Type == SynchronizationEvent:
+                    event._signal_state = 0
+                self.index = index
+                return True
+        return False
+
+    def leave(self) -> None:
+        """Under the dispatcher lock: leave the wait list of every object."""
+        for event in dict.fromkeys(self.objects):
+            event._waiters = deque(w for w in event._waiters if w is not self)
 
 
 class KEVENT:
     """A kernel event.  Initialise it with :func:`KeInitializeEvent` before any other use."""
 
-    __slots__ = ("Type", "_initialized", "_lock", "_signal_state", "_waiters")
+    __slots__ = ("Type", "_initialized", "_signal_state", "_waiters")
 
     def __init__(self) -> None:
         #: NotificationEvent or SynchronizationEvent (Header.Type in C).
         self.Type: EVENT_TYPE = NotificationEvent
-        self._lock = threading.Lock()
         self._signal_state = 0
         self._waiters: deque[_Waiter] = deque()
         self._initialized = False
@@ -176,7 +258,7 @@ def KeInitializeEvent(Event: KEVENT, Type: EVENT_TYPE, State: bool) -> None:
     _as_event(Event, "KeInitializeEvent")
     if Type not in (NotificationEvent, SynchronizationEvent):
         raise ValueError(f"KeInitializeEvent: Type {Type!r} is not an EVENT_TYPE")
-    with Event._lock:
+    with _dispatcher_lock:
         if Event._waiters:
             raise BugCheck(
                 BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -199,28 +281,30 @@ def KeSetEvent(Event: KEVENT, Increment: KPRIORITY, Wait: bool) -> int:
     """
     require_irql_at_most(PASSIVE_LEVEL if Wait else DISPATCH_LEVEL, "KeSetEvent")
     _check_initialized(Event, "KeSetEvent")
-    with Event._lock:
+    with _dispatcher_lock:
         previous = Event._signal_state
-        if Event.Type == NotificationEvent:
-            Event._signal_state = 1
-            while Event._waiters:
-                waiter = Event._waiters.popleft()
-                waiter.satisfied = True
-                waiter.condition.notify()
-        elif Event._waiters:
-            waiter = Event._waiters.popleft()
-            waiter.satisfied = True
-            waiter.condition.notify()
-        else:
-            Event._signal_state = 1
+        Event._signal_state = 1
+        _satisfy_waiters(Event)
     return previous
+
+
+def _satisfy_waiters(Event: KEVENT) -> None:
+    """Under the dispatcher lock: release, longest waiting first, each waiter of the newly
+    signalled ``Event`` whose wait is now satisfied, while ``Event`` stays signalled (a
+    SynchronizationEvent is consumed by the first; a NotificationEvent by none)."""
+    for waiter in list(Event._waiters):
+        if not Event._signal_state:
+            return
+        if waiter.try_satisfy():
+            waiter.leave()
+            waiter.condition.notify()
 
 
 def KeClearEvent(Event: KEVENT) -> None:
     """Set ``Event`` to not signalled (KeClearEvent)."""
     require_irql_at_most(DISPATCH_LEVEL, "KeClearEvent")
     _check_initialized(Event, "KeClearEvent")
-    with Event._lock:
+    with _dispatcher_lock:
         Event._signal_state = 0
 
 
@@ -228,7 +312,7 @@ def KeResetEvent(Event: KEVENT) -> int:
     """Set ``Event`` to not signalled and return its previous state (KeResetEvent)."""
     require_irql_at_most(DISPATCH_LEVEL, "KeResetEvent")
     _check_initialized(Event, "KeResetEvent")
-    with Event._lock:
+    with _dispatcher_lock:
         previous = Event._signal_state
         Event._signal_state = 0
     return previous
@@ -238,7 +322,7 @@ def KeReadStateEvent(Event: KEVENT) -> int:
     """The current state of ``Event``: 1 signalled, 0 not (KeReadStateEvent)."""
     require_irql_at_most(DISPATCH_LEVEL, "KeReadStateEvent")
     _check_initialized(Event, "KeReadStateEvent")
-    with Event._lock:
+    with _dispatcher_lock:
         return Event._signal_state
 
 
@@ -256,13 +340,67 @@ def KeQuerySystemTimePrecise(CurrentTime: LARGE_INTEGER) -> None:
     CurrentTime.QuadPart = _system_time()
 
 
-def _timeout_value(Timeout: LARGE_INTEGER | int | None) -> int | None:
+def _timeout_value(Timeout: LARGE_INTEGER | int | None, function: str) -> int | None:
     if Timeout is None:
         return None
     value = Timeout.QuadPart if isinstance(Timeout, LARGE_INTEGER) else Timeout
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("KeWaitForSingleObject: Timeout must be None, an int or a LARGE_INTEGER")
+        raise TypeError(f"{function}: Timeout must be None, an int or a LARGE_INTEGER")
     return value
+
+
+def _check_wait_irql(value: int | None, function: str) -> None:
+    irql = KeGetCurrentIrql()
+    if irql > DISPATCH_LEVEL or (irql == DISPATCH_LEVEL and value != 0):
+        wanted = "an infinite" if value is None else "a non-zero"
+        rule = (
+            "no wait is allowed above DISPATCH_LEVEL"
+            if irql > DISPATCH_LEVEL
+            else f"{wanted} timeout needs IRQL <= APC_LEVEL; at DISPATCH_LEVEL only a zero "
+            "timeout is allowed"
+        )
+        raise BugCheck(
+            BugCheckCode.IRQL_NOT_LESS_OR_EQUAL,
+            f"{function} at {irql_name(irql)}: {rule}",
+            0,
+            irql,
+        )
+
+
+def _check_wait_arguments(WaitReason: object, WaitMode: object, function: str) -> None:
+    if WaitMode not in (KernelMode, UserMode):
+        raise ValueError(f"{function}: WaitMode {WaitMode!r} is not a KPROCESSOR_MODE")
+    if isinstance(WaitReason, bool) or not isinstance(WaitReason, int) or WaitReason < 0:
+        raise ValueError(f"{function}: WaitReason {WaitReason!r} is not a KWAIT_REASON")
+
+
+def _wait(objects: tuple[KEVENT, ...], wait_all: bool, value: int | None) -> int | None:
+    """Block until the objects satisfy the wait (the satisfying index) or the timeout
+    (``value``, 100-ns units as in KeWaitForSingleObject) expires (None)."""
+    deadline: float | None = None
+    if value is not None and value != 0:
+        delay_100ns = -value if value < 0 else value - _system_time()
+        deadline = time.monotonic() + max(delay_100ns, 0) / 10_000_000
+    with _dispatcher_lock:
+        waiter = _Waiter(objects, wait_all)
+        if waiter.try_satisfy() or value == 0:
+            return waiter.index
+        for event in dict.fromkeys(objects):
+            event._waiters.append(waiter)
+        try:
+            while waiter.index is None:
+                if deadline is None:
+                    waiter.condition.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                waiter.condition.wait(min(remaining, threading.TIMEOUT_MAX))
+        finally:
+            if waiter.index is None:
+                # Timed out (or interrupted): leave the wait lists.
+                waiter.leave()
+    return waiter.index
 
 
 def KeWaitForSingleObject(
@@ -281,54 +419,67 @@ def KeWaitForSingleObject(
     timeout is allowed, and above DISPATCH_LEVEL no wait; otherwise BugCheck
     IRQL_NOT_LESS_OR_EQUAL, before anything changes.
     """
-    value = _timeout_value(Timeout)
-    irql = KeGetCurrentIrql()
-    if irql > DISPATCH_LEVEL or (irql == DISPATCH_LEVEL and value != 0):
-        wanted = "an infinite" if value is None else "a non-zero"
-        rule = (
-            "no wait is allowed above DISPATCH_LEVEL"
-            if irql > DISPATCH_LEVEL
-            else f"{wanted} timeout needs IRQL <= APC_LEVEL; at DISPATCH_LEVEL only a zero "
-            "timeout is allowed"
-        )
-        raise BugCheck(
-            BugCheckCode.IRQL_NOT_LESS_OR_EQUAL,
-            f"KeWaitForSingleObject at {irql_name(irql)}: {rule}",
-            0,
-            irql,
-        )
+    value = _timeout_value(Timeout, "KeWaitForSingleObject")
+    _check_wait_irql(value, "KeWaitForSingleObject")
     _check_initialized(Object, "KeWaitForSingleObject")
-    if WaitMode not in (KernelMode, UserMode):
-        raise ValueError(f"KeWaitForSingleObject: WaitMode {WaitMode!r} is not a KPROCESSOR_MODE")
-    if WaitReason < 0:
-        raise ValueError(f"KeWaitForSingleObject: WaitReason {WaitReason!r} is not a KWAIT_REASON")
+    _check_wait_arguments(WaitReason, WaitMode, "KeWaitForSingleObject")
+    index = _wait((Object,), False, value)
+    return NTSTATUS.STATUS_TIMEOUT if index is None else NTSTATUS.STATUS_SUCCESS
 
-    deadline: float | None = None
-    if value is not None and value != 0:
-        delay_100ns = -value if value < 0 else value - _system_time()
-        deadline = time.monotonic() + max(delay_100ns, 0) / 10_000_000
 
-    event = Object
-    with event._lock:
-        if event._signal_state:
-            if event.Type == SynchronizationEvent:
-                event._signal_state = 0
-            return NTSTATUS.STATUS_SUCCESS
-        if value == 0:
-            return NTSTATUS.STATUS_TIMEOUT
-        waiter = _Waiter(event._lock)
-        event._waiters.append(waiter)
-        try:
-            while not waiter.satisfied:
-                if deadline is None:
-                    waiter.condition.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                waiter.condition.wait(min(remaining, threading.TIMEOUT_MAX))
-        finally:
-            if not waiter.satisfied:
-                # Timed out (or interrupted): leave the wait list.
-                event._waiters.remove(waiter)
-    return NTSTATUS.STATUS_SUCCESS if waiter.satisfied else NTSTATUS.STATUS_TIMEOUT
+def KeWaitForMultipleObjects(
+    Count: int,
+    Object: Sequence[KEVENT],
+    WaitType: WAIT_TYPE,
+    WaitReason: KWAIT_REASON,
+    WaitMode: KPROCESSOR_MODE,
+    Alertable: bool,
+    Timeout: LARGE_INTEGER | int | None,
+    WaitBlockArray: Sequence[KWAIT_BLOCK] | None,
+) -> NTSTATUS | int:
+    """Wait until any (``WaitAny``) or all (``WaitAll``) of the first ``Count`` events in
+    ``Object`` are signalled, or ``Timeout`` expires.
+
+    Returns ``STATUS_WAIT_0 + n`` when the ``n``-th object satisfied a WaitAny wait (the
+    lowest index among those signalled), STATUS_SUCCESS when all objects were signalled at
+    the same instant for a WaitAll wait (every SynchronizationEvent among them is then
+    reset, and none is before), and STATUS_TIMEOUT otherwise.  ``Timeout`` and the IRQL
+    rules are those of :func:`KeWaitForSingleObject`.  ``WaitBlockArray`` may be None
+    for ``Count`` <= THREAD_WAIT_OBJECTS; otherwise it holds at least ``Count``
+    :class:`KWAIT_BLOCK`.  Bug Check 0xC (MAXIMUM_WAIT_OBJECTS_EXCEEDED) when ``Count``
+    exceeds MAXIMUM_WAIT_OBJECTS, or THREAD_WAIT_OBJECTS without a WaitBlockArray.
+    """
+    function = "KeWaitForMultipleObjects"
+    value = _timeout_value(Timeout, function)
+    _check_wait_irql(value, function)
+    if isinstance(Count, bool) or not isinstance(Count, int):
+        raise TypeError(f"{function}: Count must be an int, not {type(Count).__name__}")
+    limit = THREAD_WAIT_OBJECTS if WaitBlockArray is None else MAXIMUM_WAIT_OBJECTS
+    if Count > limit:
+        raise BugCheck(
+            BugCheckCode.MAXIMUM_WAIT_OBJECTS_EXCEEDED,
+            f"{function} with Count {Count}: at most {limit} objects "
+            + (
+                "without a WaitBlockArray (THREAD_WAIT_OBJECTS)"
+                if WaitBlockArray is None
+                else "(MAXIMUM_WAIT_OBJECTS)"
+            ),
+        )
+    if Count < 1 or Count > len(Object):
+        raise ValueError(
+            f"{function}: Count must be between 1 and the {len(Object)} objects given, not {Count}"
+        )
+    if WaitBlockArray is not None and (
+        len(WaitBlockArray) < Count or not all(isinstance(b, KWAIT_BLOCK) for b in WaitBlockArray)
+    ):
+        raise ValueError(f"{function}: WaitBlockArray must hold at least {Count} KWAIT_BLOCKs")
+    if WaitType not in (WaitAll, WaitAny):
+        raise ValueError(f"{function}: WaitType {WaitType!r} is not WaitAll or WaitAny")
+    objects = tuple(Object[:Count])
+    for event in objects:
+        _check_initialized(event, function)
+    _check_wait_arguments(WaitReason, WaitMode, function)
+    index = _wait(objects, WaitType == WaitAll, value)
+    if index is None:
+        return NTSTATUS.STATUS_TIMEOUT
+    return NTSTATUS.of(STATUS_WAIT_0 + index)

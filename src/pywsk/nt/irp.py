@@ -5,7 +5,8 @@ provider touch - allocation (:func:`IoAllocateIrp`), the completion routine
 (:func:`IoSetCompletionRoutine`), status and information (``Irp.IoStatus``),
 ``PendingReturned``, cancellation (:func:`IoCancelIrp`, :func:`IoSetCancelRoutine`),
 completion (:func:`IoCompleteRequest`), reuse (:func:`IoReuseIrp`) and release
-(:func:`IoFreeIrp`).
+(:func:`IoFreeIrp`); and IRPs in the driver's own memory (:func:`IoSizeOfIrp`,
+:func:`IoInitializeIrp`).
 
 The rules, from Microsoft's pages ("Using IRPs with Winsock Kernel Functions",
 IoSetCompletionRoutine, IoCompleteRequest, IoCancelIrp, IoReuseIrp, IoFreeIrp):
@@ -40,6 +41,10 @@ Choices where the pages are silent or Windows would crash (``docs/fidelity.md``)
   provider's own internal IRPs rely on that, and a client may still free or reuse it.
 * A cancel routine is called without the cancel spin lock held, so it does not call
   IoReleaseCancelSpinLock.  IoCancelIrp may be called from any thread.
+* :func:`IoInitializeIrp` returns the IRP it initialised in the caller's memory (C keeps
+  using the same pointer; Python cannot retype an object).  Freeing that memory (a pool
+  block) frees the IRP; :func:`IoFreeIrp` on it raises BugCheck, as the memory is not
+  the I/O manager's.  :func:`IoSizeOfIrp` gives the x64 sizes.
 * Only the stack location WSK uses is modelled: IoSetCompletionRoutine sets the routine
   the provider's completion calls; ``StackSize`` must be at least 1 for a WSK call.
 """
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -67,6 +73,8 @@ __all__ = [
     "PIO_COMPLETION_ROUTINE",
     "PDRIVER_CANCEL",
     "IoAllocateIrp",
+    "IoSizeOfIrp",
+    "IoInitializeIrp",
     "IoSetCompletionRoutine",
     "IoSetCancelRoutine",
     "IoCancelIrp",
@@ -146,6 +154,7 @@ class IRP:
         "_context",
         "_invoke",
         "_marked_pending",
+        "_memory",
         "_routine",
         "_state",
         "created_at",
@@ -166,6 +175,8 @@ class IRP:
         self._invoke = (False, False, False)
         self._marked_pending = False
         self._state = IrpState.IDLE
+        #: The caller's memory an IRP made by IoInitializeIrp lives in (None: IoAllocateIrp).
+        self._memory: Any = None
         #: Where the IRP was allocated (filled by the verifier when it is on).
         self.created_at: Any = None
 
@@ -195,11 +206,109 @@ def IoAllocateIrp(StackSize: CCHAR, ChargeQuota: bool) -> IRP | None:
 _allocation_hook: Callable[[str], bool] | None = None
 
 
+# x64 sizes (dt nt!_IRP, nt!_IO_STACK_LOCATION): what IoSizeOfIrp reports.
+_SIZEOF_IRP: Final = 0xD0
+_SIZEOF_IO_STACK_LOCATION: Final = 0x48
+# IRPs made by IoInitializeIrp, by id of the memory they live in (the IRP keeps the memory
+# alive, so the id stays its own while the IRP lives).
+_initialized: weakref.WeakValueDictionary[int, IRP] = weakref.WeakValueDictionary()
+_initialized_lock: Final = threading.Lock()
+
+
+def IoSizeOfIrp(StackSize: CCHAR) -> int:
+    """The bytes an IRP with ``StackSize`` stack locations needs (x64 layout), for memory
+    a driver allocates itself and hands to :func:`IoInitializeIrp`."""
+    if isinstance(StackSize, bool) or not isinstance(StackSize, int):
+        raise TypeError(f"IoSizeOfIrp: StackSize must be an int, not {type(StackSize).__name__}")
+    if not 1 <= StackSize <= 127:
+        raise ValueError(f"IoSizeOfIrp: StackSize must be a CCHAR from 1 to 127, not {StackSize}")
+    return _SIZEOF_IRP + StackSize * _SIZEOF_IO_STACK_LOCATION
+
+
+def IoInitializeIrp(Irp: Any, PacketSize: int, StackSize: CCHAR) -> IRP:
+    """Initialise an IRP in memory the caller allocated, and return it.
+
+    C passes the memory as ``PIRP`` and goes on using the same pointer; Python cannot
+    retype an object, so the initialised :class:`IRP` is returned:
+    ``Irp = IoInitializeIrp(Memory, IoSizeOfIrp(2), 2)``.  ``Irp`` is that memory (a pool
+    block from ExAllocatePoolWithTag, or any writable buffer of at least ``PacketSize``
+    bytes), an IRP an earlier IoInitializeIrp returned (it is reinitialised), or an IRP
+    from IoAllocateIrp with ChargeQuota FALSE ("Reusing IRPs" allows that one).  The same
+    memory always gives the same IRP.  Freeing the pool block (ExFreePoolWithTag on the
+    block or on the IRP) frees the IRP; IoFreeIrp does not (it raises BugCheck).
+
+    Refuses (BugCheck) a ``PacketSize`` below IoSizeOfIrp(StackSize), an IRP still
+    pending, one allocated with ChargeQuota TRUE, and a freed one.
+    """
+    size = IoSizeOfIrp(StackSize)
+    if isinstance(PacketSize, bool) or not isinstance(PacketSize, int):
+        raise TypeError("IoInitializeIrp: PacketSize must be an int")
+    if PacketSize < size:
+        raise BugCheck(
+            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
+            f"IoInitializeIrp: PacketSize {PacketSize} is less than IoSizeOfIrp({StackSize}) "
+            f"= {size}",
+            PacketSize,
+            size,
+        )
+    if isinstance(Irp, IRP):
+        irp = Irp
+        _check_usable(irp, "IoInitializeIrp")
+        if irp._memory is None and irp.ChargeQuota:
+            raise BugCheck(
+                BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
+                "IoInitializeIrp on an IRP that IoAllocateIrp allocated with ChargeQuota TRUE "
+                "(use IoReuseIrp)",
+                id(irp),
+            )
+    else:
+        with memoryview(Irp) as view:
+            if view.readonly or view.nbytes < PacketSize:
+                raise ValueError(
+                    "IoInitializeIrp: the memory must be a writable buffer of at least "
+                    f"PacketSize ({PacketSize}) bytes"
+                )
+        with _initialized_lock:
+            found = _initialized.get(id(Irp))
+            irp = found if found is not None and found._memory is Irp else IRP(StackSize, False)
+            irp._memory = Irp
+            _initialized[id(Irp)] = irp
+        _check_usable(irp, "IoInitializeIrp")
+    _refuse_pending(irp, "IoInitializeIrp on")
+    IoReuseIrp(irp, NTSTATUS.STATUS_SUCCESS)
+    irp.StackSize = StackSize
+    irp.MdlAddress = None
+    return irp
+
+
+def release_initialized_irp(memory: Any, function: str) -> None:
+    """The pool block ``memory`` is being freed: so is the IRP IoInitializeIrp made in it.
+
+    Refuses (BugCheck) freeing the memory of an IRP still pending.
+    """
+    with _initialized_lock:
+        irp = _initialized.get(id(memory))
+    if irp is None or irp._memory is not memory:
+        return
+    _refuse_pending(irp, f"{function} on the memory of")
+    irp._state = IrpState.FREED
+
+
 def _check_usable(Irp: IRP, function: str) -> None:
     if Irp._state is IrpState.FREED:
         raise BugCheck(
             BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
             f"{function} on an IRP that was already freed",
+            id(Irp),
+        )
+
+
+def _refuse_pending(Irp: IRP, what: str) -> None:
+    """BugCheck when ``Irp`` is still pending in a driver: ``what`` may not touch it."""
+    if Irp._state is IrpState.PENDING:
+        raise BugCheck(
+            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
+            f"{what} an IRP that is still pending in a driver",
             id(Irp),
         )
 
@@ -214,12 +323,7 @@ def IoSetCompletionRoutine(
 ) -> None:
     """Set the routine to run when the next lower driver (the WSK provider) completes ``Irp``."""
     _check_usable(Irp, "IoSetCompletionRoutine")
-    if Irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoSetCompletionRoutine on an IRP that is still pending in a driver",
-            id(Irp),
-        )
+    _refuse_pending(Irp, "IoSetCompletionRoutine on")
     Irp._routine = CompletionRoutine
     Irp._context = Context
     Irp._invoke = (bool(InvokeOnSuccess), bool(InvokeOnError), bool(InvokeOnCancel))
@@ -332,12 +436,7 @@ def IoCompleteRequest(Irp: IRP, PriorityBoost: CCHAR = IO_NO_INCREMENT) -> None:
 def IoReuseIrp(Irp: IRP, Iostatus: int) -> None:
     """Reinitialise a completed (or never used) IRP for another request."""
     _check_usable(Irp, "IoReuseIrp")
-    if Irp._state is IrpState.PENDING:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoReuseIrp on an IRP that is still pending in a driver",
-            id(Irp),
-        )
+    _refuse_pending(Irp, "IoReuseIrp on")
     Irp.IoStatus.Status = Iostatus
     Irp.IoStatus.Information = 0
     Irp.PendingReturned = False
@@ -355,12 +454,14 @@ def IoFreeIrp(Irp: IRP) -> None:
     if hooks.observer is not None:
         hooks.observer.event("irp-freeing", Irp, state=Irp._state)
     _check_usable(Irp, "IoFreeIrp")
-    if Irp._state is IrpState.PENDING:
+    if Irp._memory is not None:
         raise BugCheck(
             BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "IoFreeIrp on an IRP that is still pending in a driver",
+            "IoFreeIrp on an IRP that IoInitializeIrp made in the caller's memory: free that "
+            "memory instead (ExFreePoolWithTag)",
             id(Irp),
         )
+    _refuse_pending(Irp, "IoFreeIrp on")
     Irp._state = IrpState.FREED
     if hooks.observer is not None:
         hooks.observer.event("irp-freed", Irp)

@@ -664,14 +664,20 @@ def mdl_chain_views(Mdl: MDL | None, Offset: int, Length: int) -> list[memoryvie
 
 
 def mdl_is_locked(Mdl: MDL | None) -> bool:
-    """True when every MDL of the chain is locked or built for non-paged pool (None: True)."""
+    """True when every MDL of the chain is locked or built for non-paged pool (None: True).
+
+    The provider asks before I/O; an MDL that is neither is reported to the observer
+    (``mdl-not-locked``), as the verifier's MDL-003.
+    """
+    usable = MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL
     if Mdl is not None and Mdl.Next is None:
         _check_live(Mdl, "mdl_is_locked")
-        return bool(Mdl.MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL))
-    return all(
-        m.MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL)
-        for m in _walk(Mdl, "mdl_is_locked")
-    )
+        unlocked = None if Mdl.MdlFlags & usable else Mdl
+    else:
+        unlocked = next((m for m in _walk(Mdl, "mdl_is_locked") if not m.MdlFlags & usable), None)
+    if unlocked is not None and _hooks.observer is not None:
+        _hooks.observer.event("mdl-not-locked", unlocked)
+    return unlocked is None
 
 
 def mdl_chain_writable(Mdl: MDL | None) -> bool:
@@ -725,6 +731,8 @@ def _allocate(paged: bool, NumberOfBytes: int, tag: int, function: str) -> mmap.
         return None
     with _pool_lock:
         _pool_blocks[block] = _PoolBlock(paged, tag)
+    if _hooks.observer is not None:
+        _hooks.observer.event("pool-allocated", block, tag=tag, size=NumberOfBytes)
     return block
 
 
@@ -776,9 +784,12 @@ def ExAllocatePool2(
     return block
 
 
-def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
+def _free(P: mmap.mmap | IRP, tag: int | None, function: str) -> None:
+    if isinstance(P, IRP) and isinstance(P._memory, mmap.mmap):
+        # C frees an IoInitializeIrp IRP through the same pointer: free its memory.
+        P = P._memory
     block = _pool_block_of(P)
-    if block is None:
+    if block is None or not isinstance(P, mmap.mmap):
         raise BugCheck(
             BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
             f"{function} on memory that did not come from the pool",
@@ -808,6 +819,7 @@ def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
             id(P),
             id(live[0]),
         )
+    _irp.release_initialized_irp(P, function)
     try:
         P.close()
     except BufferError:
@@ -818,9 +830,11 @@ def _free(P: mmap.mmap, tag: int | None, function: str) -> None:
             id(P),
         ) from None
     block.freed = True
+    if _hooks.observer is not None:
+        _hooks.observer.event("pool-freed", P)
 
 
-def ExFreePoolWithTag(P: mmap.mmap, Tag: int | bytes | str) -> None:
+def ExFreePoolWithTag(P: mmap.mmap | IRP, Tag: int | bytes | str) -> None:
     """Free a pool block, checking that ``Tag`` is the tag it was allocated with.
 
     ExFreePoolWithTag: refuses (BugCheck) a block not from the pool, one freed already, a
@@ -829,6 +843,6 @@ def ExFreePoolWithTag(P: mmap.mmap, Tag: int | bytes | str) -> None:
     _free(P, _tag_value(Tag, "ExFreePoolWithTag"), "ExFreePoolWithTag")
 
 
-def ExFreePool(P: mmap.mmap) -> None:
+def ExFreePool(P: mmap.mmap | IRP) -> None:
     """Free a pool block, whatever its tag (otherwise as :func:`ExFreePoolWithTag`)."""
     _free(P, None, "ExFreePool")

@@ -32,6 +32,14 @@ class NTSTATUS(enum.IntEnum):
 
     #: The operation completed successfully.
     STATUS_SUCCESS = 0x00000000
+    #: A wait was satisfied by the second object (STATUS_WAIT_0 + 1).
+    STATUS_WAIT_1 = 0x00000001
+    #: A wait was satisfied by the third object.
+    STATUS_WAIT_2 = 0x00000002
+    #: A wait was satisfied by the fourth object.
+    STATUS_WAIT_3 = 0x00000003
+    #: A wait was satisfied by the 64th object (the last STATUS_WAIT_n).
+    STATUS_WAIT_63 = 0x0000003F
     #: A wait ended because its timeout expired.
     STATUS_TIMEOUT = 0x00000102
     #: The operation will complete later, through the IRP.
@@ -152,6 +160,8 @@ class NTSTATUS(enum.IntEnum):
     STATUS_NO_MATCH = 0xC0000272
     #: The requested interface (WSK version) is not supported.
     STATUS_NOINTERFACE = 0xC00002B9
+    #: The object has already been registered.
+    STATUS_ALREADY_REGISTERED = 0xC0000718
 
     @classmethod
     def of(cls, value: int) -> NTSTATUS | int:
@@ -197,6 +207,12 @@ def NT_ERROR(Status: int) -> bool:
 
 # Module-level names, as C code sees them after #include <ntstatus.h>.
 STATUS_SUCCESS: Final = NTSTATUS.STATUS_SUCCESS
+# STATUS_WAIT_0 is 0, STATUS_SUCCESS's value (ntstatus.h): the same member, not an alias.
+STATUS_WAIT_0: Final = NTSTATUS.STATUS_SUCCESS
+STATUS_WAIT_1: Final = NTSTATUS.STATUS_WAIT_1
+STATUS_WAIT_2: Final = NTSTATUS.STATUS_WAIT_2
+STATUS_WAIT_3: Final = NTSTATUS.STATUS_WAIT_3
+STATUS_WAIT_63: Final = NTSTATUS.STATUS_WAIT_63
 STATUS_TIMEOUT: Final = NTSTATUS.STATUS_TIMEOUT
 STATUS_PENDING: Final = NTSTATUS.STATUS_PENDING
 STATUS_RECEIVE_PARTIAL: Final = NTSTATUS.STATUS_RECEIVE_PARTIAL
@@ -257,9 +273,15 @@ STATUS_REQUEST_ABORTED: Final = NTSTATUS.STATUS_REQUEST_ABORTED
 STATUS_CONNECTION_ABORTED: Final = NTSTATUS.STATUS_CONNECTION_ABORTED
 STATUS_NO_MATCH: Final = NTSTATUS.STATUS_NO_MATCH
 STATUS_NOINTERFACE: Final = NTSTATUS.STATUS_NOINTERFACE
+STATUS_ALREADY_REGISTERED: Final = NTSTATUS.STATUS_ALREADY_REGISTERED
 
 __all__ += [
     "STATUS_SUCCESS",
+    "STATUS_WAIT_0",
+    "STATUS_WAIT_1",
+    "STATUS_WAIT_2",
+    "STATUS_WAIT_3",
+    "STATUS_WAIT_63",
     "STATUS_TIMEOUT",
     "STATUS_PENDING",
     "STATUS_RECEIVE_PARTIAL",
@@ -320,4 +342,5 @@ __all__ += [
     "STATUS_CONNECTION_ABORTED",
     "STATUS_NO_MATCH",
     "STATUS_NOINTERFACE",
+    "STATUS_ALREADY_REGISTERED",
 ]

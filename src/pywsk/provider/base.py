@@ -9,15 +9,18 @@ filling socket-address out-parameters.  :class:`Op` is one pending request.
 What it refuses: options it does not know (STATUS_NOT_SUPPORTED), option buffers that do not
 fit (STATUS_INVALID_PARAMETER / STATUS_BUFFER_TOO_SMALL).
 
-What always holds: it runs on the provider thread; a pending request completes exactly once
+What always holds: its methods run under the socket's lock (``lock``), on whichever thread
+made the call or on the provider thread; a pending request completes exactly once
 (``Op.done``), and its views of the client's buffers are dropped before the client's
 completion routine runs, so the client may free the memory there.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -89,12 +92,10 @@ class Op:
         self.status: int = NTSTATUS.STATUS_PENDING
 
     def cancel_routine(self, _device: object, irp: IRP) -> None:
-        """Installed as the IRP's cancel routine: hand the cancel to the provider thread."""
-        engine = self.owner.client.subsystem.engine
-        if engine.on_loop():
-            self.owner.cancel(self)
-        else:
-            engine.post(self.owner.cancel, self)
+        """Installed as the IRP's cancel routine: cancel in the calling thread, under the
+        socket's lock (IoCancelIrp calls it outside the cancel lock)."""
+        owner = self.owner
+        owner.client.subsystem.engine.locked(owner.lock, owner.cancel, self)
 
     def remaining(self) -> list[memoryview]:
         """The part of the buffer not yet transferred."""
@@ -127,6 +128,7 @@ class ProviderSocket(WSK_SOCKET):
         "events",
         "family",
         "local",
+        "lock",
         "owner",
         "sock",
         "static_events",
@@ -147,6 +149,9 @@ class ProviderSocket(WSK_SOCKET):
         dispatch_client: Any,
     ) -> None:
         super().__init__(dispatch)
+        #: Guards this socket's state (docs/design.md, "Locks").  A stream socket and its
+        #: role share one.
+        self.lock = threading.Lock()
         self.client = client
         self.family = family  # Windows numbering (AF_INET / AF_INET6)
         self.sock = sock
@@ -174,6 +179,11 @@ class ProviderSocket(WSK_SOCKET):
     @property
     def _engine(self) -> Any:
         return self.client.subsystem.engine
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the provider thread soon, under this socket's lock."""
+        engine = self._engine
+        engine.post(engine.locked, self.lock, fn, *args)
 
     def _complete(self, irp: IRP, status: int, information: Any = 0) -> int:
         self._engine.complete(irp, status, information)
@@ -231,14 +241,18 @@ class ProviderSocket(WSK_SOCKET):
     def invoke(self, event: int, *args: Any) -> Any:
         """Call the client's routine for ``event`` (on the provider thread, at DISPATCH_LEVEL).
 
-        Calls are serialised per socket by construction (one thread).  An exception the
-        routine raises is reported, not propagated; the result is then None.  When the last
-        running call returns, pending disables and a pending close complete.
+        Callbacks run on the provider thread only, so two of a socket never overlap.  The
+        socket's lock is released while the routine runs (the completions recorded so far
+        run first), so the routine may call back into this socket or any other.  An
+        exception the routine raises is reported, not propagated; the result is then None.
+        When the last running call returns, pending disables and a pending close complete.
         """
         routine = self.callback_for(event)
         if routine is None or self.closed:
             return None
         self._running[event] = self._running.get(event, 0) + 1
+        engine = self._engine
+        saved = engine.leave(self.lock)
         try:
             with running_at(DISPATCH_LEVEL):
                 return routine(*args)
@@ -246,6 +260,7 @@ class ProviderSocket(WSK_SOCKET):
             report_exception(exc, "in an event callback", routine)
             return None
         finally:
+            engine.reenter(self.lock, saved)
             self._running[event] -= 1
             if not self._running[event]:
                 self._callback_returned(event)
@@ -262,7 +277,9 @@ class ProviderSocket(WSK_SOCKET):
     def _close_completed(self, Irp: IRP) -> None:
         """Complete a close IRP that waited for running callbacks."""
         self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self.client.socket_closed(self.owner or self)
+        self._engine.after_completions(
+            functools.partial(self.client.socket_closed, self.owner or self)
+        )
 
     def finish_close(self, Irp: IRP) -> int:
         """The last step of every WskCloseSocket: complete now, or once callbacks returned."""
@@ -271,7 +288,10 @@ class ProviderSocket(WSK_SOCKET):
             self._close_irp = Irp
             return NTSTATUS.STATUS_PENDING
         status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self.client.socket_closed(self.owner or self)
+        # Only once the close IRP's routine ran may WskDeregister return.
+        self._engine.after_completions(
+            functools.partial(self.client.socket_closed, self.owner or self)
+        )
         return status
 
     def _answer(self, Irp: IRP | None, status: int) -> int:

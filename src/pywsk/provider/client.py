@@ -133,7 +133,6 @@ class WskSubsystem:
             HighestVersion=WSK_VERSION_1_0, LowestVersion=WSK_VERSION_1_0
         )
         self.options = TransportOptions()
-        self._watcher: linux.FinAckWatcher | None = None
         basic = WSK_PROVIDER_BASIC_DISPATCH(
             WskControlSocket=_WskControlSocket, WskCloseSocket=_WskCloseSocket
         )
@@ -185,13 +184,6 @@ class WskSubsystem:
             WskGetNameInfo=_WskGetNameInfo,
         )
 
-    @property
-    def watcher(self) -> linux.FinAckWatcher:
-        if self._watcher is None:
-            assert self.engine.loop is not None
-            self._watcher = linux.FinAckWatcher(self.engine.loop.add_reader)
-        return self._watcher
-
     # --- ProviderAttachment ----------------------------------------------------------------
     def start(self, timeout: float | None) -> bool:
         return self.engine.start(timeout)
@@ -211,7 +203,8 @@ class WskSubsystem:
 
 
 # --------------------------------------------------------------------------------------------
-# Entry points.  Each checks the IRQL rule, then runs on the provider thread.
+# Entry points.  Each checks the IRQL rule, then runs on the calling thread: a socket's
+# method under the socket's lock, its completion routines after the lock is released.
 # --------------------------------------------------------------------------------------------
 
 
@@ -222,16 +215,18 @@ def _enter(
     *args: Any,
     precheck: Callable[[], None] | None = None,
 ) -> int:
-    """Check the IRQL rule, then run ``fn(*args)`` on the provider thread with ``Irp`` taken.
+    """Check the IRQL rule, then run ``fn(*args)`` on this thread with ``Irp`` taken.
 
-    ``precheck`` runs there first, before the IRP is taken: a verifier that refuses the
-    call (raises) leaves everything as it was.
+    ``precheck`` runs first, before the IRP is taken: a verifier that refuses the call
+    (raises) leaves everything as it was.
     """
     require_irql_at_most(DISPATCH_LEVEL, name)
     if Irp is None:
         # Nothing to complete: the call is refused outright (observed on Windows).
+        if hooks.observer is not None:
+            hooks.observer.event("null-irp", None, function=name)
         return NTSTATUS.STATUS_INVALID_PARAMETER
-    return subsystem.engine.call(_take, name, Irp, fn, args, precheck)
+    return _take(name, Irp, fn, args, precheck)
 
 
 def _completed(Irp: IRP, status: int) -> int:
@@ -258,7 +253,7 @@ def _take(
 
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
-    """Run ``Socket.<method>(*args)`` on the provider thread, if the socket is live and has it."""
+    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it."""
     precheck = None
     if hooks.observer is not None:
         precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
@@ -288,11 +283,27 @@ def _socket_precheck(name: str, Socket: Any, Irp: IRP | None, method: str) -> No
 def _run_socket_method(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
     if not _socket_is_live(Socket, method):
         return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-    Socket.calls_inside += 1
+    engine = subsystem.engine
+    if hooks.observer is None:
+        result: int = engine.locked(Socket.lock, _inside, Socket, Irp, method, args)
+        return result
+    # The verifier counts calls inside the provider (WSK-002) from entry to return, the
+    # completion routines of an inline completion included.
+    with Socket.lock:
+        Socket.calls_inside += 1
     try:
-        result: int = getattr(Socket, method)(*args)
+        result = engine.locked(Socket.lock, _inside, Socket, Irp, method, args)
     finally:
-        Socket.calls_inside -= 1
+        with Socket.lock:
+            Socket.calls_inside -= 1
+    return result
+
+
+def _inside(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
+    """The socket's method, under its lock (closed meanwhile by another thread: refused)."""
+    if Socket.closed:
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+    result: int = getattr(Socket, method)(*args)
     return result
 
 
@@ -390,31 +401,35 @@ def _WskControlSocket(
         return _socket_call("WskControlSocket", Socket, Irp, "control", *args)
     require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
 
+    if not isinstance(Socket, ProviderSocket) or Socket.closed:
+        if hooks.observer is not None:
+            hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskControlSocket")
+        return NTSTATUS.STATUS_INVALID_HANDLE
+
     def run() -> int:
-        if not isinstance(Socket, ProviderSocket) or Socket.closed:
-            if hooks.observer is not None:
-                hooks.observer.event(
-                    "wsk-call-on-closed-socket", Socket, function="WskControlSocket"
-                )
+        if Socket.closed:
             return NTSTATUS.STATUS_INVALID_HANDLE
         result: int = Socket.control(*args)
         return result
 
-    return subsystem.engine.call(run)
+    return subsystem.engine.locked(Socket.lock, run)
 
 
 def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     """WskRelease: no IRP; returns STATUS_SUCCESS or STATUS_INVALID_PARAMETER at once."""
     require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
 
+    if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
+        if hooks.observer is not None and isinstance(Socket, ProviderSocket):
+            hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+
     def run() -> int:
-        if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
-            if hooks.observer is not None and isinstance(Socket, ProviderSocket):
-                hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
+        if Socket.closed:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         return Socket.release(DataIndication)
 
-    return subsystem.engine.call(run)
+    return subsystem.engine.locked(Socket.lock, run)
 
 
 def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
@@ -567,7 +582,10 @@ def _WskSocketConnect(
         if isinstance(created, int):
             return _completed(Irp, created)
         assert isinstance(created, ConnectionSocket)
-        return _bind_then_connect(created, LocalAddress, RemoteAddress, Irp)
+        status: int = subsystem.engine.locked(
+            created.lock, _bind_then_connect, created, LocalAddress, RemoteAddress, Irp
+        )
+        return status
 
     return _enter("WskSocketConnect", Irp, run)
 
@@ -579,6 +597,11 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
     def fail(status: int) -> int:
         sock.close(internal_irp())
         return _completed(Irp, status)
+
+    def close_and_fail(status: int) -> None:
+        # In the connect step's completion routine: outside the socket's lock.
+        subsystem.engine.locked(sock.lock, sock.close, internal_irp())
+        subsystem.engine.complete(Irp, status)
 
     bind_irp = internal_irp()
     status = sock.bind(local, 0, bind_irp)
@@ -596,8 +619,7 @@ def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR
             if final == NTSTATUS.STATUS_SUCCESS:
                 subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
             else:
-                sock.close(internal_irp())
-                subsystem.engine.complete(Irp, final)
+                close_and_fail(final)
         return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
 
     IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
@@ -631,7 +653,7 @@ def _WskControlClient(
         Client, ControlCode, InputBuffer, OutputSize, OutputBuffer, OutputSizeReturned, Irp
     )
     if Irp is not None:
-        return subsystem.engine.call(_take, "WskControlClient", Irp, _completed, (Irp, status))
+        return _take("WskControlClient", Irp, _completed, (Irp, status))
     return status
 
 
@@ -711,7 +733,7 @@ def _WskGetAddressInfo(
 def _WskFreeAddressInfo(Client: Any, AddrInfo: Any) -> None:
     names.check_passive("WskFreeAddressInfo")
     if isinstance(Client, WskClient):
-        subsystem.engine.call(names.free_address_info, Client, AddrInfo)
+        names.free_address_info(Client, AddrInfo)
 
 
 def _WskGetNameInfo(

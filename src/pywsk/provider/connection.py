@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import mmap
+import select
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -93,6 +95,11 @@ S = ConnState
 
 # Linux errnos that mean "try again later" on a non-blocking socket.
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
+# Which edges may let a pending send (or connect), or a pending receive, go on.
+_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+_READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
+# The edges that can mean the peer's FIN or RST.
+_END_EVENTS = select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 
 
 class ConnectionSocket(ProviderSocket):
@@ -115,7 +122,9 @@ class ConnectionSocket(ProviderSocket):
         "_indication_buffer",
         "_port_at_connect",
         "_reading",
+        "_registered",
         "_suspended",
+        "_watching",
         "_writing",
         "half_open",
         "machine",
@@ -149,6 +158,8 @@ class ConnectionSocket(ProviderSocket):
         self._fin_issued = False  # shutdown(SHUT_WR) done
         self._reading = False
         self._writing = False
+        self._watching = False  # the TCP state matters: a FIN's ACK, or WskDisconnectEvent
+        self._registered = False
         # WskReceiveEvent: data the client left with us, whether indications are paused,
         # the reusable indication buffer, and lists the client retained (STATUS_PENDING).
         self._held = bytearray()
@@ -182,6 +193,7 @@ class ConnectionSocket(ProviderSocket):
             new.machine.process(event)
         new.local = sock.getsockname()
         new.remote = sock.getpeername()
+        new._register()
         if new.events:
             new.on_events_changed()
         return new
@@ -198,34 +210,53 @@ class ConnectionSocket(ProviderSocket):
         elif event is ConnInput.RECV_RST:
             self._remote_disconnected(WSK_FLAG_ABORTIVE)
         elif event is ConnInput.TRANSPORT_FAILED and self.events & WSK_EVENT_RECEIVE:
-            self._engine.post(self._indicate_broken)
+            self._post(self._indicate_broken)
         return True
 
-    # --- registrations on the loop ---------------------------------------------------------
-    def _want_read(self, on: bool) -> None:
+    # --- readiness: one registration for the socket's whole life -------------------------
+    def _register(self) -> None:
+        """Put the socket in the provider's epoll (once): readiness and state changes."""
+        if not self._registered and not self.closed:
+            self._registered = True
+            engine = self._engine
+            engine.register(
+                self.sock.fileno(), functools.partial(engine.locked, self.lock, self._on_ready)
+            )
+
+    def _want_read(self, on: bool, tried: bool = True) -> None:
+        """Read when the socket is readable.  Edge-triggered: turning reading on without
+        having just tried a read (``tried``) schedules one, so data already there is seen."""
         if on == self._reading or self.closed:
             return
-        loop = self._engine.loop
-        if on:
-            loop.add_reader(self.sock.fileno(), self._on_readable)
-        else:
-            loop.remove_reader(self.sock.fileno())
         self._reading = on
+        if on:
+            self._register()
+            if not tried:
+                self._post(self._on_ready, select.EPOLLIN)
 
     def _want_write(self, on: bool) -> None:
+        # Every caller has just tried the write (or connect) that filled the kernel's buffer.
         if on == self._writing or self.closed:
             return
-        loop = self._engine.loop
-        if on:
-            loop.add_writer(self.sock.fileno(), self._on_writable)
-        else:
-            loop.remove_writer(self.sock.fileno())
         self._writing = on
+        if on:
+            self._register()
 
     def _unregister_all(self) -> None:
-        self._want_read(False)
-        self._want_write(False)
-        self.client.subsystem.watcher.unwatch(self.sock)
+        self._reading = False
+        self._writing = False
+        self._watching = False
+
+    def _on_ready(self, mask: int) -> None:
+        """The provider thread saw an edge: do what it makes possible (under the lock)."""
+        if self.closed:
+            return
+        if self._writing and mask & _WRITE_EVENTS:
+            self._on_writable()
+        if self._reading and mask & _READ_EVENTS:
+            self._on_readable()
+        if self._watching and not self.closed:
+            self._on_state_change(mask)
 
     # --- reading the durable TCP state -----------------------------------------------------
     def refresh(self) -> None:
@@ -305,6 +336,7 @@ class ConnectionSocket(ProviderSocket):
         except ValueError:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         self.machine.process(ConnInput.CONNECT)
+        self._register()
         err = self.sock.connect_ex(address)
         if self._port_at_connect and err in (0, errno.EINPROGRESS):
             self._record_port()
@@ -516,8 +548,11 @@ class ConnectionSocket(ProviderSocket):
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
             self._resume_indications()
         if not self.recvq and self._indicating():
-            self._indicate_from_kernel()
-            return
+            if self._engine.on_loop():
+                self._indicate_from_kernel()
+                return
+            # Event callbacks run on the provider thread only (one at a time per socket).
+            self._post(self._indicate_from_kernel)
         self._update_reading()
 
     # --- WskReceiveEvent -----------------------------------------------------------------------
@@ -533,30 +568,33 @@ class ConnectionSocket(ProviderSocket):
             and receive_verdict(self.machine.state, self.half_open) is ReceiveVerdict.READ
         )
 
-    def _update_reading(self) -> None:
-        self._want_read(bool(self.recvq) or self._indicating())
+    def _update_reading(self, tried: bool = True) -> None:
+        self._want_read(bool(self.recvq) or self._indicating(), tried)
 
     def _callback_returned(self, event: int) -> None:
         super()._callback_returned(event)
         if event == WSK_EVENT_RECEIVE and self._held and not self._suspended and not self.closed:
             # Data left while a callback ran (a resume from inside it): offer it now.
-            self._engine.post(self._deliver_held)
+            self._post(self._deliver_held)
 
     def _deliver_held(self) -> None:
         if self._held and self._indicating():
             held, self._held = self._held, bytearray()
             self._indicate(memoryview(held), owned=True)
-        self._update_reading()
+        self._update_reading(tried=False)
 
     def _resume_indications(self) -> None:
         """A WskReceive completed: indications paused by the client resume (buffered first)."""
         if not self._suspended:
             return
         self._suspended = False
+        if not self._engine.on_loop():
+            self._post(self._deliver_held)  # callbacks run on the provider thread
+            return
         if self._held and self._indicating():
             held, self._held = self._held, bytearray()
             self._indicate(memoryview(held), owned=True)
-        self._update_reading()
+        self._update_reading(tried=False)
 
     def _indicate_from_kernel(self) -> None:
         while self._indicating():
@@ -625,9 +663,9 @@ class ConnectionSocket(ProviderSocket):
         """The peer's FIN (flags 0) or RST (WSK_FLAG_ABORTIVE): tell the client, after the
         completions and data indications already under way (so data comes first)."""
         if self.events & WSK_EVENT_DISCONNECT:
-            self._engine.post(self._indicate_disconnect, flags)
+            self._post(self._indicate_disconnect, flags)
         elif flags and self.events & WSK_EVENT_RECEIVE:
-            self._engine.post(self._indicate_broken)
+            self._post(self._indicate_broken)
 
     def _indicate_disconnect(self, flags: int) -> None:
         if self.events & WSK_EVENT_DISCONNECT:
@@ -659,30 +697,42 @@ class ConnectionSocket(ProviderSocket):
         self._update_reading()
         if newly & WSK_EVENT_SEND_BACKLOG:
             # Q17: report the current ideal backlog once when the event is switched on.
-            self._engine.post(self._indicate_send_backlog)
+            self._post(self._indicate_send_backlog)
         if newly & WSK_EVENT_RECEIVE and self.machine.state is S.CONNECTED:
-            self._engine.post(self._on_readable)
+            self._post(self._on_readable)
+        if newly & WSK_EVENT_DISCONNECT and self._watching:
+            # Edge-triggered: look at the state once now; later edges report each change.
+            self._post(self._on_state_change, _END_EVENTS)
 
     def _update_watch(self) -> None:
         """Watch the TCP state while a FIN's acknowledgement, or the peer's end, is awaited."""
-        watcher = self.client.subsystem.watcher
-        wanted = (
+        self._watching = (
             not self.closed
             and not self.machine.broken
             and (self._disc is not None or bool(self.events & WSK_EVENT_DISCONNECT))
         )
-        if wanted:
-            watcher.watch(self.sock, self._on_state_change)
-        else:
-            watcher.unwatch(self.sock)
+        if self._watching:
+            self._register()
 
-    def _on_state_change(self) -> None:
-        """The kernel woke the socket: our FIN acknowledged, the peer's FIN or RST, ..."""
+    def _on_state_change(self, mask: int) -> None:
+        """The kernel woke the socket: our FIN acknowledged, the peer's FIN or RST, ...
+
+        The TCP state is read only where a decision needs it: after our FIN, and for
+        WskDisconnectEvent when the edge can mean the peer's FIN (before it was seen) or RST.
+        """
         if self.closed:
             return
         if self._disc is not None and self._fin_issued:
             self._check_fin_acked()
-        if self.events & WSK_EVENT_DISCONNECT and not self.closed:
+        if (
+            self.events & WSK_EVENT_DISCONNECT
+            and not self.closed
+            and mask & _END_EVENTS
+            and (
+                mask & (select.EPOLLERR | select.EPOLLHUP)
+                or self.machine.state in (S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED)
+            )
+        ):
             if self.recvq or self._indicating():
                 self._on_readable()  # data first; the reader meets the FIN or RST in order
             elif linux.tcp_state(self.sock) != linux.CLOSE or linux.inq(self.sock) == 0:
@@ -982,6 +1032,8 @@ class ConnectionSocket(ProviderSocket):
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
         listener.release_binding(self)
+        if self._registered:
+            self._engine.forget(self.sock.fileno())  # close() takes it out of the epoll
         self.sock.close()
         # Cancelled requests complete first, the close IRP last; only then may
         # WskDeregister return (no routine of this socket runs after that).
@@ -1022,7 +1074,7 @@ class ConnectionSocket(ProviderSocket):
 
     def on_option_set(self, level: int, code: int) -> None:
         if (level, code) == (SOL_SOCKET, SO_SNDBUF):
-            self._engine.post(self._indicate_send_backlog)  # the ideal backlog changed
+            self._post(self._indicate_send_backlog)  # the ideal backlog changed
 
 
 #: Size of the provider's receive-indication buffer (page-aligned: receiving into

@@ -1,113 +1,138 @@
-"""The engine: the one place that decides where provider work and completions run.
+"""The engine: where provider work runs, where completions run, and the provider thread.
 
-What it does: runs the WSK subsystem on one event loop (uvloop when installed, asyncio
-otherwise) in a daemon thread, "the provider thread".  That thread runs at DISPATCH_LEVEL
-for its whole life, so every completion routine and event callback runs there at
-DISPATCH_LEVEL, as on Windows.
+What it does: implements the execution model of ``docs/design.md`` section 2.
 
-* A dispatch function called *on* the provider thread (from a completion routine or a
-  callback) acts inline: it may complete the IRP before it returns.
-* A dispatch function called from any other thread is handed to the loop and the caller
-  waits for the loop to run it, then gets its NTSTATUS.  The IRP may be completed (on the
-  provider thread) before the caller's call returns - legal, and common on Windows.
-* Blocking waits (KeWaitForSingleObject with a timeout) belong to other threads: the
-  provider thread is at DISPATCH_LEVEL, where the IRQL rule refuses them.
+* **Calls act on the caller's thread**, as on Windows.  A dispatch function runs in the
+  context of the thread that calls it and makes its syscall before it returns.  Each
+  socket's state is guarded by the socket's own lock; :meth:`Engine.locked` runs provider
+  code under it.  A request that finishes at once is completed in the caller's context:
+  :meth:`Engine.complete` only *records* the IRP while the lock is held, and the
+  completion routines run, at DISPATCH_LEVEL, right after the lock is released and before
+  the dispatch function returns - as ``IoCompleteRequest`` does on Windows.  No client
+  code ever runs with a provider lock held.
+* **The provider thread only waits.**  It owns one edge-triggered ``epoll`` in which every
+  socket is registered once, for its whole life (:meth:`Engine.register`), and it runs what
+  readiness makes possible - the completions of requests that returned STATUS_PENDING and
+  the event callbacks - plus posted work (:meth:`Engine.post`), timers
+  (:meth:`Engine.call_later`) and DPCs.  It runs at DISPATCH_LEVEL for its whole life.
+* **Chains are bounded.**  A completion routine that re-issues a request which completes
+  inline nests one level deeper on the same thread.  From :data:`MAX_INLINE_DEPTH` levels
+  on, a request's inline completion is handed to the provider thread instead and the call
+  returns STATUS_PENDING - legal for every WSK call - so a chain can neither exhaust the
+  stack nor hold the provider thread against other sockets.
 
-What it refuses: nothing of its own; it never lets an exception raised by client code (a
-completion routine, a callback) escape into the loop: such an exception is reported through
-``sys.unraisablehook`` - printed, and turned into a test failure by pytest - and the
-provider carries on.
+What it refuses: nothing of its own.  It never lets an exception raised by client code (a
+completion routine, a callback, a DPC) escape into the provider: it is reported through
+``sys.unraisablehook`` with a real ``UnraisableHookArgs``, and the provider carries on.
 
-What always holds: all provider state is touched only on the provider thread, so it
-needs no locks; the one shared object is the IRP, whose cancel fields are guarded by the
-cancel lock in :mod:`pywsk.nt.irp`.
+What always holds: every IRP given to :meth:`Engine.complete` completes exactly once;
+routines run outside every provider lock; the lock order is a listening (or stream) socket
+before a connection socket it accepted, and every provider lock before the IRP cancel lock
+and the engine's own queue locks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import concurrent.futures
+import contextlib
+import heapq
+import itertools
+import os
+import select
 import sys
 import threading
-import types
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ..nt import dpc, hooks
 from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest, IoMarkIrpPending
 from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
+from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
 
-__all__ = ["Engine", "loop_flavour"]
+__all__ = ["MAX_INLINE_DEPTH", "Engine", "loop_flavour", "report_exception"]
 
 T = TypeVar("T")
 
+#: How deeply inline completions may nest on one thread before a request's completion is
+#: handed to the provider thread (the call then returns STATUS_PENDING).
+MAX_INLINE_DEPTH: Final = 8
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio is the fallback
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+#: One registration per socket: readiness both ways and every TCP state change (our FIN's
+#: acknowledgement wakes the socket and re-reports EPOLLOUT; the peer's FIN EPOLLRDHUP; an
+#: RST EPOLLERR | EPOLLHUP), edge-triggered so that no event repeats by itself.
+SOCKET_EVENTS: Final = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+
+#: How many posted items the provider thread runs before it looks at readiness again.
+_POSTED_PER_TURN: Final = 64
 
 
 def loop_flavour() -> str:
-    """``"uvloop"`` or ``"asyncio"``: which loop the provider runs on."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:  # pragma: no cover
-        return "asyncio"
-    return "uvloop"
+    """What the provider thread waits with (always ``"epoll"``: one edge-triggered epoll)."""
+    return "epoll"
 
 
-class _Waiter:
-    """A cross-thread call: the caller blocks on a lock the provider thread releases."""
+class _PerThread(threading.local):
+    #: Completions (and work after them) recorded inside the current locked section
+    #: (None: not in one).
+    batch: list[IRP | Callable[[], None]] | None = None
+    #: How deep this thread is inside completion routines.
+    depth = 0
+    #: The IRP whose inline completion goes to the provider thread instead, and whether it did.
+    deferring: IRP | None = None
+    deferred = False
 
-    __slots__ = ("_exc", "_lock", "_result")
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self._result: Any = None
-        self._exc: BaseException | None = None
+class TimerHandle:
+    """A :meth:`Engine.call_later` entry; :meth:`cancel` stops it from running."""
 
-    def run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self._result = fn(*args)
-        except BaseException as exc:  # handed back to the calling thread
-            self._exc = exc
-        finally:
-            self._lock.release()
+    __slots__ = ("args", "cancelled", "fn", "when")
 
-    def wait(self) -> Any:
-        self._lock.acquire()
-        if self._exc is not None:
-            exc, self._exc = self._exc, None
-            raise exc
-        return self._result
+    def __init__(self, when: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class Engine:
-    """The provider thread and its loop."""
+    """The execution model: locked sections on callers' threads, and the provider thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.thread_id: int | None = None
-        #: How deep we are inside completion routines (the verifier reads it).
-        self.in_completion = 0
-        # Fault scheduler state: the IRP whose completion is being deferred, and the
-        # completions waiting for a later loop turn (in order).
-        self.deferring: IRP | None = None
-        self.deferred = False
+        self._tls = _PerThread()
+        self._epoll = select.epoll()
+        self._handlers: dict[int, Callable[[int], None]] = {}
+        # Posted work: appended from any thread; the eventfd wakes the provider thread.
+        self._posted: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._wake_armed = False
+        self._epoll.register(self._wake_fd, select.EPOLLIN)
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_seq = itertools.count()
+        self._timer_lock = threading.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Completions handed to the provider thread (deep chains, the fault scheduler), in
+        # order; the scheduler may pick another one first where WSK allows.
         self._later: collections.deque[IRP] = collections.deque()
+        self._later_lock = threading.Lock()
+        #: Serialises the fault scheduler, which callers consult from many threads.
+        self.plan_lock = threading.Lock()
 
     # --- life ---------------------------------------------------------------------
     def start(self, timeout: float | None) -> bool:
-        """Start the provider thread once; True when its loop is running."""
-        with self._lock:
+        """Start the provider thread once; True when it runs."""
+        with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._main, name="pywsk-provider", daemon=True
@@ -117,22 +142,90 @@ class Engine:
 
     def _main(self) -> None:
         KeRaiseIrql(DISPATCH_LEVEL)
-        loop = _new_loop()
-        asyncio.set_event_loop(loop)
-        self.loop = loop
         self.thread_id = threading.get_ident()
-        loop.call_soon(self._ready.set)
         # This thread is the processor that runs DPCs (KeInsertQueueDpc from any thread).
         dpc.set_processor(self._wake_for_dpcs)
-        loop.run_forever()
+        self._ready.set()
+        poll = self._epoll.poll
+        handlers = self._handlers
+        posted = self._posted
+        wake_fd = self._wake_fd
+        while True:
+            if posted:
+                timeout = 0.0
+            elif self._timers:
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            else:
+                timeout = -1.0
+            try:
+                events = poll(timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
+                continue
+            for fd, mask in events:
+                if fd == wake_fd:
+                    self._wake_armed = False
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(wake_fd)
+                    continue
+                handler = handlers.get(fd)
+                if handler is not None:
+                    try:
+                        handler(mask)
+                    except BaseException as exc:
+                        report_exception(exc, "in provider work", handler)
+            if posted:
+                self._run_posted()
+            if self._timers:
+                self._run_timers()
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        for _ in range(min(len(posted), _POSTED_PER_TURN)):
+            fn, args = posted.popleft()
+            try:
+                fn(*args)
+            except BaseException as exc:  # never let client code or a bug stop the thread
+                report_exception(exc, "in provider work", fn)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        due: list[TimerHandle] = []
+        with self._timer_lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+        for handle in due:
+            if not handle.cancelled:
+                try:
+                    handle.fn(*handle.args)
+                except BaseException as exc:
+                    report_exception(exc, "in provider work", handle.fn)
 
     def _wake_for_dpcs(self) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(dpc.run_queued, self._report_dpc)
+        self.post(dpc.run_queued, self._report_dpc)
 
     @staticmethod
     def _report_dpc(exc: BaseException, which: dpc.KDPC) -> None:
         report_exception(exc, "in a DPC routine", which)
+
+    # --- readiness ----------------------------------------------------------------------
+    def register(self, fd: int, handler: Callable[[int], None]) -> None:
+        """Watch ``fd`` for good (until :meth:`forget`): ``handler(events)`` runs on the
+        provider thread at each edge.  One ``epoll_ctl`` for the socket's whole life."""
+        self._handlers[fd] = handler
+        try:
+            self._epoll.register(fd, SOCKET_EVENTS)
+        except FileExistsError:
+            self._epoll.modify(fd, SOCKET_EVENTS)
+
+    def forget(self, fd: int, unregister: bool = False) -> None:
+        """Stop calling ``fd``'s handler.  Closing the fd removes it from the epoll by
+        itself; ``unregister`` removes it now (an fd that stays open)."""
+        if self._handlers.pop(fd, None) is not None and unregister:
+            with contextlib.suppress(OSError):  # already gone
+                self._epoll.unregister(fd)
+
+    def watching(self, fd: int) -> bool:
+        return fd in self._handlers
 
     # --- where work runs ----------------------------------------------------------------
     def on_loop(self) -> bool:
@@ -140,114 +233,262 @@ class Engine:
         return threading.get_ident() == self.thread_id
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the provider thread and return its result.
-
-        Inline when called on the provider thread; otherwise handed to the loop while the
-        caller waits.  An exception raised by ``fn`` is raised in the caller.
-        """
-        if threading.get_ident() == self.thread_id:
-            return fn(*args)
-        if not self._ready.is_set():
-            self.start(None)
-        assert self.loop is not None
-        waiter = _Waiter()
-        self.loop.call_soon_threadsafe(waiter.run, fn, args)
-        result: T = waiter.wait()
-        return result
+        """Run ``fn(*args)`` now, on the calling thread (kept for callers of the old model)."""
+        return fn(*args)
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the provider thread soon (never inline)."""
-        assert self.loop is not None
-        if threading.get_ident() == self.thread_id:
-            self.loop.call_soon(self._guarded, fn, args)
-        else:
-            self.loop.call_soon_threadsafe(self._guarded, fn, args)
+        """Run ``fn(*args)`` on the provider thread soon (never inline), in FIFO order."""
+        self._posted.append((fn, args))
+        if threading.get_ident() != self.thread_id and not self._wake_armed:
+            self._wake_armed = True
+            os.eventfd_write(self._wake_fd, 1)
 
-    def _guarded(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            fn(*args)
-        except BaseException as exc:  # never let client code or a bug stop the loop
-            report_exception(exc, "in provider work", fn)
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``fn(*args)`` on the provider thread after ``delay`` seconds."""
+        handle = TimerHandle(time.monotonic() + delay, fn, args)
+        with self._timer_lock:
+            heapq.heappush(self._timers, (handle.when, next(self._timer_seq), handle))
+        self.post(_nothing)  # the provider thread recomputes its timeout
+        return handle
+
+    def run_in_executor(
+        self, work: Callable[[], Any], done: Callable[[concurrent.futures.Future[Any]], None]
+    ) -> None:
+        """Run blocking ``work`` in a worker thread; ``done(future)`` then runs on the
+        provider thread."""
+        if self._executor is None:
+            with self._start_lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        thread_name_prefix="pywsk-resolver"
+                    )
+        future = self._executor.submit(work)
+        future.add_done_callback(lambda f: self.post(done, f))
 
     def run_guarded(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` now, reporting (not raising) any exception."""
-        self._guarded(fn, args)
+        try:
+            fn(*args)
+        except BaseException as exc:
+            report_exception(exc, "in provider work", fn)
+
+    # --- locked sections ------------------------------------------------------------------
+    def locked(self, lock: threading.Lock, fn: Callable[..., T], *args: Any) -> T:
+        """Run provider code ``fn(*args)`` under a socket's ``lock``; then, outside it, the
+        completion routines of the IRPs it completed (in order, at DISPATCH_LEVEL).
+
+        Nested in another section of this thread (provider code reaching a second socket,
+        in lock order), the completions join the outer section's and run when it ends.
+        """
+        tls = self._tls
+        outer = tls.batch
+        if outer is not None:
+            with lock:
+                return fn(*args)
+        batch: list[IRP | Callable[[], None]] = []
+        tls.batch = batch
+        lock.acquire()
+        try:
+            result = fn(*args)
+        finally:
+            lock.release()
+            tls.batch = None
+            if batch:
+                self._run_batch(batch)
+        return result
+
+    def leave(self, lock: threading.Lock) -> list[IRP | Callable[[], None]] | None:
+        """Inside a section, before client code runs (an event callback): release ``lock``,
+        run the completions recorded so far, and leave the section.  Give the result to
+        :meth:`reenter` afterwards."""
+        tls = self._tls
+        batch = tls.batch
+        tls.batch = None
+        lock.release()
+        if batch:
+            pending = list(batch)
+            batch.clear()
+            self._run_batch(pending)
+        return batch
+
+    def reenter(self, lock: threading.Lock, batch: list[IRP | Callable[[], None]] | None) -> None:
+        """Undo :meth:`leave`: take ``lock`` again and go on recording into ``batch``."""
+        lock.acquire()
+        self._tls.batch = batch
+
+    def _run_batch(self, batch: list[IRP | Callable[[], None]]) -> None:
+        for item in batch:
+            if isinstance(item, IRP):
+                self._complete_now(item)
+            else:
+                item()
+
+    def after_completions(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` after the completion routines recorded so far in this section
+        (now, outside a section): e.g. a socket leaves its client only after its close
+        IRP's routine ran."""
+        batch = self._tls.batch
+        if batch is not None:
+            batch.append(fn)
+        else:
+            fn()
 
     # --- completion ---------------------------------------------------------------------
     def complete(self, irp: IRP, status: int, information: Any = 0) -> None:
-        """Complete ``irp`` with ``status`` / ``information`` on the provider thread.
+        """Complete ``irp`` with ``status`` / ``information``.
 
-        The completion routine runs now, inside this call, at DISPATCH_LEVEL - unless the
-        fault scheduler (verifier) asks for it to run on a later loop turn: for the IRP of
-        the call being taken (the call then returns STATUS_PENDING), or to widen
-        cancel-versus-completion windows.  Later completions keep their order, except where
-        the scheduler's ``reorder`` lets one pass another (never against a WSK rule).  An
-        exception the routine raises is reported, never propagated.
+        In a locked section the completion routine runs when the section ends, on this
+        thread; elsewhere it runs now.  It runs on the provider thread instead for the IRP
+        of a call made too deep in a chain (the call returns STATUS_PENDING), and where
+        the fault scheduler (verifier) holds it.  An exception the routine raises is
+        reported, never propagated.
         """
         irp.IoStatus.Status = status
         irp.IoStatus.Information = information
+        tls = self._tls
+        if irp is tls.deferring:
+            tls.deferred = True
+            IoMarkIrpPending(irp)
+            self._hold(irp)
+            return
+        if hooks.faults is not None and self._fault_holds(irp):
+            return
+        batch = tls.batch
+        if batch is not None:
+            batch.append(irp)
+        else:
+            self._complete_now(irp)
+
+    def _fault_holds(self, irp: IRP) -> bool:
+        """The fault scheduler's say: hold ``irp``'s completion (True), or let it complete
+        now - after every held one, which then complete first, to keep the order."""
         plan = hooks.faults
-        if plan is not None and self.loop is not None:
-            if irp is self.deferring:
-                self.deferred = True
-                IoMarkIrpPending(irp)
-                self._later.append(irp)
+        assert plan is not None
+        with self._later_lock:
+            held = bool(self._later)
+        if irp._marked_pending:
+            with self.plan_lock:
+                delay = held or plan.delay_completion()
+            if delay:
+                self._hold(irp)
+                return True
+        if held:
+            earlier: list[IRP | Callable[[], None]] = []
+            with self._later_lock, self.plan_lock:
+                while self._later:
+                    earlier.append(plan.next_completion(self._later))
+            batch = self._tls.batch
+            if batch is not None:
+                batch.extend(earlier)
+            else:
+                self._run_batch(earlier)
+        return False
+
+    def _hold(self, irp: IRP) -> None:
+        plan = hooks.faults
+        with self._later_lock:
+            self._later.append(irp)
+        if plan is not None:
+            with self.plan_lock:
                 plan.hold_completion(irp)
-                self.loop.call_soon(self._complete_later)
+        self.post(self._complete_later)
+
+    def _complete_later(self) -> None:
+        plan = hooks.faults
+        with self._later_lock:
+            if not self._later:
                 return
-            if irp._marked_pending and (self._later or plan.delay_completion()):
-                self._later.append(irp)
-                plan.hold_completion(irp)
-                self.loop.call_soon(self._complete_later)
-                return
-            # An inline completion (the call will not return STATUS_PENDING) runs now; the
-            # delayed ones before it first, so that the order is kept.
-            while self._later:
-                self._complete_now(plan.next_completion(self._later))
+            if plan is None:
+                irp = self._later.popleft()
+            else:
+                with self.plan_lock:
+                    irp = plan.next_completion(self._later)
         self._complete_now(irp)
 
     def _complete_now(self, irp: IRP) -> None:
-        self.in_completion += 1
+        tls = self._tls
+        old = _irql.level
+        if old < DISPATCH_LEVEL:
+            _irql.level = DISPATCH_LEVEL
+        tls.depth += 1
         try:
             IoCompleteRequest(irp, IO_NETWORK_INCREMENT)
         except BaseException as exc:
             report_exception(exc, "in a completion routine", irp)
         finally:
-            self.in_completion -= 1
+            tls.depth -= 1
+            _irql.level = old
 
-    def _complete_later(self) -> None:
-        if self._later:
-            plan = hooks.faults
-            irp = self._later.popleft() if plan is None else plan.next_completion(self._later)
-            self._complete_now(irp)
+    @property
+    def in_completion(self) -> int:
+        """How deep the calling thread is inside completion routines (the verifier reads it)."""
+        return self._tls.depth
 
     def take(self, function: str, irp: IRP, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
-        """Run a dispatch function that took ``irp``; the fault scheduler may force PENDING."""
+        """Run a dispatch function that took ``irp``.  Deep in a chain, or when the fault
+        scheduler says so, its inline completion goes to the provider thread and the call
+        returns STATUS_PENDING."""
+        tls = self._tls
+        force = tls.depth >= MAX_INLINE_DEPTH
         plan = hooks.faults
-        if plan is None:
+        if plan is not None:
+            with self.plan_lock:
+                failure = plan.fail_call(function)
+                if failure is None:
+                    force = plan.force_pending(function) or force
+            if failure is not None:
+                self.complete(irp, failure)
+                return failure
+        if not force:
             return fn(*args)
-        failure = plan.fail_call(function)
-        if failure is not None:
-            self.complete(irp, failure)
-            return failure
-        if not plan.force_pending(function):
-            return fn(*args)
-        outer = (self.deferring, self.deferred)
-        self.deferring, self.deferred = irp, False
+        outer = (tls.deferring, tls.deferred)
+        tls.deferring, tls.deferred = irp, False
         try:
             status = fn(*args)
-            return NTSTATUS.STATUS_PENDING if self.deferred else status
+            return NTSTATUS.STATUS_PENDING if tls.deferred else status
         finally:
-            self.deferring, self.deferred = outer
+            tls.deferring, tls.deferred = outer
+
+
+def _nothing() -> None:
+    """Posted to wake the provider thread (a new timer)."""
+
+
+def _unraisable_type() -> type:
+    """The type ``sys.unraisablehook`` is documented to receive (not exported by ``sys``):
+    taken from one unraisable exception raised and caught on purpose, once."""
+    found: list[type] = []
+    previous = sys.unraisablehook
+
+    def catch(args: Any) -> None:
+        found.append(type(args))
+
+    class _Probe:
+        def __del__(self) -> None:
+            raise RuntimeError("pywsk: probing the unraisable-hook argument type")
+
+    sys.unraisablehook = catch
+    try:
+        _Probe()
+    finally:
+        sys.unraisablehook = previous
+    return found[0]
+
+
+_UnraisableHookArgs: Final = _unraisable_type()
 
 
 def report_exception(exc: BaseException, where: str, obj: object) -> None:
-    """Report an exception from client code without stopping the provider."""
-    hook_args = types.SimpleNamespace(
-        exc_type=type(exc),
-        exc_value=exc,
-        exc_traceback=exc.__traceback__,
-        err_msg=f"pywsk: exception {where}",
-        object=obj,
+    """Report an exception from client code without stopping the provider.
+
+    Goes to ``sys.unraisablehook`` with a real ``UnraisableHookArgs`` (printed by default,
+    a test failure under pytest).  A hook that itself fails is reported by Python's default
+    hook, so nothing escapes into the provider.
+    """
+    hook_args = _UnraisableHookArgs(
+        (type(exc), exc, exc.__traceback__, f"pywsk: exception {where}", obj)
     )
-    sys.unraisablehook(hook_args)  # type: ignore[arg-type, unused-ignore]
+    try:
+        sys.unraisablehook(hook_args)
+    except BaseException:
+        sys.__unraisablehook__(hook_args)

@@ -8,11 +8,11 @@ measured on the target kernel (``linux-mechanics`` in the project's research):
 * :func:`abort_keep_fd` sends an RST without closing the descriptor:
   ``connect(fd, {AF_UNSPEC})`` through ctypes (Python's ``socket.connect`` cannot say it).
   It also wakes any thread blocked on the fd, which ``close()`` and ``SO_LINGER{1,0}`` do not.
-* :class:`FinAckWatcher` detects "our FIN was acknowledged" - the moment a graceful
-  disconnect is complete - by events, not by polling: Linux has no poll bit for it, but
-  the FIN_WAIT1 -> FIN_WAIT2 and LAST_ACK -> CLOSE transitions wake the socket's wait
-  queue, and an ``EPOLLOUT | EPOLLET`` registration in a private epoll re-reports exactly
-  then.  The private epoll's fd is a reader on the provider's loop.
+* "Our FIN was acknowledged" - the moment a graceful disconnect is complete - is seen by
+  events, not by polling: Linux has no poll bit for it, but the FIN_WAIT1 -> FIN_WAIT2 and
+  LAST_ACK -> CLOSE transitions wake the socket's wait queue, and the socket's one
+  edge-triggered registration in the provider's epoll (``engine.SOCKET_EVENTS``)
+  re-reports EPOLLOUT exactly then; :func:`tcp_state` and :func:`outq` then decide.
 * :func:`status_from_errno` maps an errno to the NTSTATUS a WSK client sees (one table).
 * :func:`to_linux_address` / :func:`from_linux_address` translate Windows socket
   addresses (``AF_INET6`` = 23) to Python socket tuples and back.
@@ -20,21 +20,17 @@ measured on the target kernel (``linux-mechanics`` in the project's research):
 What it refuses: addresses of a family other than the socket's (ValueError for the caller
 to turn into STATUS_INVALID_PARAMETER).
 
-What always holds: nothing here keeps per-connection state except the watcher's fd map;
-no function blocks.
+What always holds: nothing here keeps per-connection state; no function blocks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
 import os
-import select
 import socket
 import struct
-from collections.abc import Callable
 from typing import Any, Final
 
 from ..nt.status import NTSTATUS
@@ -59,7 +55,6 @@ __all__ = [
     "so_error",
     "abort_keep_fd",
     "status_from_errno",
-    "FinAckWatcher",
     "to_linux_address",
     "from_linux_address",
     "linux_family",
@@ -184,46 +179,3 @@ def to_linux_address(address: SOCKADDR, wsk_af: int) -> tuple[Any, ...]:
 def from_linux_address(target: SOCKADDR, linux_af: int, address: tuple[Any, ...]) -> None:
     """Fill a WSK socket-address out-parameter from a Python socket tuple."""
     target.set_from_tuple(wsk_family(linux_af), address)
-
-
-class FinAckWatcher:
-    """Tells the provider when a socket's TCP state may have moved (our FIN acknowledged, the
-    peer's FIN or RST), without reading any data.
-
-    One private epoll holds ``EPOLLOUT | EPOLLRDHUP | EPOLLET`` registrations; its own fd is a
-    reader on the provider's loop.  EPOLLOUT re-reports at our FIN's acknowledgement,
-    EPOLLRDHUP at the peer's FIN, and an RST always reports (EPOLLERR | EPOLLHUP).  An edge-triggered registration reports the current readiness once
-    when added, so the first check runs without a lost wake-up; afterwards it re-reports at
-    each state change (and at spurious moments - ACKs of data - which a re-check absorbs).
-    """
-
-    def __init__(self, add_reader: Callable[[int, Callable[[], None]], None]) -> None:
-        self._epoll = select.epoll()
-        self._callbacks: dict[int, Callable[[], None]] = {}
-        add_reader(self._epoll.fileno(), self._on_ready)
-
-    def watch(self, sock: socket.socket, on_change: Callable[[], None]) -> None:
-        """Call ``on_change`` (on the loop) whenever ``sock`` may have changed state."""
-        fd = sock.fileno()
-        if fd in self._callbacks:
-            self._callbacks[fd] = on_change
-            return
-        self._callbacks[fd] = on_change
-        self._epoll.register(fd, select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET)
-
-    def unwatch(self, sock: socket.socket) -> None:
-        """Stop watching ``sock`` (call before closing its fd)."""
-        fd = sock.fileno()
-        if self._callbacks.pop(fd, None) is not None:
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
-
-    def watching(self, sock: socket.socket) -> bool:
-        """True while ``sock`` is registered."""
-        return sock.fileno() in self._callbacks
-
-    def _on_ready(self) -> None:
-        for fd, _events in self._epoll.poll(0):
-            callback = self._callbacks.get(fd)
-            if callback is not None:
-                callback()

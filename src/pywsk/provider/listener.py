@@ -133,7 +133,6 @@ provider, never left to the client.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import enum
@@ -183,6 +182,7 @@ from ..wsk.structs import (
 )
 from . import linux
 from .base import Op, ProviderSocket, internal_irp, read_in, write_out
+from .engine import TimerHandle
 
 if TYPE_CHECKING:
     from .client import WskClient
@@ -713,6 +713,7 @@ class ListenSocket(ProviderSocket):
         "_held",
         "_reading",
         "_ready",
+        "_registered",
         "_retry",
         "_tombstones",
         "bound",
@@ -740,7 +741,8 @@ class ListenSocket(ProviderSocket):
         self.sharing = SharingOptions()
         self._broken = False
         self._reading = False
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: TimerHandle | None = None
+        self._registered = False
         self._accepts: collections.deque[_AcceptOp] = collections.deque()
         self._held: dict[tuple[int, int], _Request] = {}
         self._ready: collections.deque[_Request] = collections.deque()
@@ -922,6 +924,11 @@ class ListenSocket(ProviderSocket):
             _Into(new, "context"),
             _Into(new, "dispatch_client"),
         )
+        # The callback may have handed the socket to another thread: go on under its lock
+        # (lock order: the listener before a socket it accepted).
+        self._engine.locked(new.lock, self._after_offer, new, status)
+
+    def _after_offer(self, new: ConnectionSocket, status: int) -> None:
         if new.closed:
             return  # the client closed it from inside the callback
         if status != NTSTATUS.STATUS_SUCCESS:
@@ -999,14 +1006,19 @@ class ListenSocket(ProviderSocket):
             if not self._accepts and (inline or not self._accept_event_on()):
                 break
             request = self._ready.popleft()
-            self.client.subsystem.watcher.unwatch(request.sock)
+            self._engine.forget(request.sock.fileno(), unregister=True)
             if linux.tcp_state(request.sock) == linux.CLOSE:
                 self._abort_request(request)
                 continue
             self._deliver(request.sock, request)
 
     def _watch(self, request: _Request) -> None:
-        self.client.subsystem.watcher.watch(request.sock, lambda: self._check_request(request))
+        """Watch a held request's TCP state (the peer may drop it) in the provider's epoll."""
+        engine = self._engine
+        engine.register(
+            request.sock.fileno(),
+            lambda _mask: engine.locked(self.lock, self._check_request, request),
+        )
 
     def _check_request(self, request: _Request) -> None:
         """The TCP state of a held request may have moved: did the peer drop it?"""
@@ -1026,16 +1038,17 @@ class ListenSocket(ProviderSocket):
             self._abort_request(request)
 
     def _abort_request(self, request: _Request) -> None:
-        self.client.subsystem.watcher.unwatch(request.sock)
+        self._engine.forget(request.sock.fileno(), unregister=True)
         _reset(request.sock)
         self._tombstones[request.key] = None
         while len(self._tombstones) > _TOMBSTONES:
             del self._tombstones[next(iter(self._tombstones))]
-        self.invoke(
-            _ABORT_EVENT,
-            self.context,
-            WSK_INSPECT_ID(request.inspect_id.Key, request.inspect_id.SerialNumber),
-        )
+        inspect_id = WSK_INSPECT_ID(request.inspect_id.Key, request.inspect_id.SerialNumber)
+        if self._engine.on_loop():
+            self.invoke(_ABORT_EVENT, self.context, inspect_id)
+        else:
+            # Found inside a client's call: callbacks run on the provider thread only.
+            self._post(self.invoke, _ABORT_EVENT, self.context, inspect_id)
 
     def inspect_complete(self, InspectID: Any, Action: int, Irp: IRP) -> int:
         """WskInspectComplete: decide a request whose WskInspectEvent returned Pend."""
@@ -1056,13 +1069,13 @@ class ListenSocket(ProviderSocket):
                 return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         if Action == WskInspectReject:
-            self.client.subsystem.watcher.unwatch(request.sock)
+            self._engine.forget(request.sock.fileno(), unregister=True)
             _reset(request.sock)
             return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
         request.stage = _Stage.READY
         self._ready.append(request)
         status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self._engine.post(self._deliver_ready)
+        self._post(self._deliver_ready)
         return status
 
     # --- the listening fd on the loop -------------------------------------------------------
@@ -1075,21 +1088,35 @@ class ListenSocket(ProviderSocket):
             and (self.conditional or bool(self._accepts) or self._accept_event_on())
         )
 
-    def _update_reading(self) -> None:
+    def _update_reading(self, tried: bool = True) -> None:
+        """Accept while something wants connections.  Edge-triggered: turning accepting on
+        without having just tried an accept (``tried``) schedules one."""
         wanted = self._wants_connections()
         if wanted == self._reading:
             return
-        loop = self._engine.loop
-        if wanted:
-            loop.add_reader(self.sock.fileno(), self._on_acceptable)
-        else:
-            loop.remove_reader(self.sock.fileno())
         self._reading = wanted
+        if wanted:
+            if not self._registered:
+                # Added while connections wait, the epoll reports them once at once.
+                self._registered = True
+                engine = self._engine
+                engine.register(
+                    self.sock.fileno(), functools.partial(engine.locked, self.lock, self._on_ready)
+                )
+            elif not tried:
+                self._post(self._on_acceptable)
+
+    def _on_ready(self, _mask: int) -> None:
+        if self._reading and not self.closed:
+            self._on_acceptable()
 
     def _pause_for_resources(self) -> None:
         """The kernel is short of descriptors or memory: leave the backlog alone a while."""
         if self._retry is None:
-            self._retry = self._engine.loop.call_later(RESOURCE_RETRY_DELAY, self._resume)
+            engine = self._engine
+            self._retry = engine.call_later(
+                RESOURCE_RETRY_DELAY, engine.locked, self.lock, self._resume
+            )
             self._update_reading()
 
     def _resume(self) -> None:
@@ -1111,15 +1138,14 @@ class ListenSocket(ProviderSocket):
         self._accepts.clear()
         for op in pending:
             self._finish(op, NTSTATUS.STATUS_FILE_FORCED_CLOSED, 0)
-        self._engine.post(self._indicate_broken)
+        self._post(self._indicate_broken)
 
     def _drop_requests(self) -> None:
-        watcher = self.client.subsystem.watcher
         requests = [*self._held.values(), *self._ready]
         self._held.clear()
         self._ready.clear()
         for request in requests:
-            watcher.unwatch(request.sock)
+            self._engine.forget(request.sock.fileno(), unregister=True)
             _reset(request.sock)
 
     # --- cancel, close ---------------------------------------------------------------------
@@ -1150,9 +1176,9 @@ class ListenSocket(ProviderSocket):
         return self.finish_close(Irp)
 
     def _update_reading_closed(self) -> None:
-        if self._reading:
-            self._engine.loop.remove_reader(self.sock.fileno())
-            self._reading = False
+        self._reading = False
+        if self._registered:
+            self._engine.forget(self.sock.fileno())  # close() takes it out of the epoll
 
     # --- WskGetLocalAddress ----------------------------------------------------------------
     def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:
@@ -1166,9 +1192,9 @@ class ListenSocket(ProviderSocket):
         return self.bound and not self.closed
 
     def on_events_changed(self) -> None:
-        self._update_reading()
+        self._update_reading(tried=False)
         if self._ready and self._accept_event_on():
-            self._engine.post(self._deliver_ready)
+            self._post(self._deliver_ready)
 
     def control(
         self,

@@ -20,6 +20,7 @@ BugCheck.
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 from ..nt.bugcheck import BugCheck, BugCheckCode
@@ -46,6 +47,10 @@ from ..wsk.structs import ADDRINFOEXW, PPVOID, SOCKADDR, UNICODE_STRING, sockadd
 from . import linux
 
 __all__ = ["free_address_info", "get_address_info", "get_name_info"]
+
+#: Guards every client's set of chains handed out (added on the provider thread, freed on
+#: the caller's).
+_chains_lock = threading.Lock()
 
 _AI_FLAGS: dict[int, int] = {
     AI_PASSIVE: int(socket.AI_PASSIVE),
@@ -131,7 +136,8 @@ def get_address_info(
         if head is None:
             engine.complete(Irp, NTSTATUS.STATUS_NOT_FOUND)
             return
-        client.address_infos.add(id(head))
+        with _chains_lock:
+            client.address_infos.add(id(head))
         Result.value = head
         engine.complete(Irp, NTSTATUS.STATUS_SUCCESS)
 
@@ -141,13 +147,14 @@ def get_address_info(
 
 def free_address_info(client: Any, AddrInfo: ADDRINFOEXW) -> None:
     """WskFreeAddressInfo: release a chain WskGetAddressInfo handed out."""
-    if id(AddrInfo) not in client.address_infos:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            "WskFreeAddressInfo on a list WskGetAddressInfo did not hand out (or freed twice)",
-            id(AddrInfo),
-        )
-    client.address_infos.discard(id(AddrInfo))
+    with _chains_lock:
+        if id(AddrInfo) not in client.address_infos:
+            raise BugCheck(
+                BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
+                "WskFreeAddressInfo on a list WskGetAddressInfo did not hand out (or freed twice)",
+                id(AddrInfo),
+            )
+        client.address_infos.discard(id(AddrInfo))
 
 
 def get_name_info(
@@ -195,11 +202,10 @@ def _done(engine: Any, Irp: IRP, status: int) -> int:
 
 
 def _in_worker(engine: Any, work: Any, answered: Any, Irp: IRP) -> None:
-    """Run the blocking ``work`` in the loop's executor; ``answered`` runs on the loop."""
+    """Run the blocking ``work`` in a worker thread; ``answered`` runs on the provider thread."""
     from ..nt.irp import IoMarkIrpPending
 
     IoMarkIrpPending(Irp)
-    loop = engine.loop
 
     def finished(future: Any) -> None:
         try:
@@ -212,7 +218,7 @@ def _in_worker(engine: Any, work: Any, answered: Any, Irp: IRP) -> None:
             return
         answered(outcome)
 
-    loop.run_in_executor(None, work).add_done_callback(finished)
+    engine.run_in_executor(work, finished)
 
 
 def check_passive(function: str) -> None:

@@ -62,6 +62,7 @@ class StreamSocket(ProviderSocket):
             client, family, sock, context, connect_table, half_open
         )
         self.role.owner = self
+        self.role.lock = self.lock  # one Linux socket, one lock
         #: "connection" once WskConnect was issued, "listen" once WskListen succeeded.
         self.committed: str | None = None
 
@@ -159,6 +160,7 @@ class StreamSocket(ProviderSocket):
             getattr(self.dispatch_client, "Listen", None),
         )
         listener.owner = self
+        listener.lock = self.lock
         listener.local = self.sock.getsockname()
         listener.bound = True
         # The address now belongs to the listening role (in the sharing registry too).

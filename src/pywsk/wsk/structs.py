@@ -73,12 +73,36 @@ def RtlUlongByteSwap(Source: int) -> int:
     return int.from_bytes((Source & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
+def check_port(port: object, local: tuple[Any, ...] | None = None) -> int:
+    """``port`` (and ``local``'s port, if given) as a TCP port: ``TypeError`` unless an
+    int, ``ValueError`` outside 0..65535.  C's USHORT would wrap 65536 + p to p silently."""
+    if local is not None:
+        if not isinstance(local, tuple) or len(local) < 2:
+            raise TypeError(f"the local address must be a (host, port) tuple, not {local!r}")
+        check_port(local[1])
+    return _ushort(port, "a port must be", "between 0 and 65535")
+
+
+def _check_wire_port(value: object) -> int:
+    """A ``sin_port`` / ``sin6_port`` value: a USHORT (network order)."""
+    return _ushort(value, "sin_port is", "a USHORT (0..0xFFFF)")
+
+
+def _ushort(value: object, subject: str, range_: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{subject} an int, not {type(value).__name__}")
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{subject} {range_}, not {value}")
+    return value
+
+
 def _port_from_wire(value: int) -> int:
     """A port as stored in a sockaddr (network order, read as a little-endian USHORT)."""
     return RtlUshortByteSwap(value) if sys.byteorder == "little" else value
 
 
 def _port_to_wire(port: int) -> int:
+    port = check_port(port)
     return RtlUshortByteSwap(port) if sys.byteorder == "little" else port
 
 
@@ -171,6 +195,15 @@ class SOCKADDR_IN(SOCKADDR):
         self.sin_addr = sin_addr if sin_addr is not None else IN_ADDR()
 
     @property
+    def sin_port(self) -> int:
+        """The port in network order (a USHORT: ``ValueError`` outside 0..0xFFFF)."""
+        return self._sin_port
+
+    @sin_port.setter
+    def sin_port(self, value: int) -> None:
+        self._sin_port = _check_wire_port(value)
+
+    @property
     def sa_family(self) -> int:
         return self.sin_family
 
@@ -186,7 +219,7 @@ class SOCKADDR_IN(SOCKADDR):
         if family != AF_INET:
             raise ValueError("a SOCKADDR_IN cannot hold an IPv6 address")
         self.sin_family = AF_INET
-        self.sin_port = _port_to_wire(int(address[1]))
+        self.sin_port = _port_to_wire(address[1])
         self.sin_addr = IN_ADDR(_socket.inet_pton(_socket.AF_INET, address[0]))
 
     def __repr__(self) -> str:
@@ -220,6 +253,15 @@ class SOCKADDR_IN6(SOCKADDR):
         self.sin6_scope_id = sin6_scope_id
 
     @property
+    def sin6_port(self) -> int:
+        """The port in network order (a USHORT: ``ValueError`` outside 0..0xFFFF)."""
+        return self._sin6_port
+
+    @sin6_port.setter
+    def sin6_port(self, value: int) -> None:
+        self._sin6_port = _check_wire_port(value)
+
+    @property
     def sa_family(self) -> int:
         return self.sin6_family
 
@@ -235,7 +277,7 @@ class SOCKADDR_IN6(SOCKADDR):
         if family != AF_INET6:
             raise ValueError("a SOCKADDR_IN6 cannot hold an IPv4 address")
         self.sin6_family = AF_INET6
-        self.sin6_port = _port_to_wire(int(address[1]))
+        self.sin6_port = _port_to_wire(address[1])
         host = str(address[0]).split("%", 1)[0]
         self.sin6_addr = IN6_ADDR(_socket.inet_pton(_socket.AF_INET6, host))
         self.sin6_flowinfo = int(address[2]) if len(address) > 2 else 0
@@ -294,7 +336,9 @@ class SOCKADDR_STORAGE(SOCKADDR):
 
 
 def sockaddr_from_tuple(address: tuple[Any, ...]) -> SOCKADDR_IN | SOCKADDR_IN6:
-    """A SOCKADDR_IN or SOCKADDR_IN6 from ``("127.0.0.1", 5000)`` or ``("::1", 5000)``."""
+    """A SOCKADDR_IN or SOCKADDR_IN6 from ``("127.0.0.1", 5000)`` or ``("::1", 5000)``.
+
+    A port that is not an int in 0..65535 raises ``TypeError`` / ``ValueError``."""
     host = str(address[0]).split("%", 1)[0]
     value: SOCKADDR_IN | SOCKADDR_IN6
     if ipaddress.ip_address(host).version == 4:
