@@ -66,7 +66,7 @@ def probe_json(*args: str, timeout: float = WAIT) -> tuple[int, list[dict[str, A
     return result.returncode, reports
 
 
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+def readline(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
@@ -88,7 +88,7 @@ class Server:
             env=environment(),
             start_new_session=new_session,  # its own process group, for a Ctrl-C to it all
         )
-        line = _readline(self.proc, WAIT)
+        line = readline(self.proc, WAIT)
         if not line:
             _out, err = self.proc.communicate(timeout=WAIT)
             raise RuntimeError(f"pywsk serve did not start: {err}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import ROOT, WAIT, Server, environment, serve_fixture
+from cli_helpers import ROOT, WAIT, Server, environment, readline, serve_fixture
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -126,6 +128,8 @@ def test_stall_stops_reading_until_linger_then_resets(serve: Any) -> None:
     server = serve("--mode", "sink", "--disconnect", "stall", "--after", "0", "--linger", "0.5",
                    "--connections", "1")  # fmt: skip
     with dial(server.port) as client:
+        accepted = json.loads(readline(server.proc, WAIT))  # the server has it
+        assert accepted["event"] == "accepted"
         client.setblocking(False)
         sent = 0
         try:
@@ -372,3 +376,31 @@ def test_after_takes_ms_s_and_min(serve: Any, after: str, expected: str) -> None
     server = serve("--after", after, "--duration", "0.1")
     assert server.listening["trigger"].startswith(expected), server.listening
     server.finish()
+
+
+def test_a_reset_the_stalled_server_is_not_told_of_is_never_silent(serve: Any) -> None:
+    # The server stops reading; the client fills the window, then resets (SO_LINGER 0).
+    # Either WSK reports the reset (WskDisconnectEvent with WSK_FLAG_ABORTIVE), or - with a
+    # capture - the report says that the wire shows an RST WSK never reported, and exits 5.
+    server = serve("--mode", "sink", "--disconnect", "stall", "--after", "0", "--linger", "3",
+                   "--connections", "1")  # fmt: skip
+    with dial(server.port) as client:
+        accepted = json.loads(readline(server.proc, WAIT))  # the server has it
+        assert accepted["event"] == "accepted"
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                client.send(b"r" * 65536)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    [report] = server.finish()
+    if report["facts"]["client_end"] == "rst":
+        assert server.returncode == 0, report["verdict"]
+    elif report["wire_source"].startswith("tcpdump"):
+        assert server.returncode == 5, report["verdict"]
+        assert report["disagreements"] == [
+            d for d in report["disagreements"] if "WSK never reported it" in d
+        ]
+        assert report["disagreements"]
+        assert report["facts"]["wire"]["client_rst_ms"] is not None
+    else:
+        assert report["facts"]["client_end"] == "none"
