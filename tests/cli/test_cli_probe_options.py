@@ -144,3 +144,26 @@ def test_progress_can_be_forced_without_a_terminal(socat: Any) -> None:
     clean(result)
     assert result.returncode == 0, result.stdout + result.stderr
     assert os.environ.get("PYWSK_NO_SUCH") is None
+
+
+def test_expect_none_holds_for_a_server_that_never_ends(peer_that_waits: Any) -> None:
+    # The server never ends the connection, not even in answer to our FIN (it stops
+    # reading): --expect none holds, whatever WSK and the wire saw.
+    code, [report] = probe_json(
+        peer_that_waits, "-s", "wait-for-peer", "--timeout", "0.3", "--expect", "none"
+    )
+    assert code == 0, report["verdict"]
+    assert report["facts"]["peer_end"]["how"] == "none"
+
+
+@pytest.fixture
+def peer_that_waits() -> Any:
+    import threading
+
+    from pywsk.testing.peer import LoopbackPeer, WaitFor
+
+    go = threading.Event()
+    server = LoopbackPeer([WaitFor(go, 30.0)]).start()
+    yield f"127.0.0.1:{server.port}"
+    go.set()
+    server.close()
