@@ -421,7 +421,7 @@ def probe(
       pywsk probe 127.0.0.1:8080 --http 'GET /big' -s wait-for-peer --pcap probe.pcap
     """
     from .probe import PROBE_SCENARIOS, Payload, ProbeOptions, resolve, run_probe
-    from .session import SessionError
+    from .session import SessionError, interrupt_between_calls
     from .wire import WireUnavailable, capture_possible
 
     if list_only:
@@ -481,7 +481,7 @@ def probe(
     reports: list[Report] = []
     out = console()
     interrupted = False
-    with transfer_progress(progress) as on_progress:
+    with transfer_progress(progress) as on_progress, interrupt_between_calls():
         options = dataclasses.replace(options, progress=on_progress)
         for name in names:
             try:

@@ -321,6 +321,9 @@ class Served:
         (constant time and memory per send, however long the connection lives)."""
         if self.sending is call:
             self.sending = None
+        if call.counted:
+            return
+        call.counted = True
         self.pending_sends -= 1
         self.last_activity = time.monotonic()
         if call.status == STATUS_SUCCESS and isinstance(call.information, int):
@@ -463,6 +466,10 @@ class Served:
         if self.done:
             return
         self.done = True
+        sending = self.sending
+        if sending is not None and sending.done:
+            # Completed, but its completion is still on its way to this thread.
+            self._count_sent(sending)
         from .serve_report import describe
 
         describe(self)

@@ -22,10 +22,11 @@ for forever.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,7 @@ __all__ = [
     "SessionError",
     "describe_address",
     "flag_names",
+    "interrupt_between_calls",
     "kernel_socket",
 ]
 
@@ -169,6 +171,8 @@ class Call:
         self.returned_at: float | None = None
         self.completed_at: float | None = None
         self.data = b""
+        #: Set by whoever counted this call's bytes once (a report counts each call once).
+        self.counted = False
         self.irp: IRP | None = None
         self._receive_pool = receive_pool
         self._resources: list[Callable[[], None]] = []
@@ -445,7 +449,8 @@ class Session:
         call.irp = irp
         IoSetCompletionRoutine(irp, call.routine, None, True, True, True)
         call.issued_at = time.time()
-        call._returned(function(*args, irp))
+        with _uninterrupted():
+            call._returned(function(*args, irp))
         return call
 
     @staticmethod
@@ -916,6 +921,55 @@ class Session:
             return problems
         WskDeregister(self.registration)
         return problems
+
+
+# --- Ctrl-C between calls, never inside one ------------------------------------------------------
+
+_calls_in_progress = 0
+_interrupt_pending = False
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """A WSK call on the main thread runs to its end (it acts on the caller's thread, under
+    the provider's locks); a Ctrl-C that came meanwhile is raised once it returned."""
+    global _calls_in_progress, _interrupt_pending
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _calls_in_progress += 1
+    try:
+        yield
+    finally:
+        if main:
+            _calls_in_progress -= 1
+            if not _calls_in_progress and _interrupt_pending:
+                _interrupt_pending = False
+                raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_between_calls() -> Iterator[None]:
+    """Within: Ctrl-C raises KeyboardInterrupt in the main thread only between WSK calls
+    (a call in progress finishes first), so what follows can still close the sockets."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    global _interrupt_pending
+    _interrupt_pending = False
+
+    def handler(_signum: int, _frame: Any) -> None:
+        global _interrupt_pending
+        if _calls_in_progress:
+            _interrupt_pending = True
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _storage_tuple(out: SOCKADDR_STORAGE) -> tuple[Any, ...] | None:
