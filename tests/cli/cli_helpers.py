@@ -59,7 +59,11 @@ def clean(result: subprocess.CompletedProcess[str]) -> None:
 
 def probe_json(*args: str, timeout: float = WAIT) -> tuple[int, list[dict[str, Any]]]:
     """``pywsk probe ARGS --json``: the exit status and the reports."""
-    result = pywsk("probe", *args, "--json", timeout=timeout)
+    return probe_result(pywsk("probe", *args, "--json", timeout=timeout))
+
+
+def probe_result(result: subprocess.CompletedProcess[str]) -> tuple[int, list[dict[str, Any]]]:
+    """The exit status and the reports of a finished ``pywsk probe --json``."""
     clean(result)
     assert result.returncode in (0, 1, 4, 5), result.stdout + result.stderr
     reports: list[dict[str, Any]] = json.loads(result.stdout)
