@@ -36,11 +36,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import mmap
 import select
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._log import log_operation
 from ..core.connection import (
     PENDING_OUTCOME,
     Cause,
@@ -92,6 +94,8 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionSocket"]
 
 S = ConnState
+
+log = logging.getLogger(__name__)
 
 # Linux errnos that mean "try again later" on a non-blocking socket.
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -213,6 +217,7 @@ class ConnectionSocket(ProviderSocket):
             return False
         self.machine.process(event)
         if event is ConnInput.RECV_FIN:
+            log_operation(log, "connection", self.owner or self, None, "the peer's FIN")
             self._remote_disconnected(0)
         elif event is ConnInput.RECV_RST:
             self._remote_disconnected(WSK_FLAG_ABORTIVE)
@@ -378,6 +383,7 @@ class ConnectionSocket(ProviderSocket):
             self.local = None  # the kernel's choice: WskGetLocalAddress asks it when asked
         # The peer is where connect() went (the kernel's getpeername() would say the same).
         self.remote = self._target if self._target is not None else self.sock.getpeername()
+        log_operation(log, "WskConnect", self.owner or self, NTSTATUS.STATUS_SUCCESS, "connected")
         if self.events:
             self.on_events_changed()  # static event callbacks start with the connection
 
@@ -803,6 +809,14 @@ class ConnectionSocket(ProviderSocket):
             moved = self._process(ConnInput.SEND_RST)
         if not moved:
             return
+        if cause is not Cause.LOCAL_ABORT:
+            status = (
+                NTSTATUS.STATUS_CONNECTION_RESET
+                if cause is Cause.PEER_RESET
+                else self.machine.failure or NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR
+            )
+            what = "reset by the peer" if cause is Cause.PEER_RESET else "the transport failed"
+            log_operation(log, "connection ended", self.owner or self, status, what)
         self._unregister_all()
         self._end_pending(cause)
 
@@ -1002,6 +1016,13 @@ class ConnectionSocket(ProviderSocket):
         op, self._disc = self._disc, None
         self._update_watch()
         if op is not None:
+            log_operation(
+                log,
+                "WskDisconnect",
+                self.owner or self,
+                NTSTATUS.STATUS_SUCCESS,
+                "graceful: our FIN acknowledged",
+            )
             self._finish(op, NTSTATUS.STATUS_SUCCESS, op.transferred)
 
     def abort(self) -> None:
@@ -1009,6 +1030,9 @@ class ConnectionSocket(ProviderSocket):
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
         self._break(Cause.LOCAL_ABORT)
+        log_operation(
+            log, "WskDisconnect", self.owner or self, NTSTATUS.STATUS_SUCCESS, "abortive: RST sent"
+        )
 
     # --- WskCloseSocket --------------------------------------------------------------------
     def control(
@@ -1076,6 +1100,13 @@ class ConnectionSocket(ProviderSocket):
             # disconnect first ("Closing a socket").
             with contextlib.suppress(OSError):
                 linux.abort_keep_fd(self.sock)
+            log_operation(
+                log,
+                "WskCloseSocket",
+                self.owner or self,
+                NTSTATUS.STATUS_SUCCESS,
+                "not disconnected in both directions: RST sent",
+            )
         elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self._eof_seen:
             self._discard_unread()  # (after a read met the FIN, nothing is left unread)
         self._unregister_all()
