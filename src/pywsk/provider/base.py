@@ -52,6 +52,7 @@ from ..wsk.constants import (
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from . import linux
+from .arguments import INT_MAX
 from .engine import report_exception
 
 if TYPE_CHECKING:
@@ -391,7 +392,9 @@ class ProviderSocket(WSK_SOCKET):
         try:
             if kind == WskSetOption:
                 value = read_in(in_buf, in_size)
-                if value is None:
+                if value is None or not 0 <= value * scale <= INT_MAX:
+                    # An option value is a C int: a ULONG above INT_MAX (or a Python int
+                    # no ULONG holds) is refused here, not by an OverflowError inside.
                     return NTSTATUS.STATUS_INVALID_PARAMETER, 0
                 self.sock.setsockopt(linux_level, linux_name, value * scale)
                 self.on_option_set(level, code)

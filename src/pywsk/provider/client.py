@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..nt import hooks
-from ..nt.irp import IRP, begin_request
+from ..nt.bugcheck import BugCheck
+from ..nt.irp import IRP, IrpState, begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -61,10 +62,11 @@ from ..wsk.structs import (
     WSK_PROVIDER_CHARACTERISTICS,
     WSK_TRANSPORT,
 )
+from . import arguments as argcheck
 from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
-from .engine import Engine
+from .engine import Engine, report_exception
 from .listener import ListenSocket
 from .stream import StreamSocket
 
@@ -214,19 +216,25 @@ def _enter(
     fn: Callable[..., int],
     *args: Any,
     precheck: Callable[[], None] | None = None,
+    check: Check | None = None,
 ) -> int:
     """Check the IRQL rule, then run ``fn(*args)`` on this thread with ``Irp`` taken.
 
     ``precheck`` runs first, before the IRP is taken: a verifier that refuses the call
-    (raises) leaves everything as it was.
+    (raises) leaves everything as it was.  ``check`` (arguments.py) then looks at the
+    arguments: a refusal completes the IRP with its status and nothing else happens.
     """
     require_irql_at_most(DISPATCH_LEVEL, name)
-    if Irp is None:
-        # Nothing to complete: the call is refused outright (observed on Windows).
+    if not isinstance(Irp, IRP):
+        # Nothing to complete: the call is refused outright (observed on Windows for NULL).
         if hooks.observer is not None:
             hooks.observer.event("null-irp", None, function=name)
         return NTSTATUS.STATUS_INVALID_PARAMETER
-    return _take(name, Irp, fn, args, precheck)
+    return _take(name, Irp, fn, args, precheck, check)
+
+
+#: An argument check: None (go on) or the status that refuses the call.
+Check = Callable[[], "int | None"]
 
 
 def _completed(Irp: IRP, status: int) -> int:
@@ -241,6 +249,7 @@ def _take(
     fn: Callable[..., int],
     args: tuple[Any, ...],
     precheck: Callable[[], None] | None = None,
+    check: Check | None = None,
 ) -> int:
     observer = hooks.observer
     if observer is not None:
@@ -248,16 +257,43 @@ def _take(
             precheck()
         if subsystem.engine.in_completion:
             observer.event("wsk-call-in-completion-routine", Irp, function=name)
+    # Before the IRP is taken: a BugCheck raised here (a freed MDL) leaves it the caller's.
+    refusal = check() if check is not None else None
     begin_request(Irp, name)
-    return subsystem.engine.take(name, Irp, fn, args)
+    if refusal is not None:
+        return subsystem.engine.take(name, Irp, _completed, (Irp, refusal))
+    try:
+        return subsystem.engine.take(name, Irp, fn, args)
+    except Exception as exc:
+        return _failed_inside(name, Irp, exc)
 
 
-def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
+def _failed_inside(name: str, Irp: IRP, exc: Exception) -> int:
+    """The provider raised after it took ``Irp`` (a check missed a bad argument, or a bug):
+    the IRP still completes - STATUS_INVALID_PARAMETER if nothing completed or queued it -
+    and the exception is reported, never left with the IRP pending for ever.  A BugCheck
+    is raised on after that (the rule it names was broken)."""
+    if Irp.state is IrpState.PENDING and not Irp._marked_pending:
+        status: int = NTSTATUS.STATUS_INVALID_PARAMETER
+        subsystem.engine.complete(Irp, status)
+    else:
+        status = NTSTATUS.STATUS_PENDING if Irp._marked_pending else Irp.IoStatus.Status
+    if isinstance(exc, BugCheck):
+        raise exc
+    report_exception(exc, f"in {name} (its IRP completed with status 0x{status:08X})", Irp)
+    return status
+
+
+def _socket_call(
+    name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any, check: Check | None = None
+) -> int:
     """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it."""
     precheck = None
     if hooks.observer is not None:
         precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
-    return _enter(name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck)
+    return _enter(
+        name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck, check=check
+    )
 
 
 def _socket_is_live(Socket: Any, method: str) -> bool:
@@ -307,12 +343,46 @@ def _inside(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
     return result
 
 
+def _no_irp_call(name: str, fn: Callable[[], int], failure: int) -> int:
+    """A call without an IRP (WskControlSocket with Irp NULL, WskRelease): an exception the
+    provider raises becomes ``failure``, reported; a BugCheck is raised on."""
+    try:
+        return fn()
+    except BugCheck:
+        raise
+    except Exception as exc:
+        report_exception(exc, f"in {name} (it returned status 0x{failure:08X})", None)
+        return failure
+
+
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskBind", Socket, Irp, "bind", LocalAddress, Flags, Irp)
+    return _socket_call(
+        "WskBind",
+        Socket,
+        Irp,
+        "bind",
+        LocalAddress,
+        Flags,
+        Irp,
+        check=lambda: argcheck.first_refusal(
+            argcheck.address_status(LocalAddress), argcheck.ulong_status(Flags)
+        ),
+    )
 
 
 def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskConnect", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+    return _socket_call(
+        "WskConnect",
+        Socket,
+        Irp,
+        "connect",
+        RemoteAddress,
+        Flags,
+        Irp,
+        check=lambda: argcheck.first_refusal(
+            argcheck.address_status(RemoteAddress), argcheck.ulong_status(Flags)
+        ),
+    )
 
 
 def _WskListen(Socket: Any, Irp: IRP) -> int:
@@ -339,25 +409,56 @@ def _WskAccept(
         LocalAddress,
         RemoteAddress,
         Irp,
+        check=lambda: argcheck.first_refusal(
+            argcheck.ulong_status(Flags),
+            argcheck.out_address_status(LocalAddress, optional=True),
+            argcheck.out_address_status(RemoteAddress, optional=True),
+        ),
     )
 
 
 def _WskInspectComplete(ListenSocket: Any, InspectID: Any, Action: int, Irp: IRP) -> int:
     return _socket_call(
-        "WskInspectComplete", ListenSocket, Irp, "inspect_complete", InspectID, Action, Irp
+        "WskInspectComplete",
+        ListenSocket,
+        Irp,
+        "inspect_complete",
+        InspectID,
+        Action,
+        Irp,
+        check=lambda: argcheck.ulong_status(Action),
     )
 
 
 def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskSend", Socket, Irp, "send", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskSend", Socket, Irp, "send", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+    )
 
 
 def _WskReceive(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+    )
 
 
 def _WskDisconnect(Socket: Any, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskDisconnect", Socket, Irp, "disconnect", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskDisconnect",
+        Socket,
+        Irp,
+        "disconnect",
+        Buffer,
+        Flags,
+        Irp,
+        check=_buffer_check(Buffer, Flags, required=False),
+    )
+
+
+def _buffer_check(Buffer: Any, Flags: Any, required: bool = True) -> Check:
+    return lambda: argcheck.first_refusal(
+        argcheck.buffer_status(Buffer, required), argcheck.ulong_status(Flags)
+    )
 
 
 def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
@@ -365,12 +466,26 @@ def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
 
 
 def _WskGetLocalAddress(Socket: Any, LocalAddress: SOCKADDR, Irp: IRP) -> int:
-    return _socket_call("WskGetLocalAddress", Socket, Irp, "get_local_address", LocalAddress, Irp)
+    return _socket_call(
+        "WskGetLocalAddress",
+        Socket,
+        Irp,
+        "get_local_address",
+        LocalAddress,
+        Irp,
+        check=lambda: argcheck.out_address_status(LocalAddress),
+    )
 
 
 def _WskGetRemoteAddress(Socket: Any, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
     return _socket_call(
-        "WskGetRemoteAddress", Socket, Irp, "get_remote_address", RemoteAddress, Irp
+        "WskGetRemoteAddress",
+        Socket,
+        Irp,
+        "get_remote_address",
+        RemoteAddress,
+        Irp,
+        check=lambda: argcheck.out_address_status(RemoteAddress),
     )
 
 
@@ -386,7 +501,7 @@ def _WskControlSocket(
     OutputSizeReturned: PSIZE_T | None,
     Irp: IRP | None,
 ) -> int:
-    args = (
+    call = (
         RequestType,
         ControlCode,
         Level,
@@ -397,8 +512,15 @@ def _WskControlSocket(
         OutputSizeReturned,
         Irp,
     )
+
+    def check() -> int | None:
+        return argcheck.first_refusal(
+            argcheck.ulong_status(RequestType, ControlCode, Level, InputSize, OutputSize),
+            argcheck.size_box_status(OutputSizeReturned),
+        )
+
     if Irp is not None:
-        return _socket_call("WskControlSocket", Socket, Irp, "control", *args)
+        return _socket_call("WskControlSocket", Socket, Irp, "control", *call, check=check)
     require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
 
     if not isinstance(Socket, ProviderSocket) or Socket.closed:
@@ -409,10 +531,17 @@ def _WskControlSocket(
     def run() -> int:
         if Socket.closed:
             return NTSTATUS.STATUS_INVALID_HANDLE
-        result: int = Socket.control(*args)
+        refusal = check()
+        if refusal is not None:
+            return refusal
+        result: int = Socket.control(*call)
         return result
 
-    return subsystem.engine.locked(Socket.lock, run)
+    return _no_irp_call(
+        "WskControlSocket",
+        functools.partial(subsystem.engine.locked, Socket.lock, run),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
+    )
 
 
 def _WskRelease(Socket: Any, DataIndication: Any) -> int:
@@ -429,7 +558,11 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         return Socket.release(DataIndication)
 
-    return subsystem.engine.locked(Socket.lock, run)
+    return _no_irp_call(
+        "WskRelease",
+        functools.partial(subsystem.engine.locked, Socket.lock, run),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
+    )
 
 
 def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
@@ -550,7 +683,12 @@ def _WskSocket(
         subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, created)
         return NTSTATUS.STATUS_SUCCESS
 
-    return _enter("WskSocket", Irp, run)
+    return _enter(
+        "WskSocket",
+        Irp,
+        run,
+        check=lambda: argcheck.ulong_status(AddressFamily, SocketType, Protocol, Flags),
+    )
 
 
 def _WskSocketConnect(
@@ -587,7 +725,16 @@ def _WskSocketConnect(
         )
         return status
 
-    return _enter("WskSocketConnect", Irp, run)
+    return _enter(
+        "WskSocketConnect",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.ulong_status(SocketType, Protocol, Flags),
+            argcheck.address_status(LocalAddress),
+            argcheck.address_status(RemoteAddress),
+        ),
+    )
 
 
 def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR, Irp: IRP) -> int:
@@ -649,10 +796,24 @@ def _WskControlClient(
 ) -> int:
     """WskControlClient.  With an IRP, every outcome - refusals too - completes it."""
     require_irql_at_most(DISPATCH_LEVEL, "WskControlClient")
-    status = _control_client(
-        Client, ControlCode, InputBuffer, OutputSize, OutputBuffer, OutputSizeReturned, Irp
+    status = argcheck.first_refusal(
+        argcheck.ulong_status(ControlCode, InputSize, OutputSize),
+        argcheck.size_box_status(OutputSizeReturned),
+    ) or _no_irp_call(
+        "WskControlClient",
+        functools.partial(
+            _control_client,
+            Client,
+            ControlCode,
+            InputBuffer,
+            OutputSize,
+            OutputBuffer,
+            OutputSizeReturned,
+            Irp,
+        ),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
     )
-    if Irp is not None:
+    if isinstance(Irp, IRP):
         return _take("WskControlClient", Irp, _completed, (Irp, status))
     return status
 
@@ -727,7 +888,17 @@ def _WskGetAddressInfo(
             subsystem, Client, NodeName, ServiceName, NameSpace, Provider, Hints, Result, Irp
         )
 
-    return _enter("WskGetAddressInfo", Irp, run)
+    return _enter(
+        "WskGetAddressInfo",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.name_status(NodeName),
+            argcheck.name_status(ServiceName),
+            argcheck.ulong_status(NameSpace),
+            argcheck.hints_status(Hints),
+        ),
+    )
 
 
 def _WskFreeAddressInfo(Client: Any, AddrInfo: Any) -> None:
@@ -754,7 +925,17 @@ def _WskGetNameInfo(
             return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
         return names.get_name_info(subsystem, SockAddr, NodeName, ServiceName, Flags, Irp)
 
-    return _enter("WskGetNameInfo", Irp, run)
+    return _enter(
+        "WskGetNameInfo",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.address_status(SockAddr),
+            argcheck.ulong_status(SockAddrLength, Flags),
+            argcheck.name_status(NodeName),
+            argcheck.name_status(ServiceName),
+        ),
+    )
 
 
 #: The one WSK subsystem of this process (made last: its tables name the functions above).
