@@ -64,7 +64,7 @@ from ..wsk.structs import (
 )
 from . import arguments as argcheck
 from . import linux, names
-from .base import ProviderSocket, internal_irp
+from .base import ProviderSocket, internal_irp, needs_irp
 from .connection import ConnectionSocket
 from .engine import Engine, report_exception
 from .listener import ListenSocket
@@ -534,6 +534,10 @@ def _WskControlSocket(
         refusal = check()
         if refusal is not None:
             return refusal
+        if needs_irp(RequestType, ControlCode, Level):
+            # The page requires an IRP: "inline completion is not possible" (wsk.h's
+            # STATUS_REQUEST_NOT_ACCEPTED); nothing is set or read.
+            return NTSTATUS.STATUS_REQUEST_NOT_ACCEPTED
         result: int = Socket.control(*call)
         return result
 
