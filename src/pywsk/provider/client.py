@@ -34,8 +34,10 @@ from ..wsk.constants import (
     AF_INET,
     AF_INET6,
     IPPROTO_TCP,
+    IPPROTO_UDP,
     MAKE_WSK_VERSION,
     NPI_WSK_INTERFACE_ID,
+    SOCK_DGRAM,
     SOCK_STREAM,
     WSK_EVENT_DISABLE,
     WSK_FLAG_BASIC_SOCKET,
@@ -67,7 +69,7 @@ from . import linux, names
 from .base import ProviderSocket, internal_irp, needs_irp
 from .connection import ConnectionSocket
 from .engine import Engine, report_exception
-from .listener import ListenSocket
+from .listener import DatagramListenSocket, ListenSocket
 from .stream import StreamSocket
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
@@ -646,14 +648,17 @@ def _create_socket(
         return NTSTATUS.STATUS_NOT_SUPPORTED  # a category pywsk does not implement (yet)
     if family not in (AF_INET, AF_INET6):
         return NTSTATUS.STATUS_NOT_SUPPORTED
-    if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
+    linux_type, linux_protocol = socket.SOCK_STREAM, socket.IPPROTO_TCP
+    if (flags, socket_type, protocol) == (WSK_FLAG_LISTEN_SOCKET, SOCK_DGRAM, IPPROTO_UDP):
+        # Windows creates it; only WskBind fails (STATUS_NOT_IMPLEMENTED).
+        factory = DatagramListenSocket
+        linux_type, linux_protocol = socket.SOCK_DGRAM, socket.IPPROTO_UDP
+    elif socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
         return NTSTATUS.STATUS_NOT_SUPPORTED
     try:
         # Non-blocking from the start (SOCK_NONBLOCK: no ioctl afterwards).
         sock = socket.socket(
-            linux.linux_family(family),
-            socket.SOCK_STREAM | socket.SOCK_NONBLOCK,
-            socket.IPPROTO_TCP,
+            linux.linux_family(family), linux_type | socket.SOCK_NONBLOCK, linux_protocol
         )
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
