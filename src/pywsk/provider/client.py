@@ -358,33 +358,22 @@ def _no_irp_call(name: str, fn: Callable[[], int], failure: int) -> int:
 
 
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskBind",
-        Socket,
-        Irp,
-        "bind",
-        LocalAddress,
-        Flags,
-        Irp,
-        check=lambda: argcheck.first_refusal(
-            argcheck.address_status(LocalAddress), argcheck.ulong_status(Flags)
-        ),
-    )
+    return _address_call("WskBind", Socket, "bind", LocalAddress, Flags, Irp)
 
 
 def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskConnect",
-        Socket,
-        Irp,
-        "connect",
-        RemoteAddress,
-        Flags,
-        Irp,
-        check=lambda: argcheck.first_refusal(
-            argcheck.address_status(RemoteAddress), argcheck.ulong_status(Flags)
-        ),
-    )
+    return _address_call("WskConnect", Socket, "connect", RemoteAddress, Flags, Irp)
+
+
+def _address_call(name: str, Socket: Any, method: str, Address: Any, Flags: Any, Irp: Any) -> int:
+    """WskBind / WskConnect: an input address and a ULONG of flags, checked first."""
+
+    def check() -> int | None:
+        return argcheck.first_refusal(
+            argcheck.address_status(Address), argcheck.ulong_status(Flags)
+        )
+
+    return _socket_call(name, Socket, Irp, method, Address, Flags, Irp, check=check)
 
 
 def _WskListen(Socket: Any, Irp: IRP) -> int:
