@@ -46,8 +46,11 @@ def _run_script(name: str) -> str:
 def test_option_overflow_is_a_status_and_others_keep_working() -> None:
     out = _run_script("option_overflow.py")
     assert "connect with SO_RCVBUF 2**31: NtStatusError" in out
-    assert out.count("STATUS_INVALID_PARAMETER") == 3
+    assert out.count("STATUS_INVALID_PARAMETER") == 5
     assert "7 of 7 other connections carried data" in out
+    assert "aio connect with SO_RCVBUF 2**31: NtStatusError" in out
+    assert "aio set_option SO_RCVBUF 2**31: NtStatusError" in out
+    assert "aio: 7 of 7 other connections carried data" in out
 
 
 def test_raising_routines_do_not_stop_close_deregister_or_dpcs() -> None:
