@@ -32,9 +32,17 @@ WAIT = 10.0
 
 @pytest.fixture
 def debug(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """pywsk's DEBUG records are captured during the test (``debug.records``)."""
-    with caplog.at_level(logging.DEBUG, logger="pywsk"):
-        yield caplog
+    """pywsk's DEBUG records are captured during the test (``debug.records``): the layers'
+    (the provider's own records, which the same calls make underneath, are tested in
+    tests/provider/test_provider_logging.py)."""
+    provider = logging.getLogger("pywsk.provider")
+    level = provider.level
+    provider.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="pywsk"):
+            yield caplog
+    finally:
+        provider.setLevel(level)
 
 
 def operations(debug: pytest.LogCaptureFixture) -> list[tuple[str, str | None, int | None]]:

@@ -263,10 +263,9 @@ def test_send_backlog_event_reports_the_ideal_backlog(
     reported = events.calls[0][1]
     queried = PSIZE_T()
     control = wsk.dispatch(sock).WskControlSocket
-    status = control(
-        sock, WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, 0, 0, None, 8, queried, None, None
-    )
-    assert status == STATUS_SUCCESS
+    query = (sock, WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, 0, 0, None, 8, queried, None)
+    # The IOCTL's page requires an IRP.
+    assert wsk.call("WskControlSocket", control, *query).status == STATUS_SUCCESS
     assert reported == queried.value > 0
     peer.close()
 

@@ -957,3 +957,38 @@ def test_a_failed_conditional_listener_gets_a_null_inspect_id(wsk: WskTestClient
     assert events.inspects[0] == (None, None, None)
     late = inspect_complete(wsk, listener, WSK_INSPECT_ID(1, 1), WskInspectAccept)
     assert late.status == STATUS_FILE_FORCED_CLOSED
+
+
+def test_a_udp_listening_socket_is_created_and_only_its_bind_fails(wsk: WskTestClient) -> None:
+    """Wine's driver test, validated on Windows: WskSocket(WSK_FLAG_LISTEN_SOCKET,
+    SOCK_DGRAM, IPPROTO_UDP) succeeds; WskBind then fails with STATUS_NOT_IMPLEMENTED."""
+    from pywsk.nt import STATUS_NOT_IMPLEMENTED
+    from pywsk.wsk import AF_INET, IPPROTO_UDP, SOCK_DGRAM, WSK_FLAG_LISTEN_SOCKET
+
+    assert wsk.provider.Dispatch is not None
+    made = wsk.call(
+        "WskSocket",
+        wsk.provider.Dispatch.WskSocket,
+        wsk.provider.Client,
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_LISTEN_SOCKET,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert made.status == STATUS_SUCCESS
+    sock = made.information
+    wsk.sockets.append(sock)
+    bound = wsk.call(
+        "WskBind", sock.Dispatch.WskBind, sock, sockaddr_from_tuple(("127.0.0.1", 0)), 0
+    )
+    assert bound.status == STATUS_NOT_IMPLEMENTED
+    local = wsk.call(
+        "WskGetLocalAddress", sock.Dispatch.WskGetLocalAddress, sock, SOCKADDR_STORAGE()
+    )
+    assert local.status == STATUS_INVALID_DEVICE_STATE  # never bound
+    assert wsk.close_socket(sock).status == STATUS_SUCCESS

@@ -19,6 +19,7 @@ from pywsk.nt import (
     STATUS_MORE_PROCESSING_REQUIRED,
     STATUS_NOT_SUPPORTED,
     STATUS_PENDING,
+    STATUS_REQUEST_NOT_ACCEPTED,
     STATUS_SUCCESS,
     BugCheck,
     IoAllocateIrp,
@@ -41,8 +42,14 @@ from pywsk.wsk import (
     IPPROTO_TCP,
     PSIZE_T,
     PULONG,
+    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
     SIO_WSK_QUERY_RECEIVE_BACKLOG,
+    SIO_WSK_SET_TCP_SILENT_MODE,
+    SO_CONDITIONAL_ACCEPT,
+    SO_EXCLUSIVEADDRUSE,
     SO_KEEPALIVE,
+    SO_RCVBUF,
+    SO_REUSEADDR,
     SOCK_DGRAM,
     SOL_SOCKET,
     TCP_NODELAY,
@@ -329,10 +336,8 @@ def test_control_socket_options_and_receive_backlog(wsk: WskTestClient, listener
     peer.sendall(b"12345")
     backlog = PSIZE_T()
     for _ in range(1000):  # bounded: the 5 bytes are in flight on loopback
-        status = control(
-            sock, WskIoctl, SIO_WSK_QUERY_RECEIVE_BACKLOG, 0, 0, None, 8, backlog, None, None
-        )
-        assert status == STATUS_SUCCESS
+        query = (sock, WskIoctl, SIO_WSK_QUERY_RECEIVE_BACKLOG, 0, 0, None, 8, backlog, None)
+        assert wsk.call("WskControlSocket", control, *query).status == STATUS_SUCCESS
         if backlog.value == 5:
             break
     assert backlog.value == 5
@@ -548,24 +553,23 @@ def test_cancelled_graceful_disconnect_behind_sends_still_sends_everything_and_f
     peer.close()
 
 
-def test_cancelled_graceful_disconnect_with_a_partly_sent_final_buffer_completes_normally(
+def test_cancelled_graceful_disconnect_with_a_partly_sent_final_buffer_completes_at_once(
     wsk: WskTestClient, listener: Listener
 ) -> None:
-    sock, peer, sends, total = _stalled(wsk, listener)
-    for request in sends[:-1]:
-        assert request.wait(WAIT).status == STATUS_SUCCESS
-    # Let the pending send drain so that the final buffer is the one partly sent.
+    sock, peer, _sends, total = _stalled(wsk, listener)
     big_final = b"f" * 4 * 1024 * 1024
     disc = wsk.disconnect(sock, final=big_final)
     got = bytearray()
     while len(got) < total + 1:
         got += peer.recv(1 << 16)
+    # The final buffer is partly on the wire, and the peer reads nothing more until the
+    # cancel has completed: the cancel does not wait for the peer.
     IoCancelIrp(disc.irp)
+    disc.wait(WAIT)
+    assert (disc.status, disc.information) == (STATUS_CANCELLED, 0)
+    # The disconnect goes on in the transport: every byte, then the FIN.
     data = bytes(got) + read_to_end(peer)
     assert data == b"s" * total + big_final
-    disc.wait(WAIT)
-    assert disc.status in (STATUS_SUCCESS, STATUS_CANCELLED)
-    # The provider is still responsive.
     assert wsk.socket(AF_INET).status == STATUS_SUCCESS
     peer.close()
 
@@ -642,4 +646,38 @@ def test_requests_ended_by_an_abort_report_no_bytes(wsk: WskTestClient, listener
         request.wait(WAIT)
         if request.status != STATUS_SUCCESS:
             assert request.information == 0
+    peer.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "level"),
+    [
+        (WskSetOption, SO_KEEPALIVE, SOL_SOCKET),
+        (WskGetOption, SO_KEEPALIVE, SOL_SOCKET),
+        (WskSetOption, SO_RCVBUF, SOL_SOCKET),
+        (WskSetOption, SO_REUSEADDR, SOL_SOCKET),
+        (WskSetOption, SO_EXCLUSIVEADDRUSE, SOL_SOCKET),
+        (WskSetOption, SO_CONDITIONAL_ACCEPT, SOL_SOCKET),
+        (WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, 0),
+        (WskIoctl, SIO_WSK_QUERY_RECEIVE_BACKLOG, 0),
+        (WskIoctl, SIO_WSK_SET_TCP_SILENT_MODE, 0),
+    ],
+)
+def test_options_whose_page_requires_an_irp_refuse_irp_null(
+    wsk: WskTestClient, listener: Listener, kind: int, code: int, level: int
+) -> None:
+    """ "The WSK application must specify a pointer to an IRP": with Irp NULL, the request
+    is not accepted (wsk.h: STATUS_REQUEST_NOT_ACCEPTED, inline completion is not
+    possible) and nothing changes."""
+    sock, peer = connected(wsk, listener)
+    control = wsk.dispatch(sock).WskControlSocket
+    value = PULONG(1) if kind == WskSetOption else PSIZE_T()
+    in_buf, out_buf = (value, None) if kind == WskSetOption else (None, value)
+    status = control(sock, kind, code, level, 4, in_buf, 8, out_buf, None, None)
+    assert status == STATUS_REQUEST_NOT_ACCEPTED
+    if (kind, code) == (WskSetOption, SO_KEEPALIVE):
+        got = PULONG()
+        query = (sock, WskGetOption, SO_KEEPALIVE, SOL_SOCKET, 0, None, 4, got, None)
+        assert wsk.call("WskControlSocket", control, *query).status == STATUS_SUCCESS
+        assert got.value == 0  # not set
     peer.close()

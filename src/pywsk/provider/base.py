@@ -34,11 +34,18 @@ from ..wsk.constants import (
     IPPROTO_TCP,
     IPV6_V6ONLY,
     NPI_WSK_INTERFACE_ID,
+    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+    SIO_WSK_QUERY_RECEIVE_BACKLOG,
+    SIO_WSK_SET_REMOTE_ADDRESS,
+    SIO_WSK_SET_TCP_SILENT_MODE,
+    SO_CONDITIONAL_ACCEPT,
+    SO_EXCLUSIVEADDRUSE,
     SO_KEEPALIVE,
     SO_RCVBUF,
     SO_REUSEADDR,
     SO_SNDBUF,
     SO_WSK_EVENT_CALLBACK,
+    SO_WSK_SECURITY,
     SOL_SOCKET,
     TCP_KEEPCNT,
     TCP_KEEPIDLE,
@@ -52,12 +59,13 @@ from ..wsk.constants import (
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from . import linux
+from .arguments import INT_MAX
 from .engine import Engine, report_exception
 
 if TYPE_CHECKING:
     from .client import WskClient
 
-__all__ = ["Op", "ProviderSocket", "internal_irp", "read_in", "write_out"]
+__all__ = ["Op", "ProviderSocket", "internal_irp", "needs_irp", "read_in", "write_out"]
 
 
 def internal_irp() -> IRP:
@@ -392,7 +400,9 @@ class ProviderSocket(WSK_SOCKET):
         try:
             if kind == WskSetOption:
                 value = read_in(in_buf, in_size)
-                if value is None:
+                if value is None or not 0 <= value * scale <= INT_MAX:
+                    # An option value is a C int: a ULONG above INT_MAX (or a Python int
+                    # no ULONG holds) is refused here, not by an OverflowError inside.
                     return NTSTATUS.STATUS_INVALID_PARAMETER, 0
                 self.sock.setsockopt(linux_level, linux_name, value * scale)
                 self.on_option_set(level, code)
@@ -428,6 +438,40 @@ _OPTIONS: dict[tuple[int, int], tuple[int, int, int]] = {
     (IPPROTO_TCP, TCP_MAXRT): (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000),
     (IPPROTO_IPV6, IPV6_V6ONLY): (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1),
 }
+
+
+#: The options and IOCTLs whose pages say "the WSK application must specify a pointer to
+#: an IRP" (spec section 9.1): (kind, level, code), level None for IOCTLs (ignored there).
+_IRP_REQUIRED: frozenset[tuple[int, int | None, int]] = frozenset(
+    {
+        *(
+            (kind, SOL_SOCKET, code)
+            for kind in (WskSetOption, WskGetOption)
+            for code in (
+                SO_WSK_SECURITY,
+                SO_REUSEADDR,
+                SO_EXCLUSIVEADDRUSE,
+                SO_CONDITIONAL_ACCEPT,
+                SO_KEEPALIVE,
+                SO_RCVBUF,
+            )
+        ),
+        *(
+            (WskIoctl, None, code)
+            for code in (
+                SIO_WSK_SET_REMOTE_ADDRESS,
+                SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+                SIO_WSK_QUERY_RECEIVE_BACKLOG,
+                SIO_WSK_SET_TCP_SILENT_MODE,
+            )
+        ),
+    }
+)
+
+
+def needs_irp(kind: int, code: int, level: int) -> bool:
+    """True for a WskControlSocket request whose page requires an IRP."""
+    return (kind, None if kind == WskIoctl else level, code) in _IRP_REQUIRED
 
 
 def read_in(buf: Any, size: int) -> int | None:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..nt import hooks
-from ..nt.irp import IRP, begin_request
+from ..nt.bugcheck import BugCheck
+from ..nt.irp import IRP, IrpState, begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
 from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
@@ -65,12 +66,13 @@ from ..wsk.structs import (
     WSK_PROVIDER_CHARACTERISTICS,
     WSK_TRANSPORT,
 )
+from . import arguments as argcheck
 from . import linux, names
-from .base import ProviderSocket, internal_irp
+from .base import ProviderSocket, internal_irp, needs_irp
 from .connection import ConnectionSocket
 from .datagram import BasicSocket, DatagramSocket
-from .engine import MAX_INLINE_DEPTH, TURN_BUDGET, Engine
-from .listener import ListenSocket
+from .engine import MAX_INLINE_DEPTH, TURN_BUDGET, Engine, report_exception
+from .listener import DatagramListenSocket, ListenSocket
 from .stream import StreamSocket
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
@@ -229,19 +231,25 @@ def _enter(
     fn: Callable[..., int],
     *args: Any,
     precheck: Callable[[], None] | None = None,
+    check: Check | None = None,
 ) -> int:
     """Check the IRQL rule, then run ``fn(*args)`` on this thread with ``Irp`` taken.
 
     ``precheck`` runs first, before the IRP is taken: a verifier that refuses the call
-    (raises) leaves everything as it was.
+    (raises) leaves everything as it was.  ``check`` (arguments.py) then looks at the
+    arguments: a refusal completes the IRP with its status and nothing else happens.
     """
     require_irql_at_most(DISPATCH_LEVEL, name)
-    if Irp is None:
-        # Nothing to complete: the call is refused outright (observed on Windows).
+    if not isinstance(Irp, IRP):
+        # Nothing to complete: the call is refused outright (observed on Windows for NULL).
         if hooks.observer is not None:
             hooks.observer.event("null-irp", None, function=name)
         return NTSTATUS.STATUS_INVALID_PARAMETER
-    return _take(name, Irp, fn, args, precheck)
+    return _take(name, Irp, fn, args, precheck, check)
+
+
+#: An argument check: None (go on) or the status that refuses the call.
+Check = Callable[[], "int | None"]
 
 
 def _completed(Irp: IRP, status: int) -> int:
@@ -256,6 +264,7 @@ def _take(
     fn: Callable[..., int],
     args: tuple[Any, ...],
     precheck: Callable[[], None] | None = None,
+    check: Check | None = None,
 ) -> int:
     observer = hooks.observer
     if observer is not None:
@@ -263,21 +272,46 @@ def _take(
             precheck()
         if subsystem.engine.in_completion:
             observer.event("wsk-call-in-completion-routine", Irp, function=name)
+    # Before the IRP is taken: a BugCheck raised here (a freed MDL) leaves it the caller's.
+    refusal = check() if check is not None else None
     begin_request(Irp, name)
-    return subsystem.engine.take(name, Irp, fn, args)
+    if refusal is not None:
+        return subsystem.engine.take(name, Irp, _completed, (Irp, refusal))
+    try:
+        return subsystem.engine.take(name, Irp, fn, args)
+    except Exception as exc:
+        return _failed_inside(name, Irp, exc)
 
 
-def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
+def _failed_inside(name: str, Irp: IRP, exc: Exception) -> int:
+    """The provider raised after it took ``Irp`` (a check missed a bad argument, or a bug):
+    the IRP still completes - STATUS_INVALID_PARAMETER if nothing completed or queued it -
+    and the exception is reported, never left with the IRP pending for ever.  A BugCheck
+    is raised on after that (the rule it names was broken)."""
+    if Irp.state is IrpState.PENDING and not Irp._marked_pending:
+        status: int = NTSTATUS.STATUS_INVALID_PARAMETER
+        subsystem.engine.complete(Irp, status)
+    else:
+        status = NTSTATUS.STATUS_PENDING if Irp._marked_pending else Irp.IoStatus.Status
+    if isinstance(exc, BugCheck):
+        raise exc
+    report_exception(exc, f"in {name} (its IRP completed with status 0x{status:08X})", Irp)
+    return status
+
+
+def _socket_call(
+    name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any, check: Check | None = None
+) -> int:
     """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it.
 
     The common case - no verifier, no fault scheduler, a live socket, a call not deep in a
-    chain - takes a short path with the same steps inlined: the IRQL rule, the IRP taken,
-    the method under the lock, the completion routines after it.
+    chain - takes a short path with the same steps inlined: the IRQL rule, the argument
+    check, the IRP taken, the method under the lock, the completion routines after it.
     """
     engine = subsystem.engine
     tls = engine._tls
     if (
-        Irp is not None
+        type(Irp) is IRP
         and hooks.observer is None
         and hooks.faults is None
         and _irql.level <= DISPATCH_LEVEL
@@ -288,7 +322,11 @@ def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: An
     ):
         bound = getattr(Socket, method, None)
         if bound is not None:
+            # Before the IRP is taken: a BugCheck raised here leaves it the caller's.
+            refusal = check() if check is not None else None
             begin_request(Irp, name)
+            if refusal is not None:
+                return _completed(Irp, refusal)
             batch: list[Any] = []
             tls.batch = batch
             lock = Socket.lock
@@ -298,16 +336,24 @@ def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: An
                     result: int = _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
                 else:
                     result = bound(*args)
+            except Exception as exc:
+                failure: Exception | None = exc
+            else:
+                failure = None
             finally:
                 lock.release()
                 tls.batch = None
                 if batch:
                     engine._run_batch(batch)
+            if failure is not None:
+                return _failed_inside(name, Irp, failure)
             return result
     precheck = None
     if hooks.observer is not None:
         precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
-    return _enter(name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck)
+    return _enter(
+        name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck, check=check
+    )
 
 
 def _socket_is_live(Socket: Any, method: str) -> bool:
@@ -357,12 +403,35 @@ def _inside(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
     return result
 
 
+def _no_irp_call(name: str, fn: Callable[[], int], failure: int) -> int:
+    """A call without an IRP (WskControlSocket with Irp NULL, WskRelease): an exception the
+    provider raises becomes ``failure``, reported; a BugCheck is raised on."""
+    try:
+        return fn()
+    except BugCheck:
+        raise
+    except Exception as exc:
+        report_exception(exc, f"in {name} (it returned status 0x{failure:08X})", None)
+        return failure
+
+
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskBind", Socket, Irp, "bind", LocalAddress, Flags, Irp)
+    return _address_call("WskBind", Socket, "bind", LocalAddress, Flags, Irp)
 
 
 def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskConnect", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+    return _address_call("WskConnect", Socket, "connect", RemoteAddress, Flags, Irp)
+
+
+def _address_call(name: str, Socket: Any, method: str, Address: Any, Flags: Any, Irp: Any) -> int:
+    """WskBind / WskConnect: an input address and a ULONG of flags, checked first."""
+
+    def check() -> int | None:
+        return argcheck.first_refusal(
+            argcheck.address_status(Address), argcheck.ulong_status(Flags)
+        )
+
+    return _socket_call(name, Socket, Irp, method, Address, Flags, Irp, check=check)
 
 
 def _WskListen(Socket: Any, Irp: IRP) -> int:
@@ -389,25 +458,56 @@ def _WskAccept(
         LocalAddress,
         RemoteAddress,
         Irp,
+        check=lambda: argcheck.first_refusal(
+            argcheck.ulong_status(Flags),
+            argcheck.out_address_status(LocalAddress, optional=True),
+            argcheck.out_address_status(RemoteAddress, optional=True),
+        ),
     )
 
 
 def _WskInspectComplete(ListenSocket: Any, InspectID: Any, Action: int, Irp: IRP) -> int:
     return _socket_call(
-        "WskInspectComplete", ListenSocket, Irp, "inspect_complete", InspectID, Action, Irp
+        "WskInspectComplete",
+        ListenSocket,
+        Irp,
+        "inspect_complete",
+        InspectID,
+        Action,
+        Irp,
+        check=lambda: argcheck.ulong_status(Action),
     )
 
 
 def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskSend", Socket, Irp, "send", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskSend", Socket, Irp, "send", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+    )
 
 
 def _WskReceive(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+    )
 
 
 def _WskDisconnect(Socket: Any, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskDisconnect", Socket, Irp, "disconnect", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskDisconnect",
+        Socket,
+        Irp,
+        "disconnect",
+        Buffer,
+        Flags,
+        Irp,
+        check=_buffer_check(Buffer, Flags, required=False),
+    )
+
+
+def _buffer_check(Buffer: Any, Flags: Any, required: bool = True) -> Check:
+    return lambda: argcheck.first_refusal(
+        argcheck.buffer_status(Buffer, required), argcheck.ulong_status(Flags)
+    )
 
 
 def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
@@ -415,12 +515,26 @@ def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
 
 
 def _WskGetLocalAddress(Socket: Any, LocalAddress: SOCKADDR, Irp: IRP) -> int:
-    return _socket_call("WskGetLocalAddress", Socket, Irp, "get_local_address", LocalAddress, Irp)
+    return _socket_call(
+        "WskGetLocalAddress",
+        Socket,
+        Irp,
+        "get_local_address",
+        LocalAddress,
+        Irp,
+        check=lambda: argcheck.out_address_status(LocalAddress),
+    )
 
 
 def _WskGetRemoteAddress(Socket: Any, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
     return _socket_call(
-        "WskGetRemoteAddress", Socket, Irp, "get_remote_address", RemoteAddress, Irp
+        "WskGetRemoteAddress",
+        Socket,
+        Irp,
+        "get_remote_address",
+        RemoteAddress,
+        Irp,
+        check=lambda: argcheck.out_address_status(RemoteAddress),
     )
 
 
@@ -436,7 +550,7 @@ def _WskControlSocket(
     OutputSizeReturned: PSIZE_T | None,
     Irp: IRP | None,
 ) -> int:
-    args = (
+    call = (
         RequestType,
         ControlCode,
         Level,
@@ -447,8 +561,15 @@ def _WskControlSocket(
         OutputSizeReturned,
         Irp,
     )
+
+    def check() -> int | None:
+        return argcheck.first_refusal(
+            argcheck.ulong_status(RequestType, ControlCode, Level, InputSize, OutputSize),
+            argcheck.size_box_status(OutputSizeReturned),
+        )
+
     if Irp is not None:
-        return _socket_call("WskControlSocket", Socket, Irp, "control", *args)
+        return _socket_call("WskControlSocket", Socket, Irp, "control", *call, check=check)
     require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
 
     if not isinstance(Socket, ProviderSocket) or Socket.closed:
@@ -459,10 +580,21 @@ def _WskControlSocket(
     def run() -> int:
         if Socket.closed:
             return NTSTATUS.STATUS_INVALID_HANDLE
-        result: int = Socket.control(*args)
+        refusal = check()
+        if refusal is not None:
+            return refusal
+        if needs_irp(RequestType, ControlCode, Level):
+            # The page requires an IRP: "inline completion is not possible" (wsk.h's
+            # STATUS_REQUEST_NOT_ACCEPTED); nothing is set or read.
+            return NTSTATUS.STATUS_REQUEST_NOT_ACCEPTED
+        result: int = Socket.control(*call)
         return result
 
-    return subsystem.engine.locked(Socket.lock, run)
+    return _no_irp_call(
+        "WskControlSocket",
+        functools.partial(subsystem.engine.locked, Socket.lock, run),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
+    )
 
 
 def _WskRelease(Socket: Any, DataIndication: Any) -> int:
@@ -479,7 +611,11 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         return Socket.release(DataIndication)
 
-    return subsystem.engine.locked(Socket.lock, run)
+    return _no_irp_call(
+        "WskRelease",
+        functools.partial(subsystem.engine.locked, Socket.lock, run),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
+    )
 
 
 def _WskConnectEx(
@@ -548,9 +684,20 @@ def _WskSendEx(
     Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
 ) -> int:
     """WskSend with control information: none is supported on a stream (TCP) socket."""
-    if ControlInfoLength:
-        return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
-    return _socket_call("WskSendEx", Socket, Irp, "send", Buffer, Flags, Irp)
+
+    def check() -> int | None:
+        return argcheck.first_refusal(
+            argcheck.buffer_status(Buffer),
+            argcheck.ulong_status(Flags, ControlInfoLength),
+        )
+
+    if (
+        isinstance(ControlInfoLength, int)
+        and not isinstance(ControlInfoLength, bool)
+        and (ControlInfoLength)
+    ):
+        return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp, check=check)
+    return _socket_call("WskSendEx", Socket, Irp, "send", Buffer, Flags, Irp, check=check)
 
 
 def _WskReceiveEx(
@@ -566,7 +713,16 @@ def _WskReceiveEx(
     for box in (ControlInfoLength, ControlFlags):
         if box is not None and hasattr(box, "value"):
             box.value = 0
-    return _socket_call("WskReceiveEx", Socket, Irp, "receive", Buffer, Flags, Irp)
+    return _socket_call(
+        "WskReceiveEx",
+        Socket,
+        Irp,
+        "receive",
+        Buffer,
+        Flags,
+        Irp,
+        check=_buffer_check(Buffer, Flags),
+    )
 
 
 # --- datagram sockets ----------------------------------------------------------------------------
@@ -705,8 +861,12 @@ def _create_socket(
         return NTSTATUS.STATUS_NOT_SUPPORTED  # a category pywsk does not implement (yet)
     if family not in (AF_INET, AF_INET6):
         return NTSTATUS.STATUS_NOT_SUPPORTED
-    transports = _CATEGORY_TRANSPORTS.get(flags, ((SOCK_STREAM, IPPROTO_TCP),))
-    if (socket_type, protocol) not in transports:
+    if (flags, socket_type, protocol) == (WSK_FLAG_LISTEN_SOCKET, SOCK_DGRAM, IPPROTO_UDP):
+        # Windows creates it; only WskBind fails (STATUS_NOT_IMPLEMENTED).
+        factory = DatagramListenSocket
+    elif (socket_type, protocol) not in _CATEGORY_TRANSPORTS.get(
+        flags, ((SOCK_STREAM, IPPROTO_TCP),)
+    ):
         return NTSTATUS.STATUS_NOT_SUPPORTED
     udp = socket_type == SOCK_DGRAM
     try:
@@ -748,7 +908,12 @@ def _WskSocket(
         subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, created)
         return NTSTATUS.STATUS_SUCCESS
 
-    return _enter("WskSocket", Irp, run)
+    return _enter(
+        "WskSocket",
+        Irp,
+        run,
+        check=lambda: argcheck.ulong_status(AddressFamily, SocketType, Protocol, Flags),
+    )
 
 
 def _WskSocketConnect(
@@ -785,7 +950,16 @@ def _WskSocketConnect(
         )
         return status
 
-    return _enter("WskSocketConnect", Irp, run)
+    return _enter(
+        "WskSocketConnect",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.ulong_status(SocketType, Protocol, Flags),
+            argcheck.address_status(LocalAddress),
+            argcheck.address_status(RemoteAddress),
+        ),
+    )
 
 
 def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR, Irp: IRP) -> int:
@@ -847,10 +1021,24 @@ def _WskControlClient(
 ) -> int:
     """WskControlClient.  With an IRP, every outcome - refusals too - completes it."""
     require_irql_at_most(DISPATCH_LEVEL, "WskControlClient")
-    status = _control_client(
-        Client, ControlCode, InputBuffer, OutputSize, OutputBuffer, OutputSizeReturned, Irp
+    status = argcheck.first_refusal(
+        argcheck.ulong_status(ControlCode, InputSize, OutputSize),
+        argcheck.size_box_status(OutputSizeReturned),
+    ) or _no_irp_call(
+        "WskControlClient",
+        functools.partial(
+            _control_client,
+            Client,
+            ControlCode,
+            InputBuffer,
+            OutputSize,
+            OutputBuffer,
+            OutputSizeReturned,
+            Irp,
+        ),
+        NTSTATUS.STATUS_INVALID_PARAMETER,
     )
-    if Irp is not None:
+    if isinstance(Irp, IRP):
         return _take("WskControlClient", Irp, _completed, (Irp, status))
     return status
 
@@ -931,7 +1119,17 @@ def _WskGetAddressInfo(
             subsystem, Client, NodeName, ServiceName, NameSpace, Provider, Hints, Result, Irp
         )
 
-    return _enter("WskGetAddressInfo", Irp, run)
+    return _enter(
+        "WskGetAddressInfo",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.name_status(NodeName),
+            argcheck.name_status(ServiceName),
+            argcheck.ulong_status(NameSpace),
+            argcheck.hints_status(Hints),
+        ),
+    )
 
 
 def _WskFreeAddressInfo(Client: Any, AddrInfo: Any) -> None:
@@ -958,7 +1156,17 @@ def _WskGetNameInfo(
             return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
         return names.get_name_info(subsystem, SockAddr, NodeName, ServiceName, Flags, Irp)
 
-    return _enter("WskGetNameInfo", Irp, run)
+    return _enter(
+        "WskGetNameInfo",
+        Irp,
+        run,
+        check=lambda: argcheck.first_refusal(
+            argcheck.address_status(SockAddr),
+            argcheck.ulong_status(SockAddrLength, Flags),
+            argcheck.name_status(NodeName),
+            argcheck.name_status(ServiceName),
+        ),
+    )
 
 
 #: The one WSK subsystem of this process (made last: its tables name the functions above).

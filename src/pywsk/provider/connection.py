@@ -842,9 +842,11 @@ class ConnectionSocket(ProviderSocket):
         """IoCancelIrp reached a pending op: end it with STATUS_CANCELLED if it had no effect.
 
         A send already partly handed to the kernel, or a receive that already holds data,
-        cannot be undone: it completes normally (the cancel lost the race).  A graceful
-        disconnect's IRP completes with STATUS_CANCELLED (unless its final buffer is partly
-        sent), but the disconnect goes on in the transport: a FIN cannot be taken back.
+        cannot be undone: it completes normally (the cancel lost the race; see "Cancelling
+        a partly sent send" in docs/fidelity.md for why this is not yet Windows' choice).
+        A graceful disconnect's IRP completes with STATUS_CANCELLED at once - its final
+        buffer partly sent or not - and the disconnect goes on in the transport with a
+        copy of the unsent final data: a FIN cannot be taken back.
         """
         if op.done:
             return
@@ -862,8 +864,6 @@ class ConnectionSocket(ProviderSocket):
             return
         if op.kind is OpKind.DISCONNECT:
             if op is self._disc:
-                if op in self.sendq and op.transferred:
-                    return  # its final buffer is partly on the wire: it completes normally
                 # The IRP is given back; the disconnect itself goes on in the transport (the
                 # state machine cannot take back a FIN), with a copy of any unsent final data.
                 data = b"".join(bytes(view) for view in op.remaining())

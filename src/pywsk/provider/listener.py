@@ -1349,3 +1349,19 @@ class ListenSocket(ProviderSocket):
             return NTSTATUS.STATUS_INVALID_DEVICE_STATE, 0  # "set before bind"
         self.conditional = bool(value)
         return NTSTATUS.STATUS_SUCCESS, 0
+
+
+class DatagramListenSocket(ListenSocket):
+    """A listening socket asked for with SOCK_DGRAM / IPPROTO_UDP.
+
+    Windows creates it (WskSocket succeeds) and refuses only WskBind, with
+    STATUS_NOT_IMPLEMENTED - Wine's driver test, validated on Windows.  So it is made over
+    a real Linux UDP socket, never bound; WskBind completes with STATUS_NOT_IMPLEMENTED and
+    changes nothing, so it can never listen or accept.  Everything else (options, close) is
+    a listening socket's.
+    """
+
+    __slots__ = ()
+
+    def bind(self, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
+        return self._complete(Irp, NTSTATUS.STATUS_NOT_IMPLEMENTED)
