@@ -27,7 +27,9 @@ if the peer has not closed its direction yet** - every byte we sent was acknowle
 before it, so none is lost.  The graceful part waits for the peer to acknowledge, so it can
 wait for ever on a peer that never reads: bound it with a cancel scope.  A cancelled
 ``aclose()`` (``trio.aclose_forcefully``) skips the graceful part: RST at once, and the
-socket is closed all the same.
+socket is closed all the same.  A send-side call interrupted while a WskSend is in flight
+(cancelled, or Ctrl-C) breaks the stream, trio's rule for a cancelled ``send_all``: the
+next ``aclose()`` does not wait for that send and resets at once.
 
 What always holds: every IRP a stream issued has completed, and its completion was
 delivered, before ``aclose()`` returns; a cancelled ``receive_some`` either had no effect
@@ -207,6 +209,8 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._inflight_done: trio.Event | None = None
         self._send_error: NtStatusError | None = None
         self._disconnect_done: trio.Event | None = None
+        #: A wait for the in-flight send was interrupted: aclose() resets at once.
+        self._interrupted = False
 
     def __repr__(self) -> str:
         return f"<pywsk.trio.WskStream {self._core!r}>"
@@ -239,13 +243,22 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             raise trio.BrokenResourceError(f"the connection failed: {error}") from error
 
     async def _wait_inflight(self, check_closed: bool = True) -> bool:
-        """Wait (cancellable, no effect on the IRP) until no WskSend is in flight."""
+        """Wait (cancellable, no effect on the IRP) until no WskSend is in flight.
+
+        Interrupted (cancelled, or a KeyboardInterrupt) while a send is still in flight,
+        the stream is broken (trio's rule for a cancelled send): the next ``aclose()`` does
+        not wait for that send - the peer may never read it - and resets at once.
+        """
         slept = False
         while self._inflight is not None:
             done = self._inflight_done
             assert done is not None
             slept = True
-            await done.wait()
+            try:
+                await done.wait()
+            except BaseException:
+                self._interrupted = True
+                raise
             if check_closed and self._closing:
                 raise self._closed_error()
         return slept
@@ -385,7 +398,9 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     async def aclose(self) -> None:
         """Close gracefully if possible, then WskCloseSocket (see the module docstring:
         an RST follows our acknowledged FIN if the peer has not closed its direction).
-        Cancelled, or a failing graceful part: the socket is closed all the same (RST)."""
+        Cancelled, or a failing graceful part, or after a send-side call was interrupted
+        while a send was in flight (trio's rule: a cancelled send breaks the stream): the
+        socket is closed at once (RST)."""
         core = self._core
         if self._closing:
             await trio.lowlevel.checkpoint()
@@ -393,8 +408,12 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._closing = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            await self._wait_inflight(check_closed=False)
-            if not self._eof_sent and core.reason not in _BROKEN_REASONS:
+            # A send interrupted in flight broke the stream: no graceful part, the close
+            # below resets at once.
+            broken = self._interrupted and self._inflight is not None
+            if not broken:
+                await self._wait_inflight(check_closed=False)
+            if not broken and not self._eof_sent and core.reason not in _BROKEN_REASONS:
                 self._eof_sent = True
                 await self._disconnect()
         except NtStatusError:

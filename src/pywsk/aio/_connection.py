@@ -19,6 +19,7 @@ dropped; failures are :class:`~pywsk.errors.NtStatusError` subclasses of the bui
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import operator
 import warnings
@@ -28,6 +29,7 @@ from typing import Any
 
 from .._bridge import (
     DEFAULT_RECEIVE_SIZE,
+    Call,
     ConnectionCore,
     DisconnectReason,
     SocketOption,
@@ -36,6 +38,7 @@ from .._bridge import (
 )
 from .._log import log_settled, logged_connect
 from ..errors import BusyError, NtStatusError, error_from_status
+from ..nt.irp import IrpState
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET, check_port
 from ._waiting import drive, mailbox, wait_call
@@ -176,12 +179,14 @@ class Connection:
         The buffer is used in place until the call returns: do not modify it meanwhile.
         Concurrent calls are allowed; their data goes out in the order they were called.
 
-        Cancellation: IoCancelIrp, then the call waits for the WskSend's completion and
-        raises ``CancelledError``.  The send is all or nothing: a send not yet started
-        is cancelled (nothing sent); a send the transport has started taking cannot be
-        undone, so the cancelled call **waits until all of it is taken** (or the connection
-        ends: :meth:`abort` from another task ends it at once).  :attr:`bytes_sent` tells
-        which happened.
+        Cancellation follows trio's rule for streams: IoCancelIrp, then the call waits for
+        the WskSend's completion and raises ``CancelledError``.  A send not yet started is
+        cancelled: nothing was sent and the connection goes on.  A send the transport has
+        started taking can be neither recalled nor finished on time (a peer that never
+        reads would hold it for ever): **the connection is broken and reset at once** (an
+        RST, as :meth:`abort`), which ends the send; later sends fail and the close sends
+        nothing more.  So one Ctrl-C (asyncio's runner cancels the main task) stops a
+        program stuck in ``send_all``.  :attr:`bytes_sent` says what the transport took.
 
         Raises: the failure (``ConnectionResetError`` after the peer's RST, ...);
         :class:`~pywsk.errors.WskBrokenPipeError` after :meth:`disconnect`;
@@ -196,7 +201,7 @@ class Connection:
         if not view.nbytes:
             return
         call = core.start_send(view)
-        caught = await wait_call(call)
+        caught = await wait_call(call, functools.partial(self._cancel_send, call))
         try:
             core.settle_send(call, cancelled=caught is not None)
         except NtStatusError:
@@ -205,6 +210,24 @@ class Connection:
                 raise
         if caught is not None:
             raise caught
+
+    def _cancel_send(self, call: Call) -> None:
+        """IoCancelIrp; if the cancel did not win at once (the provider runs it inline) and
+        the transport holds the send, break the connection: an abortive WskDisconnect,
+        which completes the send (and any other) with STATUS_CONNECTION_ABORTED."""
+        call.cancel()
+        core = self._core
+        if call.done or call.irp.state is not IrpState.PENDING or core.aborted or core.closed:
+            return
+        log.debug("%r: a cancelled send was partly taken: the connection is reset", core)
+        abort = core.start_abort()
+
+        def settled() -> None:
+            core.settle_abort(abort)
+            log_settled(log, core, abort, "abort")
+
+        if not abort.arm(mailbox(self._loop), settled):
+            settled()
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
