@@ -65,6 +65,7 @@ from ._bridge import (
     listen_steps,
 )
 from ._log import log_settled, logged_connect
+from .aio._receiving import Steps, exactly_steps, take, until_steps
 from .errors import NtStatusError, SocketClosedError
 from .wsk.structs import WSK_SOCKET, check_port
 
@@ -209,6 +210,8 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._inflight_done: trio.Event | None = None
         self._send_error: NtStatusError | None = None
         self._disconnect_done: trio.Event | None = None
+        #: Bytes received and not yet returned (kept by receive_exactly / receive_until).
+        self._leftover = bytearray()
         #: A wait for the in-flight send was interrupted: aclose() resets at once.
         self._interrupted = False
 
@@ -351,30 +354,74 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         size = _max_bytes(max_bytes)
         with self._receive_conflict:
-            core = self._core
             if self._closing:
                 raise self._closed_error()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            if core.eof:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return b""
-            call = core.start_receive(size)
-            raise_cancel, slept = await _wait_call(call)
-            try:
-                data = core.settle_receive(call, cancelled=raise_cancel is not None)
-            except NtStatusError as exc:
-                log_settled(log, core, call, "receive")
-                if self._closing or isinstance(exc, SocketClosedError):
-                    raise self._closed_error() from exc
-                raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
-            if data is None:
-                assert raise_cancel is not None
-                raise_cancel()
-            if not data:
-                log_settled(log, core, call, "receive")
-            if not slept:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+            if self._leftover:
+                await trio.lowlevel.checkpoint()
+                return take(self._leftover, size)
+            return await self._receive(size)
+
+    async def receive_exactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, over as many receives as it takes.
+
+        Raises ``asyncio.IncompleteReadError`` (an ``EOFError``; ``.partial``: the bytes
+        there were) if the peer's FIN comes first, and what ``receive_some`` raises.
+        Cancelled, it keeps the bytes received so far for the next receive.
+        """
+        with self._receive_conflict:
+            return await self._receive_steps(exactly_steps(self._leftover, size))
+
+    async def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        """The bytes before the next ``separator`` (consumed, not returned); bytes after it
+        are kept for the next receive.  Raises ``asyncio.LimitOverrunError`` when more than
+        ``max_size`` bytes come before it (they stay), ``asyncio.IncompleteReadError`` if
+        the peer's FIN comes first, and what ``receive_some`` raises."""
+        with self._receive_conflict:
+            return await self._receive_steps(until_steps(self._leftover, separator, max_size))
+
+    async def _receive_steps(self, steps: Steps) -> bytes:
+        if self._closing:
+            raise self._closed_error()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        received = False
+        try:
+            want = next(steps)
+            while True:
+                chunk = await self._receive(want)
+                received = True
+                want = steps.send(chunk)
+        except StopIteration as stop:
+            data: bytes = stop.value
+        if not received:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def _receive(self, size: int) -> bytes:
+        """One WskReceive (a checkpoint); the caller holds the receive conflict."""
+        core = self._core
+        if self._closing:
+            raise self._closed_error()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if core.eof:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return b""
+        call = core.start_receive(size)
+        raise_cancel, slept = await _wait_call(call)
+        try:
+            data = core.settle_receive(call, cancelled=raise_cancel is not None)
+        except NtStatusError as exc:
+            log_settled(log, core, call, "receive")
+            if self._closing or isinstance(exc, SocketClosedError):
+                raise self._closed_error() from exc
+            raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
+        if data is None:
+            assert raise_cancel is not None
+            raise_cancel()
+        if not data:
+            log_settled(log, core, call, "receive")
+        if not slept:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
     # --- ending -------------------------------------------------------------------------------
     async def abort(self) -> None:

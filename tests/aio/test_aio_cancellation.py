@@ -326,3 +326,18 @@ def test_send_timeouts_racing_completion_lose_and_duplicate_nothing(
 
     outcomes = run(main(), timeout=55)
     assert outcomes["won"] + outcomes["lost"] > 0  # cancels did meet pending sends
+
+
+def test_cancelled_receive_exactly_keeps_what_it_had(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        async with conn:
+            peer.sendall(b"abcd")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await conn.receive_exactly(10)  # 4 of 10 bytes: it waits, cancelled
+            peer.sendall(b"efghij")
+            assert await conn.receive_exactly(10) == b"abcdefghij"  # nothing lost
+        peer.close()
+
+    run(main())

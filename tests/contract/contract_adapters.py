@@ -95,6 +95,12 @@ class AioSubject:
     def receive_some(self, max_bytes: int) -> bytes:
         return self._loop.run(self.conn.receive_some(max_bytes))
 
+    def receive_exactly(self, size: int) -> bytes:
+        return self._loop.run(self.conn.receive_exactly(size))
+
+    def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        return self._loop.run(self.conn.receive_until(separator, max_size))
+
     def disconnect(self) -> None:
         self._loop.run(self.conn.disconnect())
 
@@ -183,6 +189,12 @@ class TrioSubject:
     def receive_some(self, max_bytes: int) -> bytes:
         return self._run(self.stream.receive_some, max_bytes)
 
+    def receive_exactly(self, size: int) -> bytes:
+        return self._run(self.stream.receive_exactly, size)
+
+    def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        return self._run(self.stream.receive_until, separator, max_size)
+
     def disconnect(self) -> None:
         self._run(self.stream.send_eof)
 
@@ -231,6 +243,12 @@ class SyncSubject:
 
     def receive_some(self, max_bytes: int) -> bytes:
         return self.conn.recv(max_bytes)
+
+    def receive_exactly(self, size: int) -> bytes:
+        return self.conn.receive_exactly(size)
+
+    def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        return self.conn.receive_until(separator, max_size)
 
     def disconnect(self) -> None:
         self.conn.disconnect()

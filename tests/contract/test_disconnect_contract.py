@@ -7,13 +7,11 @@ and tcpdump the wire is checked too (FIN, its ACK, RST), else what the peer's so
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 
 import pytest
-import uvloop
-from contract_adapters import LoopThread, TrioThread, aio_pair, driver_pair, sync_pair, trio_pair
+from contract_adapters import driver_pair, sync_pair
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.contract import (
@@ -22,29 +20,6 @@ from pywsk.testing.contract import (
     Factory,
     check_disconnect_contract,
 )
-
-LAYERS = ["driver", "asyncio", "uvloop", "trio", "sync"]
-
-
-@pytest.fixture(params=LAYERS)
-def factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
-    layer = request.param
-    if layer in ("asyncio", "uvloop"):
-        loop = LoopThread(asyncio.new_event_loop if layer == "asyncio" else uvloop.new_event_loop)
-        try:
-            yield lambda small: aio_pair(loop, small)
-        finally:
-            loop.close()
-    elif layer == "trio":
-        trio_thread = TrioThread()
-        try:
-            yield lambda small: trio_pair(trio_thread, small)
-        finally:
-            trio_thread.close()
-    elif layer == "sync":
-        yield sync_pair
-    else:
-        yield driver_pair
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -41,6 +41,7 @@ from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.irp import IrpState
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET, check_port
+from ._receiving import Steps, exactly_steps, take, until_steps
 from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
@@ -247,26 +248,65 @@ class Connection:
         size = _max_bytes(max_bytes)
         if self._receiving:
             raise BusyError("another task is already in receive_some() on this connection")
-        core = self._check()
+        self._check()
         if self._stash:
-            chunk = bytes(self._stash[:size])
-            del self._stash[:size]
-            return chunk
-        if core.eof:
-            return b""
+            return take(self._stash, size)
         self._receiving = True
         try:
-            call = core.start_receive(size)
-            caught = await wait_call(call)
-            try:
-                data = core.settle_receive(call, cancelled=caught is not None)
-            except NtStatusError:
-                log_settled(log, core, call, "receive")
-                if caught is None:
-                    raise
-                data = None
+            return await self._receive(size)
         finally:
             self._receiving = False
+
+    async def receive_exactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, over as many receives as it takes.
+
+        Raises ``asyncio.IncompleteReadError`` (``.partial``: the bytes there were) if the
+        peer's FIN comes first, and what :meth:`receive_some` raises.  Cancelled, it keeps
+        the bytes received so far for the next receive.  One receive at a time
+        (:class:`~pywsk.errors.BusyError`), as :meth:`receive_some`.
+        """
+        return await self._receive_steps(exactly_steps(self._stash, size))
+
+    async def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        """The bytes before the next ``separator`` (consumed, not returned).
+
+        Raises ``asyncio.LimitOverrunError`` when more than ``max_size`` bytes come before
+        it (they stay for the next receive), ``asyncio.IncompleteReadError`` if the peer's
+        FIN comes first, and what :meth:`receive_some` raises.  Bytes after the separator
+        are kept for the next receive.  Cancellation keeps every byte, as above.
+        """
+        return await self._receive_steps(until_steps(self._stash, separator, max_size))
+
+    async def _receive_steps(self, steps: Steps) -> bytes:
+        if self._receiving:
+            raise BusyError("another task is already receiving on this connection")
+        self._check()
+        self._receiving = True
+        try:
+            want = next(steps)
+            while True:
+                want = steps.send(await self._receive(want))
+        except StopIteration as stop:
+            data: bytes = stop.value
+            return data
+        finally:
+            self._receiving = False
+
+    async def _receive(self, size: int) -> bytes:
+        """One WskReceive of at most ``size`` bytes (the caller holds ``_receiving``); the
+        data of a cancelled one goes to the leftover."""
+        core = self._check()
+        if core.eof:
+            return b""
+        call = core.start_receive(size)
+        caught = await wait_call(call)
+        try:
+            data = core.settle_receive(call, cancelled=caught is not None)
+        except NtStatusError:
+            log_settled(log, core, call, "receive")
+            if caught is None:
+                raise
+            data = None
         if caught is not None:
             if data:
                 self._stash += data
