@@ -17,9 +17,12 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import trio  # type: ignore[import-untyped, unused-ignore]
 
 import pywsk.aio
+import pywsk.aio.anyio
 import pywsk.sync
 import pywsk.trio
 from pywsk.errors import error_from_status
@@ -376,3 +379,92 @@ def driver_pair(small: bool) -> Pair:
             peer, remote = listener.accept()
         with peer:
             yield DriverSubject(client, sock, remote[1]), peer
+
+
+# --------------------------------------------------------------------------------------------
+# anyio, on its asyncio backend (a LoopThread) and on its trio backend (a TrioThread)
+# --------------------------------------------------------------------------------------------
+
+
+def _os_error_behind(exc: BaseException) -> BaseException:
+    """The first OSError in ``exc``'s chain of causes (anyio's, then trio's wrapper)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    return cause if cause is not None else exc
+
+
+class AnyioSubject:
+    """``receive`` at the end of the stream (``anyio.EndOfStream``) is ``b""``; ``close``
+    is ``anyio.aclose_forcefully``; anyio's exceptions are unwrapped to their OSError."""
+
+    def __init__(self, run: Callable[..., Any], stream: pywsk.aio.anyio.WskByteStream) -> None:
+        self._run = run
+        self.stream = stream
+
+    def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        try:
+            result: T = self._run(fn, *args)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise _os_error_behind(exc) from exc
+        return result
+
+    @property
+    def local_port(self) -> int:
+        port: int = self.stream.extra(anyio.abc.SocketAttribute.local_port)
+        return port
+
+    @property
+    def disconnected_by(self) -> str | None:
+        reason = self.stream.disconnected_by
+        return None if reason is None else reason.value
+
+    def send_all(self, data: bytes) -> None:
+        self._call(self.stream.send, data)
+
+    def receive_some(self, max_bytes: int) -> bytes:
+        async def receive() -> bytes:
+            try:
+                return await self.stream.receive(max_bytes)
+            except anyio.EndOfStream:
+                return b""
+
+        return self._call(receive)
+
+    def disconnect(self) -> None:
+        self._call(self.stream.send_eof)
+
+    def abort(self) -> None:
+        self._call(self.stream.abort)
+
+    def close(self) -> None:
+        self._call(anyio.aclose_forcefully, self.stream)
+
+
+def anyio_runner(thread: LoopThread | TrioThread) -> Callable[..., Any]:
+    """``run(afn, *args)`` in the thread's event loop."""
+    if isinstance(thread, TrioThread):
+        return thread.run
+
+    def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async def call() -> T:
+            return await fn(*args)
+
+        return thread.run(call())
+
+    return run
+
+
+@contextlib.contextmanager
+def anyio_pair(thread: LoopThread | TrioThread, small: bool) -> Pair:
+    run = anyio_runner(thread)
+    with plain_listener(small) as listener:
+        port = listener.getsockname()[1]
+        connect = functools.partial(pywsk.aio.anyio.connect, options=_options(small))
+        stream = run(connect, "127.0.0.1", port)
+        peer, _ = listener.accept()
+    with peer:
+        try:
+            yield AnyioSubject(run, stream), peer
+        finally:
+            run(anyio.aclose_forcefully, stream)
