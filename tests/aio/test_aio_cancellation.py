@@ -15,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture, peer_reads_to_end
+from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture
 
 import pywsk.aio
 from pywsk._bridge import Call, session
 from pywsk.nt import STATUS_CANCELLED
 from pywsk.testing import tcp
+from pywsk.testing.contract import peer_reads_to_end
 
 Listener = Callable[..., socket.socket]
 

@@ -60,6 +60,23 @@ def _options(small: bool) -> tuple[tuple[int, int, int], ...]:
 # --------------------------------------------------------------------------------------------
 
 
+class _Subject:
+    """What every Pythonic subject reads from the connection object it wraps."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    @property
+    def local_port(self) -> int:
+        port: int = self.conn.local_address[1]
+        return port
+
+    @property
+    def disconnected_by(self) -> str | None:
+        reason = self.conn.disconnected_by
+        return None if reason is None else str(reason.value)
+
+
 class LoopThread:
     """An asyncio (or uvloop) loop running in a thread; :meth:`run` hands it a coroutine."""
 
@@ -77,20 +94,12 @@ class LoopThread:
         self.loop.close()
 
 
-class AioSubject:
+class AioSubject(_Subject):
+    conn: pywsk.aio.Connection
+
     def __init__(self, loop: LoopThread, conn: pywsk.aio.Connection) -> None:
+        super().__init__(conn)
         self._loop = loop
-        self.conn = conn
-
-    @property
-    def local_port(self) -> int:
-        port: int = self.conn.local_address[1]
-        return port
-
-    @property
-    def disconnected_by(self) -> str | None:
-        reason = self.conn.disconnected_by
-        return None if reason is None else reason.value
 
     def send_all(self, data: bytes) -> None:
         self._loop.run(self.conn.send_all(data))
@@ -160,11 +169,12 @@ class TrioThread:
         self._thread.join(10)
 
 
-class TrioSubject:
+class TrioSubject(_Subject):
     """``disconnect`` is ``send_eof``; ``close`` is ``trio.aclose_forcefully`` (the close
     that does not wait for the peer); ``BrokenResourceError`` is unwrapped to its cause."""
 
     def __init__(self, trio_thread: TrioThread, stream: pywsk.trio.WskStream) -> None:
+        super().__init__(stream)
         self._trio = trio_thread
         self.stream = stream
 
@@ -175,16 +185,6 @@ class TrioSubject:
             if isinstance(exc.__cause__, OSError):
                 raise exc.__cause__ from exc
             raise
-
-    @property
-    def local_port(self) -> int:
-        port: int = self.stream.local_address[1]
-        return port
-
-    @property
-    def disconnected_by(self) -> str | None:
-        reason = self.stream.disconnected_by
-        return None if reason is None else reason.value
 
     def send_all(self, data: bytes) -> None:
         self._run(self.stream.send_all, data)
@@ -227,19 +227,11 @@ def trio_pair(trio_thread: TrioThread, small: bool) -> Pair:
 # --------------------------------------------------------------------------------------------
 
 
-class SyncSubject:
+class SyncSubject(_Subject):
+    conn: pywsk.sync.Connection
+
     def __init__(self, conn: pywsk.sync.Connection) -> None:
-        self.conn = conn
-
-    @property
-    def local_port(self) -> int:
-        port: int = self.conn.local_address[1]
-        return port
-
-    @property
-    def disconnected_by(self) -> str | None:
-        reason = self.conn.disconnected_by
-        return None if reason is None else reason.value
+        super().__init__(conn)
 
     def send_all(self, data: bytes) -> None:
         self.conn.send(data)
@@ -394,11 +386,12 @@ def _os_error_behind(exc: BaseException) -> BaseException:
     return cause if cause is not None else exc
 
 
-class AnyioSubject:
+class AnyioSubject(_Subject):
     """``receive`` at the end of the stream (``anyio.EndOfStream``) is ``b""``; ``close``
     is ``anyio.aclose_forcefully``; anyio's exceptions are unwrapped to their OSError."""
 
     def __init__(self, run: Callable[..., Any], stream: pywsk.aio.anyio.WskByteStream) -> None:
+        super().__init__(stream.inner)
         self._run = run
         self.stream = stream
 
@@ -408,16 +401,6 @@ class AnyioSubject:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise _os_error_behind(exc) from exc
         return result
-
-    @property
-    def local_port(self) -> int:
-        port: int = self.stream.extra(anyio.abc.SocketAttribute.local_port)
-        return port
-
-    @property
-    def disconnected_by(self) -> str | None:
-        reason = self.stream.disconnected_by
-        return None if reason is None else reason.value
 
     def send_all(self, data: bytes) -> None:
         self._call(self.stream.send, data)

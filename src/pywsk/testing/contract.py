@@ -267,6 +267,13 @@ def _fin_acked_before(run: _Run, returned_at: float) -> None:
     )
 
 
+def _reset_seen(run: _Run, when: str) -> None:
+    """Our RST is on the wire, and the peer's socket reads to it."""
+    run.rst_from(run.ours, when)
+    _data, end = peer_reads_to_end(run.peer)
+    run.expect(end == "rst", f"{when} the peer saw a {end}, not an RST")
+
+
 def graceful(run: _Run) -> None:
     """Our FIN, acknowledged before disconnect returns; no RST, even at the close."""
     run.call(run.subject.send_all, b"graceful")
@@ -285,9 +292,7 @@ def abortive(run: _Run) -> None:
     """Our abort: an RST (and no FIN) on the wire; the peer's recv raises."""
     run.call(run.subject.send_all, b"before the abort")
     run.call(run.subject.abort)
-    run.rst_from(run.ours, "after abort()")
-    _data, end = peer_reads_to_end(run.peer)
-    run.expect(end == "rst", f"after abort() the peer saw a {end}, not an RST")
+    _reset_seen(run, "after abort()")
     run.no_fin_from(run.ours, "after abort()")
     run.reason("local-abort", "after abort()")
     try:
@@ -330,30 +335,29 @@ def _stuck(run: _Run) -> tuple[concurrent.futures.Future[None], concurrent.futur
     return sending, disconnecting
 
 
-def stuck_then_abort(run: _Run) -> None:
-    """A stuck graceful disconnect, recovered by abort(): the stuck calls end, RST."""
+def _stuck_recovered(run: _Run, recovery: str) -> None:
+    """A stuck graceful disconnect, recovered by ``abort`` or ``close``: the stuck calls
+    end, the peer sees an RST, and our FIN never left."""
     sending, disconnecting = _stuck(run)
-    run.call(run.subject.abort)
+    run.call(getattr(run.subject, recovery))
     run.raises(disconnecting, "the stuck disconnect")
     run.ends(sending, "the stuck send")
-    run.rst_from(run.ours, "after abort() of a stuck disconnect")
-    _data, end = peer_reads_to_end(run.peer)
-    run.expect(end == "rst", f"after abort() the peer saw a {end}, not an RST")
-    run.no_fin_from(run.ours, "after abort() of a stuck disconnect")
-    run.reason("local-abort", "after abort() of a stuck disconnect")
-    run.call(run.subject.close)
+    when = f"after {recovery}() of a stuck disconnect"
+    _reset_seen(run, when)
+    run.no_fin_from(run.ours, when)
+    if recovery == "abort":
+        run.reason("local-abort", when)
+        run.call(run.subject.close)
+
+
+def stuck_then_abort(run: _Run) -> None:
+    """A stuck graceful disconnect, recovered by abort()."""
+    _stuck_recovered(run, "abort")
 
 
 def stuck_then_close(run: _Run) -> None:
-    """A stuck graceful disconnect, recovered by close(): the stuck calls end, RST."""
-    sending, disconnecting = _stuck(run)
-    run.call(run.subject.close)
-    run.raises(disconnecting, "the stuck disconnect")
-    run.ends(sending, "the stuck send")
-    run.rst_from(run.ours, "after close() of a stuck disconnect")
-    _data, end = peer_reads_to_end(run.peer)
-    run.expect(end == "rst", f"after close() the peer saw a {end}, not an RST")
-    run.no_fin_from(run.ours, "after close() of a stuck disconnect")
+    """A stuck graceful disconnect, recovered by close()."""
+    _stuck_recovered(run, "close")
 
 
 def peer_fin(run: _Run) -> None:
@@ -394,9 +398,7 @@ def close_without_disconnect(run: _Run) -> None:
     """A close with neither FIN: an RST."""
     run.call(run.subject.send_all, b"unfinished")
     run.call(run.subject.close)
-    run.rst_from(run.ours, "after a close without disconnect")
-    _data, end = peer_reads_to_end(run.peer)
-    run.expect(end == "rst", f"after a close without disconnect the peer saw a {end}")
+    _reset_seen(run, "after a close without disconnect")
 
 
 def close_after_our_fin_only(run: _Run) -> None:
