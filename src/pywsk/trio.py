@@ -43,6 +43,7 @@ import functools
 import logging
 import operator
 from collections.abc import Callable, Generator, Sequence
+from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 try:
@@ -280,6 +281,20 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 done.set()
 
     # --- SendStream ---------------------------------------------------------------------------
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``aclose()``; leaving the block by a ``KeyboardInterrupt`` or a cancellation (not an
+        ``Exception``) while a send is in flight breaks the stream first: the close resets
+        at once instead of waiting for that send (a Ctrl-C that trio raised anywhere in the
+        block must not be followed by a wait on a peer that never reads)."""
+        if exc is not None and not isinstance(exc, Exception):
+            self._interrupted = True
+        await self.aclose()
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with self._send_conflict:
             if self._closing:

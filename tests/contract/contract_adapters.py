@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
+import pytest
 import trio  # type: ignore[import-untyped, unused-ignore]
+import uvloop
 
 import pywsk.aio
 import pywsk.aio.anyio
@@ -28,7 +30,7 @@ import pywsk.trio
 from pywsk.errors import error_from_status
 from pywsk.nt.mdl import ExFreePoolWithTag, IoFreeMdl
 from pywsk.nt.status import NT_SUCCESS, NTSTATUS
-from pywsk.testing.contract import SMALL_BUFFER, Subject, plain_listener
+from pywsk.testing.contract import SMALL_BUFFER, Factory, Subject, plain_listener
 from pywsk.testing.driver import Request, WskTestClient, make_buffer
 from pywsk.wsk import (
     AF_INET,
@@ -451,3 +453,49 @@ def anyio_pair(thread: LoopThread | TrioThread, small: bool) -> Pair:
             yield AnyioSubject(run, stream), peer
         finally:
             run(anyio.aclose_forcefully, stream)
+
+
+# --------------------------------------------------------------------------------------------
+# The fixture: one factory per layer
+# --------------------------------------------------------------------------------------------
+
+LAYERS = ["driver", "asyncio", "uvloop", "trio", "sync", "anyio-asyncio", "anyio-trio"]
+
+
+def layer_fixture() -> Any:
+    """The ``factory`` fixture, parametrized over :data:`LAYERS` (declare it in a test
+    module as ``factory = layer_fixture()``)."""
+    return pytest.fixture(name="factory", params=LAYERS)(_factory)
+
+
+def _factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """A pair maker for the layer ``request.param``."""
+    layer = request.param
+    if layer in ("asyncio", "uvloop"):
+        loop = LoopThread(asyncio.new_event_loop if layer == "asyncio" else uvloop.new_event_loop)
+        try:
+            yield lambda small: aio_pair(loop, small)
+        finally:
+            loop.close()
+    elif layer == "trio":
+        trio_thread = TrioThread()
+        try:
+            yield lambda small: trio_pair(trio_thread, small)
+        finally:
+            trio_thread.close()
+    elif layer == "anyio-asyncio":
+        loop = LoopThread(asyncio.new_event_loop)
+        try:
+            yield lambda small: anyio_pair(loop, small)
+        finally:
+            loop.close()
+    elif layer == "anyio-trio":
+        trio_thread = TrioThread()
+        try:
+            yield lambda small: anyio_pair(trio_thread, small)
+        finally:
+            trio_thread.close()
+    elif layer == "sync":
+        yield sync_pair
+    else:
+        yield driver_pair

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from contract_adapters import driver_pair, sync_pair
+from contract_adapters import driver_pair, layer_fixture, sync_pair
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.contract import (
@@ -20,6 +20,8 @@ from pywsk.testing.contract import (
     Factory,
     check_disconnect_contract,
 )
+
+factory = layer_fixture()
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -8,8 +8,11 @@ import socket
 from typing import Any
 
 import pytest
+from contract_adapters import layer_fixture
 
 from pywsk.testing.contract import Factory
+
+factory = layer_fixture()
 
 
 @pytest.fixture
