@@ -111,6 +111,8 @@ def test_close_notify_then_fin_then_no_rst(
                 await conn.send_all(b"hello")
                 assert await conn.receive_exactly(5) == b"world"
                 await conn.disconnect()  # close_notify, then our FIN, acknowledged
+                with pytest.raises(BrokenPipeError):
+                    await conn.send_all(b"late")
                 assert await conn.receive_some() == b""  # the peer's close_notify and FIN
                 assert conn.disconnected_by is pywsk.aio.DisconnectReason.PEER_GRACEFUL
             await in_thread(thread.join, WAIT)

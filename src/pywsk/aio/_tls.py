@@ -33,7 +33,8 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 from .._bridge import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
-from ..errors import BusyError
+from ..errors import BusyError, error_from_status
+from ..nt.status import NTSTATUS
 from ._connection import Connection
 from ._connection import connect as plain_connect
 from ._receiving import Steps, exactly_steps, take, until_steps
@@ -228,7 +229,12 @@ class TlsConnection:
     # --- the Connection interface -------------------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send all of ``data`` (returns when the transport took the records).
-        Cancelled while records were going out: the connection is reset."""
+        Cancelled while records were going out: the connection is reset.  After
+        :meth:`disconnect`: :class:`~pywsk.errors.WskBrokenPipeError`."""
+        if self._notified:
+            raise error_from_status(
+                NTSTATUS.STATUS_PIPE_DISCONNECTED, "send_all after disconnect()"
+            )
         self._ssl.write(data)
         await self._flush()
 
