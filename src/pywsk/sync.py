@@ -54,7 +54,7 @@ from ._bridge import (
     start_control,
 )
 from ._log import log_settled, logged_connect
-from .aio._receiving import Steps, exactly_steps, take, until_steps
+from .aio._receiving import Steps, drive_steps_blocking, exactly_steps, take, until_steps
 from .errors import BusyError, NtStatusError, error_from_status
 from .nt.event import (
     KEVENT,
@@ -307,13 +307,7 @@ class Connection:
         self._check()
         deadline = _deadline(timeout)
         with self._receiver():
-            try:
-                want = next(steps)
-                while True:
-                    want = steps.send(self._recv(want, deadline, timeout))
-            except StopIteration as stop:
-                data: bytes = stop.value
-                return data
+            return drive_steps_blocking(steps, lambda size: self._recv(size, deadline, timeout))
 
     def _recv(self, max_bytes: int, deadline: float | None, timeout: float | None) -> bytes:
         """One WskReceive; the caller holds ``_receiving``."""

@@ -41,7 +41,7 @@ from ..errors import BusyError, NtStatusError, error_from_status
 from ..nt.irp import IrpState
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET, check_port
-from ._receiving import Steps, exactly_steps, take, until_steps
+from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
@@ -283,12 +283,7 @@ class Connection:
         self._check()
         self._receiving = True
         try:
-            want = next(steps)
-            while True:
-                want = steps.send(await self._receive(want))
-        except StopIteration as stop:
-            data: bytes = stop.value
-            return data
+            return await drive_steps(steps, self._receive)
         finally:
             self._receiving = False
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 
 from .._bridge import DEFAULT_RECEIVE_SIZE
 
-__all__ = ["Steps", "exactly_steps", "take", "until_steps"]
+__all__ = ["Steps", "drive_steps", "drive_steps_blocking", "exactly_steps", "take", "until_steps"]
 
 #: Yields the number of bytes wanted next; is sent the bytes one receive returned.
 Steps = Generator[int, bytes, bytes]
@@ -83,3 +83,25 @@ def until_steps(leftover: bytearray, separator: bytes, max_size: int) -> Steps:
         if not chunk:
             raise _incomplete(leftover, None)
         leftover += chunk
+
+
+async def drive_steps(steps: Steps, receive: Callable[[int], Awaitable[bytes]]) -> bytes:
+    """Run ``steps``, answering each request with ``await receive(size)``."""
+    try:
+        want = next(steps)
+        while True:
+            want = steps.send(await receive(want))
+    except StopIteration as stop:
+        data: bytes = stop.value
+        return data
+
+
+def drive_steps_blocking(steps: Steps, receive: Callable[[int], bytes]) -> bytes:
+    """Run ``steps``, answering each request with ``receive(size)``."""
+    try:
+        want = next(steps)
+        while True:
+            want = steps.send(receive(want))
+    except StopIteration as stop:
+        data: bytes = stop.value
+        return data

@@ -37,7 +37,7 @@ from ..errors import BusyError, error_from_status
 from ..nt.status import NTSTATUS
 from ._connection import Connection
 from ._connection import connect as plain_connect
-from ._receiving import Steps, exactly_steps, take, until_steps
+from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 
 __all__ = ["TlsConnection", "connect", "start_tls"]
 
@@ -282,12 +282,7 @@ class TlsConnection:
             raise BusyError("another task is already receiving on this connection")
         self._receiving = True
         try:
-            want = next(steps)
-            while True:
-                want = steps.send(await self._receive(want))
-        except StopIteration as stop:
-            data: bytes = stop.value
-            return data
+            return await drive_steps(steps, self._receive)
         finally:
             self._receiving = False
 
