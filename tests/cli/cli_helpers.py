@@ -59,14 +59,18 @@ def clean(result: subprocess.CompletedProcess[str]) -> None:
 
 def probe_json(*args: str, timeout: float = WAIT) -> tuple[int, list[dict[str, Any]]]:
     """``pywsk probe ARGS --json``: the exit status and the reports."""
-    result = pywsk("probe", *args, "--json", timeout=timeout)
+    return probe_result(pywsk("probe", *args, "--json", timeout=timeout))
+
+
+def probe_result(result: subprocess.CompletedProcess[str]) -> tuple[int, list[dict[str, Any]]]:
+    """The exit status and the reports of a finished ``pywsk probe --json``."""
     clean(result)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert result.returncode in (0, 1, 4, 5), result.stdout + result.stderr
     reports: list[dict[str, Any]] = json.loads(result.stdout)
     return result.returncode, reports
 
 
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+def readline(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
@@ -77,7 +81,7 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
 class Server:
     """A running ``pywsk serve --json`` (its first line told the port)."""
 
-    def __init__(self, args: tuple[str, ...]) -> None:
+    def __init__(self, args: tuple[str, ...], new_session: bool = False) -> None:
         self.args = args
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pywsk.cli", "serve", "--json", *args],
@@ -86,8 +90,9 @@ class Server:
             text=True,
             cwd=ROOT,
             env=environment(),
+            start_new_session=new_session,  # its own process group, for a Ctrl-C to it all
         )
-        line = _readline(self.proc, WAIT)
+        line = readline(self.proc, WAIT)
         if not line:
             _out, err = self.proc.communicate(timeout=WAIT)
             raise RuntimeError(f"pywsk serve did not start: {err}")
@@ -120,47 +125,51 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=WAIT)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
-class Socat:
-    """``socat -d -d TCP-LISTEN:0,... RIGHT``: a TCP server nobody here wrote."""
+class Daemon:
+    """A program whose log lines (stdout and stderr) are read as they come."""
 
-    def __init__(self, listen_options: str, right: str) -> None:
+    def __init__(self, argv: list[str], ready: str, cwd: Path | None = None) -> None:
+        self.argv = argv
+        self.port = 0
+        """The port it listens on (set by whoever started it)."""
         self.proc = subprocess.Popen(
-            [
-                "socat",
-                "-d",
-                "-d",
-                f"TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork{listen_options}",
-                right,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
+            cwd=cwd,
         )
-        lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._drain, args=(lines,), daemon=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + WAIT
+        self.match = self.wait_for(ready)
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
-                raise TimeoutError("socat did not start listening") from None
+                raise TimeoutError(f"{self.argv[0]}: no {pattern!r} in {self.log}") from None
             if not line:
-                raise RuntimeError("socat exited before listening")
-            found = re.search(r"listening on .*:(\d+)\s*$", line)
+                raise RuntimeError(f"{self.argv[0]} exited: {''.join(self.log)}")
+            self.log.append(line)
+            found = re.search(pattern, line)
             if found:
-                self.port = int(found.group(1))
-                break
-        self.address = f"127.0.0.1:{self.port}"
-
-    def _drain(self, lines: queue.Queue[str]) -> None:
-        """Read socat's log to the end (so that it never blocks on a full pipe)."""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            lines.put(line)
-        lines.put("")
+                return found
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -171,8 +180,26 @@ class Socat:
                 self.proc.kill()
                 self.proc.wait(timeout=WAIT)
         self._reader.join(WAIT)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Socat(Daemon):
+    """``socat -d -d TCP-LISTEN:0,... RIGHT``: a TCP server nobody here wrote."""
+
+    def __init__(self, listen_options: str, right: str) -> None:
+        super().__init__(
+            [
+                "socat",
+                "-d",
+                "-d",
+                f"TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,fork{listen_options}",
+                right,
+            ],
+            r"listening on .*:(\d+)\s*$",
+        )
+        self.port = int(self.match.group(1))
+        self.address = f"127.0.0.1:{self.port}"
 
 
 def _serve() -> Iterator[Any]:

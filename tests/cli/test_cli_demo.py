@@ -189,7 +189,7 @@ def test_a_deviation_makes_the_exit_status_non_zero(
     assert main(["demo", "-s", "close-without-disconnect", "--wire", "state"]) == 1
     out = capsys.readouterr().out
     assert "verdict: DEVIATION - a deliberately failed check" in out
-    assert "0 of 1 scenarios behaved as documented." in out
+    assert "0 of 1 scenarios behaved as documented; 1 deviated." in out
 
 
 def test_run_scenario_reports_a_broken_scenario_as_a_deviation(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cli_helpers import probe_json, serve_fixture
+from cli_helpers import probe_json, probe_result, pywsk, serve_fixture
 
 GET = r"GET / HTTP/1.0\r\n\r\n"
 
@@ -31,6 +31,11 @@ class Pairing:
     """How the server must see the probe end it (fin / rst / none), or the choices."""
     received: int | None = None
     """Bytes the probe must get back, if fixed."""
+
+    @property
+    def stalled(self) -> bool:
+        """The server stops reading (``--disconnect stall``)."""
+        return "stall" in self.serve
 
 
 PAIRINGS: dict[str, Pairing] = {
@@ -84,11 +89,24 @@ PAIRINGS: dict[str, Pairing] = {
         "fin",
         2,
     ),
-    "echo-graceful-irp/abortive-mid-transfer": Pairing(
-        ("--mode", "echo", "--accept", "irp"),
-        ("-s", "abortive-mid-transfer", "--send", "hi", "--await-reply", "--size", "4MiB"),
+    # A server that stops reading: the transfer is still in progress at the abort (an echo
+    # server keeps up with 4 MiB, which makes the scenario inconclusive).
+    "sink-stall-irp/abortive-mid-transfer": Pairing(
+        (
+            "--mode",
+            "sink",
+            "--disconnect",
+            "stall",
+            "--after",
+            "0",
+            "--accept",
+            "irp",
+            "--linger",
+            "1",
+        ),
+        ("-s", "abortive-mid-transfer", "--size", "64MiB"),
         "none",
-        "rst",
+        ("rst", "none"),
     ),
     "sink-half-open/wait-for-peer": Pairing(
         ("--mode", "sink", "--disconnect", "half-open", "--after", "0"),
@@ -168,7 +186,13 @@ def test_probe_against_serve(serve: Any, name: str) -> None:
     linger = () if "--linger" in pairing.serve else ("--linger", "5")
     server = serve(*pairing.serve, "--connections", "1", *linger)
     timeout = () if "--timeout" in pairing.probe else ("--timeout", "20")
-    code, reports = probe_json(server.address, *pairing.probe, *timeout)
+    result = pywsk("probe", server.address, *pairing.probe, *timeout, "--json")
+    if result.returncode == 3 and "STATUS_CONNECTION_RESET" in result.stderr:
+        # Seen with a server that resets right after the accept (source-abortive): the
+        # provider can complete a WskConnect whose handshake succeeded with the reset that
+        # followed it.  A provider bug, reported; visible here as an xfail, never hidden.
+        pytest.xfail(f"WskConnect completed with the reset after the handshake: {result.stderr}")
+    code, reports = probe_result(result)
     [probed] = reports
     assert code == 0, probed
     assert probed["ok"], probed
@@ -180,6 +204,14 @@ def test_probe_against_serve(serve: Any, name: str) -> None:
         pytest.fail(f"the server was meant to stall: {probed['notes']}")
 
     [served] = server.finish()
+    if served["outcome"] == "disagrees" and pairing.stalled:
+        # Known and reported: pywsk indicates the client's RST to a server that stopped
+        # reading only once the data before it is read - here never.  The capture shows the
+        # RST, so the report must say that WSK did not report it, and exit 5.
+        assert server.returncode == 5, server.stderr
+        assert all("WSK never reported it" in d for d in served["disagreements"]), served
+        assert served["facts"]["client_end"] == "none"
+        return
     assert server.returncode == 0, server.stderr
     assert served["ok"], served
     allowed = pairing.client_end if isinstance(pairing.client_end, tuple) else (pairing.client_end,)
@@ -236,13 +268,20 @@ def test_full_matrix_is_consistent(serve: Any, mode: str, disconnect: str, scena
         "--timeout", "2", "--stall", "0.3", "--size", "16MiB",
     )  # fmt: skip
     [probed] = reports
-    assert code == 0, probed
-    assert probed["ok"], probed
+    # Some pairings cannot meet a scenario's precondition (an echo server keeps up, so
+    # nothing stalls): inconclusive, never OK - and never a deviation or a disagreement.
+    assert code in (0, 4), probed
+    assert probed["outcome"] in ("ok", "inconclusive"), probed
     logged = server.finish(timeout=15)
     if not logged:
         return  # the probe ended the connection before the server took it from the backlog
     [served] = logged
-    assert served["ok"], served
+    if served["outcome"] == "disagrees" and disconnect == "stall":
+        # Known and reported: pywsk indicates the client's RST to a server that stopped
+        # reading only once the data before it is read (see test_probe_against_serve).
+        assert all("WSK never reported it" in d for d in served["disagreements"]), served
+        return
+    assert served["outcome"] in ("ok", "inconclusive"), served
     seen = probed["facts"]["peer_end"]["how"]
     ours = served["facts"]["our_disconnect"]
     if seen in ("fin", "fin+rst"):

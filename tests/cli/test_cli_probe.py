@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cli_helpers import clean, probe_json, pywsk, socat_fixture
+from cli_helpers import ROOT, clean, environment, probe_json, pywsk, socat_fixture
 
 from pywsk.testing.capture import WireCapture
-from pywsk.testing.peer import Abort, LoopbackPeer, Read, Step, WaitFor
+from pywsk.testing.peer import Abort, Close, LoopbackPeer, Read, ReadToEnd, Send, Step, WaitFor
 from pywsk.testing.tcp import has_ipv6_loopback
 
 socat = socat_fixture()
@@ -43,7 +48,7 @@ def test_graceful_disconnects_against_socat_echo_end_with_its_fin(socat: Any) ->
     code, reports = probe_json(
         server.address,
         "-s", "graceful", "-s", "graceful-with-data", "-s", "half-open",
-        "--send", r"hello\n", "--expect", "fin", "--timeout", "20",
+        "--send", r"hello\n", "--expect", "fin", "--timeout", "20", "--show-data",
     )  # fmt: skip
     assert code == 0, reports
     for report in reports:
@@ -52,6 +57,7 @@ def test_graceful_disconnects_against_socat_echo_end_with_its_fin(socat: Any) ->
         assert facts["received"]["bytes"] == 6, report["name"]
         assert facts["received"]["preview"] == repr(b"hello\n")
         assert facts["peer_end"]["how"] == "fin"
+        assert facts["peer_end"]["cause"] == "answer"  # to the scenario's FIN
         assert "WskDisconnectEvent(Flags 0)" in facts["peer_end"]["seen_by"]
         assert "WskReceive: 0 bytes" in facts["peer_end"]["seen_by"]
         assert facts["our_disconnect"]["kind"] == "graceful"
@@ -59,7 +65,7 @@ def test_graceful_disconnects_against_socat_echo_end_with_its_fin(socat: Any) ->
         assert facts["close"]["status"] == "STATUS_SUCCESS"
     half_open = by_name(reports)["half-open"]
     assert any(
-        e["event"] == "WskSend after our FIN returned STATUS_INVALID_DEVICE_STATE"
+        e["event"].startswith("WskSend after our FIN returned STATUS_INVALID_DEVICE_STATE")
         for e in half_open["timeline"]
     )
     with_data = by_name(reports)["graceful-with-data"]
@@ -78,7 +84,11 @@ def test_a_server_that_closes_first_is_seen_through_wskdisconnectevent(socat: An
     assert facts["peer_end"]["ms"] is not None
     # Both ways of seeing the FIN: the event (it may come before the data is read: without
     # WSK_EVENT_RECEIVE the data waits for a WskReceive) and the 0-byte receive after the data.
-    assert facts["peer_end"]["seen_by"] == ["WskDisconnectEvent(Flags 0)", "WskReceive: 0 bytes"]
+    assert facts["peer_end"]["seen_by"][:2] == [
+        "WskDisconnectEvent(Flags 0)",
+        "WskReceive: 0 bytes",
+    ]
+    assert facts["peer_end"]["cause"] == "own"
     events = [e["event"] for e in reports[0]["timeline"] if e["kind"] == "callback"]
     assert events == ["WskDisconnectEvent(Flags=WSK_FLAG_AT_DISPATCH_LEVEL): the peer's FIN"]
 
@@ -115,9 +125,8 @@ def test_our_abortive_disconnects_and_closes_against_socat(socat: Any) -> None:
     server = socat("EXEC:cat")
     code, reports = probe_json(
         server.address,
-        "-s", "abortive", "-s", "abortive-mid-transfer", "-s", "close-without-disconnect",
-        "-s", "stall-then-abort", "-s", "stall-then-close",
-        "--send", "hi", "--await-reply", "--size", "2MiB", "--stall", "0.2", "--timeout", "20",
+        "-s", "abortive", "-s", "close-without-disconnect",
+        "--send", "hi", "--await-reply", "--timeout", "20",
     )  # fmt: skip
     assert code == 0, reports
     for report in reports:
@@ -130,6 +139,64 @@ def test_our_abortive_disconnects_and_closes_against_socat(socat: Any) -> None:
     assert abortive["facts"]["peer_end"]["how"] == "none"
     assert "probe sent RST" in abortive["wire_summary"]
     assert "probe sent RST" in named["close-without-disconnect"]["wire_summary"]
+
+
+def test_scenarios_whose_precondition_did_not_happen_are_inconclusive(socat: Any) -> None:
+    # socat reads 2 MiB at once: no send is in progress at the abort, and the graceful
+    # disconnect cannot stall.  Those scenarios did not test what they are named for.
+    server = socat("EXEC:cat")
+    code, reports = probe_json(
+        server.address,
+        "-s", "abortive-mid-transfer", "-s", "stall-then-abort", "-s", "stall-then-close",
+        "--size", "2MiB", "--stall", "0.2", "--timeout", "20",
+    )  # fmt: skip
+    assert code == 4, reports
+    for report in reports:
+        assert not report["ok"], report
+        assert report["outcome"] == "inconclusive", report
+        assert report["verdict"].startswith("INCONCLUSIVE - "), report
+    named = by_name(reports)
+    assert "no transfer was in progress" in named["abortive-mid-transfer"]["inconclusive"][0]
+    assert "could not stall" in named["stall-then-abort"]["inconclusive"][0]
+    text = pywsk("probe", server.address, "-s", "stall-then-close", "--size", "1MiB")
+    clean(text)
+    assert text.returncode == 4, text.stdout
+    assert "verdict: INCONCLUSIVE - the server read everything" in text.stdout
+    assert "0 of 1" not in text.stdout or "inconclusive" in text.stdout
+
+
+def test_expect_fails_when_only_our_fin_made_the_server_close(socat: Any) -> None:
+    # socat with cat never closes an idle connection: it only answers our FIN, which
+    # wait-for-peer sends after --timeout to finish the probe.  That is not "the server
+    # closed with FIN".
+    server = socat("EXEC:cat")
+    result = pywsk("probe", server.address, "-s", "wait-for-peer", "--timeout", "2",
+                   "--expect", "fin", "--json")  # fmt: skip
+    clean(result)
+    assert result.returncode == 1, result.stdout
+    [report] = json.loads(result.stdout)
+    assert report["facts"]["peer_end"]["how"] == "fin"
+    assert report["facts"]["peer_end"]["cause"] == "cleanup"
+    assert "did not end the connection within 2 s" in report["problems"][0]
+    assert "did not end the connection on its own" in report["peer"]
+    # --expect none holds: the server did not end it by itself.
+    code, reports = probe_json(
+        server.address, "-s", "wait-for-peer", "--timeout", "2", "--expect", "none"
+    )
+    assert code == 0, reports
+
+
+def test_reports_carry_no_payload_bytes_unless_asked(socat: Any) -> None:
+    server = socat("EXEC:cat")
+    secret = "Cookie: session=SECRET-42"
+    result = pywsk("probe", server.address, "--send", secret, "--json", "--timeout", "20")
+    clean(result)
+    assert result.returncode == 0, result.stdout
+    assert "SECRET-42" not in result.stdout
+    assert f"WskSend({len(secret)} B) returned STATUS_SUCCESS" in result.stdout
+    [report] = json.loads(result.stdout)
+    assert "preview" not in report["facts"]["received"]
+    assert report["facts"]["received"]["bytes"] == len(secret)
 
 
 def test_expect_that_does_not_hold_is_a_deviation(socat: Any) -> None:
@@ -150,8 +217,10 @@ def test_text_report_says_what_the_server_did(socat: Any) -> None:
     out = result.stdout
     assert "== graceful: Graceful disconnect, then wait for the server's end" in out
     assert "WskConnect(127.0.0.1:" in out  # localhost resolved with WskGetAddressInfo
-    assert "peer: sent back 5 B b'ping\\n'" in out
-    assert "closed its side with FIN (graceful)" in out
+    assert "peer: we received 5 B from the server" in out
+    assert "b'ping" not in out.split("peer:")[1]  # no payload bytes without --show-data
+    assert "and 5 B of ours were sent" in out
+    assert "the server answered our FIN with FIN at" in out
     assert "the server acknowledged our FIN" in out
     assert "verdict: OK - behaves as documented" in out
 
@@ -275,3 +344,50 @@ def test_bad_arguments_are_refused_without_a_traceback(args: tuple[str, ...], me
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_prints_the_report_so_far_and_closes_the_socket() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(60)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pywsk.cli", "probe", f"127.0.0.1:{port}",
+             "-s", "wait-for-peer", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=environment(),
+        )  # fmt: skip
+        try:
+            conn, _ = listener.accept()  # the probe is connected and waiting
+            with conn:
+                conn.settimeout(60)
+                conn.sendall(b"hello")
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+                try:
+                    rest = conn.recv(1)
+                except ConnectionResetError:
+                    rest = None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "interrupted (Ctrl-C): closing the socket" in out
+    assert "WskCloseSocket returned STATUS_SUCCESS" in out
+    assert "verdict: INCONCLUSIVE - interrupted (Ctrl-C) before the scenario finished" in out
+    assert rest is None  # our WskCloseSocket reset the connection
+
+
+def test_half_open_counts_what_arrives_after_our_fin(peer: Any) -> None:
+    # The peer reads until our FIN, then sends 3000 B, then closes: all after our FIN.
+    server = peer([ReadToEnd(), Send(b"y" * 3000), Close()])
+    code, [report] = probe_json(f"127.0.0.1:{server.port}", "-s", "half-open", "--timeout", "20")
+    assert code == 0, report
+    assert report["facts"]["received"]["bytes"] == 3000
+    assert (
+        "3000 B received after we called WskDisconnect (the half-open direction)"
+        in (report["notes"])
+    )

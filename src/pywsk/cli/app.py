@@ -2,32 +2,78 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from .render import console, err_console, print_json, print_report, print_summary, reports_json
+from .options import (
+    SECONDS,
+    After,
+    HostPort,
+    Size,
+    decode_text,
+    http_request,
+    pcap_option,
+    progress,
+    transfer_progress,
+)
+from .render import (
+    console,
+    counts_line,
+    err_console,
+    print_json,
+    print_report,
+    print_summary,
+    reports_json,
+)
 from .timeline import Report
 
-__all__ = ["EXIT_DEVIATION", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli", "main"]
+__all__ = [
+    "EXIT_DEVIATION",
+    "EXIT_DISAGREES",
+    "EXIT_INCONCLUSIVE",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "cli",
+    "exit_status",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_DEVIATION = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_INCONCLUSIVE = 4
+EXIT_DISAGREES = 5
+EXIT_INTERRUPTED = 130
+
+
+def exit_status(reports: Sequence[Report]) -> int:
+    """The worst outcome decides: 5 a report disagrees with the wire, 1 a deviation (or an
+    --expect that did not hold), 4 inconclusive (a precondition did not happen), 0 OK."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    return exit_for(counts)
+
+
+def exit_for(counts: dict[str, int]) -> int:
+    """:func:`exit_status` from outcome counts."""
+    for outcome, status in (
+        ("disagrees", EXIT_DISAGREES),
+        ("deviation", EXIT_DEVIATION),
+        ("inconclusive", EXIT_INCONCLUSIVE),
+    ):
+        if counts.get(outcome):
+            return status
+    return EXIT_OK
+
 
 WIRE_HELP = (
     "Where the wire facts come from: 'capture' (tcpdump; needs root), 'state' (our "
@@ -42,28 +88,6 @@ class Failure(click.ClickException):
         super().__init__(message)
         # click declares exit_code as a class attribute; this instance's own value wins.
         self.__dict__["exit_code"] = exit_code
-
-
-@contextlib.contextmanager
-def progress(total: int, what: str) -> Iterator[Callable[[str], None]]:
-    """A progress bar on stderr (only on a terminal); yields ``advance(label)``."""
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console(),
-        transient=True,
-        disable=not sys.stderr.isatty() or total < 2,
-    )
-    with bar:
-        task = bar.add_task(what, total=total)
-
-        def advance(label: str) -> None:
-            bar.update(task, advance=1, description=f"{what}: {label}")
-
-        yield advance
 
 
 def write_diagram(path: str, reports: Sequence[Report], title: str) -> None:
@@ -90,7 +114,7 @@ def finish(reports: Sequence[Report], as_json: bool, diagram: str | None, title:
         print_json(reports_json(reports))
     elif diagram:
         err_console().print(f"diagram written to {diagram}")
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_DEVIATION
+    return exit_status(reports)
 
 
 # --- the group -----------------------------------------------------------------------------------
@@ -125,7 +149,9 @@ def cli(verbose: bool) -> None:
     pywsk serve                a WSK server with a chosen disconnect behaviour
     pywsk -v ...               the same, with pywsk's log (DEBUG) on stderr
 
-    Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable.
+    Exit status: 0 as documented, 1 a deviation, 2 bad arguments, 3 peer unreachable,
+    4 inconclusive (a scenario's precondition did not happen), 5 a report disagrees with
+    the packet capture.
     """
     if verbose:
         log_to_stderr()
@@ -213,108 +239,6 @@ def demo(
     return finish(reports, as_json, diagram, "pywsk demo")
 
 
-# --- shared parameter types ---------------------------------------------------------------------
-
-
-class HostPort(click.ParamType):  # type: ignore[type-arg]
-    """``HOST:PORT``, ``[IPv6]:PORT``; ``PORT`` alone means the loopback address."""
-
-    name = "HOST:PORT"
-
-    def __init__(self, default_host: str = "127.0.0.1", port_zero: bool = False) -> None:
-        self.default_host = default_host
-        self.port_zero = port_zero
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, int]:
-        if isinstance(value, tuple):
-            return value
-        text = str(value).strip()
-        host, port_text = self.default_host, text
-        if text.startswith("["):
-            end = text.find("]")
-            if end < 0 or not text[end + 1 :].startswith(":"):
-                self.fail(f"{value!r} is not [IPv6]:PORT", param, ctx)
-            host, port_text = text[1:end], text[end + 2 :]
-        elif ":" in text:
-            host, _, port_text = text.rpartition(":")
-            if ":" in host:
-                self.fail(f"{value!r}: write an IPv6 address as [ADDRESS]:PORT", param, ctx)
-        if not host:
-            self.fail(f"{value!r} has no host", param, ctx)
-        try:
-            port = int(port_text)
-        except ValueError:
-            self.fail(f"{value!r}: {port_text!r} is not a port number", param, ctx)
-        if not (0 if self.port_zero else 1) <= port <= 65535:
-            self.fail(f"{value!r}: port {port} is out of range", param, ctx)
-        return host, port
-
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(text: str) -> int:
-    """``4096``, ``64k``, ``4MiB``, ``1.5MB`` -> bytes (ValueError otherwise)."""
-    value = text.strip().lower()
-    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(number) :].strip()
-    if unit not in _UNITS or not number:
-        raise ValueError(f"{text!r} is not a size (e.g. 4096, 64k, 4MiB)")
-    size = float(number) * _UNITS[unit]
-    if size < 0 or size != size:
-        raise ValueError(f"{text!r} is not a size")
-    return int(size)
-
-
-class Size(click.ParamType):  # type: ignore[type-arg]
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Seconds(click.FloatRange):
-    """A positive number of seconds (at most an hour)."""
-
-    name = "seconds"
-
-    def __init__(self) -> None:
-        super().__init__(min=0.001, max=3600.0)
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "SECONDS"
-
-
-SECONDS = Seconds()
-
-
-def decode_text(text: str) -> bytes:
-    """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
-    try:
-        return text.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1")
-    except (UnicodeDecodeError, UnicodeEncodeError):
-        return text.encode("utf-8")
-
-
 # --- probe -----------------------------------------------------------------------------------------
 
 
@@ -344,11 +268,19 @@ def _probe_names() -> list[str]:
 )
 @click.option(
     "--send-file",
-    type=click.File("rb"),
-    help="Send the contents of this file first.",
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="Send the contents of this file first (streamed).",
 )
 @click.option(
-    "--send-size", type=Size(), help="Send this many bytes of a pattern first (64k, 4MiB)."
+    "--send-size",
+    type=Size(),
+    help="Send this many bytes of a pattern first (64k, 4MiB, 1GiB; streamed, 1 MiB a call).",
+)
+@click.option(
+    "--http",
+    metavar="'METHOD /PATH'",
+    help="Send this HTTP/1.1 request (Host, Connection: close) and parse the reply: status,"
+    " headers, Content-Length or chunked; a truncated body is a deviation.",
 )
 @click.option(
     "--timeout",
@@ -390,7 +322,42 @@ def _probe_names() -> list[str]:
     type=click.Choice(["any", "fin", "rst", "none"]),
     default="any",
     show_default=True,
-    help="How the server should end the connection; exit 1 if it does not.",
+    help="How the server should end the connection, on its own or in answer to the "
+    "scenario's disconnect; exit 1 if it does not (an end our clean-up caused never counts).",
+)
+@click.option(
+    "--expect-bytes",
+    type=Size(),
+    metavar="SIZE",
+    help="How many bytes the server should send; a short or long reply is a deviation.",
+)
+@click.option(
+    "--show-data",
+    is_flag=True,
+    help="Show the first bytes of the reply (and HTTP header values); hidden by default.",
+)
+@pcap_option("of the run")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="A progress display on stderr (default: only when stderr is a terminal).",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Run the scenario N times and print a summary table (outcomes, latency "
+    "percentiles, throughput); with --json, one JSON line per run and a summary line.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1000),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="With --repeat: at most K runs at once.",
 )
 @click.option(
     "--wire",
@@ -411,14 +378,21 @@ def probe(
     target: tuple[str, int] | None,
     scenarios: tuple[str, ...],
     send_text: str | None,
-    send_file: Any,
+    send_file: str | None,
     send_size: int | None,
+    http: str | None,
     timeout: float,
     connect_timeout: float,
     stall: float,
     size: int,
     await_reply: bool,
     expect: str,
+    expect_bytes: int | None,
+    show_data: bool,
+    pcap: str | None,
+    progress: bool | None,
+    repeat: int,
+    concurrency: int,
     wire: str,
     as_json: bool,
     diagram: str | None,
@@ -431,8 +405,11 @@ def probe(
     disconnect, and waits (at most --timeout) for the server's end. The report says what
     the server sent back and when, whether it closed with FIN or RST (seen through
     WskDisconnectEvent and the receive completions), and whether our graceful disconnect
-    completed - the server acknowledged our FIN. Exit status: 0 as documented (and as
-    --expect says), 1 a deviation, 3 the server cannot be reached.
+    completed - the server acknowledged our FIN. With a capture (root and tcpdump) every
+    claim is checked against the wire. Exit status: 0 as documented (and as --expect says),
+    1 a deviation, 3 the server cannot be reached, 4 inconclusive (the scenario's
+    precondition did not happen), 5 the report disagrees with the capture, 130 Ctrl-C (the
+    report so far is printed).
 
     \b
     Examples:
@@ -441,9 +418,10 @@ def probe(
       pywsk probe [::1]:7000 -s abortive -s close-without-disconnect --json
       pywsk probe 127.0.0.1:9000 -s stall-then-abort --size 64MiB --stall 0.5
       pywsk probe 127.0.0.1:9000 -s all --diagram probe.html
+      pywsk probe 127.0.0.1:8080 --http 'GET /big' -s wait-for-peer --pcap probe.pcap
     """
-    from .probe import PROBE_SCENARIOS, ProbeOptions, resolve, run_probe
-    from .session import SessionError
+    from .probe import PROBE_SCENARIOS, Payload, ProbeOptions, resolve, run_probe
+    from .session import SessionError, interrupt_between_calls
     from .wire import WireUnavailable, capture_possible
 
     if list_only:
@@ -453,20 +431,28 @@ def probe(
         return EXIT_OK
     if target is None:
         raise click.UsageError("Missing argument 'TARGET' (HOST:PORT).")
-    given = [x for x in (send_text, send_file, send_size) if x is not None]
+    given = [x for x in (send_text, send_file, send_size, http) if x is not None]
     if len(given) > 1:
-        raise click.UsageError("--send, --send-file and --send-size exclude each other.")
-    payload: bytes | None = None
-    if send_text is not None:
-        payload = decode_text(send_text)
-    elif send_file is not None:
-        payload = send_file.read()
-    elif send_size is not None:
-        payload = bytes(i % 251 for i in range(send_size))
-    if wire == "capture" and not capture_possible():
-        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
-    names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
+        raise click.UsageError("--send, --send-file, --send-size and --http exclude each other.")
     host, port = target
+    payload: Payload | None = None
+    if send_text is not None:
+        payload = Payload(data=decode_text(send_text))
+    elif send_file is not None:
+        payload = Payload(path=send_file)
+    elif send_size is not None:
+        payload = Payload(size=send_size)
+    elif http is not None:
+        payload = Payload(data=http_request(http, host, port))
+    if (wire == "capture" or pcap) and not capture_possible():
+        raise Failure(
+            f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
+        )
+    names = list(PROBE_SCENARIOS) if "all" in scenarios else list(scenarios) or ["graceful"]
+    if (pcap or repeat > 1) and len(names) > 1:
+        raise click.UsageError(
+            "--pcap and --repeat run one scenario: choose one with -s (not 'all')."
+        )
     options = ProbeOptions(
         host=host,
         port=port,
@@ -477,15 +463,26 @@ def probe(
         size=size,
         wire=wire,  # type: ignore[arg-type]
         expect=expect,  # type: ignore[arg-type]
-        await_reply=await_reply,
+        await_reply=await_reply or http is not None,
+        expect_bytes=expect_bytes,
+        http=http,
+        show_data=show_data,
+        pcap=pcap,
     )
     try:
         addresses = resolve(host, port, connect_timeout)
     except SessionError as exc:
         raise Failure(str(exc)) from exc
+    if repeat > 1:
+        from .repeat import probe_many
+
+        many, stopped = probe_many(names[0], options, addresses, repeat, concurrency, as_json)
+        return EXIT_INTERRUPTED if stopped else exit_status(many)
     reports: list[Report] = []
     out = console()
-    with progress(len(names), "probe") as advance:
+    interrupted = False
+    with transfer_progress(progress) as on_progress, interrupt_between_calls():
+        options = dataclasses.replace(options, progress=on_progress)
         for name in names:
             try:
                 report = run_probe(name, options, addresses)
@@ -496,36 +493,16 @@ def probe(
             reports.append(report)
             if not as_json:
                 print_report(report, out)
-            advance(name)
+            if report.facts.get("interrupted"):
+                interrupted = True
+                break
     if not as_json and len(reports) > 1:
         print_summary(reports, "probes", out)
-    return finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
+    status = finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
+    return EXIT_INTERRUPTED if interrupted else status
 
 
 # --- serve -----------------------------------------------------------------------------------------
-
-
-class After(click.ParamType):  # type: ignore[type-arg]
-    """``BYTES`` (``4096``, ``64k``, ``1MiB``) or ``SECONDS`` (``2s``, ``0.5s``, ``250ms``)."""
-
-    name = "BYTES|SECONDS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from .serve import Trigger
-
-        if isinstance(value, Trigger):
-            return value
-        text = str(value).strip().lower()
-        try:
-            if text.endswith("ms"):
-                return Trigger(seconds=float(text[:-2]) / 1000)
-            if text.endswith("s") and not text.endswith(("ib", "b")):
-                return Trigger(seconds=float(text[:-1]))
-            return Trigger(size=parse_size(text))
-        except ValueError:
-            self.fail(
-                f"{value!r} is neither a size (4096, 64k, 1MiB) nor a time (2s, 250ms)", param, ctx
-            )
 
 
 @cli.command(
@@ -559,8 +536,8 @@ class After(click.ParamType):  # type: ignore[type-arg]
     "--after",
     type=After(),
     default=None,
-    help="The trigger: BYTES received (sent, for source) or SECONDS since the accept "
-    "(2s, 250ms). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
+    help="The trigger: BYTES received (sent, for source) or a time since the accept "
+    "(250ms, 2s, 1min). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
     "(http-ok).",
 )
 @click.option(
@@ -578,6 +555,24 @@ class After(click.ParamType):  # type: ignore[type-arg]
     help="Exit after this many connections.",
 )
 @click.option("--duration", type=SECONDS, help="Exit after this many seconds.")
+@click.option(
+    "--idle-timeout",
+    type=SECONDS,
+    default=300.0,
+    show_default=True,
+    help="Close a connection with nothing received or sent for this long (its report is "
+    "inconclusive).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="N",
+    help="At most N connections at once; more are refused (WskAcceptEvent returns "
+    "STATUS_REQUEST_NOT_ACCEPTED) or wait in the backlog (--accept irp).",
+)
+@pcap_option("at exit")
 @click.option(
     "--linger",
     type=SECONDS,
@@ -613,6 +608,9 @@ def serve(
     accept_with: str,
     connections: int | None,
     duration: float | None,
+    idle_timeout: float,
+    max_connections: int,
+    pcap: str | None,
     linger: float,
     wire: str,
     as_json: bool,
@@ -640,8 +638,10 @@ def serve(
     from .session import SessionError, describe_address
     from .wire import capture_possible
 
-    if wire == "capture" and not capture_possible():
-        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    if (wire == "capture" or pcap) and not capture_possible():
+        raise Failure(
+            f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
+        )
     options = ServeOptions(
         host=address[0],
         port=address[1],
@@ -652,20 +652,34 @@ def serve(
         connections=connections,
         duration=duration,
         linger=linger,
-        wire=wire,  # type: ignore[arg-type]
+        wire="capture" if pcap else wire,  # type: ignore[arg-type]
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        pcap=pcap,
     )
     out = console()
 
+    def emit(event: dict[str, Any]) -> None:
+        import json
+
+        print(json.dumps(event, default=str), flush=True)
+
     def on_report(report: Report) -> None:
         if as_json:
-            import json
-
-            print(json.dumps({"event": "connection", **report.as_dict()}, default=str), flush=True)
+            emit({"event": "connection", **report.as_dict()})
         else:
             print_report(report, out)
             out.file.flush()
 
-    server = Server(options, on_report)
+    def on_accept(served: Any) -> None:
+        remote = describe_address(served.remote) if served.remote else "?"
+        if as_json:
+            emit({"event": "accepted", "connection": served.index, "remote": remote})
+        else:
+            out.print(f"pywsk serve: accepted #{served.index} from {remote}")
+            out.file.flush()
+
+    server = Server(options, on_report, on_accept, keep_reports=diagram is not None)
     try:
         bound = server.open()
     except SessionError as exc:
@@ -677,23 +691,20 @@ def serve(
     trigger = options.after.describe(options.mode)
     accept_text = "WskAcceptEvent" if accept_with == "event" else "WskAccept"
     if as_json:
-        import json
-
-        print(
-            json.dumps(
-                {
-                    "event": "listening",
-                    "address": describe_address(bound),
-                    "host": str(bound[0]),
-                    "port": int(bound[1]),
-                    "mode": mode,
-                    "disconnect": disconnect,
-                    "trigger": trigger,
-                    "accept": accept_text,
-                    "wire": server.wire.source if server.wire else "TCP state per connection",
-                }
-            ),
-            flush=True,
+        emit(
+            {
+                "event": "listening",
+                "address": describe_address(bound),
+                "host": str(bound[0]),
+                "port": int(bound[1]),
+                "mode": mode,
+                "disconnect": disconnect,
+                "trigger": trigger,
+                "accept": accept_text,
+                "wire": server.wire.source if server.wire else "TCP state per connection",
+                "max_connections": max_connections,
+                "idle_timeout": idle_timeout,
+            }
         )
     else:
         out.print(
@@ -701,27 +712,45 @@ def serve(
             f"{disconnect} {trigger}, connections through {accept_text}"
         )
         out.file.flush()
-    previous = signal.signal(signal.SIGTERM, lambda *_: server.stop())
+
+    def stop(*_: Any) -> None:
+        # The first Ctrl-C or SIGTERM shuts down (every open connection reported); a second
+        # Ctrl-C interrupts.
+        signal.signal(signal.SIGINT, previous_int)
+        server.stop_from_signal()
+
+    previous_term = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, stop)
     try:
-        reports = server.run()
+        server.run()
     except KeyboardInterrupt:
         server.shutdown()
-        reports = server.reports
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     if diagram:
-        write_diagram(diagram, reports, f"pywsk serve {describe_address(bound)}")
-    good = sum(r.ok for r in reports)
+        write_diagram(diagram, server.reports, f"pywsk serve {describe_address(bound)}")
+    counts = server.outcomes
     if as_json:
-        import json
-
-        print(
-            json.dumps({"event": "summary", "connections": len(reports), "as_documented": good}),
-            flush=True,
+        emit(
+            {
+                "event": "summary",
+                "connections": server.ended,
+                "as_documented": counts.get("ok", 0),
+                "inconclusive": counts.get("inconclusive", 0),
+                "deviations": counts.get("deviation", 0),
+                "disagree_with_wire": counts.get("disagrees", 0),
+                "refused": server.refused,
+            }
         )
     else:
-        print_summary(reports, "connections", out)
-    return EXIT_OK if good == len(reports) else EXIT_DEVIATION
+        out.print()
+        out.print(counts_line(counts, "connections"))
+        if server.refused:
+            out.print(
+                f"{server.refused} connection(s) refused at --max-connections {max_connections}"
+            )
+    return exit_for(counts)
 
 
 # --- entry point ----------------------------------------------------------------------------------

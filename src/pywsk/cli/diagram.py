@@ -307,11 +307,7 @@ def _section(report: Report, top: float) -> _Block:
             y += 15
             body.append(_text(16, y, line, size=10.5, anchor="start", family=SANS, fill=INK))
     y += 10
-    verdict = (
-        "OK \u2014 behaves as documented"
-        if report.ok
-        else "DEVIATION \u2014 " + "; ".join(report.problems)
-    )
+    verdict = "; ".join(report.verdicts()).replace(" - ", " \u2014 ", 1)
     lines = _wrap(("\u2713 " if report.ok else "\u2717 ") + verdict, WIDTH - 60, 4)
     box_h = 12 + 16 * len(lines)
     fill = "#dafbe1" if report.ok else "#ffebe9"
@@ -380,7 +376,7 @@ def html(reports: Sequence[Report], title: str = "pywsk") -> str:
     good = sum(r.ok for r in reports)
     items = "".join(
         f'<li><a href="#{html_escape.escape(r.name)}">{html_escape.escape(r.name)}</a> '
-        f'<span class="{"ok" if r.ok else "bad"}">{"OK" if r.ok else "DEVIATION"}</span> '
+        f'<span class="{"ok" if r.ok else "bad"}">{r.outcome.upper()}</span> '
         f"{html_escape.escape(r.title)}</li>"
         for r in reports
     )

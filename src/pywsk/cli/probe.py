@@ -17,6 +17,12 @@ when it ended the connection, and whether our graceful disconnect completed - th
 server acknowledged our FIN.  The verdict checks pywsk's side against the documented
 behaviour; ``expect`` adds a check on the server's end.
 
+A scenario whose precondition did not happen - no transfer in progress at the abort, a
+graceful disconnect that could not stall, a server that had reset the connection before our
+abort - is *inconclusive* (its own verdict and exit status), never OK.  The connection
+itself is :class:`~pywsk.cli.probe_run.ProbeRun`; the report's words are
+:mod:`pywsk.cli.probe_report`.
+
 What it refuses: nothing once connected; an unreachable server raises
 :class:`~pywsk.cli.session.SessionError` before anything is reported.
 
@@ -26,11 +32,10 @@ the client deregistered whatever happens.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from ..nt import (
     STATUS_CANCELLED,
@@ -41,35 +46,19 @@ from ..nt import (
     STATUS_PENDING,
     STATUS_SUCCESS,
 )
-from ..wsk import WSK_EVENT_DISCONNECT, WSK_FLAG_ABORTIVE, WSK_SOCKET
-from .session import Call, Connection, Session, SessionError, describe_address
+from .probe_run import Payload, ProbeOptions, ProbeRun, new_report
+from .session import Call, Session, SessionError, describe_address
 from .timeline import Report, Timeline, short_status
-from .wire import CaptureWire, StateWire, Wire, WireMode, open_wire
+from .wire import CaptureWire
 
 __all__ = [
     "PROBE_SCENARIOS",
+    "Payload",
     "ProbeOptions",
     "ProbeScenario",
-    "Reader",
     "resolve",
     "run_probe",
 ]
-
-Expect = Literal["any", "fin", "rst", "none"]
-
-
-@dataclass(frozen=True)
-class ProbeOptions:
-    host: str
-    port: int
-    payload: bytes | None = None
-    timeout: float = 5.0
-    connect_timeout: float = 5.0
-    stall: float = 1.0
-    size: int = 8 * 1024 * 1024
-    wire: WireMode = "auto"
-    expect: Expect = "any"
-    await_reply: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,341 +67,6 @@ class ProbeScenario:
     title: str
     expected: str
     run: Callable[[ProbeRun], None]
-
-
-# --- reading everything the server sends ---------------------------------------------------------
-
-
-class Reader:
-    """Keeps one WskReceive pending until the connection ends; records what arrived.
-
-    The next receive is issued by whoever handles a completion: the issuing thread for an
-    inline completion, the completion routine for a pended one (never recursively).  Calls
-    act on the calling thread, so a routine may be issuing on another thread when the
-    scenario closes the socket: :meth:`stop` (run by the session before WskCloseSocket)
-    ends the pumping and waits for a receive being issued, as a driver's rundown would."""
-
-    def __init__(self, session: Session, sock: WSK_SOCKET, chunk: int = 65536) -> None:
-        self.session = session
-        self.sock = sock
-        self.chunk = chunk
-        self.chunks: list[tuple[float, int]] = []
-        self.data = bytearray()
-        self.final: Call | None = None
-        self.done = threading.Event()
-        #: Set at the first data from the server, or at its end: a reply came.
-        self.replied = threading.Event()
-        self._lock = threading.Condition()
-        self._stopped = False
-        self._issuing = 0
-
-    def start(self) -> Reader:
-        self.session.before_close(self.sock, self.stop)
-        self._pump()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Issue no more receives; wait (bounded) for one being issued to return."""
-        with self._lock:
-            self._stopped = True
-            self._lock.wait_for(lambda: not self._issuing, timeout)
-
-    def _pump(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopped:
-                    return
-                self._issuing += 1
-            try:
-                call = self.session.receive(self.sock, self.chunk, group="receive")
-            finally:
-                with self._lock:
-                    self._issuing -= 1
-                    self._lock.notify_all()
-            if call.settle_later(self._settled):
-                return
-            if not self._take(call):
-                return
-
-    def _settled(self, call: Call) -> None:
-        if self._take(call):
-            self._pump()
-
-    def _take(self, call: Call) -> bool:
-        if call.status == STATUS_SUCCESS and call.information:
-            with self._lock:
-                self.data += call.data
-                self.chunks.append((call.completed_at or time.time(), len(call.data)))
-            self.replied.set()
-            return True
-        self.final = call
-        self.done.set()
-        self.replied.set()
-        return False
-
-    def received(self) -> bytes:
-        with self._lock:
-            return bytes(self.data)
-
-    def bytes_after(self, at: float | None) -> int:
-        if at is None:
-            return 0
-        with self._lock:
-            return sum(n for t, n in self.chunks if t > at)
-
-
-# --- one run -----------------------------------------------------------------------------------
-
-
-class ProbeRun:
-    """One scenario against the server: a client, a connection, a reader, a wire observer."""
-
-    def __init__(self, report: Report, options: ProbeOptions, address: tuple[Any, ...]) -> None:
-        self.report = report
-        self.options = options
-        self.address = address
-        self.timeline = report.timeline
-        self.session = Session(self.timeline)
-        self.wire: Wire | None = None
-        self.context = Connection("probe")
-        self.sock: WSK_SOCKET | None = None
-        self.reader: Reader | None = None
-        self.local_port = 0
-        self.disconnect: Call | None = None
-        self.close: Call | None = None
-        self.sent = 0
-
-    # --- set-up ---------------------------------------------------------------------------------
-    def open(self) -> WSK_SOCKET:
-        options = self.options
-        self.wire = open_wire(
-            options.wire, self.session, self.timeline, self.address[1], str(self.address[0])
-        )
-        self.timeline.t0 = time.time()
-        sock = self.session.connect(
-            self.address,
-            timeout=options.connect_timeout,
-            context=self.context,
-            events=WSK_EVENT_DISCONNECT,
-        )
-        self.sock = sock
-        local = self.session.local_address(sock)
-        self.local_port = int(local[1]) if local else 0
-        if isinstance(self.wire, StateWire):
-            self.wire.track(sock, "probe")
-        self.reader = Reader(self.session, sock).start()
-        return sock
-
-    # --- actions ----------------------------------------------------------------------------------
-    def send_payload(self, wait: bool = True) -> Call | None:
-        if not self.options.payload or self.sock is None:
-            return None
-        call = self.session.send(self.sock, self.options.payload)
-        self.sent += len(self.options.payload)
-        if wait and not call.wait(self.options.timeout):
-            self.timeline.note("the payload's WskSend is still pending: the server is not reading")
-        if (
-            self.options.await_reply
-            and self.reader is not None
-            and not self.reader.replied.wait(self.options.timeout)
-        ):
-            self.timeline.note("no reply from the server before the timeout")
-        return call
-
-    def graceful(self, final: bytes | None = None, wait: bool = True) -> Call:
-        assert self.sock is not None
-        call = self.session.disconnect(self.sock, final)
-        if final:
-            self.sent += len(final)
-        self.disconnect = call
-        if wait and not call.wait(self.options.timeout):
-            self.timeline.note(
-                f"the graceful disconnect has not completed after {self.options.timeout:g} s:"
-                " the server has not acknowledged our FIN"
-            )
-        return call
-
-    def abort(self) -> Call:
-        assert self.sock is not None
-        call = self.session.disconnect(self.sock, abortive=True)
-        self.disconnect = call
-        return call
-
-    def wait_for_end(self) -> bool:
-        """Wait (bounded) until the reader has seen the end of the server's data."""
-        assert self.reader is not None
-        return self.reader.done.wait(self.options.timeout)
-
-    def close_socket(self) -> Call:
-        assert self.sock is not None
-        call = self.session.close_socket(self.sock)
-        self.close = call
-        return call
-
-    def fill(self, limit: int) -> tuple[list[Call], bool]:
-        """Send 1 MiB at a time until a send pends (the server stopped reading) or ``limit``
-        bytes are out; returns the sends and whether one pends."""
-        assert self.sock is not None
-        chunk = 1 << 20
-        calls: list[Call] = []
-        started = time.time()
-        while self.sent < limit:
-            call = self.session.send(
-                self.sock,
-                bytes([97 + len(calls) % 26]) * chunk,
-                label="WskSend(1 MiB)",
-                record=False,
-                group="send",
-            )
-            calls.append(call)
-            self.sent += chunk
-            if call.returned == STATUS_PENDING:
-                call.show()
-                break
-        pending = bool(calls) and calls[-1].returned == STATUS_PENDING
-        self.timeline.note(
-            f"{len(calls)} WskSend calls of 1 MiB; "
-            + (
-                "the last one pends: the server does not keep up"
-                if pending
-                else "all completed inline: the server keeps up"
-            ),
-            at=started,
-        )
-        return calls, pending
-
-    # --- the end ----------------------------------------------------------------------------------
-    def finish(self) -> None:
-        problems = self.session.close()
-        self.report.notes.extend(problems)
-        wire = self.wire
-        if wire is not None:
-            if isinstance(wire, CaptureWire):
-                wire.finish(self.report, self.local_port, int(self.address[1]), ("probe", "server"))
-            else:
-                wire.finish(self.report, ("probe", "server"))
-            wire.stop()
-        self._describe()
-
-    def abandon(self) -> None:
-        for action in (self.session.close, self.wire.stop if self.wire else None):
-            if action is None:
-                continue
-            try:
-                action()
-            except Exception as exc:  # already failing
-                self.report.notes.append(f"cleanup: {exc!r}")
-
-    def peer_end(self) -> tuple[str, float | None]:
-        if self.sock is None:
-            return "none", None
-        told = self.session.peer_end(self.sock)
-        if told is None:
-            return "none", None
-        return told
-
-    def _describe(self) -> None:
-        report, reader = self.report, self.reader
-        data = reader.received() if reader else b""
-        preview = data if len(data) <= 40 else data[:37] + b"..."
-        end, end_at = self.peer_end()
-        events = [f & WSK_FLAG_ABORTIVE for _, f in self.context.disconnect_events]
-        seen_by = []
-        if self.context.disconnect_events:
-            seen_by.append(
-                "WskDisconnectEvent(" + ("WSK_FLAG_ABORTIVE" if events[0] else "Flags 0") + ")"
-            )
-        final = reader.final if reader else None
-        if final is not None and final.status == STATUS_SUCCESS:
-            seen_by.append("WskReceive: 0 bytes")
-        elif final is not None and final.status == STATUS_CONNECTION_RESET:
-            seen_by.append("WskReceive: STATUS_CONNECTION_RESET")
-        disconnect = self.disconnect
-        if (
-            end == "fin+rst"
-            and disconnect is not None
-            and disconnect.status == STATUS_FILE_FORCED_CLOSED
-        ):
-            seen_by.append("WskDisconnect: STATUS_FILE_FORCED_CLOSED")
-        words = {
-            "fin": "closed its side with FIN (graceful)",
-            "rst": "reset the connection (RST)",
-            "fin+rst": "closed with FIN, then reset (RST)",
-            "none": "did not end the connection while we watched",
-        }[end]
-        if (
-            end == "none"
-            and final is not None
-            and final.status
-            in (
-                STATUS_CONNECTION_ABORTED,
-                STATUS_CANCELLED,
-            )
-        ):
-            words = "had not ended the connection when we ended it"
-        chunks = reader.chunks if reader else []
-        timing = ""
-        if chunks:
-            timing = f" (first at {report.ms(chunks[0][0]):.3f} ms, last at {report.ms(chunks[-1][0]):.3f} ms)"
-        when = f" at {report.ms(end_at):.3f} ms" if end_at is not None else ""
-        how = f" - seen by {', '.join(seen_by)}" if seen_by else ""
-        report.peer = f"sent back {len(data)} B {preview!r}{timing}; {words}{when}{how}"
-        disc = self.disconnect
-        ours: dict[str, Any] = {}
-        if disc is not None:
-            kind = "abortive" if disc.label.endswith("WSK_FLAG_ABORTIVE)") else "graceful"
-            ours = {
-                "kind": kind,
-                "returned": short_status(disc.returned),
-                "status": short_status(disc.status) if disc.done else None,
-                "completed_ms": report.ms(disc.completed_at),
-                "fin_acknowledged": kind == "graceful" and disc.status == STATUS_SUCCESS,
-            }
-            if kind == "graceful":
-                if disc.status == STATUS_SUCCESS:
-                    report.notes.append(
-                        f"our graceful disconnect completed STATUS_SUCCESS at "
-                        f"{report.ms(disc.completed_at):.3f} ms: the server acknowledged our FIN"
-                    )
-                elif _cancelled_by_our_close(self, disc):
-                    report.notes.append(
-                        "our graceful disconnect did not complete in time (the server never "
-                        "acknowledged our FIN); our WskCloseSocket cancelled it"
-                    )
-                elif disc.done:
-                    report.notes.append(
-                        f"our graceful disconnect completed {short_status(disc.status)}: "
-                        "our FIN was not acknowledged"
-                    )
-                else:
-                    report.notes.append("our graceful disconnect never completed")
-        after_fin = reader.bytes_after(disc.completed_at) if reader and disc else 0
-        report.facts = {
-            "target": describe_address(self.address),
-            "local_port": self.local_port,
-            "sent": self.sent,
-            "received": {
-                "bytes": len(data),
-                "preview": repr(preview),
-                "first_ms": report.ms(chunks[0][0]) if chunks else None,
-                "last_ms": report.ms(chunks[-1][0]) if chunks else None,
-                "after_our_disconnect": after_fin,
-            },
-            "peer_end": {"how": end, "ms": report.ms(end_at), "seen_by": seen_by},
-            "our_disconnect": ours or None,
-            "close": {
-                "status": short_status(self.close.status) if self.close else None,
-                "ms": report.ms(self.close.completed_at) if self.close else None,
-            },
-        }
-        expect = self.options.expect
-        if expect != "any":
-            matches = end == expect or (end == "fin+rst" and expect in ("fin", "rst"))
-            report.check(
-                matches,
-                f"expected the server to end with {expect.upper()}, it "
-                + ("did not end it" if end == "none" else f"ended with {end.upper()}"),
-            )
 
 
 # --- scenario bodies -----------------------------------------------------------------------------
@@ -471,7 +125,8 @@ def graceful(run: ProbeRun) -> None:
 
 def graceful_with_data(run: ProbeRun) -> None:
     run.open()
-    final = run.options.payload or b"pywsk probe: final data\n"
+    payload = run.options.payload
+    final = (payload.whole() if payload is not None else None) or b"pywsk probe: final data\n"
     disc = run.graceful(final)
     run.wait_for_end()
     run.close_socket()
@@ -502,10 +157,10 @@ def half_open(run: ProbeRun) -> None:
         ),
         f"a send after our graceful disconnect returned {short_status(refused.returned)} (Q1)",
     )
-    if run.reader is not None and disc.completed_at is not None:
+    if run.reader is not None:
         run.report.notes.append(
-            f"{run.reader.bytes_after(disc.completed_at)} B received after our FIN was "
-            "acknowledged (the half-open direction)"
+            f"{run.reader.bytes_after(run.fin_mark)} B received after we called "
+            "WskDisconnect (the half-open direction)"
         )
     _check_clean_close(run)
 
@@ -549,9 +204,21 @@ def _check_abort(run: ProbeRun, abort: Call, sends: list[Call], fin_sent: bool =
             report.check(run.wire.absent("F", run.local_port), "a FIN of ours is on the wire")
 
 
+def _not_reset_before(run: ProbeRun, action: str) -> None:
+    """Inconclusive when WSK had reported the server's reset before ``action``: the action
+    on an open connection was not tested."""
+    end, at = run.peer_end()
+    if end in ("rst", "fin+rst") and at is not None:
+        run.report.inconclusive.append(
+            f"the server reset the connection before our {action}: {action} on an open "
+            "connection was not tested"
+        )
+
+
 def abortive(run: ProbeRun) -> None:
     run.open()
     run.send_payload()
+    _not_reset_before(run, "abort")
     abort = run.abort()
     after = run.session.send(run.sock, b"x", label="WskSend after the abort") if run.sock else None
     run.close_socket()
@@ -565,8 +232,9 @@ def abortive_mid_transfer(run: ProbeRun) -> None:
     run.open()
     sends, pending = run.fill(run.options.size)
     if not pending:
-        run.report.notes.append(
-            f"every send completed at once ({run.sent} B): no transfer was in progress at the abort"
+        run.report.inconclusive.append(
+            f"every send completed at once ({run.issued} B): no transfer was in progress at "
+            "the abort (try a larger --size)"
         )
     abort = run.abort()
     run.close_socket()
@@ -581,6 +249,7 @@ def abortive_mid_transfer(run: ProbeRun) -> None:
 def close_without_disconnect(run: ProbeRun) -> None:
     run.open()
     run.send_payload()
+    _not_reset_before(run, "close")
     close = run.close_socket()
     run.report.check(close.status == STATUS_SUCCESS, "WskCloseSocket did not succeed")
     end, _ = run.peer_end()
@@ -600,15 +269,16 @@ def _stall(run: ProbeRun) -> tuple[list[Call], Call, bool]:
         run.timeline.note(f"the graceful disconnect is still pending after {run.options.stall:g} s")
     elif disc.status == STATUS_SUCCESS:
         run.timeline.note("the graceful disconnect completed: the server read everything")
-        run.report.notes.append(
-            "the server read everything, so the graceful disconnect could not stall"
+        run.report.inconclusive.append(
+            "the server read everything, so the graceful disconnect could not stall "
+            "(try a larger --size)"
         )
     else:
         run.timeline.note(
             f"the graceful disconnect ended {short_status(disc.status)}: the server ended "
             "the connection first"
         )
-        run.report.notes.append(
+        run.report.inconclusive.append(
             "the server ended the connection before the graceful disconnect could stall"
         )
     return [s for s in sends if s.record], disc, stalled
@@ -679,10 +349,15 @@ def wait_for_peer(run: ProbeRun) -> None:
     ended = run.wait_for_end()
     end, _ = run.peer_end()
     if not ended:
-        run.timeline.note(f"the server did not end the connection within {run.options.timeout:g} s")
+        run.timeline.note(
+            f"the server did not end the connection within {run.options.timeout:g} s: "
+            "we end it (our FIN)"
+        )
     if end in ("rst", "fin+rst"):
         run.close_socket()
     else:
+        # Whatever the server does from here answers us: clean-up, not its own end.
+        run.cleanup_at = time.time()
         disc = run.graceful()
         run.close_socket()
         _check_graceful(run, disc)
@@ -777,24 +452,35 @@ def run_probe(name: str, options: ProbeOptions, addresses: list[tuple[Any, ...]]
     """Run one scenario against the first address that accepts the connection.
 
     Raises :class:`SessionError` when no address accepts it; any other failure is reported
-    as a deviation."""
+    as a deviation.  Ctrl-C ends the scenario where it is: the socket is closed with
+    WskCloseSocket and the report so far comes back, inconclusive, with
+    ``facts["interrupted"]``."""
     scenario = PROBE_SCENARIOS[name]
     failures: list[str] = []
     for address in addresses:
         target = describe_address(address)
-        report = Report("probe", name, f"{scenario.title} - against {target}", scenario.expected)
-        report.lanes["client"] = "pywsk probe"
-        report.lanes["peer"] = f"server {target}"
+        report = new_report(name, scenario.title, scenario.expected, target)
         run = ProbeRun(report, options, address)
         try:
-            scenario.run(run)
+            try:
+                scenario.run(run)
+            except KeyboardInterrupt:
+                run.interrupted = True
+                report.inconclusive.append("interrupted (Ctrl-C) before the scenario finished")
+                report.timeline.note("interrupted (Ctrl-C): closing the socket")
+                if run.sock is not None and run.close is None:
+                    run.close_socket()
             run.finish()
         except SessionError as exc:
             run.abandon()
-            if run.sock is None:  # not connected: try the next address
+            if run.sock is None and not run.interrupted:  # not connected: try the next address
                 failures.append(str(exc))
                 continue
             report.problems.append(f"probe failed: {exc}")
+        except KeyboardInterrupt:
+            run.interrupted = True
+            run.abandon()
+            report.facts["interrupted"] = True
         except Exception as exc:
             run.abandon()
             report.problems.append(f"probe failed: {exc!r}")

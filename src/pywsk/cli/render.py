@@ -24,9 +24,29 @@ from rich.text import Text
 
 from .timeline import Event, Report, condensed, short_status, status_tone
 
-__all__ = ["console", "err_console", "print_json", "print_report", "print_summary", "tag_of"]
+__all__ = [
+    "console",
+    "counts_line",
+    "err_console",
+    "print_json",
+    "print_report",
+    "print_summary",
+    "tag_of",
+]
 
 _TONE = {"good": "green", "pending": "yellow", "bad": "bold red", "none": ""}
+_OUTCOME_STYLE = {
+    "ok": "bold green",
+    "inconclusive": "bold yellow",
+    "deviation": "bold red",
+    "disagrees": "bold magenta",
+}
+_OUTCOME_WORD = {
+    "ok": "OK",
+    "inconclusive": "INCONCLUSIVE",
+    "deviation": "DEVIATION",
+    "disagrees": "DISAGREES WITH THE WIRE",
+}
 
 #: What each kind of event is called in the text, and its colour.
 _TAGS = {
@@ -95,11 +115,9 @@ def print_report(report: Report, out: Console | None = None) -> None:
     out.print(Text(f"   peer: {report.peer or 'not observed'}"))
     for note in report.notes:
         out.print(Text(f"   note: {note}", style="bright_black"))
-    if report.ok:
-        out.print(Text("   verdict: OK - behaves as documented", style="bold green"))
-    else:
-        for problem in report.problems:
-            out.print(Text(f"   verdict: DEVIATION - {problem}", style="bold red"))
+    style = _OUTCOME_STYLE[report.outcome]
+    for line in report.verdicts():
+        out.print(Text(f"   verdict: {line}", style=style))
 
 
 def print_summary(
@@ -113,12 +131,38 @@ def print_summary(
         table.add_column("verdict")
         table.add_column("wire")
         for report in reports:
-            verdict = Text("OK", style="green") if report.ok else Text("DEVIATION", style="red")
+            outcome = report.outcome
+            verdict = Text(_OUTCOME_WORD[outcome], style=_OUTCOME_STYLE[outcome])
             table.add_row(report.name, verdict, report.wire_summary)
         out.print(table)
-    good = sum(r.ok for r in reports)
-    style = "bold green" if good == len(reports) else "bold red"
-    out.print(Text(f"{good} of {len(reports)} {what} behaved as documented.", style=style))
+    out.print(summary_line(reports, what))
+
+
+def summary_line(reports: Sequence[Report], what: str) -> Text:
+    """``3 of 4 probes behaved as documented; 1 inconclusive.`` (coloured by the worst)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    return counts_line(counts, what)
+
+
+def counts_line(counts: dict[str, int], what: str) -> Text:
+    """:func:`summary_line` from outcome counts."""
+    total = sum(counts.values())
+    extra = [
+        f"{counts[o]} {word}"
+        for o, word in (
+            ("inconclusive", "inconclusive"),
+            ("deviation", "deviated"),
+            ("disagrees", "disagreed with the wire"),
+        )
+        if counts.get(o)
+    ]
+    worst = next((o for o in ("disagrees", "deviation", "inconclusive") if counts.get(o)), "ok")
+    text = f"{counts.get('ok', 0)} of {total} {what} behaved as documented"
+    return Text(
+        text + ("; " + ", ".join(extra) if extra else "") + ".", style=_OUTCOME_STYLE[worst]
+    )
 
 
 def print_json(data: Any, stream: IO[str] | None = None) -> None:

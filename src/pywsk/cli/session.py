@@ -22,10 +22,11 @@ for forever.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +89,13 @@ __all__ = [
     "SessionError",
     "describe_address",
     "flag_names",
+    "interrupt_between_calls",
     "kernel_socket",
 ]
 
 _TAG = b"pwsk"
+#: A call that takes this long to return to its caller says so in the timeline.
+SLOW_CALL_MS = 5.0
 
 
 class SessionError(RuntimeError):
@@ -167,6 +171,8 @@ class Call:
         self.returned_at: float | None = None
         self.completed_at: float | None = None
         self.data = b""
+        #: Set by whoever counted this call's bytes once (a report counts each call once).
+        self.counted = False
         self.irp: IRP | None = None
         self._receive_pool = receive_pool
         self._resources: list[Callable[[], None]] = []
@@ -298,10 +304,13 @@ class Call:
         self.returned = status
         self.returned_at = time.time()
         if self.record:
+            took = (self.returned_at - self.issued_at) * 1e3
+            # A call that blocked its caller says so: the line is stamped when it was issued.
+            slow = f" after blocking {took:.3f} ms" if took >= SLOW_CALL_MS else ""
             self.timeline.record(
                 "call",
                 "client",
-                f"{self.label} returned {short_status(status)}",
+                f"{self.label} returned {short_status(status)}{slow}",
                 at=self.issued_at,
                 src="client",
                 dst="provider",
@@ -346,8 +355,10 @@ class Connection:
 class Session:
     """A registered WSK client whose calls, completions and event callbacks are recorded."""
 
-    def __init__(self, timeline: Timeline) -> None:
+    def __init__(self, timeline: Timeline, *, show_data: bool = True) -> None:
         self.timeline = timeline
+        #: Labels show short payloads (``WskSend(b'hi')``); otherwise only their length.
+        self.show_data = show_data
         self.observers: list[Callable[[], None]] = []
         self.registration = WSK_REGISTRATION()
         self.npi = WSK_CLIENT_NPI(None, WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None))
@@ -438,7 +449,8 @@ class Session:
         call.irp = irp
         IoSetCompletionRoutine(irp, call.routine, None, True, True, True)
         call.issued_at = time.time()
-        call._returned(function(*args, irp))
+        with _uninterrupted():
+            call._returned(function(*args, irp))
         return call
 
     @staticmethod
@@ -754,7 +766,7 @@ class Session:
         _pool, buf, free = self._buffer(data)
         return self.issue(
             "WskSend",
-            label or f"WskSend({_preview(data)})",
+            label or f"WskSend({_preview(data, self.show_data)})",
             sock.Dispatch.WskSend,
             sock,
             buf,
@@ -805,7 +817,7 @@ class Session:
         if final is not None:
             _pool, buf, free = self._buffer(final)
             resources = (free,)
-        text = "NULL" if final is None else f"Buffer={_preview(final)}"
+        text = "NULL" if final is None else f"Buffer={_preview(final, self.show_data)}"
         flag_text = "WSK_FLAG_ABORTIVE" if abortive else "0"
         return self.issue(
             "WskDisconnect",
@@ -911,6 +923,55 @@ class Session:
         return problems
 
 
+# --- Ctrl-C between calls, never inside one ------------------------------------------------------
+
+_calls_in_progress = 0
+_interrupt_pending = False
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """A WSK call on the main thread runs to its end (it acts on the caller's thread, under
+    the provider's locks); a Ctrl-C that came meanwhile is raised once it returned."""
+    global _calls_in_progress, _interrupt_pending
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _calls_in_progress += 1
+    try:
+        yield
+    finally:
+        if main:
+            _calls_in_progress -= 1
+            if not _calls_in_progress and _interrupt_pending:
+                _interrupt_pending = False
+                raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_between_calls() -> Iterator[None]:
+    """Within: Ctrl-C raises KeyboardInterrupt in the main thread only between WSK calls
+    (a call in progress finishes first), so what follows can still close the sockets."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    global _interrupt_pending
+    _interrupt_pending = False
+
+    def handler(_signum: int, _frame: Any) -> None:
+        global _interrupt_pending
+        if _calls_in_progress:
+            _interrupt_pending = True
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _storage_tuple(out: SOCKADDR_STORAGE) -> tuple[Any, ...] | None:
     with contextlib.suppress(ValueError):
         return out.to_tuple()
@@ -955,7 +1016,7 @@ def flag_names(flags: int) -> str:
     return "|".join(names) or "0"
 
 
-def _preview(data: bytes, limit: int = 24) -> str:
-    if len(data) <= limit:
+def _preview(data: bytes, show: bool, limit: int = 24) -> str:
+    if show and len(data) <= limit:
         return repr(data)
     return f"{len(data)} B"

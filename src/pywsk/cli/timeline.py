@@ -19,7 +19,11 @@ Every event belongs to one of four lanes, the columns of a sequence diagram:
 What it refuses: nothing; it only records.
 
 What always holds: events are kept in time order when read (:meth:`Timeline.events`); a
-report's verdict is "OK" exactly when no check failed.
+report's verdict is "OK" exactly when no check failed, the scenario's precondition happened
+(otherwise it is "INCONCLUSIVE", never OK) and, when a capture ran, the wire agreed with every
+claim of the report (otherwise "DISAGREES WITH THE WIRE").  A timeline keeps at most
+:data:`GROUP_LIMIT` events of each bulk group (a long transfer is counted, not stored), so a
+report's size does not grow with the bytes it moved.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from typing import Any, Literal
 from ..nt import NT_SUCCESS, NTSTATUS, STATUS_PENDING
 
 __all__ = [
+    "GROUP_LIMIT",
     "LANES",
     "Event",
     "Kind",
     "Lane",
+    "Outcome",
     "Report",
     "Timeline",
     "condensed",
@@ -54,6 +60,7 @@ LANES: tuple[Lane, ...] = ("client", "provider", "wire", "peer")
 #: state: the TCP state changed (wire lane, when there is no capture);
 #: peer: something the peer did or saw; note: a remark on the client's lane.
 Kind = Literal["call", "complete", "callback", "segment", "state", "peer", "note"]
+Outcome = Literal["ok", "inconclusive", "deviation", "disagrees"]
 
 
 def short_status(value: int | None) -> str:
@@ -118,16 +125,34 @@ class Event:
         return out
 
 
+#: Events of one bulk group kept in full; later ones are counted (:attr:`Timeline.dropped`).
+GROUP_LIMIT = 64
+
+
 class Timeline:
-    """A thread-safe, time-ordered list of events."""
+    """A thread-safe, time-ordered list of events; bulk groups are bounded."""
 
     def __init__(self, t0: float | None = None) -> None:
         self.t0 = time.time() if t0 is None else t0
         self._lock = threading.Lock()
         self._events: list[Event] = []
+        self._group_counts: dict[str, int] = {}
+        #: group -> [events left out, bytes they moved, first and last time]
+        self.dropped: dict[str, list[float]] = {}
 
     def add(self, event: Event) -> Event:
         with self._lock:
+            group = event.group
+            if group is not None:
+                count = self._group_counts.get(group, 0) + 1
+                self._group_counts[group] = count
+                if count > GROUP_LIMIT:
+                    left = self.dropped.setdefault(group, [0, 0, event.at, event.at])
+                    left[0] += 1
+                    left[1] += event.length or 0
+                    left[2] = min(left[2], event.at)
+                    left[3] = max(left[3], event.at)
+                    return event
             self._events.append(event)
         return event
 
@@ -178,9 +203,22 @@ class Timeline:
                 self.t0 = min(self.t0, min(e.at for e in self._events))
 
     def events(self) -> list[Event]:
-        """Every event so far, in time order (ties keep the order they were recorded)."""
+        """Every event kept so far, in time order (ties keep the order they were recorded),
+        with one summary event per bulk group that went over :data:`GROUP_LIMIT`."""
         with self._lock:
-            return sorted(self._events, key=lambda e: e.at)
+            events = list(self._events)
+            for group, (count, moved, first, last) in self.dropped.items():
+                events.append(
+                    Event(
+                        first,
+                        "note",
+                        "client",
+                        f"... {int(count)} more {group} events in {(last - first) * 1e3:.1f} ms"
+                        f" not kept ({int(moved)} B)",
+                        length=int(moved),  # no group: its own line, never merged
+                    )
+                )
+        return sorted(events, key=lambda e: e.at)
 
 
 @dataclass
@@ -200,6 +238,11 @@ class Report:
     peer: str = ""
     """What the peer observed (demo) or did (probe, serve)."""
     problems: list[str] = field(default_factory=list)
+    """Deviations: what was observed and is not the documented (or --expect'ed) behaviour."""
+    inconclusive: list[str] = field(default_factory=list)
+    """Why the scenario did not test what it meant to (its precondition did not happen)."""
+    disagreements: list[str] = field(default_factory=list)
+    """Claims of this report that the packet capture contradicts."""
     notes: list[str] = field(default_factory=list)
     """Remarks that are not deviations (e.g. a graceful disconnect that could not stall)."""
     facts: dict[str, Any] = field(default_factory=dict)
@@ -215,13 +258,32 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not (self.problems or self.inconclusive or self.disagreements)
+
+    @property
+    def outcome(self) -> Outcome:
+        """``disagrees`` (with the wire) before ``deviation`` before ``inconclusive``."""
+        if self.disagreements:
+            return "disagrees"
+        if self.problems:
+            return "deviation"
+        if self.inconclusive:
+            return "inconclusive"
+        return "ok"
+
+    def verdicts(self) -> list[str]:
+        """One line per reason, worst first: ``OUTCOME - why``."""
+        if self.ok:
+            return ["OK - behaves as documented"]
+        return (
+            [f"DISAGREES WITH THE WIRE - {d}" for d in self.disagreements]
+            + [f"DEVIATION - {p}" for p in self.problems]
+            + [f"INCONCLUSIVE - {i}" for i in self.inconclusive]
+        )
 
     @property
     def verdict(self) -> str:
-        if self.ok:
-            return "OK - behaves as documented"
-        return "DEVIATION - " + "; ".join(self.problems)
+        return "; ".join(self.verdicts())
 
     def check(self, condition: bool, problem: str) -> bool:
         """Record ``problem`` unless ``condition``; return ``condition``."""
@@ -241,8 +303,11 @@ class Report:
             "title": self.title,
             "expected": self.expected,
             "ok": self.ok,
+            "outcome": self.outcome,
             "verdict": self.verdict,
             "problems": list(self.problems),
+            "inconclusive": list(self.inconclusive),
+            "disagreements": list(self.disagreements),
             "notes": list(self.notes),
             "started_at": t0,
             "timeline": [e.as_dict(t0) for e in self.timeline.events()],

@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import signal
 import threading
 import time
 from typing import Any, Literal
 
 from ..testing.capture import Segment, WireCapture
 from ..testing.tcp import TcpState, tcp_state
+from .evidence import WireFacts
 from .session import Session, kernel_socket
 from .timeline import Lane, Report, Timeline
 
 __all__ = ["CaptureWire", "StateWire", "Wire", "WireMode", "WireUnavailable", "open_wire"]
 
 WireMode = Literal["auto", "capture", "state"]
+
+#: Lines of plain segments kept in a report's wire list (FIN, RST and SYN are always kept).
+WIRE_LINES = 200
 
 STATE_SOURCE = "our socket's TCP state, not a packet capture: that needs root and tcpdump"
 
@@ -55,15 +60,32 @@ class CaptureWire:
         self.source = f"tcpdump on {interface}"
 
     def start(self) -> CaptureWire:
-        self.capture.start()
+        # tcpdump ignores the terminal's Ctrl-C (the disposition is inherited across exec):
+        # it must outlive us long enough to see the RST our own shutdown sends.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self.capture.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         return self
 
     def stop(self) -> None:
         self.capture.stop()
 
-    def sync(self) -> None:
-        with contextlib.suppress(TimeoutError, RuntimeError):
+    def save(self, path: str) -> None:
+        """The capture so far as a pcap file (for Wireshark)."""
+        self.capture.save(path)
+
+    def sync(self) -> str | None:
+        """Wait until what went on the wire so far is decoded; the reason when it cannot
+        (tcpdump has stopped: the capture is incomplete)."""
+        try:
             self.capture.sync()
+        except (TimeoutError, RuntimeError) as exc:
+            return str(exc)
+        return None
 
     # --- per connection --------------------------------------------------------------------------
     def segments(self, ours: int, theirs: int) -> list[Segment]:
@@ -93,9 +115,10 @@ class CaptureWire:
         ours: int,
         theirs: int,
         names: tuple[str, str] = ("client", "peer"),
-    ) -> None:
-        """Add this connection's segments to the report's timeline, lines and summary."""
-        self.sync()
+    ) -> WireFacts | None:
+        """Add this connection's segments to the report's timeline, lines and summary;
+        return what they show, or None when the capture is incomplete (said in the report)."""
+        broken = self.sync()
         segments = self.segments(ours, theirs)
         report.wire_source = self.source
         report.wire = []
@@ -124,18 +147,28 @@ class CaptureWire:
                 length=s.length,
                 group="segments" if plain else None,
             )
-            report.wire.append(f"+{(s.time - t0) * 1e3:9.3f} ms {text}")
+            if len(report.wire) < WIRE_LINES or not plain:
+                report.wire.append(f"+{(s.time - t0) * 1e3:9.3f} ms {text}")
+        facts = WireFacts.of(segments, ours)
         report.wire_summary = _summary(
             names,
-            fin=(
-                any(s.fin for s in segments if s.sport == ours),
-                any(s.fin for s in segments if s.sport == theirs),
-            ),
-            rst=(
-                any(s.rst for s in segments if s.sport == ours),
-                any(s.rst for s in segments if s.sport == theirs),
-            ),
+            fin=(facts.fin[0] is not None, facts.fin[1] is not None),
+            rst=(facts.rst[0] is not None, facts.rst[1] is not None),
         )
+        first = facts.end(0), facts.end(1)
+        if first[0] or first[1]:
+            side = 0 if first[1] is None or (first[0] and first[0][1] <= first[1][1]) else 1
+            end = first[side]
+            assert end is not None
+            report.wire_summary += f"; first to end: {names[side]} ({end[0].upper()})"
+        if broken is not None:
+            report.wire_summary = "INCOMPLETE (the capture stopped early); " + report.wire_summary
+            report.notes.append(
+                f"the packet capture stopped before the connection ended ({broken}): "
+                "nothing was reconciled with the wire"
+            )
+            return None
+        return facts
 
 
 def _summary(names: tuple[str, str], fin: tuple[bool, bool], rst: tuple[bool, bool]) -> str:
