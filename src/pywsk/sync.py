@@ -34,10 +34,11 @@ sending and one receiving thread at once; ``abort()`` and ``close()`` from any t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -53,6 +54,7 @@ from ._bridge import (
     start_control,
 )
 from ._log import log_settled, logged_connect
+from .aio._receiving import Steps, drive_steps_blocking, exactly_steps, take, until_steps
 from .errors import BusyError, NtStatusError, error_from_status
 from .nt.event import (
     KEVENT,
@@ -185,6 +187,8 @@ class Connection:
         self._disconnected = _event()
         self._settling = threading.Lock()
         self._disconnect_settled = False
+        #: Bytes received and not yet returned (kept by receive_exactly / receive_until).
+        self._leftover = bytearray()
 
     def __repr__(self) -> str:
         return f"<pywsk.sync.Connection {self._core!r}>"
@@ -268,22 +272,55 @@ class Connection:
         it is returned, else ``WskTimeoutError`` is raised."""
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        core = self._check()
-        if core.eof:
-            return b""
+        self._check()
         deadline = _deadline(timeout)
+        with self._receiver():
+            if self._leftover:
+                return take(self._leftover, max_bytes)
+            return self._recv(max_bytes, deadline, timeout)
+
+    def receive_exactly(self, size: int, timeout: float | None = None) -> bytes:
+        """Exactly ``size`` bytes, over as many receives as it takes, within ``timeout``
+        seconds in all.  Raises ``asyncio.IncompleteReadError`` (an ``EOFError``;
+        ``.partial``: the bytes there were) if the peer's FIN comes first,
+        ``WskTimeoutError`` on timeout (the bytes received so far are kept for the next
+        receive), and what :meth:`recv` raises."""
+        return self._receive_steps(exactly_steps(self._leftover, size), timeout)
+
+    def receive_until(self, separator: bytes, max_size: int, timeout: float | None = None) -> bytes:
+        """The bytes before the next ``separator`` (consumed, not returned); bytes after it
+        are kept for the next receive.  Raises ``asyncio.LimitOverrunError`` when more
+        than ``max_size`` bytes come before it (they stay), ``asyncio.IncompleteReadError``
+        if the peer's FIN comes first, ``WskTimeoutError`` as :meth:`receive_exactly`."""
+        return self._receive_steps(until_steps(self._leftover, separator, max_size), timeout)
+
+    @contextlib.contextmanager
+    def _receiver(self) -> Iterator[None]:
         if not self._receiving.acquire(blocking=False):
             raise BusyError("another thread is receiving on this connection")
         try:
-            call = core.start_receive(max_bytes)
-            timed_out = _wait(call, deadline)
-            try:
-                data = core.settle_receive(call, cancelled=timed_out)
-            except NtStatusError:
-                log_settled(log, core, call, "receive")
-                raise
+            yield
         finally:
             self._receiving.release()
+
+    def _receive_steps(self, steps: Steps, timeout: float | None) -> bytes:
+        self._check()
+        deadline = _deadline(timeout)
+        with self._receiver():
+            return drive_steps_blocking(steps, lambda size: self._recv(size, deadline, timeout))
+
+    def _recv(self, max_bytes: int, deadline: float | None, timeout: float | None) -> bytes:
+        """One WskReceive; the caller holds ``_receiving``."""
+        core = self._check()
+        if core.eof:
+            return b""
+        call = core.start_receive(max_bytes)
+        timed_out = _wait(call, deadline)
+        try:
+            data = core.settle_receive(call, cancelled=timed_out)
+        except NtStatusError:
+            log_settled(log, core, call, "receive")
+            raise
         if data is None:
             raise _timed_out("recv", timeout)
         if not data:

@@ -27,7 +27,9 @@ if the peer has not closed its direction yet** - every byte we sent was acknowle
 before it, so none is lost.  The graceful part waits for the peer to acknowledge, so it can
 wait for ever on a peer that never reads: bound it with a cancel scope.  A cancelled
 ``aclose()`` (``trio.aclose_forcefully``) skips the graceful part: RST at once, and the
-socket is closed all the same.
+socket is closed all the same.  A send-side call interrupted while a WskSend is in flight
+(cancelled, or Ctrl-C) breaks the stream, trio's rule for a cancelled ``send_all``: the
+next ``aclose()`` does not wait for that send and resets at once.
 
 What always holds: every IRP a stream issued has completed, and its completion was
 delivered, before ``aclose()`` returns; a cancelled ``receive_some`` either had no effect
@@ -41,6 +43,7 @@ import functools
 import logging
 import operator
 from collections.abc import Callable, Generator, Sequence
+from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 try:
@@ -63,6 +66,7 @@ from ._bridge import (
     listen_steps,
 )
 from ._log import log_settled, logged_connect
+from .aio._receiving import Steps, exactly_steps, take, until_steps
 from .errors import NtStatusError, SocketClosedError
 from .wsk.structs import WSK_SOCKET, check_port
 
@@ -207,6 +211,10 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._inflight_done: trio.Event | None = None
         self._send_error: NtStatusError | None = None
         self._disconnect_done: trio.Event | None = None
+        #: Bytes received and not yet returned (kept by receive_exactly / receive_until).
+        self._leftover = bytearray()
+        #: A wait for the in-flight send was interrupted: aclose() resets at once.
+        self._interrupted = False
 
     def __repr__(self) -> str:
         return f"<pywsk.trio.WskStream {self._core!r}>"
@@ -239,13 +247,22 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             raise trio.BrokenResourceError(f"the connection failed: {error}") from error
 
     async def _wait_inflight(self, check_closed: bool = True) -> bool:
-        """Wait (cancellable, no effect on the IRP) until no WskSend is in flight."""
+        """Wait (cancellable, no effect on the IRP) until no WskSend is in flight.
+
+        Interrupted (cancelled, or a KeyboardInterrupt) while a send is still in flight,
+        the stream is broken (trio's rule for a cancelled send): the next ``aclose()`` does
+        not wait for that send - the peer may never read it - and resets at once.
+        """
         slept = False
         while self._inflight is not None:
             done = self._inflight_done
             assert done is not None
             slept = True
-            await done.wait()
+            try:
+                await done.wait()
+            except BaseException:
+                self._interrupted = True
+                raise
             if check_closed and self._closing:
                 raise self._closed_error()
         return slept
@@ -264,6 +281,20 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 done.set()
 
     # --- SendStream ---------------------------------------------------------------------------
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``aclose()``; leaving the block by a ``KeyboardInterrupt`` or a cancellation (not an
+        ``Exception``) while a send is in flight breaks the stream first: the close resets
+        at once instead of waiting for that send (a Ctrl-C that trio raised anywhere in the
+        block must not be followed by a wait on a peer that never reads)."""
+        if exc is not None and not isinstance(exc, Exception):
+            self._interrupted = True
+        await self.aclose()
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with self._send_conflict:
             if self._closing:
@@ -338,30 +369,74 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         size = _max_bytes(max_bytes)
         with self._receive_conflict:
-            core = self._core
             if self._closing:
                 raise self._closed_error()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            if core.eof:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return b""
-            call = core.start_receive(size)
-            raise_cancel, slept = await _wait_call(call)
-            try:
-                data = core.settle_receive(call, cancelled=raise_cancel is not None)
-            except NtStatusError as exc:
-                log_settled(log, core, call, "receive")
-                if self._closing or isinstance(exc, SocketClosedError):
-                    raise self._closed_error() from exc
-                raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
-            if data is None:
-                assert raise_cancel is not None
-                raise_cancel()
-            if not data:
-                log_settled(log, core, call, "receive")
-            if not slept:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+            if self._leftover:
+                await trio.lowlevel.checkpoint()
+                return take(self._leftover, size)
+            return await self._receive(size)
+
+    async def receive_exactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, over as many receives as it takes.
+
+        Raises ``asyncio.IncompleteReadError`` (an ``EOFError``; ``.partial``: the bytes
+        there were) if the peer's FIN comes first, and what ``receive_some`` raises.
+        Cancelled, it keeps the bytes received so far for the next receive.
+        """
+        with self._receive_conflict:
+            return await self._receive_steps(exactly_steps(self._leftover, size))
+
+    async def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        """The bytes before the next ``separator`` (consumed, not returned); bytes after it
+        are kept for the next receive.  Raises ``asyncio.LimitOverrunError`` when more than
+        ``max_size`` bytes come before it (they stay), ``asyncio.IncompleteReadError`` if
+        the peer's FIN comes first, and what ``receive_some`` raises."""
+        with self._receive_conflict:
+            return await self._receive_steps(until_steps(self._leftover, separator, max_size))
+
+    async def _receive_steps(self, steps: Steps) -> bytes:
+        if self._closing:
+            raise self._closed_error()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        received = False
+        try:
+            want = next(steps)
+            while True:
+                chunk = await self._receive(want)
+                received = True
+                want = steps.send(chunk)
+        except StopIteration as stop:
+            data: bytes = stop.value
+        if not received:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def _receive(self, size: int) -> bytes:
+        """One WskReceive (a checkpoint); the caller holds the receive conflict."""
+        core = self._core
+        if self._closing:
+            raise self._closed_error()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if core.eof:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return b""
+        call = core.start_receive(size)
+        raise_cancel, slept = await _wait_call(call)
+        try:
+            data = core.settle_receive(call, cancelled=raise_cancel is not None)
+        except NtStatusError as exc:
+            log_settled(log, core, call, "receive")
+            if self._closing or isinstance(exc, SocketClosedError):
+                raise self._closed_error() from exc
+            raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
+        if data is None:
+            assert raise_cancel is not None
+            raise_cancel()
+        if not data:
+            log_settled(log, core, call, "receive")
+        if not slept:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
     # --- ending -------------------------------------------------------------------------------
     async def abort(self) -> None:
@@ -385,7 +460,9 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     async def aclose(self) -> None:
         """Close gracefully if possible, then WskCloseSocket (see the module docstring:
         an RST follows our acknowledged FIN if the peer has not closed its direction).
-        Cancelled, or a failing graceful part: the socket is closed all the same (RST)."""
+        Cancelled, or a failing graceful part, or after a send-side call was interrupted
+        while a send was in flight (trio's rule: a cancelled send breaks the stream): the
+        socket is closed at once (RST)."""
         core = self._core
         if self._closing:
             await trio.lowlevel.checkpoint()
@@ -393,8 +470,12 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._closing = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            await self._wait_inflight(check_closed=False)
-            if not self._eof_sent and core.reason not in _BROKEN_REASONS:
+            # A send interrupted in flight broke the stream: no graceful part, the close
+            # below resets at once.
+            broken = self._interrupted and self._inflight is not None
+            if not broken:
+                await self._wait_inflight(check_closed=False)
+            if not broken and not self._eof_sent and core.reason not in _BROKEN_REASONS:
                 self._eof_sent = True
                 await self._disconnect()
         except NtStatusError:

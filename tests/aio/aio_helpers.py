@@ -52,19 +52,6 @@ def kernel(conn: pywsk.aio.Connection) -> socket.socket:
     return sock
 
 
-def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, str]:
-    """Read until the client's FIN or RST; returns (data, "fin" | "rst")."""
-    data = bytearray()
-    while True:
-        try:
-            chunk = peer.recv(1 << 16)
-        except ConnectionResetError:
-            return bytes(data), "rst"
-        if not chunk:
-            return bytes(data), "fin"
-        data += chunk
-
-
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking peer action in a worker thread (the loop keeps running)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

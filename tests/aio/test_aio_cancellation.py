@@ -5,7 +5,9 @@ the data: no byte may be lost or duplicated."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import select
 import socket
 import threading
 import time
@@ -13,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture, peer_reads_to_end
+from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture
 
 import pywsk.aio
 from pywsk._bridge import Call, session
 from pywsk.nt import STATUS_CANCELLED
 from pywsk.testing import tcp
+from pywsk.testing.contract import peer_reads_to_end
 
 Listener = Callable[..., socket.socket]
 
@@ -100,25 +103,26 @@ def test_cancelled_receive_without_data_has_no_effect(
     run(main())
 
 
-def test_cancelled_send_partly_in_the_kernel_completes(run: Run, listener: Listener) -> None:
+def test_cancelled_send_partly_taken_breaks_the_connection(run: Run, listener: Listener) -> None:
+    """trio's rule: a send the transport started taking cannot be recalled, and a peer that
+    never reads would hold it for ever, so its cancel resets the connection at once."""
+
     async def main() -> None:
         conn, peer = await connected(listener, rcvbuf=4096)
         async with conn:
             payload = bytes(range(256)) * 4096
             sending = asyncio.create_task(conn.send_all(payload))
-            await asyncio.sleep(0)  # issued: the kernel took part of it at once
+            readable, _, _ = await in_thread(select.select, [peer], [], [], WAIT)
+            assert readable  # the transport took part of it: the peer has data
             sending.cancel()
-            # The cancel cannot win: the task waits for the rest to go out.
-            done, _ = await asyncio.wait({sending}, timeout=0.3)
-            assert not done
-            reading = asyncio.ensure_future(in_thread(peer_reads_to_end, peer))
             with pytest.raises(asyncio.CancelledError):
-                await sending
-            assert conn.bytes_sent == len(payload)
-            await conn.disconnect()
-            assert await reading == (payload, "fin")  # every byte, once
-            peer.shutdown(socket.SHUT_WR)
-            assert await conn.receive_some() == b""
+                await sending  # at once, though the peer reads nothing
+            assert conn.disconnected_by is pywsk.aio.DisconnectReason.LOCAL_ABORT
+            data, end = await in_thread(peer_reads_to_end, peer)
+            assert end == "rst"
+            assert data == payload[: len(data)]  # a prefix, nothing duplicated
+            with pytest.raises(ConnectionAbortedError):
+                await conn.send_all(b"more")
         peer.close()
 
     run(main())
@@ -270,9 +274,10 @@ def test_send_timeouts_racing_completion_lose_and_duplicate_nothing(
 
     def drain(peer: socket.socket, out: bytearray) -> None:
         pace = random.Random(5)
-        while data := peer.recv(pace.randint(100, 4000)):
-            out += data
-            time.sleep(pace.random() / 2000)  # a slow reader: sends stay pending
+        with contextlib.suppress(ConnectionResetError):  # a send cancelled partly taken
+            while data := peer.recv(pace.randint(100, 4000)):
+                out += data
+                time.sleep(pace.random() / 2000)  # a slow reader: sends stay pending
 
     async def main() -> dict[str, int]:
         conn, peer = await connected(listener, rcvbuf=4096)
@@ -282,27 +287,58 @@ def test_send_timeouts_racing_completion_lose_and_duplicate_nothing(
             outcomes = count_cancelled_settles(monkeypatch, conn, "settle_send")
             reader = threading.Thread(target=drain, args=(peer, received))
             reader.start()
+            sent = bytearray()
+            broken = False
             try:
                 for chunk in chunks:
-                    while True:
+                    while not broken:
                         before = conn.bytes_sent
                         try:
                             await asyncio.wait_for(
                                 conn.send_all(chunk), timeout=chooser.choice(TIMEOUTS)
                             )
+                            sent += chunk
                             break
                         except TimeoutError:
-                            if conn.bytes_sent == before + len(chunk):
+                            if conn.disconnected_by is not None:
+                                # Not won at once (partly taken, or being completed): the
+                                # connection was reset (trio's rule).
+                                broken = True
+                                sent += chunk
+                            elif conn.bytes_sent == before + len(chunk):
+                                sent += chunk
                                 break  # it went out after all: do not send it again
-                            assert conn.bytes_sent == before  # all or nothing
-                await conn.disconnect()
+                            else:
+                                assert conn.bytes_sent == before  # the cancel won: nothing
+                    if broken:
+                        break
+                else:
+                    await conn.disconnect()
             finally:
                 reader.join(WAIT)
-            assert bytes(received) == b"".join(chunks)
-            peer.shutdown(socket.SHUT_WR)
-            assert await conn.receive_some() == b""
+            if broken:
+                assert bytes(received) == sent[: len(received)]  # a prefix, no duplicate
+            else:
+                assert bytes(received) == b"".join(chunks)
+                peer.shutdown(socket.SHUT_WR)
+                assert await conn.receive_some() == b""
         peer.close()
         return outcomes
 
     outcomes = run(main(), timeout=55)
     assert outcomes["won"] + outcomes["lost"] > 0  # cancels did meet pending sends
+
+
+def test_cancelled_receive_exactly_keeps_what_it_had(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        async with conn:
+            peer.sendall(b"abcd")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await conn.receive_exactly(10)  # 4 of 10 bytes: it waits, cancelled
+            peer.sendall(b"efghij")
+            assert await conn.receive_exactly(10) == b"abcdefghij"  # nothing lost
+        peer.close()
+
+    run(main())

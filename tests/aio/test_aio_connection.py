@@ -9,7 +9,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture, peer_reads_to_end
+from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture
 
 import pywsk.aio
 from pywsk import errors
@@ -22,6 +22,7 @@ from pywsk.nt import (
 )
 from pywsk.testing import tcp
 from pywsk.testing.capture import WireCapture
+from pywsk.testing.contract import peer_reads_to_end
 from pywsk.wsk import IPPROTO_TCP, TCP_NODELAY
 
 Listener = Callable[..., socket.socket]

@@ -18,6 +18,7 @@ from pywsk._bridge import session
 from pywsk.nt import NT_SUCCESS, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
 from pywsk.sync import DisconnectReason
 from pywsk.testing import tcp
+from pywsk.testing.contract import peer_reads_to_end
 from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
 
 Listener = Callable[..., socket.socket]
@@ -29,18 +30,6 @@ def kernel(conn: pywsk.sync.Connection) -> socket.socket:
     provider_socket: Any = conn.socket
     sock: socket.socket = provider_socket.sock
     return sock
-
-
-def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, str]:
-    data = bytearray()
-    while True:
-        try:
-            chunk = peer.recv(1 << 16)
-        except ConnectionResetError:
-            return bytes(data), "rst"
-        if not chunk:
-            return bytes(data), "fin"
-        data += chunk
 
 
 @pytest.fixture

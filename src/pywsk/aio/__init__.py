@@ -1,8 +1,10 @@
 """pywsk for asyncio (and uvloop): TCP connections through WSK, with async/await.
 
 What it does: :func:`connect` gives a :class:`Connection` (``send_all``, ``receive_some``,
-``disconnect``, ``abort``, ``aclose``); :func:`listen` gives a :class:`Listener`
-(``accept``); :func:`serve` runs a handler per connection.  Every operation is a WSK call
+``receive_exactly``, ``receive_until``, ``disconnect``, ``abort``, ``aclose``), or with
+``ssl=`` a :class:`TlsConnection` with the same interface; :func:`listen` gives a
+:class:`Listener` (``accept``); :func:`serve` runs a handler per connection (``ssl=``: after
+the TLS handshake).  :mod:`pywsk.aio.anyio` offers the same over anyio, on both backends.  Every operation is a WSK call
 on its own IRP, through the provider's dispatch tables - the faithful layer underneath,
 not a second implementation.  Works on any asyncio loop; :func:`run` uses uvloop when it
 is installed::
@@ -34,8 +36,9 @@ the NTSTATUS in ``.status``.  See ``docs/layers.md``.
 from __future__ import annotations
 
 from .._bridge import DisconnectReason, SocketOption
-from ._connection import Connection, connect
-from ._listener import Handler, Listener, Server, listen, serve
+from ._connection import Connection
+from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
+from ._tls import TlsConnection, connect, start_tls
 from ._waiting import run
 
 __all__ = [
@@ -45,8 +48,11 @@ __all__ = [
     "Listener",
     "Server",
     "SocketOption",
+    "TlsConnection",
+    "TlsHandler",
     "connect",
     "listen",
     "run",
     "serve",
+    "start_tls",
 ]

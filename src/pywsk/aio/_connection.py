@@ -19,6 +19,7 @@ dropped; failures are :class:`~pywsk.errors.NtStatusError` subclasses of the bui
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import operator
 import warnings
@@ -28,6 +29,7 @@ from typing import Any
 
 from .._bridge import (
     DEFAULT_RECEIVE_SIZE,
+    Call,
     ConnectionCore,
     DisconnectReason,
     SocketOption,
@@ -36,8 +38,10 @@ from .._bridge import (
 )
 from .._log import log_settled, logged_connect
 from ..errors import BusyError, NtStatusError, error_from_status
+from ..nt.irp import IrpState
 from ..nt.status import NTSTATUS
 from ..wsk.structs import WSK_SOCKET, check_port
+from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 from ._waiting import drive, mailbox, wait_call
 
 __all__ = ["Connection", "connect"]
@@ -176,12 +180,14 @@ class Connection:
         The buffer is used in place until the call returns: do not modify it meanwhile.
         Concurrent calls are allowed; their data goes out in the order they were called.
 
-        Cancellation: IoCancelIrp, then the call waits for the WskSend's completion and
-        raises ``CancelledError``.  The send is all or nothing: a send not yet started
-        is cancelled (nothing sent); a send the transport has started taking cannot be
-        undone, so the cancelled call **waits until all of it is taken** (or the connection
-        ends: :meth:`abort` from another task ends it at once).  :attr:`bytes_sent` tells
-        which happened.
+        Cancellation follows trio's rule for streams: IoCancelIrp, then the call waits for
+        the WskSend's completion and raises ``CancelledError``.  A send not yet started is
+        cancelled: nothing was sent and the connection goes on.  A send the transport has
+        started taking can be neither recalled nor finished on time (a peer that never
+        reads would hold it for ever): **the connection is broken and reset at once** (an
+        RST, as :meth:`abort`), which ends the send; later sends fail and the close sends
+        nothing more.  So one Ctrl-C (asyncio's runner cancels the main task) stops a
+        program stuck in ``send_all``.  :attr:`bytes_sent` says what the transport took.
 
         Raises: the failure (``ConnectionResetError`` after the peer's RST, ...);
         :class:`~pywsk.errors.WskBrokenPipeError` after :meth:`disconnect`;
@@ -196,7 +202,7 @@ class Connection:
         if not view.nbytes:
             return
         call = core.start_send(view)
-        caught = await wait_call(call)
+        caught = await wait_call(call, functools.partial(self._cancel_send, call))
         try:
             core.settle_send(call, cancelled=caught is not None)
         except NtStatusError:
@@ -205,6 +211,24 @@ class Connection:
                 raise
         if caught is not None:
             raise caught
+
+    def _cancel_send(self, call: Call) -> None:
+        """IoCancelIrp; if the cancel did not win at once (the provider runs it inline) and
+        the transport holds the send, break the connection: an abortive WskDisconnect,
+        which completes the send (and any other) with STATUS_CONNECTION_ABORTED."""
+        call.cancel()
+        core = self._core
+        if call.done or call.irp.state is not IrpState.PENDING or core.aborted or core.closed:
+            return
+        log.debug("%r: a cancelled send was partly taken: the connection is reset", core)
+        abort = core.start_abort()
+
+        def settled() -> None:
+            core.settle_abort(abort)
+            log_settled(log, core, abort, "abort")
+
+        if not abort.arm(mailbox(self._loop), settled):
+            settled()
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -224,26 +248,60 @@ class Connection:
         size = _max_bytes(max_bytes)
         if self._receiving:
             raise BusyError("another task is already in receive_some() on this connection")
-        core = self._check()
+        self._check()
         if self._stash:
-            chunk = bytes(self._stash[:size])
-            del self._stash[:size]
-            return chunk
-        if core.eof:
-            return b""
+            return take(self._stash, size)
         self._receiving = True
         try:
-            call = core.start_receive(size)
-            caught = await wait_call(call)
-            try:
-                data = core.settle_receive(call, cancelled=caught is not None)
-            except NtStatusError:
-                log_settled(log, core, call, "receive")
-                if caught is None:
-                    raise
-                data = None
+            return await self._receive(size)
         finally:
             self._receiving = False
+
+    async def receive_exactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, over as many receives as it takes.
+
+        Raises ``asyncio.IncompleteReadError`` (``.partial``: the bytes there were) if the
+        peer's FIN comes first, and what :meth:`receive_some` raises.  Cancelled, it keeps
+        the bytes received so far for the next receive.  One receive at a time
+        (:class:`~pywsk.errors.BusyError`), as :meth:`receive_some`.
+        """
+        return await self._receive_steps(exactly_steps(self._stash, size))
+
+    async def receive_until(self, separator: bytes, max_size: int) -> bytes:
+        """The bytes before the next ``separator`` (consumed, not returned).
+
+        Raises ``asyncio.LimitOverrunError`` when more than ``max_size`` bytes come before
+        it (they stay for the next receive), ``asyncio.IncompleteReadError`` if the peer's
+        FIN comes first, and what :meth:`receive_some` raises.  Bytes after the separator
+        are kept for the next receive.  Cancellation keeps every byte, as above.
+        """
+        return await self._receive_steps(until_steps(self._stash, separator, max_size))
+
+    async def _receive_steps(self, steps: Steps) -> bytes:
+        if self._receiving:
+            raise BusyError("another task is already receiving on this connection")
+        self._check()
+        self._receiving = True
+        try:
+            return await drive_steps(steps, self._receive)
+        finally:
+            self._receiving = False
+
+    async def _receive(self, size: int) -> bytes:
+        """One WskReceive of at most ``size`` bytes (the caller holds ``_receiving``); the
+        data of a cancelled one goes to the leftover."""
+        core = self._check()
+        if core.eof:
+            return b""
+        call = core.start_receive(size)
+        caught = await wait_call(call)
+        try:
+            data = core.settle_receive(call, cancelled=caught is not None)
+        except NtStatusError:
+            log_settled(log, core, call, "receive")
+            if caught is None:
+                raise
+            data = None
         if caught is not None:
             if data:
                 self._stash += data

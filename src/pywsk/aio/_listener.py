@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from .._bridge import ConnectionCore, ListenerCore, SocketOption, listen_steps
 from ..errors import NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
 from ._connection import Connection
+from ._tls import TlsConnection, start_tls
 from ._waiting import drive, wait_call
 
-__all__ = ["Handler", "Listener", "Server", "listen", "serve"]
+__all__ = ["Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
 
 #: A connection handler for :func:`serve`.
 Handler = Callable[[Connection], Awaitable[None]]
+#: A connection handler for :func:`serve` with ``ssl``.
+TlsHandler = Callable[[TlsConnection], Awaitable[None]]
 
 
 async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) -> Listener:
@@ -120,10 +124,45 @@ class Listener:
             raise caught
 
 
+@overload
 async def serve(
-    handler: Handler, host: str, port: int, *, options: Sequence[SocketOption] = ()
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    options: Sequence[SocketOption] = (),
+    ssl: None = None,
+    ssl_handshake_timeout: float | None = 60.0,
+) -> Server: ...
+
+
+@overload
+async def serve(
+    handler: TlsHandler,
+    host: str,
+    port: int,
+    *,
+    options: Sequence[SocketOption] = (),
+    ssl: _ssl.SSLContext,
+    ssl_handshake_timeout: float | None = 60.0,
+) -> Server: ...
+
+
+async def serve(
+    handler: Callable[[Any], Awaitable[None]],
+    host: str,
+    port: int,
+    *,
+    options: Sequence[SocketOption] = (),
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = 60.0,
 ) -> Server:
     """Listen on ``host``:``port`` and run ``handler(connection)`` in a task per connection.
+
+    With ``ssl`` (a server-side ``ssl.SSLContext``) each connection first runs the TLS
+    handshake (bounded by ``ssl_handshake_timeout`` seconds; a failure closes the
+    connection and goes to the loop's exception handler) and the handler gets a
+    :class:`~pywsk.aio.TlsConnection`.
 
     The server closes each connection when its handler returns (``aclose()``: an RST unless
     the handler disconnected both directions - call ``await conn.disconnect()`` and read to
@@ -131,15 +170,24 @@ async def serve(
     handler.  Use ``async with await serve(...) as server`` or ``server.aclose()``.
     """
     listener = await listen(host, port, options=options)
-    return Server(listener, handler)
+    return Server(listener, handler, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout)
 
 
 class Server:
     """An accept loop on a :class:`Listener` with one task per connection."""
 
-    def __init__(self, listener: Listener, handler: Handler) -> None:
+    def __init__(
+        self,
+        listener: Listener,
+        handler: Callable[[Any], Awaitable[None]],
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = 60.0,
+    ) -> None:
         self.listener = listener
         self._handler = handler
+        self._ssl = ssl
+        self._handshake_timeout = ssl_handshake_timeout
         self._loop = asyncio.get_running_loop()
         self._handlers: dict[asyncio.Task[None], Connection] = {}
         self._accepting = self._loop.create_task(self._accept_loop())
@@ -185,7 +233,16 @@ class Server:
     async def _run(self, conn: Connection) -> None:
         try:
             async with conn:
-                await self._handler(conn)
+                if self._ssl is None:
+                    await self._handler(conn)
+                else:
+                    tls = await start_tls(
+                        conn,
+                        self._ssl,
+                        server_side=True,
+                        handshake_timeout=self._handshake_timeout,
+                    )
+                    await self._handler(tls)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

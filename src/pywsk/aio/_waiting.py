@@ -97,11 +97,14 @@ class _Waiter:
             future.set_result(None)
 
 
-async def wait_call(call: Call) -> asyncio.CancelledError | None:
+async def wait_call(
+    call: Call, on_cancel: Callable[[], None] | None = None
+) -> asyncio.CancelledError | None:
     """Wait until ``call`` completed; return the cancellation that arrived meanwhile, if any.
 
-    A cancellation calls IoCancelIrp once and goes on waiting: the IRP's completion is the
-    truth.  Returns at once (without suspending) for a call that completed inline.
+    A cancellation calls ``on_cancel`` (default: IoCancelIrp) once and goes on waiting: the
+    IRP's completion is the truth.  Returns at once (without suspending) for a call that
+    completed inline.
     """
     loop = asyncio.get_running_loop()
     waiter = _Waiter()
@@ -115,7 +118,7 @@ async def wait_call(call: Call) -> asyncio.CancelledError | None:
         except asyncio.CancelledError as exc:
             if caught is None:
                 caught = exc
-                call.cancel()
+                (on_cancel or call.cancel)()
     return caught
 
 

@@ -11,6 +11,9 @@ they check pywsk from the outside (only they are re-exported here).
 * :mod:`pywsk.testing.netfault` - :class:`PacketDropper`, nftables rules that drop a
   port's TCP segments on loopback, then heal.
 * :mod:`pywsk.testing.tcp` - ``TCP_INFO`` state, ``SIOCOUTQ``, ``connect(AF_UNSPEC)`` abort.
+* :mod:`pywsk.testing.contract` - :func:`check_disconnect_contract`, the disconnect
+  contract (graceful, abortive, half-open, stuck, peer FIN / RST, close) checked on the
+  peer and on the wire for any layer, through a factory of :class:`Subject` pairs.
 
 Capture and packet dropping need root (plus ``tcpdump`` / ``nft``); gate tests on
 :meth:`WireCapture.available` and :meth:`PacketDropper.available` and mark them
@@ -18,6 +21,7 @@ Capture and packet dropping need root (plus ``tcpdump`` / ``nft``); gate tests o
 """
 
 from pywsk.testing.capture import Segment, WireCapture
+from pywsk.testing.contract import ContractFailure, Subject, check_disconnect_contract
 from pywsk.testing.netfault import NftError, PacketDropper
 from pywsk.testing.peer import (
     Abort,
@@ -86,6 +90,10 @@ __all__ = [
     # capture
     "WireCapture",
     "Segment",
+    # the disconnect contract
+    "check_disconnect_contract",
+    "ContractFailure",
+    "Subject",
     # faults
     "PacketDropper",
     "NftError",
