@@ -19,6 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from .driver import driver as driver_command
 from .render import console, err_console, print_json, print_report, print_summary, reports_json
 from .timeline import Report
 
@@ -129,6 +130,9 @@ def cli(verbose: bool) -> None:
     """
     if verbose:
         log_to_stderr()
+
+
+cli.add_command(driver_command)
 
 
 # --- demo -----------------------------------------------------------------------------------------
