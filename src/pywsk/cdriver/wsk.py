@@ -27,12 +27,14 @@ pywsk runs them (the provider thread), at the IRQL pywsk sets.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pywsk.nt as nt
 
 from ..nt.status import NTSTATUS
+from ..provider import subsystem
 from ..wsk import (
     AF_INET,
     AF_INET6,
@@ -74,6 +76,8 @@ from .runtime import Leak, Runtime, signed32
 __all__ = ["WskRuntime"]
 
 _NPI_BYTES = NPI_WSK_INTERFACE_ID.bytes_le
+#: How long WskCloseSocket waits for early WskReleases to reach pywsk.
+LATE_RELEASE_WAIT = 5.0
 
 
 class _UnknownAddress(SOCKADDR):
@@ -96,7 +100,14 @@ class WskRuntime(Runtime):
         self._sockets: dict[int, WSK_SOCKET] = {}
         self._c_sockets: dict[int, int] = {}  # id(pywsk socket) -> C address
         self._retained: dict[int, tuple[WSK_DATA_INDICATION, list[Any]]] = {}
+        # Lists whose WskReceiveEvent is still running, and WskReleases that came too early
+        # for pywsk (it records a retained list when the callback has returned): done on the
+        # provider thread right after it recorded it.
+        self._in_callback: set[int] = set()
+        self._early: dict[int, tuple[WSK_SOCKET, WSK_DATA_INDICATION]] = {}
+        self._late = 0
         super().__init__(module, name)
+        self._late_done = threading.Condition(self._lock)
         self._calls: dict[int, Callable[..., int]] = {
             self.lib.PYWSK_FN_SOCKET: self._socket,
             self.lib.PYWSK_FN_SOCKET_CONNECT: self._socket_connect,
@@ -315,6 +326,8 @@ class WskRuntime(Runtime):
 
     def _close_socket(self, target: int, args: Any, irp: Any) -> int:
         sock = self._socket_of(target)
+        with self._late_done:  # WskReleases the driver already made go first
+            self._late_done.wait_for(lambda: self._late == 0, LATE_RELEASE_WAIT)
         return int(sock.Dispatch.WskCloseSocket(sock, irp))
 
     def _address_call(self, name: str) -> Callable[..., int]:
@@ -368,16 +381,28 @@ class WskRuntime(Runtime):
         sock = self._socket_of(target)
         with self._lock:
             retained = self._retained.pop(args[0], None)
+            early = retained is not None and args[0] in self._in_callback
+            if early:
+                self._early[args[0]] = (sock, retained[0])  # type: ignore[index]
+                self._late += 1
         if retained is None:
             raise nt.BugCheck(
                 nt.BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
                 f"WskRelease on 0x{args[0]:x}, which is not a data indication list the driver retained",
             )
         indication, keep = retained
+        self._drop_indication(keep)  # C's views go first: pywsk releases the buffers
+        if early:
+            return NTSTATUS.STATUS_SUCCESS
+        return int(sock.Dispatch.WskRelease(sock, indication))
+
+    def _late_release(self, sock: WSK_SOCKET, indication: WSK_DATA_INDICATION) -> None:
         try:
-            return sock.Dispatch.WskRelease(sock, indication)  # type: ignore[no-any-return]
+            sock.Dispatch.WskRelease(sock, indication)
         finally:
-            self._drop_indication(keep)
+            with self._late_done:
+                self._late -= 1
+                self._late_done.notify_all()
 
     def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any) -> int:
         handler = self._calls.get(function)
@@ -453,15 +478,31 @@ class WskRuntime(Runtime):
             accepted: PSIZE_T,
         ) -> int:  # fmt: skip
             head, keep = self._c_indication(indication)
+            if head:  # before C runs: it may hand the list to a thread that releases it at once
+                with self._lock:
+                    self._retained[head] = (indication, keep)  # type: ignore[assignment]
+                    self._in_callback.add(head)
             out = self.ffi.new("size_t *")
             ran, result = self.invoke(function, context or 0, flags, head, size, out)
             accepted.value = int(out[0])
             status = (result & 0xFFFFFFFF) if ran else NTSTATUS.STATUS_DATA_NOT_ACCEPTED
-            if status == NTSTATUS.STATUS_PENDING and head:
-                with self._lock:
-                    self._retained[head] = (indication, keep)  # type: ignore[assignment]
-            else:
+            if not head:
+                return status
+            with self._lock:
+                self._in_callback.discard(head)
+                early = self._early.pop(head, None)
+                unclaimed = (
+                    self._retained.pop(head, None) if status != NTSTATUS.STATUS_PENDING else None
+                )
+            if unclaimed is not None:
                 self._drop_indication(keep)
+            if early is not None:
+                if status == NTSTATUS.STATUS_PENDING:
+                    subsystem.engine.post(self._late_release, *early)  # after pywsk records it
+                else:
+                    with self._late_done:
+                        self._late -= 1
+                        self._late_done.notify_all()
             return status
 
         return callback
