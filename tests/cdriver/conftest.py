@@ -22,6 +22,7 @@ SOURCES = {
     "sync_client": ROOT / "examples" / "c" / "sync_client.c",
     "echosrv": ROOT / "examples" / "c" / "echosrv.c",
     "misuse": Path(__file__).resolve().parent / "misuse.c",
+    "lifecycle": Path(__file__).resolve().parent / "lifecycle.c",
 }
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="building C drivers needs gcc")

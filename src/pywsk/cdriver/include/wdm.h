@@ -29,7 +29,40 @@ extern "C" {
 #define _In_z_
 #define _In_reads_(n)
 #define _In_reads_bytes_(n)
+#define _In_reads_opt_(n)
 #define _In_reads_bytes_opt_(n)
+#define _In_range_(a, b)
+#define _In_opt_z_
+#define _Inexpressible_(e)
+#define _Out_writes_opt_(n)
+#define _Out_writes_to_(n, m)
+#define _Out_writes_bytes_to_(n, m)
+#define _Out_writes_bytes_to_opt_(n, m)
+#define _Inout_updates_(n)
+#define _Inout_updates_bytes_(n)
+#define _Inout_z_
+#define _Outptr_opt_
+#define _Outptr_result_buffer_(n)
+#define _Outptr_result_bytebuffer_(n)
+#define _Reserved_
+#define _Pre_notnull_
+#define _Pre_satisfies_(e)
+#define _Post_writable_byte_size_(n)
+#define _Null_terminated_
+#define _Printf_format_string_
+#define _Check_return_
+#define _Return_type_success_(e)
+#define _Requires_lock_not_held_(l)
+#define _Guarded_by_(l)
+#define _Interlocked_
+#define _Notliteral_
+#define _Literal_
+#define _Strict_type_match_
+#define _Maybe_raises_SEH_exception_
+#define _Kernel_float_saved_
+#define _Kernel_float_restored_
+#define _Kernel_clear_do_init_(y)
+#define _Kernel_IoGetDmaAdapter_
 #define _Out_
 #define _Out_opt_
 #define _Out_writes_(n)
