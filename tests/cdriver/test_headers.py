@@ -25,6 +25,17 @@ def pywsk_driver(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def check_syntax(source: Path) -> None:
+    """Compile ``source`` with only gcc and the printed flags, warnings as errors."""
+    result = subprocess.run(
+        ["gcc", "-fsyntax-only", "-Wall", "-Werror", *cflags(), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_cflags_command_prints_the_include_path_and_flags() -> None:
     result = pywsk_driver("cflags")
     assert result.returncode == 0
@@ -48,13 +59,7 @@ def test_status_codes_match_pywsk_and_are_signed(tmp_path: Path) -> None:
         + "\n".join(checks)
         + "\n"
     )
-    result = subprocess.run(
-        ["gcc", "-fsyntax-only", "-Wall", "-Werror", *cflags(), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    check_syntax(source)
 
 
 def test_a_driver_declares_itself_as_with_the_wdk(tmp_path: Path) -> None:
@@ -84,13 +89,7 @@ NTSTATUS DriverEntry(_In_ PDRIVER_OBJECT DriverObject, _In_ PUNICODE_STRING Regi
 }
 """
     )
-    result = subprocess.run(
-        ["gcc", "-fsyntax-only", "-Wall", "-Werror", *cflags(), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    check_syntax(source)
 
 
 def test_a_broken_build_fails_with_the_compiler_output(tmp_path: Path) -> None:

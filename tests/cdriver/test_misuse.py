@@ -37,6 +37,13 @@ def own_verifier() -> Iterator[verifier.Verifier]:
         yield running
 
 
+def connected(driver: Callable[[str], Driver], reading_peer: Callable[..., Any]) -> Driver:
+    """The misuse driver, its socket connected to a peer that reads until EOF."""
+    misuse = driver("misuse")
+    assert misuse.call("Connect", reading_peer().port) == NTSTATUS.STATUS_SUCCESS
+    return misuse
+
+
 def stopped(driver: Driver, function: str, *args: Any) -> DriverStopped:
     with pytest.raises(DriverStopped) as caught:
         driver.call(function, *args, result="void")
@@ -89,9 +96,7 @@ def test_free_of_a_pending_irp(
     reading_peer: Callable[..., Any],
     own_verifier: verifier.Verifier,
 ) -> None:
-    peer = reading_peer()
-    misuse = driver("misuse")
-    assert misuse.call("Connect", peer.port) == NTSTATUS.STATUS_SUCCESS
+    misuse = connected(driver, reading_peer)
     stop = stopped(misuse, "FreePendingIrp").stop
     assert stop.site == site("free while pending", "FreePendingIrp")
     # The verifier's report says where the IRP was made, in C.
@@ -106,9 +111,7 @@ def test_wait_in_a_completion_routine(
     reading_peer: Callable[..., Any],
     own_verifier: verifier.Verifier,
 ) -> None:
-    peer = reading_peer()
-    misuse = driver("misuse")
-    assert misuse.call("Connect", peer.port) == NTSTATUS.STATUS_SUCCESS
+    misuse = connected(driver, reading_peer)
     stop = stopped(misuse, "WaitInCompletion").stop
     assert isinstance(stop.exception, BugCheck)
     assert stop.exception.code is BugCheckCode.IRQL_NOT_LESS_OR_EQUAL
