@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pywsk import verifier
 from pywsk.cdriver import Driver
 from pywsk.nt.status import NTSTATUS
 from pywsk.testing.capture import WireCapture
+from pywsk.verifier import FaultScheduler
 
 
 class Server:
@@ -111,3 +113,20 @@ def test_echo_without_capture(
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
     assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
     assert client.unload() == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_echo_under_the_fault_scheduler(
+    driver: Callable[[str], Driver], server: Callable[[bool], Server], seed: int
+) -> None:
+    """Every call that could complete inline pends instead, and completions are delayed:
+    the C client's waits and its one reused IRP still come out right."""
+    peer = server(True)
+    faults = FaultScheduler(seed=seed, pending=1.0, delay=0.5)
+    with verifier.enabled_for("raise", faults=faults) as running:
+        client = driver("sync_client")
+        assert client.entry() == NTSTATUS.STATUS_SUCCESS
+        assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
+        assert client.unload() == []
+    assert running.found == []
+    assert any(what == "pending" for what, _function in faults.decisions)
