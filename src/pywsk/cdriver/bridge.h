@@ -7,32 +7,32 @@
 #include <stddef.h>
 
 /* IRPs, MDLs, pool */
-int pyb_IoAllocateIrp(void *Irp, int StackSize, int ChargeQuota, const char *File, int Line, const char *Func);
-int pyb_IoInitializeIrp(void *Irp, int PacketSize, int StackSize, int Needed, const char *File, int Line, const char *Func);
-void pyb_IoFreeIrp(void *Irp, const char *File, int Line, const char *Func);
-int pyb_IoReuseIrp(void *Irp, int32_t Status, const char *File, int Line, const char *Func);
-int pyb_IoSetCompletionRoutine(void *Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, const char *File, int Line, const char *Func);
-int pyb_IoCancelIrp(void *Irp, const char *File, int Line, const char *Func);
-int pyb_IoAllocateMdl(void *Mdl, void *Va, uint32_t Length, int Secondary, int ChargeQuota, void *Irp, const char *File, int Line, const char *Func);
-void pyb_IoFreeMdl(void *Mdl, const char *File, int Line, const char *Func);
-int32_t pyb_MdlOp(int Op, void *Mdl, int Arg, const char *File, int Line, const char *Func);
-void *pyb_ExAllocatePool(int Function, uint64_t TypeOrFlags, size_t Size, uint32_t Tag, const char *File, int Line, const char *Func);
-void pyb_ExFreePool(void *P, uint32_t Tag, int HasTag, const char *File, int Line, const char *Func);
+int pyb_IoAllocateIrp(void *Irp, int StackSize, int ChargeQuota, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoInitializeIrp(void *Irp, int PacketSize, int StackSize, int Needed, uintptr_t File, int Line, uintptr_t Func);
+void pyb_IoFreeIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoReuseIrp(void *Irp, int32_t Status, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoSetCompletionRoutine(void *Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoCancelIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoAllocateMdl(void *Mdl, void *Va, uint32_t Length, int Secondary, int ChargeQuota, void *Irp, uintptr_t File, int Line, uintptr_t Func);
+void pyb_IoFreeMdl(void *Mdl, uintptr_t File, int Line, uintptr_t Func);
+int32_t pyb_MdlOp(int Op, void *Mdl, int Arg, uintptr_t File, int Line, uintptr_t Func);
+void *pyb_ExAllocatePool(int Function, uint64_t TypeOrFlags, size_t Size, uint32_t Tag, uintptr_t File, int Line, uintptr_t Func);
+void pyb_ExFreePool(void *P, uint32_t Tag, int HasTag, uintptr_t File, int Line, uintptr_t Func);
 /* events, waits, time, IRQL, threads */
-void pyb_KeInitializeEvent(void *Event, int Type, int State, const char *File, int Line, const char *Func);
-int32_t pyb_KeEventOp(int Op, void *Event, const char *File, int Line, const char *Func);
+void pyb_KeInitializeEvent(void *Event, int Type, int State, uintptr_t File, int Line, uintptr_t Func);
+int32_t pyb_KeEventOp(int Op, void *Event, uintptr_t File, int Line, uintptr_t Func);
 int32_t pyb_KeWait(uint32_t Count, void **Objects, int WaitType, int Reason, int Mode, int Alertable,
-                   int HasTimeout, int64_t Timeout, int HasWaitBlocks, const char *File, int Line, const char *Func);
+                   int HasTimeout, int64_t Timeout, int HasWaitBlocks, uintptr_t File, int Line, uintptr_t Func);
 int64_t pyb_Time(int Which);
 int pyb_Irql(int Op, int Irql);
 void pyb_ThreadEvent(int Op, void *Thread);
 /* debug output and stops */
 void pyb_DbgPrint(int Level, const char *Text);
-void pyb_Stop(int Kind, int32_t Code, const char *Text, const char *File, int Line, const char *Func);
+void pyb_Stop(int Kind, int32_t Code, const char *Text, uintptr_t File, int Line, uintptr_t Func);
 /* WSK */
-int32_t pyb_WskRegister(void *Npi, void *Registration, const char *File, int Line, const char *Func);
-int32_t pyb_WskCaptureProviderNPI(void *Registration, uint32_t WaitTimeout, void *Npi, const char *File, int Line, const char *Func);
-void pyb_WskRegistrationOp(int Op, void *Registration, const char *File, int Line, const char *Func);
+int32_t pyb_WskRegister(void *Npi, void *Registration, uintptr_t File, int Line, uintptr_t Func);
+int32_t pyb_WskCaptureProviderNPI(void *Registration, uint32_t WaitTimeout, void *Npi, uintptr_t File, int Line, uintptr_t Func);
+void pyb_WskRegistrationOp(int Op, void *Registration, uintptr_t File, int Line, uintptr_t Func);
 int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp);
 
 /* the runtime's entry points for Python */

@@ -95,29 +95,29 @@ typedef struct _WSK_CLIENT_STREAM_DISPATCH { const WSK_CLIENT_LISTEN_DISPATCH *L
     const WSK_CLIENT_CONNECTION_DISPATCH *Connect; } WSK_CLIENT_STREAM_DISPATCH;
 
 extern "Python+C" {
-int pyb_IoAllocateIrp(void *, int, int, const char *, int, const char *);
-int pyb_IoInitializeIrp(void *, int, int, int, const char *, int, const char *);
-void pyb_IoFreeIrp(void *, const char *, int, const char *);
-int pyb_IoReuseIrp(void *, int32_t, const char *, int, const char *);
-int pyb_IoSetCompletionRoutine(void *, int, int, int, int, const char *, int, const char *);
-int pyb_IoCancelIrp(void *, const char *, int, const char *);
-int pyb_IoAllocateMdl(void *, void *, uint32_t, int, int, void *, const char *, int, const char *);
-void pyb_IoFreeMdl(void *, const char *, int, const char *);
-int32_t pyb_MdlOp(int, void *, int, const char *, int, const char *);
-void *pyb_ExAllocatePool(int, uint64_t, size_t, uint32_t, const char *, int, const char *);
-void pyb_ExFreePool(void *, uint32_t, int, const char *, int, const char *);
-void pyb_KeInitializeEvent(void *, int, int, const char *, int, const char *);
-int32_t pyb_KeEventOp(int, void *, const char *, int, const char *);
-int32_t pyb_KeWait(uint32_t, void **, int, int, int, int, int, int64_t, int, const char *, int,
-                   const char *);
+int pyb_IoAllocateIrp(void *, int, int, uintptr_t, int, uintptr_t);
+int pyb_IoInitializeIrp(void *, int, int, int, uintptr_t, int, uintptr_t);
+void pyb_IoFreeIrp(void *, uintptr_t, int, uintptr_t);
+int pyb_IoReuseIrp(void *, int32_t, uintptr_t, int, uintptr_t);
+int pyb_IoSetCompletionRoutine(void *, int, int, int, int, uintptr_t, int, uintptr_t);
+int pyb_IoCancelIrp(void *, uintptr_t, int, uintptr_t);
+int pyb_IoAllocateMdl(void *, void *, uint32_t, int, int, void *, uintptr_t, int, uintptr_t);
+void pyb_IoFreeMdl(void *, uintptr_t, int, uintptr_t);
+int32_t pyb_MdlOp(int, void *, int, uintptr_t, int, uintptr_t);
+void *pyb_ExAllocatePool(int, uint64_t, size_t, uint32_t, uintptr_t, int, uintptr_t);
+void pyb_ExFreePool(void *, uint32_t, int, uintptr_t, int, uintptr_t);
+void pyb_KeInitializeEvent(void *, int, int, uintptr_t, int, uintptr_t);
+int32_t pyb_KeEventOp(int, void *, uintptr_t, int, uintptr_t);
+int32_t pyb_KeWait(uint32_t, void **, int, int, int, int, int, int64_t, int, uintptr_t, int,
+                   uintptr_t);
 int64_t pyb_Time(int);
 int pyb_Irql(int, int);
 void pyb_ThreadEvent(int, void *);
 void pyb_DbgPrint(int, const char *);
-void pyb_Stop(int, int32_t, const char *, const char *, int, const char *);
-int32_t pyb_WskRegister(void *, void *, const char *, int, const char *);
-int32_t pyb_WskCaptureProviderNPI(void *, uint32_t, void *, const char *, int, const char *);
-void pyb_WskRegistrationOp(int, void *, const char *, int, const char *);
+void pyb_Stop(int, int32_t, const char *, uintptr_t, int, uintptr_t);
+int32_t pyb_WskRegister(void *, void *, uintptr_t, int, uintptr_t);
+int32_t pyb_WskCaptureProviderNPI(void *, uint32_t, void *, uintptr_t, int, uintptr_t);
+void pyb_WskRegistrationOp(int, void *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskCall(int, void *, const uintptr_t *, void *);
 }
 

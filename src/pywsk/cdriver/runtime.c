@@ -50,6 +50,9 @@
 #undef ExRaiseStatus
 
 #define NO_SITE NULL, 0, NULL
+/* a call site as the Python side takes it */
+#define SITE (uintptr_t)File_, Line_, (uintptr_t)Func_
+#define NO_PY_SITE 0, 0, 0
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_PAUSE() __builtin_ia32_pause()
 #else
@@ -131,7 +134,7 @@ static void RaiseStatus(NTSTATUS Status, PYWSK_SITE_PARAMS)
 {
     PYWSK_TRY_FRAME *Frame = TryTop;
     if (Frame == NULL) {
-        pyb_Stop(1, Status, "an exception was raised and no __try block handles it", File_, Line_, Func_);
+        pyb_Stop(1, Status, "an exception was raised and no __try block handles it", SITE);
         CHECK();
         return;
     }
@@ -167,7 +170,7 @@ PIRP PywskIoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota, PYWSK_SITE_PARAMS)
     PIRP Irp = malloc(Size);
     if (Irp == NULL) return NULL;
     ResetIrp(Irp, Size, StackSize);
-    int Ok = pyb_IoAllocateIrp(Irp, StackSize, ChargeQuota, File_, Line_, Func_);
+    int Ok = pyb_IoAllocateIrp(Irp, StackSize, ChargeQuota, SITE);
     CHECK();
     if (!Ok) { free(Irp); return NULL; }
     return Irp;
@@ -176,7 +179,7 @@ PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota) { return PywskIoAllocat
 
 VOID PywskIoInitializeIrp(PIRP Irp, USHORT PacketSize, CCHAR StackSize, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoInitializeIrp(Irp, PacketSize, StackSize, IoSizeOfIrp(StackSize), File_, Line_, Func_))
+    if (pyb_IoInitializeIrp(Irp, PacketSize, StackSize, IoSizeOfIrp(StackSize), SITE))
         ResetIrp(Irp, PacketSize, StackSize);
     CHECK();
 }
@@ -184,12 +187,12 @@ VOID IoInitializeIrp(PIRP Irp, USHORT PacketSize, CCHAR StackSize) { PywskIoInit
 
 /* Freed IRPs are quarantined by Python (not returned to malloc at once), so a later use
  * still reaches the freed pywsk IRP and its bug check. */
-VOID PywskIoFreeIrp(PIRP Irp, PYWSK_SITE_PARAMS) { pyb_IoFreeIrp(Irp, File_, Line_, Func_); CHECK(); }
+VOID PywskIoFreeIrp(PIRP Irp, PYWSK_SITE_PARAMS) { pyb_IoFreeIrp(Irp, SITE); CHECK(); }
 VOID IoFreeIrp(PIRP Irp) { PywskIoFreeIrp(Irp, NO_SITE); }
 
 VOID PywskIoReuseIrp(PIRP Irp, NTSTATUS Status, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoReuseIrp(Irp, Status, File_, Line_, Func_)) {
+    if (pyb_IoReuseIrp(Irp, Status, SITE)) {
         CCHAR StackCount = Irp->StackCount;
         USHORT Size = Irp->Size;
         UCHAR AllocationFlags = Irp->AllocationFlags;
@@ -204,7 +207,7 @@ VOID IoReuseIrp(PIRP Irp, NTSTATUS Status) { PywskIoReuseIrp(Irp, Status, NO_SIT
 VOID PywskIoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Routine, PVOID Context,
     BOOLEAN OnSuccess, BOOLEAN OnError, BOOLEAN OnCancel, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoSetCompletionRoutine(Irp, Routine != NULL, OnSuccess, OnError, OnCancel, File_, Line_, Func_)) {
+    if (pyb_IoSetCompletionRoutine(Irp, Routine != NULL, OnSuccess, OnError, OnCancel, SITE)) {
         PIO_STACK_LOCATION Next = IoGetNextIrpStackLocation(Irp);
         Next->CompletionRoutine = Routine;
         Next->Context = Context;
@@ -219,7 +222,7 @@ VOID IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Routine, PVOID Cont
 
 BOOLEAN PywskIoCancelIrp(PIRP Irp, PYWSK_SITE_PARAMS)
 {
-    BOOLEAN Result = (BOOLEAN)pyb_IoCancelIrp(Irp, File_, Line_, Func_);
+    BOOLEAN Result = (BOOLEAN)pyb_IoCancelIrp(Irp, SITE);
     CHECK();
     return Result;
 }
@@ -234,7 +237,7 @@ PMDL PywskIoAllocateMdl(PVOID Va, ULONG Length, BOOLEAN Secondary, BOOLEAN Charg
     Mdl->StartVa = (PVOID)((uintptr_t)Va & ~(uintptr_t)(PAGE_SIZE - 1));
     Mdl->ByteOffset = (ULONG)((uintptr_t)Va & (PAGE_SIZE - 1));
     Mdl->ByteCount = Length;
-    int Ok = pyb_IoAllocateMdl(Mdl, Va, Length, Secondary, ChargeQuota, Irp, File_, Line_, Func_);
+    int Ok = pyb_IoAllocateMdl(Mdl, Va, Length, Secondary, ChargeQuota, Irp, SITE);
     CHECK();
     if (!Ok) { free(Mdl); return NULL; }
     if (Irp != NULL) {
@@ -246,12 +249,12 @@ PMDL PywskIoAllocateMdl(PVOID Va, ULONG Length, BOOLEAN Secondary, BOOLEAN Charg
 PMDL IoAllocateMdl(PVOID Va, ULONG Length, BOOLEAN Secondary, BOOLEAN ChargeQuota, PIRP Irp)
 { return PywskIoAllocateMdl(Va, Length, Secondary, ChargeQuota, Irp, NO_SITE); }
 
-VOID PywskIoFreeMdl(PMDL Mdl, PYWSK_SITE_PARAMS) { pyb_IoFreeMdl(Mdl, File_, Line_, Func_); CHECK(); }
+VOID PywskIoFreeMdl(PMDL Mdl, PYWSK_SITE_PARAMS) { pyb_IoFreeMdl(Mdl, SITE); CHECK(); }
 VOID IoFreeMdl(PMDL Mdl) { PywskIoFreeMdl(Mdl, NO_SITE); }
 
 static NTSTATUS MdlOp(int Op, PMDL Mdl, int Arg, PYWSK_SITE_PARAMS)
 {
-    NTSTATUS Status = pyb_MdlOp(Op, Mdl, Arg, File_, Line_, Func_);
+    NTSTATUS Status = pyb_MdlOp(Op, Mdl, Arg, SITE);
     CHECK();
     return Status;
 }
@@ -289,7 +292,7 @@ PVOID MmGetSystemAddressForMdlSafe(PMDL Mdl, ULONG Priority) { return PywskMmGet
 /* ---- pool ---- */
 PVOID PywskExAllocatePool(ULONG Function, ULONG64 TypeOrFlags, SIZE_T Size, ULONG Tag, PYWSK_SITE_PARAMS)
 {
-    PVOID P = pyb_ExAllocatePool((int)Function, TypeOrFlags, Size, Tag, File_, Line_, Func_);
+    PVOID P = pyb_ExAllocatePool((int)Function, TypeOrFlags, Size, Tag, SITE);
     CHECK();
     return P;
 }
@@ -297,7 +300,7 @@ PVOID ExAllocatePoolWithTag(POOL_TYPE Type, SIZE_T Size, ULONG Tag) { return Pyw
 PVOID ExAllocatePoolUninitialized(POOL_TYPE Type, SIZE_T Size, ULONG Tag) { return PywskExAllocatePool(0, Type, Size, Tag, NO_SITE); }
 PVOID ExAllocatePoolZero(POOL_TYPE Type, SIZE_T Size, ULONG Tag) { return PywskExAllocatePool(1, Type, Size, Tag, NO_SITE); }
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T Size, ULONG Tag) { return PywskExAllocatePool(2, Flags, Size, Tag, NO_SITE); }
-VOID PywskExFreePool(PVOID P, ULONG Tag, int HasTag, PYWSK_SITE_PARAMS) { pyb_ExFreePool(P, Tag, HasTag, File_, Line_, Func_); CHECK(); }
+VOID PywskExFreePool(PVOID P, ULONG Tag, int HasTag, PYWSK_SITE_PARAMS) { pyb_ExFreePool(P, Tag, HasTag, SITE); CHECK(); }
 VOID ExFreePoolWithTag(PVOID P, ULONG Tag) { PywskExFreePool(P, Tag, 1, NO_SITE); }
 VOID ExFreePool(PVOID P) { PywskExFreePool(P, 0, 0, NO_SITE); }
 
@@ -316,13 +319,13 @@ VOID PywskKeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State, PYWS
 {
     memset(Event, 0, sizeof *Event);
     Event->Header.Type = (UCHAR)Type;
-    pyb_KeInitializeEvent(Event, Type, State, File_, Line_, Func_);
+    pyb_KeInitializeEvent(Event, Type, State, SITE);
     CHECK();
 }
 VOID KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State) { PywskKeInitializeEvent(Event, Type, State, NO_SITE); }
 static LONG EventOp(int Op, PRKEVENT Event, PYWSK_SITE_PARAMS)
 {
-    LONG Previous = pyb_KeEventOp(Op, Event, File_, Line_, Func_);
+    LONG Previous = pyb_KeEventOp(Op, Event, SITE);
     CHECK();
     return Previous;
 }
@@ -341,7 +344,7 @@ NTSTATUS PywskKeWaitForMultipleObjects(ULONG Count, PVOID Object[], WAIT_TYPE Wa
 {
     NTSTATUS Status = pyb_KeWait(Count, Object, WaitType, WaitReason, WaitMode, Alertable,
                                  Timeout != NULL, Timeout ? Timeout->QuadPart : 0,
-                                 WaitBlockArray != NULL, File_, Line_, Func_);
+                                 WaitBlockArray != NULL, SITE);
     CHECK();
     return Status;
 }
@@ -350,7 +353,7 @@ NTSTATUS PywskKeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROC
 {
     PVOID Objects[1] = { Object };
     NTSTATUS Status = pyb_KeWait(1, Objects, -1 /* KeWaitForSingleObject */, WaitReason, WaitMode, Alertable,
-                                 Timeout != NULL, Timeout ? Timeout->QuadPart : 0, 0, File_, Line_, Func_);
+                                 Timeout != NULL, Timeout ? Timeout->QuadPart : 0, 0, SITE);
     CHECK();
     return Status;
 }
@@ -367,7 +370,7 @@ NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLA
     KEVENT Never;
     PywskKeInitializeEvent(&Never, NotificationEvent, FALSE, NO_SITE);
     NTSTATUS Status = PywskKeWaitForSingleObject(&Never, Executive, WaitMode, Alertable, Interval, NO_SITE);
-    pyb_KeEventOp(4, &Never, NO_SITE);          /* forget it */
+    pyb_KeEventOp(4, &Never, NO_PY_SITE);          /* forget it */
     return Status == STATUS_TIMEOUT ? STATUS_SUCCESS : Status;
 }
 
@@ -482,14 +485,14 @@ ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
     (void)ComponentId;
     va_list a; va_start(a, Format); ULONG r = Print((int)Level, Format, a); va_end(a); return r;
 }
-VOID DbgBreakPoint(void) { pyb_Stop(2, 0x80000003, "DbgBreakPoint (no debugger attached)", NO_SITE); CHECK(); }
-VOID PywskAssertFailed(PCSTR Expression, PYWSK_SITE_PARAMS) { pyb_Stop(3, 0, Expression, File_, Line_, Func_); CHECK(); }
+VOID DbgBreakPoint(void) { pyb_Stop(2, 0x80000003, "DbgBreakPoint (no debugger attached)", NO_PY_SITE); CHECK(); }
+VOID PywskAssertFailed(PCSTR Expression, PYWSK_SITE_PARAMS) { pyb_Stop(3, 0, Expression, SITE); CHECK(); }
 VOID PywskKeBugCheckEx(ULONG Code, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3, ULONG_PTR P4, PYWSK_SITE_PARAMS)
 {
     char Text[160];
     snprintf(Text, sizeof Text, "KeBugCheckEx(0x%X, 0x%lX, 0x%lX, 0x%lX, 0x%lX)", (unsigned)Code,
              (unsigned long)P1, (unsigned long)P2, (unsigned long)P3, (unsigned long)P4);
-    pyb_Stop(4, (int32_t)Code, Text, File_, Line_, Func_);
+    pyb_Stop(4, (int32_t)Code, Text, SITE);
     CHECK();
     abort();  /* KeBugCheckEx does not return */
 }
@@ -509,7 +512,7 @@ static __thread PYWSK_THREAD *CurrentThread;
 static void Dereference(PYWSK_THREAD *T)
 {
     if (__atomic_sub_fetch(&T->References, 1, __ATOMIC_ACQ_REL) == 0) {
-        pyb_KeEventOp(4, &T->Done, NO_SITE);
+        pyb_KeEventOp(4, &T->Done, NO_PY_SITE);
         free(T);
     }
 }
@@ -523,7 +526,7 @@ static void *ThreadMain(void *Argument)
     pyb_ThreadEvent(0, T);
     PywskRtInvoke((void *)T->StartRoutine, Args, &Ignored);
     pyb_ThreadEvent(1, T);
-    pyb_KeEventOp(0, &T->Done, NO_SITE);
+    pyb_KeEventOp(0, &T->Done, NO_PY_SITE);
     Dereference(T);
     return NULL;
 }
@@ -543,7 +546,7 @@ NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT
     pthread_attr_setdetachstate(&Attributes, PTHREAD_CREATE_DETACHED);
     int Error = pthread_create(&T->Thread, &Attributes, ThreadMain, T);
     pthread_attr_destroy(&Attributes);
-    if (Error) { pyb_KeEventOp(4, &T->Done, NO_SITE); free(T); return STATUS_INSUFFICIENT_RESOURCES; }
+    if (Error) { pyb_KeEventOp(4, &T->Done, NO_PY_SITE); free(T); return STATUS_INSUFFICIENT_RESOURCES; }
     *ThreadHandle = T;
     return STATUS_SUCCESS;
 }
@@ -580,24 +583,24 @@ const NPIID NPI_WSK_INTERFACE_ID = { 0x2227e803, 0x8d8b, 0x11d4, { 0xab, 0xad, 0
 
 NTSTATUS PywskWskRegister(PWSK_CLIENT_NPI Npi, PWSK_REGISTRATION Registration, PYWSK_SITE_PARAMS)
 {
-    NTSTATUS Status = pyb_WskRegister(Npi, Registration, File_, Line_, Func_);
+    NTSTATUS Status = pyb_WskRegister(Npi, Registration, SITE);
     CHECK();
     return Status;
 }
 NTSTATUS WskRegister(PWSK_CLIENT_NPI Npi, PWSK_REGISTRATION Registration) { return PywskWskRegister(Npi, Registration, NO_SITE); }
 NTSTATUS PywskWskCaptureProviderNPI(PWSK_REGISTRATION Registration, ULONG WaitTimeout, PWSK_PROVIDER_NPI Npi, PYWSK_SITE_PARAMS)
 {
-    NTSTATUS Status = pyb_WskCaptureProviderNPI(Registration, WaitTimeout, Npi, File_, Line_, Func_);
+    NTSTATUS Status = pyb_WskCaptureProviderNPI(Registration, WaitTimeout, Npi, SITE);
     CHECK();
     return Status;
 }
 NTSTATUS WskCaptureProviderNPI(PWSK_REGISTRATION Registration, ULONG WaitTimeout, PWSK_PROVIDER_NPI Npi)
 { return PywskWskCaptureProviderNPI(Registration, WaitTimeout, Npi, NO_SITE); }
 VOID PywskWskReleaseProviderNPI(PWSK_REGISTRATION Registration, PYWSK_SITE_PARAMS)
-{ pyb_WskRegistrationOp(0, Registration, File_, Line_, Func_); CHECK(); }
+{ pyb_WskRegistrationOp(0, Registration, SITE); CHECK(); }
 VOID WskReleaseProviderNPI(PWSK_REGISTRATION Registration) { PywskWskReleaseProviderNPI(Registration, NO_SITE); }
 VOID PywskWskDeregister(PWSK_REGISTRATION Registration, PYWSK_SITE_PARAMS)
-{ pyb_WskRegistrationOp(1, Registration, File_, Line_, Func_); CHECK(); }
+{ pyb_WskRegistrationOp(1, Registration, SITE); CHECK(); }
 VOID WskDeregister(PWSK_REGISTRATION Registration) { PywskWskDeregister(Registration, NO_SITE); }
 NTSTATUS WskQueryProviderCharacteristics(PWSK_REGISTRATION Registration, PWSK_PROVIDER_CHARACTERISTICS C)
 {

@@ -100,6 +100,7 @@ class Runtime:
     def __init__(self, module: Any, name: str) -> None:
         self.ffi: Any = module.ffi
         self.lib: Any = module.lib
+        self._uintptr = self.ffi.typeof("uintptr_t")
         self.name = name
         self.stop: Stop | None = None
         self.debug_output: list[str] = []
@@ -142,7 +143,7 @@ class Runtime:
     def _guard(self, method: Callable[..., Any], default: Any, sited: bool) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
             try:
-                if sited and hooks.observer is not None and args[-3] != self.ffi.NULL:
+                if sited and hooks.observer is not None and args[-3]:
                     return self._at(args[-3], args[-2], args[-1])(method, args)
                 return method(*args)
             except BaseException as exc:  # every exception stops the driver (never unwinds C)
@@ -155,30 +156,31 @@ class Runtime:
         # Only a value cffi could not convert gets here (_guard catches the rest).
         self.halt(exc if exc is not None else RuntimeError(str(exc_type)), "")
 
-    def _at(self, file: Any, line: int, func: Any) -> Callable[..., Any]:
+    def _text(self, address: int) -> str:
+        text: bytes = self.ffi.string(self.ffi.cast("char *", address))
+        return text.decode(errors="replace")
+
+    def _at(self, file: int, line: int, func: int) -> Callable[..., Any]:
         """A function that calls ``fn(*args)`` in a frame at the C call site."""
-        key = (int(self.ffi.cast("uintptr_t", file)), line, int(self.ffi.cast("uintptr_t", func)))
+        key = (file, line, func)
         site = self._sites.get(key)
         if site is None:
-            name = self.ffi.string(func).decode(errors="replace") if func else "?"
+            name = self._text(func) if func else "?"
             code = _TEMPLATE_CODE.replace(
-                co_filename=self.ffi.string(file).decode(errors="replace"),
-                co_firstlineno=line,
-                co_name=name,
-                co_qualname=name,
+                co_filename=self._text(file), co_firstlineno=line, co_name=name, co_qualname=name
             )
             site = self._sites[key] = types.FunctionType(code, {})
         return site
 
-    def site_text(self, file: Any, line: int, func: Any) -> str:
+    def site_text(self, file: int, line: int, func: int) -> str:
         """``file:line in func`` for a C call site (empty without one)."""
-        if file == self.ffi.NULL:
+        if not file:
             return ""
-        name = self.ffi.string(func).decode(errors="replace") if func else "?"
-        return f"{self.ffi.string(file).decode(errors='replace')}:{line} in {name}"
+        return f"{self._text(file)}:{line} in {self._text(func) if func else '?'}"
 
     def address(self, pointer: Any) -> int:
-        return int(self.ffi.cast("uintptr_t", pointer))
+        """The address a C pointer holds."""
+        return int(self.ffi.cast(self._uintptr, pointer))
 
     def stopped(self) -> bool:
         """True once the driver was stopped."""
