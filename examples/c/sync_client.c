@@ -5,6 +5,7 @@
  *
  *   EchoOnce(Port, TimeoutMs)    connect, send "ping", receive the echo, disconnect
  *                                gracefully, read until the peer's FIN, close
+ *   ResolveLoopback(Port, Family) WskGetAddressInfo / WskFreeAddressInfo on 127.0.0.1 or ::1
  *   SilentPeer(Port, TimeoutMs)  connect, receive from a peer that says nothing: the
  *                                receive times out, is cancelled, and the connection is
  *                                aborted (RST) before closing; returns STATUS_IO_TIMEOUT
@@ -178,6 +179,46 @@ NTSTATUS SilentPeer(USHORT Port, ULONG TimeoutMs)
     }
     KsClose(S);
     return Status;
+}
+
+/* Name resolution: WskGetAddressInfo on the loopback address of Family and the service
+ * Port (in decimal), checked and given back with WskFreeAddressInfo. */
+NTSTATUS ResolveLoopback(USHORT Port, ADDRESS_FAMILY Family)
+{
+    WCHAR Digits[8], Service[8];
+    int Count = 0;
+    USHORT Rest = Port;
+    do { Digits[Count++] = (WCHAR)(u'0' + Rest % 10); Rest /= 10; } while (Rest != 0);
+    for (int i = 0; i < Count; i++) Service[i] = Digits[Count - 1 - i];
+    Service[Count] = 0;
+    UNICODE_STRING Node, ServiceName;
+    RtlInitUnicodeString(&Node, Family == AF_INET6 ? u"::1" : u"127.0.0.1");
+    RtlInitUnicodeString(&ServiceName, Service);
+    ADDRINFOEXW Hints;
+    RtlZeroMemory(&Hints, sizeof Hints);
+    Hints.ai_family = Family;
+    Hints.ai_socktype = SOCK_STREAM;
+    Hints.ai_flags = AI_NUMERICHOST;
+    PADDRINFOEXW Result = NULL;
+    KEVENT Event;
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    if (Irp == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    IoSetCompletionRoutine(Irp, KspCompletion, &Event, TRUE, TRUE, TRUE);
+    NTSTATUS Status = ProviderNpi.Dispatch->WskGetAddressInfo(ProviderNpi.Client, &Node, &ServiceName, NS_ALL,
+        NULL, &Hints, &Result, NULL, NULL, Irp);
+    if (Status == STATUS_PENDING)
+        KeWaitForSingleObject(&Event, Executive, KernelMode, FALSE, NULL);
+    Status = Irp->IoStatus.Status;
+    IoFreeIrp(Irp);
+    if (!NT_SUCCESS(Status)) return Status;
+    USHORT Found = 0;
+    if (Result != NULL && Result->ai_addr != NULL && Result->ai_family == Family)
+        Found = RtlUshortByteSwap(Family == AF_INET6 ? ((PSOCKADDR_IN6)Result->ai_addr)->sin6_port
+                                                     : ((PSOCKADDR_IN)Result->ai_addr)->sin_port);
+    DbgPrint("sync_client: resolved port %u, family %d\n", Found, Result ? Result->ai_family : -1);
+    if (Result != NULL) ProviderNpi.Dispatch->WskFreeAddressInfo(ProviderNpi.Client, Result);
+    return Found == Port ? STATUS_SUCCESS : STATUS_NOT_FOUND;
 }
 
 static DRIVER_UNLOAD Unload;

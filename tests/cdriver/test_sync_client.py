@@ -15,6 +15,7 @@ from pywsk.cdriver import Driver
 from pywsk.nt.status import NTSTATUS
 from pywsk.testing.capture import WireCapture
 from pywsk.verifier import FaultScheduler
+from pywsk.wsk import AF_INET, AF_INET6
 
 
 class Server:
@@ -130,3 +131,12 @@ def test_echo_under_the_fault_scheduler(
         assert client.unload() == []
     assert running.found == []
     assert any(what == "pending" for what, _function in faults.decisions)
+
+
+@pytest.mark.parametrize("family", [AF_INET, AF_INET6], ids=["ipv4", "ipv6"])
+def test_name_resolution(driver: Callable[[str], Driver], family: int) -> None:
+    client = driver("sync_client")
+    assert client.entry() == NTSTATUS.STATUS_SUCCESS
+    assert client.call("ResolveLoopback", 40007, family) == NTSTATUS.STATUS_SUCCESS
+    assert f"sync_client: resolved port 40007, family {family}\n" in client.debug_output
+    assert client.unload() == []

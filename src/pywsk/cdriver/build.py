@@ -66,6 +66,9 @@ typedef struct sockaddr { uint16_t sa_family; ...; } SOCKADDR;
 typedef struct sockaddr_in { uint16_t sin_family; uint16_t sin_port; ...; } SOCKADDR_IN;
 typedef struct sockaddr_in6 { uint16_t sin6_family; uint16_t sin6_port; uint32_t sin6_flowinfo;
     uint32_t sin6_scope_id; ...; } SOCKADDR_IN6;
+typedef struct addrinfoexW { int ai_flags; int ai_family; int ai_socktype; int ai_protocol;
+    size_t ai_addrlen; uint16_t *ai_canonname; struct sockaddr *ai_addr; void *ai_blob; size_t ai_bloblen;
+    GUID *ai_provider; struct addrinfoexW *ai_next; } ADDRINFOEXW;
 typedef struct _WSK_BUF { MDL *Mdl; uint32_t Offset; size_t Length; } WSK_BUF;
 typedef struct _WSK_DATA_INDICATION { struct _WSK_DATA_INDICATION *Next; WSK_BUF Buffer; }
     WSK_DATA_INDICATION;
