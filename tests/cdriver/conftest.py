@@ -23,6 +23,7 @@ SOURCES = {
     "echosrv": ROOT / "examples" / "c" / "echosrv.c",
     "misuse": Path(__file__).resolve().parent / "misuse.c",
     "lifecycle": Path(__file__).resolve().parent / "lifecycle.c",
+    "features": Path(__file__).resolve().parent / "features.c",
 }
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="building C drivers needs gcc")
