@@ -73,3 +73,8 @@ def test_sigterm_unloads(built: Callable[[str], Path]) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_no_verifier_and_faults_options(built: Callable[[str], Path]) -> None:
+    assert run(built("lifecycle"), "--once", "--no-verifier").returncode == 0
+    assert run(built("lifecycle"), "--once", "--faults", "7").returncode == 0
