@@ -87,15 +87,18 @@ def driver(built: Callable[[str], Path]) -> Iterator[Callable[[str], Driver]]:
 
 
 class ReadingPeer:
-    """A plain Python TCP server on 127.0.0.1 that reads each connection until EOF, then
-    (optionally after sending ``reply``) closes it; ``received`` holds what it read."""
+    """A plain Python TCP server on 127.0.0.1 for one connection: it sends ``reply``, reads
+    until EOF (echoing what it reads if ``echo``), then closes.  ``received`` holds what it
+    read; ``outcome`` is "eof" or "reset", as it saw the client go."""
 
-    def __init__(self, reply: bytes = b"") -> None:
+    def __init__(self, reply: bytes = b"", echo: bool = False) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(10)
         self.port: int = self.server.getsockname()[1]
         self.reply = reply
+        self.echo = echo
         self.received: list[bytes] = []
+        self.outcome = ""
         self.done = threading.Event()
         self.conn: socket.socket | None = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -115,6 +118,11 @@ class ReadingPeer:
                     conn.sendall(self.reply)
                 while chunk := conn.recv(65536):
                     data += chunk
+                    if self.echo:
+                        conn.sendall(chunk)
+                self.outcome = "eof"
+            except ConnectionResetError:
+                self.outcome = "reset"
             except OSError:  # closed by close(): a stopped driver never disconnects
                 return
             self.received.append(data)
@@ -132,8 +140,8 @@ class ReadingPeer:
 def reading_peer() -> Iterator[Callable[..., ReadingPeer]]:
     peers: list[ReadingPeer] = []
 
-    def make(reply: bytes = b"") -> ReadingPeer:
-        peer = ReadingPeer(reply)
+    def make(reply: bytes = b"", echo: bool = False) -> ReadingPeer:
+        peer = ReadingPeer(reply, echo)
         peers.append(peer)
         return peer
 

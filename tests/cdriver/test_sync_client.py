@@ -4,9 +4,8 @@ and no RST; a silent peer, whose receive times out, is cancelled and aborted wit
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,60 +17,13 @@ from pywsk.verifier import FaultScheduler
 from pywsk.wsk import AF_INET, AF_INET6
 
 
-class Server:
-    """A loopback server thread: echoes (or, silent, only reads) until EOF, then closes.
-    ``outcome`` is "eof" or "reset", as the server saw the client go."""
-
-    def __init__(self, echo: bool) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)
-        self.port: int = self.listener.getsockname()[1]
-        self.echo = echo
-        self.outcome = ""
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            try:
-                while data := conn.recv(65536):
-                    if self.echo:
-                        conn.sendall(data)
-                self.outcome = "eof"
-            except ConnectionResetError:
-                self.outcome = "reset"
-            except OSError:
-                self.outcome = "error"
-        self.done.set()
-
-
-@pytest.fixture
-def server() -> Iterator[Callable[[bool], Server]]:
-    made: list[Server] = []
-
-    def make(echo: bool) -> Server:
-        made.append(Server(echo))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.listener.close()
-        each.thread.join(timeout=10)
-
-
 @pytest.mark.root
 def test_echo_and_graceful_disconnect(
     driver: Callable[[str], Driver],
-    server: Callable[[bool], Server],
+    reading_peer: Callable[..., Any],
     capture_port: Callable[[int], WireCapture],
 ) -> None:
-    peer = server(True)
+    peer = reading_peer(echo=True)
     wire = capture_port(peer.port)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
@@ -88,10 +40,10 @@ def test_echo_and_graceful_disconnect(
 @pytest.mark.root
 def test_timeout_cancels_and_aborts(
     driver: Callable[[str], Driver],
-    server: Callable[[bool], Server],
+    reading_peer: Callable[..., Any],
     capture_port: Callable[[int], WireCapture],
 ) -> None:
-    peer = server(False)
+    peer = reading_peer()
     wire = capture_port(peer.port)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
@@ -107,9 +59,9 @@ def test_timeout_cancels_and_aborts(
 
 
 def test_echo_without_capture(
-    driver: Callable[[str], Driver], server: Callable[[bool], Server]
+    driver: Callable[[str], Driver], reading_peer: Callable[..., Any]
 ) -> None:
-    peer = server(True)
+    peer = reading_peer(echo=True)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
     assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
@@ -118,11 +70,11 @@ def test_echo_without_capture(
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_echo_under_the_fault_scheduler(
-    driver: Callable[[str], Driver], server: Callable[[bool], Server], seed: int
+    driver: Callable[[str], Driver], reading_peer: Callable[..., Any], seed: int
 ) -> None:
     """Every call that could complete inline pends instead, and completions are delayed:
     the C client's waits and its one reused IRP still come out right."""
-    peer = server(True)
+    peer = reading_peer(echo=True)
     faults = FaultScheduler(seed=seed, pending=1.0, delay=0.5)
     with verifier.enabled_for("raise", faults=faults) as running:
         client = driver("sync_client")
