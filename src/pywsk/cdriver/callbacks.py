@@ -186,6 +186,15 @@ class CallbackRuntime(Runtime):
             return NTSTATUS.STATUS_SUCCESS
         return int(sock.Dispatch.WskRelease(sock, indication))
 
+    def _after_retained(self, head: int) -> None:
+        """On the provider thread, after pywsk recorded a retained list: a WskRelease the
+        driver made before that is done now."""
+        with self._lock:
+            self._in_callback.discard(head)
+            early = self._early.pop(head, None)
+        if early is not None:
+            self._late_release(*early)
+
     def _late_release(self, sock: WSK_SOCKET, indication: WSK_DATA_INDICATION) -> None:
         try:
             sock.Dispatch.WskRelease(sock, indication)
@@ -253,21 +262,20 @@ class CallbackRuntime(Runtime):
             status = (result & 0xFFFFFFFF) if ran else NTSTATUS.STATUS_DATA_NOT_ACCEPTED
             if not head:
                 return status
+            if status == NTSTATUS.STATUS_PENDING:
+                # pywsk records the retention when this returns: a WskRelease until then is
+                # deferred, and done after it (posted work runs after this handler).
+                subsystem.engine.post(self._after_retained, head)
+                return status
             with self._lock:
                 self._in_callback.discard(head)
                 early = self._early.pop(head, None)
-                unclaimed = (
-                    self._retained.pop(head, None) if status != NTSTATUS.STATUS_PENDING else None
-                )
-            if unclaimed is not None:
-                self._drop_indication(keep)
-            if early is not None:
-                if status == NTSTATUS.STATUS_PENDING:
-                    subsystem.engine.post(self._late_release, *early)  # after pywsk records it
-                else:
-                    with self._late_done:
-                        self._late -= 1
-                        self._late_done.notify_all()
+                self._retained.pop(head, None)
+            self._drop_indication(keep)
+            if early is not None:  # released, though not retained: nothing for pywsk to do
+                with self._late_done:
+                    self._late -= 1
+                    self._late_done.notify_all()
             return status
 
         return callback

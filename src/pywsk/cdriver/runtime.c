@@ -386,9 +386,12 @@ VOID KeLowerIrql(KIRQL NewIrql) { pyb_Irql(2, NewIrql); CHECK(); }
 VOID KeInitializeSpinLock(PKSPIN_LOCK SpinLock) { __atomic_store_n(SpinLock, 0, __ATOMIC_RELEASE); }
 VOID KeAcquireSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock)
 {
+    /* A stopped driver may have unwound past a release: its spinners unwind too. */
     while (__atomic_exchange_n(SpinLock, 1, __ATOMIC_ACQUIRE) != 0)
-        while (__atomic_load_n(SpinLock, __ATOMIC_RELAXED) != 0)
+        while (__atomic_load_n(SpinLock, __ATOMIC_RELAXED) != 0) {
+            CHECK();
             CPU_PAUSE();
+        }
 }
 VOID KeReleaseSpinLockFromDpcLevel(PKSPIN_LOCK SpinLock) { __atomic_store_n(SpinLock, 0, __ATOMIC_RELEASE); }
 VOID KeAcquireSpinLock(PKSPIN_LOCK SpinLock, PKIRQL OldIrql)
@@ -405,7 +408,7 @@ VOID KeReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql)
 /* ---- SList (a spin lock around a LIFO) ---- */
 VOID InitializeSListHead(PSLIST_HEADER H) { memset(H, 0, sizeof *H); }
 static void SListLock(PSLIST_HEADER H)
-{ while (__atomic_exchange_n(&H->Private_.Lock, 1, __ATOMIC_ACQUIRE)) CPU_PAUSE(); }
+{ while (__atomic_exchange_n(&H->Private_.Lock, 1, __ATOMIC_ACQUIRE)) { CHECK(); CPU_PAUSE(); } }
 static void SListUnlock(PSLIST_HEADER H) { __atomic_store_n(&H->Private_.Lock, 0, __ATOMIC_RELEASE); }
 PSLIST_ENTRY InterlockedPushEntrySList(PSLIST_HEADER H, PSLIST_ENTRY E)
 {

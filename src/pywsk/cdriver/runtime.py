@@ -415,20 +415,27 @@ class Runtime:
 
     def pyb_ExFreePool(self, pointer: Any, tag: int, has_tag: int, *site: Any) -> None:
         address = self.address(pointer)
+        # Out of the table before the memory goes: once it is unmapped, another thread's
+        # allocation may get the same address (and its entry must not be the one removed).
         with self._lock:
-            block = self._pool.get(address)
+            block = self._pool.pop(address, None)
+            if block is not None:
+                self._pool_starts.remove(address)
         if block is None:
             raise nt.BugCheck(
                 nt.BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
                 f"ExFreePool on 0x{address:x}, which is not the start of a pool block",
             )
-        if has_tag:
-            nt.ExFreePoolWithTag(block, tag)
-        else:
-            nt.ExFreePool(block)
-        with self._lock:
-            del self._pool[address]
-            self._pool_starts.remove(address)
+        try:
+            if has_tag:
+                nt.ExFreePoolWithTag(block, tag)
+            else:
+                nt.ExFreePool(block)
+        except BaseException:  # refused (a wrong tag, an MDL still on it): still allocated
+            with self._lock:
+                self._pool[address] = block
+                bisect.insort(self._pool_starts, address)
+            raise
 
     # --- events and waits ------------------------------------------------------------------
     def pyb_KeInitializeEvent(self, cevent: Any, kind: int, state: int, *site: Any) -> None:
