@@ -29,6 +29,7 @@ typedef struct _CONNECTION {
     PWSK_SOCKET Socket;
     LONG Retained;                      /* indication lists not yet released */
     BOOLEAN CloseWanted;
+    BOOLEAN Disconnecting;              /* a WskDisconnect on Irp is under way */
     BOOLEAN Closing;
     PIRP Irp;                           /* for the disconnect and the close */
 } CONNECTION, *PCONNECTION;
@@ -107,6 +108,8 @@ static NTSTATUS StepComplete(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Contex
     PCONNECTION Connection = Context;
     UNREFERENCED_PARAMETER(DeviceObject);
     UNREFERENCED_PARAMETER(Irp);
+    if (!Connection->Closing)
+        Connection->Disconnecting = FALSE;  /* the worker reads it after this Queue */
     Queue(Connection->Closing ? WorkFree : WorkClose, Connection, NULL);
     return STATUS_MORE_PROCESSING_REQUIRED;
 }
@@ -126,7 +129,7 @@ static PWSK_PROVIDER_CONNECTION_DISPATCH Dispatch(PCONNECTION Connection)
 static VOID Close(PCONNECTION Connection)
 {
     if (Connection->Closing) return;
-    if (ReadNoFence(&Connection->Retained) > 0) {  /* after the last WskRelease */
+    if (ReadNoFence(&Connection->Retained) > 0 || Connection->Disconnecting) {  /* later */
         Connection->CloseWanted = TRUE;
         return;
     }
@@ -175,8 +178,10 @@ static VOID Worker(PVOID StartContext)
                     Close(Connection);
                 break;
             case WorkDisconnect:
-                if (!Connection->Closing)
+                if (!Connection->Closing && !Connection->Disconnecting && !Connection->CloseWanted) {
+                    Connection->Disconnecting = TRUE;
                     Dispatch(Connection)->WskDisconnect(Connection->Socket, NULL, 0, StepIrp(Connection));
+                }
                 break;
             case WorkClose:
                 Close(Connection);

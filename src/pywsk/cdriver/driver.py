@@ -5,7 +5,8 @@ and returns a :class:`Driver`.  :meth:`Driver.entry` calls ``DriverEntry`` with 
 ``DRIVER_OBJECT`` and a registry path; :meth:`Driver.call` calls any exported function
 (integer or pointer arguments, at most eight; ``str``/``bytes`` arguments are passed as C
 strings); :meth:`Driver.unload` calls the ``DriverUnload`` routine ``DriverEntry`` set,
-waits (bounded) for the driver's system threads to end, and returns the leaks
+waits (bounded) for the driver's system threads to end and for its completion routines
+and callbacks still running elsewhere to return, and returns the leaks
 (:class:`~pywsk.cdriver.runtime.Leak`).  Calls run on the calling thread at PASSIVE_LEVEL.
 
 What it refuses: a function the driver does not export (``AttributeError``), a call after
@@ -152,8 +153,13 @@ class Driver:
         routine = self.driver_object.DriverUnload
         if routine != self.ffi.NULL and self.runtime.stop is None:
             self.runtime.invoke(routine, self.driver_object)
+        # The driver's system threads end, and completion routines or callbacks still
+        # running on other threads (one may be past the KeSetEvent its driver waited for,
+        # before its IoFreeIrp) return, before the leak report.
         with self.runtime.threads_changed:
-            self.runtime.threads_changed.wait_for(lambda: self.runtime.threads == 0, THREAD_WAIT)
+            self.runtime.threads_changed.wait_for(
+                lambda: self.runtime.threads == 0 and self.runtime.active == 0, THREAD_WAIT
+            )
         return self.runtime.leaks()
 
     def __enter__(self) -> Driver:

@@ -118,6 +118,8 @@ class Runtime:
         #: (kind, C address) -> the C call site that made the object (for leak reports).
         self.created: dict[tuple[str, int], tuple[Any, ...]] = {}
         self.threads = 0
+        #: Calls into the driver running now (entries, completion routines, callbacks).
+        self.active = 0
         self.threads_changed = threading.Condition(self._lock)
         self._install()
 
@@ -209,7 +211,14 @@ class Runtime:
         array = self.ffi.new("uintptr_t[8]", values + [0] * (8 - len(values)))
         result = self.ffi.new("intptr_t *")
         entered = nt.KeGetCurrentIrql()
-        ran = not self.lib.PywskRtInvoke(self.ffi.cast("void *", function), array, result)
+        with self.threads_changed:
+            self.active += 1
+        try:
+            ran = not self.lib.PywskRtInvoke(self.ffi.cast("void *", function), array, result)
+        finally:
+            with self.threads_changed:
+                self.active -= 1
+                self.threads_changed.notify_all()
         left = nt.KeGetCurrentIrql()
         if left != entered:
             # An unwind skipped the driver's KeLowerIrql, or the driver returned at another
