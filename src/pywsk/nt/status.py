@@ -187,7 +187,7 @@ def _severity(value: int) -> int:
 
 def NT_SUCCESS(Status: int) -> bool:
     """True for success and informational codes (severity 0 or 1)."""
-    return _severity(Status) <= 1
+    return not Status & 0x80000000  # severity 0 or 1 (bit 31 clear; also for signed values)
 
 
 def NT_INFORMATION(Status: int) -> bool:

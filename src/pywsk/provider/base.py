@@ -52,7 +52,7 @@ from ..wsk.constants import (
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from . import linux
-from .engine import report_exception
+from .engine import Engine, report_exception
 
 if TYPE_CHECKING:
     from .client import WskClient
@@ -125,6 +125,7 @@ class ProviderSocket(WSK_SOCKET):
         "context",
         "disabled_by_client",
         "dispatch_client",
+        "engine",
         "events",
         "family",
         "local",
@@ -153,6 +154,7 @@ class ProviderSocket(WSK_SOCKET):
         #: role share one.
         self.lock = threading.Lock()
         self.client = client
+        self.engine: Engine = client.subsystem.engine
         self.family = family  # Windows numbering (AF_INET / AF_INET6)
         self.sock = sock
         self.context = context
@@ -177,8 +179,8 @@ class ProviderSocket(WSK_SOCKET):
 
     # --- small helpers -------------------------------------------------------------------
     @property
-    def _engine(self) -> Any:
-        return self.client.subsystem.engine
+    def _engine(self) -> Engine:
+        return self.engine
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the provider thread soon, under this socket's lock."""
@@ -204,10 +206,9 @@ class ProviderSocket(WSK_SOCKET):
         op.done = True
         op.status = status
         op.views = []  # release the client's buffers before its routine runs
-        IoSetCancelRoutine(op.irp, None)
-        self._engine.complete(
-            op.irp, status, op.transferred if information is None else information
-        )
+        if op.irp.CancelRoutine is not None:  # only this socket installs one, under its lock
+            IoSetCancelRoutine(op.irp, None)
+        self.engine.complete(op.irp, status, op.transferred if information is None else information)
 
     def unsupported(self, Irp: IRP) -> int:
         """A function this provider does not implement: STATUS_NOT_SUPPORTED, IRP completed."""

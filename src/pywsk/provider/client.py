@@ -28,13 +28,16 @@ from typing import Any, Final
 from ..nt import hooks
 from ..nt.irp import IRP, begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
+from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET,
     AF_INET6,
     IPPROTO_TCP,
+    IPPROTO_UDP,
     MAKE_WSK_VERSION,
     NPI_WSK_INTERFACE_ID,
+    SOCK_DGRAM,
     SOCK_STREAM,
     WSK_EVENT_DISABLE,
     WSK_FLAG_BASIC_SOCKET,
@@ -48,6 +51,7 @@ from ..wsk.constants import (
 from ..wsk.dispatch import (
     WSK_PROVIDER_BASIC_DISPATCH,
     WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
@@ -64,7 +68,8 @@ from ..wsk.structs import (
 from . import linux, names
 from .base import ProviderSocket, internal_irp
 from .connection import ConnectionSocket
-from .engine import Engine
+from .datagram import BasicSocket, DatagramSocket
+from .engine import MAX_INLINE_DEPTH, TURN_BUDGET, Engine
 from .listener import ListenSocket
 from .stream import StreamSocket
 
@@ -166,6 +171,16 @@ class WskSubsystem:
             WskSendEx=_WskSendEx,
             WskReceiveEx=_WskReceiveEx,
         )
+        self.basic_dispatch = basic
+        self.datagram_dispatch = WSK_PROVIDER_DATAGRAM_DISPATCH(
+            Basic=basic,
+            WskBind=_WskBind,
+            WskSendTo=_WskSendTo,
+            WskReceiveFrom=_WskReceiveFrom,
+            WskRelease=_WskRelease,
+            WskGetLocalAddress=_WskGetLocalAddress,
+            WskSendMessages=_WskSendMessages,
+        )
         self.listen_dispatch = WSK_PROVIDER_LISTEN_DISPATCH(
             Basic=basic,
             WskBind=_WskBind,
@@ -253,7 +268,42 @@ def _take(
 
 
 def _socket_call(name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any) -> int:
-    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it."""
+    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it.
+
+    The common case - no verifier, no fault scheduler, a live socket, a call not deep in a
+    chain - takes a short path with the same steps inlined: the IRQL rule, the IRP taken,
+    the method under the lock, the completion routines after it.
+    """
+    engine = subsystem.engine
+    tls = engine._tls
+    if (
+        Irp is not None
+        and hooks.observer is None
+        and hooks.faults is None
+        and _irql.level <= DISPATCH_LEVEL
+        and tls.batch is None
+        and tls.depth < MAX_INLINE_DEPTH
+        and tls.turn < TURN_BUDGET
+        and isinstance(Socket, ProviderSocket)
+    ):
+        bound = getattr(Socket, method, None)
+        if bound is not None:
+            begin_request(Irp, name)
+            batch: list[Any] = []
+            tls.batch = batch
+            lock = Socket.lock
+            lock.acquire()
+            try:
+                if Socket.closed:  # a use after close (or closed by another thread meanwhile)
+                    result: int = _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+                else:
+                    result = bound(*args)
+            finally:
+                lock.release()
+                tls.batch = None
+                if batch:
+                    engine._run_batch(batch)
+            return result
     precheck = None
     if hooks.observer is not None:
         precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
@@ -419,7 +469,7 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     """WskRelease: no IRP; returns STATUS_SUCCESS or STATUS_INVALID_PARAMETER at once."""
     require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
 
-    if not isinstance(Socket, ConnectionSocket | StreamSocket) or Socket.closed:
+    if not isinstance(Socket, ConnectionSocket | StreamSocket | DatagramSocket) or Socket.closed:
         if hooks.observer is not None and isinstance(Socket, ProviderSocket):
             hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
         return NTSTATUS.STATUS_INVALID_PARAMETER
@@ -432,14 +482,75 @@ def _WskRelease(Socket: Any, DataIndication: Any) -> int:
     return subsystem.engine.locked(Socket.lock, run)
 
 
-def _WskConnectEx(Socket: Any, RemoteAddress: SOCKADDR, Buffer: Any, Flags: int, Irp: IRP) -> int:
-    return _socket_call("WskConnectEx", Socket, Irp, "unsupported", Irp)
+def _WskConnectEx(
+    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF | None, Flags: int, Irp: IRP
+) -> int:
+    """WskConnect, then (if ``Buffer``) a send of it; the IRP completes with the send."""
+    if Buffer is None:
+        return _socket_call("WskConnectEx", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
+    precheck = None
+    if hooks.observer is not None:
+        precheck = functools.partial(_socket_precheck, "WskConnectEx", Socket, Irp, "connect")
+    return _enter(
+        "WskConnectEx", Irp, _connect_ex, Socket, RemoteAddress, Buffer, Flags, Irp,
+        precheck=precheck,
+    )  # fmt: skip
+
+
+def _connect_ex(Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+    if not _socket_is_live(Socket, "send"):
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+    result: int = subsystem.engine.locked(
+        Socket.lock, _connect_then_send, Socket, RemoteAddress, Buffer, Flags, Irp
+    )
+    return result
+
+
+def _connect_then_send(
+    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP
+) -> int:
+    """WskConnectEx with data, under the socket's lock: connect on an internal IRP, then
+    send ``Buffer`` on the client's IRP once connected (inline or from the completion)."""
+    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoMarkIrpPending, IoSetCompletionRoutine
+
+    if Socket.closed:
+        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
+
+    connect_irp = IoAllocateIrp(1, False)
+    if connect_irp is None:
+        return _completed(Irp, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
+    pending = [False]
+
+    def connected(_device: Any, irp: IRP, _context: Any) -> int:
+        final = irp.IoStatus.Status
+        IoFreeIrp(irp)
+        if pending[0]:
+            if final == NTSTATUS.STATUS_SUCCESS:
+                subsystem.engine.locked(Socket.lock, Socket.send, Buffer, 0, Irp)
+            else:
+                subsystem.engine.complete(Irp, final)
+        return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
+
+    IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
+    begin_request(connect_irp, "WskConnectEx")
+    status = Socket.connect(RemoteAddress, Flags, connect_irp)
+    if status == NTSTATUS.STATUS_PENDING:
+        pending[0] = True
+        IoMarkIrpPending(Irp)
+        return NTSTATUS.STATUS_PENDING
+    if status != NTSTATUS.STATUS_SUCCESS:
+        return _completed(Irp, status)
+    result: int = Socket.send(Buffer, 0, Irp)
+    return result
 
 
 def _WskSendEx(
     Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
 ) -> int:
-    return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
+    """WskSend with control information: none is supported on a stream (TCP) socket."""
+    if ControlInfoLength:
+        return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp)
+    return _socket_call("WskSendEx", Socket, Irp, "send", Buffer, Flags, Irp)
 
 
 def _WskReceiveEx(
@@ -451,7 +562,85 @@ def _WskReceiveEx(
     ControlFlags: Any,
     Irp: IRP,
 ) -> int:
-    return _socket_call("WskReceiveEx", Socket, Irp, "unsupported", Irp)
+    """WskReceive with control information: TCP data carries none (length and flags 0)."""
+    for box in (ControlInfoLength, ControlFlags):
+        if box is not None and hasattr(box, "value"):
+            box.value = 0
+    return _socket_call("WskReceiveEx", Socket, Irp, "receive", Buffer, Flags, Irp)
+
+
+# --- datagram sockets ----------------------------------------------------------------------------
+
+
+def _WskSendTo(
+    Socket: Any,
+    Buffer: WSK_BUF,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlInfoLength: int,
+    ControlInfo: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskSendTo",
+        Socket,
+        Irp,
+        "send_to",
+        Buffer,
+        Flags,
+        RemoteAddress,
+        ControlInfoLength,
+        ControlInfo,
+        Irp,
+    )
+
+
+def _WskReceiveFrom(
+    Socket: Any,
+    Buffer: WSK_BUF,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlLength: Any,
+    ControlInfo: Any,
+    ControlFlags: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskReceiveFrom",
+        Socket,
+        Irp,
+        "receive_from",
+        Buffer,
+        Flags,
+        RemoteAddress,
+        ControlLength,
+        ControlInfo,
+        ControlFlags,
+        Irp,
+    )
+
+
+def _WskSendMessages(
+    Socket: Any,
+    BufferList: Any,
+    Flags: int,
+    RemoteAddress: SOCKADDR | None,
+    ControlInfoLength: int,
+    ControlInfo: Any,
+    Irp: IRP,
+) -> int:
+    return _socket_call(
+        "WskSendMessages",
+        Socket,
+        Irp,
+        "send_messages",
+        BufferList,
+        Flags,
+        RemoteAddress,
+        ControlInfoLength,
+        ControlInfo,
+        Irp,
+    )
 
 
 # --- client-level functions ---------------------------------------------------------------------
@@ -478,6 +667,13 @@ SOCKET_FACTORIES: dict[int, SocketFactory] = {
     WSK_FLAG_CONNECTION_SOCKET: _connection_socket,
     WSK_FLAG_LISTEN_SOCKET: ListenSocket,
     WSK_FLAG_STREAM_SOCKET: _stream_socket,
+    WSK_FLAG_DATAGRAM_SOCKET: DatagramSocket,
+    WSK_FLAG_BASIC_SOCKET: BasicSocket,
+}
+#: The transports (type, protocol) each category can be made on.
+_CATEGORY_TRANSPORTS: Final = {
+    WSK_FLAG_DATAGRAM_SOCKET: ((SOCK_DGRAM, IPPROTO_UDP),),
+    WSK_FLAG_BASIC_SOCKET: ((SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP)),
 }
 _KNOWN_CATEGORIES: Final = frozenset(
     {
@@ -509,14 +705,16 @@ def _create_socket(
         return NTSTATUS.STATUS_NOT_SUPPORTED  # a category pywsk does not implement (yet)
     if family not in (AF_INET, AF_INET6):
         return NTSTATUS.STATUS_NOT_SUPPORTED
-    if socket_type != SOCK_STREAM or protocol != IPPROTO_TCP:
+    transports = _CATEGORY_TRANSPORTS.get(flags, ((SOCK_STREAM, IPPROTO_TCP),))
+    if (socket_type, protocol) not in transports:
         return NTSTATUS.STATUS_NOT_SUPPORTED
+    udp = socket_type == SOCK_DGRAM
     try:
         # Non-blocking from the start (SOCK_NONBLOCK: no ioctl afterwards).
         sock = socket.socket(
             linux.linux_family(family),
-            socket.SOCK_STREAM | socket.SOCK_NONBLOCK,
-            socket.IPPROTO_TCP,
+            (socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) | socket.SOCK_NONBLOCK,
+            socket.IPPROTO_UDP if udp else socket.IPPROTO_TCP,
         )
     except OSError as exc:
         return linux.status_from_errno(exc.errno)
@@ -678,6 +876,12 @@ def _control_client(
             ),
             WSK_TRANSPORT(
                 Version=0, SocketType=SOCK_STREAM, Protocol=IPPROTO_TCP, AddressFamily=AF_INET6
+            ),
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_DGRAM, Protocol=IPPROTO_UDP, AddressFamily=AF_INET
+            ),
+            WSK_TRANSPORT(
+                Version=0, SocketType=SOCK_DGRAM, Protocol=IPPROTO_UDP, AddressFamily=AF_INET6
             ),
         ]
         OutputSizeReturned.value = len(transports)

@@ -124,6 +124,7 @@ class ConnectionSocket(ProviderSocket):
         "_reading",
         "_registered",
         "_suspended",
+        "_target",
         "_watching",
         "_writing",
         "half_open",
@@ -160,6 +161,8 @@ class ConnectionSocket(ProviderSocket):
         self._writing = False
         self._watching = False  # the TCP state matters: a FIN's ACK, or WskDisconnectEvent
         self._registered = False
+        #: The address connect() was given (the peer's address once connected).
+        self._target: tuple[Any, ...] | None = None
         # WskReceiveEvent: data the client left with us, whether indications are paused,
         # the reusable indication buffer, and lists the client retained (STATUS_PENDING).
         self._held = bytearray()
@@ -185,14 +188,18 @@ class ConnectionSocket(ProviderSocket):
         context: Any,
         dispatch_client: Any,
         half_open: bool,
+        local: tuple[Any, ...] | None = None,
+        remote: tuple[Any, ...] | None = None,
     ) -> ConnectionSocket:
-        """A socket for a connection a listener accepted: bound and connected already."""
-        sock.setblocking(False)
+        """A socket for a connection a listener accepted: bound and connected already.
+        ``local`` / ``remote``: the addresses, where the listener knows them already."""
+        if sock.gettimeout() != 0.0:
+            sock.setblocking(False)
         new = cls(client, family, sock, context, dispatch_client, half_open)
         for event in (ConnInput.BIND, ConnInput.CONNECT, ConnInput.CONNECT_SUCCEEDED):
             new.machine.process(event)
-        new.local = sock.getsockname()
-        new.remote = sock.getpeername()
+        new.local = local if local is not None else sock.getsockname()
+        new.remote = remote if remote is not None else sock.getpeername()
         new._register()
         if new.events:
             new.on_events_changed()
@@ -252,7 +259,7 @@ class ConnectionSocket(ProviderSocket):
         if self.closed:
             return
         if self._writing and mask & _WRITE_EVENTS:
-            self._on_writable()
+            self._on_writable(mask)
         if self._reading and mask & _READ_EVENTS:
             self._on_readable()
         if self._watching and not self.closed:
@@ -305,10 +312,10 @@ class ConnectionSocket(ProviderSocket):
             # included - so under churn it scans the whole ephemeral range and finally fails;
             # connect() may reuse a port whose other connections lead elsewhere.  The port is
             # recorded for the sharing table once connect() chose it (_record_port).
+            # Linux SO_REUSEADDR, which a later bind the table allows on the same port needs
+            # on both sockets, is set on this one by that bind (listener.bind_with_sharing),
+            # not here on every connection.
             try:
-                # SO_REUSEADDR (not SO_REUSEPORT, which could let the kernel pick a port
-                # another socket uses) so that a later bind the table allows succeeds.
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self.sock.setsockopt(socket.IPPROTO_IP, linux.IP_BIND_ADDRESS_NO_PORT, 1)
                 self.sock.bind(address)
             except OSError as exc:
@@ -336,8 +343,11 @@ class ConnectionSocket(ProviderSocket):
         except ValueError:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         self.machine.process(ConnInput.CONNECT)
-        self._register()
+        self._target = address
         err = self.sock.connect_ex(address)
+        # Registered after connect(): the epoll then reports the handshake's outcome, not
+        # the unconnected socket's readiness (EPOLLOUT | EPOLLHUP) from before it.
+        self._register()
         if self._port_at_connect and err in (0, errno.EINPROGRESS):
             self._record_port()
         if err == 0:
@@ -352,17 +362,22 @@ class ConnectionSocket(ProviderSocket):
         return self._pend(op)
 
     def _record_port(self) -> None:
-        """The port connect() picked for a bind to port 0: now held, for the sharing table."""
-        self.local = self.sock.getsockname()
-        listener.register_binding(
-            self, self.family, self.local, self.sharing, is_v6only(self.sock, self.family)
+        """The port connect() picked for a bind to port 0: now held, for the sharing table,
+        which reads it (getsockname) only when another bind needs to know."""
+        listener.register_binding_later(
+            self,
+            self.family,
+            self.sharing,
+            is_v6only(self.sock, self.family),
+            self.sock.getsockname,
         )
 
     def _connected(self) -> None:
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)
-        if self.local is None or not self.local[1] or self.local[0] in ("0.0.0.0", "::"):
-            self.local = self.sock.getsockname()  # else final already (bound, or _record_port)
-        self.remote = self.sock.getpeername()
+        if self.local is not None and (not self.local[1] or self.local[0] in ("0.0.0.0", "::")):
+            self.local = None  # the kernel's choice: WskGetLocalAddress asks it when asked
+        # The peer is where connect() went (the kernel's getpeername() would say the same).
+        self.remote = self._target if self._target is not None else self.sock.getpeername()
         if self.events:
             self.on_events_changed()  # static event callbacks start with the connection
 
@@ -377,15 +392,24 @@ class ConnectionSocket(ProviderSocket):
             listener.release_binding(self)
             self.local = None
 
-    def _finish_connect(self, op: Op) -> None:
+    def _finish_connect(self, op: Op, mask: int) -> bool:
+        """The connect's edge: EPOLLOUT alone means connected (a failed handshake sets the
+        socket's error, which reports EPOLLERR); otherwise SO_ERROR says why.  False when
+        the handshake is still under way (an edge from something else)."""
+        if mask & select.EPOLLOUT and not mask & (select.EPOLLERR | select.EPOLLHUP):
+            err = 0
+        else:
+            err = linux.so_error(self.sock)
+            if not err and linux.tcp_state(self.sock) == linux.SYN_SENT:
+                return False
         self.sendq.pop(0)
-        err = linux.so_error(self.sock)
         if err == 0:
             self._connected()
             self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
         else:
             self._connect_failed()
             self._finish(op, linux.status_from_errno(err), 0)
+        return True
 
     # --- WskSend ---------------------------------------------------------------------------
     def send(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
@@ -454,12 +478,12 @@ class ConnectionSocket(ProviderSocket):
             self.sock.setsockopt(tcp, socket.TCP_NODELAY, 1)
             self.sock.setsockopt(tcp, socket.TCP_NODELAY, 0)
 
-    def _on_writable(self) -> None:
+    def _on_writable(self, mask: int = 0) -> None:
         while self.sendq:
             op = self.sendq[0]
             if op.kind is OpKind.CONNECT:
-                self._finish_connect(op)
-                break
+                self._finish_connect(op, mask)
+                break  # (still connecting: the next edge tells)
             if not self._transmit(op):
                 return
             if op.transferred < op.want:
@@ -501,7 +525,7 @@ class ConnectionSocket(ProviderSocket):
         if len(self.recvq) == 1:
             self._take_held(op)
             if not op.done:
-                self._on_readable()
+                self._on_readable()  # edge-triggered: try before waiting
             if op.done:
                 return op.status  # completed inline
         self._update_reading()
@@ -750,7 +774,9 @@ class ConnectionSocket(ProviderSocket):
         self._want_read(False)
         for op in pending:
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
-        if not self.closed:
+        if not self.closed and self.events & (WSK_EVENT_DISCONNECT | WSK_EVENT_RECEIVE):
+            # An RST right behind the FIN is news only for an event callback; a later call
+            # meets it itself (send: EPIPE, disconnect: shutdown() fails, close: the state).
             self.refresh()
 
     def _on_transport_error(self, exc: OSError) -> None:
@@ -863,7 +889,22 @@ class ConnectionSocket(ProviderSocket):
             if checked is None:
                 return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
             views = checked
-        self.refresh()
+        fin_sent = False
+        if (
+            not abortive
+            and not views
+            and not self.sendq
+            and self.machine.state in (S.CONNECTED, S.REMOTE_CLOSED)
+        ):
+            # The common case: the FIN goes now, and shutdown() itself tells whether the
+            # connection is still there; only if it is not is the TCP state read.
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                fin_sent = True
+            except OSError:
+                self.refresh()
+        else:
+            self.refresh()
         verdict = disconnect_verdict(self.machine.state, abortive)
         if verdict is not None:
             return self._complete(Irp, verdict)
@@ -888,7 +929,7 @@ class ConnectionSocket(ProviderSocket):
                 self.sendq.append(op)
                 self._want_write(True)
         if not self.sendq:
-            self._issue_fin()
+            self._issue_fin(fin_sent)
             if op.done:
                 return op.status
         return self._pend(op)
@@ -900,17 +941,20 @@ class ConnectionSocket(ProviderSocket):
         for op in pending:
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
 
-    def _issue_fin(self) -> None:
-        """All sends are in the kernel: send our FIN and watch for its acknowledgement."""
+    def _issue_fin(self, sent: bool = False) -> None:
+        """All sends are in the kernel: send our FIN (unless ``sent`` already) and watch for
+        its acknowledgement.  The socket's registration reports the acknowledgement as an
+        edge whenever it comes - even one that came before the watch began waits for this
+        socket's lock - so the state is read then, not now."""
         self._fin_issued = True
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            self._on_transport_error(exc)
-            return
+        if not sent:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                self._on_transport_error(exc)
+                return
         if self._disc is not None:
             self._update_watch()
-            self._check_fin_acked()
 
     def _check_fin_acked(self) -> None:
         """Called at each possible state change after our FIN (and once at once).
@@ -924,8 +968,14 @@ class ConnectionSocket(ProviderSocket):
         if st in (linux.FIN_WAIT2, linux.TIME_WAIT):
             self._on_fin_acked()
         elif st == linux.CLOSE:
-            unacked = linux.outq(self.sock)
             err = linux.so_error(self.sock)
+            if not err:
+                # Closed without an error: LAST_ACK, CLOSING or FIN_WAIT2 moved on, which
+                # only the acknowledgement of our FIN does (a reset or a timeout sets one).
+                self._on_fin_acked()
+                self._process(ConnInput.RECV_FIN)
+                return
+            unacked = linux.outq(self.sock)
             if unacked == 0:
                 self._on_fin_acked()
                 if err:

@@ -52,7 +52,7 @@ from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
 from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
 
-__all__ = ["MAX_INLINE_DEPTH", "Engine", "loop_flavour", "report_exception"]
+__all__ = ["MAX_INLINE_DEPTH", "TURN_BUDGET", "Engine", "loop_flavour", "report_exception"]
 
 T = TypeVar("T")
 
@@ -64,6 +64,12 @@ MAX_INLINE_DEPTH: Final = 8
 #: acknowledgement wakes the socket and re-reports EPOLLOUT; the peer's FIN EPOLLRDHUP; an
 #: RST EPOLLERR | EPOLLHUP), edge-triggered so that no event repeats by itself.
 SOCKET_EVENTS: Final = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+
+#: How many inline completions the provider thread runs in one turn (between two looks at
+#: readiness) before further requests made there pend: a driver that re-issues from its
+#: completion routine in a loop, while data keeps completing its requests inline, then
+#: goes on from the queue instead of holding every other socket's completions back.
+TURN_BUDGET: Final = 64
 
 #: How many posted items the provider thread runs before it looks at readiness again.
 _POSTED_PER_TURN: Final = 64
@@ -80,6 +86,10 @@ class _PerThread(threading.local):
     batch: list[IRP | Callable[[], None]] | None = None
     #: How deep this thread is inside completion routines.
     depth = 0
+    #: Inline completions in the provider thread's current turn (other threads: always 0).
+    turn = 0
+    #: True on the provider thread.
+    provider = False
     #: The IRP whose inline completion goes to the provider thread instead, and whether it did.
     deferring: IRP | None = None
     deferred = False
@@ -150,7 +160,10 @@ class Engine:
         handlers = self._handlers
         posted = self._posted
         wake_fd = self._wake_fd
+        tls = self._tls
+        tls.provider = True
         while True:
+            tls.turn = 0
             if posted:
                 timeout = 0.0
             elif self._timers:
@@ -163,9 +176,13 @@ class Engine:
                 continue
             for fd, mask in events:
                 if fd == wake_fd:
-                    self._wake_armed = False
+                    # Read first, then disarm: a post that saw the flag still set before
+                    # this read is run below; one that comes after the disarm writes again.
+                    # (Disarming first could swallow a second writer's count with the
+                    # flag left set: every later post would then skip its wake-up.)
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(wake_fd)
+                    self._wake_armed = False
                     continue
                 handler = handlers.get(fd)
                 if handler is not None:
@@ -317,11 +334,27 @@ class Engine:
         self._tls.batch = batch
 
     def _run_batch(self, batch: list[IRP | Callable[[], None]]) -> None:
-        for item in batch:
-            if isinstance(item, IRP):
-                self._complete_now(item)
-            else:
-                item()
+        """Run recorded completions (and work after them) in order, at DISPATCH_LEVEL."""
+        tls = self._tls
+        old = _irql.level
+        if old < DISPATCH_LEVEL:
+            _irql.level = DISPATCH_LEVEL
+        try:
+            for item in batch:
+                if not isinstance(item, IRP):
+                    item()
+                    continue
+                tls.depth += 1
+                if tls.provider:
+                    tls.turn += 1
+                try:
+                    IoCompleteRequest(item, IO_NETWORK_INCREMENT)
+                except BaseException as exc:
+                    report_exception(exc, "in a completion routine", item)
+                finally:
+                    tls.depth -= 1
+        finally:
+            _irql.level = old
 
     def after_completions(self, fn: Callable[[], None]) -> None:
         """Run ``fn()`` after the completion routines recorded so far in this section
@@ -429,7 +462,7 @@ class Engine:
         scheduler says so, its inline completion goes to the provider thread and the call
         returns STATUS_PENDING."""
         tls = self._tls
-        force = tls.depth >= MAX_INLINE_DEPTH
+        force = tls.depth >= MAX_INLINE_DEPTH or tls.turn >= TURN_BUDGET
         plan = hooks.faults
         if plan is not None:
             with self.plan_lock:

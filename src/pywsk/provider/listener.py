@@ -142,8 +142,9 @@ import ipaddress
 import itertools
 import socket
 import struct
+import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -320,8 +321,29 @@ class _Binding:
     share: Share
 
 
-#: Every binding a pywsk socket holds, by socket (provider thread only).
+#: Every binding a pywsk socket holds, by socket.  Binds happen on the callers' threads:
+#: the check, the ``bind()`` and the record are one step under ``_registry_lock``.
 _bindings: weakref.WeakKeyDictionary[object, _Binding] = weakref.WeakKeyDictionary()
+#: Bindings whose address connect() picked and nobody has asked for yet: (family, v6only,
+#: share, how to read the address).  Read (one getsockname) only when another bind needs it.
+_unresolved: weakref.WeakKeyDictionary[
+    object, tuple[int, bool, Share, Callable[[], tuple[Any, ...]]]
+] = weakref.WeakKeyDictionary()
+_registry_lock = threading.RLock()
+#: Owners of those bindings: their Linux sockets get SO_REUSEADDR only when another bind on
+#: their port needs it (Linux wants it on both sockets).
+_reuse_on_demand: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _resolve_ports() -> None:
+    """Learn the ports connect() picked, for the bindings registered without one."""
+    for owner, (family, v6only, share, address_of) in list(_unresolved.items()):
+        del _unresolved[owner]
+        try:
+            bound = address_of()
+        except OSError:  # closed meanwhile
+            continue
+        _bindings[owner] = _Binding(_entries(family, str(bound[0]), v6only), int(bound[1]), share)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -362,7 +384,10 @@ def check_address_sharing(
         return NTSTATUS.STATUS_SUCCESS
     new = _entries(family, str(address[0]), v6only)
     second = options.share
-    for held in list(_bindings.values()):
+    with _registry_lock:
+        _resolve_ports()
+        held_now = list(_bindings.values())
+    for held in held_now:
         if held.port != port:
             continue
         for mine_w, theirs_w in _overlaps(new, held.entries):
@@ -390,14 +415,31 @@ def register_binding(
     owner: object, family: int, bound: tuple[Any, ...], options: SharingOptions, v6only: bool
 ) -> None:
     """Record that ``owner`` (a pywsk socket) now holds ``bound`` (its getsockname())."""
-    _bindings[owner] = _Binding(
-        _entries(family, str(bound[0]), v6only), int(bound[1]), options.share
-    )
+    binding = _Binding(_entries(family, str(bound[0]), v6only), int(bound[1]), options.share)
+    with _registry_lock:
+        _bindings[owner] = binding
+
+
+def register_binding_later(
+    owner: object,
+    family: int,
+    options: SharingOptions,
+    v6only: bool,
+    address_of: Callable[[], tuple[Any, ...]],
+) -> None:
+    """Record that ``owner`` holds the address connect() picked, which ``address_of()``
+    (its getsockname()) reads - only when another bind needs it, not once per connection."""
+    with _registry_lock:
+        _unresolved[owner] = (family, v6only, options.share, address_of)
+        _reuse_on_demand.add(owner)
 
 
 def release_binding(owner: object) -> None:
     """``owner`` no longer holds its address (call when the socket is closed)."""
-    _bindings.pop(owner, None)
+    with _registry_lock:
+        _bindings.pop(owner, None)
+        _unresolved.pop(owner, None)
+        _reuse_on_demand.discard(owner)
 
 
 def bind_with_sharing(
@@ -415,6 +457,17 @@ def bind_with_sharing(
     the address of one that did not.  A share the table allows with a pywsk *listener*
     that lacks ``SO_REUSEPORT`` gets it on both sockets for this ``bind()`` only
     (:func:`_lent_reuse_port`); :func:`listen_with_sharing` does the same for ``listen()``."""
+    with _registry_lock:
+        return _bind_with_sharing(owner, sock, family, address, options)
+
+
+def _bind_with_sharing(
+    owner: object,
+    sock: socket.socket,
+    family: int,
+    address: tuple[Any, ...],
+    options: SharingOptions,
+) -> int:
     v6only = _v6only(sock, family)
     status = check_address_sharing(family, address, options, v6only)
     if status != NTSTATUS.STATUS_SUCCESS:
@@ -424,7 +477,9 @@ def bind_with_sharing(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if options.share is Share.REUSE:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        peers = _listening_peers(owner, _entries(family, str(address[0]), v6only), port)
+        entries = _entries(family, str(address[0]), v6only)
+        _lend_reuse_addr(owner, entries, port)
+        peers = _listening_peers(owner, entries, port)
         with _lent_reuse_port(sock, peers):
             sock.bind(address)
         bound = sock.getsockname()
@@ -436,15 +491,30 @@ def bind_with_sharing(
     return NTSTATUS.STATUS_SUCCESS
 
 
+def _lend_reuse_addr(owner: object, entries: frozenset[tuple[int, str]], port: int) -> None:
+    """Set SO_REUSEADDR on the connect-bound sockets that hold ``port`` on an overlapping
+    address (see :func:`register_binding_later`), so that a bind the table allows succeeds."""
+    for other, held in list(_bindings.items()):
+        if other is owner or other not in _reuse_on_demand or held.port != port:
+            continue
+        if any(_overlaps(entries, held.entries)):
+            peer = getattr(other, "sock", None)
+            if isinstance(peer, socket.socket) and peer.fileno() >= 0:
+                with contextlib.suppress(OSError):
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _reuse_on_demand.discard(other)
+
+
 def listen_with_sharing(owner: object, sock: socket.socket, backlog: int) -> None:
     """``sock.listen(backlog)`` for ``owner``, whose binding the table allowed: a pywsk
     listener on an overlapping address that lacks ``SO_REUSEPORT`` gets it, with ``sock``,
     for this ``listen()`` only (Linux checks the address again when a socket starts
     listening).  Raises OSError as ``listen()`` does."""
-    held = _bindings.get(owner)
-    peers = [] if held is None else _listening_peers(owner, held.entries, held.port)
-    with _lent_reuse_port(sock, peers):
-        sock.listen(backlog)
+    with _registry_lock:
+        held = _bindings.get(owner)
+        peers = [] if held is None else _listening_peers(owner, held.entries, held.port)
+        with _lent_reuse_port(sock, peers):
+            sock.listen(backlog)
 
 
 def _listening_peers(
@@ -457,7 +527,10 @@ def _listening_peers(
     if port == 0:
         return []
     found = []
-    for other, held in list(_bindings.items()):
+    with _registry_lock:
+        _resolve_ports()
+        held_now = list(_bindings.items())
+    for other, held in held_now:
         if other is owner or held.port != port or not any(_overlaps(entries, held.entries)):
             continue
         peer = getattr(other, "sock", None)
@@ -825,15 +898,16 @@ class ListenSocket(ProviderSocket):
             accepted = self._kernel_accept()
             if accepted is None:
                 break
+            sock, peer = accepted
             if self.conditional:
-                self._inspect(accepted)
+                self._inspect(sock)
             else:
-                self._deliver(accepted, None)
+                self._deliver(sock, None, peer)
 
-    def _kernel_accept(self) -> socket.socket | None:
+    def _kernel_accept(self) -> tuple[socket.socket, tuple[Any, ...]] | None:
         while True:
             try:
-                sock, _address = self.sock.accept()
+                return linux.accept_nonblocking(self.sock)
             except BlockingIOError:
                 return None
             except OSError as exc:
@@ -844,15 +918,15 @@ class ListenSocket(ProviderSocket):
                 else:
                     self._fail()
                 return None
-            sock.setblocking(False)
-            return sock
 
     def _on_acceptable(self) -> None:
         """The listening fd is readable: connections (or a failure) are waiting."""
         self._accept_from_kernel()
         self._update_reading()
 
-    def _deliver(self, sock: socket.socket, request: _Request | None) -> None:
+    def _deliver(
+        self, sock: socket.socket, request: _Request | None, peer: tuple[Any, ...] | None = None
+    ) -> None:
         """Give one connection to the first pending WskAccept, else to WskAcceptEvent (the
         callers check that one of them wants it; if neither does, it is reset)."""
         while self._accepts:
@@ -860,7 +934,7 @@ class ListenSocket(ProviderSocket):
             if op.done:  # pragma: no cover - done ops leave the queue when they complete
                 self._accepts.popleft()
                 continue
-            new = self._adopt(sock, op.accept_context, op.accept_dispatch, request)
+            new = self._adopt(sock, op.accept_context, op.accept_dispatch, request, peer)
             if new is None:
                 return  # the connection had died already; the WskAccept waits on
             self._accepts.popleft()
@@ -873,15 +947,25 @@ class ListenSocket(ProviderSocket):
             self._finish(op, NTSTATUS.STATUS_SUCCESS, new)
             return
         if self._accept_event_on():
-            self._offer(sock, request)
+            self._offer(sock, request, peer)
         else:
             _reset(sock)
 
     def _adopt(
-        self, sock: socket.socket, context: Any, dispatch: Any, request: _Request | None
+        self,
+        sock: socket.socket,
+        context: Any,
+        dispatch: Any,
+        request: _Request | None,
+        peer: tuple[Any, ...] | None = None,
     ) -> ConnectionSocket | None:
         """A new connection socket for ``sock``, opened for the client; None (and ``sock``
-        reset and closed) if the connection died before it could be delivered."""
+        reset and closed) if the connection died before it could be delivered.  ``peer``:
+        the address accept4 gave; a listener bound to a specific address gives its own as
+        the connection's local address (no syscall for either)."""
+        local = self.local
+        if local is not None and str(local[0]) in ("0.0.0.0", "::"):
+            local = None
         try:
             new = _connection_class().accepted(
                 self.client,
@@ -890,6 +974,8 @@ class ListenSocket(ProviderSocket):
                 context,
                 dispatch,
                 self.client.subsystem.options.half_open,
+                local,
+                peer,
             )
         except OSError:
             _reset(sock)
@@ -907,9 +993,11 @@ class ListenSocket(ProviderSocket):
             bool(self.events & WSK_EVENT_ACCEPT) and self.callback_for(WSK_EVENT_ACCEPT) is not None
         )
 
-    def _offer(self, sock: socket.socket, request: _Request | None) -> None:
+    def _offer(
+        self, sock: socket.socket, request: _Request | None, peer: tuple[Any, ...] | None = None
+    ) -> None:
         """WskAcceptEvent with a new socket: kept on STATUS_SUCCESS, else reset by us."""
-        new = self._adopt(sock, None, None, request)
+        new = self._adopt(sock, None, None, request, peer)
         if new is None:
             return
         assert new.local is not None

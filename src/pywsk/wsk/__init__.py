@@ -6,6 +6,7 @@ dispatch tables the provider hands out: ``ProviderNpi.Dispatch.WskSocket(...)``,
 ``Socket.Dispatch.WskDisconnect(...)``.
 """
 
+from .cmsg import *
 from .constants import *
 from .dispatch import *
 from .registration import *

@@ -43,6 +43,32 @@ __all__ = [
     "IPPROTO_TCP",
     "IPPROTO_UDP",
     "IPV6_V6ONLY",
+    "IP_PKTINFO",
+    "IP_OPTIONS",
+    "IP_ECN",
+    "IP_RECVECN",
+    "IPV6_ECN",
+    "IPV6_RECVECN",
+    "IPV6_RTHDR",
+    "IPV6_PKTINFO",
+    "IP_TTL",
+    "IPV6_UNICAST_HOPS",
+    "IP_MULTICAST_IF",
+    "IP_MULTICAST_TTL",
+    "IP_MULTICAST_LOOP",
+    "IP_ADD_MEMBERSHIP",
+    "IP_DROP_MEMBERSHIP",
+    "IPV6_MULTICAST_IF",
+    "IPV6_MULTICAST_HOPS",
+    "IPV6_MULTICAST_LOOP",
+    "IPV6_ADD_MEMBERSHIP",
+    "IPV6_DROP_MEMBERSHIP",
+    "IPV6_JOIN_GROUP",
+    "IPV6_LEAVE_GROUP",
+    "MSG_TRUNC",
+    "MSG_CTRUNC",
+    "MSG_BCAST",
+    "MSG_MCAST",
     "MAKE_WSK_VERSION",
     "NPI_WSK_INTERFACE_ID",
     "SIO_WSK_QUERY_IDEAL_SEND_BACKLOG",
@@ -223,8 +249,38 @@ TCP_MAXRT: Final = 5
 TCP_KEEPCNT: Final = 16
 TCP_KEEPINTVL: Final = 17
 
-# IPv6 level
+# IP level (ws2ipdef.h)
+IP_OPTIONS: Final = 1
+IP_TTL: Final = 4
+IP_MULTICAST_IF: Final = 9
+IP_MULTICAST_TTL: Final = 10
+IP_MULTICAST_LOOP: Final = 11
+IP_ADD_MEMBERSHIP: Final = 12
+IP_DROP_MEMBERSHIP: Final = 13
+IP_PKTINFO: Final = 19
+IP_ECN: Final = 50
+IP_RECVECN: Final = 50
+
+# IPv6 level (ws2ipdef.h)
+IPV6_UNICAST_HOPS: Final = 4
+IPV6_MULTICAST_IF: Final = 9
+IPV6_MULTICAST_HOPS: Final = 10
+IPV6_MULTICAST_LOOP: Final = 11
+IPV6_ADD_MEMBERSHIP: Final = 12
+IPV6_JOIN_GROUP: Final = IPV6_ADD_MEMBERSHIP
+IPV6_DROP_MEMBERSHIP: Final = 13
+IPV6_LEAVE_GROUP: Final = IPV6_DROP_MEMBERSHIP
+IPV6_PKTINFO: Final = 19
 IPV6_V6ONLY: Final = 27
+IPV6_RTHDR: Final = 32
+IPV6_ECN: Final = 50
+IPV6_RECVECN: Final = 50
+
+# --- receive flags (ws2def.h): WskReceiveFrom's ControlFlags, WskReceiveFromEvent's Flags ---
+MSG_TRUNC: Final = 0x0100
+MSG_CTRUNC: Final = 0x0200
+MSG_BCAST: Final = 0x0400
+MSG_MCAST: Final = 0x0800
 
 # --- IOCTLs ------------------------------------------------------------------------------
 IOC_VOID: Final = 0x20000000

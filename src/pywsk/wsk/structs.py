@@ -36,6 +36,10 @@ __all__ = [
     "PWSK_BUF",
     "WSK_DATA_INDICATION",
     "PWSK_DATA_INDICATION",
+    "WSK_BUF_LIST",
+    "PWSK_BUF_LIST",
+    "WSK_DATAGRAM_INDICATION",
+    "PWSK_DATAGRAM_INDICATION",
     "WSK_INSPECT_ID",
     "WSK_EVENT_CALLBACK_CONTROL",
     "WSK_PROVIDER_CHARACTERISTICS",
@@ -400,6 +404,35 @@ class WSK_DATA_INDICATION:
 
 
 PWSK_DATA_INDICATION = WSK_DATA_INDICATION
+
+
+@dataclass(eq=False)
+class WSK_BUF_LIST:
+    """One datagram of a WskSendMessages batch; ``Next`` chains them (NULL ends the list)."""
+
+    Next: WSK_BUF_LIST | None = None
+    Buffer: WSK_BUF = field(default_factory=WSK_BUF)
+
+
+PWSK_BUF_LIST = WSK_BUF_LIST
+
+
+@dataclass(eq=False)
+class WSK_DATAGRAM_INDICATION:
+    """One datagram of a WskReceiveFromEvent indication list.
+
+    ``ControlInfo`` is the datagram's control data in Windows layout (CMSGHDR objects, see
+    :mod:`pywsk.wsk.cmsg`) as a read-only buffer, or None; ``RemoteAddress`` the sender.
+    """
+
+    Next: WSK_DATAGRAM_INDICATION | None = None
+    Buffer: WSK_BUF = field(default_factory=WSK_BUF)
+    ControlInfo: Any = None
+    ControlInfoLength: int = 0
+    RemoteAddress: SOCKADDR | None = None
+
+
+PWSK_DATAGRAM_INDICATION = WSK_DATAGRAM_INDICATION
 
 
 @dataclass

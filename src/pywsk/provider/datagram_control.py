@@ -1,0 +1,300 @@
+"""Datagram control information and options: Windows layout in, Linux ancillary data out.
+
+What it does: :func:`parse_send_control` turns a WskSendTo / WskSendMessages ControlInfo
+buffer (CMSGHDR objects in Windows layout, :mod:`pywsk.wsk.cmsg`) into the ancillary data
+``sendmsg`` takes: IN_PKTINFO becomes Linux's ``in_pktinfo`` (its address is the source,
+``ipi_spec_dst``), IN6_PKTINFO ``in6_pktinfo``.  :func:`receive_control` turns the
+ancillary data ``recvmsg`` returned into Windows layout (the datagram's destination in
+IN_PKTINFO / IN6_PKTINFO; the ECN codepoint in IP_ECN / IPV6_ECN, from the TOS / traffic
+class Linux reports).  :data:`DATAGRAM_OPTIONS` maps the datagram options of
+WskControlSocket to Linux.
+
+What it refuses: a ControlInfoLength beyond the buffer, a header whose cmsg_len is shorter
+than a header or runs past ControlInfoLength, a PKTINFO of the wrong size or family
+(STATUS_INVALID_PARAMETER); a well-formed object of a kind Linux cannot send
+(STATUS_NOT_SUPPORTED).
+
+What always holds: nothing is written outside the buffer and length the caller gave.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+from typing import Any, Final
+
+from ..nt.status import NTSTATUS
+from ..wsk.cmsg import (
+    CMSGHDR,
+    IN6_PKTINFO,
+    IN_PKTINFO,
+    WSA_CMSG_LEN,
+    WSA_CMSG_SPACE,
+    WSA_CMSGHDR_ALIGN,
+)
+from ..wsk.constants import (
+    AF_INET,
+    AF_INET6,
+    IP_ADD_MEMBERSHIP,
+    IP_DROP_MEMBERSHIP,
+    IP_ECN,
+    IP_MULTICAST_IF,
+    IP_MULTICAST_LOOP,
+    IP_MULTICAST_TTL,
+    IP_PKTINFO,
+    IP_RECVECN,
+    IP_TTL,
+    IPPROTO_IP,
+    IPPROTO_IPV6,
+    IPV6_ADD_MEMBERSHIP,
+    IPV6_DROP_MEMBERSHIP,
+    IPV6_ECN,
+    IPV6_MULTICAST_HOPS,
+    IPV6_MULTICAST_IF,
+    IPV6_MULTICAST_LOOP,
+    IPV6_PKTINFO,
+    IPV6_RECVECN,
+    IPV6_UNICAST_HOPS,
+    MSG_CTRUNC,
+    SO_BROADCAST,
+    SOL_SOCKET,
+    WskGetOption,
+    WskSetOption,
+)
+from . import linux
+from .base import read_in
+
+__all__ = [
+    "canonical",
+    "datagram_option",
+    "send_status",
+    "LINUX_IPV6_RECVERR",
+    "LINUX_IP_RECVERR",
+    "LINUX_MSG_ERRQUEUE",
+    "DATAGRAM_OPTIONS",
+    "MEMBERSHIP",
+    "Ancillary",
+    "parse_send_control",
+    "receive_control",
+]
+
+Ancillary = list[tuple[int, int, bytes]]
+
+# Linux's numbers (include/uapi/linux/in.h, in6.h, socket.h) where Python 3.11 lacks a name.
+LINUX_IP_PKTINFO: Final = getattr(socket, "IP_PKTINFO", 8)
+LINUX_IP_RECVERR: Final = getattr(socket, "IP_RECVERR", 11)
+LINUX_IPV6_RECVERR: Final = getattr(socket, "IPV6_RECVERR", 25)
+LINUX_MSG_ERRQUEUE: Final = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+
+_HEADER: Final = CMSGHDR.SIZE
+_DATA: Final = WSA_CMSG_LEN(0)
+
+#: (Windows level, option) -> (Linux level, Linux option, family it needs or 0).  Values are
+#: ULONGs both ways.  IP_PKTINFO / IPV6_PKTINFO turn on reporting the destination.
+DATAGRAM_OPTIONS: Final[dict[tuple[int, int], tuple[int, int, int]]] = {
+    (SOL_SOCKET, SO_BROADCAST): (socket.SOL_SOCKET, socket.SO_BROADCAST, 0),
+    (IPPROTO_IP, IP_TTL): (socket.IPPROTO_IP, socket.IP_TTL, AF_INET),
+    (IPPROTO_IP, IP_MULTICAST_TTL): (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, AF_INET),
+    (IPPROTO_IP, IP_MULTICAST_LOOP): (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, AF_INET),
+    (IPPROTO_IP, IP_PKTINFO): (socket.IPPROTO_IP, LINUX_IP_PKTINFO, 0),
+    # ECN: Linux reports the whole TOS / traffic class; the provider keeps its ECN bits.
+    (IPPROTO_IP, IP_RECVECN): (socket.IPPROTO_IP, socket.IP_RECVTOS, 0),
+    (IPPROTO_IPV6, IPV6_RECVECN): (socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, AF_INET6),
+    (IPPROTO_IPV6, IPV6_UNICAST_HOPS): (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, AF_INET6),
+    (IPPROTO_IPV6, IPV6_MULTICAST_HOPS): (
+        socket.IPPROTO_IPV6,
+        socket.IPV6_MULTICAST_HOPS,
+        AF_INET6,
+    ),
+    (IPPROTO_IPV6, IPV6_MULTICAST_LOOP): (
+        socket.IPPROTO_IPV6,
+        socket.IPV6_MULTICAST_LOOP,
+        AF_INET6,
+    ),
+    (IPPROTO_IPV6, IPV6_MULTICAST_IF): (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, AF_INET6),
+    (IPPROTO_IPV6, IPV6_PKTINFO): (socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, AF_INET6),
+}
+
+#: Options whose input is a structure passed through unchanged (IP_MREQ / IPV6_MREQ and
+#: IP_MULTICAST_IF's IN_ADDR have Linux's layout): option -> (Linux level, name, size, family).
+MEMBERSHIP: Final[dict[tuple[int, int], tuple[int, int, int, int]]] = {
+    (IPPROTO_IP, IP_ADD_MEMBERSHIP): (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, 8, AF_INET),
+    (IPPROTO_IP, IP_DROP_MEMBERSHIP): (socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, 8, AF_INET),
+    (IPPROTO_IP, IP_MULTICAST_IF): (socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4, AF_INET),
+    (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP): (
+        socket.IPPROTO_IPV6,
+        socket.IPV6_JOIN_GROUP,
+        20,
+        AF_INET6,
+    ),
+    (IPPROTO_IPV6, IPV6_DROP_MEMBERSHIP): (
+        socket.IPPROTO_IPV6,
+        socket.IPV6_LEAVE_GROUP,
+        20,
+        AF_INET6,
+    ),
+}
+
+
+def control_bytes(ControlInfo: Any, length: int) -> memoryview | int:
+    """The first ``length`` bytes of a ControlInfo buffer (or of a CMSGHDR's buffer from its
+    offset), or the status refusing it."""
+    if length == 0:
+        return memoryview(b"")
+    if ControlInfo is None or length < 0:
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    try:
+        if isinstance(ControlInfo, CMSGHDR):
+            view = ControlInfo.buffer[ControlInfo.offset :]
+        else:
+            view = memoryview(ControlInfo).cast("B")
+    except (TypeError, ValueError):
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    if length > len(view):
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    return view[:length]
+
+
+def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) -> Ancillary | int:
+    """ControlInfo (Windows layout) -> Linux ancillary data, or the status refusing it."""
+    raw = control_bytes(ControlInfo, ControlInfoLength)
+    if isinstance(raw, int):
+        return raw
+    out: Ancillary = []
+    offset = 0
+    while offset + _HEADER <= len(raw):
+        cmsg_len, level, kind = struct.unpack_from("<Qii", raw, offset)
+        if cmsg_len < _DATA or offset + cmsg_len > len(raw):
+            return NTSTATUS.STATUS_INVALID_PARAMETER  # a malformed CMSGHDR
+        data = bytes(raw[offset + _DATA : offset + cmsg_len])
+        if not data:
+            pass  # an empty object (WireGuard's driver appends one after PKTINFO): no effect
+        elif (level, kind) == (IPPROTO_IP, IP_PKTINFO):
+            if family != AF_INET or len(data) != ctypes.sizeof(IN_PKTINFO):
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            info = IN_PKTINFO.from_buffer_copy(data)
+            # Linux: struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr
+            # ipi_addr; } - the source address goes in ipi_spec_dst.
+            linux = struct.pack("=i4s4s", info.ipi_ifindex, bytes(info.ipi_addr), b"\0" * 4)
+            out.append((socket.IPPROTO_IP, LINUX_IP_PKTINFO, linux))
+        elif (level, kind) == (IPPROTO_IPV6, IPV6_PKTINFO):
+            if family != AF_INET6 or len(data) != ctypes.sizeof(IN6_PKTINFO):
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            info6 = IN6_PKTINFO.from_buffer_copy(data)
+            linux = bytes(info6.ipi6_addr) + struct.pack("=i", info6.ipi6_ifindex)
+            out.append((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, linux))
+        elif (level, kind) in ((IPPROTO_IP, IP_ECN), (IPPROTO_IPV6, IPV6_ECN)):
+            # An INT codepoint (0..3) -> Linux IP_TOS / IPV6_TCLASS (the ECN bits only).
+            if len(data) != 4 or not 0 <= int.from_bytes(data, "little") <= 3:
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            if (level == IPPROTO_IP) != (family == AF_INET):
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            linux_kind = socket.IP_TOS if level == IPPROTO_IP else socket.IPV6_TCLASS
+            out.append((level, linux_kind, struct.pack("=i", int.from_bytes(data, "little"))))
+        else:
+            return NTSTATUS.STATUS_NOT_SUPPORTED
+        offset += WSA_CMSGHDR_ALIGN(cmsg_len)
+    return out
+
+
+def ancillary_space() -> int:
+    """Room for the ancillary data a datagram can carry here (both PKTINFO kinds)."""
+    return socket.CMSG_SPACE(12) + socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(4)
+
+
+def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
+    """Linux ancillary data of a received datagram -> CMSGHDR objects in Windows layout."""
+    out = bytearray()
+    for level, kind, data in ancdata:
+        if (level, kind) == (socket.IPPROTO_IP, LINUX_IP_PKTINFO) and len(data) >= 12:
+            ifindex, _spec, destination = struct.unpack_from("=i4s4s", data)
+            body = bytes(IN_PKTINFO((ctypes.c_ubyte * 4)(*destination), ifindex))
+            out += _object(IPPROTO_IP, IP_PKTINFO, body)
+        elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO) and len(data) >= 20:
+            (ifindex,) = struct.unpack_from("=i", data, 16)
+            body = bytes(IN6_PKTINFO((ctypes.c_ubyte * 16)(*data[:16]), ifindex))
+            out += _object(IPPROTO_IPV6, IPV6_PKTINFO, body)
+        elif (level, kind) == (socket.IPPROTO_IP, socket.IP_TOS) and data:
+            out += _object(IPPROTO_IP, IP_ECN, struct.pack("<i", data[0] & 3))
+        elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_TCLASS) and len(data) >= 4:
+            (tclass,) = struct.unpack_from("=i", data)
+            out += _object(IPPROTO_IPV6, IPV6_ECN, struct.pack("<i", tclass & 3))
+    return bytes(out)
+
+
+def _object(level: int, kind: int, body: bytes) -> bytes:
+    header = struct.pack("<Qii", WSA_CMSG_LEN(len(body)), level, kind)
+    return (header + body).ljust(WSA_CMSG_SPACE(len(body)), b"\0")
+
+
+def deliver_control(control: bytes, ControlLength: Any, ControlInfo: Any) -> int:
+    """Copy whole control objects into the client's ControlInfo (at most
+    ``ControlLength.value`` bytes), set ControlLength to the bytes written; returns
+    MSG_CTRUNC if some did not fit, else 0."""
+    if ControlLength is None:
+        return MSG_CTRUNC if control else 0
+    room = int(ControlLength.value)
+    target = control_bytes(ControlInfo, room) if ControlInfo is not None else memoryview(b"")
+    if isinstance(target, int) or target.readonly:
+        target = memoryview(b"")
+    written = 0
+    offset = 0
+    truncated = 0
+    while offset < len(control):
+        (cmsg_len,) = struct.unpack_from("<Q", control, offset)
+        step = WSA_CMSGHDR_ALIGN(cmsg_len)
+        if written + cmsg_len > len(target):
+            truncated = MSG_CTRUNC
+            break
+        size = min(step, len(target) - written)
+        target[written : written + size] = control[offset : offset + size]
+        written += size
+        offset += step
+    ControlLength.value = written
+    return truncated
+
+
+def datagram_option(
+    sock: socket.socket, family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any
+) -> tuple[int, int] | None:
+    """A datagram option of WskControlSocket: (status, value got), or None if it is not one."""
+    try:
+        if (level, code) in MEMBERSHIP and kind == WskSetOption:
+            linux_level, name, size, needs = MEMBERSHIP[(level, code)]
+            raw = control_bytes(in_buf, in_size)
+            if family != needs or isinstance(raw, int) or in_size != size:
+                return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+            sock.setsockopt(linux_level, name, bytes(raw))
+            return NTSTATUS.STATUS_SUCCESS, 0
+        option = DATAGRAM_OPTIONS.get((level, code))
+        if option is None or kind not in (WskSetOption, WskGetOption):
+            return None
+        linux_level, name, needs = option
+        if needs and needs != family:
+            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+        if kind == WskGetOption:
+            return NTSTATUS.STATUS_SUCCESS, sock.getsockopt(linux_level, name)
+        value = read_in(in_buf, in_size)
+        if value is None:
+            return NTSTATUS.STATUS_INVALID_PARAMETER, 0
+        sock.setsockopt(linux_level, name, value)
+        return NTSTATUS.STATUS_SUCCESS, 0
+    except OSError as exc:
+        return linux.status_from_errno(exc.errno), 0
+
+
+def send_status(err: int | None) -> int:
+    """A failed send's status; EMSGSIZE (more than the largest UDP payload) is Windows'
+    WSAEMSGSIZE, STATUS_INVALID_BUFFER_SIZE."""
+    if err == errno.EMSGSIZE:
+        return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
+    return linux.status_from_errno(err)
+
+
+def canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
+    return (host, *address[1:])
