@@ -192,13 +192,13 @@ static VOID Worker(PVOID StartContext)
                     Close(CONTAINING_RECORD(Entry, CONNECTION, Link));
                 break;
             case WorkFree:
+                IoFreeIrp(Connection->Irp);
                 KeAcquireSpinLock(&Server.Lock, &Irql);
                 RemoveEntryList(&Connection->Link);
-                BOOLEAN Empty = IsListEmpty(&Server.Connections);
+                if (IsListEmpty(&Server.Connections))   /* under the lock: an accept clears it */
+                    KeSetEvent(&Server.AllClosed, IO_NO_INCREMENT, FALSE);
                 KeReleaseSpinLock(&Server.Lock, Irql);
-                IoFreeIrp(Connection->Irp);
                 ExFreePoolWithTag(Connection, ECHO_TAG);
-                if (Empty) KeSetEvent(&Server.AllClosed, IO_NO_INCREMENT, FALSE);
                 break;
             case WorkStop:
                 ExFreePoolWithTag(Work, ECHO_TAG);
