@@ -28,6 +28,7 @@ typedef struct _CONNECTION {
     LIST_ENTRY Link;                    /* in Server.Connections */
     PWSK_SOCKET Socket;
     LONG Retained;                      /* indication lists not yet released */
+    LONG Pending;                       /* work items queued for it, not yet done */
     BOOLEAN CloseWanted;
     BOOLEAN Disconnecting;              /* a WskDisconnect on Irp is under way */
     BOOLEAN Closing;
@@ -80,6 +81,7 @@ static VOID Queue(WORK_KIND Kind, PCONNECTION Connection, PWSK_DATA_INDICATION I
     Work->Kind = Kind;
     Work->Connection = Connection;
     Work->Indication = Indication;
+    if (Connection != NULL) InterlockedIncrement(&Connection->Pending);
     Post(Work);
 }
 
@@ -170,6 +172,11 @@ static VOID Worker(PVOID StartContext)
             PCONNECTION Connection = Work->Connection;
             switch (Work->Kind) {
             case WorkEcho:
+                if (Connection->Closing) {     /* too late to echo: give the list back */
+                    Work->Kind = WorkRelease;
+                    Post(Work);
+                    continue;
+                }
                 Echo(Work);
                 continue;               /* the last send completion posts it again */
             case WorkRelease:
@@ -192,6 +199,10 @@ static VOID Worker(PVOID StartContext)
                     Close(CONTAINING_RECORD(Entry, CONNECTION, Link));
                 break;
             case WorkFree:
+                if (InterlockedCompareExchange(&Connection->Pending, 0, 0) > 1) {
+                    Post(Work);                 /* after the work still queued for it */
+                    continue;
+                }
                 IoFreeIrp(Connection->Irp);
                 KeAcquireSpinLock(&Server.Lock, &Irql);
                 RemoveEntryList(&Connection->Link);
@@ -199,12 +210,14 @@ static VOID Worker(PVOID StartContext)
                     KeSetEvent(&Server.AllClosed, IO_NO_INCREMENT, FALSE);
                 KeReleaseSpinLock(&Server.Lock, Irql);
                 ExFreePoolWithTag(Connection, ECHO_TAG);
-                break;
+                ExFreePoolWithTag(Work, ECHO_TAG);
+                continue;
             case WorkStop:
                 ExFreePoolWithTag(Work, ECHO_TAG);
                 PsTerminateSystemThread(STATUS_SUCCESS);
                 return;
             }
+            if (Connection != NULL) InterlockedDecrement(&Connection->Pending);
             ExFreePoolWithTag(Work, ECHO_TAG);
         }
     }
