@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "verifier": 4,
     "cli": 4,
     "testing": 4,
+    "cdriver": 4,
     "samples": 4,
     "__main__": 4,
 }

@@ -83,7 +83,7 @@ def test_the_readme_keeps_the_set_up_commands() -> None:
 
 
 def test_extras_are_what_a_wheel_can_honour() -> None:
-    assert set(PROJECT["optional-dependencies"]) == {"trio", "anyio"}
+    assert set(PROJECT["optional-dependencies"]) == {"trio", "anyio", "c"}
     groups = PYPROJECT["dependency-groups"]
     assert {"test", "docs", "bench"} <= set(groups)
     # Nothing of the checkout is in the wheel, so what only the checkout uses is a group.

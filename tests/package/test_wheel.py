@@ -119,6 +119,12 @@ def test_the_wheel_is_pure_python_and_typed(built: Built) -> None:
         names = set(wheel.namelist())
     assert "pywsk/py.typed" in names
     assert "pywsk/__main__.py" in names
+    # The C drivers' headers and runtime sources (pywsk driver build compiles them).
+    assert {
+        "pywsk/cdriver/include/wsk.h",
+        "pywsk/cdriver/runtime.c",
+        "pywsk/cdriver/bridge.h",
+    } <= names
     assert f"pywsk-{VERSION}.dist-info/licenses/LICENSE" in names
     packages = {n.split("/")[1] for n in names if n.startswith("pywsk/") and n.count("/") > 1}
     assert packages >= {"nt", "wsk", "core", "provider", "aio", "verifier", "cli", "testing"}
@@ -142,6 +148,8 @@ def test_the_sdist_carries_the_checkout(built: Built) -> None:
         "docs/layers.md",
         "examples/echosrv.py",
         "benchmarks/cnet.c",
+        "examples/c/echosrv.c",
+        "tests/cdriver/misuse.c",
         "scripts/run",
     ):
         assert needed in names, needed
@@ -165,7 +173,7 @@ def test_the_metadata(built: Built) -> None:
     classifiers = set(meta.get_all("Classifier") or [])
     assert classifiers >= REQUIRED_CLASSIFIERS
     # Extras a wheel can honour, and nothing else.
-    assert set(meta.get_all("Provides-Extra") or []) == {"trio", "anyio"}
+    assert set(meta.get_all("Provides-Extra") or []) == {"trio", "anyio", "c"}
 
 
 def test_the_classifiers_are_known_to_the_index(built: Built) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .driver import driver as driver_command
 from .options import (
     SECONDS,
     After,
@@ -155,6 +156,9 @@ def cli(verbose: bool) -> None:
     """
     if verbose:
         log_to_stderr()
+
+
+cli.add_command(driver_command)
 
 
 # --- demo -----------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Tests of C drivers run against pywsk (pywsk.cdriver, pywsk driver)."""

@@ -1,0 +1,152 @@
+/* features.c - a test driver that uses the runtime's less common parts and checks what it
+ * sees: each exported function returns STATUS_SUCCESS, or the status of the first check
+ * that failed (with a DbgPrint naming it). */
+#include <ntddk.h>
+#include <wsk.h>
+
+#define TAG 'taeF'
+#define CHECK(c) do { if (!(c)) { DbgPrint("features: check failed: %s (line %d)\n", #c, __LINE__); return STATUS_UNSUCCESSFUL; } } while (0)
+
+static WSK_REGISTRATION Registration;
+static WSK_PROVIDER_NPI ProviderNpi;
+static const WSK_CLIENT_DISPATCH ClientDispatch = { MAKE_WSK_VERSION(1, 0), 0, NULL };
+
+static NTSTATUS Signal(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context)
+{
+    UNREFERENCED_PARAMETER(DeviceObject);
+    UNREFERENCED_PARAMETER(Irp);
+    KeSetEvent((PKEVENT)Context, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+static NTSTATUS Wait(NTSTATUS Status, PIRP Irp, PKEVENT Event)
+{
+    if (Status == STATUS_PENDING) KeWaitForSingleObject(Event, Executive, KernelMode, FALSE, NULL);
+    return Irp->IoStatus.Status;
+}
+
+/* Interlocked, lists, SLists, spin locks, KeWaitForMultipleObjects. */
+NTSTATUS Primitives(void)
+{
+    LONG Count = 0;
+    CHECK(InterlockedIncrement(&Count) == 1);
+    CHECK(InterlockedCompareExchange(&Count, 5, 1) == 1 && Count == 5);
+    CHECK(InterlockedExchangeAdd(&Count, 2) == 5 && Count == 7);
+
+    LIST_ENTRY Head, A, B;
+    InitializeListHead(&Head);
+    InsertTailList(&Head, &A);
+    InsertTailList(&Head, &B);
+    CHECK(RemoveHeadList(&Head) == &A && !IsListEmpty(&Head));
+
+    SLIST_HEADER SHead;
+    SLIST_ENTRY S1, S2;
+    InitializeSListHead(&SHead);
+    InterlockedPushEntrySList(&SHead, &S1);
+    InterlockedPushEntrySList(&SHead, &S2);
+    CHECK(QueryDepthSList(&SHead) == 2 && InterlockedPopEntrySList(&SHead) == &S2);
+
+    KSPIN_LOCK Lock;
+    KIRQL Old;
+    KeInitializeSpinLock(&Lock);
+    KeAcquireSpinLock(&Lock, &Old);
+    CHECK(KeGetCurrentIrql() == DISPATCH_LEVEL);
+    KeReleaseSpinLock(&Lock, Old);
+    CHECK(KeGetCurrentIrql() == PASSIVE_LEVEL);
+
+    KEVENT E1, E2;
+    PVOID Objects[2] = { &E1, &E2 };
+    LARGE_INTEGER Zero;
+    Zero.QuadPart = 0;
+    KeInitializeEvent(&E1, NotificationEvent, FALSE);
+    KeInitializeEvent(&E2, SynchronizationEvent, TRUE);
+    CHECK(KeWaitForMultipleObjects(2, Objects, WaitAny, Executive, KernelMode, FALSE, &Zero, NULL) == STATUS_WAIT_0 + 1);
+    CHECK(KeWaitForMultipleObjects(2, Objects, WaitAny, Executive, KernelMode, FALSE, &Zero, NULL) == STATUS_TIMEOUT);
+    CHECK(KeReadStateEvent(&E2) == 0);
+
+    UNICODE_STRING U1 = RTL_CONSTANT_STRING(u"Wsk"), U2;
+    RtlInitUnicodeString(&U2, u"wsk");
+    CHECK(U1.Length == 6 && RtlEqualUnicodeString(&U1, &U2, TRUE) && !RtlEqualUnicodeString(&U1, &U2, FALSE));
+    return STATUS_SUCCESS;
+}
+
+/* An IRP in the driver's own pool memory (IoInitializeIrp), and an MDL chain of two MDLs
+ * linked by Next, sent in one WskSend: the peer must get "hello world". */
+NTSTATUS ChainSend(USHORT Port)
+{
+    WSK_CLIENT_NPI ClientNpi = { NULL, &ClientDispatch };
+    SOCKADDR_IN Local, Remote;
+    KEVENT Event;
+    NTSTATUS Status = WskRegister(&ClientNpi, &Registration);
+    CHECK(NT_SUCCESS(Status));
+    CHECK(NT_SUCCESS(WskCaptureProviderNPI(&Registration, WSK_INFINITE_WAIT, &ProviderNpi)));
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+
+    USHORT Size = IoSizeOfIrp(1);
+    PIRP Irp = ExAllocatePoolWithTag(NonPagedPoolNx, Size, TAG);
+    CHECK(Irp != NULL);
+    IoInitializeIrp(Irp, Size, 1);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    IN4ADDR_SETLOOPBACK(&Local);
+    IN4ADDR_SETLOOPBACK(&Remote);
+    Remote.sin_port = RtlUshortByteSwap(Port);
+    Status = Wait(ProviderNpi.Dispatch->WskSocketConnect(ProviderNpi.Client, SOCK_STREAM, IPPROTO_TCP,
+        (PSOCKADDR)&Local, (PSOCKADDR)&Remote, 0, NULL, NULL, NULL, NULL, NULL, Irp), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    PWSK_SOCKET Socket = (PWSK_SOCKET)Irp->IoStatus.Information;
+    PWSK_PROVIDER_CONNECTION_DISPATCH Dispatch = (PWSK_PROVIDER_CONNECTION_DISPATCH)Socket->Dispatch;
+
+    static char First[] = "hello ", Second[] = "world";
+    PMDL Mdl1 = IoAllocateMdl(First, 6, FALSE, FALSE, NULL);
+    PMDL Mdl2 = IoAllocateMdl(Second, 5, FALSE, FALSE, NULL);
+    MmBuildMdlForNonPagedPool(Mdl1);
+    MmBuildMdlForNonPagedPool(Mdl2);
+    Mdl1->Next = Mdl2;
+    CHECK(MmGetMdlByteCount(Mdl1) == 6 && MmGetSystemAddressForMdlSafe(Mdl2, NormalPagePriority) == Second);
+    WSK_BUF Buffer = { Mdl1, 0, 11 };
+    KeResetEvent(&Event);
+    IoReuseIrp(Irp, STATUS_UNSUCCESSFUL);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    Status = Wait(Dispatch->WskSend(Socket, &Buffer, 0, Irp), Irp, &Event);
+    CHECK(NT_SUCCESS(Status) && Irp->IoStatus.Information == 11);
+
+    KeResetEvent(&Event);                   /* graceful: the peer reads to its end */
+    IoReuseIrp(Irp, STATUS_UNSUCCESSFUL);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    Status = Wait(Dispatch->WskDisconnect(Socket, NULL, 0, Irp), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+
+    KeResetEvent(&Event);
+    IoReuseIrp(Irp, STATUS_UNSUCCESSFUL);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    Status = Wait(Dispatch->WskCloseSocket(Socket, Irp), Irp, &Event);
+    IoFreeMdl(Mdl1);
+    IoFreeMdl(Mdl2);
+    ExFreePoolWithTag(Irp, TAG);           /* frees the IRP made in it */
+    WskReleaseProviderNPI(&Registration);
+    WskDeregister(&Registration);
+    return Status;
+}
+
+/* A call not implemented for C yet still completes its IRP, with a clear status. */
+NTSTATUS NameInfo(void)
+{
+    WSK_CLIENT_NPI ClientNpi = { NULL, &ClientDispatch };
+    KEVENT Event;
+    SOCKADDR_IN Address;
+    CHECK(NT_SUCCESS(WskRegister(&ClientNpi, &Registration)));
+    CHECK(NT_SUCCESS(WskCaptureProviderNPI(&Registration, WSK_INFINITE_WAIT, &ProviderNpi)));
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    IN4ADDR_SETLOOPBACK(&Address);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    NTSTATUS Returned = ProviderNpi.Dispatch->WskGetNameInfo(ProviderNpi.Client, (PSOCKADDR)&Address,
+        sizeof Address, NULL, NULL, 0, NULL, NULL, Irp);
+    NTSTATUS Status = Wait(Returned, Irp, &Event);
+    CHECK(KeReadStateEvent(&Event) != 0);  /* the completion routine ran */
+    IoFreeIrp(Irp);
+    WskReleaseProviderNPI(&Registration);
+    WskDeregister(&Registration);
+    CHECK(Returned == Status);
+    return Status;
+}
