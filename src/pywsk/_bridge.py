@@ -38,12 +38,11 @@ from __future__ import annotations
 import atexit
 import enum
 import ipaddress
-import sys
 import threading
-import types
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
+from ._log import report_unraisable as _report_unraisable
 from .errors import NtStatusError, error_from_status
 from .nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from .nt.irp import (
@@ -262,17 +261,9 @@ def session() -> Session:
 
 
 def report_unraisable(exc: BaseException, message: str, obj: object) -> None:
-    """Report an exception nobody can catch (printed; a test failure under pytest).  The
-    provider's twin, engine.report_exception, is out of reach: these layers never import
-    the provider (tests/aio/test_pywsk_errors.py)."""
-    hook_args = types.SimpleNamespace(
-        exc_type=type(exc),
-        exc_value=exc,
-        exc_traceback=exc.__traceback__,
-        err_msg=message,
-        object=obj,
-    )
-    sys.unraisablehook(hook_args)  # type: ignore[arg-type, unused-ignore]
+    """Report an exception nobody can catch (printed; a test failure under pytest), with
+    the same real ``UnraisableHookArgs`` as the provider (:mod:`pywsk._log`)."""
+    _report_unraisable(exc, message, obj)
 
 
 class Call:

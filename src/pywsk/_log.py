@@ -34,12 +34,20 @@ so an application that configures no logging sees nothing.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Generator
 from typing import Any, Protocol, TypeVar
 
 from .nt.status import NT_SUCCESS, NTSTATUS, status_name
 
-__all__ = ["log_connect", "log_operation", "log_settled", "logged_connect", "socket_id"]
+__all__ = [
+    "log_connect",
+    "log_operation",
+    "log_settled",
+    "logged_connect",
+    "report_unraisable",
+    "socket_id",
+]
 
 
 def socket_id(sock: object | None) -> str | None:
@@ -155,3 +163,41 @@ def log_settled(logger: logging.Logger, core: _Connection, call: _Call, what: st
     else:
         detail = ""
     log_operation(logger, call.name, core.socket, call.status, detail)
+
+
+def _unraisable_type() -> type:
+    """The type ``sys.unraisablehook`` is documented to receive (not exported by ``sys``):
+    taken from one unraisable exception raised and caught on purpose, once."""
+    found: list[type] = []
+    previous = sys.unraisablehook
+
+    def catch(args: Any) -> None:
+        found.append(type(args))
+
+    class _Probe:
+        def __del__(self) -> None:
+            raise RuntimeError("pywsk: probing the unraisable-hook argument type")
+
+    sys.unraisablehook = catch
+    try:
+        _Probe()
+    finally:
+        sys.unraisablehook = previous
+    return found[0]
+
+
+_UnraisableHookArgs = _unraisable_type()
+
+
+def report_unraisable(exc: BaseException, message: str, obj: object) -> None:
+    """Report an exception nobody can catch, without stopping the thread that saw it.
+
+    Goes to ``sys.unraisablehook`` with a real ``UnraisableHookArgs`` (printed by default,
+    a test failure under pytest).  A hook that itself fails is reported by Python's default
+    hook, so nothing escapes.
+    """
+    hook_args = _UnraisableHookArgs((type(exc), exc, exc.__traceback__, message, obj))
+    try:
+        sys.unraisablehook(hook_args)
+    except BaseException:
+        sys.__unraisablehook__(hook_args)

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.connection import OpKind
+from ..nt import hooks
 from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine, begin_request
 from ..nt.irql import DISPATCH_LEVEL, running_at
+from ..nt.mdl import mdl_chain_views, mdl_chain_writable, mdl_is_locked
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET6,
@@ -57,7 +59,7 @@ from ..wsk.constants import (
     WskIoctl,
     WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
+from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from . import linux
 from .arguments import INT_MAX
 from .engine import Engine, report_exception
@@ -217,6 +219,20 @@ class ProviderSocket(WSK_SOCKET):
         if op.irp.CancelRoutine is not None:  # only this socket installs one, under its lock
             IoSetCancelRoutine(op.irp, None)
         self.engine.complete(op.irp, status, op.transferred if information is None else information)
+
+    def _views(self, Buffer: WSK_BUF | None, writable: bool = False) -> list[memoryview] | None:
+        """The client's buffer as views (every MDL locked or built for non-paged pool, and
+        writable for a receive; ``Offset`` + ``Length`` inside the chain), or None."""
+        if not isinstance(Buffer, WSK_BUF):
+            return None
+        if Buffer.Mdl is not None and not mdl_is_locked(Buffer.Mdl):
+            return None
+        if writable and Buffer.Mdl is not None and not mdl_chain_writable(Buffer.Mdl):
+            return None
+        views = mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
+        if views is None and hooks.observer is not None:
+            hooks.observer.event("wsk-buf-out-of-range", self, buffer=Buffer)
+        return views
 
     def unsupported(self, Irp: IRP) -> int:
         """A function this provider does not implement: STATUS_NOT_SUPPORTED, IRP completed."""

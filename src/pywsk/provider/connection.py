@@ -62,9 +62,6 @@ from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
     MmBuildMdlForNonPagedPool,
-    mdl_chain_views,
-    mdl_chain_writable,
-    mdl_is_locked,
 )
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -445,18 +442,6 @@ class ConnectionSocket(ProviderSocket):
         )
         self._finish(op, status, 0)
         return status
-
-    def _views(self, Buffer: WSK_BUF | None, writable: bool = False) -> list[memoryview] | None:
-        if Buffer is None:
-            return None
-        if Buffer.Mdl is not None and not mdl_is_locked(Buffer.Mdl):
-            return None
-        if writable and Buffer.Mdl is not None and not mdl_chain_writable(Buffer.Mdl):
-            return None
-        views = mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
-        if views is None and hooks.observer is not None:
-            hooks.observer.event("wsk-buf-out-of-range", self, buffer=Buffer)
-        return views
 
     def _transmit(self, op: Op) -> bool:
         """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""

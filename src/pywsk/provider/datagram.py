@@ -36,15 +36,11 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..core.connection import OpKind
-from ..nt import hooks
 from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
     MmBuildMdlForNonPagedPool,
-    mdl_chain_views,
-    mdl_chain_writable,
-    mdl_is_locked,
 )
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -241,18 +237,6 @@ class DatagramSocket(ProviderSocket):
         return self._fill(LocalAddress, self.sock.getsockname(), Irp)
 
     # --- sending -----------------------------------------------------------------------------
-    def _views(self, Buffer: WSK_BUF | None, writable: bool = False) -> list[memoryview] | None:
-        if not isinstance(Buffer, WSK_BUF):
-            return None
-        if Buffer.Mdl is not None and not mdl_is_locked(Buffer.Mdl):
-            return None
-        if writable and Buffer.Mdl is not None and not mdl_chain_writable(Buffer.Mdl):
-            return None
-        views = mdl_chain_views(Buffer.Mdl, Buffer.Offset, Buffer.Length)
-        if views is None and hooks.observer is not None:
-            hooks.observer.event("wsk-buf-out-of-range", self, buffer=Buffer)
-        return views
-
     def _destination(self, RemoteAddress: SOCKADDR | None) -> tuple[Any, ...] | int:
         if RemoteAddress is None:
             if self.sendto_address is not None:

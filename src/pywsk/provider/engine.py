@@ -40,12 +40,12 @@ import heapq
 import itertools
 import os
 import select
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+from .._log import report_unraisable
 from ..nt import dpc, hooks
 from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest, IoMarkIrpPending
 from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
@@ -487,41 +487,7 @@ def _nothing() -> None:
     """Posted to wake the provider thread (a new timer)."""
 
 
-def _unraisable_type() -> type:
-    """The type ``sys.unraisablehook`` is documented to receive (not exported by ``sys``):
-    taken from one unraisable exception raised and caught on purpose, once."""
-    found: list[type] = []
-    previous = sys.unraisablehook
-
-    def catch(args: Any) -> None:
-        found.append(type(args))
-
-    class _Probe:
-        def __del__(self) -> None:
-            raise RuntimeError("pywsk: probing the unraisable-hook argument type")
-
-    sys.unraisablehook = catch
-    try:
-        _Probe()
-    finally:
-        sys.unraisablehook = previous
-    return found[0]
-
-
-_UnraisableHookArgs: Final = _unraisable_type()
-
-
 def report_exception(exc: BaseException, where: str, obj: object) -> None:
-    """Report an exception from client code without stopping the provider.
-
-    Goes to ``sys.unraisablehook`` with a real ``UnraisableHookArgs`` (printed by default,
-    a test failure under pytest).  A hook that itself fails is reported by Python's default
-    hook, so nothing escapes into the provider.
-    """
-    hook_args = _UnraisableHookArgs(
-        (type(exc), exc, exc.__traceback__, f"pywsk: exception {where}", obj)
-    )
-    try:
-        sys.unraisablehook(hook_args)
-    except BaseException:
-        sys.__unraisablehook__(hook_args)
+    """Report an exception from client code without stopping the provider
+    (:func:`pywsk._log.report_unraisable`: a real ``UnraisableHookArgs``)."""
+    report_unraisable(exc, f"pywsk: exception {where}", obj)
