@@ -223,3 +223,41 @@ def test_two_threads_on_one_socket_and_a_cancel_race(
     peer.shutdown(socket.SHUT_WR)
     echoer.join(WAIT)
     peer.close()
+
+
+def test_a_connect_whose_peer_resets_at_once_succeeds_then_reports_the_reset(
+    wsk: WskTestClient,
+) -> None:
+    """The handshake completes in the kernel; the peer sends and resets before the provider
+    thread sees the connect's edge (held up on purpose): the connect succeeded - a refused
+    SYN would be ECONNREFUSED - the data comes first, then the reset."""
+    from pywsk.nt import STATUS_CONNECTION_RESET
+    from pywsk.wsk import AF_INET, sockaddr_from_tuple
+
+    server = socket.create_server(("127.0.0.1", 0))
+    with server:
+        sock = wsk.socket(AF_INET).information
+        d = wsk.dispatch(sock)
+        bind = wsk.call("WskBind", d.WskBind, sock, sockaddr_from_tuple(("127.0.0.1", 0)), 0)
+        assert bind.status == STATUS_SUCCESS
+        with ProviderHeld():
+            connect = wsk.start(
+                "WskConnect", d.WskConnect, sock, sockaddr_from_tuple(server.getsockname()), 0
+            )
+            if connect.returned == STATUS_PENDING:
+                peer, _ = server.accept()
+                peer.sendall(b"early")
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                peer.close()  # RST
+            else:  # pragma: no cover - loopback answered within connect() itself
+                server.accept()[0].close()
+        connect.wait(WAIT)
+        assert connect.status == STATUS_SUCCESS
+        if connect.returned == STATUS_PENDING:
+            first, pool = wsk.receive(sock, 16)
+            first.wait(WAIT)
+            assert first.status == STATUS_SUCCESS
+            assert bytes(pool[: first.information]) == b"early"
+            second, _pool = wsk.receive(sock, 16)
+            second.wait(WAIT)
+            assert second.status == STATUS_CONNECTION_RESET

@@ -124,6 +124,7 @@ class ConnectionSocket(ProviderSocket):
         "_port_at_connect",
         "_reading",
         "_registered",
+        "_reset_read",
         "_suspended",
         "_target",
         "_watching",
@@ -162,6 +163,8 @@ class ConnectionSocket(ProviderSocket):
         self._writing = False
         self._watching = False  # the TCP state matters: a FIN's ACK, or WskDisconnectEvent
         self._registered = False
+        #: The peer's reset was read from SO_ERROR before the data that preceded it.
+        self._reset_read = False
         #: The address connect() was given (the peer's address once connected).
         self._target: tuple[Any, ...] | None = None
         # WskReceiveEvent: data the client left with us, whether indications are paused,
@@ -406,7 +409,16 @@ class ConnectionSocket(ProviderSocket):
             if not err and linux.tcp_state(self.sock) == linux.SYN_SENT:
                 return False
         self.sendq.pop(0)
-        if err == 0:
+        if err in (errno.ECONNRESET, errno.EPIPE):
+            # A reset of a connection that was established: the handshake succeeded (a SYN
+            # answered with RST is ECONNREFUSED), then the peer reset it before this edge
+            # was seen.  The connect succeeded; the reset comes after the data that came
+            # before it (reading SO_ERROR took the error, so a read will end with 0 bytes:
+            # remembered here, that end is the reset).
+            self._connected()
+            self._reset_read = True
+            self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
+        elif err == 0:
             self._connected()
             self._finish(op, NTSTATUS.STATUS_SUCCESS, 0)
         else:
@@ -758,6 +770,9 @@ class ConnectionSocket(ProviderSocket):
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
         has, or 0 bytes); a reset that followed the FIN shows as SO_ERROR / state CLOSE."""
+        if self._reset_read:
+            self._break(Cause.PEER_RESET)  # the end of the data was the reset's, not a FIN
+            return
         self._eof_seen = True
         self._process(ConnInput.RECV_FIN)
         pending = list(self.recvq)
