@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..nt import STATUS_PENDING, STATUS_SUCCESS
+from ..nt import STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS
 from ..wsk import WSK_EVENT_DISCONNECT, WSK_SOCKET
 from .evidence import Claims, WireFacts, reconcile
 from .session import Call, Connection, Session
@@ -367,9 +367,21 @@ class ProbeRun:
         return call
 
     def wait_for_end(self) -> bool:
-        """Wait (bounded) until the reader has seen the end of the server's data."""
+        """Wait (bounded) until the reader has seen the end of the server's data - and, when
+        that end was the server's FIN or RST, for its WskDisconnectEvent too (a call acts at
+        once on this thread: a close made as soon as the receive saw the end would come
+        before the event, which then is never delivered).  An event that does not come
+        within the bound is simply not in the report."""
         assert self.reader is not None
-        return self.reader.done.wait(self.options.timeout)
+        ended = self.reader.done.wait(self.options.timeout)
+        final = self.reader.final
+        if (
+            ended
+            and final is not None
+            and final.status in (STATUS_SUCCESS, STATUS_CONNECTION_RESET)
+        ):
+            self.context.disconnect_seen.wait(min(2.0, self.options.timeout))
+        return ended
 
     def close_socket(self) -> Call:
         assert self.sock is not None

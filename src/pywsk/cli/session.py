@@ -350,6 +350,8 @@ class Connection:
     disconnect_events: list[tuple[float, int]] = field(default_factory=list)
     timeline: Timeline | None = None
     """Where this connection's events go (default: the session's timeline)."""
+    disconnect_seen: threading.Event = field(default_factory=threading.Event)
+    """Set when a WskDisconnectEvent arrived."""
 
 
 class Session:
@@ -896,6 +898,7 @@ class Session:
         )
         if isinstance(context, Connection):
             context.disconnect_events.append((at, flags))
+            context.disconnect_seen.set()
             if context.socket is not None:
                 self.learn_peer_end(context.socket, "rst" if abortive else "fin", at)
         self.observe()
