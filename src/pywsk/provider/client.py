@@ -647,14 +647,36 @@ def _connect_then_send(
 ) -> int:
     """WskConnectEx with data, under the socket's lock: connect on an internal IRP, then
     send ``Buffer`` on the client's IRP once connected (inline or from the completion)."""
-    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoMarkIrpPending, IoSetCompletionRoutine
-
     if Socket.closed:
         return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
 
+    def send() -> int:
+        result: int = Socket.send(Buffer, 0, Irp)
+        return result
+
+    return _connect_step(
+        "WskConnectEx", Socket, RemoteAddress, Flags, Irp, send, functools.partial(_completed, Irp)
+    )
+
+
+def _connect_step(
+    name: str,
+    sock: Any,
+    remote: SOCKADDR,
+    flags: int,
+    Irp: IRP,
+    then: Callable[[], int],
+    fail: Callable[[int], int],
+) -> int:
+    """Connect ``sock`` (whose lock the caller holds) on an internal IRP, for a client's
+    request on ``Irp``: ``then()`` once connected, ``fail(status)`` if not - at once, or
+    under the socket's lock from the connect's completion.  Returns what the client's call
+    returns (STATUS_PENDING when the connect pends; ``Irp`` is marked pending then)."""
+    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoMarkIrpPending, IoSetCompletionRoutine
+
     connect_irp = IoAllocateIrp(1, False)
     if connect_irp is None:
-        return _completed(Irp, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
+        return fail(NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
     pending = [False]
 
     def connected(_device: Any, irp: IRP, _context: Any) -> int:
@@ -662,22 +684,21 @@ def _connect_then_send(
         IoFreeIrp(irp)
         if pending[0]:
             if final == NTSTATUS.STATUS_SUCCESS:
-                subsystem.engine.locked(Socket.lock, Socket.send, Buffer, 0, Irp)
+                subsystem.engine.locked(sock.lock, then)
             else:
-                subsystem.engine.complete(Irp, final)
+                subsystem.engine.locked(sock.lock, fail, final)
         return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
 
     IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
-    begin_request(connect_irp, "WskConnectEx")
-    status = Socket.connect(RemoteAddress, Flags, connect_irp)
+    begin_request(connect_irp, name)
+    status = sock.connect(remote, flags, connect_irp)
     if status == NTSTATUS.STATUS_PENDING:
         pending[0] = True
         IoMarkIrpPending(Irp)
         return NTSTATUS.STATUS_PENDING
     if status != NTSTATUS.STATUS_SUCCESS:
-        return _completed(Irp, status)
-    result: int = Socket.send(Buffer, 0, Irp)
-    return result
+        return fail(status)
+    return then()
 
 
 def _WskSendEx(
@@ -963,50 +984,21 @@ def _WskSocketConnect(
 
 
 def _bind_then_connect(sock: ConnectionSocket, local: SOCKADDR, remote: SOCKADDR, Irp: IRP) -> int:
-    """WskSocketConnect's two steps, on internal IRPs; Information = the socket on success."""
-    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoSetCompletionRoutine
+    """WskSocketConnect's two steps, on internal IRPs, under the socket's lock;
+    Information = the socket on success (on failure the socket is closed)."""
 
     def fail(status: int) -> int:
         sock.close(internal_irp())
         return _completed(Irp, status)
 
-    def close_and_fail(status: int) -> None:
-        # In the connect step's completion routine: outside the socket's lock.
-        subsystem.engine.locked(sock.lock, sock.close, internal_irp())
-        subsystem.engine.complete(Irp, status)
+    def succeed() -> int:
+        subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
+        return NTSTATUS.STATUS_SUCCESS
 
-    bind_irp = internal_irp()
-    status = sock.bind(local, 0, bind_irp)
+    status = sock.bind(local, 0, internal_irp())
     if status != NTSTATUS.STATUS_SUCCESS:
         return fail(status)
-    connect_irp = IoAllocateIrp(1, False)
-    if connect_irp is None:
-        return fail(NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
-    pending = [False]
-
-    def connected(_device: Any, irp: IRP, _context: Any) -> int:
-        final = irp.IoStatus.Status
-        IoFreeIrp(irp)
-        if pending[0]:
-            if final == NTSTATUS.STATUS_SUCCESS:
-                subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
-            else:
-                close_and_fail(final)
-        return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
-
-    IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
-    begin_request(connect_irp, "WskSocketConnect")
-    status = sock.connect(remote, 0, connect_irp)
-    if status == NTSTATUS.STATUS_PENDING:
-        from ..nt.irp import IoMarkIrpPending
-
-        pending[0] = True
-        IoMarkIrpPending(Irp)
-        return NTSTATUS.STATUS_PENDING
-    if status != NTSTATUS.STATUS_SUCCESS:
-        return fail(status)
-    subsystem.engine.complete(Irp, NTSTATUS.STATUS_SUCCESS, sock)
-    return NTSTATUS.STATUS_SUCCESS
+    return _connect_step("WskSocketConnect", sock, remote, 0, Irp, succeed, fail)
 
 
 def _WskControlClient(

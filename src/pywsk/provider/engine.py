@@ -439,18 +439,7 @@ class Engine:
         self._complete_now(irp)
 
     def _complete_now(self, irp: IRP) -> None:
-        tls = self._tls
-        old = _irql.level
-        if old < DISPATCH_LEVEL:
-            _irql.level = DISPATCH_LEVEL
-        tls.depth += 1
-        try:
-            IoCompleteRequest(irp, IO_NETWORK_INCREMENT)
-        except BaseException as exc:
-            report_exception(exc, "in a completion routine", irp)
-        finally:
-            tls.depth -= 1
-            _irql.level = old
+        self._run_batch([irp])
 
     @property
     def in_completion(self) -> int:

@@ -494,15 +494,29 @@ def _bind_with_sharing(
 def _lend_reuse_addr(owner: object, entries: frozenset[tuple[int, str]], port: int) -> None:
     """Set SO_REUSEADDR on the connect-bound sockets that hold ``port`` on an overlapping
     address (see :func:`register_binding_later`), so that a bind the table allows succeeds."""
-    for other, held in list(_bindings.items()):
-        if other is owner or other not in _reuse_on_demand or held.port != port:
-            continue
-        if any(_overlaps(entries, held.entries)):
-            peer = getattr(other, "sock", None)
-            if isinstance(peer, socket.socket) and peer.fileno() >= 0:
-                with contextlib.suppress(OSError):
-                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for other, peer in _overlapping(owner, entries, port):
+        if other in _reuse_on_demand:
+            with contextlib.suppress(OSError):
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             _reuse_on_demand.discard(other)
+
+
+def _overlapping(
+    owner: object, entries: frozenset[tuple[int, str]], port: int
+) -> list[tuple[object, socket.socket]]:
+    """The other pywsk bindings on ``port`` that overlap ``entries``, with their open Linux
+    sockets (ports connect() picked are read first)."""
+    with _registry_lock:
+        _resolve_ports()
+        held_now = list(_bindings.items())
+    found = []
+    for other, held in held_now:
+        if other is owner or held.port != port or not any(_overlaps(entries, held.entries)):
+            continue
+        peer = getattr(other, "sock", None)
+        if isinstance(peer, socket.socket) and peer.fileno() >= 0:
+            found.append((other, peer))
+    return found
 
 
 def listen_with_sharing(owner: object, sock: socket.socket, backlog: int) -> None:
@@ -527,15 +541,7 @@ def _listening_peers(
     if port == 0:
         return []
     found = []
-    with _registry_lock:
-        _resolve_ports()
-        held_now = list(_bindings.items())
-    for other, held in held_now:
-        if other is owner or held.port != port or not any(_overlaps(entries, held.entries)):
-            continue
-        peer = getattr(other, "sock", None)
-        if not isinstance(peer, socket.socket) or peer.fileno() < 0:
-            continue
+    for _other, peer in _overlapping(owner, entries, port):
         with contextlib.suppress(OSError):
             if peer.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 found.append(peer)
