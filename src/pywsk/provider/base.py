@@ -188,17 +188,13 @@ class ProviderSocket(WSK_SOCKET):
         self.owner: ProviderSocket | None = None
 
     # --- small helpers -------------------------------------------------------------------
-    @property
-    def _engine(self) -> Engine:
-        return self.engine
-
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the provider thread soon, under this socket's lock."""
-        engine = self._engine
+        engine = self.engine
         engine.post(engine.locked, self.lock, fn, *args)
 
     def _complete(self, irp: IRP, status: int, information: Any = 0) -> int:
-        self._engine.complete(irp, status, information)
+        self.engine.complete(irp, status, information)
         return status
 
     def _pend(self, op: Op) -> int:
@@ -276,7 +272,7 @@ class ProviderSocket(WSK_SOCKET):
         if routine is None or self.closed:
             return None
         self._running[event] = self._running.get(event, 0) + 1
-        engine = self._engine
+        engine = self.engine
         saved = engine.leave(self.lock)
         try:
             with running_at(DISPATCH_LEVEL):
@@ -302,7 +298,7 @@ class ProviderSocket(WSK_SOCKET):
     def _close_completed(self, Irp: IRP) -> None:
         """Complete a close IRP that waited for running callbacks."""
         self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
-        self._engine.after_completions(
+        self.engine.after_completions(
             functools.partial(self.client.socket_closed, self.owner or self)
         )
 
@@ -314,7 +310,7 @@ class ProviderSocket(WSK_SOCKET):
             return NTSTATUS.STATUS_PENDING
         status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
         # Only once the close IRP's routine ran may WskDeregister return.
-        self._engine.after_completions(
+        self.engine.after_completions(
             functools.partial(self.client.socket_closed, self.owner or self)
         )
         return status

@@ -230,7 +230,7 @@ class ConnectionSocket(ProviderSocket):
         """Put the socket in the provider's epoll (once): readiness and state changes."""
         if not self._registered and not self.closed:
             self._registered = True
-            engine = self._engine
+            engine = self.engine
             engine.register(
                 self.sock.fileno(), functools.partial(engine.locked, self.lock, self._on_ready)
             )
@@ -575,7 +575,7 @@ class ConnectionSocket(ProviderSocket):
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
             self._resume_indications()
         if not self.recvq and self._indicating():
-            if self._engine.on_loop():
+            if self.engine.on_loop():
                 self._indicate_from_kernel()
                 return
             # Event callbacks run on the provider thread only (one at a time per socket).
@@ -615,7 +615,7 @@ class ConnectionSocket(ProviderSocket):
         if not self._suspended:
             return
         self._suspended = False
-        if not self._engine.on_loop():
+        if not self.engine.on_loop():
             self._post(self._deliver_held)  # callbacks run on the provider thread
             return
         if self._held and self._indicating():
@@ -1114,7 +1114,7 @@ class ConnectionSocket(ProviderSocket):
         self.closed = True
         listener.release_binding(self)
         if self._registered:
-            self._engine.forget(self.sock.fileno())  # close() takes it out of the epoll
+            self.engine.forget(self.sock.fileno())  # close() takes it out of the epoll
         self.sock.close()
         # Cancelled requests complete first, the close IRP last; only then may
         # WskDeregister return (no routine of this socket runs after that).

@@ -197,7 +197,7 @@ class DatagramSocket(ProviderSocket):
     def _register(self) -> None:
         if not self._registered and not self.closed:
             self._registered = True
-            engine = self._engine
+            engine = self.engine
             engine.register(
                 self.sock.fileno(), functools.partial(engine.locked, self.lock, self._on_ready)
             )
@@ -431,7 +431,7 @@ class DatagramSocket(ProviderSocket):
                 continue
             self._deliver(op, got)
         if self._indicating():
-            if self._engine.on_loop():
+            if self.engine.on_loop():
                 self._indicate()
             else:
                 self._post(self._indicate)  # callbacks run on the provider thread only
@@ -572,7 +572,7 @@ class DatagramSocket(ProviderSocket):
     def close(self, Irp: IRP) -> int:
         self.closed = True
         if self._registered:
-            self._engine.forget(self.sock.fileno())
+            self.engine.forget(self.sock.fileno())
         self.sock.close()
         pending: list[Op] = [*self.recvq, *self.sendq]
         self.recvq.clear()

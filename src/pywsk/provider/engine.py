@@ -241,17 +241,10 @@ class Engine:
             with contextlib.suppress(OSError):  # already gone
                 self._epoll.unregister(fd)
 
-    def watching(self, fd: int) -> bool:
-        return fd in self._handlers
-
     # --- where work runs ----------------------------------------------------------------
     def on_loop(self) -> bool:
         """True when the caller is the provider thread."""
         return threading.get_ident() == self.thread_id
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` now, on the calling thread (kept for callers of the old model)."""
-        return fn(*args)
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the provider thread soon (never inline), in FIFO order."""
@@ -281,13 +274,6 @@ class Engine:
                     )
         future = self._executor.submit(work)
         future.add_done_callback(lambda f: self.post(done, f))
-
-    def run_guarded(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` now, reporting (not raising) any exception."""
-        try:
-            fn(*args)
-        except BaseException as exc:
-            report_exception(exc, "in provider work", fn)
 
     # --- locked sections ------------------------------------------------------------------
     def locked(self, lock: threading.Lock, fn: Callable[..., T], *args: Any) -> T:

@@ -1020,7 +1020,7 @@ class ListenSocket(ProviderSocket):
         )
         # The callback may have handed the socket to another thread: go on under its lock
         # (lock order: the listener before a socket it accepted).
-        self._engine.locked(new.lock, self._after_offer, new, status)
+        self.engine.locked(new.lock, self._after_offer, new, status)
 
     def _after_offer(self, new: ConnectionSocket, status: int) -> None:
         if new.closed:
@@ -1100,7 +1100,7 @@ class ListenSocket(ProviderSocket):
             if not self._accepts and (inline or not self._accept_event_on()):
                 break
             request = self._ready.popleft()
-            self._engine.forget(request.sock.fileno(), unregister=True)
+            self.engine.forget(request.sock.fileno(), unregister=True)
             if linux.tcp_state(request.sock) == linux.CLOSE:
                 self._abort_request(request)
                 continue
@@ -1108,7 +1108,7 @@ class ListenSocket(ProviderSocket):
 
     def _watch(self, request: _Request) -> None:
         """Watch a held request's TCP state (the peer may drop it) in the provider's epoll."""
-        engine = self._engine
+        engine = self.engine
         engine.register(
             request.sock.fileno(),
             lambda _mask: engine.locked(self.lock, self._check_request, request),
@@ -1132,13 +1132,13 @@ class ListenSocket(ProviderSocket):
             self._abort_request(request)
 
     def _abort_request(self, request: _Request) -> None:
-        self._engine.forget(request.sock.fileno(), unregister=True)
+        self.engine.forget(request.sock.fileno(), unregister=True)
         _reset(request.sock)
         self._tombstones[request.key] = None
         while len(self._tombstones) > _TOMBSTONES:
             del self._tombstones[next(iter(self._tombstones))]
         inspect_id = WSK_INSPECT_ID(request.inspect_id.Key, request.inspect_id.SerialNumber)
-        if self._engine.on_loop():
+        if self.engine.on_loop():
             self.invoke(_ABORT_EVENT, self.context, inspect_id)
         else:
             # Found inside a client's call: callbacks run on the provider thread only.
@@ -1163,7 +1163,7 @@ class ListenSocket(ProviderSocket):
                 return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         if Action == WskInspectReject:
-            self._engine.forget(request.sock.fileno(), unregister=True)
+            self.engine.forget(request.sock.fileno(), unregister=True)
             _reset(request.sock)
             return self._complete(Irp, NTSTATUS.STATUS_SUCCESS)
         request.stage = _Stage.READY
@@ -1193,7 +1193,7 @@ class ListenSocket(ProviderSocket):
             if not self._registered:
                 # Added while connections wait, the epoll reports them once at once.
                 self._registered = True
-                engine = self._engine
+                engine = self.engine
                 engine.register(
                     self.sock.fileno(), functools.partial(engine.locked, self.lock, self._on_ready)
                 )
@@ -1207,7 +1207,7 @@ class ListenSocket(ProviderSocket):
     def _pause_for_resources(self) -> None:
         """The kernel is short of descriptors or memory: leave the backlog alone a while."""
         if self._retry is None:
-            engine = self._engine
+            engine = self.engine
             self._retry = engine.call_later(
                 RESOURCE_RETRY_DELAY, engine.locked, self.lock, self._resume
             )
@@ -1239,7 +1239,7 @@ class ListenSocket(ProviderSocket):
         self._held.clear()
         self._ready.clear()
         for request in requests:
-            self._engine.forget(request.sock.fileno(), unregister=True)
+            self.engine.forget(request.sock.fileno(), unregister=True)
             _reset(request.sock)
 
     # --- cancel, close ---------------------------------------------------------------------
@@ -1272,7 +1272,7 @@ class ListenSocket(ProviderSocket):
     def _update_reading_closed(self) -> None:
         self._reading = False
         if self._registered:
-            self._engine.forget(self.sock.fileno())  # close() takes it out of the epoll
+            self.engine.forget(self.sock.fileno())  # close() takes it out of the epoll
 
     # --- WskGetLocalAddress ----------------------------------------------------------------
     def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:
