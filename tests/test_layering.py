@@ -1,8 +1,8 @@
 """The package's layer rule, checked on the source with ``ast``, and the star-import surface.
 
-Layers, in order: ``nt`` -> ``wsk`` -> ``core`` -> ``provider`` -> the top tier (``aio``,
-``verifier``, ``cli``, ``testing``, and ``samples``, the sample client driver that the demo
-runs).  A module may import (absolutely, ``pywsk.X``, or relatively) only from its own layer
+Layers, in order: ``nt`` -> ``wsk`` -> ``core`` -> ``mechanics`` (Linux) -> ``provider`` -> the
+top tier (``aio``, ``verifier``, ``cli``, ``testing``, and ``samples``, the sample client
+driver that the demo runs).  A module may import (absolutely, ``pywsk.X``, or relatively) only from its own layer
 or an earlier one.  ``core`` is sans-I/O: neither it nor anything it reaches inside pywsk may
 import sockets, selectors, threads, asyncio or clocks, or the IRP / KEVENT / MDL modules.
 """
@@ -25,18 +25,19 @@ LAYERS: dict[str, int] = {
     "_log": 0,
     "wsk": 1,
     "core": 2,
-    "provider": 3,
-    "_bridge": 4,
-    "errors": 4,
-    "aio": 4,
-    "trio": 4,
-    "sync": 4,
-    "verifier": 4,
-    "cli": 4,
-    "testing": 4,
-    "cdriver": 4,
-    "samples": 4,
-    "__main__": 4,
+    "mechanics": 3,
+    "provider": 4,
+    "_bridge": 5,
+    "errors": 5,
+    "aio": 5,
+    "trio": 5,
+    "sync": 5,
+    "verifier": 5,
+    "cli": 5,
+    "testing": 5,
+    "cdriver": 5,
+    "samples": 5,
+    "__main__": 5,
 }
 
 #: Standard-library modules a sans-I/O module must not reach.
@@ -146,9 +147,9 @@ def test_the_source_tree_was_found() -> None:
     assert "pywsk.nt.irp" in MODULES
     assert "pywsk.core.connection" in MODULES
     assert "pywsk.provider.client" in MODULES
-    # Relative imports are resolved: provider.client imports ``from . import linux``.
+    # Relative imports are resolved: provider.client imports ``from ..mechanics import linux``.
     targets = {imp.target for imp in IMPORTS["pywsk.provider.client"]}
-    assert {"pywsk.provider.linux", "pywsk.nt.irp", "pywsk.wsk.registration"} <= targets
+    assert {"pywsk.mechanics.linux", "pywsk.nt.irp", "pywsk.wsk.registration"} <= targets
 
 
 def test_resolve_relative() -> None:

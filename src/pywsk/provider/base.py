@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.connection import OpKind
+from ..mechanics import linux
 from ..nt import hooks
 from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine, begin_request
 from ..nt.irql import DISPATCH_LEVEL, running_at
@@ -60,7 +61,6 @@ from ..wsk.constants import (
     WskSetOption,
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
-from . import linux
 from .arguments import INT_MAX
 from .engine import Engine, report_exception
 

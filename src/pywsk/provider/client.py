@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..mechanics import linux
 from ..nt import hooks
 from ..nt.bugcheck import BugCheck
 from ..nt.irp import IRP, IrpState, begin_request
@@ -67,7 +68,7 @@ from ..wsk.structs import (
     WSK_TRANSPORT,
 )
 from . import arguments as argcheck
-from . import linux, names
+from . import names
 from .base import ProviderSocket, internal_irp, needs_irp
 from .connection import ConnectionSocket
 from .datagram import BasicSocket, DatagramSocket

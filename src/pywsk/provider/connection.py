@@ -56,6 +56,7 @@ from ..core.connection import (
     receive_verdict,
     send_verdict,
 )
+from ..mechanics import linux
 from ..nt import hooks
 from ..nt.irp import IRP
 from ..nt.mdl import (
@@ -82,7 +83,7 @@ from ..wsk.constants import (
     WskIoctl,
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
-from . import linux, listener
+from . import listener
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:

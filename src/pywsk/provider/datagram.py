@@ -36,6 +36,7 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..core.connection import OpKind
+from ..mechanics import linux
 from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
@@ -61,7 +62,6 @@ from ..wsk.structs import (
     WSK_BUF_LIST,
     WSK_DATAGRAM_INDICATION,
 )
-from . import linux
 from .base import Op, ProviderSocket, write_out
 from .datagram_control import (
     LINUX_IP_RECVERR,

@@ -25,6 +25,7 @@ import socket
 import struct
 from typing import Any, Final
 
+from ..mechanics import linux
 from ..nt.status import NTSTATUS
 from ..wsk.cmsg import (
     CMSGHDR,
@@ -63,7 +64,6 @@ from ..wsk.constants import (
     WskGetOption,
     WskSetOption,
 )
-from . import linux
 from .base import read_in
 
 __all__ = [

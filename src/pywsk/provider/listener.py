@@ -149,6 +149,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..core.connection import OpKind
+from ..mechanics import linux
 from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -181,7 +182,6 @@ from ..wsk.structs import (
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_INSPECT_ID,
 )
-from . import linux
 from .base import Op, ProviderSocket, internal_irp, read_in, write_out
 from .engine import TimerHandle
 

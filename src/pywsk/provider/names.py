@@ -23,6 +23,7 @@ import socket
 import threading
 from typing import Any
 
+from ..mechanics import linux
 from ..nt.bugcheck import BugCheck, BugCheckCode
 from ..nt.irp import IRP
 from ..nt.irql import PASSIVE_LEVEL, require_irql_at_most
@@ -44,7 +45,6 @@ from ..wsk.constants import (
     NS_DNS,
 )
 from ..wsk.structs import ADDRINFOEXW, PPVOID, SOCKADDR, UNICODE_STRING, sockaddr_from_tuple
-from . import linux
 
 __all__ = ["free_address_info", "get_address_info", "get_name_info"]
 

@@ -25,10 +25,10 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..core.connection import ConnState
+from ..mechanics import linux
 from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.structs import SOCKADDR, WSK_BUF
-from . import linux
 from . import listener as sharing
 from .base import Op, ProviderSocket
 from .connection import ConnectionSocket, is_v6only

@@ -12,7 +12,7 @@ These are the measured mechanics from the project's Linux notes, wrapped for tes
 * :func:`set_linger_abort` arms ``SO_LINGER {1, 0}`` so that the next ``close()`` sends
   an RST (only safe when no other thread uses the fd).
 
-This module repeats a few lines of :mod:`pywsk.provider.linux` on purpose: the tests
+This module repeats a few lines of :mod:`pywsk.mechanics.linux` on purpose: the tests
 check the provider's view of a connection against these independent probes, so they must
 not share its code.
 """

@@ -1,4 +1,4 @@
-"""The Linux TCP backend: the kernel facts the provider reads and the calls it makes.
+"""The Linux TCP backend: the kernel facts every front-end reads and the calls it makes.
 
 What it does: everything that is Linux-specific about implementing WSK over real TCP,
 measured on the target kernel (``linux-mechanics`` in the project's research):
@@ -11,7 +11,7 @@ measured on the target kernel (``linux-mechanics`` in the project's research):
 * "Our FIN was acknowledged" - the moment a graceful disconnect is complete - is seen by
   events, not by polling: Linux has no poll bit for it, but the FIN_WAIT1 -> FIN_WAIT2 and
   LAST_ACK -> CLOSE transitions wake the socket's wait queue, and the socket's one
-  edge-triggered registration in the provider's epoll (``engine.SOCKET_EVENTS``)
+  edge-triggered registration in an epoll (the provider's: ``engine.SOCKET_EVENTS``)
   re-reports EPOLLOUT exactly then; :func:`tcp_state` and :func:`outq` then decide.
 * :func:`status_from_errno` maps an errno to the NTSTATUS a WSK client sees (one table).
 * :func:`to_linux_address` / :func:`from_linux_address` translate Windows socket
