@@ -29,7 +29,7 @@ from ..mechanics import linux
 from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.structs import SOCKADDR, WSK_BUF
-from . import listener as sharing
+from . import sharing
 from .base import Op, ProviderSocket
 from .connection import ConnectionSocket, is_v6only
 from .listener import LISTEN_BACKLOG, ListenSocket
