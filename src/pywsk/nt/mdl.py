@@ -54,13 +54,12 @@ from __future__ import annotations
 import ctypes
 import mmap
 import weakref
-from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from . import hooks as _hooks
 from .bugcheck import BugCheck, BugCheckCode
-from .irp import IRP, IrpState
-from .irql import APC_LEVEL, DISPATCH_LEVEL, KIRQL, require_irql_at_most
+from .irp import IrpState
+from .irql import APC_LEVEL, DISPATCH_LEVEL, require_irql_at_most
 
 # The pool's names, importable from here too (pywsk.nt.pool is their home).
 from .pool import PAGE_SIZE as PAGE_SIZE
@@ -80,9 +79,16 @@ from .pool import ExFreePoolWithTag as ExFreePoolWithTag
 from .pool import NonPagedPool as NonPagedPool
 from .pool import NonPagedPoolNx as NonPagedPoolNx
 from .pool import PagedPool as PagedPool
-from .pool import PoolBlock, hook_refuses, pool_block_of, pool_lock
 from .pool import StatusException as StatusException
+from .pool import hook_refuses, pool_block_of, pool_lock
 from .status import NTSTATUS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .irp import IRP
+    from .irql import KIRQL
+    from .pool import PoolBlock
 
 __all__ = [
     # Types and constants

@@ -40,7 +40,6 @@ from __future__ import annotations
 import mmap
 import threading
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from . import hooks as _hooks
@@ -51,6 +50,8 @@ from .irql import APC_LEVEL, DISPATCH_LEVEL, require_irql_at_most
 from .status import NTSTATUS, status_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .mdl import MDL
 
 __all__ = [

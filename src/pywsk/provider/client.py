@@ -24,7 +24,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..mechanics import linux
 from ..nt import hooks
@@ -57,10 +57,7 @@ from ..wsk.dispatch import (
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
 )
-from ..wsk.registration import WSK_CLIENT_NPI
 from ..wsk.structs import (
-    PSIZE_T,
-    SOCKADDR,
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_PROVIDER_CHARACTERISTICS,
     WSK_TRANSPORT,
@@ -95,6 +92,10 @@ from .socket_dispatch import (
     _WskSendTo,
 )
 from .stream import StreamSocket
+
+if TYPE_CHECKING:
+    from ..wsk.registration import WSK_CLIENT_NPI
+    from ..wsk.structs import PSIZE_T, SOCKADDR
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
 

@@ -53,13 +53,11 @@ import collections
 import contextlib
 import enum
 import itertools
-import socket
 import struct
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from ..mechanics import linux
-from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET,
@@ -69,10 +67,14 @@ from ..wsk.constants import (
     WskInspectReject,
     WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR_IN, SOCKADDR_IN6, WSK_INSPECT_ID
+from ..wsk.structs import SOCKADDR_IN, SOCKADDR_IN6, WSK_INSPECT_ID
 from .base import ProviderSocket, read_in, write_out
 
 if TYPE_CHECKING:
+    import socket
+
+    from ..nt.irp import IRP
+    from ..wsk.structs import PSIZE_T
     from .client import WskClient
 
 __all__ = [

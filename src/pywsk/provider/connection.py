@@ -58,7 +58,6 @@ from ..core.connection import (
 )
 from ..mechanics import linux
 from ..nt import hooks
-from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
@@ -82,11 +81,13 @@ from ..wsk.constants import (
     WSK_FLAG_WAITALL,
     WskIoctl,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
+from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_DATA_INDICATION
 from . import conditional, sharing
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
+    from ..nt.irp import IRP
+    from ..wsk.structs import SOCKADDR
     from .client import WskClient
 
 __all__ = ["ConnectionSocket"]

@@ -69,7 +69,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..core.connection import OpKind
 from ..mechanics import linux
-from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET,
@@ -87,14 +86,12 @@ from ..wsk.constants import (
 )
 from ..wsk.structs import (
     PPVOID,
-    PSIZE_T,
-    SOCKADDR,
     SOCKADDR_IN,
     SOCKADDR_IN6,
     SOCKADDR_STORAGE,
     WSK_EVENT_CALLBACK_CONTROL,
 )
-from .base import Op, ProviderSocket, internal_irp
+from .base import Op, internal_irp
 from .conditional import (
     ABORT_EVENT,
     INSPECT_EVENT,
@@ -117,6 +114,9 @@ from .sharing import (
 )
 
 if TYPE_CHECKING:
+    from ..nt.irp import IRP
+    from ..wsk.structs import PSIZE_T, SOCKADDR
+    from .base import ProviderSocket
     from .client import WskClient
     from .conditional import ConnectionRequest
     from .engine import TimerHandle

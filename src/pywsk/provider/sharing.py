@@ -82,9 +82,8 @@ import itertools
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
@@ -98,6 +97,9 @@ from ..wsk.constants import (
     WskSetOption,
 )
 from .base import read_in, write_out
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "ADDRESS_IN_USE_STATUS",

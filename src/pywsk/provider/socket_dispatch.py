@@ -21,19 +21,16 @@ its lock; a refused call changes nothing on the socket.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..nt import hooks
-from ..nt.irp import IRP, begin_request
+from ..nt.irp import begin_request
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF
 from . import arguments as argcheck
 from .base import ProviderSocket, needs_irp
 from .calls import (
     ENGINE,
-    Check,
     _completed,
     _enter,
     _no_irp_call,
@@ -44,6 +41,13 @@ from .calls import (
 from .connection import ConnectionSocket
 from .datagram import DatagramSocket
 from .stream import StreamSocket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..nt.irp import IRP
+    from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF
+    from .calls import Check
 
 
 def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
