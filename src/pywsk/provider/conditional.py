@@ -1,15 +1,13 @@
-"""Conditional accept (SO_CONDITIONAL_ACCEPT) and its WSK_INSPECT_IDs.
+"""Conditional accept (SO_CONDITIONAL_ACCEPT): WskInspectEvent, WskInspectComplete, WskAbortEvent.
 
-What it does: :class:`ConditionalAccept` is the half of a listening socket that runs
+What it does: :class:`ConditionalAccept` is the part of a listening socket that runs
 conditional accept: every connection request goes through WskInspectEvent with a fresh
-WSK_INSPECT_ID; Accept hands it on to the listener's delivery (WskAccept, then
-WskAcceptEvent), Reject resets it, Pend holds it until WskInspectComplete.  WskAbortEvent
-reports a request the peer dropped after the client answered Pend or Accept and before the
-socket was delivered.  :func:`query_inspect_id` answers SIO_WSK_QUERY_INSPECT_ID - an IOCTL
-of the *accepted* connection socket - from the WSK_INSPECT_ID recorded for each socket a
-conditional listener delivered (:func:`record_inspect_id`, :func:`inspect_id_of`).
-:class:`~pywsk.provider.listener.ListenSocket` derives from :class:`ConditionalAccept` and
-provides the listening half it calls (``_deliver``, ``_accept_event_on``, ``_accepts``).
+WSK_INSPECT_ID (:mod:`pywsk.provider.inspect_ids`); Accept hands it on to the delivery
+(:class:`~pywsk.provider.delivery.AcceptDelivery`: WskAccept, then WskAcceptEvent), Reject
+resets it, Pend holds it until WskInspectComplete.  WskAbortEvent reports a request the
+peer dropped after the client answered Pend or Accept and before the socket was
+delivered.  :class:`~pywsk.provider.listener.ListenSocket` derives from it, and feeds it
+the connections it accepts from the kernel (``_inspect``).
 
 Fidelity choices (what Windows does -> our choice -> why):
 
@@ -33,13 +31,11 @@ Fidelity choices (what Windows does -> our choice -> why):
 What it refuses: WskInspectComplete on a listener without conditional accept, or before
 bind (STATUS_INVALID_DEVICE_STATE); an unknown WSK_INSPECT_ID or an Action other than
 Accept / Reject (STATUS_INVALID_PARAMETER); WskInspectComplete after the listener failed
-(STATUS_FILE_FORCED_CLOSED); SIO_WSK_QUERY_INSPECT_ID with an IRP or without
-OutputSizeReturned (STATUS_INVALID_PARAMETER), on a socket no conditional listener
-delivered (STATUS_INVALID_DEVICE_REQUEST), into a buffer under 16 bytes
-(STATUS_BUFFER_TOO_SMALL).
+(STATUS_FILE_FORCED_CLOSED); SO_CONDITIONAL_ACCEPT set after bind
+(STATUS_INVALID_DEVICE_STATE), or with an unreadable input buffer
+(STATUS_INVALID_PARAMETER).
 
-What always holds: WSK_INSPECT_IDs are unique in the process (the listener and a serial
-number); a request is in at most one of "held" (Pend, waiting for WskInspectComplete) and
+What always holds: a request is in at most one of "held" (Pend, waiting for WskInspectComplete) and
 "ready" (accepted, waiting for a taker); every request that leaves both is delivered or
 reset, never leaked; WskInspectEvent and WskAbortEvent run through
 :meth:`~pywsk.provider.base.ProviderSocket.invoke`, and a drop found inside a client's call
@@ -50,126 +46,38 @@ aborted IDs are remembered so that a late WskInspectComplete on them still succe
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
-import itertools
-import struct
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
-    AF_INET,
     WskGetOption,
     WskInspectAccept,
     WskInspectPend,
     WskInspectReject,
     WskSetOption,
 )
-from ..wsk.structs import SOCKADDR_IN, SOCKADDR_IN6, WSK_INSPECT_ID
-from .base import ProviderSocket, read_in, write_out
+from ..wsk.structs import WSK_INSPECT_ID
+from .base import read_in, write_out
+from .delivery import AcceptDelivery, reset_unseen, sockaddr_of
+from .inspect_ids import new_inspect_id
 
 if TYPE_CHECKING:
     import socket
 
     from ..nt.irp import IRP
-    from ..wsk.structs import PSIZE_T
     from .client import WskClient
 
-__all__ = [
-    "ABORT_EVENT",
-    "INSPECT_EVENT",
-    "ConditionalAccept",
-    "ConnectionRequest",
-    "inspect_id_of",
-    "query_inspect_id",
-    "record_inspect_id",
-    "reset_unseen",
-    "sockaddr_of",
-]
+__all__ = ["ABORT_EVENT", "INSPECT_EVENT", "ConditionalAccept", "ConnectionRequest"]
 
 # Keys for :meth:`ProviderSocket.invoke` of the two conditional-accept callbacks.  They are
 # above the 32 bits of an event mask, so SO_WSK_EVENT_CALLBACK can never toggle them.
 INSPECT_EVENT: Final = 1 << 32
 ABORT_EVENT: Final = 1 << 33
 
-#: sizeof(WSK_INSPECT_ID) on x64: ULONG_PTR Key, ULONG SerialNumber, 4 bytes of padding.
-_INSPECT_ID_SIZE: Final = 16
-
-#: Serial numbers of WSK_INSPECT_IDs (ULONG), process-wide.
-_serials = itertools.count(1)
 #: How many aborted requests a listener remembers (WskInspectComplete on them succeeds).
 _TOMBSTONES: Final = 1024
-
-
-def sockaddr_of(family: int, address: tuple[Any, ...]) -> SOCKADDR_IN | SOCKADDR_IN6:
-    """The SOCKADDR of ``family`` (Windows numbering) for a Python socket address."""
-    value: SOCKADDR_IN | SOCKADDR_IN6 = SOCKADDR_IN() if family == AF_INET else SOCKADDR_IN6()
-    value.set_from_tuple(family, address)
-    return value
-
-
-def reset_unseen(sock: socket.socket) -> None:
-    """Reset a connection the client will never see, and free its descriptor."""
-    with contextlib.suppress(OSError):
-        linux.abort_keep_fd(sock)
-    sock.close()
-
-
-# ==========================================================================================
-# SIO_WSK_QUERY_INSPECT_ID
-# ==========================================================================================
-
-#: The WSK_INSPECT_ID of each socket delivered by a conditional-accept listener.
-_inspect_ids: weakref.WeakKeyDictionary[object, WSK_INSPECT_ID] = weakref.WeakKeyDictionary()
-
-
-def record_inspect_id(sock: object, inspect_id: WSK_INSPECT_ID) -> None:
-    """Remember that ``sock`` was delivered for the request inspected as ``inspect_id``."""
-    _inspect_ids[sock] = WSK_INSPECT_ID(inspect_id.Key, inspect_id.SerialNumber)
-
-
-def inspect_id_of(sock: object) -> WSK_INSPECT_ID | None:
-    """A copy of the WSK_INSPECT_ID ``sock`` was inspected with, or None if it was not
-    accepted from a listener with conditional accept."""
-    found = _inspect_ids.get(sock)
-    return None if found is None else WSK_INSPECT_ID(found.Key, found.SerialNumber)
-
-
-def query_inspect_id(
-    sock: object,
-    OutputSize: int,
-    OutputBuffer: Any,
-    OutputSizeReturned: PSIZE_T | None,
-    Irp: IRP | None,
-) -> int:
-    """SIO_WSK_QUERY_INSPECT_ID on ``sock``: the status, with ``OutputBuffer`` (a
-    WSK_INSPECT_ID, or a buffer of at least 16 bytes) and ``OutputSizeReturned`` filled.
-
-    The IRP must be NULL and OutputSizeReturned given (STATUS_INVALID_PARAMETER otherwise);
-    a socket not accepted on a conditional listener: STATUS_INVALID_DEVICE_REQUEST.  This
-    never completes ``Irp``: the caller completes a given IRP with the returned status."""
-    if Irp is not None or OutputSizeReturned is None:
-        return NTSTATUS.STATUS_INVALID_PARAMETER
-    found = _inspect_ids.get(sock)
-    if found is None:
-        return NTSTATUS.STATUS_INVALID_DEVICE_REQUEST
-    if isinstance(OutputBuffer, WSK_INSPECT_ID):
-        OutputBuffer.Key = found.Key
-        OutputBuffer.SerialNumber = found.SerialNumber
-        OutputSizeReturned.value = _INSPECT_ID_SIZE
-        return NTSTATUS.STATUS_SUCCESS
-    try:
-        view = memoryview(OutputBuffer).cast("B")
-    except TypeError:
-        return NTSTATUS.STATUS_INVALID_PARAMETER
-    if view.readonly or OutputSize < _INSPECT_ID_SIZE or len(view) < _INSPECT_ID_SIZE:
-        OutputSizeReturned.value = _INSPECT_ID_SIZE
-        return NTSTATUS.STATUS_BUFFER_TOO_SMALL
-    view[:_INSPECT_ID_SIZE] = struct.pack("<QI4x", found.Key, found.SerialNumber)
-    OutputSizeReturned.value = _INSPECT_ID_SIZE
-    return NTSTATUS.STATUS_SUCCESS
 
 
 # ==========================================================================================
@@ -207,15 +115,14 @@ class ConnectionRequest:
         return (self.inspect_id.Key, self.inspect_id.SerialNumber)
 
 
-class ConditionalAccept(ProviderSocket):
-    """The conditional-accept half of a listening socket: its requests and their IDs."""
+class ConditionalAccept(AcceptDelivery):
+    """The conditional-accept part of a listening socket: its requests and their IDs."""
 
     __slots__ = ("_held", "_ready", "_tombstones", "conditional")
 
-    # Provided by the listening half (:class:`~pywsk.provider.listener.ListenSocket`).
+    # The listening socket's (:class:`~pywsk.provider.listener.ListenSocket`).
     bound: bool
     _broken: bool
-    _accepts: collections.deque[Any]
 
     def __init__(
         self,
@@ -232,17 +139,6 @@ class ConditionalAccept(ProviderSocket):
         self._ready: collections.deque[ConnectionRequest] = collections.deque()
         self._tombstones: dict[tuple[int, int], None] = {}
 
-    def _accept_event_on(self) -> bool:  # pragma: no cover - the listening half's
-        raise NotImplementedError
-
-    def _deliver(
-        self,
-        sock: socket.socket,
-        request: ConnectionRequest | None,
-        peer: tuple[Any, ...] | None = None,
-    ) -> None:  # pragma: no cover - the listening half's
-        raise NotImplementedError
-
     def _inspect(self, sock: socket.socket) -> None:
         """WskInspectEvent for a new connection request; act on the answer."""
         try:
@@ -250,7 +146,7 @@ class ConditionalAccept(ProviderSocket):
         except OSError:
             reset_unseen(sock)  # dropped before anyone saw it
             return
-        inspect_id = WSK_INSPECT_ID(id(self), next(_serials) & 0xFFFFFFFF)
+        inspect_id = new_inspect_id(self)
         request = ConnectionRequest(sock, local, remote, inspect_id)
         action = self.invoke(
             INSPECT_EVENT,
@@ -287,7 +183,7 @@ class ConditionalAccept(ProviderSocket):
             if linux.tcp_state(request.sock) == linux.CLOSE:
                 self._abort_request(request)
                 continue
-            self._deliver(request.sock, request)
+            self._deliver(request.sock, request.inspect_id)
 
     def _watch(self, request: ConnectionRequest) -> None:
         """Watch a held request's TCP state (the peer may drop it) in the provider's epoll."""

@@ -82,7 +82,7 @@ from ..wsk.constants import (
     WskIoctl,
 )
 from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_DATA_INDICATION
-from . import conditional, sharing
+from . import inspect_ids, sharing
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
@@ -1051,7 +1051,7 @@ class ConnectionSocket(ProviderSocket):
     ) -> int:
         if (RequestType, ControlCode) == (WskIoctl, SIO_WSK_QUERY_INSPECT_ID):
             # IRP must be NULL (the IOCTL's page); a given one is completed with the refusal.
-            status = conditional.query_inspect_id(
+            status = inspect_ids.query_inspect_id(
                 self, OutputSize, OutputBuffer, OutputSizeReturned, Irp
             )
             return self._answer(Irp, status)

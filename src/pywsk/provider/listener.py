@@ -3,9 +3,13 @@
 What it does: :class:`ListenSocket` implements WSK_PROVIDER_LISTEN_DISPATCH - WskBind,
 WskAccept, WskInspectComplete, WskGetLocalAddress, WskControlSocket, WskCloseSocket - and
 the listening socket's event callbacks WskAcceptEvent, WskInspectEvent and WskAbortEvent.
-Conditional accept (WskInspectEvent, WskInspectComplete, WskAbortEvent and the
-WSK_INSPECT_IDs) is the half it derives from, in :mod:`pywsk.provider.conditional`; a bind
-goes through the address-sharing table of :mod:`pywsk.provider.sharing`.
+It is built on two parts: :class:`~pywsk.provider.delivery.AcceptDelivery` gives each
+accepted connection to a WskAccept or WskAcceptEvent, and
+:class:`~pywsk.provider.conditional.ConditionalAccept` runs conditional accept
+(WskInspectEvent, WskInspectComplete, WskAbortEvent; the IDs are in
+:mod:`pywsk.provider.inspect_ids`).  A bind goes through the address-sharing table of
+:mod:`pywsk.provider.sharing`.  This module owns the listening fd: bind and listen, the
+kernel's accept(), when to read, failure, cancel and close, options.
 
 * WskBind binds *and* listens (``listen(LISTEN_BACKLOG)``): a listening socket has no
   separate listen call, and accept callbacks may start right after the bind completes.
@@ -17,11 +21,8 @@ goes through the address-sharing table of :mod:`pywsk.provider.sharing`.
   conditional-accept listener), so without a taker connections wait in the kernel backlog.
 * WskAcceptEvent: pending WskAccepts take precedence; each other connection is offered to
   the callback as a new connection socket that has the connection events enabled on the
-  listener (inherited), and the context and dispatch table the callback stores through its
-  two out-parameters (:class:`~pywsk.wsk.structs.PPVOID`; they write straight into the new
-  socket, as WSK's pointers do, so the callback may enable events on it before returning).
-  STATUS_REQUEST_NOT_ACCEPTED - or any other answer - makes the provider close the
-  socket itself, with an RST.
+  listener (inherited); STATUS_REQUEST_NOT_ACCEPTED - or any other answer - makes the
+  provider close the socket itself, with an RST (:mod:`pywsk.provider.delivery`).
 
 Fidelity choices (what Windows does -> our choice -> why):
 
@@ -54,20 +55,17 @@ sharing refuse is in their modules.
 What always holds: every IRP taken is completed exactly once; WskCloseSocket completes the
 pending WskAccepts with STATUS_CANCELLED (Information 0) before its own IRP, resets every
 connection still waiting (in the kernel's backlog, or held for inspection), and no
-callback of the listener runs after its close IRP completed; a socket a client was offered
-and declined is closed by the provider, never left to the client.
+callback of the listener runs after its close IRP completed.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import functools
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ..core.connection import OpKind
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -91,18 +89,10 @@ from ..wsk.structs import (
     SOCKADDR_STORAGE,
     WSK_EVENT_CALLBACK_CONTROL,
 )
-from .base import Op, internal_irp
-from .conditional import (
-    ABORT_EVENT,
-    INSPECT_EVENT,
-    ConditionalAccept,
-    inspect_id_of,
-    query_inspect_id,
-    record_inspect_id,
-    reset_unseen,
-    sockaddr_of,
-)
-from .connection import ConnectionSocket
+from .base import Op
+from .conditional import ABORT_EVENT, INSPECT_EVENT, ConditionalAccept
+from .delivery import AcceptOp
+from .inspect_ids import inspect_id_of, query_inspect_id
 from .sharing import (
     ADDRESS_IN_USE_STATUS,
     SharingOptions,
@@ -116,9 +106,7 @@ from .sharing import (
 if TYPE_CHECKING:
     from ..nt.irp import IRP
     from ..wsk.structs import PSIZE_T, SOCKADDR
-    from .base import ProviderSocket
     from .client import WskClient
-    from .conditional import ConnectionRequest
     from .engine import TimerHandle
 
 # Also importable from here, where tests and docs name them: ADDRESS_IN_USE_STATUS,
@@ -176,49 +164,6 @@ def _fits(out: Any, family: int) -> bool:
     return False
 
 
-class _Into(PPVOID[Any]):
-    """An out-parameter that writes straight into a field of the accepted socket, as the
-    pointers WSK passes to WskAcceptEvent point into its own socket object."""
-
-    __slots__ = ("_name", "_target")
-
-    def __init__(self, target: ProviderSocket, name: str) -> None:
-        self._target = target
-        self._name = name
-
-    @property
-    def value(self) -> Any:
-        return getattr(self._target, self._name)
-
-    @value.setter
-    def value(self, value: Any) -> None:
-        setattr(self._target, self._name, value)
-
-    def __repr__(self) -> str:
-        return f"PPVOID(-> {self._name})"
-
-
-class _AcceptOp(Op):
-    """A pending WskAccept, with what the accepted socket and the out-addresses need."""
-
-    __slots__ = ("accept_context", "accept_dispatch", "local_out", "remote_out")
-
-    def __init__(
-        self,
-        owner: ListenSocket,
-        irp: IRP,
-        context: Any,
-        dispatch: Any,
-        local_out: SOCKADDR | None,
-        remote_out: SOCKADDR | None,
-    ) -> None:
-        super().__init__(owner, OpKind.ACCEPT, irp, [])
-        self.accept_context = context
-        self.accept_dispatch = dispatch
-        self.local_out = local_out
-        self.remote_out = remote_out
-
-
 class ListenSocket(ConditionalAccept):
     """A WSK listening socket: the WSK_SOCKET the client holds, and its state."""
 
@@ -230,7 +175,6 @@ class ListenSocket(ConditionalAccept):
     }
 
     __slots__ = (
-        "_accepts",
         "_broken",
         "_reading",
         "_registered",
@@ -260,7 +204,6 @@ class ListenSocket(ConditionalAccept):
         self._reading = False
         self._retry: TimerHandle | None = None
         self._registered = False
-        self._accepts: collections.deque[_AcceptOp] = collections.deque()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "listening" if self.bound else "unbound"
@@ -311,7 +254,7 @@ class ListenSocket(ConditionalAccept):
             return self._complete(Irp, NTSTATUS.STATUS_FILE_FORCED_CLOSED)
         if not self.bound:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
-        op = _AcceptOp(
+        op = AcceptOp(
             self, Irp, AcceptSocketContext, AcceptSocketDispatch, LocalAddress, RemoteAddress
         )
         self._accepts.append(op)
@@ -365,121 +308,6 @@ class ListenSocket(ConditionalAccept):
         self._accept_from_kernel()
         self._update_reading()
 
-    def _deliver(
-        self,
-        sock: socket.socket,
-        request: ConnectionRequest | None,
-        peer: tuple[Any, ...] | None = None,
-    ) -> None:
-        """Give one connection to the first pending WskAccept, else to WskAcceptEvent (the
-        callers check that one of them wants it; if neither does, it is reset)."""
-        while self._accepts:
-            op = self._accepts[0]
-            if op.done:  # pragma: no cover - done ops leave the queue when they complete
-                self._accepts.popleft()
-                continue
-            new = self._adopt(sock, op.accept_context, op.accept_dispatch, request, peer)
-            if new is None:
-                return  # the connection had died already; the WskAccept waits on
-            self._accepts.popleft()
-            assert new.local is not None
-            assert new.remote is not None
-            if op.local_out is not None:
-                op.local_out.set_from_tuple(self.family, new.local)
-            if op.remote_out is not None:
-                op.remote_out.set_from_tuple(self.family, new.remote)
-            self._finish(op, NTSTATUS.STATUS_SUCCESS, new)
-            return
-        if self._accept_event_on():
-            self._offer(sock, request, peer)
-        else:
-            reset_unseen(sock)
-
-    def _adopt(
-        self,
-        sock: socket.socket,
-        context: Any,
-        dispatch: Any,
-        request: ConnectionRequest | None,
-        peer: tuple[Any, ...] | None = None,
-    ) -> ConnectionSocket | None:
-        """A new connection socket for ``sock``, opened for the client; None (and ``sock``
-        reset and closed) if the connection died before it could be delivered.  ``peer``:
-        the address accept4 gave; a listener bound to a specific address gives its own as
-        the connection's local address (no syscall for either)."""
-        local = self.local
-        if local is not None and str(local[0]) in ("0.0.0.0", "::"):
-            local = None
-        try:
-            new = ConnectionSocket.accepted(
-                self.client,
-                self.family,
-                sock,
-                context,
-                dispatch,
-                self.client.subsystem.options.half_open,
-                local,
-                peer,
-            )
-        except OSError:
-            reset_unseen(sock)
-            return None
-        if request is not None:
-            record_inspect_id(new, request.inspect_id)
-        self.client.socket_opened(new)
-        return new
-
-    # --- WskAcceptEvent --------------------------------------------------------------------
-    def _accept_event_on(self) -> bool:
-        return (
-            bool(self.events & WSK_EVENT_ACCEPT) and self.callback_for(WSK_EVENT_ACCEPT) is not None
-        )
-
-    def _offer(
-        self,
-        sock: socket.socket,
-        request: ConnectionRequest | None,
-        peer: tuple[Any, ...] | None = None,
-    ) -> None:
-        """WskAcceptEvent with a new socket: kept on STATUS_SUCCESS, else reset by us."""
-        new = self._adopt(sock, None, None, request, peer)
-        if new is None:
-            return
-        assert new.local is not None
-        assert new.remote is not None
-        status = self.invoke(
-            WSK_EVENT_ACCEPT,
-            self.context,
-            WSK_FLAG_AT_DISPATCH_LEVEL,
-            sockaddr_of(self.family, new.local),
-            sockaddr_of(self.family, new.remote),
-            new,
-            _Into(new, "context"),
-            _Into(new, "dispatch_client"),
-        )
-        # The callback may have handed the socket to another thread: go on under its lock
-        # (lock order: the listener before a socket it accepted).
-        self.engine.locked(new.lock, self._after_offer, new, status)
-
-    def _after_offer(self, new: ConnectionSocket, status: int) -> None:
-        if new.closed:
-            return  # the client closed it from inside the callback
-        if status != NTSTATUS.STATUS_SUCCESS:
-            # STATUS_REQUEST_NOT_ACCEPTED: WSK closes the socket; the client never touches it.
-            new.close(internal_irp())
-            return
-        inherited = 0
-        for event in (WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG):
-            if (
-                self.events & event
-                and new.callback_for(event) is not None
-                and not new.disabled_by_client & event  # disabled inside the callback: stays off
-            ):
-                inherited |= event
-        if inherited & ~new.events:
-            new.events |= inherited
-            new.on_events_changed()
-
     def _indicate_broken(self) -> None:
         """The listener no longer works: a NULL AcceptSocket / NULL InspectID, once each."""
         if self.closed:
@@ -498,8 +326,7 @@ class ListenSocket(ConditionalAccept):
         if self.conditional and not self.closed:
             self.invoke(INSPECT_EVENT, self.context, None, None, None)
 
-    # --- conditional accept ----------------------------------------------------------------
-
+    # --- the listening fd on the loop -------------------------------------------------------
     def _wants_connections(self) -> bool:
         return (
             self.bound
@@ -564,7 +391,7 @@ class ListenSocket(ConditionalAccept):
     # --- cancel, close ---------------------------------------------------------------------
     def cancel(self, op: Op) -> None:
         """IoCancelIrp on a pending WskAccept: STATUS_CANCELLED, unless it completed."""
-        if op.done or not isinstance(op, _AcceptOp) or op not in self._accepts:
+        if op.done or not isinstance(op, AcceptOp) or op not in self._accepts:
             return
         self._accepts.remove(op)
         self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
