@@ -86,11 +86,11 @@ from .socket_dispatch import (
     _WskReceiveEx,
     _WskReceiveFrom,
     _WskRelease,
-    _WskSend,
     _WskSendEx,
     _WskSendMessages,
     _WskSendTo,
 )
+from .socket_dispatch import _WskSend as _WskSend  # also importable from here
 from .stream import StreamSocket
 
 if TYPE_CHECKING:
