@@ -35,12 +35,12 @@ Accept / Reject (STATUS_INVALID_PARAMETER); WskInspectComplete after the listene
 (STATUS_INVALID_DEVICE_STATE), or with an unreadable input buffer
 (STATUS_INVALID_PARAMETER).
 
-What always holds: a request is in at most one of "held" (Pend, waiting for WskInspectComplete) and
-"ready" (accepted, waiting for a taker); every request that leaves both is delivered or
-reset, never leaked; WskInspectEvent and WskAbortEvent run through
-:meth:`~pywsk.provider.base.ProviderSocket.invoke`, and a drop found inside a client's call
-is reported from the provider thread (posted); the last :data:`_TOMBSTONES`
-aborted IDs are remembered so that a late WskInspectComplete on them still succeeds.
+What always holds: a request is in at most one of "held" (Pend, waiting for
+WskInspectComplete) and "ready" (accepted, waiting for a taker); every request that leaves
+both is delivered or reset, never leaked; WskInspectEvent and WskAbortEvent run through
+:meth:`~pywsk.provider.base.ProviderSocket.invoke`, and a drop found inside a client's
+call is reported from the provider thread (posted); the last :data:`_TOMBSTONES` aborted
+IDs are remembered so that a late WskInspectComplete on them still succeeds.
 """
 
 from __future__ import annotations
