@@ -551,7 +551,8 @@ def mdl_chain_views(Mdl: MDL | None, Offset: int, Length: int) -> list[memoryvie
         return None
     if Mdl is None:
         return [] if Length == 0 else None
-    _check_live(Mdl, "mdl_chain_views")
+    if Mdl._freed:
+        _check_live(Mdl, "mdl_chain_views")
     if Offset > Mdl.ByteCount:
         return None
     if Mdl.Next is None:
@@ -597,7 +598,8 @@ def mdl_is_locked(Mdl: MDL | None) -> bool:
     """
     usable = MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL
     if Mdl is not None and Mdl.Next is None:
-        _check_live(Mdl, "mdl_is_locked")
+        if Mdl._freed:
+            _check_live(Mdl, "mdl_is_locked")
         unlocked = None if Mdl.MdlFlags & usable else Mdl
     else:
         unlocked = next((m for m in _walk(Mdl, "mdl_is_locked") if not m.MdlFlags & usable), None)
@@ -608,4 +610,6 @@ def mdl_is_locked(Mdl: MDL | None) -> bool:
 
 def mdl_chain_writable(Mdl: MDL | None) -> bool:
     """True when every MDL of the chain describes a writable buffer (None: True)."""
+    if Mdl is not None and Mdl.Next is None and not Mdl._freed:  # one MDL: no walk
+        return not Mdl._view.readonly
     return all(m.writable for m in _walk(Mdl, "mdl_chain_writable"))

@@ -116,13 +116,27 @@ def _WskInspectComplete(ListenSocket: Any, InspectID: Any, Action: int, Irp: IRP
 
 def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
     return _socket_call(
-        "WskSend", Socket, Irp, "send", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+        "WskSend",
+        Socket,
+        Irp,
+        "send",
+        Buffer,
+        Flags,
+        Irp,
+        check=_partial(_data_check, Buffer, Flags),
     )
 
 
 def _WskReceive(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
     return _socket_call(
-        "WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
+        "WskReceive",
+        Socket,
+        Irp,
+        "receive",
+        Buffer,
+        Flags,
+        Irp,
+        check=_partial(_data_check, Buffer, Flags),
     )
 
 
@@ -139,10 +153,14 @@ def _WskDisconnect(Socket: Any, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) ->
     )
 
 
+# The data calls' argument check, bound with a partial where it is made (no Python frame
+# of its own: these run on every WskSend and WskReceive).
+_partial = functools.partial
+_data_check = argcheck.buffer_flags_status
+
+
 def _buffer_check(Buffer: Any, Flags: Any, required: bool = True) -> Check:
-    return lambda: argcheck.first_refusal(
-        argcheck.buffer_status(Buffer, required), argcheck.ulong_status(Flags)
-    )
+    return _partial(_data_check, Buffer, Flags, required)
 
 
 def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
