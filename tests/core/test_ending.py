@@ -15,6 +15,7 @@ def test_every_ending_has_who_how_and_twisted_kind() -> None:
         (Side.PEER, How.FIN_THEN_RST, Kind.LOST),
         (Side.US, How.FIN, Kind.DONE),
         (Side.US, How.RST, Kind.ABORTED),
+        (Side.US, How.FIN_THEN_RST, Kind.ABORTED),
         (Side.TRANSPORT, How.FAILURE, Kind.LOST),
     ]
     assert [e for e in Ending if e.clean] == [Ending.PEER_FIN, Ending.OUR_FIN]
@@ -44,6 +45,8 @@ def test_first_end_wins_except_rst_after_fin() -> None:
     assert Ending.PEER_RST.then(Ending.PEER_FIN) is Ending.PEER_RST
     assert Ending.PEER_FIN.then(Ending.PEER_FIN) is Ending.PEER_FIN
     assert Ending.PEER_FIN_THEN_RST.then(Ending.PEER_RST) is Ending.PEER_FIN_THEN_RST
+    assert Ending.OUR_FIN.then(Ending.OUR_RST) is Ending.OUR_FIN_THEN_RST
+    assert Ending.OUR_FIN.then(Ending.PEER_RST) is Ending.OUR_FIN  # the other side's end
 
 
 def test_statuses_of_a_broken_connection() -> None:

@@ -97,6 +97,8 @@ class Ending(enum.Enum):
     OUR_FIN = (Side.US, How.FIN, Kind.DONE)
     #: Our RST: WSK_FLAG_ABORTIVE, or WskCloseSocket before both directions disconnected.
     OUR_RST = (Side.US, How.RST, Kind.ABORTED)
+    #: Our FIN, then our RST (a close after our graceful disconnect, before the peer's end).
+    OUR_FIN_THEN_RST = (Side.US, How.FIN_THEN_RST, Kind.ABORTED)
     #: The transport gave up (e.g. STATUS_IO_TIMEOUT after TCP_MAXRT): nobody sent an end.
     TRANSPORT_FAILURE = (Side.TRANSPORT, How.FAILURE, Kind.LOST)
 
@@ -137,9 +139,9 @@ class Ending(enum.Enum):
 
     def then(self, later: Ending) -> Ending:
         """What is known after ``later`` was learned about the same side: the first end wins,
-        except the peer's RST after its FIN, which is :attr:`PEER_FIN_THEN_RST`."""
-        if self is Ending.PEER_FIN and later in (Ending.PEER_RST, Ending.PEER_FIN_THEN_RST):
-            return Ending.PEER_FIN_THEN_RST
+        except an RST after a FIN, which is that side's ``*_FIN_THEN_RST``."""
+        if self.how is How.FIN and later.who is self.who and later.how.sent_rst:
+            return Ending.of(self.who, How.FIN_THEN_RST)
         return self
 
     def describe(self) -> str:
