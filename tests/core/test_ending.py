@@ -31,10 +31,13 @@ def test_of_finds_the_member_and_refuses_what_is_not_an_ending() -> None:
 
 
 def test_the_words_are_the_reports_words() -> None:
-    assert str(How.FIN) == "fin" and f"{How.FIN_THEN_RST}" == "fin+rst"
+    assert str(How.FIN) == "fin"
+    assert f"{How.FIN_THEN_RST}" == "fin+rst"
     assert How("rst") is How.RST
-    assert How.FIN_THEN_RST.sent_fin and How.FIN_THEN_RST.sent_rst
-    assert not How.FIN.sent_rst and not How.RST.sent_fin
+    assert How.FIN_THEN_RST.sent_fin
+    assert How.FIN_THEN_RST.sent_rst
+    assert not How.FIN.sent_rst
+    assert not How.RST.sent_fin
     assert Ending.PEER_FIN_THEN_RST.describe() == "the peer's FIN, then RST"
     assert Ending.OUR_RST.describe() == "our RST"
     assert Ending.TRANSPORT_FAILURE.describe() == "a transport failure"
