@@ -1,7 +1,8 @@
 """One WSK call on one IRP, the way a kernel driver issues it.
 
 What it does: a :class:`Call` is what the client runtime (:class:`pywsk.client.Client`)
-returns for each WSK function it calls on a fresh IRP: what the function returned, and -
+returns for each WSK function it calls on a fresh IRP (a test may also make one for an IRP
+of its own, ``Call(name, irp)``, and set :meth:`Call.routine` as its completion routine): what the function returned, and -
 set by the completion routine, which is invoked on success, error and cancel and returns
 STATUS_MORE_PROCESSING_REQUIRED - the IRP's final status and Information, whether it
 completed after STATUS_PENDING, when (wall clock and monotonic), on which thread and at
@@ -50,10 +51,11 @@ class Call:
 
     def __init__(
         self,
-        client: Client,
         name: str,
-        label: str | None = None,
+        irp: IRP | None = None,
         *,
+        client: Client | None = None,
+        label: str | None = None,
         socket: Any = None,
         record: bool = True,
         group: str | None = None,
@@ -88,7 +90,7 @@ class Call:
         self.data = b""
         #: Set by whoever counted this call's bytes once (a report counts each call once).
         self.counted = False
-        self.irp: IRP | None = None
+        self._irp: IRP | None = irp
         self.keep = keep
         self._receive_pool = receive_pool
         self._resources: list[Callable[[], None]] = []
@@ -105,6 +107,17 @@ class Call:
     def done(self) -> bool:
         """True once the completion routine ran."""
         return self._done.is_set()
+
+    @property
+    def irp(self) -> IRP:
+        """The call's IRP (freed once the call is over, unless made with ``keep=True``)."""
+        if self._irp is None:
+            raise AttributeError(f"{self.name} was made without an IRP")
+        return self._irp
+
+    @irp.setter
+    def irp(self, irp: IRP) -> None:
+        self._irp = irp
 
     @property
     def succeeded(self) -> bool:
@@ -133,20 +146,21 @@ class Call:
     def cancel(self) -> bool:
         """IoCancelIrp, if the IRP is still pending; returns what IoCancelIrp returned."""
         with self._lock:
-            if self._completed or self._freed or self.irp is None:
+            if self._completed or self._freed or self._irp is None:
                 return False
-            result = IoCancelIrp(self.irp)
-        self.client.tracer.note(
-            self.socket,
-            f"IoCancelIrp(IRP of {self.name}) returned {'TRUE' if result else 'FALSE'}",
-            time.time(),
-        )
+            result = IoCancelIrp(self._irp)
+        if self.client is not None:
+            self.client.tracer.note(
+                self.socket,
+                f"IoCancelIrp(IRP of {self.name}) returned {'TRUE' if result else 'FALSE'}",
+                time.time(),
+            )
         return result
 
     def show(self) -> None:
         """Trace, after the fact, a call issued with ``record=False`` (and its completion,
         when it comes): for the one call of a bulk run that matters, e.g. the send that pends."""
-        if self.record or self.returned is None:
+        if self.record or self.returned is None or self.client is None:
             return
         self.record = True
         group, self.group = self.group, None
@@ -191,7 +205,8 @@ class Call:
         pool = self._receive_pool
         if pool is not None and self.status == STATUS_SUCCESS and isinstance(self.information, int):
             self.data = bytes(pool[: self.information])
-        self.client._completed(self)
+        if self.client is not None:
+            self.client._completed(self)
         for hook in self._on_complete:
             hook(self)
         with self._lock:
@@ -208,7 +223,8 @@ class Call:
     def _returned(self, status: int) -> None:
         self.returned = status
         self.returned_at = time.time()
-        self.client.tracer.returned(self)
+        if self.client is not None:
+            self.client.tracer.returned(self)
         with self._lock:
             self._has_returned = True
             if self._completed and not self.keep:
@@ -224,8 +240,8 @@ class Call:
         if self._freed:
             return
         self._freed = True
-        if self.irp is not None:
-            IoFreeIrp(self.irp)
+        if self._irp is not None:
+            IoFreeIrp(self._irp)
         for free in self._resources:
             free()
         self._resources.clear()

@@ -217,9 +217,9 @@ class Client:
         """``function(*args, Irp)`` on a fresh IRP; returns once the call returned."""
         sock = args[0] if args and isinstance(args[0], WSK_SOCKET) else None
         call = Call(
-            self,
             name,
-            label,
+            client=self,
+            label=label,
             socket=sock,
             record=record,
             group=group,
@@ -251,8 +251,6 @@ class Client:
         """From the completion routine: what the completion says about the connection."""
         sock, status, at = call.socket, call.status, call.completed_at or time.time()
         info = call.information
-        if status == STATUS_SUCCESS and isinstance(info, WSK_SOCKET):
-            self.adopt(info)
         if sock is not None and call.name == "WskDisconnect":
             ends = self.ends(sock)
             if status == STATUS_SUCCESS:
@@ -346,6 +344,7 @@ class Client:
         call.completed_within(10.0)
         if call.status != STATUS_SUCCESS or not isinstance(call.information, WSK_SOCKET):
             raise ClientError(f"WskSocket failed: {short_status(call.status)}", call.status)
+        self.adopt(call.information)
         return call.information
 
     def connect(
@@ -453,6 +452,7 @@ class Client:
                 call.status,
             )
         sock = call.information
+        self.adopt(sock)
         if context is not None:
             context.socket = sock
         if events:
@@ -508,7 +508,8 @@ class Client:
         dispatch: Any = None,
         remote: SOCKADDR_STORAGE | None = None,
     ) -> Call:
-        """WskAccept (does not wait); the socket it brings joins :attr:`sockets`."""
+        """WskAccept (does not wait); the socket it brings joins :attr:`sockets` before
+        anyone waiting for the call wakes."""
         return self.issue(
             "WskAccept",
             "WskAccept",
@@ -519,13 +520,19 @@ class Client:
             dispatch,
             None,
             remote,
+            on_complete=self.adopt_accepted,
         )
+
+    def adopt_accepted(self, call: Call) -> None:
+        """Completion hook of a WskAccept: adopt the socket it brought."""
+        if call.status == STATUS_SUCCESS and isinstance(call.information, WSK_SOCKET):
+            self.adopt(call.information)
 
     def set_events(self, sock: WSK_SOCKET, mask: int) -> int:
         """SO_WSK_EVENT_CALLBACK (no IRP); returns the status (traced); ClientError if it
         failed."""
         control = WSK_EVENT_CALLBACK_CONTROL(NPI_WSK_INTERFACE_ID, mask)
-        call = Call(self, "WskControlSocket", socket=sock)
+        call = Call("WskControlSocket", client=self, socket=sock)
         call.label = f"WskControlSocket(SO_WSK_EVENT_CALLBACK, {event_names(mask)})"
         status: int = sock.Dispatch.WskControlSocket(
             sock, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, 0, control, 0, None, None, None
