@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.ending import Ending, How
 from ..testing.capture import Segment
+from ..testing.flows import Flow, Flows
 from .timeline import Report
 
 __all__ = ["LAG", "TOLERANCE", "Claims", "WireFacts", "reconcile"]
@@ -83,36 +84,23 @@ class WireFacts:
 
     @classmethod
     def of(cls, segments: Sequence[Segment], ours: int) -> WireFacts:
-        mine = [s for s in segments if s.sport == ours]
-        theirs = [s for s in segments if s.sport != ours]
+        """The facts of one connection's segments (``ours`` is our port)."""
+        flows = Flows()
+        for s in segments:
+            flows.add(s)
+        theirs = next((s.dport if s.sport == ours else s.sport for s in segments), 0)
+        return cls.of_flows(*flows.between(ours, theirs))
 
-        def first(items: list[Segment], flag: str) -> float | None:
-            return next((s.time for s in items if flag in s.flags), None)
-
-        def data(items: list[Segment]) -> int:
-            syn = next((s for s in items if s.syn), None)
-            base = (syn.seq + 1) if syn is not None else (items[0].seq if items else 0)
-            ends = [(s.seq - base) % 2**32 + s.length for s in items if s.length]
-            return max(ends, default=0)
-
-        acked = None
-        our_fin = next((s for s in mine if s.fin), None)
-        if our_fin is not None:
-            want = (our_fin.seq + our_fin.length + 1) % 2**32
-            acked = next(
-                (
-                    s.time
-                    for s in theirs
-                    if s.ack_flag and s.time >= our_fin.time and (s.ack - want) % 2**32 < 2**31
-                ),
-                None,
-            )
+    @classmethod
+    def of_flows(cls, mine: Flow | None, theirs: Flow | None) -> WireFacts:
+        """The facts a capture kept of one connection's two directions (however long it
+        ran: :class:`~pywsk.testing.flows.Flow` is constant in size)."""
         return cls(
-            fin=(first(mine, "F"), first(theirs, "F")),
-            rst=(first(mine, "R"), first(theirs, "R")),
-            data=(data(mine), data(theirs)),
-            fin_acked=acked,
-            segments=len(segments),
+            fin=(mine.fin_at if mine else None, theirs.fin_at if theirs else None),
+            rst=(mine.rst_at if mine else None, theirs.rst_at if theirs else None),
+            data=(mine.data if mine else 0, theirs.data if theirs else 0),
+            fin_acked=mine.fin_acked_at if mine else None,
+            segments=(mine.segments if mine else 0) + (theirs.segments if theirs else 0),
         )
 
     def end(self, side: int) -> tuple[How, float] | None:

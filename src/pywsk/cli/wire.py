@@ -129,7 +129,7 @@ class CaptureWire:
         ):
             if len(report.wire) < WIRE_LINES or not plain:
                 report.wire.append(f"+{(at - t0) * 1e3:9.3f} ms {text}")
-        facts = WireFacts.of(segments, ours)
+        facts = WireFacts.of_flows(*self.capture.flows.between(ours, theirs))
         report.wire_summary = _summary(
             names,
             fin=(facts.fin[0] is not None, facts.fin[1] is not None),
