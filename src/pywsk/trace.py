@@ -6,7 +6,7 @@ WSK call and what it returned (:meth:`Tracer.returned`), every completion of the
 issued with its status, Information, IRQL and thread (:meth:`Tracer.completed`), every event
 callback it registered and the provider made (:meth:`Tracer.callback`) - and, when a packet
 capture runs (:class:`pywsk.testing.capture.WireCapture`), what went on the wire
-(:meth:`Tracer.segment`, fed by :func:`record_segments`).  Subclass it to do anything with
+(:meth:`Tracer.segment`, fed by :func:`record_capture`).  Subclass it to do anything with
 those facts; :class:`Recorder` is the tracer the ``pywsk`` commands use: it writes them as
 :class:`Event` objects into a :class:`Timeline` (one per connection if asked:
 :meth:`Recorder.attach`), which :meth:`Recorder.text`, :meth:`Recorder.svg` and
@@ -51,7 +51,7 @@ from .nt import NT_SUCCESS, NTSTATUS, STATUS_PENDING
 if TYPE_CHECKING:
     from .cli.timeline import Report
     from .client import Call
-    from .testing.capture import Segment
+    from .testing.capture import Segment, WireCapture
 
 __all__ = [
     "GROUP_LIMIT",
@@ -63,6 +63,7 @@ __all__ = [
     "Timeline",
     "Tracer",
     "Tracers",
+    "record_capture",
     "record_segments",
     "short_status",
     "status_tone",
@@ -458,19 +459,24 @@ class Recorder(Tracer):
 
     # --- the CLI's views ---------------------------------------------------------------------
     def report(self, title: str = "connection", sock: Any = None) -> Report:
-        """The timeline of ``sock`` (default: :attr:`timeline`) as a ``pywsk`` report."""
+        """The timeline of ``sock`` (default: :attr:`timeline`) as a ``pywsk`` report (a
+        trace checks nothing: it has no problems, and its JSON says so in ``expected``)."""
         from .cli.timeline import Report
 
-        return Report("trace", title, title, "", timeline=self.timeline_of(sock))
+        report = Report("trace", "trace", title, "", timeline=self.timeline_of(sock))
+        report.expected = "nothing checked: a trace of what the client saw"
+        return report
 
-    def text(self, title: str = "connection", sock: Any = None, width: int = 160) -> str:
-        """The timeline as ``pywsk probe`` prints it (plain text, no colours)."""
+    def text(self, title: str = "connection", sock: Any = None) -> str:
+        """The timeline as ``pywsk probe`` prints it (plain text, no colours, no verdict)."""
         import io
 
-        from .cli.render import console, print_report
+        from .cli.render import console, print_timeline
 
         out = io.StringIO()
-        print_report(self.report(title, sock), console(out))
+        report = self.report(title, sock)
+        report.expected = ""
+        print_timeline(report, console(out))
         return out.getvalue()
 
     def svg(self, title: str = "connection", sock: Any = None) -> str:
@@ -522,3 +528,19 @@ def record_segments(
         )
         lines.append((s.time, text, plain))
     return lines
+
+
+def record_capture(
+    tracer: Tracer,
+    capture: WireCapture,
+    ours: int,
+    theirs: int,
+    sock: Any = None,
+    names: tuple[str, str] = ("client", "peer"),
+) -> list[tuple[float, str, bool]]:
+    """Tell ``tracer`` what ``capture`` kept of the connection between our port ``ours`` and
+    the peer's port ``theirs`` (call :meth:`WireCapture.sync` first to have all of it)."""
+    segments = [
+        s for s in capture.segments if (s.sport, s.dport) in ((ours, theirs), (theirs, ours))
+    ]
+    return record_segments(tracer, sock, segments, ours, names)

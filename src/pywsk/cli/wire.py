@@ -24,9 +24,9 @@ import time
 from typing import Any, Literal
 
 from ..core.ending import Ending
-from ..testing.capture import Segment, WireCapture
+from ..testing.capture import WireCapture
 from ..testing.tcp import TcpState
-from ..trace import Recorder, Tracer, record_segments
+from ..trace import Recorder, Tracer, record_capture
 from .evidence import WireFacts
 from .session import Call, Session
 from .timeline import Report, Timeline
@@ -89,14 +89,6 @@ class CaptureWire:
         return None
 
     # --- per connection --------------------------------------------------------------------------
-    def segments(self, ours: int, theirs: int) -> list[Segment]:
-        """Segments between our port ``ours`` and the peer's port ``theirs``, in order."""
-        return [
-            s
-            for s in self.capture.segments
-            if (s.sport, s.dport) in ((ours, theirs), (theirs, ours))
-        ]
-
     def seen(self, flag: str, from_port: int, timeout: float = 2.0) -> bool:
         """Wait (bounded) for a segment with ``flag`` (``"F"`` or ``"R"``) from ``from_port``."""
         try:
@@ -120,13 +112,11 @@ class CaptureWire:
         """Add this connection's segments to the report's timeline, lines and summary;
         return what they show, or None when the capture is incomplete (said in the report)."""
         broken = self.sync()
-        segments = self.segments(ours, theirs)
         report.wire_source = self.source
         report.wire = []
-        t0 = segments[0].time if segments else 0.0
-        for at, text, plain in record_segments(
-            Recorder(report.timeline), None, segments, ours, names
-        ):
+        lines = record_capture(Recorder(report.timeline), self.capture, ours, theirs, None, names)
+        t0 = lines[0][0] if lines else 0.0
+        for at, text, plain in lines:
             if len(report.wire) < WIRE_LINES or not plain:
                 report.wire.append(f"+{(at - t0) * 1e3:9.3f} ms {text}")
         facts = WireFacts.of_flows(*self.capture.flows.between(ours, theirs))
