@@ -124,6 +124,12 @@ class Call:
         return self.status == STATUS_SUCCESS
 
     @property
+    def receive_pool(self) -> Any:
+        """The pool a receive reads into (None for other calls); valid until the call's
+        buffers are freed."""
+        return self._receive_pool
+
+    @property
     def completed_wall(self) -> float | None:
         """The wall-clock time of the completion (the same as :attr:`completed_at`)."""
         return self.completed_at

@@ -324,9 +324,27 @@ class Client:
         label: str | None = None,
     ) -> WSK_SOCKET:
         """WskSocket (completes inline in pywsk; waited for with a bound anyway)."""
+        call = self.socket_call(family, flags, context, dispatch, label=label)
+        call.completed_within(10.0)
+        if call.status != STATUS_SUCCESS or not isinstance(call.information, WSK_SOCKET):
+            raise ClientError(f"WskSocket failed: {short_status(call.status)}", call.status)
+        self.adopt(call.information)
+        return call.information
+
+    def socket_call(
+        self,
+        family: int,
+        flags: int = WSK_FLAG_CONNECTION_SOCKET,
+        context: Any = None,
+        dispatch: Any = None,
+        *,
+        label: str | None = None,
+        keep: bool = False,
+    ) -> Call:
+        """WskSocket of a TCP socket (does not wait; the caller adopts the socket)."""
         provider = self.provider.Dispatch
         assert provider is not None
-        call = self.issue(
+        return self.issue(
             "WskSocket",
             label or "WskSocket",
             provider.WskSocket,
@@ -340,12 +358,39 @@ class Client:
             None,
             None,
             None,
+            keep=keep,
         )
-        call.completed_within(10.0)
-        if call.status != STATUS_SUCCESS or not isinstance(call.information, WSK_SOCKET):
-            raise ClientError(f"WskSocket failed: {short_status(call.status)}", call.status)
-        self.adopt(call.information)
-        return call.information
+
+    def socket_connect_call(
+        self,
+        remote: tuple[Any, ...],
+        local: tuple[Any, ...],
+        context: Any = None,
+        dispatch: Any = None,
+        *,
+        keep: bool = False,
+    ) -> Call:
+        """WskSocketConnect from ``local`` to ``remote`` (does not wait; the caller adopts
+        the socket)."""
+        provider = self.provider.Dispatch
+        assert provider is not None
+        return self.issue(
+            "WskSocketConnect",
+            f"WskSocketConnect({describe_address(local)} -> {describe_address(remote)})",
+            provider.WskSocketConnect,
+            self.provider.Client,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            sockaddr_from_tuple(local),
+            sockaddr_from_tuple(remote),
+            0,
+            context,
+            dispatch,
+            None,
+            None,
+            None,
+            keep=keep,
+        )
 
     def connect(
         self,
@@ -421,27 +466,10 @@ class Client:
     ) -> WSK_SOCKET:
         """WskSocketConnect (create, bind, connect in one call), then the events; its IRP
         cannot be cancelled, so a connect that never answers is left to the kernel."""
-        provider = self.provider.Dispatch
-        assert provider is not None
         family = AF_INET6 if ":" in str(remote[0]) else AF_INET
         if local is None:
             local = ("::", 0) if family == AF_INET6 else ("0.0.0.0", 0)
-        call = self.issue(
-            "WskSocketConnect",
-            f"WskSocketConnect({describe_address(local)} -> {describe_address(remote)})",
-            provider.WskSocketConnect,
-            self.provider.Client,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            sockaddr_from_tuple(local),
-            sockaddr_from_tuple(remote),
-            0,
-            context,
-            self.connection_dispatch,
-            None,
-            None,
-            None,
-        )
+        call = self.socket_connect_call(remote, local, context, self.connection_dispatch)
         if not call.completed_within(timeout):
             raise ClientError(
                 f"cannot connect to {describe_address(remote)}: no answer within {timeout:g} s"

@@ -30,10 +30,8 @@ from ..nt import STATUS_SUCCESS
 from ..nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from ..trace import Tracer
 from ..wsk import (
-    IPPROTO_TCP,
     NPI_WSK_INTERFACE_ID,
     SO_WSK_EVENT_CALLBACK,
-    SOCK_STREAM,
     SOCKADDR_STORAGE,
     SOL_SOCKET,
     WSK_BUF,
@@ -125,16 +123,23 @@ class WskTestClient:
 
     def call(self, name: str, function: Any, *args: Any, timeout: float = 10.0) -> Request:
         """Like :meth:`start`, then wait for the completion and free the IRP."""
-        request = self.start(name, function, *args)
-        request.wait(timeout)
-        request.release()
-        return request
+        return self._settled(self.client.issue(name, None, function, *args, keep=True), timeout)
 
     @staticmethod
     def dispatch(sock: WSK_SOCKET) -> WSK_PROVIDER_CONNECTION_DISPATCH:
         return cast(WSK_PROVIDER_CONNECTION_DISPATCH, sock.Dispatch)
 
     # --- common sequences ----------------------------------------------------------------------
+    def _kept(self, request: Request) -> Request:
+        self.requests.append(request)
+        return request
+
+    def _settled(self, request: Request, timeout: float = 10.0) -> Request:
+        """Wait for a set-up call, free its IRP, keep it in :attr:`requests`."""
+        self._kept(request).wait(timeout)
+        request.release()
+        return request
+
     def socket(
         self,
         family: int,
@@ -143,20 +148,8 @@ class WskTestClient:
         dispatch: Any = None,
     ) -> Request:
         """WskSocket; a socket it makes is closed by :meth:`close`."""
-        assert self.provider.Dispatch is not None
-        request = self.call(
-            "WskSocket",
-            self.provider.Dispatch.WskSocket,
-            self.provider.Client,
-            family,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            flags,
-            context,
-            dispatch,
-            None,
-            None,
-            None,
+        request = self._settled(
+            self.client.socket_call(family, flags, context, dispatch, keep=True)
         )
         if request.status == STATUS_SUCCESS:
             self.client.adopt(request.information)
@@ -171,22 +164,9 @@ class WskTestClient:
     ) -> WSK_SOCKET:
         """WskSocketConnect to ``remote`` (from ``local``, default the same host, port 0),
         with an optional socket context and WSK_CLIENT_CONNECTION_DISPATCH for events."""
-        assert self.provider.Dispatch is not None
         local = local or ((remote[0], 0) if ":" not in remote[0] else ("::1", 0))
-        request = self.call(
-            "WskSocketConnect",
-            self.provider.Dispatch.WskSocketConnect,
-            self.provider.Client,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            sockaddr_from_tuple(local),
-            sockaddr_from_tuple(remote),
-            0,
-            context,
-            dispatch,
-            None,
-            None,
-            None,
+        request = self._settled(
+            self.client.socket_connect_call(remote, local, context, dispatch, keep=True)
         )
         assert request.status == STATUS_SUCCESS, request
         sock = cast(WSK_SOCKET, request.information)
@@ -194,25 +174,13 @@ class WskTestClient:
         return sock
 
     def send(self, sock: WSK_SOCKET, data: bytes, flags: int = 0) -> Request:
-        _pool, buf, free = allocate_buffer(data, b"wskt")
-        return self.start(
-            "WskSend", self.dispatch(sock).WskSend, sock, buf, flags, resources=(free,)
-        )
+        return self._kept(self.client.send(sock, data, flags, keep=True))
 
     def receive(self, sock: WSK_SOCKET, size: int, flags: int = 0) -> tuple[Request, Any]:
         """WskReceive; returns the request and the pool it fills (valid until :meth:`close`;
         what arrived is also :attr:`Request.data`)."""
-        pool, buf, free = allocate_buffer(size, b"wskt")
-        request = self.start(
-            "WskReceive",
-            self.dispatch(sock).WskReceive,
-            sock,
-            buf,
-            flags,
-            receive_pool=pool,
-            resources=(free,),
-        )
-        return request, pool
+        request = self._kept(self.client.receive(sock, size, flags, keep=True))
+        return request, request.receive_pool
 
     def receive_all(
         self, sock: WSK_SOCKET, timeout: float = 10.0, chunk: int = 65536
@@ -229,6 +197,7 @@ class WskTestClient:
             request.release()  # read: its pool is not needed any more
 
     def disconnect(self, sock: WSK_SOCKET, final: bytes | None = None, flags: int = 0) -> Request:
+        """WskDisconnect with any ``flags`` (a test may pass ones WSK refuses)."""
         resources: tuple[Callable[[], None], ...] = ()
         buf = None
         if final is not None:
