@@ -60,6 +60,7 @@ __all__ = [
     "Kind",
     "Lane",
     "Recorder",
+    "SegmentFact",
     "Timeline",
     "Tracer",
     "Tracers",
@@ -253,6 +254,24 @@ class Timeline:
 
 # --- the hook ------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class SegmentFact:
+    """A TCP segment as the tracer is told it (:meth:`Tracer.segment`)."""
+
+    at: float
+    """The kernel's capture time (the wall clock)."""
+    text: str
+    """``client:40012 -> peer:80 [F.] seq=14 ack=1 len=0`` (sequence numbers relative)."""
+    outgoing: bool
+    """Ours (from our port), or the peer's."""
+    flags: str
+    """tcpdump's letters."""
+    length: int
+    plain: bool
+    """Neither SYN, FIN nor RST (a bulk transfer's segments are condensed for display)."""
+
+
 #: A call that takes this long to return to its caller says so in the timeline.
 SLOW_CALL_MS = 5.0
 
@@ -280,18 +299,8 @@ class Tracer:
     def note(self, sock: Any, text: str, at: float) -> None:
         """A remark of the client's own (a cancel, a decision)."""
 
-    def segment(
-        self,
-        sock: Any,
-        at: float,
-        text: str,
-        *,
-        outgoing: bool,
-        flags: str,
-        length: int,
-        plain: bool,
-    ) -> None:
-        """A TCP segment of the connection, as a packet capture saw it (``outgoing``: ours)."""
+    def segment(self, sock: Any, fact: SegmentFact) -> None:
+        """A TCP segment of the connection, as a packet capture saw it."""
 
     def state(self, sock: Any, at: float, text: str) -> None:
         """The TCP state of the connection changed (when no capture runs)."""
@@ -319,21 +328,9 @@ class Tracers(Tracer):
         for tracer in self.tracers:
             tracer.note(sock, text, at)
 
-    def segment(
-        self,
-        sock: Any,
-        at: float,
-        text: str,
-        *,
-        outgoing: bool,
-        flags: str,
-        length: int,
-        plain: bool,
-    ) -> None:
+    def segment(self, sock: Any, fact: SegmentFact) -> None:
         for tracer in self.tracers:
-            tracer.segment(
-                sock, at, text, outgoing=outgoing, flags=flags, length=length, plain=plain
-            )
+            tracer.segment(sock, fact)
 
     def state(self, sock: Any, at: float, text: str) -> None:
         for tracer in self.tracers:
@@ -430,28 +427,19 @@ class Recorder(Tracer):
     def note(self, sock: Any, text: str, at: float) -> None:
         self.timeline_of(sock).note(text, at=at)
 
-    def segment(
-        self,
-        sock: Any,
-        at: float,
-        text: str,
-        *,
-        outgoing: bool,
-        flags: str,
-        length: int,
-        plain: bool,
-    ) -> None:
-        lanes: tuple[Lane, Lane] = ("provider", "peer") if outgoing else ("peer", "provider")
+    def segment(self, sock: Any, fact: SegmentFact) -> None:
+        ours = fact.outgoing
+        lanes: tuple[Lane, Lane] = ("provider", "peer") if ours else ("peer", "provider")
         self.timeline_of(sock).record(
             "segment",
             "wire",
-            text,
-            at=at,
+            fact.text,
+            at=fact.at,
             src=lanes[0],
             dst=lanes[1],
-            flags=flags,
-            length=length,
-            group="segments" if plain else None,
+            flags=fact.flags,
+            length=fact.length,
+            group="segments" if fact.plain else None,
         )
 
     def state(self, sock: Any, at: float, text: str) -> None:
@@ -506,14 +494,13 @@ def record_segments(
     segments: Sequence[Segment],
     ours: int,
     names: tuple[str, str] = ("client", "peer"),
-) -> list[tuple[float, str, bool]]:
+) -> list[SegmentFact]:
     """Tell ``tracer`` about each segment of one connection (``ours`` is our port): its
-    flags and sequence numbers relative to each side's first.  Returns ``(time, text,
-    plain)`` per segment, for a report's wire lines."""
+    flags and sequence numbers relative to each side's first.  Returns what it told."""
     base: dict[int, int] = {}
     for s in segments:
         base.setdefault(s.sport, s.seq)
-    lines: list[tuple[float, str, bool]] = []
+    facts: list[SegmentFact] = []
     for s in segments:
         outgoing = s.sport == ours
         src, dst = (names[0], names[1]) if outgoing else (names[1], names[0])
@@ -523,11 +510,10 @@ def record_segments(
             ack = f" ack={(s.ack - base[s.dport]) % 2**32}"
         text = f"{src}:{s.sport} -> {dst}:{s.dport} [{s.flags}] seq={seq}{ack} len={s.length}"
         plain = not (s.syn or s.fin or s.rst)
-        tracer.segment(
-            sock, s.time, text, outgoing=outgoing, flags=s.flags, length=s.length, plain=plain
-        )
-        lines.append((s.time, text, plain))
-    return lines
+        fact = SegmentFact(s.time, text, outgoing, s.flags, s.length, plain)
+        tracer.segment(sock, fact)
+        facts.append(fact)
+    return facts
 
 
 def record_capture(
@@ -537,7 +523,7 @@ def record_capture(
     theirs: int,
     sock: Any = None,
     names: tuple[str, str] = ("client", "peer"),
-) -> list[tuple[float, str, bool]]:
+) -> list[SegmentFact]:
     """Tell ``tracer`` what ``capture`` kept of the connection between our port ``ours`` and
     the peer's port ``theirs`` (call :meth:`WireCapture.sync` first to have all of it)."""
     segments = [

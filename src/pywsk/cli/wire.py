@@ -115,10 +115,10 @@ class CaptureWire:
         report.wire_source = self.source
         report.wire = []
         lines = record_capture(Recorder(report.timeline), self.capture, ours, theirs, None, names)
-        t0 = lines[0][0] if lines else 0.0
-        for at, text, plain in lines:
-            if len(report.wire) < WIRE_LINES or not plain:
-                report.wire.append(f"+{(at - t0) * 1e3:9.3f} ms {text}")
+        t0 = lines[0].at if lines else 0.0
+        for fact in lines:
+            if len(report.wire) < WIRE_LINES or not fact.plain:
+                report.wire.append(f"+{(fact.at - t0) * 1e3:9.3f} ms {fact.text}")
         facts = WireFacts.of_flows(*self.capture.flows.between(ours, theirs))
         report.wire_summary = _summary(
             names,

@@ -534,21 +534,26 @@ class Client:
         *,
         context: Any = None,
         dispatch: Any = None,
-        remote: SOCKADDR_STORAGE | None = None,
+        local: Any = None,
+        remote: Any = None,
+        flags: int = 0,
+        keep: bool = False,
     ) -> Call:
-        """WskAccept (does not wait); the socket it brings joins :attr:`sockets` before
-        anyone waiting for the call wakes."""
+        """WskAccept (does not wait); ``local`` / ``remote`` are optional SOCKADDR
+        out-parameters.  The socket it brings joins :attr:`sockets` before anyone waiting for
+        the call wakes."""
         return self.issue(
             "WskAccept",
             "WskAccept",
             listener.Dispatch.WskAccept,
             listener,
-            0,
+            flags,
             context,
             dispatch,
-            None,
+            local,
             remote,
             on_complete=self.adopt_accepted,
+            keep=keep,
         )
 
     def adopt_accepted(self, call: Call) -> None:

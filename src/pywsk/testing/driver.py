@@ -320,14 +320,13 @@ class WskTestClient:
         """WskAccept on ``listener`` (does not wait); ``local`` / ``remote`` are optional
         SOCKADDR out-parameters.  A socket it accepts is closed by :meth:`close` (it is
         adopted before anyone waiting for the request wakes)."""
-        return self.start(
-            "WskAccept",
-            listener.Dispatch.WskAccept,
+        accept = self.client.accept(
             listener,
-            flags,
-            context,
-            dispatch,
-            local,
-            remote,
-            on_complete=self.client.adopt_accepted,
+            context=context,
+            dispatch=dispatch,
+            local=local,
+            remote=remote,
+            flags=flags,
+            keep=True,
         )
+        return self._kept(accept)
