@@ -11,16 +11,18 @@
 :mod:`pywsk.testing.driver` are built on it; docs/tracing.md shows it from a program.
 """
 
+from .base import Buffer, ClientBase, ClientError, allocate_buffer
 from .call import Call
 from .ends import Context, Ends
 from .interrupt import interrupt_between_calls
-from .runtime import Buffer, Client, ClientError, allocate_buffer
+from .runtime import Client
 from .words import describe_address, event_names, explain, flag_names, preview
 
 __all__ = [
     "Buffer",
     "Call",
     "Client",
+    "ClientBase",
     "ClientError",
     "Context",
     "Ends",

@@ -41,7 +41,7 @@ from ..nt import (
 )
 
 if TYPE_CHECKING:
-    from .runtime import Client
+    from .base import ClientBase
 
 __all__ = ["Call"]
 
@@ -54,7 +54,7 @@ class Call:
         name: str,
         irp: IRP | None = None,
         *,
-        client: Client | None = None,
+        client: ClientBase | None = None,
         label: str | None = None,
         socket: Any = None,
         record: bool = True,
