@@ -33,7 +33,8 @@ void pyb_Stop(int Kind, int32_t Code, const char *Text, uintptr_t File, int Line
 int32_t pyb_WskRegister(void *Npi, void *Registration, uintptr_t File, int Line, uintptr_t Func);
 int32_t pyb_WskCaptureProviderNPI(void *Registration, uint32_t WaitTimeout, void *Npi, uintptr_t File, int Line, uintptr_t Func);
 void pyb_WskRegistrationOp(int Op, void *Registration, uintptr_t File, int Line, uintptr_t Func);
-int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp);
+/* Caller: the return address into the driver (the dispatch call's site, symbolized lazily) */
+int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp, uintptr_t Caller);
 
 /* the runtime's entry points for Python */
 extern volatile int PywskRtStopped;

@@ -121,7 +121,7 @@ void pyb_Stop(int, int32_t, const char *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskRegister(void *, void *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskCaptureProviderNPI(void *, uint32_t, void *, uintptr_t, int, uintptr_t);
 void pyb_WskRegistrationOp(int, void *, uintptr_t, int, uintptr_t);
-int32_t pyb_WskCall(int, void *, const uintptr_t *, void *);
+int32_t pyb_WskCall(int, void *, const uintptr_t *, void *, uintptr_t);
 }
 
 #define PYWSK_FN_SOCKET ...
@@ -190,7 +190,8 @@ def build_driver(
 ) -> Path:
     """Compile ``sources`` with the runtime into the loadable driver ``output``.
 
-    ``debug`` adds ``-g -O1`` (``-O2`` otherwise).  Returns the output's path.
+    ``debug`` adds ``-g -O1`` (otherwise ``-O2 -g0``: no debug information, which Python's
+    own compiler flags would add).  Returns the output's path.
     """
     try:
         from cffi import FFI  # the optional extra pywsk[c]
@@ -209,7 +210,7 @@ def build_driver(
         '#include "wsk.h"\n#include "bridge.h"\n',
         sources=[str(HERE / "runtime.c"), str(HERE / "wskdispatch.c"), *map(str, paths)],
         include_dirs=[str(include_dir()), str(HERE)],
-        extra_compile_args=[*FLAGS, *(("-g", "-O1") if debug else ("-O2",)), *extra_cflags],
+        extra_compile_args=[*FLAGS, *(("-g", "-O1") if debug else ("-O2", "-g0")), *extra_cflags],
         libraries=["pthread"],
     )
     with tempfile.TemporaryDirectory(prefix="pywsk-driver-") as tmp:

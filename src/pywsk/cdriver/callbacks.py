@@ -162,6 +162,12 @@ class CallbackRuntime(Runtime):
                 self._c_sockets[id(sock)] = address
         return address
 
+    def _released(self, table: dict[int, Any], address: int, obj: Any) -> None:
+        # The pywsk socket may live on (and its id with it, or be reused by a new socket's):
+        # it must not map to memory that malloc may hand out again.
+        if table is self._sockets and obj is not None and self._c_sockets.get(id(obj)) == address:
+            del self._c_sockets[id(obj)]
+
     def information(self, value: Any) -> int:
         if isinstance(value, WSK_SOCKET):
             return self.c_socket(value)

@@ -13,7 +13,9 @@ from the IRP's next stack location.
 Stops: an exception in a call (a BugCheck, or pywsk refusing an argument) stops the
 driver: the runtime records a :class:`Stop` (the exception and the C call site), marks the
 C side stopped (it unwinds to where Python entered the driver), and wakes every wait of
-the driver.  No driver code runs after that; entries report the stop.
+the driver.  Calls through the provider's dispatch tables carry no ``__FILE__``; their
+return address is symbolized instead (:mod:`pywsk.cdriver.symbols`), when the verifier
+is on or the call stopped the driver.  No driver code runs after that; entries report the stop.
 
 What always holds: freed IRPs, MDLs and sockets are quarantined (their C memory is reused
 only after ``QUARANTINE`` later frees), so a use after free reaches the freed pywsk object
@@ -31,6 +33,7 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pywsk.nt as nt
@@ -38,6 +41,7 @@ import pywsk.nt as nt
 from ..nt import hooks
 from ..nt.mdl import StatusException
 from ..nt.status import NTSTATUS, status_name
+from .symbols import Site, Symbolizer
 
 __all__ = ["QUARANTINE", "DriverBugCheck", "Leak", "Runtime", "Stop", "signed32"]
 
@@ -114,6 +118,7 @@ class Runtime:
         self._pool: dict[int, Any] = {}
         self._quarantine: collections.deque[tuple[dict[int, Any], int]] = collections.deque()
         self._sites: dict[tuple[int, int, int], Callable[..., Any]] = {}
+        self._frames: dict[tuple[str, int, str], Callable[..., Any]] = {}
         self._fixups: dict[int, list[Callable[[], None]]] = {}
         #: (kind, C address) -> the C call site that made the object (for leak reports).
         self.created: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -121,7 +126,14 @@ class Runtime:
         #: Calls into the driver running now (entries, completion routines, callbacks).
         self.active = 0
         self.threads_changed = threading.Condition(self._lock)
+        #: Return addresses -> C sites (dispatch-table calls); see :meth:`symbolize_with`.
+        self.symbols: Symbolizer | None = None
         self._install()
+
+    def symbolize_with(self, image: Path) -> None:
+        """Name the sites of dispatch-table calls from ``image``, the driver file on disk."""
+        anchor = self.address(self.ffi.addressof(self.lib, "PywskRtInvoke"))
+        self.symbols = Symbolizer(image, anchor)
 
     # --- plumbing ----------------------------------------------------------------------------
     def _install(self) -> None:
@@ -138,9 +150,12 @@ class Runtime:
                 "pyb_DbgPrint",
                 "pyb_WskCall",
             }
-            self.ffi.def_extern(name=attribute, onerror=self._on_error)(
-                self._guard(method, default, sited)
+            guard = (
+                self._guard_by_caller(method)
+                if attribute == "pyb_WskCall"
+                else self._guard(method, default, sited)
             )
+            self.ffi.def_extern(name=attribute, onerror=self._on_error)(guard)
 
     def _guard(self, method: Callable[..., Any], default: Any, sited: bool) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
@@ -153,6 +168,26 @@ class Runtime:
                 return default
 
         return call
+
+    def _guard_by_caller(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """The guard of a call whose last argument is its return address into the driver."""
+
+        def call(*args: Any) -> Any:
+            try:
+                if hooks.observer is not None:
+                    site = self.caller_site(args[-1])
+                    if site is not None and site.line:
+                        return self._frame(site.file, site.line, site.function)(method, args)
+                return method(*args)
+            except BaseException as exc:  # every exception stops the driver (never unwinds C)
+                self.halt(exc, str(self.caller_site(args[-1]) or ""))
+                return 0
+
+        return call
+
+    def caller_site(self, address: int) -> Site | None:
+        """The C site of a call returning to ``address`` (None when unknown)."""
+        return self.symbols.site(address) if self.symbols is not None else None
 
     def _on_error(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         # Only a value cffi could not convert gets here (_guard catches the rest).
@@ -168,11 +203,19 @@ class Runtime:
         site = self._sites.get(key)
         if site is None:
             name = self._text(func) if func else "?"
-            code = _TEMPLATE_CODE.replace(
-                co_filename=self._text(file), co_firstlineno=line, co_name=name, co_qualname=name
-            )
-            site = self._sites[key] = types.FunctionType(code, {})
+            site = self._sites[key] = self._frame(self._text(file), line, name)
         return site
+
+    def _frame(self, file: str, line: int, name: str) -> Callable[..., Any]:
+        """A function that calls ``fn(*args)`` in a frame at ``file``:``line`` in ``name``."""
+        key = (file, line, name)
+        frame = self._frames.get(key)
+        if frame is None:
+            code = _TEMPLATE_CODE.replace(
+                co_filename=file, co_firstlineno=line, co_name=name, co_qualname=name
+            )
+            frame = self._frames[key] = types.FunctionType(code, {})
+        return frame
 
     def site_text(self, file: int, line: int, func: int) -> str:
         """``file:line in func`` for a C call site (empty without one)."""
@@ -245,8 +288,12 @@ class Runtime:
             if len(self._quarantine) <= QUARANTINE:
                 return
             old_table, old = self._quarantine.popleft()
-            old_table.pop(old, None)
+            self._released(old_table, old, old_table.pop(old, None))
         self.lib.PywskRtRelease(self.ffi.cast("void *", old))
+
+    def _released(self, table: dict[int, Any], address: int, obj: Any) -> None:
+        """A quarantined object's C memory goes back to malloc now (called with the lock
+        held): forget whatever else maps to it."""
 
     def _irp(self, pointer: Any) -> nt.IRP:
         irp = self._irps.get(self.address(pointer))

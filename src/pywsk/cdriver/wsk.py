@@ -334,7 +334,7 @@ class WskRuntime(CallbackRuntime):
             self._client_dispatch(WSK_FLAG_CONNECTION_SOCKET, dispatch), addresses[0], addresses[1], irp,
         )  # fmt: skip
 
-    def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any) -> int:
+    def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any, caller: int) -> int:
         handler = self._calls.get(function)
         irp = self._irp(cirp) if cirp != self.ffi.NULL else None
         if handler is None:

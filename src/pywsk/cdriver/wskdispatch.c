@@ -1,15 +1,23 @@
 /* wskdispatch.c - the provider dispatch tables a C driver calls through (Socket->Dispatch,
  * ProviderNpi.Dispatch).  Each member forwards its parameters, as integers and pointers, to
- * pywsk's provider through pyb_WskCall; pywsk.cdriver.wsk converts the C structures. */
+ * pywsk's provider through pyb_WskCall; pywsk.cdriver.wsk converts the C structures.
+ *
+ * A call through a table has no __FILE__/__LINE__ (the headers' macros cannot reach
+ * Dispatch->WskSend(...)), so each member passes its return address - the instruction
+ * after the driver's call - and Python symbolizes it to the C file and line when it needs
+ * them (the verifier's frames, a stop's report).  The members must therefore never be
+ * inlined or tail-called: they are called through pointers only, and they do work after
+ * the call (PywskRtCheck). */
 #include <stdlib.h>
 #include "wsk.h"
 #include "bridge.h"
 
 #define A(x) ((uintptr_t)(x))
+#define CALLER ((uintptr_t)__builtin_return_address(0))
 #define CALL(Function, Target, Irp, ...)                               \
     do {                                                               \
         uintptr_t Args_[10] = { __VA_ARGS__ };                         \
-        NTSTATUS Status_ = pyb_WskCall((Function), (Target), Args_, (Irp)); \
+        NTSTATUS Status_ = pyb_WskCall((Function), (Target), Args_, (Irp), CALLER); \
         PywskRtCheck();        \
         return Status_;                                                \
     } while (0)
@@ -31,7 +39,7 @@ static NTSTATUS PGetAddressInfo(PWSK_CLIENT Client, PUNICODE_STRING Node, PUNICO
 static VOID PFreeAddressInfo(PWSK_CLIENT Client, PADDRINFOEXW AddrInfo)
 {
     uintptr_t Args[10] = { A(AddrInfo) };
-    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, Client, Args, NULL);
+    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, Client, Args, NULL, CALLER);
     PywskRtCheck();
 }
 static NTSTATUS PGetNameInfo(PWSK_CLIENT Client, PSOCKADDR Address, ULONG Length, PUNICODE_STRING Node,
