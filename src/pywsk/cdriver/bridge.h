@@ -40,6 +40,8 @@ int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp
 extern volatile int PywskRtStopped;
 int PywskRtInvoke(void *Function, const uintptr_t *Args, intptr_t *Result);
 void PywskRtRelease(void *Memory);
+int PywskRtQuarantine(void *Start, size_t Size, const char *Report);
+void PywskRtUnquarantine(void *Start);
 void PywskRtCheck(void);
 void *PywskRtNextLocation(void *Irp);
 void *PywskRtNewSocket(int Kind);

@@ -149,6 +149,8 @@ int32_t pyb_WskCall(int, void *, const uintptr_t *, void *, uintptr_t);
 extern volatile int PywskRtStopped;
 int PywskRtInvoke(void *, const uintptr_t *, intptr_t *);
 void PywskRtRelease(void *);
+int PywskRtQuarantine(void *, size_t, const char *);
+void PywskRtUnquarantine(void *);
 IO_STACK_LOCATION *PywskRtNextLocation(void *);
 void *PywskRtNewSocket(int);
 void *PywskRtProviderDispatch(void);

@@ -19,7 +19,9 @@ is on or the call stopped the driver.  No driver code runs after that; entries r
 
 What always holds: freed IRPs, MDLs and sockets are quarantined (their C memory is reused
 only after ``QUARANTINE`` later frees), so a use after free reaches the freed pywsk object
-and its bug check; Python objects are found by the C address, never by a pointer stored
+and its bug check; freed pool blocks keep their pages with no access (the last
+``POOL_QUARANTINE``), so a C touch faults with a report of where the block was allocated
+and freed, and a second free or an MDL over it is a bug check; Python objects are found by the C address, never by a pointer stored
 in driver-visible memory.
 """
 
@@ -49,6 +51,8 @@ log = logging.getLogger("pywsk.cdriver")
 
 #: Freed C objects kept before their memory goes back to malloc.
 QUARANTINE: Final = 4096
+#: Freed pool blocks whose pages stay reserved with no access (at most 1024: the C table).
+POOL_QUARANTINE: Final = 1000
 _LEVELS: Final = {0: logging.ERROR, 1: logging.WARNING, 2: logging.DEBUG, 3: logging.INFO}
 _STOP_KINDS: Final = {
     1: "unhandled exception",
@@ -116,6 +120,8 @@ class Runtime:
         self._events: dict[int, nt.KEVENT] = {}
         self._pool_starts: list[int] = []
         self._pool: dict[int, Any] = {}
+        #: Freed pool blocks whose pages are kept with no access: address -> (size, report).
+        self._freed_pool: dict[int, tuple[int, str]] = {}
         self._quarantine: collections.deque[tuple[dict[int, Any], int]] = collections.deque()
         self._sites: dict[tuple[int, int, int], Callable[..., Any]] = {}
         self._frames: dict[tuple[str, int, str], Callable[..., Any]] = {}
@@ -403,7 +409,22 @@ class Runtime:
             start = self._pool_starts[i] if i >= 0 else 0
         if block is not None and not block.closed and address + length <= start + len(block):
             return memoryview(block)[address - start :]
+        self._refuse_freed(address, length)
         return self.ffi.buffer(self.ffi.cast("char *", address), length)
+
+    def _refuse_freed(self, address: int, length: int) -> None:
+        """BugCheck when [address, address + length) touches a quarantined freed block."""
+        with self._lock:
+            freed = [
+                report
+                for start, (size, report) in self._freed_pool.items()
+                if start < address + max(length, 1) and address < start + size
+            ]
+        if freed:
+            raise nt.BugCheck(
+                nt.BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
+                f"memory of a freed pool block: {freed[0]}",
+            )
 
     def pyb_IoAllocateMdl(
         self, cmdl: Any, va: Any, length: int, secondary: int, quota: int, cirp: Any, *site: Any
@@ -477,11 +498,18 @@ class Runtime:
             block = self._pool.pop(address, None)
             if block is not None:
                 self._pool_starts.remove(address)
+            freed = self._freed_pool.get(address)
         if block is None:
+            if freed is not None:
+                raise nt.BugCheck(
+                    nt.BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
+                    f"ExFreePool on a pool block that was freed already: {freed[1]}",
+                )
             raise nt.BugCheck(
                 nt.BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
                 f"ExFreePool on 0x{address:x}, which is not the start of a pool block",
             )
+        size = len(block)
         try:
             if has_tag:
                 nt.ExFreePoolWithTag(block, tag)
@@ -492,6 +520,30 @@ class Runtime:
                 self._pool[address] = block
                 bisect.insort(self._pool_starts, address)
             raise
+        self._quarantine_pool(address, size, self.site_text(*site) if len(site) == 3 else "")
+
+    def _quarantine_pool(self, address: int, size: int, freed_at: str) -> None:
+        """Keep a freed block's pages reserved with no access (C: PywskRtQuarantine), so a
+        touch faults with a report and a second free is known; the oldest leaves after
+        ``POOL_QUARANTINE`` blocks."""
+        made = self.created.pop(("pool block", address), ())
+        allocated_at = self.site_text(*made) if len(made) == 3 else ""
+        report = f"{size} bytes at 0x{address:x}" + "".join(
+            f", {what} at {where}"
+            for what, where in (("allocated", allocated_at), ("freed", freed_at))
+            if where
+        )
+        pages = -(-size // nt.PAGE_SIZE) * nt.PAGE_SIZE
+        start = self.ffi.cast("void *", address)
+        if not self.lib.PywskRtQuarantine(start, pages, report.encode(errors="replace")):
+            return  # the range was mapped again at once: nothing to keep
+        with self._lock:
+            self._freed_pool[address] = (pages, report)
+            if len(self._freed_pool) <= POOL_QUARANTINE:
+                return
+            oldest = next(iter(self._freed_pool))
+            del self._freed_pool[oldest]
+        self.lib.PywskRtUnquarantine(self.ffi.cast("void *", oldest))
 
     # --- events and waits ------------------------------------------------------------------
     def pyb_KeInitializeEvent(self, cevent: Any, kind: int, state: int, *site: Any) -> None:
