@@ -21,6 +21,7 @@ SOURCES = {
     "disconnect_socket": ROOT / "examples" / "c" / "disconnect_socket.c",
     "sync_client": ROOT / "examples" / "c" / "sync_client.c",
     "echosrv": ROOT / "examples" / "c" / "echosrv.c",
+    "udpecho": ROOT / "examples" / "c" / "udpecho.c",
     "misuse": Path(__file__).resolve().parent / "misuse.c",
     "lifecycle": Path(__file__).resolve().parent / "lifecycle.c",
     "features": Path(__file__).resolve().parent / "features.c",

@@ -128,25 +128,126 @@ NTSTATUS ChainSend(USHORT Port)
     return Status;
 }
 
-/* A call not implemented for C yet still completes its IRP, with a clear status. */
-NTSTATUS NameInfo(void)
+static NTSTATUS Register(void)
 {
     WSK_CLIENT_NPI ClientNpi = { NULL, &ClientDispatch };
-    KEVENT Event;
-    SOCKADDR_IN Address;
-    CHECK(NT_SUCCESS(WskRegister(&ClientNpi, &Registration)));
-    CHECK(NT_SUCCESS(WskCaptureProviderNPI(&Registration, WSK_INFINITE_WAIT, &ProviderNpi)));
-    KeInitializeEvent(&Event, NotificationEvent, FALSE);
-    IN4ADDR_SETLOOPBACK(&Address);
-    PIRP Irp = IoAllocateIrp(1, FALSE);
-    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
-    NTSTATUS Returned = ProviderNpi.Dispatch->WskGetNameInfo(ProviderNpi.Client, (PSOCKADDR)&Address,
-        sizeof Address, NULL, NULL, 0, NULL, NULL, Irp);
-    NTSTATUS Status = Wait(Returned, Irp, &Event);
-    CHECK(KeReadStateEvent(&Event) != 0);  /* the completion routine ran */
-    IoFreeIrp(Irp);
+    NTSTATUS Status = WskRegister(&ClientNpi, &Registration);
+    if (!NT_SUCCESS(Status)) return Status;
+    Status = WskCaptureProviderNPI(&Registration, WSK_INFINITE_WAIT, &ProviderNpi);
+    if (!NT_SUCCESS(Status)) WskDeregister(&Registration);
+    return Status;
+}
+
+static VOID Deregister(void)
+{
     WskReleaseProviderNPI(&Registration);
     WskDeregister(&Registration);
+}
+
+static PIRP Again(PIRP Irp, PKEVENT Event)
+{
+    KeResetEvent(Event);
+    IoReuseIrp(Irp, STATUS_UNSUCCESSFUL);
+    IoSetCompletionRoutine(Irp, Signal, Event, TRUE, TRUE, TRUE);
+    return Irp;
+}
+
+/* WskGetNameInfo: 127.0.0.1:8080, numeric, is "127.0.0.1" and "8080" in the caller's buffers. */
+NTSTATUS NameInfo(void)
+{
+    KEVENT Event;
+    SOCKADDR_IN Address;
+    WCHAR Host[NI_MAXHOST], Service[NI_MAXSERV];
+    UNICODE_STRING Node = { 0, sizeof Host, Host }, Serv = { 0, sizeof Service, Service };
+    UNICODE_STRING WantHost = RTL_CONSTANT_STRING(u"127.0.0.1"), WantService = RTL_CONSTANT_STRING(u"8080");
+    CHECK(NT_SUCCESS(Register()));
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    IN4ADDR_SETLOOPBACK(&Address);
+    Address.sin_port = RtlUshortByteSwap(8080);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskGetNameInfo(ProviderNpi.Client, (PSOCKADDR)&Address,
+        sizeof Address, &Node, &Serv, NI_NUMERICHOST | NI_NUMERICSERV, NULL, NULL, Irp), Irp, &Event);
+    IoFreeIrp(Irp);
+    Deregister();
+    CHECK(Status == STATUS_SUCCESS);
+    CHECK(RtlEqualUnicodeString(&Node, &WantHost, FALSE) && Host[9] == 0);
+    CHECK(RtlEqualUnicodeString(&Serv, &WantService, FALSE));
+    return STATUS_SUCCESS;
+}
+
+/* WskConnectEx with data, WskSendEx, WskReceiveEx (its out-parameters), against a peer
+ * that echoes: "hello" goes with the connect, " ex" after; "hello ex" comes back. */
+NTSTATUS ExCalls(USHORT Port)
+{
+    KEVENT Event;
+    SOCKADDR_IN Local, Remote;
+    static char Hello[] = "hello", Ex[] = " ex";
+    static char Echo[64];
+    CHECK(NT_SUCCESS(Register()));
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
+        WSK_FLAG_CONNECTION_SOCKET, NULL, NULL, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    PWSK_SOCKET Socket = (PWSK_SOCKET)Irp->IoStatus.Information;
+    PWSK_PROVIDER_CONNECTION_DISPATCH Dispatch = (PWSK_PROVIDER_CONNECTION_DISPATCH)Socket->Dispatch;
+    IN4ADDR_SETLOOPBACK(&Local);
+    IN4ADDR_SETLOOPBACK(&Remote);
+    Remote.sin_port = RtlUshortByteSwap(Port);
+    CHECK(NT_SUCCESS(Wait(Dispatch->WskBind(Socket, (PSOCKADDR)&Local, 0, Again(Irp, &Event)), Irp, &Event)));
+
+    PMDL HelloMdl = IoAllocateMdl(Hello, 5, FALSE, FALSE, NULL), ExMdl = IoAllocateMdl(Ex, 3, FALSE, FALSE, NULL);
+    PMDL EchoMdl = IoAllocateMdl(Echo, sizeof Echo, FALSE, FALSE, NULL);
+    MmBuildMdlForNonPagedPool(HelloMdl);
+    MmBuildMdlForNonPagedPool(ExMdl);
+    MmBuildMdlForNonPagedPool(EchoMdl);
+    WSK_BUF First = { HelloMdl, 0, 5 }, Second = { ExMdl, 0, 3 };
+    Status = Wait(Dispatch->WskConnectEx(Socket, (PSOCKADDR)&Remote, &First, 0, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    Status = Wait(Dispatch->WskSendEx(Socket, &Second, 0, 0, NULL, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status) && Irp->IoStatus.Information == 3);
+    ULONG Got = 0;
+    while (Got < 8) {
+        ULONG InfoLength = 77, ControlFlags = 77;
+        WSK_BUF In = { EchoMdl, Got, sizeof Echo - Got };
+        Status = Wait(Dispatch->WskReceiveEx(Socket, &In, 0, &InfoLength, NULL, &ControlFlags, Again(Irp, &Event)),
+                      Irp, &Event);
+        CHECK(NT_SUCCESS(Status) && Irp->IoStatus.Information > 0);
+        CHECK(InfoLength == 0 && ControlFlags == 0);   /* TCP data carries no control information */
+        Got += (ULONG)Irp->IoStatus.Information;
+    }
+    CHECK(Got == 8 && RtlCompareMemory(Echo, "hello ex", 8) == 8);
+    Status = Wait(Dispatch->WskDisconnect(Socket, NULL, 0, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    Status = Wait(Dispatch->WskCloseSocket(Socket, Again(Irp, &Event)), Irp, &Event);
+    IoFreeMdl(HelloMdl);
+    IoFreeMdl(ExMdl);
+    IoFreeMdl(EchoMdl);
+    IoFreeIrp(Irp);
+    Deregister();
+    return Status;
+}
+
+/* A call not implemented for C yet still completes its IRP, with a clear status. */
+NTSTATUS InspectComplete(void)
+{
+    KEVENT Event;
+    WSK_INSPECT_ID Id = { 0, 0 };
+    CHECK(NT_SUCCESS(Register()));
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
+        WSK_FLAG_LISTEN_SOCKET, NULL, NULL, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    PWSK_SOCKET Listener = (PWSK_SOCKET)Irp->IoStatus.Information;
+    PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Listener->Dispatch;
+    NTSTATUS Returned = Dispatch->WskInspectComplete(Listener, &Id, WskInspectAccept, Again(Irp, &Event));
+    Status = Wait(Returned, Irp, &Event);
+    CHECK(KeReadStateEvent(&Event) != 0);  /* the completion routine ran */
     CHECK(Returned == Status);
+    Wait(Dispatch->WskCloseSocket(Listener, Again(Irp, &Event)), Irp, &Event);
+    IoFreeIrp(Irp);
+    Deregister();
     return Status;
 }

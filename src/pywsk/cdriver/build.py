@@ -72,6 +72,13 @@ typedef struct addrinfoexW { int ai_flags; int ai_family; int ai_socktype; int a
 typedef struct _WSK_BUF { MDL *Mdl; uint32_t Offset; size_t Length; } WSK_BUF;
 typedef struct _WSK_DATA_INDICATION { struct _WSK_DATA_INDICATION *Next; WSK_BUF Buffer; }
     WSK_DATA_INDICATION;
+typedef struct _WSK_BUF_LIST { struct _WSK_BUF_LIST *Next; WSK_BUF Buffer; } WSK_BUF_LIST;
+typedef struct _WSACMSGHDR { size_t cmsg_len; int cmsg_level; int cmsg_type; } CMSGHDR;
+typedef struct _WSK_DATAGRAM_INDICATION { struct _WSK_DATAGRAM_INDICATION *Next; WSK_BUF Buffer;
+    CMSGHDR *ControlInfo; uint32_t ControlInfoLength; SOCKADDR *RemoteAddress; } WSK_DATAGRAM_INDICATION;
+typedef NTSTATUS (*PFN_WSK_RECEIVE_FROM_EVENT)(void *, uint32_t, WSK_DATAGRAM_INDICATION *);
+typedef struct _WSK_CLIENT_DATAGRAM_DISPATCH { PFN_WSK_RECEIVE_FROM_EVENT WskReceiveFromEvent; }
+    WSK_CLIENT_DATAGRAM_DISPATCH;
 typedef struct _WSK_INSPECT_ID { uintptr_t Key; uint32_t SerialNumber; } WSK_INSPECT_ID;
 typedef enum { WskInspectReject, WskInspectAccept, WskInspectPend, WskInspectMax } WSK_INSPECT_ACTION;
 typedef struct _WSK_EVENT_CALLBACK_CONTROL { GUID *NpiId; uint32_t EventMask; } WSK_EVENT_CALLBACK_CONTROL;
@@ -146,6 +153,10 @@ int32_t pyb_WskCall(int, void *, const uintptr_t *, void *, uintptr_t);
 #define PYWSK_FN_CONNECT_EX ...
 #define PYWSK_FN_SEND_EX ...
 #define PYWSK_FN_RECEIVE_EX ...
+#define PYWSK_FN_SEND_TO ...
+#define PYWSK_FN_RECEIVE_FROM ...
+#define PYWSK_FN_SEND_MESSAGES ...
+#define PYWSK_FN_RELEASE_DATAGRAMS ...
 extern volatile int PywskRtStopped;
 int PywskRtInvoke(void *, const uintptr_t *, intptr_t *);
 void PywskRtRelease(void *);

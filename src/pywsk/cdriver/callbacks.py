@@ -43,9 +43,11 @@ from ..wsk import (
     WSK_CLIENT_STREAM_DISPATCH,
     WSK_DATA_INDICATION,
     WSK_FLAG_CONNECTION_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_LISTEN_SOCKET,
     WSK_FLAG_STREAM_SOCKET,
     WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
     WSK_SOCKET,
@@ -151,6 +153,8 @@ class CallbackRuntime(Runtime):
                 if isinstance(dispatch, WSK_PROVIDER_CONNECTION_DISPATCH)
                 else WSK_FLAG_STREAM_SOCKET
                 if isinstance(dispatch, WSK_PROVIDER_STREAM_DISPATCH)
+                else WSK_FLAG_DATAGRAM_SOCKET
+                if isinstance(dispatch, WSK_PROVIDER_DATAGRAM_DISPATCH)
                 else 0
             )
             pointer = self.lib.PywskRtNewSocket(kind)
@@ -223,6 +227,12 @@ class CallbackRuntime(Runtime):
             return self._listen_dispatch(pointer)
         if flags & WSK_FLAG_CONNECTION_SOCKET:
             return self._connection_dispatch(pointer)
+        if flags & WSK_FLAG_DATAGRAM_SOCKET:
+            return self.datagram_dispatch(pointer)
+        return None
+
+    def datagram_dispatch(self, pointer: int) -> Any:
+        """The client table of a datagram socket (:mod:`pywsk.cdriver.datagram`)."""
         return None
 
     def _callback(self, function: Any, convert: Callable[..., tuple[Any, ...]], failed: int) -> Any:

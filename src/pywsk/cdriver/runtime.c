@@ -612,9 +612,11 @@ static void *ThreadMain(void *Argument)
     CurrentThread = T;
     pyb_ThreadEvent(0, T);
     PywskRtInvoke((void *)T->StartRoutine, Args, &Ignored);
-    pyb_ThreadEvent(1, T);
     pyb_KeEventOp(0, &T->Done, NO_PY_SITE);
     Dereference(T);
+    /* The thread's last call into Python: once it has counted the thread out, unload may
+     * go on and the process may end - this thread must not need the interpreter again. */
+    pyb_ThreadEvent(1, NULL);
     return NULL;
 }
 

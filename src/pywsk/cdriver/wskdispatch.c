@@ -78,7 +78,23 @@ static NTSTATUS PReceiveEx(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PULONG I
     PULONG ControlFlags, PIRP Irp)
 { CALL(PYWSK_FN_RECEIVE_EX, S, Irp, A(Buffer), Flags, A(InfoLength), A(Info), A(ControlFlags)); }
 
+static NTSTATUS PSendTo(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PSOCKADDR Remote, ULONG InfoLength,
+    PCMSGHDR Info, PIRP Irp)
+{ CALL(PYWSK_FN_SEND_TO, S, Irp, A(Buffer), Flags, A(Remote), InfoLength, A(Info)); }
+static NTSTATUS PReceiveFrom(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PSOCKADDR Remote, PULONG ControlLength,
+    PCMSGHDR Info, PULONG ControlFlags, PIRP Irp)
+{ CALL(PYWSK_FN_RECEIVE_FROM, S, Irp, A(Buffer), Flags, A(Remote), A(ControlLength), A(Info), A(ControlFlags)); }
+static NTSTATUS PReleaseDatagrams(PWSK_SOCKET S, PWSK_DATAGRAM_INDICATION Indication)
+{ CALL(PYWSK_FN_RELEASE_DATAGRAMS, S, NULL, A(Indication)); }
+static NTSTATUS PSendMessages(PWSK_SOCKET S, PWSK_BUF_LIST List, ULONG Flags, PSOCKADDR Remote, ULONG InfoLength,
+    PCMSGHDR Info, PIRP Irp)
+{ CALL(PYWSK_FN_SEND_MESSAGES, S, Irp, A(List), Flags, A(Remote), InfoLength, A(Info)); }
+
 static const WSK_PROVIDER_BASIC_DISPATCH BasicDispatch = { PControlSocket, PCloseSocket };
+static const WSK_PROVIDER_DATAGRAM_DISPATCH DatagramDispatch = {
+    { PControlSocket, PCloseSocket }, PBind, PSendTo, PReceiveFrom, PReleaseDatagrams, PGetLocalAddress,
+    PSendMessages,
+};
 static const WSK_PROVIDER_LISTEN_DISPATCH ListenDispatch = {
     { PControlSocket, PCloseSocket }, PBind, PAccept, PInspectComplete, PGetLocalAddress,
 };
@@ -100,6 +116,7 @@ void *PywskRtNewSocket(int Kind)
     case WSK_FLAG_LISTEN_SOCKET: S->Dispatch = &ListenDispatch; break;
     case WSK_FLAG_CONNECTION_SOCKET: S->Dispatch = &ConnectionDispatch; break;
     case WSK_FLAG_STREAM_SOCKET: S->Dispatch = &StreamDispatch; break;
+    case WSK_FLAG_DATAGRAM_SOCKET: S->Dispatch = &DatagramDispatch; break;
     default: S->Dispatch = &BasicDispatch; break;
     }
     return S;
