@@ -17,6 +17,7 @@
  *                                        receives until EOF, WskCloseSocket
  *   CrossingLoop(Count)                  Count calls of KeGetCurrentIrql (each one C -> Python
  *                                        crossing of the runtime and back)
+ *   ArmLoop(Count)                       Count IoReuseIrp + IoSetCompletionRoutine on one IRP
  *
  * Result (ULONG64[8]): connections, bytes, bad, requests issued, process CPU time in ns at
  * the first churn connection (server) , seconds * 1e9 of the run (client), 0, 0.
@@ -410,6 +411,29 @@ ULONG CrossingLoop(ULONG Count)
     ULONG Sum = 0;
     for (ULONG i = 0; i < Count; i++) Sum += KeGetCurrentIrql();
     return Sum;
+}
+
+static IO_COMPLETION_ROUTINE Never;
+static NTSTATUS Never(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context)
+{
+    UNREFERENCED_PARAMETER(DeviceObject);
+    UNREFERENCED_PARAMETER(Irp);
+    UNREFERENCED_PARAMETER(Context);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+/* Count preparations of one idle IRP for a request (IoReuseIrp + IoSetCompletionRoutine:
+ * two crossings that carry their C call site, with pywsk's work behind them). */
+NTSTATUS ArmLoop(ULONG Count)
+{
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    if (Irp == NULL) return STATUS_INSUFFICIENT_RESOURCES;
+    for (ULONG i = 0; i < Count; i++) {
+        IoReuseIrp(Irp, STATUS_UNSUCCESSFUL);
+        IoSetCompletionRoutine(Irp, Never, NULL, TRUE, TRUE, TRUE);
+    }
+    IoFreeIrp(Irp);
+    return STATUS_SUCCESS;
 }
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)

@@ -12,7 +12,9 @@ The first argument is the built driver (the harness builds it once, like the C r
 the rest is :mod:`benchmarks.common`'s command line.  Churn only (bulk is not written in C).
 The client also measures the crossing cost: ``CROSSINGS`` calls of ``KeGetCurrentIrql``
 from C (each one C -> Python crossing of the runtime, with pywsk's ``KeGetCurrentIrql``
-behind it), minus the same Python function called from Python, per call.
+behind it), minus the same Python function called from Python, per call; and the cost of
+making an IRP ready for a request (IoReuseIrp + IoSetCompletionRoutine) from C and from
+Python, which shows the runtime's own work per call beside the bare crossing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from pywsk.cdriver import Driver, load
-from pywsk.nt import NTSTATUS, status_name
+from pywsk.nt import (
+    IRP,
+    NTSTATUS,
+    STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_UNSUCCESSFUL,
+    IoAllocateIrp,
+    IoFreeIrp,
+    IoReuseIrp,
+    IoSetCompletionRoutine,
+    status_name,
+)
 
 from .common import announce_port, dispatch, emit, restart_cpu_clock
 
@@ -33,6 +45,8 @@ TIMEOUT_S: Final = 120
 #: C -> Python crossings timed for the crossing cost (best of ``CROSSING_TRIES``).
 CROSSINGS: Final = 200_000
 CROSSING_TRIES: Final = 5
+#: IRP preparations timed (IoReuseIrp + IoSetCompletionRoutine), from C and from Python.
+ARMS: Final = 50_000
 
 _driver_path: Path | None = None
 
@@ -63,7 +77,37 @@ def crossing_cost(driver: Driver) -> dict[str, float]:
         for _ in range(CROSSINGS):
             irql(0, 0)
         best_work = min(best_work, (time.perf_counter_ns() - t0) / CROSSINGS)
-    return {"call_ns": best_call, "work_ns": best_work, "crossing_ns": best_call - best_work}
+    arm_c, arm_py = _arm_cost(driver)
+    return {
+        "call_ns": best_call,
+        "work_ns": best_work,
+        "crossing_ns": best_call - best_work,
+        "arm_c_ns": arm_c,
+        "arm_py_ns": arm_py,
+    }
+
+
+def _arm_cost(driver: Driver) -> tuple[float, float]:
+    """ns to make an IRP ready for a request (IoReuseIrp + IoSetCompletionRoutine): from C
+    through the runtime, and the same two pywsk calls from Python."""
+    irp = IoAllocateIrp(1, False)
+    assert irp is not None
+
+    def routine(_device: Any, _irp: IRP, _context: Any) -> int:
+        return STATUS_MORE_PROCESSING_REQUIRED
+
+    best_c = best_py = float("inf")
+    for _ in range(CROSSING_TRIES):
+        t0 = time.perf_counter_ns()
+        driver.call("ArmLoop", ARMS)
+        best_c = min(best_c, (time.perf_counter_ns() - t0) / ARMS)
+        t0 = time.perf_counter_ns()
+        for _ in range(ARMS):
+            IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
+            IoSetCompletionRoutine(irp, routine, None, True, True, True)
+        best_py = min(best_py, (time.perf_counter_ns() - t0) / ARMS)
+    IoFreeIrp(irp)
+    return best_c, best_py
 
 
 def churn_server(n_arg: str, idle_arg: str = "0") -> int:

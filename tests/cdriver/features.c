@@ -229,7 +229,134 @@ NTSTATUS ExCalls(USHORT Port)
     return Status;
 }
 
-/* A call not implemented for C yet still completes its IRP, with a clear status. */
+/* Conditional accept: WskInspectEvent pends each request; the test decides it with
+ * WskInspectComplete; an accepted one reaches WskAcceptEvent. */
+static struct {
+    PWSK_SOCKET Listener, Accepted;
+    WSK_INSPECT_ID Pended;
+    SOCKADDR_IN Remote;
+    WSK_INSPECT_ID Aborted;
+    KEVENT Inspected, AcceptedEvent, AbortedEvent;
+} Cond;
+
+static WSK_INSPECT_ACTION WSKAPI CondInspect(PVOID Context, PSOCKADDR Local, PSOCKADDR Remote, PWSK_INSPECT_ID Id)
+{
+    UNREFERENCED_PARAMETER(Context);
+    UNREFERENCED_PARAMETER(Local);
+    if (Id == NULL) return WskInspectReject;           /* the listener is going away */
+    Cond.Pended = *Id;
+    RtlCopyMemory(&Cond.Remote, Remote, sizeof Cond.Remote);
+    KeSetEvent(&Cond.Inspected, IO_NO_INCREMENT, FALSE);
+    return WskInspectPend;
+}
+
+static NTSTATUS WSKAPI CondAccept(PVOID Context, ULONG Flags, PSOCKADDR Local, PSOCKADDR Remote,
+    PWSK_SOCKET Socket, PVOID *SocketContext, CONST WSK_CLIENT_CONNECTION_DISPATCH **Dispatch)
+{
+    UNREFERENCED_PARAMETER(Context);
+    UNREFERENCED_PARAMETER(Flags);
+    UNREFERENCED_PARAMETER(Local);
+    UNREFERENCED_PARAMETER(Remote);
+    UNREFERENCED_PARAMETER(SocketContext);
+    UNREFERENCED_PARAMETER(Dispatch);
+    if (Socket == NULL) return STATUS_REQUEST_NOT_ACCEPTED;
+    Cond.Accepted = Socket;
+    KeSetEvent(&Cond.AcceptedEvent, IO_NO_INCREMENT, FALSE);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS WSKAPI CondAbort(PVOID Context, PWSK_INSPECT_ID Id)
+{
+    UNREFERENCED_PARAMETER(Context);
+    Cond.Aborted = *Id;
+    KeSetEvent(&Cond.AbortedEvent, IO_NO_INCREMENT, FALSE);
+    return STATUS_SUCCESS;
+}
+
+static const WSK_CLIENT_LISTEN_DISPATCH CondDispatch = { CondAccept, CondInspect, CondAbort };
+
+NTSTATUS ConditionalListen(USHORT *Port)
+{
+    KEVENT Event;
+    SOCKADDR_IN Local;
+    ULONG On = 1;
+    WSK_EVENT_CALLBACK_CONTROL Control = { (PNPIID)&NPI_WSK_INTERFACE_ID, WSK_EVENT_ACCEPT };
+    CHECK(NT_SUCCESS(Register()));
+    RtlZeroMemory(&Cond, sizeof Cond);
+    KeInitializeEvent(&Cond.Inspected, NotificationEvent, FALSE);
+    KeInitializeEvent(&Cond.AcceptedEvent, NotificationEvent, FALSE);
+    KeInitializeEvent(&Cond.AbortedEvent, NotificationEvent, FALSE);
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
+        WSK_FLAG_LISTEN_SOCKET, NULL, &CondDispatch, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    Cond.Listener = (PWSK_SOCKET)Irp->IoStatus.Information;
+    PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Cond.Listener->Dispatch;
+    Status = Wait(Dispatch->WskControlSocket(Cond.Listener, WskSetOption, SO_CONDITIONAL_ACCEPT, SOL_SOCKET,
+        sizeof On, &On, 0, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    CHECK(NT_SUCCESS(Status));
+    IN4ADDR_SETLOOPBACK(&Local);
+    CHECK(NT_SUCCESS(Wait(Dispatch->WskBind(Cond.Listener, (PSOCKADDR)&Local, 0, Again(Irp, &Event)), Irp, &Event)));
+    CHECK(NT_SUCCESS(Wait(Dispatch->WskGetLocalAddress(Cond.Listener, (PSOCKADDR)&Local, Again(Irp, &Event)),
+                          Irp, &Event)));
+    *Port = RtlUshortByteSwap(Local.sin_port);
+    IoFreeIrp(Irp);
+    return Dispatch->WskControlSocket(Cond.Listener, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET,
+        sizeof Control, &Control, 0, NULL, NULL, NULL);
+}
+
+/* Wait (bounded) for the inspect event, decide with WskInspectComplete; with Accept, wait
+ * for the accept event too.  Returns the peer's port as seen by WskInspectEvent in *Peer. */
+NTSTATUS ConditionalDecide(WSK_INSPECT_ACTION Action, USHORT *Peer)
+{
+    KEVENT Event;
+    LARGE_INTEGER Timeout;
+    Timeout.QuadPart = -10LL * 1000 * 1000 * 10;
+    CHECK(KeWaitForSingleObject(&Cond.Inspected, Executive, KernelMode, FALSE, &Timeout) == STATUS_SUCCESS);
+    *Peer = RtlUshortByteSwap(Cond.Remote.sin_port);
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Cond.Listener->Dispatch;
+    NTSTATUS Status = Wait(Dispatch->WskInspectComplete(Cond.Listener, &Cond.Pended, Action, Again(Irp, &Event)),
+                           Irp, &Event);
+    IoFreeIrp(Irp);
+    CHECK(Status == STATUS_SUCCESS);
+    if (Action == WskInspectAccept)
+        CHECK(KeWaitForSingleObject(&Cond.AcceptedEvent, Executive, KernelMode, FALSE, &Timeout) == STATUS_SUCCESS);
+    return STATUS_SUCCESS;
+}
+
+/* Wait (bounded) for the inspect event, or for the abort event of the request it pended. */
+NTSTATUS ConditionalWait(ULONG Abort)
+{
+    LARGE_INTEGER Timeout;
+    Timeout.QuadPart = -10LL * 1000 * 1000 * 10;
+    CHECK(KeWaitForSingleObject(Abort ? &Cond.AbortedEvent : &Cond.Inspected, Executive, KernelMode, FALSE,
+                                &Timeout) == STATUS_SUCCESS);
+    if (Abort)
+        CHECK(Cond.Aborted.Key == Cond.Pended.Key && Cond.Aborted.SerialNumber == Cond.Pended.SerialNumber);
+    return STATUS_SUCCESS;
+}
+
+NTSTATUS ConditionalClose(void)
+{
+    KEVENT Event;
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    if (Cond.Accepted != NULL) {
+        PWSK_PROVIDER_CONNECTION_DISPATCH D = (PWSK_PROVIDER_CONNECTION_DISPATCH)Cond.Accepted->Dispatch;
+        Wait(D->WskCloseSocket(Cond.Accepted, Again(Irp, &Event)), Irp, &Event);
+    }
+    PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Cond.Listener->Dispatch;
+    NTSTATUS Status = Wait(Dispatch->WskCloseSocket(Cond.Listener, Again(Irp, &Event)), Irp, &Event);
+    IoFreeIrp(Irp);
+    Deregister();
+    return Status;
+}
+
+/* WskInspectComplete on a listener without conditional accept: pywsk's status, and the
+ * completion routine still ran. */
 NTSTATUS InspectComplete(void)
 {
     KEVENT Event;

@@ -16,6 +16,10 @@ from pywsk.testing.capture import WireCapture
 from pywsk.verifier import FaultScheduler
 from pywsk.wsk import AF_INET, AF_INET6
 
+#: Each wait of an echo that must succeed: generous, for a loaded host (a hang is still
+#: bounded; the timeout path is SilentPeer's test).
+ECHO_TIMEOUT_MS = 30_000
+
 
 @pytest.mark.root
 def test_echo_and_graceful_disconnect(
@@ -27,7 +31,7 @@ def test_echo_and_graceful_disconnect(
     wire = capture_port(peer.port)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
-    assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
+    assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
     assert peer.done.wait(10)
     assert peer.outcome == "eof"
     assert client.unload() == []
@@ -64,7 +68,7 @@ def test_echo_without_capture(
     peer = reading_peer(echo=True)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
-    assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
+    assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
     assert client.unload() == []
 
 
@@ -79,7 +83,7 @@ def test_echo_under_the_fault_scheduler(
     with verifier.enabled_for("raise", faults=faults) as running:
         client = driver("sync_client")
         assert client.entry() == NTSTATUS.STATUS_SUCCESS
-        assert client.call("EchoOnce", peer.port, 5000) == NTSTATUS.STATUS_SUCCESS
+        assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
         assert client.unload() == []
     assert running.found == []
     assert any(what == "pending" for what, _function in faults.decisions)

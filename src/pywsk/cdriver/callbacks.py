@@ -9,8 +9,7 @@ WSK_DATA_INDICATION elements and C MDLs over pywsk's own buffers, kept until Wsk
 C retains it; a WskRelease that comes before pywsk has recorded the retention (another
 thread of the driver may release at once) is completed on the provider thread right after.
 
-What it refuses: WskRelease of a list the driver does not hold (BugCheck); WskInspectEvent
-and WskAbortEvent are not called (not modelled for C yet).
+What it refuses: WskRelease of a list the driver does not hold (BugCheck).
 
 What always holds: callbacks run where pywsk runs them (the provider thread, at
 DISPATCH_LEVEL); a stopped driver's callbacks return a neutral status without running C.
@@ -46,11 +45,13 @@ from ..wsk import (
     WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_LISTEN_SOCKET,
     WSK_FLAG_STREAM_SOCKET,
+    WSK_INSPECT_ID,
     WSK_PROVIDER_CONNECTION_DISPATCH,
     WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
     WSK_SOCKET,
+    WskInspectReject,
 )
 from .runtime import Runtime
 
@@ -350,10 +351,49 @@ class CallbackRuntime(Runtime):
         if not pointer:
             return None
         c = self.ffi.cast("WSK_CLIENT_LISTEN_DISPATCH *", pointer)
-        accept = c.WskAcceptEvent
+        accept, inspect, abort = c.WskAcceptEvent, c.WskInspectEvent, c.WskAbortEvent
+        null = self.ffi.NULL
         return WSK_CLIENT_LISTEN_DISPATCH(
-            WskAcceptEvent=None if accept == self.ffi.NULL else self._accept_event(accept)
+            WskAcceptEvent=None if accept == null else self._accept_event(accept),
+            WskInspectEvent=None if inspect == null else self._inspect_event(inspect),
+            WskAbortEvent=None if abort == null else self._abort_event(abort),
         )
+
+    def _c_inspect_id(self, inspect_id: WSK_INSPECT_ID | None) -> Any:
+        if inspect_id is None:
+            return self.ffi.NULL
+        c = self.ffi.new("WSK_INSPECT_ID *")
+        c.Key, c.SerialNumber = inspect_id.Key, inspect_id.SerialNumber
+        return c
+
+    def _inspect_event(self, function: Any) -> Callable[..., int]:
+        def callback(
+            context: Any, local: SOCKADDR | None, remote: SOCKADDR | None,
+            inspect_id: WSK_INSPECT_ID | None,
+        ) -> int:  # fmt: skip
+            addresses = self.ffi.new("char[]", 2 * 128)
+            base = self.address(addresses)
+            for address, at in ((local, base), (remote, base + 128)):
+                if address is not None:
+                    self.sockaddr_out(address, at)
+            c_id = self._c_inspect_id(inspect_id)
+            ran, result = self.invoke(
+                function,
+                context or 0,
+                base if local is not None else 0,
+                base + 128 if remote is not None else 0,
+                c_id,
+            )
+            return (result & 0xFFFFFFFF) if ran else WskInspectReject
+
+        return callback
+
+    def _abort_event(self, function: Any) -> Callable[..., int]:
+        def callback(context: Any, inspect_id: WSK_INSPECT_ID) -> int:
+            ran, result = self.invoke(function, context or 0, self._c_inspect_id(inspect_id))
+            return (result & 0xFFFFFFFF) if ran else NTSTATUS.STATUS_SUCCESS
+
+        return callback
 
     def _accept_event(self, function: Any) -> Callable[..., int]:
         def callback(

@@ -121,7 +121,7 @@ static void OnSegv(int Signal, siginfo_t *Info, void *Context)
         PYWSK_FREED *F = &Freed[i];
         uintptr_t Start = __atomic_load_n(&F->Start, __ATOMIC_ACQUIRE);
         if (Start && At >= Start && At < Start + F->Size && F->Report) {
-            static const char Head[] = "pywsk: bug check 0xCC (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL): ";
+            static const char Head[] = "pywsk: bug check 0xD5 (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL): ";
             ssize_t Ignored = write(2, Head, sizeof Head - 1);
             Ignored = write(2, F->Report, strlen(F->Report));
             Ignored = write(2, "\n", 1);
@@ -610,7 +610,6 @@ static void *ThreadMain(void *Argument)
     uintptr_t Args[8] = { (uintptr_t)T->StartContext };
     intptr_t Ignored;
     CurrentThread = T;
-    pyb_ThreadEvent(0, T);
     PywskRtInvoke((void *)T->StartRoutine, Args, &Ignored);
     pyb_KeEventOp(0, &T->Done, NO_PY_SITE);
     Dereference(T);
@@ -633,9 +632,16 @@ NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT
     pthread_attr_t Attributes;
     pthread_attr_init(&Attributes);
     pthread_attr_setdetachstate(&Attributes, PTHREAD_CREATE_DETACHED);
+    pyb_ThreadEvent(0, T);              /* counted from now: unload waits even for a thread
+                                         * that has not started running yet */
     int Error = pthread_create(&T->Thread, &Attributes, ThreadMain, T);
     pthread_attr_destroy(&Attributes);
-    if (Error) { pyb_KeEventOp(4, &T->Done, NO_PY_SITE); free(T); return STATUS_INSUFFICIENT_RESOURCES; }
+    if (Error) {
+        pyb_KeEventOp(4, &T->Done, NO_PY_SITE);
+        free(T);
+        pyb_ThreadEvent(1, NULL);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     *ThreadHandle = T;
     return STATUS_SUCCESS;
 }

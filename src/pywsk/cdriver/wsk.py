@@ -12,8 +12,8 @@ Results that are C memory (an address, an ADDRINFOEXW chain, a new socket in
 
 Datagram sockets and the extended calls are :mod:`pywsk.cdriver.datagram`'s.
 
-What it refuses: calls not implemented for C yet (WskInspectComplete: WskInspectEvent is
-not delivered to C) complete their IRP with STATUS_NOT_IMPLEMENTED; a
+What it refuses: a function number it does not know completes its IRP with
+STATUS_NOT_IMPLEMENTED; a
 family other than AF_INET / AF_INET6 reaches pywsk as an unknown SOCKADDR, which pywsk
 answers with its status; an unknown socket, client or address list is a BugCheck.
 
@@ -45,6 +45,7 @@ from ..wsk import (
     WSK_CLIENT_NPI,
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_FLAG_CONNECTION_SOCKET,
+    WSK_INSPECT_ID,
     WSK_PROVIDER_NPI,
     WSK_REGISTRATION,
     WSK_SET_STATIC_EVENT_CALLBACKS,
@@ -88,6 +89,7 @@ class WskRuntime(DatagramRuntime):
             self.lib.PYWSK_FN_GET_ADDRESS_INFO: self._get_address_info,
             self.lib.PYWSK_FN_FREE_ADDRESS_INFO: self._free_address_info,
             self.lib.PYWSK_FN_GET_NAME_INFO: self._get_name_info,
+            self.lib.PYWSK_FN_INSPECT_COMPLETE: self._inspect_complete,
             **self.datagram_calls(),
         }
         # Calls that write results into C memory before the completion routine runs.
@@ -225,6 +227,14 @@ class WskRuntime(DatagramRuntime):
                 provider or None, given, out, None, None, irp,
             )
         )  # fmt: skip
+
+    def _inspect_complete(self, target: int, args: Any, irp: Any) -> int:
+        sock = self._socket_of(target)
+        inspect_id: WSK_INSPECT_ID | None = None
+        if args[0]:
+            c = self.ffi.cast("WSK_INSPECT_ID *", args[0])
+            inspect_id = WSK_INSPECT_ID(int(c.Key), int(c.SerialNumber))
+        return int(sock.Dispatch.WskInspectComplete(sock, inspect_id, args[1], irp))
 
     def _get_name_info(self, target: int, args: Any, irp: Any, cirp: Any = None) -> int:
         client, dispatch_table = self._provider(target)
