@@ -31,7 +31,8 @@ def test_echo_and_graceful_disconnect(
     wire = capture_port(peer.port)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
-    assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
+    status = client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS)
+    assert status == NTSTATUS.STATUS_SUCCESS, client.debug_output
     assert peer.done.wait(10)
     assert peer.outcome == "eof"
     assert client.unload() == []
@@ -68,7 +69,8 @@ def test_echo_without_capture(
     peer = reading_peer(echo=True)
     client = driver("sync_client")
     assert client.entry() == NTSTATUS.STATUS_SUCCESS
-    assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
+    status = client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS)
+    assert status == NTSTATUS.STATUS_SUCCESS, client.debug_output
     assert client.unload() == []
 
 
@@ -83,7 +85,8 @@ def test_echo_under_the_fault_scheduler(
     with verifier.enabled_for("raise", faults=faults) as running:
         client = driver("sync_client")
         assert client.entry() == NTSTATUS.STATUS_SUCCESS
-        assert client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS) == NTSTATUS.STATUS_SUCCESS
+        status = client.call("EchoOnce", peer.port, ECHO_TIMEOUT_MS)
+        assert status == NTSTATUS.STATUS_SUCCESS, client.debug_output
         assert client.unload() == []
     assert running.found == []
     assert any(what == "pending" for what, _function in faults.decisions)

@@ -53,7 +53,7 @@ from ..wsk import (
     WSK_SOCKET,
     WskInspectReject,
 )
-from .runtime import Runtime
+from .kernel import KernelRuntime
 
 __all__ = ["CallbackRuntime", "sock_family"]
 
@@ -72,7 +72,7 @@ class _UnknownAddress(SOCKADDR):
         return self.family
 
 
-class CallbackRuntime(Runtime):
+class CallbackRuntime(KernelRuntime):
     """A loaded driver's runtime: conversions and client callbacks (see the module notes)."""
 
     def __init__(self, module: Any, name: str) -> None:
