@@ -152,6 +152,15 @@ static PIRP Again(PIRP Irp, PKEVENT Event)
     return Irp;
 }
 
+/* A TCP socket of the kind Flags says, made with WskSocket on Irp and waited for. */
+static NTSTATUS OpenSocket(ULONG Flags, CONST VOID *Events, PIRP Irp, PKEVENT Event, PWSK_SOCKET *Socket)
+{
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
+        Flags, NULL, Events, NULL, NULL, NULL, Again(Irp, Event)), Irp, Event);
+    *Socket = NT_SUCCESS(Status) ? (PWSK_SOCKET)Irp->IoStatus.Information : NULL;
+    return Status;
+}
+
 /* WskGetNameInfo: 127.0.0.1:8080, numeric, is "127.0.0.1" and "8080" in the caller's buffers. */
 NTSTATUS NameInfo(void)
 {
@@ -187,10 +196,9 @@ NTSTATUS ExCalls(USHORT Port)
     CHECK(NT_SUCCESS(Register()));
     KeInitializeEvent(&Event, NotificationEvent, FALSE);
     PIRP Irp = IoAllocateIrp(1, FALSE);
-    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
-        WSK_FLAG_CONNECTION_SOCKET, NULL, NULL, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    PWSK_SOCKET Socket;
+    NTSTATUS Status = OpenSocket(WSK_FLAG_CONNECTION_SOCKET, NULL, Irp, &Event, &Socket);
     CHECK(NT_SUCCESS(Status));
-    PWSK_SOCKET Socket = (PWSK_SOCKET)Irp->IoStatus.Information;
     PWSK_PROVIDER_CONNECTION_DISPATCH Dispatch = (PWSK_PROVIDER_CONNECTION_DISPATCH)Socket->Dispatch;
     IN4ADDR_SETLOOPBACK(&Local);
     IN4ADDR_SETLOOPBACK(&Remote);
@@ -288,10 +296,8 @@ NTSTATUS ConditionalListen(USHORT *Port)
     KeInitializeEvent(&Cond.AbortedEvent, NotificationEvent, FALSE);
     KeInitializeEvent(&Event, NotificationEvent, FALSE);
     PIRP Irp = IoAllocateIrp(1, FALSE);
-    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
-        WSK_FLAG_LISTEN_SOCKET, NULL, &CondDispatch, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    NTSTATUS Status = OpenSocket(WSK_FLAG_LISTEN_SOCKET, &CondDispatch, Irp, &Event, &Cond.Listener);
     CHECK(NT_SUCCESS(Status));
-    Cond.Listener = (PWSK_SOCKET)Irp->IoStatus.Information;
     PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Cond.Listener->Dispatch;
     Status = Wait(Dispatch->WskControlSocket(Cond.Listener, WskSetOption, SO_CONDITIONAL_ACCEPT, SOL_SOCKET,
         sizeof On, &On, 0, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
@@ -364,10 +370,9 @@ NTSTATUS InspectComplete(void)
     CHECK(NT_SUCCESS(Register()));
     KeInitializeEvent(&Event, NotificationEvent, FALSE);
     PIRP Irp = IoAllocateIrp(1, FALSE);
-    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_STREAM, IPPROTO_TCP,
-        WSK_FLAG_LISTEN_SOCKET, NULL, NULL, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    PWSK_SOCKET Listener;
+    NTSTATUS Status = OpenSocket(WSK_FLAG_LISTEN_SOCKET, NULL, Irp, &Event, &Listener);
     CHECK(NT_SUCCESS(Status));
-    PWSK_SOCKET Listener = (PWSK_SOCKET)Irp->IoStatus.Information;
     PWSK_PROVIDER_LISTEN_DISPATCH Dispatch = (PWSK_PROVIDER_LISTEN_DISPATCH)Listener->Dispatch;
     NTSTATUS Returned = Dispatch->WskInspectComplete(Listener, &Id, WskInspectAccept, Again(Irp, &Event));
     Status = Wait(Returned, Irp, &Event);

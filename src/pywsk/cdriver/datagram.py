@@ -99,18 +99,21 @@ class DatagramRuntime(CallbackRuntime):
 
     # --- calls ------------------------------------------------------------------------------------
     def _send_to(self, target: int, args: Any, irp: Any) -> int:
-        sock = self._socket_of(target)
-        buffer, flags, remote, length, info = (args[i] for i in range(5))
-        return int(sock.Dispatch.WskSendTo(
-            sock, self.wsk_buf(buffer), flags, self._address_or_none(remote), length,
-            self._control(info, length), irp,
-        ))  # fmt: skip
+        return self._send("WskSendTo", self.wsk_buf, target, args, irp)
 
     def _send_messages(self, target: int, args: Any, irp: Any) -> int:
+        return self._send("WskSendMessages", self._buf_list, target, args, irp)
+
+    def _send(
+        self, name: str, buffers: Callable[[int], Any], target: int, args: Any, irp: Any
+    ) -> int:
+        """WskSendTo / WskSendMessages: (buffer or list, flags, remote, control length and
+        information)."""
         sock = self._socket_of(target)
-        buffers, flags, remote, length, info = (args[i] for i in range(5))
-        return int(sock.Dispatch.WskSendMessages(
-            sock, self._buf_list(buffers), flags, self._address_or_none(remote), length,
+        data, flags, remote, length, info = (args[i] for i in range(5))
+        send = getattr(sock.Dispatch, name)
+        return int(send(
+            sock, buffers(data), flags, self._address_or_none(remote), length,
             self._control(info, length), irp,
         ))  # fmt: skip
 
