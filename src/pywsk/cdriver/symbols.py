@@ -17,7 +17,6 @@ stop's report); without ``addr2line`` the answer is the offset form, never a gue
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import shutil
 import subprocess
 import threading
@@ -52,8 +51,8 @@ class _DlInfo(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_dladdr = _libc.dladdr
+# The process's own symbols: dladdr is glibc's (no library search at import).
+_dladdr = ctypes.CDLL(None).dladdr
 _dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
 _dladdr.restype = ctypes.c_int
 
