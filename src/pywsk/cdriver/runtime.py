@@ -13,16 +13,17 @@ from the IRP's next stack location.
 Stops: an exception in a call (a BugCheck, or pywsk refusing an argument) stops the
 driver: the runtime records a :class:`Stop` (the exception and the C call site), marks the
 C side stopped (it unwinds to where Python entered the driver), and wakes every wait of
-the driver.  Calls through the provider's dispatch tables carry no ``__FILE__``; their
-return address is symbolized instead (:mod:`pywsk.cdriver.symbols`), when the verifier
-is on or the call stopped the driver.  No driver code runs after that; entries report the stop.
+the driver.  No driver code runs after that; entries report the stop.  Calls through the
+provider's dispatch tables carry no ``__FILE__``: their return address is symbolized
+instead (:mod:`pywsk.cdriver.symbols`), when the verifier is on or the call stopped the
+driver.
 
 What always holds: freed IRPs, MDLs and sockets are quarantined (their C memory is reused
 only after ``QUARANTINE`` later frees), so a use after free reaches the freed pywsk object
 and its bug check; freed pool blocks keep their pages with no access (the last
 ``POOL_QUARANTINE``), so a C touch faults with a report of where the block was allocated
-and freed, and a second free or an MDL over it is a bug check; Python objects are found by the C address, never by a pointer stored
-in driver-visible memory.
+and freed, and a second free or an MDL over it is a bug check; Python objects are found
+by the C address, never by a pointer stored in driver-visible memory.
 """
 
 from __future__ import annotations
