@@ -5,17 +5,17 @@ What it does: :class:`WskRuntime` adds the ``pyb_Wsk*`` functions to
 ``WskCaptureProviderNPI`` register a pywsk client for the C registration; every member of
 the provider tables (``wskdispatch.c``) arrives at :meth:`WskRuntime.pyb_WskCall` with its
 parameters, which are converted (SOCKADDR_IN / SOCKADDR_IN6, WSK_BUF with its MDL chain,
-UNICODE_STRING, ADDRINFOEXW, the option buffers of WskControlSocket,
+UNICODE_STRING, ADDRINFOEXW, WSK_INSPECT_ID, the option buffers of WskControlSocket,
 WSK_EVENT_CALLBACK_CONTROL) and handed to pywsk's provider function of the same name.
-Results that are C memory (an address, an ADDRINFOEXW chain, a new socket in
-``IoStatus.Information``) are written back before the C completion routine runs.
-
-Datagram sockets and the extended calls are :mod:`pywsk.cdriver.datagram`'s.
+Results that are C memory (an address, an ADDRINFOEXW chain, the names of
+WskGetNameInfo, a new socket in ``IoStatus.Information``) are written back before the C
+completion routine runs.  Datagram sockets and the extended calls are
+:mod:`pywsk.cdriver.datagram`'s.
 
 What it refuses: a function number it does not know completes its IRP with
-STATUS_NOT_IMPLEMENTED; a
-family other than AF_INET / AF_INET6 reaches pywsk as an unknown SOCKADDR, which pywsk
-answers with its status; an unknown socket, client or address list is a BugCheck.
+STATUS_NOT_IMPLEMENTED; a family other than AF_INET / AF_INET6 reaches pywsk as an
+unknown SOCKADDR, which pywsk answers with its status; an unknown socket, client or
+address list is a BugCheck.
 
 What always holds: a C socket stays mapped to its pywsk socket after WskCloseSocket
 (quarantined), so a use after close reaches pywsk's check.
