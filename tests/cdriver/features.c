@@ -361,6 +361,123 @@ NTSTATUS ConditionalClose(void)
     return Status;
 }
 
+/* Datagram control information: IP_PKTINFO on two UDP sockets; one receives with
+ * WskReceiveFrom (ControlLength / ControlInfo / ControlFlags), the other through
+ * WskReceiveFromEvent (each element's ControlInfo).  The test sends one datagram to each. */
+static struct {
+    PWSK_SOCKET Polled, Evented;
+    KEVENT Indicated;
+    ULONG Length;
+    CMSGHDR Header;
+    IN_PKTINFO Info;
+    SOCKADDR_IN From;
+} Dg;
+
+static NTSTATUS WSKAPI DgReceiveFromEvent(PVOID Context, ULONG Flags, PWSK_DATAGRAM_INDICATION List)
+{
+    UNREFERENCED_PARAMETER(Context);
+    UNREFERENCED_PARAMETER(Flags);
+    if (List == NULL || KeReadStateEvent(&Dg.Indicated)) return STATUS_SUCCESS;
+    Dg.Length = List->ControlInfoLength;
+    if (List->ControlInfo != NULL && Dg.Length >= WSA_CMSG_LEN(sizeof(IN_PKTINFO))) {
+        Dg.Header = *List->ControlInfo;
+        RtlCopyMemory(&Dg.Info, WSA_CMSG_DATA(List->ControlInfo), sizeof Dg.Info);
+    }
+    if (List->RemoteAddress != NULL) RtlCopyMemory(&Dg.From, List->RemoteAddress, sizeof Dg.From);
+    KeSetEvent(&Dg.Indicated, IO_NO_INCREMENT, FALSE);
+    return STATUS_SUCCESS;                      /* not retained */
+}
+
+static const WSK_CLIENT_DATAGRAM_DISPATCH DgEvents = { DgReceiveFromEvent };
+
+static NTSTATUS DgOpen(CONST VOID *Events, PWSK_SOCKET *Out, USHORT *Port)
+{
+    KEVENT Event;
+    SOCKADDR_IN Local;
+    ULONG On = 1;
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    NTSTATUS Status = Wait(ProviderNpi.Dispatch->WskSocket(ProviderNpi.Client, AF_INET, SOCK_DGRAM, IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET, NULL, Events, NULL, NULL, NULL, Again(Irp, &Event)), Irp, &Event);
+    *Out = NT_SUCCESS(Status) ? (PWSK_SOCKET)Irp->IoStatus.Information : NULL;
+    PWSK_PROVIDER_DATAGRAM_DISPATCH Dispatch = *Out ? (PWSK_PROVIDER_DATAGRAM_DISPATCH)(*Out)->Dispatch : NULL;
+    if (NT_SUCCESS(Status))
+        Status = Dispatch->WskControlSocket(*Out, WskSetOption, IP_PKTINFO, IPPROTO_IP, sizeof On, &On, 0, NULL,
+                                            NULL, NULL);
+    IN4ADDR_SETLOOPBACK(&Local);
+    if (NT_SUCCESS(Status))
+        Status = Wait(Dispatch->WskBind(*Out, (PSOCKADDR)&Local, 0, Again(Irp, &Event)), Irp, &Event);
+    if (NT_SUCCESS(Status))
+        Status = Wait(Dispatch->WskGetLocalAddress(*Out, (PSOCKADDR)&Local, Again(Irp, &Event)), Irp, &Event);
+    *Port = RtlUshortByteSwap(Local.sin_port);
+    IoFreeIrp(Irp);
+    return Status;
+}
+
+NTSTATUS DatagramOpen(USHORT *Ports)
+{
+    WSK_EVENT_CALLBACK_CONTROL Control = { (PNPIID)&NPI_WSK_INTERFACE_ID, WSK_EVENT_RECEIVE_FROM };
+    CHECK(NT_SUCCESS(Register()));
+    RtlZeroMemory(&Dg, sizeof Dg);
+    KeInitializeEvent(&Dg.Indicated, NotificationEvent, FALSE);
+    CHECK(NT_SUCCESS(DgOpen(NULL, &Dg.Polled, &Ports[0])));
+    CHECK(NT_SUCCESS(DgOpen(&DgEvents, &Dg.Evented, &Ports[1])));
+    return ((PWSK_PROVIDER_DATAGRAM_DISPATCH)Dg.Evented->Dispatch)->WskControlSocket(Dg.Evented, WskSetOption,
+        SO_WSK_EVENT_CALLBACK, SOL_SOCKET, sizeof Control, &Control, 0, NULL, NULL, NULL);
+}
+
+/* Both datagrams were sent: check what each way of receiving saw. */
+NTSTATUS DatagramCheck(USHORT SenderPort)
+{
+    KEVENT Event;
+    LARGE_INTEGER Timeout;
+    static UCHAR Data[64];
+    union { CMSGHDR Header; UCHAR Bytes[64]; } Control;
+    SOCKADDR_IN From;
+    ULONG Length = sizeof Control, Flags = 0xFFFF;
+    PWSK_PROVIDER_DATAGRAM_DISPATCH Dispatch = (PWSK_PROVIDER_DATAGRAM_DISPATCH)Dg.Polled->Dispatch;
+    Timeout.QuadPart = -10LL * 1000 * 1000 * 10;
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    PMDL Mdl = IoAllocateMdl(Data, sizeof Data, FALSE, FALSE, NULL);
+    MmBuildMdlForNonPagedPool(Mdl);
+    WSK_BUF Buffer = { Mdl, 0, sizeof Data };
+    NTSTATUS Status = Wait(Dispatch->WskReceiveFrom(Dg.Polled, &Buffer, 0, (PSOCKADDR)&From, &Length,
+        &Control.Header, &Flags, Again(Irp, &Event)), Irp, &Event);
+    ULONG_PTR Got = Irp->IoStatus.Information;
+    IoFreeMdl(Mdl);
+    IoFreeIrp(Irp);
+    CHECK(Status == STATUS_SUCCESS && Got == 4 && RtlCompareMemory(Data, "poll", 4) == 4);
+    CHECK(RtlUshortByteSwap(From.sin_port) == SenderPort);
+    CHECK(Flags == 0);
+    CHECK(Length == WSA_CMSG_SPACE(sizeof(IN_PKTINFO)));   /* written back: it was sizeof Control */
+    CHECK(Control.Header.cmsg_len == WSA_CMSG_LEN(sizeof(IN_PKTINFO)) && Control.Header.cmsg_level == IPPROTO_IP
+          && Control.Header.cmsg_type == IP_PKTINFO);
+    CHECK(((PIN_PKTINFO)WSA_CMSG_DATA(&Control.Header))->ipi_addr.s_addr == RtlUlongByteSwap(INADDR_LOOPBACK));
+
+    CHECK(KeWaitForSingleObject(&Dg.Indicated, Executive, KernelMode, FALSE, &Timeout) == STATUS_SUCCESS);
+    CHECK(Dg.Length == WSA_CMSG_SPACE(sizeof(IN_PKTINFO)) && Dg.Header.cmsg_level == IPPROTO_IP
+          && Dg.Header.cmsg_type == IP_PKTINFO);
+    CHECK(Dg.Info.ipi_addr.s_addr == RtlUlongByteSwap(INADDR_LOOPBACK));
+    CHECK(RtlUshortByteSwap(Dg.From.sin_port) == SenderPort);
+    return STATUS_SUCCESS;
+}
+
+NTSTATUS DatagramClose(void)
+{
+    KEVENT Event;
+    KeInitializeEvent(&Event, NotificationEvent, FALSE);
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    for (int i = 0; i < 2; i++) {
+        PWSK_SOCKET S = i ? Dg.Evented : Dg.Polled;
+        if (S != NULL)
+            Wait(((PWSK_PROVIDER_DATAGRAM_DISPATCH)S->Dispatch)->WskCloseSocket(S, Again(Irp, &Event)), Irp, &Event);
+    }
+    IoFreeIrp(Irp);
+    Deregister();
+    return STATUS_SUCCESS;
+}
+
 /* WskInspectComplete on a listener without conditional accept: pywsk's status, and the
  * completion routine still ran. */
 NTSTATUS InspectComplete(void)

@@ -2,7 +2,8 @@
 lists, SLists, spin locks and IRQL, KeWaitForMultipleObjects, strings; an IRP made by
 IoInitializeIrp in pool memory; an MDL chain linked through Next in one WskSend;
 WskGetNameInfo into the caller's UNICODE_STRINGs; WskConnectEx, WskSendEx and WskReceiveEx;
-conditional accept (WskInspectEvent into C, WskInspectComplete from C)."""
+conditional accept (WskInspectEvent into C, WskInspectComplete from C); datagram control
+information (IP_PKTINFO) through WskReceiveFrom and WskReceiveFromEvent."""
 
 from __future__ import annotations
 
@@ -111,4 +112,21 @@ def test_abort_of_a_pended_request_reaches_c(driver: Callable[[str], Driver]) ->
         client.close()  # an RST
     assert features.call("ConditionalWait", 1) == NTSTATUS.STATUS_SUCCESS, features.debug_output
     assert features.call("ConditionalClose") == NTSTATUS.STATUS_SUCCESS
+    assert features.unload() == []
+
+
+def test_datagram_control_information(driver: Callable[[str], Driver]) -> None:
+    """IP_PKTINFO set from C: WskReceiveFrom fills ControlLength, ControlInfo (a CMSGHDR
+    with IN_PKTINFO: the destination 127.0.0.1) and ControlFlags; WskReceiveFromEvent's
+    element carries the same control information and the sender's address."""
+    features = driver("features")
+    ports = features.ffi.new("uint16_t[2]")
+    assert features.call("DatagramOpen", ports) == NTSTATUS.STATUS_SUCCESS, features.debug_output
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.1", 0))
+        sender.sendto(b"poll", ("127.0.0.1", ports[0]))
+        sender.sendto(b"event", ("127.0.0.1", ports[1]))
+        status = features.call("DatagramCheck", sender.getsockname()[1])
+    assert status == NTSTATUS.STATUS_SUCCESS, features.debug_output
+    assert features.call("DatagramClose") == NTSTATUS.STATUS_SUCCESS
     assert features.unload() == []
