@@ -6,12 +6,13 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/* IRPs, MDLs, pool */
+/* IRPs, MDLs, pool (the hottest calls pass addresses as integers: Python then needs no
+ * conversion to find the object behind them) */
 int pyb_IoAllocateIrp(void *Irp, int StackSize, int ChargeQuota, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoInitializeIrp(void *Irp, int PacketSize, int StackSize, int Needed, uintptr_t File, int Line, uintptr_t Func);
 void pyb_IoFreeIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
-int pyb_IoReuseIrp(void *Irp, int32_t Status, uintptr_t File, int Line, uintptr_t Func);
-int pyb_IoSetCompletionRoutine(void *Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoReuseIrp(uintptr_t Irp, int32_t Status, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoSetCompletionRoutine(uintptr_t Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoCancelIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoAllocateMdl(void *Mdl, void *Va, uint32_t Length, int Secondary, int ChargeQuota, void *Irp, uintptr_t File, int Line, uintptr_t Func);
 void pyb_IoFreeMdl(void *Mdl, uintptr_t File, int Line, uintptr_t Func);
@@ -34,7 +35,7 @@ int32_t pyb_WskRegister(void *Npi, void *Registration, uintptr_t File, int Line,
 int32_t pyb_WskCaptureProviderNPI(void *Registration, uint32_t WaitTimeout, void *Npi, uintptr_t File, int Line, uintptr_t Func);
 void pyb_WskRegistrationOp(int Op, void *Registration, uintptr_t File, int Line, uintptr_t Func);
 /* Caller: the return address into the driver (the dispatch call's site, symbolized lazily) */
-int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp, uintptr_t Caller);
+int32_t pyb_WskCall(int Function, uintptr_t Target, const uintptr_t *Args, uintptr_t Irp, uintptr_t Caller);
 
 /* the runtime's entry points for Python */
 extern volatile int PywskRtStopped;

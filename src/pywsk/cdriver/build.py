@@ -108,8 +108,8 @@ extern "Python+C" {
 int pyb_IoAllocateIrp(void *, int, int, uintptr_t, int, uintptr_t);
 int pyb_IoInitializeIrp(void *, int, int, int, uintptr_t, int, uintptr_t);
 void pyb_IoFreeIrp(void *, uintptr_t, int, uintptr_t);
-int pyb_IoReuseIrp(void *, int32_t, uintptr_t, int, uintptr_t);
-int pyb_IoSetCompletionRoutine(void *, int, int, int, int, uintptr_t, int, uintptr_t);
+int pyb_IoReuseIrp(uintptr_t, int32_t, uintptr_t, int, uintptr_t);
+int pyb_IoSetCompletionRoutine(uintptr_t, int, int, int, int, uintptr_t, int, uintptr_t);
 int pyb_IoCancelIrp(void *, uintptr_t, int, uintptr_t);
 int pyb_IoAllocateMdl(void *, void *, uint32_t, int, int, void *, uintptr_t, int, uintptr_t);
 void pyb_IoFreeMdl(void *, uintptr_t, int, uintptr_t);
@@ -128,7 +128,7 @@ void pyb_Stop(int, int32_t, const char *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskRegister(void *, void *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskCaptureProviderNPI(void *, uint32_t, void *, uintptr_t, int, uintptr_t);
 void pyb_WskRegistrationOp(int, void *, uintptr_t, int, uintptr_t);
-int32_t pyb_WskCall(int, void *, const uintptr_t *, void *, uintptr_t);
+int32_t pyb_WskCall(int, uintptr_t, const uintptr_t *, uintptr_t, uintptr_t);
 }
 
 #define PYWSK_FN_SOCKET ...

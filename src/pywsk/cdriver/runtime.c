@@ -276,7 +276,7 @@ VOID IoFreeIrp(PIRP Irp) { PywskIoFreeIrp(Irp, NO_SITE); }
 
 VOID PywskIoReuseIrp(PIRP Irp, NTSTATUS Status, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoReuseIrp(Irp, Status, SITE)) {
+    if (pyb_IoReuseIrp((uintptr_t)Irp, Status, SITE)) {
         CCHAR StackCount = Irp->StackCount;
         USHORT Size = Irp->Size;
         UCHAR AllocationFlags = Irp->AllocationFlags;
@@ -291,7 +291,7 @@ VOID IoReuseIrp(PIRP Irp, NTSTATUS Status) { PywskIoReuseIrp(Irp, Status, NO_SIT
 VOID PywskIoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Routine, PVOID Context,
     BOOLEAN OnSuccess, BOOLEAN OnError, BOOLEAN OnCancel, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoSetCompletionRoutine(Irp, Routine != NULL, OnSuccess, OnError, OnCancel, SITE)) {
+    if (pyb_IoSetCompletionRoutine((uintptr_t)Irp, Routine != NULL, OnSuccess, OnError, OnCancel, SITE)) {
         PIO_STACK_LOCATION Next = IoGetNextIrpStackLocation(Irp);
         Next->CompletionRoutine = Routine;
         Next->Context = Context;

@@ -223,7 +223,9 @@ class Runtime:
         return f"{self._text(file)}:{line} in {self._text(func) if func else '?'}"
 
     def address(self, pointer: Any) -> int:
-        """The address a C pointer holds."""
+        """The address a C pointer holds (an address passed as an integer is itself)."""
+        if pointer.__class__ is int:
+            return int(pointer)
         return int(self.ffi.cast(self._uintptr, pointer))
 
     def stopped(self) -> bool:
@@ -249,8 +251,7 @@ class Runtime:
     def invoke(self, function: Any, *args: Any) -> tuple[bool, int]:
         """Call the driver's ``function`` (integer or pointer arguments, at most eight):
         ``(True, result)``, or ``(False, 0)`` when the driver is (or became) stopped."""
-        values = [a if isinstance(a, int) else self.address(a) for a in args]
-        array = self.ffi.new("uintptr_t[8]", values + [0] * (8 - len(values)))
+        array = self.ffi.new("uintptr_t[8]", [self.address(a) for a in args])
         result = self.ffi.new("intptr_t *")
         entered = nt.KeGetCurrentIrql()
         with self.threads_changed:

@@ -388,7 +388,7 @@ class WskRuntime(DatagramRuntime):
 
     def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any, caller: int) -> int:
         handler = self._calls.get(function)
-        irp = self._irp(cirp) if cirp != self.ffi.NULL else None
+        irp = self._irp(cirp) if cirp else None
         if handler is None:
             return self._not_implemented(irp)
         address = self.address(target)

@@ -17,7 +17,7 @@
 #define CALL(Function, Target, Irp, ...)                               \
     do {                                                               \
         uintptr_t Args_[10] = { __VA_ARGS__ };                         \
-        NTSTATUS Status_ = pyb_WskCall((Function), (Target), Args_, (Irp), CALLER); \
+        NTSTATUS Status_ = pyb_WskCall((Function), A(Target), Args_, A(Irp), CALLER); \
         PywskRtCheck();        \
         return Status_;                                                \
     } while (0)
@@ -39,7 +39,7 @@ static NTSTATUS PGetAddressInfo(PWSK_CLIENT Client, PUNICODE_STRING Node, PUNICO
 static VOID PFreeAddressInfo(PWSK_CLIENT Client, PADDRINFOEXW AddrInfo)
 {
     uintptr_t Args[10] = { A(AddrInfo) };
-    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, Client, Args, NULL, CALLER);
+    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, A(Client), Args, 0, CALLER);
     PywskRtCheck();
 }
 static NTSTATUS PGetNameInfo(PWSK_CLIENT Client, PSOCKADDR Address, ULONG Length, PUNICODE_STRING Node,
