@@ -95,12 +95,13 @@ def wait_for_go() -> None:
     sys.stdin.readline()
 
 
-def restart_cpu_clock() -> None:
+def restart_cpu_clock(at: float | None = None) -> None:
     """Start the CPU count again: clients call it when the measured work starts (after the
     idle connections are open), servers at their first churn connection, so that ``cpu``
-    covers the churn alone."""
+    covers the churn alone.  ``at``: the process CPU time (seconds) the count starts from,
+    when it was read earlier (by C code)."""
     global _cpu0
-    _cpu0 = time.process_time()
+    _cpu0 = time.process_time() if at is None else at
 
 
 def set_congestion(sock: socket.socket, cc: str) -> None:

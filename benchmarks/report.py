@@ -21,6 +21,7 @@ ORDER = (
     "asyncio",
     "trio",
     "pywsk",
+    "pywsk-c",
     "pywsk.aio",
 )
 TITLES = {
@@ -57,6 +58,11 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                     row["sys_us"] = statistics.median(
                         (r["rusage_client"][1] + r["rusage_server"][1]) / r["n"] * 1e6 for r in ok
                     )
+                crossing = [r["client"]["crossing_ns"] for r in ok if "crossing_ns" in r["client"]]
+                if crossing:  # a C driver: its C -> Python crossings
+                    row["crossing_ns"] = statistics.median(crossing)
+                    row["crossing_call_ns"] = statistics.median(r["client"]["call_ns"] for r in ok)
+                    row["crossings_per_conn"] = ok[0]["client"]["crossings_per_conn"]
                 row.update(
                     median=statistics.median(metrics),
                     min=min(metrics),
@@ -124,6 +130,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {ratio} | {_fmt(row['cpu'], digits)} | {_fmt(row['cpu_min'], digits)} - "
                 f"{_fmt(row['cpu_max'], digits)} | {cpu_ratio} | {valid} |"
             )
+    lines += _crossing_lines(summary.get("churn", {}))
     lines += _scaling_lines(data.get("scaling", {}))
     lines += _measurement_lines(data.get("scaling", {}), summary.get("churn"))
     invalid = [r for r in data["records"] if not r["ok"]]
@@ -132,6 +139,21 @@ def markdown(data: dict[str, Any]) -> str:
         for r in invalid:
             lines.append(f"* rep {r.get('rep')} {r['workload']} {r['impl']}: {_why(r)}")
     return "\n".join(lines) + "\n"
+
+
+def _crossing_lines(rows: dict[str, Any]) -> list[str]:
+    """What a C driver's crossings into pywsk cost (impl_cdriver measures it)."""
+    lines: list[str] = []
+    for impl, row in rows.items():
+        if "crossing_ns" in row:
+            lines += [
+                "",
+                f"{impl}: one C -> Python crossing costs {row['crossing_ns']:,.0f} ns "
+                f"({row['crossing_call_ns']:,.0f} ns for the whole KeGetCurrentIrql from C, "
+                f"median of the runs); the churn client makes "
+                f"{row['crossings_per_conn']:.0f} per connection.",
+            ]
+    return lines
 
 
 def _why(rec: dict[str, Any]) -> str:

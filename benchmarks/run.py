@@ -104,6 +104,18 @@ def build_c(source: Path, out_dir: Path) -> Path:
     return binary
 
 
+def build_cdriver(out_dir: Path) -> Path | None:
+    """Build the churn C driver (``cchurn.c``) with ``pywsk driver build``; None without
+    cffi (the extra pywsk[c]), or when the build fails (said on stderr)."""
+    try:
+        from pywsk.cdriver import BuildError, build_driver
+
+        return build_driver([HERE / "cchurn.c"], out_dir / "cchurn.so", debug=False)
+    except (ImportError, BuildError) as exc:
+        print(f"the C driver is left out: {exc}", file=sys.stderr)
+        return None
+
+
 def aio_available() -> bool:
     """True when the Pythonic layer ``pywsk.aio`` exists in this checkout."""
     try:
@@ -113,7 +125,7 @@ def aio_available() -> bool:
     return True
 
 
-def implementations(cnet: Path) -> list[Impl]:
+def implementations(cnet: Path, cdriver: Path | None = None) -> list[Impl]:
     py = (sys.executable, "-m")
     impls = [
         Impl("c-epoll", (str(cnet),)),
@@ -125,6 +137,8 @@ def implementations(cnet: Path) -> list[Impl]:
     ]
     if aio_available():
         impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
+    if cdriver is not None:
+        impls.append(Impl("pywsk-c", (*py, "benchmarks.impl_cdriver", str(cdriver)), ("churn",)))
     return impls
 
 
@@ -500,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = args.tag or ("quick" if args.quick else time.strftime("%Y%m%d-%H%M%S"))
     with tempfile.TemporaryDirectory(prefix="pywsk-bench-") as build:
         cnet = build_c(HERE / "cnet.c", Path(build))
-        impls = implementations(cnet)
+        cdriver = build_cdriver(Path(build))
+        impls = implementations(cnet, cdriver)
         if args.impls:
             wanted = args.impls.split(",")
             impls = [i for i in impls if i.name in wanted]
