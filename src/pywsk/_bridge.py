@@ -36,13 +36,13 @@ owner's thread or under its lock.
 from __future__ import annotations
 
 import atexit
-import enum
 import ipaddress
 import threading
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
 from ._log import report_unraisable as _report_unraisable
+from ._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
 from .errors import NtStatusError, error_from_status
 from .nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from .nt.irp import (
@@ -109,6 +109,7 @@ from .wsk.structs import (
 __all__ = [
     "Call",
     "ConnectionCore",
+    "DEFAULT_RECEIVE_SIZE",
     "DisconnectReason",
     "ListenerCore",
     "Post",
@@ -125,32 +126,14 @@ S = NTSTATUS
 
 #: ``post(fn)``: run ``fn`` soon on the owner's thread (never inline in the routine).
 Post = Callable[[Callable[[], None]], object]
-#: A socket option set before bind/connect: (level, option, value), with wsk.h constants,
-#: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
-SocketOption = tuple[int, int, int]
 
 #: Pool tag of the receive buffers ("pyws").
 POOL_TAG: Final = b"pyws"
 #: Largest receive buffer a connection keeps; a bigger ``max_bytes`` is capped to it.
 MAX_RECEIVE_BUFFER: Final = 1 << 20
-#: Default ``max_bytes`` of a receive.
-DEFAULT_RECEIVE_SIZE: Final = 65536
 # One MDL describes at most this much; longer buffers become an MDL chain (IoAllocateMdl
 # refuses more than 4 GiB - PAGE_SIZE per MDL).
 _MDL_CHUNK: Final = 1 << 30
-
-
-class DisconnectReason(enum.Enum):
-    """How a connection ended, as far as its owner saw (the first cause seen wins)."""
-
-    #: The peer disconnected gracefully: its FIN (a receive returned ``b""``).
-    PEER_GRACEFUL = "peer-graceful"
-    #: The peer reset the connection: its RST (STATUS_CONNECTION_RESET).
-    PEER_RESET = "peer-reset"
-    #: We reset it: ``abort()``, or a close before both directions were disconnected.
-    LOCAL_ABORT = "local-abort"
-    #: The transport gave up (for example STATUS_IO_TIMEOUT after TCP_MAXRT).
-    TRANSPORT_FAILURE = "transport-failure"
 
 
 _REASON_OF_STATUS: Final[dict[int, DisconnectReason]] = {

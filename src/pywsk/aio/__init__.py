@@ -35,7 +35,7 @@ the NTSTATUS in ``.status``.  See ``docs/layers.md``.
 
 from __future__ import annotations
 
-from .._bridge import DisconnectReason, SocketOption
+from .._native import DisconnectReason, SocketOption
 from ._connection import Connection
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls

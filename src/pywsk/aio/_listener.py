@@ -1,10 +1,11 @@
-"""WSK listening sockets for asyncio: :func:`listen` / :class:`Listener`, :func:`serve` /
-:class:`Server`.
+"""Listening sockets for asyncio, natively on the caller's loop: :func:`listen` /
+:class:`Listener`, :func:`serve` / :class:`Server`.
 
-What it does: a :class:`Listener` is a WSK listening socket (WskSocket with
-WSK_FLAG_LISTEN_SOCKET, then WskBind, which binds and listens); :meth:`Listener.accept` is
-one WskAccept whose IRP returns the new connection socket in ``IoStatus.Information``.  A
-:class:`Server` runs an accept loop and one task per connection.
+What it does: a :class:`Listener` is a listening socket in the loop's edge poller
+(:class:`pywsk._native.NativeListener`); :meth:`Listener.accept` takes the next connection
+from the kernel's backlog (``accept4``, non-blocking from the start), waiting for the
+socket's next edge when there is none.  Waiting accepts are served in the order they came.
+A :class:`Server` runs an accept loop and one task per connection.
 
 What it refuses: use after ``aclose()`` (:class:`~pywsk.errors.SocketClosedError`).
 
@@ -15,19 +16,18 @@ lost: it is kept and returned by the next ``accept()`` (or closed with the liste
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, overload
 
-from .._bridge import ConnectionCore, ListenerCore, SocketOption, listen_steps
+from .._native import NativeConnection, NativeListener, SocketOption, listen_steps
 from ..errors import NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
 from ._connection import Connection
 from ._tls import TlsConnection, start_tls
-from ._waiting import drive, wait_call
+from ._waiting import drive, poller
 
 __all__ = ["Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
 
@@ -43,23 +43,25 @@ async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) 
     ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit.  A port
     outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
-    return Listener(await drive(listen_steps(host, port, options)))
+    loop = asyncio.get_running_loop()
+    return Listener(await drive(listen_steps(poller(loop), host, port, options)))
 
 
 class Listener:
-    """A WSK listening socket.  Use ``async with`` (or ``aclose()``).
+    """A listening socket.  Use ``async with`` (or ``aclose()``).
 
     :meth:`accept` returns the next connection; several tasks may wait in it at once (they
-    are served in the order they called).  Closing the listener resets the connections not
-    yet accepted.
+    are served in the order they called).  Closing the listener resets the connections
+    accepted and not yet handed out (the kernel resets those still in its backlog).
     """
 
-    def __init__(self, core: ListenerCore) -> None:
-        self._core = core
-        self._ready: collections.deque[ConnectionCore] = collections.deque()
+    __slots__ = ("_listener",)
+
+    def __init__(self, listener: NativeListener) -> None:
+        self._listener = listener
 
     def __repr__(self) -> str:
-        return f"<pywsk.aio.Listener {self._core!r}>"
+        return f"<pywsk.aio.Listener {self._listener!r}>"
 
     async def __aenter__(self) -> Listener:
         return self
@@ -75,53 +77,45 @@ class Listener:
     @property
     def local_address(self) -> tuple[Any, ...]:
         """The address it listens on (with the real port when 0 was asked)."""
-        return self._core.local
+        return self._listener.local
 
     @property
     def closed(self) -> bool:
-        return self._core.closed
+        return self._listener.closed
 
     async def accept(self) -> Connection:
-        """The next connection (one WskAccept).
+        """The next connection.
 
-        Cancellation: IoCancelIrp, then the wait for the WskAccept's completion goes on; a
-        connection it accepted anyway is kept for the next ``accept()``, and
-        ``CancelledError`` is raised.  Raises :class:`~pywsk.errors.SocketClosedError` once
-        the listener is closed.
+        Cancellation: a connection accepted for this call as it was cancelled is kept for
+        the next ``accept()``, and ``CancelledError`` is raised.  Raises
+        :class:`~pywsk.errors.SocketClosedError` once the listener is closed.
         """
-        if self._ready:
-            return Connection(self._ready.popleft())
-        core = self._core
-        if core.closed:
+        listener = self._listener
+        if listener.ready:
+            return Connection(listener.ready.popleft())
+        if listener.closed:
             raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
-        call = core.start_accept()
-        caught = await wait_call(call)
+        if not listener.waiters:
+            native = listener.try_accept()
+            if native is not None:
+                return Connection(native)
+        waiter: asyncio.Future[NativeConnection] = asyncio.get_running_loop().create_future()
+        listener.waiters.append(waiter)
         try:
-            accepted = core.settle_accept(call, cancelled=caught is not None)
-        except NtStatusError:
-            if caught is None:
-                raise
-            accepted = None
-        if caught is not None:
-            if accepted is not None:
-                self._ready.append(accepted)
-            raise caught
-        assert accepted is not None
-        return Connection(accepted)
+            native = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                listener.ready.append(waiter.result())
+            elif waiter in listener.waiters:
+                listener.waiters.remove(waiter)
+            raise
+        return Connection(native)
 
     async def aclose(self) -> None:
         """Close the listening socket (idempotent).  Pending ``accept()`` calls raise
         :class:`~pywsk.errors.SocketClosedError`; kept connections are closed (RST)."""
-        core = self._core
-        if core.closed:
-            return
-        while self._ready:
-            await Connection(self._ready.popleft()).aclose()
-        call = core.start_close()
-        caught = await wait_call(call)
-        core.settle_close(call)
-        if caught is not None:
-            raise caught
+        for native in self._listener.close():
+            await Connection(native).aclose()
 
 
 @overload
