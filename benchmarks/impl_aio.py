@@ -1,15 +1,15 @@
 """pywsk's asyncio layer, ``pywsk.aio``, as its documentation shows it (on uvloop).
 
-Every operation is one WSK call on its own IRP through the faithful layer; the completion
-routine runs on the provider thread and hands the result to this loop with
-``call_soon_threadsafe``.  Churn client, per connection: ``connect``, ``send_all``,
+Natively on the loop: every operation is a non-blocking syscall on the loop's thread, the
+sockets' edges come from one edge-triggered epoll that the loop watches (no provider thread,
+no IRP).  Churn client, per connection: ``connect``, ``send_all``,
 ``disconnect()`` (returns once our FIN is acknowledged), ``receive_some`` to ``b""``,
 ``aclose()`` (no RST: both directions are closed).  Server: ``serve`` with a handler that
 reads to ``b""``, echoes, and disconnects; the server closes the connection when the handler
 returns.  Bulk: ``send_all`` of CHUNK-sized blocks, one after another.
 
 Congestion control: as in :mod:`benchmarks.impl_pywsk`, ``TCP_CONGESTION`` is set on the
-provider's Linux socket (WSK has no option for it).  See :mod:`benchmarks.common` for the
+Linux socket underneath (WSK has no option for it).  See :mod:`benchmarks.common` for the
 command line.
 """
 
@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
 
 import pywsk.aio
-import pywsk.provider  # imported now, not (lazily) inside the measurement
 
 from .common import (
     CHUNK,
@@ -140,8 +138,7 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
     restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     conn = await pywsk.aio.connect(HOST, port)
-    provider_socket: Any = conn.socket
-    set_congestion(provider_socket.sock, cc)  # see the module notes
+    set_congestion(conn.socket, cc)  # see the module notes
     sent = 0
     while sent < total:
         size = min(CHUNK, total - sent)

@@ -37,6 +37,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from .core.connection import (
     PENDING_OUTCOME,
+    TRANSITIONS,
     Cause,
     ConnectionMachine,
     ConnInput,
@@ -140,6 +141,7 @@ class NativeConnection:
         "bytes_received",
         "bytes_sent",
         "closed",
+        "disconnect_done",
         "disconnect_error",
         "disconnect_requested",
         "eof",
@@ -178,6 +180,8 @@ class NativeConnection:
         self._fin_issued = False
         self.fin_acked = False
         self.disconnect_error: NtStatusError | None = None
+        #: Our graceful disconnect completed (FIN acknowledged) or failed.
+        self.disconnect_done = False
         self._reset_read = False
         self.reader: Waiter | None = None
         self.writer: Waiter | None = None
@@ -194,11 +198,6 @@ class NativeConnection:
         if self._local is None:
             self._local = self.sock.getsockname()
         return self._local
-
-    @property
-    def disconnect_done(self) -> bool:
-        """Our graceful disconnect completed (FIN acknowledged) or failed."""
-        return self.fin_acked or self.disconnect_error is not None
 
     # --- edges -----------------------------------------------------------------------------
     def _on_edge(self, mask: int) -> None:
@@ -227,10 +226,12 @@ class NativeConnection:
 
     # --- the machine ---------------------------------------------------------------------------
     def _process(self, event: ConnInput) -> bool:
+        """Apply ``event`` if the table allows it in the current state (else nothing)."""
         machine = self.machine
-        if not machine.can(event):
+        new = TRANSITIONS[machine.state].get(event)
+        if new is None:
             return False
-        machine.process(event)
+        machine.state = new
         return True
 
     def note(self, reason: DisconnectReason) -> None:
@@ -262,6 +263,7 @@ class NativeConnection:
             if cause is Cause.CLOSE:
                 status = ST.STATUS_INVALID_HANDLE
             self.disconnect_error = error_from_status(status, "WskDisconnect")
+            self.disconnect_done = True
 
     def _break_for_errno(self, err: int) -> None:
         if linux.is_reset(err):
@@ -397,14 +399,16 @@ class NativeConnection:
             self.fail_disconnect(exc)
             raise
         self.machine.process(ConnInput.SEND_FIN)
+        # The acknowledgement is seen at an edge: the socket is registered since its
+        # creation, so even one that came during shutdown() is reported, after this.
         self._fin_issued = True
-        self._check_fin()
 
     def fail_disconnect(self, exc: NtStatusError) -> None:
         """The graceful disconnect cannot go on (its sends failed): record it, wake."""
         self.disconnect_requested = True
         if not self.disconnect_done:
             self.disconnect_error = exc
+            self.disconnect_done = True
             self._wake_fin_waiters()
 
     def _check_fin(self) -> None:
@@ -424,6 +428,7 @@ class NativeConnection:
     def _on_fin_acked(self) -> None:
         self._process(ConnInput.FIN_ACKED)
         self.fin_acked = True
+        self.disconnect_done = True
         self._wake_fin_waiters()
 
     def _wake_fin_waiters(self) -> None:

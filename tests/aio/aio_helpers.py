@@ -85,9 +85,9 @@ def count_cancelled_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     original = pywsk.aio._waiting.wait_edge
     counts = {"cancelled": 0}
 
-    async def counting(conn: Any, write: bool) -> int:
+    async def counting(conn: Any, write: bool, loop: asyncio.AbstractEventLoop) -> int:
         try:
-            return await original(conn, write)
+            return await original(conn, write, loop)
         except asyncio.CancelledError:
             counts["cancelled"] += 1
             raise

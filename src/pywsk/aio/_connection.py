@@ -27,6 +27,7 @@ import asyncio
 import collections
 import logging
 import operator
+import threading
 import warnings
 from collections.abc import Sequence
 from types import TracebackType
@@ -77,13 +78,13 @@ async def connect(
     check_port(port, local)
     loop = asyncio.get_running_loop()
     try:
-        native = await drive(connect_steps(poller(loop), host, port, options, local))
+        native = await drive(connect_steps(poller(loop), host, port, options, local), loop)
     except NtStatusError as exc:
         log_connect(log, None, exc.status, (host, port))
         raise
     if log.isEnabledFor(logging.DEBUG):
         log_connect(log, native.sock, 0, native.remote, native.local)
-    return Connection(native)
+    return Connection(native, loop)
 
 
 class Connection:
@@ -108,11 +109,12 @@ class Connection:
     one at a time.  Not thread-safe: use it from the event loop that made it.
     """
 
-    __slots__ = ("__weakref__", "_conn", "_loop", "_receiving", "_senders", "_stash")
+    __slots__ = ("__weakref__", "_conn", "_loop", "_receiving", "_senders", "_stash", "_thread")
 
-    def __init__(self, conn: NativeConnection) -> None:
+    def __init__(self, conn: NativeConnection, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._thread = threading.get_ident()
         self._stash = bytearray()
         self._receiving = False
         #: send_all calls (and a disconnect) waiting for their turn, first the one sending.
@@ -182,7 +184,9 @@ class Connection:
 
     # --- checks -------------------------------------------------------------------------------
     def _check(self) -> NativeConnection:
-        if asyncio.get_running_loop() is not self._loop:
+        # (The thread, not asyncio.get_running_loop(): on Python 3.11 that costs a getpid()
+        # syscall.  A wait from another loop is refused by the loop's future.)
+        if threading.get_ident() != self._thread:
             raise RuntimeError("this Connection belongs to another event loop")
         conn = self._conn
         if conn.closed:
@@ -263,7 +267,7 @@ class Connection:
                         return
                 if tried:
                     try:
-                        await wait_edge(conn, write=True)
+                        await wait_edge(conn, True, self._loop)
                     except asyncio.CancelledError:
                         if started:
                             self._break_cancelled_send(conn)
@@ -313,7 +317,7 @@ class Connection:
         is returned first), ``ConnectionAbortedError`` after :meth:`abort`,
         :class:`~pywsk.errors.SocketClosedError` after :meth:`aclose`.
         """
-        size = _max_bytes(max_bytes)
+        size = DEFAULT_RECEIVE_SIZE if max_bytes is None else _max_bytes(max_bytes)
         if self._receiving:
             raise BusyError("another task is already in receive_some() on this connection")
         self._check()
@@ -356,8 +360,9 @@ class Connection:
             self._receiving = False
 
     async def _receive(self, size: int) -> bytes:
-        """One receive of at most ``size`` bytes (the caller holds ``_receiving``)."""
-        conn = self._check()
+        """One receive of at most ``size`` bytes (the caller holds ``_receiving`` and made
+        the checks)."""
+        conn = self._conn
         if conn.eof:
             return b""
         try:
@@ -365,7 +370,7 @@ class Connection:
                 data = conn.receive_some(size)
                 if data is not None:
                     break
-                await wait_edge(conn, write=False)
+                await wait_edge(conn, False, self._loop)
         except NtStatusError as exc:
             self._log_failure("WskReceive", exc)
             raise
@@ -456,7 +461,7 @@ class Connection:
             sent = conn.send_some(data) if data.nbytes else 0
             while sent < data.nbytes:
                 data = data[sent:]
-                await wait_edge(conn, write=True)
+                await wait_edge(conn, True, self._loop)
                 if conn.disconnect_done:
                     return
                 sent = conn.send_some(data)
@@ -532,9 +537,7 @@ class _Logged:
         self._owner._log_disconnect(self._conn)
 
 
-def _max_bytes(max_bytes: int | None) -> int:
-    if max_bytes is None:
-        return DEFAULT_RECEIVE_SIZE
+def _max_bytes(max_bytes: int) -> int:
     size = operator.index(max_bytes)
     if size < 1:
         raise ValueError("max_bytes must be at least 1")

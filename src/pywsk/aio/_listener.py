@@ -44,7 +44,7 @@ async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) 
     outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
     loop = asyncio.get_running_loop()
-    return Listener(await drive(listen_steps(poller(loop), host, port, options)))
+    return Listener(await drive(listen_steps(poller(loop), host, port, options), loop), loop)
 
 
 class Listener:
@@ -55,10 +55,11 @@ class Listener:
     accepted and not yet handed out (the kernel resets those still in its backlog).
     """
 
-    __slots__ = ("_listener",)
+    __slots__ = ("_listener", "_loop")
 
-    def __init__(self, listener: NativeListener) -> None:
+    def __init__(self, listener: NativeListener, loop: asyncio.AbstractEventLoop) -> None:
         self._listener = listener
+        self._loop = loop
 
     def __repr__(self) -> str:
         return f"<pywsk.aio.Listener {self._listener!r}>"
@@ -92,14 +93,14 @@ class Listener:
         """
         listener = self._listener
         if listener.ready:
-            return Connection(listener.ready.popleft())
+            return Connection(listener.ready.popleft(), self._loop)
         if listener.closed:
             raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
         if not listener.waiters:
             native = listener.try_accept()
             if native is not None:
-                return Connection(native)
-        waiter: asyncio.Future[NativeConnection] = asyncio.get_running_loop().create_future()
+                return Connection(native, self._loop)
+        waiter: asyncio.Future[NativeConnection] = self._loop.create_future()
         listener.waiters.append(waiter)
         try:
             native = await waiter
@@ -109,13 +110,13 @@ class Listener:
             elif waiter in listener.waiters:
                 listener.waiters.remove(waiter)
             raise
-        return Connection(native)
+        return Connection(native, self._loop)
 
     async def aclose(self) -> None:
         """Close the listening socket (idempotent).  Pending ``accept()`` calls raise
         :class:`~pywsk.errors.SocketClosedError`; kept connections are closed (RST)."""
         for native in self._listener.close():
-            await Connection(native).aclose()
+            await Connection(native, self._loop).aclose()
 
 
 @overload

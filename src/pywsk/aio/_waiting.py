@@ -47,10 +47,11 @@ def poller(loop: asyncio.AbstractEventLoop) -> EdgePoller:
     return found
 
 
-async def wait_edge(conn: NativeConnection, write: bool) -> int:
-    """Wait for the next read (or write) edge of ``conn``; its mask (0: the connection broke
-    or closed meanwhile)."""
-    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+async def wait_edge(conn: NativeConnection, write: bool, loop: asyncio.AbstractEventLoop) -> int:
+    """Wait for the next read (or write) edge of ``conn`` (whose poller is ``loop``'s); its
+    mask (0: the connection broke or closed meanwhile).  Awaited from a task of another loop,
+    the future refuses (RuntimeError)."""
+    future: asyncio.Future[int] = loop.create_future()
     if write:
         conn.writer = future
     else:
@@ -65,11 +66,10 @@ async def wait_edge(conn: NativeConnection, write: bool) -> int:
             conn.reader = None
 
 
-async def drive(steps: Generator[Any, Any, T]) -> T:
+async def drive(steps: Generator[Any, Any, T], loop: asyncio.AbstractEventLoop) -> T:
     """Run a sequence of :mod:`pywsk._native`: answer each :class:`~pywsk._native.Resolve`
     with ``loop.getaddrinfo`` and each connection with its next write edge; throw any
     exception (a cancellation included) into the sequence, which cleans up and re-raises."""
-    loop = asyncio.get_running_loop()
     answer: Any = None
     failure: BaseException | None = None
     while True:
@@ -89,7 +89,7 @@ async def drive(steps: Generator[Any, Any, T]) -> T:
                     flags=socket.AI_PASSIVE if request.passive else 0,
                 )
             else:
-                answer = await wait_edge(request, write=True)
+                answer = await wait_edge(request, True, loop)
         except BaseException as exc:  # thrown into the sequence, which re-raises it
             failure = exc
 
