@@ -24,7 +24,6 @@ either had no effect or breaks the connection, see its contract); failures are
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import operator
 import threading
@@ -118,7 +117,7 @@ class Connection:
         self._stash = bytearray()
         self._receiving = False
         #: send_all calls (and a disconnect) waiting for their turn, first the one sending.
-        self._senders: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._senders: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return f"<pywsk.aio.Connection {self._conn!r}>"
@@ -244,14 +243,13 @@ class Connection:
         return ticket
 
     def _give_turn(self, ticket: asyncio.Future[None]) -> None:
+        """Leave the queue; the first, it hands the turn to the next (a next one that was
+        cancelled meanwhile passes it on itself when it leaves)."""
         senders = self._senders
-        was_first = senders[0] is ticket
+        first = senders[0] is ticket
         senders.remove(ticket)
-        if was_first:
-            while senders and senders[0].done():  # (cancelled waiters leave themselves)
-                senders.popleft()
-            if senders:
-                senders[0].set_result(None)
+        if first and senders and not senders[0].done():
+            senders[0].set_result(None)
 
     async def _send_rest(self, conn: NativeConnection, view: memoryview, sent: int) -> None:
         """The slow path of :meth:`send_all`: its turn after earlier sends, then the rest of
