@@ -7,11 +7,13 @@ and tcpdump the wire is checked too (FIN, its ACK, RST), else what the peer's so
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
 import pytest
-from contract_adapters import driver_pair, layer_fixture, sync_pair
+import uvloop
+from contract_adapters import LoopThread, aio_pair, driver_pair, layer_fixture, sync_pair
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.contract import (
@@ -69,3 +71,21 @@ def test_the_wire_check_catches_a_disconnect_that_returns_before_the_ack() -> No
     failure = first_failure()
     assert failure is not None
     assert "before the peer acknowledged" in str(failure) or "before the ACK" in str(failure)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not WireCapture.available(), reason="needs root and tcpdump")
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_the_native_front_end_on_the_wire(flavour: str) -> None:
+    """pywsk.aio runs natively on the loop (no provider, no IRP): its graceful disconnect
+    returns only after the peer's ACK of our FIN is on the wire, its abort is an RST, the
+    peer's RST is told from a FIN - each checked from a capture (not skipped without one)."""
+    loop = LoopThread(asyncio.new_event_loop if flavour == "asyncio" else uvloop.new_event_loop)
+    try:
+        check_disconnect_contract(
+            lambda small: aio_pair(loop, small),
+            scenarios=["graceful", "abortive", "peer_rst", "stuck_then_close"],
+            capture=True,
+        )
+    finally:
+        loop.close()
