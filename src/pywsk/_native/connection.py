@@ -153,12 +153,13 @@ class NativeConnection:
         poller: EdgePoller,
         remote: tuple[Any, ...],
         state: ConnState = S.CONNECTED,
+        local: tuple[Any, ...] | None = None,
     ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self._poller = poller
         self.remote = remote
-        self._local: tuple[Any, ...] | None = None
+        self._local = local
         self.machine = ConnectionMachine(state)
         self.reason: DisconnectReason | None = None
         self.eof = False

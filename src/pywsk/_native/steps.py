@@ -48,13 +48,27 @@ class NativeListener:
     """A listening socket on the caller's event loop; accepted connections are handed to
     the waiters in the order they came (:attr:`waiters`), or kept (:attr:`ready`)."""
 
-    __slots__ = ("__weakref__", "_poller", "closed", "fd", "local", "ready", "sock", "waiters")
+    __slots__ = (
+        "__weakref__",
+        "_accepted_at",
+        "_poller",
+        "closed",
+        "fd",
+        "local",
+        "ready",
+        "sock",
+        "waiters",
+    )
 
     def __init__(self, sock: socket.socket, poller: EdgePoller) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self._poller = poller
         self.local: tuple[Any, ...] = sock.getsockname()
+        # A listener on one address accepts there: its connections' local address, known
+        # without asking (on a wildcard, each connection is asked when it is wanted).
+        wildcard = self.local[0] in ("0.0.0.0", "::")
+        self._accepted_at = None if wildcard else self.local
         self.closed = False
         #: Accepts waiting for a connection, first come first served.
         self.waiters: deque[Any] = deque()
@@ -79,7 +93,7 @@ class NativeListener:
                     continue
                 raise error_from_status(linux.status_from_errno(exc.errno), "WskAccept") from None
             _opened()
-            return NativeConnection(sock, self._poller, remote)
+            return NativeConnection(sock, self._poller, remote, S.CONNECTED, self._accepted_at)
 
     def _on_edge(self, _mask: int) -> None:
         """Hand connections to waiters while both are there (an edge is reported once)."""
