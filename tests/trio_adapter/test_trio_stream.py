@@ -229,7 +229,7 @@ def test_serve_listeners_over_a_wsk_listener() -> None:
 
 def test_cancelled_connect_closes_its_socket() -> None:
     async def main() -> None:
-        from pywsk._bridge import session
+        from pywsk._native import open_sockets
 
         with socket.socket() as full:
             full.bind(("127.0.0.1", 0))
@@ -239,11 +239,11 @@ def test_cancelled_connect_closes_its_socket() -> None:
                 filler.setblocking(False)
                 filler.connect_ex(full.getsockname())
             try:
-                before = session().open_sockets
+                before = open_sockets()
                 with trio.move_on_after(0.5) as scope:
                     await pywsk.trio.open_connection("127.0.0.1", full.getsockname()[1])
                 assert scope.cancelled_caught
-                assert session().open_sockets == before
+                assert open_sockets() == before
             finally:
                 for filler in fillers:
                     filler.close()
