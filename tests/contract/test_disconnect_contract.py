@@ -13,7 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 import uvloop
-from contract_adapters import LoopThread, aio_pair, driver_pair, layer_fixture, sync_pair
+from contract_adapters import (
+    LoopThread,
+    TrioThread,
+    aio_pair,
+    driver_pair,
+    layer_fixture,
+    sync_pair,
+    trio_pair,
+)
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.contract import (
@@ -75,17 +83,26 @@ def test_the_wire_check_catches_a_disconnect_that_returns_before_the_ack() -> No
 
 @pytest.mark.root
 @pytest.mark.skipif(not WireCapture.available(), reason="needs root and tcpdump")
-@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
-def test_the_native_front_end_on_the_wire(flavour: str) -> None:
-    """pywsk.aio runs natively on the loop (no provider, no IRP): its graceful disconnect
-    returns only after the peer's ACK of our FIN is on the wire, its abort is an RST, the
-    peer's RST is told from a FIN - each checked from a capture (not skipped without one)."""
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop", "trio"])
+def test_the_native_front_ends_on_the_wire(flavour: str) -> None:
+    """pywsk.aio and pywsk.trio run natively on their loops (no provider, no IRP): the
+    graceful disconnect returns only after the peer's ACK of our FIN is on the wire, the
+    abort is an RST, the peer's RST is told from a FIN - each checked from a capture (this
+    test needs one: it is not run without)."""
+    scenarios = ["graceful", "abortive", "peer_rst", "stuck_then_close"]
+    if flavour == "trio":
+        trio_thread = TrioThread()
+        try:
+            check_disconnect_contract(
+                lambda small: trio_pair(trio_thread, small), scenarios=scenarios, capture=True
+            )
+        finally:
+            trio_thread.close()
+        return
     loop = LoopThread(asyncio.new_event_loop if flavour == "asyncio" else uvloop.new_event_loop)
     try:
         check_disconnect_contract(
-            lambda small: aio_pair(loop, small),
-            scenarios=["graceful", "abortive", "peer_rst", "stuck_then_close"],
-            capture=True,
+            lambda small: aio_pair(loop, small), scenarios=scenarios, capture=True
         )
     finally:
         loop.close()
