@@ -58,14 +58,16 @@ from ._native import (
     NativeListener,
     Resolve,
     SocketOption,
+    close_logged,
     connect_steps,
     listen_steps,
+    log_abort,
+    log_disconnect,
+    log_failure,
 )
 from .aio._receiving import Steps, exactly_steps, take, until_steps
-from .core.connection import ConnState
 from .errors import NtStatusError, SocketClosedError
 from .mechanics.edges import EdgePoller
-from .nt.status import NTSTATUS
 from .wsk.structs import check_port
 
 __all__ = [
@@ -320,9 +322,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         """trio's exception for a failure of the connection underneath (logged)."""
         if self._closing or isinstance(exc, SocketClosedError):
             return self._closed_error()
-        reset = exc.status == NTSTATUS.STATUS_CONNECTION_RESET
-        detail = "the peer reset the connection" if reset else ""
-        log_operation(log, operation, self._conn.sock, exc.status, detail)
+        log_failure(log, self._conn, operation, exc)
         return trio.BrokenResourceError(f"the connection failed: {exc}")
 
     # --- SendStream ---------------------------------------------------------------------------
@@ -440,7 +440,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 conn.issue_fin()
             finally:
                 if conn.disconnect_done:
-                    self._log_disconnect()
+                    log_disconnect(log, self._conn)
         slept = False
         while not conn.disconnect_done:
             slept = True
@@ -453,22 +453,12 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
 
             await waiter.wait(forget)
         if slept:
-            self._log_disconnect()
+            log_disconnect(log, self._conn)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
         error = conn.disconnect_error
         if error is not None:
             raise type(error)(error.status, error.message)
-
-    def _log_disconnect(self) -> None:
-        error = self._conn.disconnect_error
-        log_operation(
-            log,
-            "WskDisconnect",
-            self._conn.sock,
-            NTSTATUS.STATUS_SUCCESS if error is None else error.status,
-            "graceful: our FIN acknowledged" if error is None else "graceful: failed",
-        )
 
     # --- ReceiveStream ------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -551,13 +541,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             raise self._closed_error()
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._conn.abort():
-            log_operation(
-                log,
-                "WskDisconnect",
-                self._conn.sock,
-                NTSTATUS.STATUS_SUCCESS,
-                "abortive (WSK_FLAG_ABORTIVE)",
-            )
+            log_abort(log, self._conn)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
@@ -589,19 +573,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         except NtStatusError:
             pass  # not graceful after all: the close below resets the connection
         finally:
-            aborted = conn.machine.state is ConnState.ABORTED
-            both = conn.fin_acked and conn.eof
-            conn.close()
-            if log.isEnabledFor(logging.DEBUG):
-                if both:
-                    detail = "both directions were disconnected"
-                elif aborted:
-                    detail = "after an abortive disconnect"
-                else:
-                    detail = (
-                        "not disconnected in both directions: WskCloseSocket aborts the connection"
-                    )
-                log_operation(log, "WskCloseSocket", conn.sock, NTSTATUS.STATUS_SUCCESS, detail)
+            close_logged(log, conn)
         # A checkpoint even when nothing above had to wait (cancelled: the socket is closed).
         await trio.lowlevel.cancel_shielded_checkpoint()
 

@@ -14,6 +14,10 @@ from .connection import (
     NativeConnection,
     SocketOption,
     Waiter,
+    close_logged,
+    log_abort,
+    log_disconnect,
+    log_failure,
     open_sockets,
 )
 from .steps import NativeListener, Resolve, connect_steps, listen_steps, resolve_steps
@@ -26,8 +30,12 @@ __all__ = [
     "Resolve",
     "SocketOption",
     "Waiter",
+    "close_logged",
     "connect_steps",
     "listen_steps",
+    "log_abort",
+    "log_disconnect",
+    "log_failure",
     "open_sockets",
     "resolve_steps",
 ]

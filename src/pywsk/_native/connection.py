@@ -27,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import logging
 import select
 import socket
 from typing import Any, Final, Protocol
 
+from .._log import log_operation
 from ..core.connection import (
     PENDING_OUTCOME,
     TRANSITIONS,
@@ -276,16 +278,18 @@ class NativeConnection:
         is read from it, not from the one-shot socket error)."""
         if self.machine.state not in _LIVE or self.closed:
             return
-        st = linux.tcp_state(self.sock)
-        if st == linux.CLOSE:
-            if self._fin_issued:
-                self._check_fin()
-            else:
-                self._break_for_errno(linux.so_error(self.sock))
-        elif st in linux.PEER_FIN_STATES:
-            self._process(ConnInput.RECV_FIN)
-        elif st in linux.FIN_ACKED_STATES:
+        self._apply(linux.durable_state(self.sock, self._fin_issued))
+
+    def _apply(self, seen: linux.Seen | None) -> None:
+        """Turn what the kernel's state says (mechanics) into the machine's inputs."""
+        if seen is None:
+            return
+        if seen.fin_acked:
             self._on_fin_acked()
+        if seen.peer_fin:
+            self._process(ConnInput.RECV_FIN)
+        if seen.ended is not None:
+            self._break_for_errno(seen.ended)
 
     def error(self, what: str, status: int | None = None) -> NtStatusError:
         """The exception for ``what`` failing now: the connection is closed, or ``status``
@@ -406,16 +410,7 @@ class NativeConnection:
     def _check_fin(self) -> None:
         if self.closed or self.machine.broken or self.fin_acked:
             return
-        outcome = linux.fin_outcome(self.sock)
-        if outcome is None:
-            return
-        acknowledged, end = outcome
-        if acknowledged:
-            self._on_fin_acked()
-        if end == 0:
-            self._process(ConnInput.RECV_FIN)
-        elif end is not None:
-            self._break_for_errno(end)
+        self._apply(linux.fin_outcome(self.sock))
 
     def _on_fin_acked(self) -> None:
         self._process(ConnInput.FIN_ACKED)
@@ -464,3 +459,52 @@ class NativeConnection:
         _closed()
         self._wake_all()
         return reset
+
+
+# --------------------------------------------------------------------------------------------
+# The records of the front-ends (pywsk._log's shape), written once
+# --------------------------------------------------------------------------------------------
+
+
+def log_failure(
+    logger: logging.Logger, conn: NativeConnection, what: str, exc: NtStatusError
+) -> None:
+    """The record of a failed send or receive (``what``: the WSK name)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        reset = exc.status == ST.STATUS_CONNECTION_RESET
+        detail = "the peer reset the connection" if reset else ""
+        log_operation(logger, what, conn.sock, exc.status, detail)
+
+
+def log_disconnect(logger: logging.Logger, conn: NativeConnection) -> None:
+    """The record of our graceful disconnect, once it completed or failed."""
+    error = conn.disconnect_error
+    log_operation(
+        logger,
+        "WskDisconnect",
+        conn.sock,
+        ST.STATUS_SUCCESS if error is None else error.status,
+        "graceful: our FIN acknowledged" if error is None else "graceful: failed",
+    )
+
+
+def log_abort(logger: logging.Logger, conn: NativeConnection) -> None:
+    """The record of our abort (an RST)."""
+    log_operation(
+        logger, "WskDisconnect", conn.sock, ST.STATUS_SUCCESS, "abortive (WSK_FLAG_ABORTIVE)"
+    )
+
+
+def close_logged(logger: logging.Logger, conn: NativeConnection) -> None:
+    """:meth:`NativeConnection.close`, and its record: whether it had to reset."""
+    both = conn.fin_acked and conn.eof
+    aborted = conn.machine.state is S.ABORTED
+    conn.close()
+    if logger.isEnabledFor(logging.DEBUG):
+        if both:
+            detail = "both directions were disconnected"
+        elif aborted:
+            detail = "after an abortive disconnect"
+        else:
+            detail = "not disconnected in both directions: WskCloseSocket aborts the connection"
+        log_operation(logger, "WskCloseSocket", conn.sock, ST.STATUS_SUCCESS, detail)

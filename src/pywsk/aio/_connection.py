@@ -38,9 +38,12 @@ from .._native import (
     DisconnectReason,
     NativeConnection,
     SocketOption,
+    close_logged,
     connect_steps,
+    log_abort,
+    log_disconnect,
+    log_failure,
 )
-from ..core.connection import ConnState
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
@@ -274,7 +277,7 @@ class Connection:
                 sent = conn.send_some(view)
                 started = started or sent > 0
         except NtStatusError as exc:
-            self._log_failure("WskSend", exc)
+            log_failure(log, conn, "WskSend", exc)
             raise
         finally:
             self._give_turn(ticket)
@@ -290,15 +293,6 @@ class Connection:
                 NTSTATUS.STATUS_SUCCESS,
                 "abortive (a cancelled send)",
             )
-
-    def _log_failure(self, operation: str, exc: NtStatusError) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            detail = (
-                "the peer reset the connection"
-                if exc.status == NTSTATUS.STATUS_CONNECTION_RESET
-                else ""
-            )
-            log_operation(log, operation, self._conn.sock, exc.status, detail)
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -370,7 +364,7 @@ class Connection:
                     break
                 await wait_edge(conn, False, self._loop)
         except NtStatusError as exc:
-            self._log_failure("WskReceive", exc)
+            log_failure(log, conn, "WskReceive", exc)
             raise
         if not data:
             log_operation(
@@ -430,22 +424,12 @@ class Connection:
         try:
             conn.issue_fin()
         except NtStatusError:
-            self._log_disconnect(conn)
+            log_disconnect(log, conn)
             return
         if conn.disconnect_done:
-            self._log_disconnect(conn)
+            log_disconnect(log, conn)
         elif log.isEnabledFor(logging.DEBUG):
-            conn.fin_waiters.append(_Logged(self, conn))
-
-    def _log_disconnect(self, conn: NativeConnection) -> None:
-        error = conn.disconnect_error
-        log_operation(
-            log,
-            "WskDisconnect",
-            conn.sock,
-            NTSTATUS.STATUS_SUCCESS if error is None else error.status,
-            "graceful: our FIN acknowledged" if error is None else "graceful: failed",
-        )
+            conn.fin_waiters.append(_Logged(conn))
 
     async def _disconnect_after_sends(self, conn: NativeConnection, data: memoryview) -> None:
         """The disconnect's part that waits for earlier sends (or room for ``data``): in a
@@ -466,7 +450,7 @@ class Connection:
             self._issue_fin(conn)
         except NtStatusError as exc:
             conn.fail_disconnect(exc)
-            self._log_disconnect(conn)
+            log_disconnect(log, conn)
         finally:
             self._give_turn(ticket)
 
@@ -478,13 +462,7 @@ class Connection:
         """
         conn = self._conn
         if conn.abort():
-            log_operation(
-                log,
-                "WskDisconnect",
-                conn.sock,
-                NTSTATUS.STATUS_SUCCESS,
-                "abortive (WSK_FLAG_ABORTIVE)",
-            )
+            log_abort(log, conn)
 
     async def aclose(self) -> None:
         """Close the socket; idempotent; pending calls end with ``SocketClosedError``.
@@ -497,17 +475,7 @@ class Connection:
         conn = self._conn
         if conn.closed:
             return
-        aborted = conn.machine.state is ConnState.ABORTED
-        both = conn.fin_acked and conn.eof
-        conn.close()
-        if log.isEnabledFor(logging.DEBUG):
-            if both:
-                detail = "both directions were disconnected"
-            elif aborted:
-                detail = "after an abortive disconnect"
-            else:
-                detail = "not disconnected in both directions: WskCloseSocket aborts the connection"
-            log_operation(log, "WskCloseSocket", conn.sock, NTSTATUS.STATUS_SUCCESS, detail)
+        close_logged(log, conn)
 
     # --- options ------------------------------------------------------------------------------
     async def set_option(self, level: int, option: int, value: int) -> None:
@@ -522,17 +490,16 @@ class Connection:
 class _Logged:
     """A fin waiter that logs the disconnect's outcome when it is known."""
 
-    __slots__ = ("_conn", "_owner")
+    __slots__ = ("_conn",)
 
-    def __init__(self, owner: Connection, conn: NativeConnection) -> None:
-        self._owner = owner
+    def __init__(self, conn: NativeConnection) -> None:
         self._conn = conn
 
     def done(self) -> bool:
         return False
 
     def set_result(self, _mask: int) -> None:
-        self._owner._log_disconnect(self._conn)
+        log_disconnect(log, self._conn)
 
 
 def _max_bytes(max_bytes: int) -> int:

@@ -13,7 +13,8 @@ measured on the target kernel (``linux-mechanics`` in the project's research):
   LAST_ACK -> CLOSE transitions wake the socket's wait queue, and the socket's one
   edge-triggered registration in an epoll (the provider's: ``engine.SOCKET_EVENTS``)
   re-reports EPOLLOUT exactly then; :func:`tcp_state` and :func:`outq` then decide.
-  :func:`fin_outcome` is that decision, made once for every front-end.
+  :func:`fin_outcome` is that decision, made once for every front-end, and
+  :func:`durable_state` reads how a connection ended (:class:`Seen`).
 * The other decisions read from the kernel, each written once: :func:`connect_outcome`
   (did a non-blocking connect succeed, fail, or is it under way), :data:`PEER_FIN_STATES`
   and :func:`is_reset` (how the peer ended: FIN or RST), :func:`close_resets` (does a
@@ -38,7 +39,7 @@ import os
 import select
 import socket
 import struct
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ..core.connection import ConnState, close_needs_reset
 from ..nt.status import NTSTATUS
@@ -78,7 +79,9 @@ __all__ = [
     "RESET_ERRNOS",
     "WSK_OPTIONS",
     "tcp_state",
+    "Seen",
     "fin_outcome",
+    "durable_state",
     "connect_outcome",
     "is_reset",
     "close_resets",
@@ -194,27 +197,55 @@ def accept_nonblocking(listening: socket.socket) -> tuple[socket.socket, tuple[A
     return sock, address
 
 
-def fin_outcome(sock: socket.socket) -> tuple[bool, int | None] | None:
-    """After our FIN (``shutdown(SHUT_WR)``): None while it is unacknowledged, else
-    ``(acknowledged, end)``.  Call it at each edge of the socket's edge-triggered
-    registration after the FIN (and once at once): the acknowledgement wakes the socket.
+class Seen(NamedTuple):
+    """What the kernel's durable TCP state says happened to a connection: our FIN was
+    acknowledged, the peer's FIN came, or a reset or failure ended it (``ended``: its errno;
+    0 for a reset whose error was read already).  A front-end turns each into the core's
+    input: FIN_ACKED, RECV_FIN, RECV_RST (:func:`is_reset`) or TRANSPORT_FAILED."""
 
-    Pending: FIN_WAIT1, LAST_ACK, CLOSING.  Acknowledged: FIN_WAIT2 or TIME_WAIT (``end``
-    None: the peer's half is open), or CLOSE with no error (``end`` 0: the peer's FIN came
-    too - only the acknowledgement moves LAST_ACK, CLOSING or FIN_WAIT2 on to CLOSE without
-    an error), or CLOSE with an error and nothing unacknowledged (``end``: the errno of the
-    reset or failure that came after).  Failed: CLOSE with bytes or the FIN unacknowledged
-    (``(False, errno)``).  Reads, and so clears, the socket's pending error.
+    fin_acked: bool = False
+    peer_fin: bool = False
+    ended: int | None = None
+
+
+def fin_outcome(sock: socket.socket, st: int | None = None) -> Seen | None:
+    """After our FIN (``shutdown(SHUT_WR)``): None while it is unacknowledged, else what
+    happened.  Call it at each edge of the socket's edge-triggered registration after the
+    FIN: the acknowledgement wakes the socket.  ``st``: the TCP state, if just read.
+
+    Pending: FIN_WAIT1, LAST_ACK, CLOSING.  Acknowledged: FIN_WAIT2 or TIME_WAIT; CLOSE with
+    no error (the peer's FIN came too - only the acknowledgement moves LAST_ACK, CLOSING or
+    FIN_WAIT2 on to CLOSE without an error); CLOSE with an error and nothing unacknowledged
+    (a reset or failure came after).  Failed: CLOSE with bytes or the FIN unacknowledged.
+    Reads, and so clears, the socket's pending error.
     """
-    st = tcp_state(sock)
+    if st is None:
+        st = tcp_state(sock)
     if st in FIN_ACKED_STATES:
-        return True, None
+        return Seen(fin_acked=True)
     if st != CLOSE:
         return None
     err = so_error(sock)
     if not err:
-        return True, 0
-    return outq(sock) == 0, err
+        return Seen(fin_acked=True, peer_fin=True)
+    return Seen(fin_acked=outq(sock) == 0, ended=err)
+
+
+def durable_state(sock: socket.socket, fin_issued: bool) -> Seen | None:
+    """What the durable TCP state says of a live connection (None: nothing new): the
+    peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING), our FIN acknowledged (FIN_WAIT2,
+    TIME_WAIT), or - in CLOSE - :func:`fin_outcome` after our FIN, and without it a reset or
+    failure (only they close a connection without our FIN)."""
+    st = tcp_state(sock)
+    if st == CLOSE:
+        if fin_issued:
+            return fin_outcome(sock, st)
+        return Seen(ended=so_error(sock))
+    if st in PEER_FIN_STATES:
+        return Seen(peer_fin=True)
+    if st in FIN_ACKED_STATES:
+        return Seen(fin_acked=True)
+    return None
 
 
 def connect_outcome(sock: socket.socket, mask: int) -> int | None:

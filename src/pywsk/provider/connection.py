@@ -283,17 +283,18 @@ class ConnectionSocket(ProviderSocket):
             S.BOTH_CLOSING,
         ):
             return
-        st = linux.tcp_state(self.sock)
-        if st == linux.CLOSE:
-            if self._fin_issued:
-                self._check_fin_acked()
-            else:
-                # Closed without our FIN: the peer reset it, or the transport gave up.
-                self._break_for_errno(linux.so_error(self.sock))
-        elif st in linux.PEER_FIN_STATES:
-            self._process(ConnInput.RECV_FIN)
-        elif st in linux.FIN_ACKED_STATES:
+        self._apply(linux.durable_state(self.sock, self._fin_issued))
+
+    def _apply(self, seen: linux.Seen | None) -> None:
+        """Turn what the kernel's state says (mechanics) into the machine's inputs."""
+        if seen is None:
+            return
+        if seen.fin_acked:
             self._on_fin_acked()
+        if seen.peer_fin:
+            self._process(ConnInput.RECV_FIN)
+        if seen.ended is not None:
+            self._break_for_errno(seen.ended)
 
     # --- WskBind ---------------------------------------------------------------------------
     def bind(self, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
@@ -975,16 +976,7 @@ class ConnectionSocket(ProviderSocket):
         """
         if self.closed or self.machine.broken:
             return
-        outcome = linux.fin_outcome(self.sock)
-        if outcome is None:
-            return
-        acknowledged, end = outcome
-        if acknowledged:
-            self._on_fin_acked()
-        if end == 0:
-            self._process(ConnInput.RECV_FIN)
-        elif end is not None:
-            self._break_for_errno(end)
+        self._apply(linux.fin_outcome(self.sock))
 
     def _break_for_errno(self, err: int) -> None:
         if linux.is_reset(err):
