@@ -439,6 +439,10 @@ class Connection:
         except asyncio.CancelledError:
             conn.fail_disconnect(error_from_status(NTSTATUS.STATUS_CANCELLED, "WskDisconnect"))
             return
+        if conn.disconnect_error is not None:  # the connection broke or closed meanwhile
+            self._give_turn(ticket)
+            log_disconnect(log, conn)
+            return
         try:
             sent = conn.send_some(data) if data.nbytes else 0
             while sent < data.nbytes:
