@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -180,3 +182,64 @@ def test_closing_a_server_resets_and_closes_every_connection(run: Run) -> None:
         assert open_sockets() == before
 
     run(main())
+
+
+SHORTAGE_PROGRAM = """
+import asyncio, json, resource, socket
+import pywsk.aio
+from pywsk.nt.status import NTSTATUS
+
+async def main():
+    loop = asyncio.get_running_loop()
+    reported, served = asyncio.Event(), asyncio.Event()
+    statuses = []
+
+    def on_error(_loop, context):
+        statuses.append(getattr(context.get("exception"), "status", None))
+        reported.set()
+
+    loop.set_exception_handler(on_error)
+
+    async def handler(conn):
+        served.set()
+        await conn.abort()
+
+    server = await pywsk.aio.serve(handler, "127.0.0.1", 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    fillers = []
+    try:
+        while True:
+            fillers.append(socket.socket())
+    except OSError:
+        pass
+    fillers.pop().close()  # one descriptor for the client; none for the server's accept
+    client = socket.socket()
+    client.setblocking(False)
+    client.connect_ex(("127.0.0.1", server.local_address[1]))
+    await asyncio.wait_for(reported.wait(), 10)  # accept4: EMFILE, reported
+    for filler in fillers:
+        filler.close()
+    await asyncio.wait_for(served.wait(), 10)  # accepted after the shortage passed
+    client.close()
+    await server.aclose()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return statuses[0] == NTSTATUS.STATUS_TOO_MANY_OPENED_FILES
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_a_server_accepts_again_after_a_shortage_of_descriptors() -> None:
+    """EMFILE is reported to the loop's exception handler (STATUS_TOO_MANY_OPENED_FILES) and
+    the server accepts again once descriptors are free (in a fresh interpreter: the test
+    lowers its descriptor limit)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SHORTAGE_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "true"

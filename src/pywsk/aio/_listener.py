@@ -9,8 +9,10 @@ A :class:`Server` runs an accept loop and one task per connection.
 
 What it refuses: use after ``aclose()`` (:class:`~pywsk.errors.SocketClosedError`).
 
-What always holds: a connection accepted by a WskAccept whose wait was cancelled is not
-lost: it is kept and returned by the next ``accept()`` (or closed with the listener).
+What always holds: a connection accepted for an ``accept()`` whose wait was cancelled is
+not lost: it is kept and returned by the next ``accept()`` (or closed with the listener).
+A :class:`Server` that meets a shortage of descriptors or memory reports it and accepts
+again after :data:`ACCEPT_RETRY_DELAY` seconds, as asyncio's servers do.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from ._connection import Connection
 from ._tls import TlsConnection, start_tls
 from ._waiting import drive, poller
 
-__all__ = ["Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
+__all__ = ["ACCEPT_RETRY_DELAY", "Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
+
+#: Seconds a :class:`Server` waits before accepting again after a shortage of resources.
+ACCEPT_RETRY_DELAY = 1.0
+_SHORTAGES = frozenset(
+    {NTSTATUS.STATUS_TOO_MANY_OPENED_FILES, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES}
+)
 
 #: A connection handler for :func:`serve`.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -211,13 +219,16 @@ class Server:
             try:
                 conn = await self.listener.accept()
             except NtStatusError as exc:
-                # The provider retries resource shortages itself: what reaches us means the
-                # listener no longer works (or was closed).  Stop accepting.
-                if not self.listener.closed:
-                    self._loop.call_exception_handler(
-                        {"message": "pywsk.aio.Server: accept failed", "exception": exc}
-                    )
-                return
+                if self.listener.closed:
+                    return
+                self._loop.call_exception_handler(
+                    {"message": "pywsk.aio.Server: accept failed", "exception": exc}
+                )
+                if exc.status not in _SHORTAGES:
+                    return  # the listener no longer works: stop accepting
+                # A shortage (descriptors, memory) may pass: the backlog waits meanwhile.
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
             task = self._loop.create_task(self._run(conn))
             self._handlers[task] = conn
             task.add_done_callback(self._forget)
