@@ -21,10 +21,8 @@ import functools
 import socket
 import struct
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..core.connection import OpKind
 from ..mechanics import linux
 from ..nt import hooks
 from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine, begin_request
@@ -52,11 +50,16 @@ from ..wsk.constants import (
     WskIoctl,
     WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
-from .engine import Engine, report_exception
+from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
+from .engine import report_exception
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.connection import OpKind
+    from ..wsk.structs import SOCKADDR
     from .client import WskClient
+    from .engine import Engine
 
 __all__ = ["Op", "ProviderSocket", "internal_irp", "needs_irp", "read_in", "write_out"]
 
