@@ -53,25 +53,26 @@ except ImportError as exc:  # pragma: no cover - tested from a wheel (tests/pack
 from ._log import log_connect, log_operation
 from ._native import (
     DEFAULT_RECEIVE_SIZE,
-    DisconnectReason,
     NativeConnection,
     NativeListener,
     Resolve,
     SocketOption,
     close_logged,
     connect_steps,
+    deprecated_attribute,
     listen_steps,
     log_abort,
     log_disconnect,
     log_failure,
 )
 from .aio._receiving import Steps, exactly_steps, take, until_steps
+from .core.ending import Ending
 from .errors import NtStatusError, SocketClosedError
 from .mechanics.edges import EdgePoller
 from .wsk.structs import check_port
 
 __all__ = [
-    "DisconnectReason",
+    "Ending",
     "WskListener",
     "WskStream",
     "open_connection",
@@ -82,11 +83,10 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-_BROKEN_REASONS = (
-    DisconnectReason.PEER_RESET,
-    DisconnectReason.LOCAL_ABORT,
-    DisconnectReason.TRANSPORT_FAILURE,
-)
+
+def __getattr__(name: str) -> Any:
+    # DisconnectReason: deprecated for one release (disconnected_by reports an Ending).
+    return deprecated_attribute(__name__, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,9 +306,10 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         return self._conn.remote
 
     @property
-    def disconnected_by(self) -> DisconnectReason | None:
-        """How the connection ended, as far as this side saw (first cause), or None."""
-        return self._conn.reason
+    def disconnected_by(self) -> Ending | None:
+        """How the connection ended, as far as this side saw (an
+        :class:`~pywsk.core.ending.Ending`), or None."""
+        return self._conn.ending
 
     @property
     def socket(self) -> socket.socket:
@@ -562,7 +563,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             broken = self._abandoned or (self._interrupted and self._inflight is not None)
             if not broken:
                 await self._wait_inflight(check_closed=False)
-            graceful = not broken and conn.reason not in _BROKEN_REASONS
+            graceful = not broken and (conn.ending is None or conn.ending.clean)
             if (
                 graceful
                 and self._send_error is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pywsk.aio import DisconnectReason
+from pywsk.core.ending import Ending
 from pywsk.testing.tcp import set_linger_abort
 
 anyio = pytest.importorskip("anyio")
@@ -41,7 +41,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]
 
 def test_echo_through_serve_then_a_graceful_end(run: Any) -> None:
     async def main() -> None:
-        ended: list[DisconnectReason | None] = []
+        ended: list[Ending | None] = []
 
         async def echo(stream: wsk.WskByteStream) -> None:
             async with stream:
@@ -65,10 +65,10 @@ def test_echo_through_serve_then_a_graceful_end(run: Any) -> None:
                 assert await buffered.receive_until(b"\n", 100) == b"hello, world"
                 with pytest.raises(anyio.EndOfStream):
                     await client.receive()
-                assert client.disconnected_by is DisconnectReason.PEER_GRACEFUL
+                assert client.disconnected_by is Ending.PEER_FIN
             group.cancel_scope.cancel()
         await listener.aclose()
-        assert ended == [DisconnectReason.PEER_GRACEFUL]
+        assert ended == [Ending.PEER_FIN]
 
     run(main)
 
@@ -88,7 +88,7 @@ def test_failures_in_anyio_vocabulary(run: Any) -> None:
             while cause is not None and not isinstance(cause, OSError):
                 cause = cause.__cause__
             assert isinstance(cause, ConnectionResetError)
-            assert stream.disconnected_by is DisconnectReason.PEER_RESET
+            assert stream.disconnected_by is Ending.PEER_RST
             await stream.aclose()
             with pytest.raises(anyio.ClosedResourceError):
                 await stream.receive()

@@ -13,7 +13,7 @@ from aio_helpers import WAIT, Run, connected, in_thread, kernel, loop_fixture
 
 import pywsk.aio
 from pywsk import errors
-from pywsk.aio import DisconnectReason
+from pywsk.core.ending import Ending
 from pywsk.nt import (
     STATUS_CONNECTION_ABORTED,
     STATUS_CONNECTION_RESET,
@@ -58,12 +58,12 @@ def test_graceful_path_ends_without_rst(run: Run, listener: Listener, host: str)
         while chunk := await conn.receive_some():
             received += chunk
         assert received == b"reply"
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         assert await conn.receive_some() == b""  # for ever after
         assert (conn.bytes_sent, conn.bytes_received) == (11, 5)
         await conn.aclose()
         await conn.aclose()  # idempotent
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         assert tcp.so_error(peer) == 0
         peer.close()
 
@@ -96,7 +96,7 @@ def test_aclose_before_disconnect_resets(run: Run, listener: Listener) -> None:
         conn, peer = await connected(listener)
         await conn.send_all(b"data")
         await conn.aclose()
-        assert conn.disconnected_by is DisconnectReason.LOCAL_ABORT
+        assert conn.disconnected_by is Ending.OUR_RST
         assert await in_thread(peer_reads_to_end, peer) == (b"data", "rst")
         peer.close()
 
@@ -137,7 +137,7 @@ def test_peer_fin_is_end_of_data(run: Run, listener: Listener) -> None:
             assert len(chunk) <= 3
             received += chunk
         assert received == b"last words"
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         # Half-open: we may still send after the peer's FIN.
         await conn.send_all(b"still here")
         await conn.disconnect()
@@ -158,11 +158,48 @@ def test_peer_rst_is_connection_reset(run: Run, listener: Listener) -> None:
             await conn.receive_some()
         assert isinstance(caught.value, errors.WskConnectionResetError)
         assert caught.value.status == STATUS_CONNECTION_RESET
-        assert conn.disconnected_by is DisconnectReason.PEER_RESET
+        assert conn.disconnected_by is Ending.PEER_RST
         with pytest.raises(ConnectionResetError):
             await conn.send_all(b"x")
         await conn.aclose()
-        assert conn.disconnected_by is DisconnectReason.PEER_RESET
+        assert conn.disconnected_by is Ending.PEER_RST
+        peer.close()
+
+    run(main())
+
+
+def test_peer_fin_then_rst_is_reported_as_both(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        peer.shutdown(socket.SHUT_WR)
+        assert await conn.receive_some() == b""
+        endings = [conn.disconnected_by]
+        tcp.abort_with_rst(peer)
+        with pytest.raises(ConnectionResetError):
+            await conn.send_all(b"x" * 100_000)
+        endings.append(conn.disconnected_by)
+        assert endings == [Ending.PEER_FIN, Ending.PEER_FIN_THEN_RST]
+        await conn.aclose()
+        peer.close()
+
+    run(main())
+
+
+def test_abort_after_our_fin_is_our_fin_then_rst(run: Run, listener: Listener) -> None:
+    async def main() -> None:
+        conn, peer = await connected(listener)
+        await conn.send_all(b"all of it")
+        await conn.disconnect()
+        endings = [conn.disconnected_by]  # our FIN alone ends nothing
+        assert peer.recv(100) == b"all of it"
+        assert peer.recv(100) == b""  # our FIN
+        await conn.abort()
+        endings.append(conn.disconnected_by)
+        assert endings == [None, Ending.OUR_FIN_THEN_RST]
+        # Our RST is there (Linux reports an RST met in CLOSE_WAIT as EPIPE).
+        with pytest.raises(BrokenPipeError):
+            peer.sendall(b"x")
+        await conn.aclose()
         peer.close()
 
     run(main())
@@ -177,7 +214,7 @@ def test_abort_resets_and_ends_pending_requests(run: Run, listener: Listener) ->
         with pytest.raises(ConnectionAbortedError) as caught:
             await receiving
         assert caught.value.status == STATUS_CONNECTION_ABORTED  # type: ignore[attr-defined]
-        assert conn.disconnected_by is DisconnectReason.LOCAL_ABORT
+        assert conn.disconnected_by is Ending.OUR_RST
         assert await in_thread(peer_reads_to_end, peer) == (b"", "rst")
         with pytest.raises(errors.WskConnectionAbortedError):
             await conn.send_all(b"x")
@@ -211,7 +248,7 @@ def test_final_buffer_follows_every_pending_send(run: Run, listener: Listener) -
         peer.shutdown(socket.SHUT_WR)
         assert await conn.receive_some() == b""
         await conn.aclose()
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         peer.close()
 
     run(main())
@@ -274,3 +311,11 @@ def test_connect_by_name(run: Run, listener: Listener) -> None:
         peer.close()
 
     run(main())
+
+
+def test_disconnect_reason_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match="disconnected_by reports"):
+        reason = pywsk.aio.DisconnectReason
+    assert reason.PEER_GRACEFUL.value == "peer-graceful"  # what pywsk.sync still reports
+    with pytest.raises(AttributeError):
+        _ = pywsk.aio.NoSuchName

@@ -16,7 +16,7 @@ from aio_helpers import WAIT, Run, loop_fixture
 import pywsk.aio
 from pywsk import errors
 from pywsk._native import open_sockets
-from pywsk.aio import DisconnectReason
+from pywsk.core.ending import Ending
 
 run = loop_fixture()
 
@@ -41,8 +41,8 @@ def test_accept_connects_two_pywsk_ends(run: Run) -> None:
                 await server.disconnect()
                 assert await client.receive_some() == b"pong"
                 assert await client.receive_some() == b""
-            assert client.disconnected_by is DisconnectReason.PEER_GRACEFUL
-            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+            assert client.disconnected_by is Ending.PEER_FIN
+            assert server.disconnected_by is Ending.PEER_FIN
 
     run(main())
 

@@ -50,7 +50,7 @@ PROGRAM = textwrap.dedent(
                     while chunk := await conn.receive_some():
                         got += chunk
                     assert got == b"hello", got
-                    assert conn.disconnected_by is pywsk.aio.DisconnectReason.PEER_GRACEFUL
+                    assert conn.disconnected_by is pywsk.aio.Ending.PEER_FIN
             conn = await pywsk.aio.connect("127.0.0.1", port)
             await conn.abort()
             await conn.aclose()

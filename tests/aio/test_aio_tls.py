@@ -20,6 +20,7 @@ from aio_helpers import WAIT, Run, in_thread, loop_fixture
 
 import pywsk.aio
 from pywsk._native import open_sockets
+from pywsk.core.ending import Ending
 from pywsk.testing.capture import WireCapture
 
 run = loop_fixture()
@@ -114,7 +115,7 @@ def test_close_notify_then_fin_then_no_rst(
                 with pytest.raises(BrokenPipeError):
                     await conn.send_all(b"late")
                 assert await conn.receive_some() == b""  # the peer's close_notify and FIN
-                assert conn.disconnected_by is pywsk.aio.DisconnectReason.PEER_GRACEFUL
+                assert conn.disconnected_by is Ending.PEER_FIN
             await in_thread(thread.join, WAIT)
             assert outcome == ["clean"]
             if capture is not None:

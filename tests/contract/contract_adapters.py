@@ -27,7 +27,9 @@ import pywsk.aio
 import pywsk.aio.anyio
 import pywsk.sync
 import pywsk.trio
+from pywsk._native import DisconnectReason
 from pywsk.client import allocate_buffer
+from pywsk.core.ending import ENDING_OF_STATUS, Ending
 from pywsk.errors import error_from_status
 from pywsk.nt.status import NT_SUCCESS, NTSTATUS
 from pywsk.testing.contract import SMALL_BUFFER, Factory, Subject, plain_listener
@@ -62,6 +64,14 @@ def _options(small: bool) -> tuple[tuple[int, int, int], ...]:
 # --------------------------------------------------------------------------------------------
 
 
+_ENDING_OF_REASON = {
+    DisconnectReason.PEER_GRACEFUL: Ending.PEER_FIN,
+    DisconnectReason.PEER_RESET: Ending.PEER_RST,
+    DisconnectReason.LOCAL_ABORT: Ending.OUR_RST,
+    DisconnectReason.TRANSPORT_FAILURE: Ending.TRANSPORT_FAILURE,
+}
+
+
 class _Subject:
     """What every Pythonic subject reads from the connection object it wraps."""
 
@@ -74,9 +84,13 @@ class _Subject:
         return port
 
     @property
-    def disconnected_by(self) -> str | None:
-        reason = self.conn.disconnected_by
-        return None if reason is None else str(reason.value)
+    def disconnected_by(self) -> Ending | None:
+        ending = self.conn.disconnected_by
+        # pywsk.sync still reports the deprecated DisconnectReason.
+        if isinstance(ending, DisconnectReason):
+            return _ENDING_OF_REASON[ending]
+        assert ending is None or isinstance(ending, Ending), ending
+        return ending
 
 
 class LoopThread:
@@ -281,7 +295,7 @@ class DriverSubject:
         self._client = client
         self._sock = sock
         self._port = port
-        self._reason: str | None = None
+        self._ending: Ending | None = None
         self._fin_acked = False
         self._eof = False
 
@@ -290,20 +304,20 @@ class DriverSubject:
         return self._port
 
     @property
-    def disconnected_by(self) -> str | None:
-        return self._reason
+    def disconnected_by(self) -> Ending | None:
+        return self._ending
 
-    def _note(self, reason: str) -> None:
-        if self._reason is None:
-            self._reason = reason
+    def _note(self, ending: Ending | None) -> None:
+        if ending is not None:
+            known = self._ending
+            self._ending = ending if known is None else known.then(ending)
 
     def _check(self, request: Request) -> Request:
         request.wait(IRP_WAIT)
         status = request.status
         assert status is not None
         if not NT_SUCCESS(status):
-            if status == NTSTATUS.STATUS_CONNECTION_RESET:
-                self._note("peer-reset")
+            self._note(ENDING_OF_STATUS.get(status))
             raise error_from_status(status, request.name)
         return request
 
@@ -327,7 +341,7 @@ class DriverSubject:
         self._check(request)
         if not data:
             self._eof = True
-            self._note("peer-graceful")
+            self._note(Ending.PEER_FIN)
         return data
 
     def disconnect(self) -> None:
@@ -335,13 +349,13 @@ class DriverSubject:
         self._fin_acked = True
 
     def abort(self) -> None:
-        self._note("local-abort")
+        self._note(Ending.OUR_FIN_THEN_RST if self._fin_acked else Ending.OUR_RST)
         self._client.disconnect(self._sock, None, WSK_FLAG_ABORTIVE).wait(IRP_WAIT)
 
     def close(self) -> None:
         if self._sock in self._client.sockets:
             if not (self._fin_acked and self._eof):
-                self._note("local-abort")
+                self._note(Ending.OUR_FIN_THEN_RST if self._fin_acked else Ending.OUR_RST)
             self._client.close_socket(self._sock)
 
 

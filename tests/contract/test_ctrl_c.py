@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from pywsk.core.ending import How
 from pywsk.testing.contract import peer_reads_to_end, plain_listener
 
 #: Make SIGINT raise KeyboardInterrupt in the child even when this test runs where SIGINT
@@ -103,7 +104,7 @@ def test_one_sigint_stops_a_send_to_a_peer_that_never_reads(layer: str) -> None:
                 assert took < 2.0, f"{layer}: ended {took:.2f} s after the SIGINT"
                 peer.settimeout(10)
                 _data, end = peer_reads_to_end(peer)
-                assert end == "rst", f"{layer}: the peer saw a {end}"
+                assert end is How.RST, f"{layer}: the peer saw a {end}"
         finally:
             if child.poll() is None:
                 child.kill()

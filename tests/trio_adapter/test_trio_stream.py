@@ -21,8 +21,8 @@ from trio_helpers import SMALL_BUFFERS, clog, kernel, stream_pair
 
 import pywsk.trio
 from pywsk import errors
+from pywsk.core.ending import Ending
 from pywsk.testing import tcp
-from pywsk.trio import DisconnectReason
 
 Listener = Callable[..., socket.socket]
 WAIT = 10.0
@@ -50,14 +50,14 @@ def test_fin_is_end_of_stream_and_half_close_goes_on() -> None:
             assert tcp.tcp_state(kernel(client)) == tcp.FIN_WAIT2  # our FIN acknowledged
             assert await server.receive_some() == b"request"
             assert await server.receive_some() == b""
-            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+            assert server.disconnected_by is Ending.PEER_FIN
             await server.send_all(b"response")
             await server.send_eof()
             assert await client.receive_some() == b"response"
             assert await client.receive_some() == b""
         # Both directions were closed: neither close reset anything.
-        assert client.disconnected_by is DisconnectReason.PEER_GRACEFUL
-        assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert client.disconnected_by is Ending.PEER_FIN
+        assert server.disconnected_by is Ending.PEER_FIN
 
     run(main)
 
@@ -74,8 +74,8 @@ def test_rst_is_broken_resource_caused_by_connection_reset() -> None:
             cause = caught.value.__cause__
             assert isinstance(cause, errors.WskConnectionResetError)
             assert isinstance(cause, ConnectionResetError)
-            assert server.disconnected_by is DisconnectReason.PEER_RESET
-            assert client.disconnected_by is DisconnectReason.LOCAL_ABORT
+            assert server.disconnected_by is Ending.PEER_RST
+            assert client.disconnected_by is Ending.OUR_RST
             # A send on the reset stream reports it too, now or at the next send-side call.
             with pytest.raises(trio.BrokenResourceError):
                 await send_until_broken(server)
@@ -102,7 +102,7 @@ def test_local_abort_ends_a_pending_receive() -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 await client.abort()
             assert isinstance(failure[0].__cause__, errors.WskConnectionAbortedError)
-            assert client.disconnected_by is DisconnectReason.LOCAL_ABORT
+            assert client.disconnected_by is Ending.OUR_RST
             with pytest.raises(trio.BrokenResourceError):
                 await server.receive_some()
 
@@ -305,3 +305,9 @@ def test_no_provider_thread_and_no_provider() -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"threads": ["MainThread"], "provider_loaded": False, "bridge_loaded": False}
+
+
+def test_disconnect_reason_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match=r"pywsk\.trio\.DisconnectReason"):
+        assert pywsk.trio.DisconnectReason.LOCAL_ABORT.value == "local-abort"
+    assert pywsk.trio.Ending is Ending

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from trio_helpers import stream_pair
 
-from pywsk.trio import DisconnectReason
+from pywsk.core.ending import Ending
 
 anyio = pytest.importorskip("anyio")
 
@@ -20,6 +20,6 @@ def test_streams_work_under_anyio_on_the_trio_backend() -> None:
                     assert await server.receive_some() == b"over anyio"
                 await client.send_eof()
                 assert await server.receive_some() == b""
-                assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+                assert server.disconnected_by is Ending.PEER_FIN
 
     anyio.run(main, backend="trio")

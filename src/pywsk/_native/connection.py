@@ -30,6 +30,7 @@ import errno
 import logging
 import select
 import socket
+import warnings
 from typing import Any, Final, Protocol
 
 from .._log import log_operation
@@ -46,6 +47,7 @@ from ..core.connection import (
     receive_verdict,
     send_verdict,
 )
+from ..core.ending import Ending
 from ..errors import NtStatusError, error_from_status
 from ..mechanics import linux
 from ..mechanics.edges import EdgePoller
@@ -57,6 +59,7 @@ __all__ = [
     "NativeConnection",
     "SocketOption",
     "Waiter",
+    "deprecated_attribute",
     "open_sockets",
 ]
 
@@ -77,7 +80,12 @@ _LIVE: Final = frozenset(
 
 
 class DisconnectReason(enum.Enum):
-    """How a connection ended, as far as its owner saw (the first cause seen wins)."""
+    """Deprecated: how a connection ended, in the words :mod:`pywsk.sync` still uses.
+
+    The native front-ends report :class:`~pywsk.core.ending.Ending` instead
+    (``PEER_GRACEFUL`` is ``Ending.PEER_FIN``, ``PEER_RESET`` ``PEER_RST`` or
+    ``PEER_FIN_THEN_RST``, ``LOCAL_ABORT`` ``OUR_RST`` or ``OUR_FIN_THEN_RST``).
+    """
 
     #: The peer disconnected gracefully: its FIN (a receive returned ``b""``).
     PEER_GRACEFUL = "peer-graceful"
@@ -89,10 +97,24 @@ class DisconnectReason(enum.Enum):
     TRANSPORT_FAILURE = "transport-failure"
 
 
-_REASON_OF_CAUSE: Final = {
-    Cause.PEER_RESET: DisconnectReason.PEER_RESET,
-    Cause.LOCAL_ABORT: DisconnectReason.LOCAL_ABORT,
-    Cause.TRANSPORT_FAILURE: DisconnectReason.TRANSPORT_FAILURE,
+def deprecated_attribute(module: str, name: str) -> Any:
+    """A front-end module's ``__getattr__``: ``DisconnectReason``, with a DeprecationWarning
+    (for one release); AttributeError for any other name."""
+    if name == "DisconnectReason":
+        warnings.warn(
+            f"{module}.DisconnectReason is deprecated: disconnected_by reports a "
+            "pywsk.core.ending.Ending (PEER_FIN, PEER_RST, OUR_RST, ...)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return DisconnectReason
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+_ENDING_OF_CAUSE: Final = {
+    Cause.PEER_RESET: Ending.PEER_RST,
+    Cause.LOCAL_ABORT: Ending.OUR_RST,
+    Cause.TRANSPORT_FAILURE: Ending.TRANSPORT_FAILURE,
 }
 
 
@@ -137,13 +159,13 @@ class NativeConnection:
         "disconnect_done",
         "disconnect_error",
         "disconnect_requested",
+        "ending",
         "eof",
         "fd",
         "fin_acked",
         "fin_waiters",
         "machine",
         "reader",
-        "reason",
         "remote",
         "sock",
         "writer",
@@ -163,7 +185,8 @@ class NativeConnection:
         self.remote = remote
         self._local = local
         self.machine = ConnectionMachine(state)
-        self.reason: DisconnectReason | None = None
+        #: How the connection ended, as far as we saw (None: it goes on).
+        self.ending: Ending | None = None
         self.eof = False
         self.closed = False
         self.bytes_sent = 0
@@ -228,9 +251,14 @@ class NativeConnection:
         machine.state = new
         return True
 
-    def note(self, reason: DisconnectReason) -> None:
-        if self.reason is None:
-            self.reason = reason
+    def note(self, ending: Ending) -> None:
+        """Learn ``ending``: the first end stays, but an RST after a FIN of the same side is
+        that side's FIN-then-RST (:meth:`Ending.then`); our RST after our FIN was sent is
+        ``OUR_FIN_THEN_RST``."""
+        if ending is Ending.OUR_RST and self._fin_issued:
+            ending = Ending.OUR_FIN_THEN_RST
+        known = self.ending
+        self.ending = ending if known is None else known.then(ending)
 
     def _break(self, cause: Cause, failure: int | None = None) -> None:
         """The connection is gone (our abort, the peer's RST, a transport failure): the
@@ -246,7 +274,7 @@ class NativeConnection:
             moved = self._process(ConnInput.SEND_RST)
         if not moved:
             return
-        self.note(_REASON_OF_CAUSE[cause])
+        self.note(_ENDING_OF_CAUSE[cause])
         self._end_disconnect(cause)
         self._wake_all()
 
@@ -357,7 +385,7 @@ class NativeConnection:
             raise self.error("WskReceive", self._receive_failure())
         self.eof = True
         self._process(ConnInput.RECV_FIN)
-        self.note(DisconnectReason.PEER_GRACEFUL)
+        self.note(Ending.PEER_FIN)
         return b""
 
     def _receive_failure(self) -> int:
@@ -445,7 +473,7 @@ class NativeConnection:
             with contextlib.suppress(OSError):
                 linux.abort_keep_fd(self.sock)
             reset = True
-            self.note(DisconnectReason.LOCAL_ABORT)
+            self.note(Ending.OUR_RST)
         elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self.eof:
             linux.discard_unread(self.sock)
         if self._local is None:

@@ -40,7 +40,10 @@ the NTSTATUS in ``.status``.  See ``docs/layers.md``.
 
 from __future__ import annotations
 
-from .._native import DisconnectReason, SocketOption
+from typing import Any
+
+from .._native import SocketOption, deprecated_attribute
+from ..core.ending import Ending
 from ._connection import Connection
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
@@ -48,7 +51,7 @@ from ._waiting import run
 
 __all__ = [
     "Connection",
-    "DisconnectReason",
+    "Ending",
     "Handler",
     "Listener",
     "Server",
@@ -61,3 +64,8 @@ __all__ = [
     "serve",
     "start_tls",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # DisconnectReason: deprecated for one release (disconnected_by reports an Ending).
+    return deprecated_attribute(__name__, name)

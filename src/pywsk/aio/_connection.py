@@ -35,7 +35,6 @@ from typing import Any
 from .._log import log_connect, log_operation
 from .._native import (
     DEFAULT_RECEIVE_SIZE,
-    DisconnectReason,
     NativeConnection,
     SocketOption,
     close_logged,
@@ -44,6 +43,7 @@ from .._native import (
     log_disconnect,
     log_failure,
 )
+from ..core.ending import Ending
 from ..errors import BusyError, NtStatusError, error_from_status
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
@@ -158,10 +158,12 @@ class Connection:
         return self._conn.remote
 
     @property
-    def disconnected_by(self) -> DisconnectReason | None:
-        """How the connection ended: the peer's FIN, the peer's RST, our RST, a transport
-        failure - or None while nothing of the kind was seen.  The first cause seen stays."""
-        return self._conn.reason
+    def disconnected_by(self) -> Ending | None:
+        """How the connection ended (:class:`~pywsk.core.ending.Ending`): ``PEER_FIN``,
+        ``PEER_RST``, ``PEER_FIN_THEN_RST``, ``OUR_RST``, ``OUR_FIN_THEN_RST``,
+        ``TRANSPORT_FAILURE`` - or None while nothing of the kind was seen.  The first end
+        seen stays (an RST after a FIN of the same side makes it FIN-then-RST)."""
+        return self._conn.ending
 
     @property
     def bytes_sent(self) -> int:

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from .._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
+from .._native import DEFAULT_RECEIVE_SIZE, SocketOption
+from ..core.ending import Ending
 from ..errors import BusyError, error_from_status
 from ..nt.status import NTSTATUS
 from ._connection import Connection
@@ -186,7 +187,7 @@ class TlsConnection:
         return self._conn.remote_address
 
     @property
-    def disconnected_by(self) -> DisconnectReason | None:
+    def disconnected_by(self) -> Ending | None:
         """How the connection underneath ended (see :class:`~pywsk.aio.Connection`)."""
         return self._conn.disconnected_by
 

@@ -43,7 +43,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
+from .._native import DEFAULT_RECEIVE_SIZE, SocketOption
+from ..core.ending import Ending
 from ..errors import BusyError, NtStatusError, SocketClosedError
 from ._connection import Connection
 from ._connection import connect as aio_connect
@@ -129,10 +130,10 @@ class WskByteStream(anyio.abc.ByteStream):
         return self._inner
 
     @property
-    def disconnected_by(self) -> DisconnectReason | None:
-        """How the connection ended, as far as this side saw (first cause), or None."""
-        reason: DisconnectReason | None = self._inner.disconnected_by
-        return reason
+    def disconnected_by(self) -> Ending | None:
+        """How the connection ended (an :class:`~pywsk.core.ending.Ending`), or None."""
+        ending: Ending | None = self._inner.disconnected_by
+        return ending
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

@@ -18,10 +18,10 @@ the layer reports, what the peer sees, and, when a capture can run (root and
   never reads (small buffers) does not complete; an abort, or a close, ends it at once:
   the disconnect raises, the send ends (a layer that only queues it, as pywsk.trio does,
   may have returned already), the peer sees an RST and our FIN never left.
-* ``peer_fin``: the peer's FIN is reported as a FIN (``b""``, for ever after; the reason
-  ``"peer-graceful"``) and we can still send.
-* ``peer_rst``: the peer's RST is reported as an RST (``ConnectionResetError``; the reason
-  ``"peer-reset"``).
+* ``peer_fin``: the peer's FIN is reported as a FIN (``b""``, for ever after; the ending
+  ``Ending.PEER_FIN``) and we can still send.
+* ``peer_rst``: the peer's RST is reported as an RST (``ConnectionResetError``; the ending
+  ``Ending.PEER_RST``).
 * ``close_without_disconnect`` / ``close_after_our_fin_only``: a close that is not preceded
   by both FINs resets: RST on the wire, the peer sees it.
 
@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
+from pywsk.core.ending import Ending, How
 from pywsk.testing.capture import Segment, WireCapture
 from pywsk.testing.tcp import set_linger_abort
 
@@ -87,9 +88,9 @@ class Subject(Protocol):
         ...
 
     @property
-    def disconnected_by(self) -> str | None:
-        """How the layer says the connection ended: ``"peer-graceful"``, ``"peer-reset"``,
-        ``"local-abort"``, ``"transport-failure"``, or None while it saw no end."""
+    def disconnected_by(self) -> Ending | None:
+        """How the layer says the connection ended (an :class:`~pywsk.core.ending.Ending`),
+        or None while it saw no end."""
         ...
 
     def send_all(self, data: bytes) -> None:
@@ -132,16 +133,17 @@ def plain_listener(small_buffers: bool, host: str = "127.0.0.1") -> Iterator[soc
         yield sock
 
 
-def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, str]:
-    """Read until our end's FIN or RST; returns (the data, ``"fin"`` or ``"rst"``)."""
+def peer_reads_to_end(peer: socket.socket) -> tuple[bytes, How]:
+    """Read until our end's FIN or RST; returns (the data, ``How.FIN`` or ``How.RST``:
+    string enums, equal to ``"fin"`` and ``"rst"``)."""
     data = bytearray()
     while True:
         try:
             chunk = peer.recv(1 << 16)
         except ConnectionResetError:
-            return bytes(data), "rst"
+            return bytes(data), How.RST
         if not chunk:
-            return bytes(data), "fin"
+            return bytes(data), How.FIN
         data += chunk
 
 
@@ -232,7 +234,7 @@ class _Run:
             raise self.fail(f"{what} succeeded, though the connection was reset")
         return exc
 
-    def reason(self, expected: str, when: str) -> None:
+    def reason(self, expected: Ending, when: str) -> None:
         said = self.subject.disconnected_by
         self.expect(said == expected, f"{when}: the layer says {said!r}, not {expected!r}")
 
@@ -271,7 +273,7 @@ def _reset_seen(run: _Run, when: str) -> None:
     """Our RST is on the wire, and the peer's socket reads to it."""
     run.rst_from(run.ours, when)
     _data, end = peer_reads_to_end(run.peer)
-    run.expect(end == "rst", f"{when} the peer saw a {end}, not an RST")
+    run.expect(end is How.RST, f"{when} the peer saw a {end}, not an RST")
 
 
 def graceful(run: _Run) -> None:
@@ -281,7 +283,7 @@ def graceful(run: _Run) -> None:
     returned_at = time.time()
     _fin_acked_before(run, returned_at)
     data, end = peer_reads_to_end(run.peer)
-    run.expect((data, end) == (b"graceful", "fin"), f"the peer saw {data!r} then {end}")
+    run.expect((data, end) == (b"graceful", How.FIN), f"the peer saw {data!r} then {end}")
     run.peer.shutdown(socket.SHUT_WR)
     run.expect(run.call(run.subject.receive_some, 100) == b"", "the peer's FIN was not b''")
     run.call(run.subject.close)
@@ -294,7 +296,7 @@ def abortive(run: _Run) -> None:
     run.call(run.subject.abort)
     _reset_seen(run, "after abort()")
     run.no_fin_from(run.ours, "after abort()")
-    run.reason("local-abort", "after abort()")
+    run.reason(Ending.OUR_RST, "after abort()")
     try:
         got = run.call(run.subject.receive_some, 100)
     except OSError:
@@ -308,12 +310,12 @@ def half_open(run: _Run) -> None:
     """After our graceful disconnect we still receive, to the peer's FIN; then no RST."""
     run.call(run.subject.disconnect)
     data, end = peer_reads_to_end(run.peer)
-    run.expect((data, end) == (b"", "fin"), f"the peer saw {data!r} then {end}")
+    run.expect((data, end) == (b"", How.FIN), f"the peer saw {data!r} then {end}")
     run.peer.sendall(b"after your FIN")
     run.expect(run.receive_exactly(14) == b"after your FIN", "half-open data lost")
     run.peer.shutdown(socket.SHUT_WR)
     run.expect(run.call(run.subject.receive_some, 100) == b"", "the peer's FIN was not b''")
-    run.reason("peer-graceful", "after the peer's FIN")
+    run.reason(Ending.PEER_FIN, "after the peer's FIN")
     run.call(run.subject.close)
     run.no_rst("after a half-open exchange and a close")
 
@@ -346,7 +348,7 @@ def _stuck_recovered(run: _Run, recovery: str) -> None:
     _reset_seen(run, when)
     run.no_fin_from(run.ours, when)
     if recovery == "abort":
-        run.reason("local-abort", when)
+        run.reason(Ending.OUR_RST, when)
         run.call(run.subject.close)
 
 
@@ -368,17 +370,17 @@ def peer_fin(run: _Run) -> None:
     for _ in range(2):
         got = run.call(run.subject.receive_some, 100)
         run.expect(got == b"", f"after the peer's FIN receive_some returned {got!r}")
-    run.reason("peer-graceful", "after the peer's FIN")
+    run.reason(Ending.PEER_FIN, "after the peer's FIN")
     run.call(run.subject.send_all, b"still open")
     run.call(run.subject.disconnect)
     data, end = peer_reads_to_end(run.peer)
-    run.expect((data, end) == (b"still open", "fin"), f"the peer saw {data!r} then {end}")
+    run.expect((data, end) == (b"still open", How.FIN), f"the peer saw {data!r} then {end}")
     run.call(run.subject.close)
     run.no_rst("after the peer's FIN, ours, and a close")
 
 
 def peer_rst(run: _Run) -> None:
-    """The peer's RST is reported as an RST: ConnectionResetError, ``"peer-reset"``."""
+    """The peer's RST is reported as an RST: ConnectionResetError, ``Ending.PEER_RST``."""
     set_linger_abort(run.peer)
     run.peer.close()
     run.rst_from(run.theirs, "after the peer's abortive close")
@@ -390,7 +392,7 @@ def peer_rst(run: _Run) -> None:
         raise run.fail(f"the peer's RST was reported as {exc!r}") from exc
     else:
         raise run.fail(f"after the peer's RST receive_some returned {got!r}")
-    run.reason("peer-reset", "after the peer's RST")
+    run.reason(Ending.PEER_RST, "after the peer's RST")
     run.call(run.subject.close)
 
 
@@ -405,7 +407,7 @@ def close_after_our_fin_only(run: _Run) -> None:
     """Our FIN acknowledged, the peer's not received: the close still resets."""
     run.call(run.subject.disconnect)
     data, end = peer_reads_to_end(run.peer)
-    run.expect((data, end) == (b"", "fin"), f"the peer saw {data!r} then {end}")
+    run.expect((data, end) == (b"", How.FIN), f"the peer saw {data!r} then {end}")
     run.call(run.subject.close)
     run.rst_from(run.ours, "after a close with the peer's direction open")
     try:
