@@ -29,7 +29,11 @@ What always holds: a status not in the table still becomes an exception, of clas
 depends on nothing but the table; exceptions pickle with their status.
 
 One exception here carries no status: :class:`BusyError`, for two tasks using a
-one-at-a-time operation at once.  This module imports only :mod:`pywsk.nt`.
+one-at-a-time operation at once.  One is not public: :class:`Failed`, what the code under
+the Pythonic layers raises - the NTSTATUS the core decided and the operation, nothing more -
+so that a status becomes an exception at one place, the boundary of each public API
+(``raise failed.error() from None``, as httpcore's ``map_exceptions``).  This module imports
+only :mod:`pywsk.nt`.
 """
 
 from __future__ import annotations
@@ -134,6 +138,26 @@ class SocketClosedError(NtStatusError):
 class RequestCancelledError(NtStatusError):
     """The request was cancelled (STATUS_CANCELLED) and nobody asked for it: the Pythonic
     layers raise this only when no better cause is known."""
+
+
+class Failed(Exception):
+    """Internal: ``operation`` failed with ``status`` (the core's decision), not yet an
+    exception of the public API.  The Pythonic layers never let it out: each public call
+    turns it into :meth:`error` at its boundary."""
+
+    __slots__ = ("operation", "status")
+
+    def __init__(self, status: int, operation: str) -> None:
+        super().__init__(status, operation)
+        self.status = status & 0xFFFFFFFF
+        self.operation = operation
+
+    def __repr__(self) -> str:
+        return f"Failed({status_name(self.status)}, {self.operation!r})"
+
+    def error(self) -> NtStatusError:
+        """The public exception: :func:`error_from_status` (the one table)."""
+        return error_from_status(self.status, self.operation)
 
 
 class BusyError(RuntimeError):

@@ -67,8 +67,9 @@ from ._native import (
 )
 from .aio._receiving import Steps, exactly_steps, take, until_steps
 from .core.ending import Ending
-from .errors import NtStatusError, SocketClosedError
+from .errors import Failed
 from .mechanics.edges import EdgePoller
+from .nt.status import NTSTATUS
 from .wsk.structs import check_port
 
 __all__ = [
@@ -259,9 +260,9 @@ async def open_connection(
     check_port(port, local)
     try:
         native = await _drive(connect_steps(_poller(), host, port, options, local))
-    except NtStatusError as exc:
-        log_connect(log, None, exc.status, (host, port))
-        raise
+    except Failed as failed:
+        log_connect(log, None, failed.status, (host, port))
+        raise failed.error() from None
     if log.isEnabledFor(logging.DEBUG):
         log_connect(log, native.sock, 0, native.remote, native.local)
     return WskStream(native)
@@ -292,7 +293,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         self._inflight: _Pusher | None = None
         self._inflight_done: trio.Event | None = None
         #: How the data in flight failed (reported by the next send-side call).
-        self._send_error: NtStatusError | None = None
+        self._send_error: Failed | None = None
 
     def __repr__(self) -> str:
         return f"<pywsk.trio.WskStream {self._conn!r}>"
@@ -319,12 +320,19 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     def _closed_error(self) -> trio.ClosedResourceError:
         return trio.ClosedResourceError("this stream was closed")
 
-    def _failure(self, exc: NtStatusError, operation: str) -> BaseException:
-        """trio's exception for a failure of the connection underneath (logged)."""
-        if self._closing or isinstance(exc, SocketClosedError):
-            return self._closed_error()
-        log_failure(log, self._conn, operation, exc)
-        return trio.BrokenResourceError(f"the connection failed: {exc}")
+    def _failure(self, failed: Failed, operation: str) -> BaseException:
+        """The stream's boundary: trio's exception for a failure of the connection
+        underneath (logged), caused by the :mod:`pywsk.errors` exception of its status.
+        Raise it without ``from``: its ``__cause__`` is set."""
+        error = failed.error()
+        if self._closing or failed.status == NTSTATUS.STATUS_INVALID_HANDLE:
+            closed = self._closed_error()
+            closed.__cause__ = error
+            return closed
+        log_failure(log, self._conn, operation, failed)
+        broken = trio.BrokenResourceError(f"the connection failed: {error}")
+        broken.__cause__ = error
+        return broken
 
     # --- SendStream ---------------------------------------------------------------------------
     async def __aexit__(
@@ -343,8 +351,9 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
 
     # --- the data in flight ----------------------------------------------------------------------
     def _check_send_error(self) -> None:
-        error = self._send_error
-        if error is not None:
+        failed = self._send_error
+        if failed is not None:
+            error = failed.error()
             raise trio.BrokenResourceError(f"the connection failed: {error}") from error
 
     async def _wait_inflight(self, check_closed: bool = True) -> bool:
@@ -368,7 +377,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 raise self._closed_error()
         return slept
 
-    def _sent(self, error: NtStatusError | None) -> None:
+    def _sent(self, error: Failed | None) -> None:
         """The data in flight went to the kernel (or failed: ``error``)."""
         if error is not None and self._send_error is None:
             self._send_error = error
@@ -397,8 +406,8 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 conn = self._conn
                 try:
                     sent = conn.send_some(view)
-                except NtStatusError as exc:
-                    raise self._failure(exc, "WskSend") from exc
+                except Failed as failed:
+                    raise self._failure(failed, "WskSend")  # noqa: B904 (its cause is set)
                 if sent < view.nbytes:
                     pusher = _Pusher(self, conn, bytes(view[sent:]))
                     self._inflight_done = trio.Event()
@@ -429,8 +438,9 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             self._eof_sent = True
             try:
                 await self._disconnect()
-            except NtStatusError as exc:
-                raise trio.BrokenResourceError(f"the disconnect failed: {exc}") from exc
+            except Failed as failed:
+                error = failed.error()
+                raise trio.BrokenResourceError(f"the disconnect failed: {error}") from error
 
     async def _disconnect(self) -> None:
         """Our FIN; waits for its acknowledgement.  A cancel stops the wait only (a FIN
@@ -457,9 +467,9 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             log_disconnect(log, self._conn)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        error = conn.disconnect_error
-        if error is not None:
-            raise type(error)(error.status, error.message)
+        outcome = conn.disconnect_error
+        if outcome is not None:
+            raise outcome
 
     # --- ReceiveStream ------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -526,8 +536,8 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                     raise self._closed_error()
             else:
                 data = b""
-        except NtStatusError as exc:
-            raise self._failure(exc, "WskReceive") from exc
+        except Failed as failed:
+            raise self._failure(failed, "WskReceive")  # noqa: B904 (its cause is set)
         if not was_eof and not data:
             log_operation(log, "WskReceive", conn.sock, 0, "0 bytes: the peer's FIN")
         if not slept:
@@ -571,7 +581,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             ):
                 self._eof_sent = True
                 await self._disconnect()
-        except NtStatusError:
+        except Failed:
             pass  # not graceful after all: the close below resets the connection
         finally:
             close_logged(log, conn)
@@ -598,8 +608,8 @@ class _Pusher:
         conn = self._conn
         try:
             sent = conn.send_some(self._data)
-        except NtStatusError as exc:
-            self._finish(exc)
+        except Failed as failed:
+            self._finish(failed)
             return
         self._data = self._data[sent:]
         if self._data.nbytes:
@@ -607,7 +617,7 @@ class _Pusher:
         else:
             self._finish(None)
 
-    def _finish(self, error: NtStatusError | None) -> None:
+    def _finish(self, error: Failed | None) -> None:
         self._done = True
         self._stream._sent(error)
 
@@ -625,7 +635,11 @@ async def open_listener(
     accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``.  A
     port outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
-    return WskListener(await _drive(listen_steps(_poller(), host, port, options)))
+    try:
+        native = await _drive(listen_steps(_poller(), host, port, options))
+    except Failed as failed:  # the boundary: the status becomes the exception
+        raise failed.error() from None
+    return WskListener(native)
 
 
 class WskListener(trio.abc.Listener[WskStream]):  # type: ignore[misc, unused-ignore]
@@ -664,8 +678,11 @@ class WskListener(trio.abc.Listener[WskStream]):  # type: ignore[misc, unused-ig
                     listener.waiters.remove(waiter)
 
             accepted: NativeConnection = await waiter.wait(forget)
-        except SocketClosedError as exc:
-            raise trio.ClosedResourceError("this listener was closed") from exc
+        except Failed as failed:  # the boundary: the status becomes the exception
+            error = failed.error()
+            if failed.status == NTSTATUS.STATUS_INVALID_HANDLE:
+                raise trio.ClosedResourceError("this listener was closed") from error
+            raise error from None
         return WskStream(accepted)
 
     async def aclose(self) -> None:

@@ -319,3 +319,41 @@ def test_disconnect_reason_is_a_deprecated_alias() -> None:
     assert reason.PEER_GRACEFUL.value == "peer-graceful"  # what pywsk.sync still reports
     with pytest.raises(AttributeError):
         _ = pywsk.aio.NoSuchName
+
+
+def test_failures_are_the_public_exceptions_and_name_the_operation(
+    run: Run, listener: Listener
+) -> None:
+    """The boundary: what the native code decided (a status) leaves each public call as
+    the pywsk.errors exception, naming the operation, with nothing internal chained."""
+
+    async def main() -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError) as refused:
+            await pywsk.aio.connect("127.0.0.1", port)
+        conn, peer = await connected(listener)
+        tcp.abort_with_rst(peer)
+        with pytest.raises(ConnectionResetError) as reset:
+            await conn.receive_some()
+        with pytest.raises(ConnectionError) as disconnect:  # STATUS_FILE_FORCED_CLOSED
+            await conn.disconnect()
+        await conn.aclose()
+        with pytest.raises(errors.SocketClosedError) as closed:
+            await conn.receive_exactly(1)
+        peer.close()
+        for caught, operation in [
+            (refused, "WskConnect"),
+            (reset, "WskReceive"),
+            (disconnect, "WskDisconnect"),
+            (closed, "closed"),
+        ]:
+            exc = caught.value
+            assert isinstance(exc, errors.NtStatusError)
+            assert operation in str(exc)
+            assert exc.__cause__ is None
+            # (raised "from None": a traceback shows nothing internal)
+            assert exc.__suppress_context__ or not isinstance(exc.__context__, errors.Failed)
+
+    run(main())

@@ -147,3 +147,25 @@ def test_the_pythonic_layers_never_import_the_provider() -> None:
                 assert "provider" not in (node.module or ""), path
             elif isinstance(node, ast.Import):
                 assert not any("provider" in alias.name for alias in node.names), path
+
+
+def test_failed_becomes_its_exception_through_the_one_table() -> None:
+    failed = errors.Failed(S.STATUS_CONNECTION_RESET, "WskReceive")
+    assert not isinstance(failed, OSError)  # internal: never an exception of the API
+    first, second = failed.error(), failed.error()
+    assert first is not second  # a new exception each time it is raised
+    assert type(first) is errors.WskConnectionResetError
+    assert first.status == S.STATUS_CONNECTION_RESET
+    assert str(first) == str(errors.error_from_status(S.STATUS_CONNECTION_RESET, "WskReceive"))
+    assert "STATUS_CONNECTION_RESET" in repr(failed)
+
+
+def test_the_native_code_carries_statuses_and_never_builds_exceptions() -> None:
+    """One boundary: pywsk._native raises errors.Failed (the status and the operation);
+    only the public front-ends turn a status into an exception of pywsk.errors."""
+    root = Path(errors.__file__).parent / "_native"
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "errors":
+                assert [alias.name for alias in node.names] == ["Failed"], path

@@ -311,3 +311,46 @@ def test_disconnect_reason_is_a_deprecated_alias() -> None:
     with pytest.warns(DeprecationWarning, match=r"pywsk\.trio\.DisconnectReason"):
         assert pywsk.trio.DisconnectReason.LOCAL_ABORT.value == "local-abort"
     assert pywsk.trio.Ending is Ending
+
+
+def test_failures_cross_one_boundary_to_trio_and_pywsk_errors() -> None:
+    """Statuses decided underneath leave pywsk.trio as trio's exceptions caused by the
+    pywsk.errors exception (naming the operation), or as that exception itself."""
+
+    async def main() -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError) as refused:
+            await pywsk.trio.open_connection("127.0.0.1", port)
+        assert isinstance(refused.value, errors.WskConnectionRefusedError)
+        assert "WskConnect" in str(refused.value)
+        assert refused.value.__suppress_context__
+        client, server = await stream_pair()
+        async with client, server:
+            await server.abort()
+            with pytest.raises(trio.BrokenResourceError) as broken:
+                await client.receive_some()
+            cause = broken.value.__cause__
+            assert isinstance(cause, errors.WskConnectionResetError)
+            assert "WskReceive" in str(cause)
+            with pytest.raises(trio.BrokenResourceError) as eof:
+                await client.send_eof()
+            assert isinstance(eof.value.__cause__, errors.NtStatusError)
+            assert "WskDisconnect" in str(eof.value.__cause__)
+        listener = await pywsk.trio.open_listener("127.0.0.1", 0)
+        ended: list[BaseException] = []
+
+        async def accept() -> None:
+            try:
+                await listener.accept()
+            except trio.ClosedResourceError as exc:
+                ended.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept)
+            await trio.testing.wait_all_tasks_blocked()
+            await listener.aclose()  # the pending accept meets STATUS_INVALID_HANDLE
+        assert isinstance(ended[0].__cause__, errors.SocketClosedError)
+
+    run(main)

@@ -13,9 +13,10 @@ the kernel says EAGAIN the caller waits, in its own framework's way, for the soc
 edge (a *waiter*: anything with ``done()`` and ``set_result(mask)``, an asyncio future
 or pywsk.trio's).
 
-What it refuses: data calls the state machine refuses (the NTSTATUS it gives, as an
-:mod:`pywsk.errors` exception); use after :meth:`NativeConnection.close`
-(:class:`~pywsk.errors.SocketClosedError`).  It is not thread-safe: one event loop owns it.
+What it refuses: data calls the state machine refuses, and use after
+:meth:`NativeConnection.close` (STATUS_INVALID_HANDLE): it raises
+:class:`~pywsk.errors.Failed`, the NTSTATUS and the operation, which the front-end turns
+into the :mod:`pywsk.errors` exception at its public boundary.  It is not thread-safe: one event loop owns it.
 
 What always holds: each state change goes through the machine; a waiter is woken at the
 first edge after it was set, and every waiter is woken when the connection breaks or
@@ -48,7 +49,7 @@ from ..core.connection import (
     send_verdict,
 )
 from ..core.ending import Ending
-from ..errors import NtStatusError, error_from_status
+from ..errors import Failed
 from ..mechanics import linux
 from ..mechanics.edges import EdgePoller
 from ..nt.status import NTSTATUS
@@ -196,7 +197,7 @@ class NativeConnection:
         self.disconnect_requested = False
         self._fin_issued = False
         self.fin_acked = False
-        self.disconnect_error: NtStatusError | None = None
+        self.disconnect_error: Failed | None = None
         #: Our graceful disconnect completed (FIN acknowledged) or failed.
         self.disconnect_done = False
         self._reset_read = False
@@ -284,7 +285,7 @@ class NativeConnection:
             status: int = self.machine.failure if outcome is None else outcome
             if cause is Cause.CLOSE:
                 status = ST.STATUS_INVALID_HANDLE
-            self.disconnect_error = error_from_status(status, "WskDisconnect")
+            self.disconnect_error = Failed(status, "WskDisconnect")
             self.disconnect_done = True
 
     def _break_for_errno(self, err: int) -> None:
@@ -319,15 +320,15 @@ class NativeConnection:
         if seen.ended is not None:
             self._break_for_errno(seen.ended)
 
-    def error(self, what: str, status: int | None = None) -> NtStatusError:
-        """The exception for ``what`` failing now: the connection is closed, or ``status``
-        (default: the one the state gives a send)."""
+    def error(self, what: str, status: int | None = None) -> Failed:
+        """``what`` failing now: the connection is closed, or ``status`` (default: the one
+        the state gives a send)."""
         if self.closed:
-            return error_from_status(ST.STATUS_INVALID_HANDLE, f"{what}: the connection is closed")
+            return Failed(ST.STATUS_INVALID_HANDLE, f"{what}: the connection is closed")
         if status is None:
             machine = self.machine
             status = send_verdict(machine.state, machine.failure) or ST.STATUS_CONNECTION_RESET
-        return error_from_status(status, what)
+        return Failed(status, what)
 
     # --- sending ---------------------------------------------------------------------------------
     def send_some(self, view: memoryview) -> int:
@@ -368,7 +369,7 @@ class NativeConnection:
                 if data:
                     self.bytes_received += len(data)
                     return data
-            raise error_from_status(verdict, "WskReceive")
+            raise Failed(verdict, "WskReceive")
         try:
             data = self.sock.recv(size)
         except BlockingIOError:
@@ -419,19 +420,19 @@ class NativeConnection:
                 self.refresh()
                 self.check_disconnect()
                 raise self.error("WskDisconnect", ST.STATUS_INVALID_DEVICE_STATE) from None
-        except NtStatusError as exc:
-            self.fail_disconnect(exc)
+        except Failed as failed:
+            self.fail_disconnect(failed)
             raise
         self.machine.process(ConnInput.SEND_FIN)
         # The acknowledgement is seen at an edge: the socket is registered since its
         # creation, so even one that came during shutdown() is reported, after this.
         self._fin_issued = True
 
-    def fail_disconnect(self, exc: NtStatusError) -> None:
+    def fail_disconnect(self, failed: Failed) -> None:
         """The graceful disconnect cannot go on (its sends failed): record it, wake."""
         self.disconnect_requested = True
         if not self.disconnect_done:
-            self.disconnect_error = exc
+            self.disconnect_error = failed
             self.disconnect_done = True
             self._wake_fin_waiters()
 
@@ -494,14 +495,12 @@ class NativeConnection:
 # --------------------------------------------------------------------------------------------
 
 
-def log_failure(
-    logger: logging.Logger, conn: NativeConnection, what: str, exc: NtStatusError
-) -> None:
+def log_failure(logger: logging.Logger, conn: NativeConnection, what: str, failed: Failed) -> None:
     """The record of a failed send or receive (``what``: the WSK name)."""
     if logger.isEnabledFor(logging.DEBUG):
-        reset = exc.status == ST.STATUS_CONNECTION_RESET
+        reset = failed.status == ST.STATUS_CONNECTION_RESET
         detail = "the peer reset the connection" if reset else ""
-        log_operation(logger, what, conn.sock, exc.status, detail)
+        log_operation(logger, what, conn.sock, failed.status, detail)
 
 
 def log_disconnect(logger: logging.Logger, conn: NativeConnection) -> None:

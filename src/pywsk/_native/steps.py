@@ -7,8 +7,10 @@ listen) are written once as generators that yield what they wait for - a :class:
 (answered with getaddrinfo's list) or a connection (answered with its next write edge) -
 so that each front-end drives them with its own way of waiting.
 
-What it refuses: accepts on a closed listener (:class:`~pywsk.errors.SocketClosedError`);
-an option, address or port the kernel refuses (the NTSTATUS :mod:`pywsk.mechanics` maps).
+What it refuses: accepts on a closed listener (STATUS_INVALID_HANDLE); an option, address
+or port the kernel refuses (the NTSTATUS :mod:`pywsk.mechanics` maps).  Failures are
+:class:`~pywsk.errors.Failed` (status and operation), for the front-end's boundary to turn
+into its exception.
 
 What always holds: a sequence that fails or is interrupted (any exception thrown in at a
 wait) closes the socket it made before the exception goes on; a connection accepted for a
@@ -24,7 +26,7 @@ from collections.abc import Generator, Sequence
 from typing import Any, Final, NamedTuple
 
 from ..core.connection import ConnInput, ConnState
-from ..errors import NtStatusError, error_from_status
+from ..errors import Failed
 from ..mechanics import linux
 from ..mechanics.edges import LISTEN_EVENTS, EdgePoller
 from ..nt.status import NTSTATUS
@@ -82,7 +84,7 @@ class NativeListener:
     def try_accept(self) -> NativeConnection | None:
         """The next connection in the kernel's backlog, or None."""
         if self.closed:
-            raise error_from_status(ST.STATUS_INVALID_HANDLE, "WskAccept: the listener is closed")
+            raise Failed(ST.STATUS_INVALID_HANDLE, "WskAccept: the listener is closed")
         while True:
             try:
                 sock, remote = linux.accept_nonblocking(self.sock)
@@ -91,7 +93,7 @@ class NativeListener:
             except OSError as exc:
                 if exc.errno in _ACCEPT_AGAIN:
                     continue
-                raise error_from_status(linux.status_from_errno(exc.errno), "WskAccept") from None
+                raise Failed(linux.status_from_errno(exc.errno), "WskAccept") from None
             _opened()
             return NativeConnection(sock, self._poller, remote, S.CONNECTED, self._accepted_at)
 
@@ -104,15 +106,15 @@ class NativeListener:
                 continue
             try:
                 conn = self.try_accept()
-            except NtStatusError as exc:
-                waiters.popleft().set_exception(exc)
+            except Failed as failed:
+                waiters.popleft().set_exception(failed)
                 continue
             if conn is None:
                 return
             waiters.popleft().set_result(conn)
 
     def close(self) -> list[NativeConnection]:
-        """Close the listening socket; waiters get SocketClosedError.  The kept connections
+        """Close the listening socket; waiters get STATUS_INVALID_HANDLE.  The kept connections
         are returned for the caller to close."""
         if self.closed:
             return []
@@ -124,9 +126,7 @@ class NativeListener:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(
-                    error_from_status(
-                        ST.STATUS_INVALID_HANDLE, "WskAccept: the listener was closed"
-                    )
+                    Failed(ST.STATUS_INVALID_HANDLE, "WskAccept: the listener was closed")
                 )
         kept = list(self.ready)
         self.ready.clear()
@@ -174,14 +174,14 @@ def resolve_steps(
     try:
         infos = yield Resolve(host, port, passive)
     except OSError as exc:
-        raise error_from_status(linux.status_from_resolver(exc), f"resolving {host!r}") from None
+        raise Failed(linux.status_from_resolver(exc), f"resolving {host!r}") from None
     addresses = [
         (family, address)
         for family, _type, _proto, _name, address in infos
         if family in (socket.AF_INET, socket.AF_INET6)
     ]
     if not addresses:
-        raise error_from_status(ST.STATUS_NOT_FOUND, f"no address for {host!r}")
+        raise Failed(ST.STATUS_NOT_FOUND, f"no address for {host!r}")
     return addresses
 
 
@@ -189,7 +189,7 @@ def _new_socket(family: int, options: Sequence[SocketOption]) -> socket.socket:
     try:
         sock = socket.socket(family, _FLAGS)
     except OSError as exc:
-        raise error_from_status(linux.status_from_errno(exc.errno), "WskSocket") from None
+        raise Failed(linux.status_from_errno(exc.errno), "WskSocket") from None
     _opened()
     try:
         if family == socket.AF_INET6:
@@ -198,7 +198,7 @@ def _new_socket(family: int, options: Sequence[SocketOption]) -> socket.socket:
         for level, option, value in options:
             status = linux.set_wsk_option(sock, level, option, value)
             if status != ST.STATUS_SUCCESS:
-                raise error_from_status(status, "WskControlSocket")
+                raise Failed(status, "WskControlSocket")
     except BaseException:
         _close(sock)
         raise
@@ -214,7 +214,7 @@ def _bind(sock: socket.socket, address: tuple[Any, ...], what: str) -> None:
     try:
         sock.bind(address)
     except OSError as exc:
-        raise error_from_status(linux.status_from_errno(exc.errno), what) from None
+        raise Failed(linux.status_from_errno(exc.errno), what) from None
 
 
 def connect_steps(
@@ -228,12 +228,12 @@ def connect_steps(
     the connection, or the last failure.  A cancellation (any exception) thrown in at a wait
     closes the socket before it propagates."""
     addresses = yield from resolve_steps(host, port)
-    last: NtStatusError | None = None
+    last: Failed | None = None
     for family, remote in addresses:
         try:
             return (yield from _connect_one(poller, family, remote, options, local))
-        except NtStatusError as exc:
-            last = exc
+        except Failed as failed:
+            last = failed
     assert last is not None
     raise last
 
@@ -266,7 +266,7 @@ def _connect_one(
             # seen.  The data that came first is delivered, then the reset.
             conn._reset_read = True
         elif err:
-            raise error_from_status(linux.status_from_errno(err), "WskConnect")
+            raise Failed(linux.status_from_errno(err), "WskConnect")
         conn.machine.process(ConnInput.CONNECT_SUCCEEDED)
         return conn
     except BaseException:
@@ -291,7 +291,7 @@ def listen_steps(
         try:
             sock.listen(socket.SOMAXCONN)
         except OSError as exc:
-            raise error_from_status(linux.status_from_errno(exc.errno), "WskBind") from None
+            raise Failed(linux.status_from_errno(exc.errno), "WskBind") from None
         return NativeListener(sock, poller)
     except BaseException:
         _close(sock)

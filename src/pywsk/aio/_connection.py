@@ -18,7 +18,8 @@ What always holds: no byte is lost or duplicated by a cancelled ``send_all`` or
 ``receive_some`` (a receive takes bytes from the kernel only when it returns them; a send
 either had no effect or breaks the connection, see its contract); failures are
 :class:`~pywsk.errors.NtStatusError` subclasses of the built-in ``ConnectionResetError``,
-``ConnectionAbortedError``, ... carrying the NTSTATUS.
+``ConnectionAbortedError``, ... carrying the NTSTATUS, made at the public call from the
+status the native code carried up (:class:`~pywsk.errors.Failed`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .._native import (
     log_failure,
 )
 from ..core.ending import Ending
-from ..errors import BusyError, NtStatusError, error_from_status
+from ..errors import BusyError, Failed, error_from_status
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
@@ -81,9 +82,9 @@ async def connect(
     loop = asyncio.get_running_loop()
     try:
         native = await drive(connect_steps(poller(loop), host, port, options, local), loop)
-    except NtStatusError as exc:
-        log_connect(log, None, exc.status, (host, port))
-        raise
+    except Failed as failed:
+        log_connect(log, None, failed.status, (host, port))
+        raise failed.error() from None
     if log.isEnabledFor(logging.DEBUG):
         log_connect(log, native.sock, 0, native.remote, native.local)
     return Connection(native, loop)
@@ -226,12 +227,16 @@ class Connection:
             )
         if not view.nbytes:
             return
-        sent = 0
-        if not self._senders:
-            sent = conn.send_some(view)
-            if sent == view.nbytes:
-                return
-        await self._send_rest(conn, view, sent)
+        try:
+            sent = 0
+            if not self._senders:
+                sent = conn.send_some(view)
+                if sent == view.nbytes:
+                    return
+            await self._send_rest(conn, view, sent)
+        except Failed as failed:  # the boundary: the status becomes the exception
+            log_failure(log, conn, "WskSend", failed)
+            raise failed.error() from None
 
     async def _take_turn(self) -> asyncio.Future[None]:
         """Wait until every earlier send (or disconnect) is done; the ticket to give back
@@ -278,9 +283,6 @@ class Connection:
                 tried = True
                 sent = conn.send_some(view)
                 started = started or sent > 0
-        except NtStatusError as exc:
-            log_failure(log, conn, "WskSend", exc)
-            raise
         finally:
             self._give_turn(ticket)
 
@@ -355,7 +357,7 @@ class Connection:
 
     async def _receive(self, size: int) -> bytes:
         """One receive of at most ``size`` bytes (the caller holds ``_receiving`` and made
-        the checks)."""
+        the checks): the boundary of every receive, where a status becomes the exception."""
         conn = self._conn
         if conn.eof:
             return b""
@@ -365,9 +367,9 @@ class Connection:
                 if data is not None:
                     break
                 await wait_edge(conn, False, self._loop)
-        except NtStatusError as exc:
-            log_failure(log, conn, "WskReceive", exc)
-            raise
+        except Failed as failed:
+            log_failure(log, conn, "WskReceive", failed)
+            raise failed.error() from None
         if not data:
             log_operation(
                 log, "WskReceive", conn.sock, NTSTATUS.STATUS_SUCCESS, "0 bytes: the peer's FIN"
@@ -395,10 +397,13 @@ class Connection:
         conn = self._check()
         if not conn.disconnect_requested:
             data = memoryview(final).cast("B") if final is not None else memoryview(b"")
-            conn.check_disconnect()
-            sent = 0
-            if not self._senders and data.nbytes:
-                sent = conn.send_some(data)
+            try:
+                conn.check_disconnect()
+                sent = 0
+                if not self._senders and data.nbytes:
+                    sent = conn.send_some(data)
+            except Failed as failed:  # the boundary, as in send_all
+                raise failed.error() from None
             if self._senders or sent < data.nbytes:
                 conn.disconnect_requested = True
                 task = self._loop.create_task(self._disconnect_after_sends(conn, data[sent:]))
@@ -418,14 +423,14 @@ class Connection:
             finally:
                 if waiter in conn.fin_waiters:
                     conn.fin_waiters.remove(waiter)
-        error = conn.disconnect_error
-        if error is not None:
-            raise type(error)(error.status, error.message)
+        outcome = conn.disconnect_error
+        if outcome is not None:
+            raise outcome.error()  # a new exception for each caller
 
     def _issue_fin(self, conn: NativeConnection) -> None:
         try:
             conn.issue_fin()
-        except NtStatusError:
+        except Failed:
             log_disconnect(log, conn)
             return
         if conn.disconnect_done:
@@ -439,7 +444,7 @@ class Connection:
         try:
             ticket = await self._take_turn()
         except asyncio.CancelledError:
-            conn.fail_disconnect(error_from_status(NTSTATUS.STATUS_CANCELLED, "WskDisconnect"))
+            conn.fail_disconnect(Failed(NTSTATUS.STATUS_CANCELLED, "WskDisconnect"))
             return
         if conn.disconnect_error is not None:  # the connection broke or closed meanwhile
             self._give_turn(ticket)
@@ -454,8 +459,8 @@ class Connection:
                     return
                 sent = conn.send_some(data)
             self._issue_fin(conn)
-        except NtStatusError as exc:
-            conn.fail_disconnect(exc)
+        except Failed as failed:
+            conn.fail_disconnect(failed)
             log_disconnect(log, conn)
         finally:
             self._give_turn(ticket)

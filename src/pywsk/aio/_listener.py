@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, overload
 
 from .._native import NativeConnection, NativeListener, SocketOption, listen_steps
-from ..errors import NtStatusError, error_from_status
+from ..errors import Failed, NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
 from ._connection import Connection
@@ -52,7 +52,11 @@ async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) 
     outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
     loop = asyncio.get_running_loop()
-    return Listener(await drive(listen_steps(poller(loop), host, port, options), loop), loop)
+    try:
+        native = await drive(listen_steps(poller(loop), host, port, options), loop)
+    except Failed as failed:  # the boundary: the status becomes the exception
+        raise failed.error() from None
+    return Listener(native, loop)
 
 
 class Listener:
@@ -104,20 +108,23 @@ class Listener:
             return Connection(listener.ready.popleft(), self._loop)
         if listener.closed:
             raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
-        if not listener.waiters:
-            native = listener.try_accept()
-            if native is not None:
-                return Connection(native, self._loop)
-        waiter: asyncio.Future[NativeConnection] = self._loop.create_future()
-        listener.waiters.append(waiter)
         try:
-            native = await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                listener.ready.append(waiter.result())
-            elif waiter in listener.waiters:
-                listener.waiters.remove(waiter)
-            raise
+            if not listener.waiters:
+                native = listener.try_accept()
+                if native is not None:
+                    return Connection(native, self._loop)
+            waiter: asyncio.Future[NativeConnection] = self._loop.create_future()
+            listener.waiters.append(waiter)
+            try:
+                native = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    listener.ready.append(waiter.result())
+                elif waiter in listener.waiters:
+                    listener.waiters.remove(waiter)
+                raise
+        except Failed as failed:  # the boundary: the status becomes the exception
+            raise failed.error() from None
         return Connection(native, self._loop)
 
     async def aclose(self) -> None:
