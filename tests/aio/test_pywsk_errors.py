@@ -135,7 +135,7 @@ def test_the_pythonic_layers_never_import_the_provider() -> None:
     root = Path(errors.__file__).parent
     for path in [
         root / "_bridge.py",
-        root / "trio.py",
+        *(root / "trio").glob("*.py"),
         root / "sync.py",
         *(root / "aio").glob("*.py"),
         *(root / "_native").glob("*.py"),

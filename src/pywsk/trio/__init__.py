@@ -9,7 +9,9 @@ operation is a non-blocking syscall on trio's thread through
 :mod:`pywsk.core`, the kernel recipes of :mod:`pywsk.mechanics`, the same code the faithful
 WSK provider runs; there is no provider thread and no IRP.  The sockets of a trio run are
 registered once in one edge-triggered epoll (the acknowledgement of our FIN is only seen as
-an edge), whose descriptor a system task watches with ``trio.lowlevel.wait_readable``.
+an edge), whose descriptor a system task watches with ``trio.lowlevel.wait_readable``
+(:mod:`pywsk.trio._waiting`: how the native code waits on trio's loop; this module holds
+the stream and listener contracts).
 
 The stream follows trio's contracts (``trio.testing.check_half_closeable_stream`` passes
 over real loopback TCP): ``BusyResourceError`` for overlapping calls on one direction,
@@ -37,9 +39,9 @@ from __future__ import annotations
 import logging
 import operator
 import socket
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 try:
     import trio  # type: ignore[import-untyped, unused-ignore]
@@ -50,12 +52,11 @@ except ImportError as exc:  # pragma: no cover - tested from a wheel (tests/pack
         path=exc.path,
     ) from exc
 
-from ._log import log_connect, log_operation
-from ._native import (
+from .._log import log_connect, log_operation
+from .._native import (
     DEFAULT_RECEIVE_SIZE,
     NativeConnection,
     NativeListener,
-    Resolve,
     SocketOption,
     close_logged,
     connect_steps,
@@ -65,12 +66,12 @@ from ._native import (
     log_disconnect,
     log_failure,
 )
-from .aio._receiving import Steps, exactly_steps, take, until_steps
-from .core.ending import Ending
-from .errors import Failed
-from .mechanics.edges import EdgePoller
-from .nt.status import NTSTATUS
-from .wsk.structs import check_port
+from ..aio._receiving import Steps, exactly_steps, take, until_steps
+from ..core.ending import Ending
+from ..errors import Failed
+from ..nt.status import NTSTATUS
+from ..wsk.structs import check_port
+from ._waiting import Waiter, drive, poller, wait_edge
 
 __all__ = [
     "Ending",
@@ -79,8 +80,6 @@ __all__ = [
     "open_connection",
     "open_listener",
 ]
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -91,123 +90,8 @@ def __getattr__(name: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Waiting for edges
+# Streams (waiting on trio's loop is pywsk.trio._waiting's)
 # --------------------------------------------------------------------------------------------
-
-_POLLER: trio.lowlevel.RunVar[EdgePoller] = trio.lowlevel.RunVar("pywsk_poller")
-
-
-def _poller() -> EdgePoller:
-    """The edge poller of this trio run (made, and watched by a system task, on first use)."""
-    try:
-        return _POLLER.get()
-    except LookupError:
-        poller = EdgePoller()
-        _POLLER.set(poller)
-        trio.lowlevel.spawn_system_task(_watch, poller, name="pywsk edge poller")
-        return poller
-
-
-async def _watch(poller: EdgePoller) -> None:
-    try:
-        while True:
-            await trio.lowlevel.wait_readable(poller.fileno())
-            poller.dispatch()
-    finally:
-        poller.close()
-
-
-class _Waiter:
-    """A task parked until an edge (``set_result``) or an accepted connection; trio's
-    counterpart of an asyncio future for :mod:`pywsk._native`."""
-
-    __slots__ = ("_done", "error", "result", "task")
-
-    def __init__(self) -> None:
-        self.task = trio.lowlevel.current_task()
-        self._done = False
-        self.result: Any = 0
-        self.error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self._done
-
-    def set_result(self, result: Any, /) -> None:
-        self._done = True
-        self.result = result
-        trio.lowlevel.reschedule(self.task)
-
-    def set_exception(self, error: BaseException, /) -> None:
-        self._done = True
-        self.error = error
-        trio.lowlevel.reschedule(self.task)
-
-    async def wait(self, forget: Callable[[], None]) -> Any:
-        """Sleep until resolved; a cancel (or Ctrl-C) calls ``forget`` and raises."""
-
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            self._done = True
-            forget()
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-async def _wait_edge(conn: NativeConnection, write: bool) -> int:
-    """Wait for the next read (or write) edge of ``conn``; its mask (0: broke or closed)."""
-    waiter = _Waiter()
-    if write:
-        conn.writer = waiter
-
-        def forget() -> None:
-            if conn.writer is waiter:
-                conn.writer = None
-
-    else:
-        conn.reader = waiter
-
-        def forget() -> None:
-            if conn.reader is waiter:
-                conn.reader = None
-
-    mask: int = await waiter.wait(forget)
-    return mask
-
-
-async def _drive(steps: Generator[Any, Any, T]) -> T:
-    """Run a sequence of :mod:`pywsk._native` (a checkpoint): answer each Resolve with
-    ``trio.socket.getaddrinfo`` and each connection with its next write edge; a cancel is
-    thrown into the sequence, which closes its socket and re-raises."""
-    await trio.lowlevel.checkpoint_if_cancelled()
-    answer: Any = None
-    failure: BaseException | None = None
-    slept = False
-    while True:
-        try:
-            request = steps.send(answer) if failure is None else steps.throw(failure)
-        except StopIteration as stop:
-            if not slept:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            result: T = stop.value
-            return result
-        answer = failure = None
-        slept = True
-        try:
-            if isinstance(request, Resolve):
-                answer = await trio.socket.getaddrinfo(
-                    request.host,
-                    request.port,
-                    type=socket.SOCK_STREAM,
-                    proto=socket.IPPROTO_TCP,
-                    flags=socket.AI_PASSIVE if request.passive else 0,
-                )
-            else:
-                answer = await _wait_edge(request, True)
-        except BaseException as exc:  # thrown into the sequence, which re-raises it
-            failure = exc
 
 
 class _Conflict:
@@ -259,7 +143,7 @@ async def open_connection(
     """
     check_port(port, local)
     try:
-        native = await _drive(connect_steps(_poller(), host, port, options, local))
+        native = await drive(connect_steps(poller(), host, port, options, local))
     except Failed as failed:
         log_connect(log, None, failed.status, (host, port))
         raise failed.error() from None
@@ -455,10 +339,10 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         slept = False
         while not conn.disconnect_done:
             slept = True
-            waiter = _Waiter()
+            waiter = Waiter()
             conn.fin_waiters.append(waiter)
 
-            def forget(waiter: _Waiter = waiter) -> None:
+            def forget(waiter: Waiter = waiter) -> None:
                 if waiter in conn.fin_waiters:
                     conn.fin_waiters.remove(waiter)
 
@@ -531,7 +415,7 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 if data is not None:
                     break
                 slept = True
-                await _wait_edge(conn, False)
+                await wait_edge(conn, False)
                 if self._closing:
                     raise self._closed_error()
             else:
@@ -636,7 +520,7 @@ async def open_listener(
     port outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
     try:
-        native = await _drive(listen_steps(_poller(), host, port, options))
+        native = await drive(listen_steps(poller(), host, port, options))
     except Failed as failed:  # the boundary: the status becomes the exception
         raise failed.error() from None
     return WskListener(native)
@@ -670,7 +554,7 @@ class WskListener(trio.abc.Listener[WskStream]):  # type: ignore[misc, unused-ig
             if native is not None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return WskStream(native)
-            waiter = _Waiter()
+            waiter = Waiter()
             listener.waiters.append(waiter)
 
             def forget() -> None:
