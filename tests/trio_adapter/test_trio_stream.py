@@ -41,6 +41,29 @@ async def send_until_broken(stream: pywsk.trio.WskStream) -> None:
         await stream.send_all(b"x" * 1000)
 
 
+async def pending_ends(
+    call: Callable[[], Awaitable[Any]],
+    then: Callable[[], Awaitable[Any]],
+    expected: type[BaseException],
+) -> BaseException:
+    """Start ``call`` in a task, run ``then`` once it blocks: the ``expected`` exception
+    that ended ``call`` (a test failure if it returned)."""
+    ended: list[BaseException] = []
+
+    async def calling() -> None:
+        try:
+            await call()
+        except expected as exc:
+            ended.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(calling)
+        await trio.testing.wait_all_tasks_blocked()
+        await then()
+    assert len(ended) == 1, f"{call} returned after {then}"
+    return ended[0]
+
+
 def test_fin_is_end_of_stream_and_half_close_goes_on() -> None:
     async def main() -> None:
         client, server = await stream_pair()
@@ -89,19 +112,10 @@ def test_local_abort_ends_a_pending_receive() -> None:
     async def main() -> None:
         client, server = await stream_pair()
         async with client, server:
-            failure: list[BaseException] = []
-
-            async def receive() -> None:
-                try:
-                    await client.receive_some()
-                except trio.BrokenResourceError as exc:
-                    failure.append(exc)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(receive)
-                await trio.testing.wait_all_tasks_blocked()
-                await client.abort()
-            assert isinstance(failure[0].__cause__, errors.WskConnectionAbortedError)
+            failure = await pending_ends(
+                client.receive_some, client.abort, trio.BrokenResourceError
+            )
+            assert isinstance(failure.__cause__, errors.WskConnectionAbortedError)
             assert client.disconnected_by is Ending.OUR_RST
             with pytest.raises(trio.BrokenResourceError):
                 await server.receive_some()
@@ -319,10 +333,9 @@ def test_failures_cross_one_boundary_to_trio_and_pywsk_errors() -> None:
 
     async def main() -> None:
         with socket.socket() as unused:
-            unused.bind(("127.0.0.1", 0))
-            port = unused.getsockname()[1]
-        with pytest.raises(ConnectionRefusedError) as refused:
-            await pywsk.trio.open_connection("127.0.0.1", port)
+            unused.bind(("127.0.0.1", 0))  # bound, not listening: refused
+            with pytest.raises(ConnectionRefusedError) as refused:
+                await pywsk.trio.open_connection(*unused.getsockname())
         assert isinstance(refused.value, errors.WskConnectionRefusedError)
         assert "WskConnect" in str(refused.value)
         assert refused.value.__suppress_context__
@@ -339,18 +352,8 @@ def test_failures_cross_one_boundary_to_trio_and_pywsk_errors() -> None:
             assert isinstance(eof.value.__cause__, errors.NtStatusError)
             assert "WskDisconnect" in str(eof.value.__cause__)
         listener = await pywsk.trio.open_listener("127.0.0.1", 0)
-        ended: list[BaseException] = []
-
-        async def accept() -> None:
-            try:
-                await listener.accept()
-            except trio.ClosedResourceError as exc:
-                ended.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(accept)
-            await trio.testing.wait_all_tasks_blocked()
-            await listener.aclose()  # the pending accept meets STATUS_INVALID_HANDLE
-        assert isinstance(ended[0].__cause__, errors.SocketClosedError)
+        # The pending accept meets STATUS_INVALID_HANDLE.
+        ended = await pending_ends(listener.accept, listener.aclose, trio.ClosedResourceError)
+        assert isinstance(ended.__cause__, errors.SocketClosedError)
 
     run(main)

@@ -147,6 +147,15 @@ class Resolve(NamedTuple):
     port: int
     passive: bool
 
+    @property
+    def hints(self) -> dict[str, int]:
+        """getaddrinfo's keyword arguments: TCP streams (passive: for a listener)."""
+        return {
+            "type": socket.SOCK_STREAM,
+            "proto": socket.IPPROTO_TCP,
+            "flags": socket.AI_PASSIVE if self.passive else 0,
+        }
+
 
 #: A sequence yields a Resolve (answered with getaddrinfo's list) or a connection (answered
 #: with the mask of its next write edge).

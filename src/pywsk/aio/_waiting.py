@@ -21,7 +21,6 @@ interrupted by a cancellation cleans up (closes its socket) before the cancellat
 from __future__ import annotations
 
 import asyncio
-import socket
 import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
@@ -81,13 +80,7 @@ async def drive(steps: Generator[Any, Any, T], loop: asyncio.AbstractEventLoop) 
         answer = failure = None
         try:
             if isinstance(request, Resolve):
-                answer = await loop.getaddrinfo(
-                    request.host,
-                    request.port,
-                    type=socket.SOCK_STREAM,
-                    proto=socket.IPPROTO_TCP,
-                    flags=socket.AI_PASSIVE if request.passive else 0,
-                )
+                answer = await loop.getaddrinfo(request.host, request.port, **request.hints)
             else:
                 answer = await wait_edge(request, True, loop)
         except BaseException as exc:  # thrown into the sequence, which re-raises it

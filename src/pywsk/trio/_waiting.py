@@ -16,7 +16,6 @@ sequence cleaned up (its socket closed); the poller is closed when its run ends.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -133,13 +132,7 @@ async def drive(steps: Generator[Any, Any, T]) -> T:
         slept = True
         try:
             if isinstance(request, Resolve):
-                answer = await trio.socket.getaddrinfo(
-                    request.host,
-                    request.port,
-                    type=socket.SOCK_STREAM,
-                    proto=socket.IPPROTO_TCP,
-                    flags=socket.AI_PASSIVE if request.passive else 0,
-                )
+                answer = await trio.socket.getaddrinfo(request.host, request.port, **request.hints)
             else:
                 answer = await wait_edge(request, True)
         except BaseException as exc:  # thrown into the sequence, which re-raises it
