@@ -9,6 +9,9 @@ IN_PKTINFO / IN6_PKTINFO; the ECN codepoint in IP_ECN / IPV6_ECN, from the TOS /
 class Linux reports).  :data:`DATAGRAM_OPTIONS` maps the datagram options of
 WskControlSocket to Linux.
 
+:class:`Datagram`, :class:`SendOp` and :class:`ReceiveOp` are what the datagram socket
+keeps: a datagram read from the kernel, a send and a receive not yet complete.
+
 What it refuses: a ControlInfoLength beyond the buffer, a header whose cmsg_len is shorter
 than a header or runs past ControlInfoLength, a PKTINFO of the wrong size or family
 (STATUS_INVALID_PARAMETER); a well-formed object of a kind Linux cannot send
@@ -20,12 +23,15 @@ What always holds: nothing is written outside the buffer and length the caller g
 from __future__ import annotations
 
 import ctypes
-import errno
 import socket
 import struct
 from typing import Any, Final
 
+from ..core.connection import OpKind
+from ..mechanics import datagram as udp
 from ..mechanics import linux
+from ..mechanics.datagram import LINUX_IP_PKTINFO
+from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.cmsg import (
     CMSGHDR,
@@ -64,15 +70,16 @@ from ..wsk.constants import (
     WskGetOption,
     WskSetOption,
 )
-from .base import read_in
+from ..wsk.structs import SOCKADDR
+from .base import Op, ProviderSocket, read_in
 
 __all__ = [
-    "canonical",
+    "Datagram",
+    "ReceiveOp",
+    "SendOp",
     "datagram_option",
-    "send_status",
-    "LINUX_IPV6_RECVERR",
-    "LINUX_IP_RECVERR",
-    "LINUX_MSG_ERRQUEUE",
+    "destination",
+    "receive_arguments_ok",
     "DATAGRAM_OPTIONS",
     "MEMBERSHIP",
     "Ancillary",
@@ -81,12 +88,6 @@ __all__ = [
 ]
 
 Ancillary = list[tuple[int, int, bytes]]
-
-# Linux's numbers (include/uapi/linux/in.h, in6.h, socket.h) where Python 3.11 lacks a name.
-LINUX_IP_PKTINFO: Final = getattr(socket, "IP_PKTINFO", 8)
-LINUX_IP_RECVERR: Final = getattr(socket, "IP_RECVERR", 11)
-LINUX_IPV6_RECVERR: Final = getattr(socket, "IPV6_RECVERR", 25)
-LINUX_MSG_ERRQUEUE: Final = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 
 _HEADER: Final = CMSGHDR.SIZE
 _DATA: Final = WSA_CMSG_LEN(0)
@@ -136,6 +137,62 @@ MEMBERSHIP: Final[dict[tuple[int, int], tuple[int, int, int, int]]] = {
         AF_INET6,
     ),
 }
+
+
+class Datagram:
+    """One datagram read from the kernel: payload (our own copy), Windows control info,
+    the sender as a raw Linux sockaddr, flags."""
+
+    __slots__ = ("control", "data", "flags", "sender")
+
+    def __init__(self, data: Any, control: bytes, sender: bytes, flags: int) -> None:
+        self.data = data
+        self.control = control
+        self.sender = sender
+        self.flags = flags
+
+
+class SendOp(Op):
+    """A WskSendTo (one datagram) or WskSendMessages (several) not yet all sent."""
+
+    __slots__ = ("address", "ancillary", "datagrams", "index", "plan")
+
+    def __init__(
+        self,
+        owner: ProviderSocket,
+        irp: IRP,
+        datagrams: list[list[memoryview]],
+        address: tuple[Any, ...],
+        ancillary: Ancillary,
+    ) -> None:
+        super().__init__(owner, OpKind.SEND, irp, [])
+        self.datagrams = datagrams
+        self.address = address
+        self.ancillary = ancillary
+        self.index = 0  # the next datagram to send
+        self.plan = udp.batch_plan(datagrams, address, owner.sock.family, ancillary)
+
+
+class ReceiveOp(Op):
+    """A pending WskReceiveFrom and its out-parameters."""
+
+    __slots__ = ("control_flags", "control_info", "control_length", "remote")
+
+    def __init__(
+        self,
+        owner: ProviderSocket,
+        irp: IRP,
+        views: list[memoryview],
+        remote: SOCKADDR | None,
+        control_length: Any,
+        control_info: Any,
+        control_flags: Any,
+    ) -> None:
+        super().__init__(owner, OpKind.RECEIVE, irp, views)
+        self.remote = remote
+        self.control_length = control_length
+        self.control_info = control_info
+        self.control_flags = control_flags
 
 
 def control_bytes(ControlInfo: Any, length: int) -> memoryview | int:
@@ -197,11 +254,6 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
             return NTSTATUS.STATUS_NOT_SUPPORTED
         offset += WSA_CMSGHDR_ALIGN(cmsg_len)
     return out
-
-
-def ancillary_space() -> int:
-    """Room for the ancillary data a datagram can carry here (both PKTINFO kinds)."""
-    return socket.CMSG_SPACE(12) + socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(4)
 
 
 def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
@@ -285,16 +337,26 @@ def datagram_option(
         return linux.status_from_errno(exc.errno), 0
 
 
-def send_status(err: int | None) -> int:
-    """A failed send's status; EMSGSIZE (more than the largest UDP payload) is Windows'
-    WSAEMSGSIZE, STATUS_INVALID_BUFFER_SIZE."""
-    if err == errno.EMSGSIZE:
-        return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
-    return linux.status_from_errno(err)
+def receive_arguments_ok(RemoteAddress: Any, ControlLength: Any, ControlInfo: Any) -> bool:
+    """WskReceiveFrom's out-parameters: a SOCKADDR or NULL; ControlLength a ULONG holder
+    whose value fits ControlInfo, or NULL with ControlInfo NULL too."""
+    if RemoteAddress is not None and not isinstance(RemoteAddress, SOCKADDR):
+        return False
+    if ControlLength is None:
+        return ControlInfo is None
+    if not hasattr(ControlLength, "value"):
+        return False
+    return ControlInfo is None or not isinstance(
+        control_bytes(ControlInfo, int(ControlLength.value)), int
+    )
 
 
-def canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
-    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
-    return (host, *address[1:])
+def destination(in_size: int, in_buf: Any, family: int) -> tuple[Any, ...] | int | None:
+    """The input of SIO_WSK_SET_REMOTE_ADDRESS / SIO_WSK_SET_SENDTO_ADDRESS: an address of
+    the socket's family, None (no input: clear it), or STATUS_INVALID_PARAMETER."""
+    if in_buf is None or in_size == 0:
+        return None
+    try:
+        return linux.to_linux_address(in_buf, family)
+    except (ValueError, AttributeError):
+        return NTSTATUS.STATUS_INVALID_PARAMETER
