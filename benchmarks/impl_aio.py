@@ -23,6 +23,7 @@ from typing import Any
 import pywsk.aio
 import pywsk.provider  # imported now, not (lazily) inside the measurement
 
+from . import dgram_aio
 from .common import (
     CHUNK,
     HOST,
@@ -168,5 +169,6 @@ if __name__ == "__main__":
             "bulk-send": lambda port, total, cc="default": run(
                 bulk_send_main(int(port), int(total), cc)
             ),
+            **dgram_aio.handlers(run),
         }
     )

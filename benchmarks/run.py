@@ -130,7 +130,7 @@ def implementations(cnet: Path) -> list[Impl]:
         Impl("pywsk", (*py, "benchmarks.impl_pywsk")),
     ]
     if aio_available():
-        impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio"), STREAM_WORKLOADS))
+        impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
     return impls
 
 

@@ -317,9 +317,9 @@ def raw_control(ancillary: list[tuple[int, int, bytes]]) -> bytes:
 
 
 def send_batch(
-    sock: socket.socket, datagrams: list[list[memoryview]], name: bytes, control: bytes
+    sock: socket.socket, datagrams: list[list[Any]], name: bytes, control: bytes
 ) -> tuple[int, int, int]:
-    """Send ``datagrams`` (each a list of writable views) to the raw address ``name`` with
+    """Send ``datagrams`` (each a list of ``bytes`` or writable views) to the raw address ``name`` with
     the raw ancillary data ``control``, in sendmmsg calls: (datagrams sent, bytes sent,
     errno of the first that failed or 0).  EAGAIN stops it with nothing more sent."""
     count = min(len(datagrams), SEND_BATCH)
@@ -339,12 +339,16 @@ def send_batch(
         if control_buf is not None:
             header.msg_control = ctypes.addressof(control_buf)
             header.msg_controllen = len(control)
-        for view in datagrams[i]:
-            if len(view):
-                anchor = ctypes.c_char.from_buffer(view)
+        for piece in datagrams[i]:
+            if type(piece) is bytes:  # c_char_p points into the bytes object, no copy
+                pointer = ctypes.c_char_p(piece)
+                keep.append(pointer)
+                iovecs[k].iov_base = ctypes.cast(pointer, ctypes.c_void_p).value
+            elif len(piece):
+                anchor = ctypes.c_char.from_buffer(piece)
                 keep.append(anchor)
                 iovecs[k].iov_base = ctypes.addressof(anchor)
-            iovecs[k].iov_len = len(view)
+            iovecs[k].iov_len = len(piece)
             k += 1
     sent = _sendmmsg(sock.fileno(), array, count, socket.MSG_DONTWAIT)
     if sent < 0:
@@ -354,22 +358,26 @@ def send_batch(
 
 
 def batch_plan(
-    datagrams: list[list[memoryview]],
+    datagrams: list[list[Any]],
     address: tuple[Any, ...],
     family: int,
     ancillary: list[tuple[int, int, bytes]],
 ) -> tuple[bytes, bytes] | None:
     """(raw address, raw ancillary data) for :func:`send_batch` when sendmmsg can carry
-    ``datagrams`` - several, every view writable (ctypes needs their addresses) - else None
-    (one ``sendmsg`` each)."""
-    if len(datagrams) < 2 or any(v.readonly for d in datagrams for v in d):
+    ``datagrams`` - several, each piece ``bytes`` or a writable view (ctypes needs their
+    addresses) - else None (one ``sendmsg`` each)."""
+    if len(datagrams) < 2 or not all(
+        type(piece) is bytes or (isinstance(piece, memoryview) and not piece.readonly)
+        for pieces in datagrams
+        for piece in pieces
+    ):
         return None
     return raw_sockaddr(address, family), raw_control(ancillary)
 
 
 def send_some(
     sock: socket.socket,
-    datagrams: list[list[memoryview]],
+    datagrams: list[list[Any]],
     index: int,
     address: tuple[Any, ...],
     ancillary: list[tuple[int, int, bytes]],
