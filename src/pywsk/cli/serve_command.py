@@ -1,0 +1,282 @@
+"""``pywsk serve``: the command line of the server (TCP, and UDP with ``--udp``).
+
+What it does: parses and checks the options, runs :mod:`pywsk.cli.serve` (TCP) or
+:mod:`pywsk.cli.serve_udp` (``--udp``) until its limit or Ctrl-C, and prints a report per
+connection (per peer for UDP) and a summary; the exit status is the worst outcome's.
+
+What it refuses: options of one transport given to the other (a usage error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .options import (
+    SECONDS,
+    After,
+    HostPort,
+    pcap_option,
+)
+from .outcomes import (
+    CONTEXT,
+    EXIT_USAGE,
+    WIRE_HELP,
+    Failure,
+    check_diagram_path,
+    exit_for,
+    write_diagram,
+)
+from .render import console, counts_line, print_report
+from .timeline import Report
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+@click.command(
+    context_settings=CONTEXT, short_help="A WSK server with a chosen disconnect behaviour."
+)
+@click.option(
+    "--listen",
+    "address",
+    type=HostPort(port_zero=True),
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Address to listen on; port 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["echo", "sink", "source", "http-ok"]),
+    default="echo",
+    show_default=True,
+    help="echo: send back what arrives; sink: read and drop; source: send a pattern; "
+    "http-ok: answer a request with 200 OK.",
+)
+@click.option(
+    "--disconnect",
+    type=click.Choice(["graceful", "abortive", "half-open", "stall", "never"]),
+    default="graceful",
+    show_default=True,
+    help="What to do at the trigger: FIN; RST; FIN then keep reading; stop reading; nothing "
+    "(answer the client's FIN).",
+)
+@click.option(
+    "--after",
+    type=After(),
+    default=None,
+    help="The trigger: BYTES received (sent, for source) or a time since the accept "
+    "(250ms, 2s, 1min). Default: the client's FIN (echo, sink), 64 KiB (source), the response "
+    "(http-ok).",
+)
+@click.option(
+    "--accept",
+    "accept_with",
+    type=click.Choice(["event", "irp"]),
+    default="event",
+    show_default=True,
+    help="Take connections through WskAcceptEvent or a pending WskAccept.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Exit after this many connections.",
+)
+@click.option("--duration", type=SECONDS, help="Exit after this many seconds.")
+@click.option(
+    "--idle-timeout",
+    type=SECONDS,
+    default=300.0,
+    show_default=True,
+    help="Close a connection with nothing received or sent for this long (its report is "
+    "inconclusive).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="N",
+    help="At most N connections at once; more are refused (WskAcceptEvent returns "
+    "STATUS_REQUEST_NOT_ACCEPTED) or wait in the backlog (--accept irp).",
+)
+@pcap_option("at exit")
+@click.option(
+    "--linger",
+    type=SECONDS,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the client after our FIN (graceful), after its last data "
+    "(half-open), or while stalled (stall), before closing.",
+)
+@click.option(
+    "--wire",
+    type=click.Choice(["auto", "capture", "state"]),
+    default="auto",
+    show_default=True,
+    help=WIRE_HELP,
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: listening, each connection, the summary.",
+)
+@click.option(
+    "--diagram",
+    metavar="FILE",
+    callback=check_diagram_path,
+    help="At exit, draw every connection into FILE (.svg or .html).",
+)
+def serve(
+    address: tuple[str, int],
+    mode: str,
+    disconnect: str,
+    after: Any,
+    accept_with: str,
+    connections: int | None,
+    duration: float | None,
+    idle_timeout: float,
+    max_connections: int,
+    pcap: str | None,
+    linger: float,
+    wire: str,
+    as_json: bool,
+    diagram: str | None,
+) -> int:
+    """Serve TCP as a WSK server with a chosen behaviour, and log how each connection ended.
+
+    The listening socket is a WSK listening socket (WskSocket with WSK_FLAG_LISTEN_SOCKET,
+    WskBind), taking connections through WskAcceptEvent or WskAccept. Each connection is
+    served in --mode until the --after trigger, then disconnected the --disconnect way;
+    when it ends, its timeline is printed (WSK calls, completions, WskDisconnectEvent, the
+    wire, the client) with a verdict. Runs until --connections, --duration, or Ctrl-C.
+
+    \b
+    Examples:
+      pywsk serve --listen 127.0.0.1:7000
+      pywsk serve --mode source --after 1MiB --disconnect abortive
+      pywsk serve --mode sink --disconnect stall --after 0 --linger 30
+      pywsk serve --mode http-ok --accept irp --connections 1 --json
+      pywsk serve --mode echo --after 2s --disconnect half-open --diagram served.html
+    """
+    import signal
+
+    from .serve import ServeOptions, Server, Trigger
+    from .session import SessionError, describe_address
+    from .wire import capture_possible
+
+    if (wire == "capture" or pcap) and not capture_possible():
+        raise Failure(
+            f"{'--pcap' if pcap else '--wire capture'} needs root and tcpdump", EXIT_USAGE
+        )
+    options = ServeOptions(
+        host=address[0],
+        port=address[1],
+        mode=mode,  # type: ignore[arg-type]
+        disconnect=disconnect,  # type: ignore[arg-type]
+        after=after or Trigger(),
+        accept=accept_with,  # type: ignore[arg-type]
+        connections=connections,
+        duration=duration,
+        linger=linger,
+        wire="capture" if pcap else wire,  # type: ignore[arg-type]
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        pcap=pcap,
+    )
+    out = console()
+
+    def emit(event: dict[str, Any]) -> None:
+        import json
+
+        print(json.dumps(event, default=str), flush=True)
+
+    def on_report(report: Report) -> None:
+        if as_json:
+            emit({"event": "connection", **report.as_dict()})
+        else:
+            print_report(report, out)
+            out.file.flush()
+
+    def on_accept(served: Any) -> None:
+        remote = describe_address(served.remote) if served.remote else "?"
+        if as_json:
+            emit({"event": "accepted", "connection": served.index, "remote": remote})
+        else:
+            out.print(f"pywsk serve: accepted #{served.index} from {remote}")
+            out.file.flush()
+
+    server = Server(options, on_report, on_accept, keep_reports=diagram is not None)
+    try:
+        bound = server.open()
+    except SessionError as exc:
+        server.shutdown()
+        raise Failure(str(exc)) from exc
+    except BaseException:
+        server.shutdown()
+        raise
+    trigger = options.after.describe(options.mode)
+    accept_text = "WskAcceptEvent" if accept_with == "event" else "WskAccept"
+    if as_json:
+        emit(
+            {
+                "event": "listening",
+                "address": describe_address(bound),
+                "host": str(bound[0]),
+                "port": int(bound[1]),
+                "mode": mode,
+                "disconnect": disconnect,
+                "trigger": trigger,
+                "accept": accept_text,
+                "wire": server.wire.source if server.wire else "TCP state per connection",
+                "max_connections": max_connections,
+                "idle_timeout": idle_timeout,
+            }
+        )
+    else:
+        out.print(
+            f"pywsk serve: listening on {describe_address(bound)} - mode {mode}, disconnect "
+            f"{disconnect} {trigger}, connections through {accept_text}"
+        )
+        out.file.flush()
+
+    def stop(*_: Any) -> None:
+        # The first Ctrl-C or SIGTERM shuts down (every open connection reported); a second
+        # Ctrl-C interrupts.
+        signal.signal(signal.SIGINT, previous_int)
+        server.stop_from_signal()
+
+    previous_term = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        server.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+    if diagram:
+        write_diagram(diagram, server.reports, f"pywsk serve {describe_address(bound)}")
+    counts = server.outcomes
+    if as_json:
+        emit(
+            {
+                "event": "summary",
+                "connections": server.ended,
+                "as_documented": counts.get("ok", 0),
+                "inconclusive": counts.get("inconclusive", 0),
+                "deviations": counts.get("deviation", 0),
+                "disagree_with_wire": counts.get("disagrees", 0),
+                "refused": server.refused,
+            }
+        )
+    else:
+        out.print()
+        out.print(counts_line(counts, "connections"))
+        if server.refused:
+            out.print(
+                f"{server.refused} connection(s) refused at --max-connections {max_connections}"
+            )
+    return exit_for(counts)
