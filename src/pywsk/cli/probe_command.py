@@ -26,10 +26,12 @@ from .outcomes import (
     CONTEXT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     WIRE_HELP,
     Failure,
     check_diagram_path,
+    exit_for,
     exit_status,
     finish,
 )
@@ -170,6 +172,37 @@ def _probe_names() -> list[str]:
     callback=check_diagram_path,
     help="Draw sequence diagrams into FILE (.svg or .html).",
 )
+@click.option(
+    "--udp",
+    is_flag=True,
+    help="Probe a UDP peer instead: send --count numbered datagrams and report what came "
+    "back (sent, received, lost, reordered), as --peer says it should.",
+)
+@click.option(
+    "--peer",
+    "udp_peer",
+    type=click.Choice(["echo", "sink", "source"]),
+    default="echo",
+    show_default=True,
+    help="--udp: what the peer is: echo (every datagram back), sink (nothing back), source "
+    "(a stream back after our first datagram).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1, max=100_000),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="--udp: datagrams to send.",
+)
+@click.option(
+    "--datagram-size",
+    type=click.IntRange(min=12, max=65_507),
+    default=64,
+    show_default=True,
+    metavar="BYTES",
+    help="--udp: bytes per datagram (12 or more: the sequence header).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 def probe(
     target: tuple[str, int] | None,
@@ -193,6 +226,10 @@ def probe(
     wire: str,
     as_json: bool,
     diagram: str | None,
+    udp: bool,
+    udp_peer: str,
+    count: int,
+    datagram_size: int,
     list_only: bool,
 ) -> int:
     """Connect to a TCP server as a WSK client, disconnect, and report what the server did.
@@ -228,6 +265,24 @@ def probe(
         return EXIT_OK
     if target is None:
         raise click.UsageError("Missing argument 'TARGET' (HOST:PORT).")
+    if udp:
+        tcp_only: dict[str, object] = {
+            "-s": scenarios,
+            "--send": send_text,
+            "--send-file": send_file,
+            "--send-size": send_size,
+            "--http": http,
+            "--expect": expect != "any",
+            "--expect-bytes": expect_bytes,
+            "--await-reply": await_reply,
+            "--pcap": pcap,
+            "--repeat": repeat > 1,
+            "--diagram": diagram,
+        }
+        named = [name for name, value in tcp_only.items() if value]
+        if named:
+            raise click.UsageError(f"{', '.join(named)}: TCP only, not with --udp.")
+        return probe_udp_command(target, udp_peer, count, datagram_size, timeout, wire, as_json)
     given = [x for x in (send_text, send_file, send_size, http) if x is not None]
     if len(given) > 1:
         raise click.UsageError("--send, --send-file, --send-size and --http exclude each other.")
@@ -297,3 +352,43 @@ def probe(
         print_summary(reports, "probes", out)
     status = finish(reports, as_json, diagram, f"pywsk probe {host}:{port}")
     return EXIT_INTERRUPTED if interrupted else status
+
+
+def probe_udp_command(
+    target: tuple[str, int],
+    peer: str,
+    count: int,
+    size: int,
+    timeout: float,
+    wire: str,
+    as_json: bool,
+) -> int:
+    """``pywsk probe --udp``: one run of :func:`pywsk.cli.probe_udp.run_udp_probe`."""
+    from ..testing.udpcapture import UdpCapture
+    from .probe_udp import UdpProbeOptions, run_udp_probe
+    from .render import print_json
+    from .udp_report import print_udp_report
+    from .udp_socket import WskDatagramError
+
+    if wire == "capture" and not UdpCapture.available():
+        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    options = UdpProbeOptions(
+        host=target[0],
+        port=target[1],
+        count=count,
+        size=size,
+        peer=peer,  # type: ignore[arg-type]
+        timeout=timeout,
+        wire=wire,  # type: ignore[arg-type]
+    )
+    try:
+        report = run_udp_probe(options)
+    except (WskDatagramError, TimeoutError) as exc:
+        raise Failure(str(exc)) from exc
+    if as_json:
+        print_json([report.as_dict()])
+    else:
+        print_udp_report(report, console())
+    if report.outcome == "unreachable":
+        return EXIT_UNREACHABLE
+    return exit_for({report.outcome: 1})

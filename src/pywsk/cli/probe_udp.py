@@ -65,14 +65,15 @@ def run_udp_probe(options: UdpProbeOptions) -> UdpReport:
         sock = WskDatagramSocket(wildcard, 0)
         try:
             report = _exchange(sock, target, options, title)
-            if capture is not None:
-                reconcile(report, capture, sock.local, target, report.facts["sent"],
-                          report.facts["received"])  # fmt: skip
-            else:
-                report.claim("no capture ran", "needs root and tcpdump; counts are ours only")
-            return report
         finally:
-            sock.close()
+            sock.close()  # stops receiving: later datagrams are not ours to count
+        stopped_at = time.time()
+        if capture is not None:
+            reconcile(report, capture, sock.local, target, report.facts["sent"],
+                      report.facts["received"], stopped_at)  # fmt: skip
+        else:
+            report.claim("no capture ran", "needs root and tcpdump; counts are ours only")
+        return report
     finally:
         if capture is not None:
             capture.stop()

@@ -129,6 +129,34 @@ from .timeline import Report
     callback=check_diagram_path,
     help="At exit, draw every connection into FILE (.svg or .html).",
 )
+@click.option(
+    "--udp",
+    is_flag=True,
+    help="Serve UDP instead, on a WSK datagram socket, in --mode echo, sink or source; at "
+    "exit, a report per peer (received, sent, lost, reordered).",
+)
+@click.option(
+    "--datagrams",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="--udp: exit after N datagrams received.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1, max=100_000),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="--udp --mode source: datagrams sent to each peer after its first.",
+)
+@click.option(
+    "--datagram-size",
+    type=click.IntRange(min=12, max=65_507),
+    default=64,
+    show_default=True,
+    metavar="BYTES",
+    help="--udp --mode source: bytes per datagram (12 or more: the sequence header).",
+)
 def serve(
     address: tuple[str, int],
     mode: str,
@@ -144,6 +172,10 @@ def serve(
     wire: str,
     as_json: bool,
     diagram: str | None,
+    udp: bool,
+    datagrams: int | None,
+    count: int,
+    datagram_size: int,
 ) -> int:
     """Serve TCP as a WSK server with a chosen behaviour, and log how each connection ended.
 
@@ -160,8 +192,28 @@ def serve(
       pywsk serve --mode sink --disconnect stall --after 0 --linger 30
       pywsk serve --mode http-ok --accept irp --connections 1 --json
       pywsk serve --mode echo --after 2s --disconnect half-open --diagram served.html
+      pywsk serve --udp --mode echo --datagrams 100
+      pywsk serve --udp --mode source --count 1000 --datagram-size 1400
     """
     import signal
+
+    if udp:
+        if mode == "http-ok":
+            raise click.UsageError("--udp serves echo, sink or source, not http-ok.")
+        tcp_only = {
+            "--disconnect": disconnect != "graceful",
+            "--after": after,
+            "--accept": accept_with != "event",
+            "--connections": connections,
+            "--pcap": pcap,
+            "--diagram": diagram,
+        }
+        named = [name for name, value in tcp_only.items() if value]
+        if named:
+            raise click.UsageError(f"{', '.join(named)}: TCP only, not with --udp.")
+        return serve_udp_command(
+            address, mode, count, datagram_size, datagrams, duration, wire, as_json
+        )
 
     from .serve import ServeOptions, Server, Trigger
     from .session import SessionError, describe_address
@@ -279,4 +331,96 @@ def serve(
             out.print(
                 f"{server.refused} connection(s) refused at --max-connections {max_connections}"
             )
+    return exit_for(counts)
+
+
+def serve_udp_command(
+    address: tuple[str, int],
+    mode: str,
+    count: int,
+    size: int,
+    datagrams: int | None,
+    duration: float | None,
+    wire: str,
+    as_json: bool,
+) -> int:
+    """``pywsk serve --udp``: :class:`pywsk.cli.serve_udp.UdpServer` until its limit or
+    Ctrl-C / SIGTERM; then a report per peer and a summary."""
+    import json
+    import signal
+
+    from ..testing.udpcapture import UdpCapture
+    from .serve_udp import UdpServeOptions, UdpServer
+    from .udp_report import print_udp_report
+    from .udp_socket import Arrival, WskDatagramError
+
+    if wire == "capture" and not UdpCapture.available():
+        raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
+    options = UdpServeOptions(
+        host=address[0],
+        port=address[1],
+        mode=mode,  # type: ignore[arg-type]
+        count=count,
+        size=size,
+        datagrams=datagrams,
+        duration=duration,
+        wire=wire,  # type: ignore[arg-type]
+    )
+    out = console()
+    seen: set[tuple[object, ...]] = set()
+
+    def emit(event: dict[str, object]) -> None:
+        print(json.dumps(event, default=str), flush=True)
+
+    def on_arrival(arrival: Arrival) -> None:
+        if arrival.sender in seen:
+            return
+        seen.add(arrival.sender)
+        where = f"{arrival.sender[0]}:{arrival.sender[1]}"
+        if as_json:
+            emit({"event": "peer", "peer": where})
+        else:
+            out.print(f"pywsk serve --udp: first datagram from {where}")
+            out.file.flush()
+
+    server = UdpServer(options, on_arrival)
+    try:
+        bound = server.open()
+    except (WskDatagramError, TimeoutError) as exc:
+        server.close()
+        raise Failure(str(exc)) from exc
+    where = f"{bound[0]}:{bound[1]}" if ":" not in str(bound[0]) else f"[{bound[0]}]:{bound[1]}"
+    capture = "a capture on lo" if server.capture is not None else "no capture"
+    if as_json:
+        emit({"event": "listening", "address": where, "port": int(bound[1]), "mode": mode,
+              "wire": capture})  # fmt: skip
+    else:
+        out.print(f"pywsk serve --udp: bound to {where} - mode {mode}, {capture}")
+        out.file.flush()
+
+    def stop(*_: object) -> None:
+        signal.signal(signal.SIGINT, previous_int)
+        server.stop()
+
+    previous_term = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, stop)
+    try:
+        server.run()
+        reports = server.reports()
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+        server.close()
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+        if as_json:
+            emit({"event": "peer-report", **report.as_dict()})
+        else:
+            print_udp_report(report, out)
+    if as_json:
+        emit({"event": "summary", "peers": len(reports), "received": server.received,
+              "ended": server.ended_by, "outcomes": counts})  # fmt: skip
+    else:
+        out.print(f"{len(reports)} peer(s), {server.received} datagram(s); {server.ended_by}")
     return exit_for(counts)

@@ -58,6 +58,7 @@ class _Peer:
     payloads: list[bytes] = field(default_factory=list)
     sent: int = 0
     sent_bytes: int = 0
+    unanswered: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,7 @@ class UdpServer:
         self._queue: list[Arrival] = []
         self.capture: UdpCapture | None = None
         self.sock: WskDatagramSocket | None = None
+        self.stopped_at: float | None = None
 
     def open(self) -> tuple[Any, ...]:
         """Bind (and start the capture when asked or possible); the bound address."""
@@ -111,8 +113,18 @@ class UdpServer:
                 self.stop(f"{self.received} datagram(s) received (--datagrams)")
             elif deadline is not None and time.monotonic() >= deadline:
                 self.stop(f"--duration {options.duration:g} s passed")
+        # Stop receiving (WskCloseSocket completes the pending receive); what was received
+        # before is counted - and not answered any more.
+        sock = self.sock
+        assert sock is not None
+        sock.close()
+        self.stopped_at = time.time()
+        with self._work:
+            rest, self._queue = self._queue, []
+        for arrival in rest:
+            self._serve(arrival, answer=False)
 
-    def _serve(self, arrival: Arrival) -> None:
+    def _serve(self, arrival: Arrival, answer: bool = True) -> None:
         assert self.sock is not None
         self.received += 1
         peer = self.peers.get(arrival.sender)
@@ -122,7 +134,9 @@ class UdpServer:
         peer.payloads.append(arrival.payload)
         self.on_arrival(arrival)
         replies: list[bytes] = []
-        if self.options.mode == "echo":
+        if not answer:
+            peer.unanswered += 1
+        elif self.options.mode == "echo":
             replies = [arrival.payload]
         elif self.options.mode == "source" and first:
             size, count = max(self.options.size, HEADER_SIZE), self.options.count
@@ -161,6 +175,11 @@ class UdpServer:
             f"sent {peer.sent} datagram(s), {peer.sent_bytes} B",
             "WskSendMessages IRPs completed with STATUS_SUCCESS",
         )
+        if peer.unanswered and self.options.mode != "sink":
+            report.claim(
+                f"{peer.unanswered} not answered: received as we stopped",
+                "WskReceiveFrom completions after the stop",
+            )
         for failure in peer.failures:
             report.claim(f"a send failed: {failure}", "its IRP's status")
             report.outcome = "deviation"
@@ -190,7 +209,13 @@ class UdpServer:
             report.outcome = "deviation"
         if self.capture is not None:
             reconcile(
-                report, self.capture, self.sock.local, peer.address, peer.sent, len(peer.payloads)
+                report,
+                self.capture,
+                self.sock.local,
+                peer.address,
+                peer.sent,
+                len(peer.payloads),
+                self.stopped_at,
             )
         return report
 

@@ -2,8 +2,7 @@
 
 What it does: :class:`WskDatagramSocket` is a WSK client of its own (WskRegister,
 WskCaptureProviderNPI), with one datagram socket (WskSocket with WSK_FLAG_DATAGRAM_SOCKET,
-WskBind) that keeps ``RECEIVES`` WskReceiveFrom requests pending, each re-issued from its
-completion routine: a datagram goes to :attr:`~WskDatagramSocket.inbox` (sender, payload,
+WskBind) that keeps a WskReceiveFrom pending, re-issued from its completion routine: a datagram goes to :attr:`~WskDatagramSocket.inbox` (sender, payload,
 arrival time), a failed receive's status to :attr:`~WskDatagramSocket.errors` - so an ICMP
 port unreachable, which Windows reports to a receive as STATUS_PORT_UNREACHABLE and
 WskReceiveFromEvent cannot carry, is seen.  :meth:`~WskDatagramSocket.send` sends a batch
@@ -75,8 +74,10 @@ from ..wsk import (
 __all__ = ["Arrival", "WskDatagramSocket", "WskDatagramError"]
 
 _TAG: Final = b"pwUd"
-#: WskReceiveFrom requests kept pending.
-RECEIVES: Final = 4
+#: WskReceiveFrom requests kept pending: one, re-issued from its completion routine.  With
+#: several, a routine that re-issues and completes inline runs before the routines of the
+#: receives already completed behind it, and the datagrams would be counted out of order.
+RECEIVES: Final = 1
 MAX_DATAGRAM: Final = 65536
 STATUS_CANCELLED: Final = 0xC0000120
 #: Datagrams per WskSendMessages at most.

@@ -34,11 +34,12 @@ __all__ = ["CapturedDatagram", "UdpCapture"]
 
 @dataclass(frozen=True)
 class CapturedDatagram:
-    """One UDP datagram on the wire."""
+    """One UDP datagram on the wire; ``at`` is tcpdump's timestamp (``time.time()``'s clock)."""
 
     src: tuple[str, int]
     dst: tuple[str, int]
     payload: bytes
+    at: float = 0.0
 
 
 class UdpCapture:
@@ -107,7 +108,8 @@ class UdpCapture:
             if len(record) < 16:
                 return
             frame = stream.read(int.from_bytes(record[8:12], "little"))
-            got = _decode(linktype, frame)
+            at = int.from_bytes(record[0:4], "little") + int.from_bytes(record[4:8], "little") / 1e6
+            got = _decode(linktype, frame, at)
             if got is None:
                 continue
             with self._cond:
@@ -159,7 +161,7 @@ class UdpCapture:
         self.stop()
 
 
-def _decode(linktype: int, frame: bytes) -> CapturedDatagram | None:
+def _decode(linktype: int, frame: bytes, at: float) -> CapturedDatagram | None:
     ip = _network_layer(linktype, frame)
     if ip is None or ip >= len(frame):
         return None
@@ -175,4 +177,5 @@ def _decode(linktype: int, frame: bytes) -> CapturedDatagram | None:
         (socket.inet_ntop(family, src), int.from_bytes(frame[l4 : l4 + 2], "big")),
         (socket.inet_ntop(family, dst), int.from_bytes(frame[l4 + 2 : l4 + 4], "big")),
         bytes(frame[l4 + 8 :]),
+        at,
     )
