@@ -114,7 +114,14 @@ class _Slot:
 class WskDatagramSocket:
     """A bound WSK datagram socket receiving by event (see the module's documentation)."""
 
-    def __init__(self, host: str, port: int, on_arrival: Callable[[Arrival], None] | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_arrival: Callable[[Arrival], None] | None = None,
+        *,
+        receives: bool = True,
+    ):
         self.family = AF_INET6 if ":" in host else AF_INET
         self.on_arrival = on_arrival
         self.inbox: list[Arrival] = []
@@ -151,7 +158,8 @@ class WskDatagramSocket:
             local = SOCKADDR_IN6() if self.family == AF_INET6 else SOCKADDR_IN()
             self.call("WskGetLocalAddress", self.table.WskGetLocalAddress, self.sock, local)
             self.local: tuple[Any, ...] = local.to_tuple()
-            self._start_receives()
+            if receives:  # else the caller issues its own WskReceiveFrom requests
+                self._start_receives()
         except BaseException:
             self.close()
             raise
