@@ -14,6 +14,12 @@ calls that read them, measured on the target kernel:
   receive with STATUS_BUFFER_OVERFLOW and MSG_TRUNC (:func:`truncation_status`).
 * :func:`send_batch` sends several datagrams to one destination in one ``sendmmsg``
   (ctypes again), with the same ancillary data on each.
+* Broadcast and multicast: Linux says neither whether a datagram was sent to a broadcast
+  or a multicast address; its destination address (IP_PKTINFO's ``ipi_addr``,
+  IPV6_PKTINFO's ``ipi6_addr``, always asked for: :func:`enable_destination`) does, and
+  :func:`destination_flags` derives Windows' MSG_BCAST / MSG_MCAST from it: a multicast
+  address (224.0.0.0/4, ff00::/8), the limited broadcast 255.255.255.255, or the
+  broadcast address of the interface the datagram came in on (SIOCGIFBRDADDR).
 * :class:`BatchReader` reads up to ``count`` datagrams in one ``recvmmsg`` (Python has no
   binding for it; ctypes), with each sender as raw ``sockaddr`` bytes and its ancillary
   data as ``recvmsg`` gives it.  :func:`sockaddr_from_raw` / :func:`address_from_raw` turn
@@ -30,14 +36,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import socket
 import struct
 import sys
+import time
 from typing import Any, Final
 
 from ..nt.status import NTSTATUS
+from ..wsk.constants import MSG_BCAST, MSG_MCAST
 from ..wsk.structs import IN6_ADDR, IN_ADDR, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6
 from . import linux
 
@@ -54,6 +63,8 @@ __all__ = [
     "send_some",
     "address_from_raw",
     "canonical",
+    "destination_flags",
+    "enable_destination",
     "scatter",
     "ancillary_space",
     "drain_errors",
@@ -90,6 +101,59 @@ def drain_errors(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         for _ in range(64):
             sock.recvmsg(1, 512, LINUX_MSG_ERRQUEUE)
+
+
+def enable_destination(sock: socket.socket) -> None:
+    """Ask Linux for every datagram's destination address (IP_PKTINFO, IPV6_RECVPKTINFO)."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    sock.setsockopt(socket.IPPROTO_IP, LINUX_IP_PKTINFO, 1)
+
+
+_SIOCGIFBRDADDR: Final = 0x8919
+#: ifindex -> (its IPv4 broadcast address or None, when it was read).
+_BROADCAST: dict[int, tuple[bytes | None, float]] = {}
+_BROADCAST_TTL: Final = 1.0
+
+
+def _interface_broadcast(ifindex: int) -> bytes | None:
+    """The IPv4 broadcast address of interface ``ifindex`` (re-read after a second)."""
+    cached = _BROADCAST.get(ifindex)
+    now = time.monotonic()
+    if cached is not None and now - cached[1] < _BROADCAST_TTL:
+        return cached[0]
+    address = None
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        name = socket.if_indextoname(ifindex).encode()
+        answer = fcntl.ioctl(s.fileno(), _SIOCGIFBRDADDR, struct.pack("16s16x", name))
+        address = answer[20:24]
+    _BROADCAST[ifindex] = (address, now)
+    return address
+
+
+def destination_flags(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """MSG_BCAST / MSG_MCAST of a received datagram, from the destination address its
+    PKTINFO ancillary data names (0 without one)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == LINUX_IP_PKTINFO and len(data) >= 12:
+            ifindex = int.from_bytes(data[0:4], sys.byteorder, signed=True)
+            destination = data[8:12]
+            if 224 <= destination[0] <= 239:
+                return MSG_MCAST
+            if destination == b"\xff\xff\xff\xff" or destination == _interface_broadcast(ifindex):
+                return MSG_BCAST
+            return 0
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 16:
+            if data[0] == 0xFF:
+                return MSG_MCAST
+            if data[:12] == bytes(10) + b"\xff\xff":  # IPv4-mapped
+                return (
+                    MSG_MCAST
+                    if 224 <= data[12] <= 239
+                    else (MSG_BCAST if data[12:16] == b"\xff\xff\xff\xff" else 0)
+                )
+            return 0
+    return 0
 
 
 def send_status(err: int | None) -> int:

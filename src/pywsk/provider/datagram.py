@@ -67,6 +67,7 @@ from .datagram_control import (
     deliver_control,
     destination,
     parse_send_control,
+    pktinfo_option,
     receive_arguments_ok,
     receive_control,
 )
@@ -93,6 +94,7 @@ class DatagramSocket(ProviderSocket):
     __slots__ = (
         "_blocks",
         "_held",
+        "_pktinfo",
         "_reader",
         "_registered",
         "_unreachable",
@@ -129,6 +131,9 @@ class DatagramSocket(ProviderSocket):
         #: The MDL of each indicated batch -> its elements not yet given back.
         self._blocks: dict[int, list[Any]] = {}
         udp.enable_error_queue(sock)
+        udp.enable_destination(sock)  # for MSG_BCAST / MSG_MCAST
+        #: IP_PKTINFO / IPV6_PKTINFO: the client is given the destination.
+        self._pktinfo = False
 
     def __repr__(self) -> str:
         return f"<WSK datagram socket {self.local}>"
@@ -330,9 +335,10 @@ class DatagramSocket(ProviderSocket):
             out = [
                 Datagram(
                     bytes(data) if copy else data,
-                    receive_control(anc) if anc else b"",
+                    receive_control(anc, self._pktinfo) if anc else b"",
                     sender,
                     flags,
+                    udp.destination_flags(anc),
                 )
                 for data, sender, anc, flags in got
                 if fixed is None or udp.address_from_raw(sender)[:2] == tuple(fixed[:2])
@@ -373,6 +379,7 @@ class DatagramSocket(ProviderSocket):
         data = datagram.data
         copied = udp.scatter(data, op.views)
         flags = deliver_control(datagram.control, op.control_length, op.control_info)
+        flags |= datagram.destination
         status = udp.truncation_status(copied, len(data), datagram.flags)
         if status != NTSTATUS.STATUS_SUCCESS:
             flags |= MSG_TRUNC
@@ -534,6 +541,13 @@ class DatagramSocket(ProviderSocket):
     ) -> tuple[int, int]:
         if kind == WskIoctl and code in (SIO_WSK_SET_REMOTE_ADDRESS, SIO_WSK_SET_SENDTO_ADDRESS):
             return self._set_destination(code, in_size, in_buf), 0
+        pktinfo = pktinfo_option(self.family, kind, code, level, in_size, in_buf)
+        if pktinfo is not None:
+            if kind == WskGetOption and pktinfo[0] == NTSTATUS.STATUS_SUCCESS:
+                return write_out(out_buf, out_size, int(self._pktinfo), 4)
+            if pktinfo[1] is not None:
+                self._pktinfo = pktinfo[1]
+            return pktinfo[0], 0
         answer = datagram_option(self.sock, self.family, kind, code, level, in_size, in_buf)
         if answer is None:
             return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)

@@ -79,6 +79,7 @@ __all__ = [
     "SendOp",
     "datagram_option",
     "destination",
+    "pktinfo_option",
     "receive_arguments_ok",
     "DATAGRAM_OPTIONS",
     "MEMBERSHIP",
@@ -143,13 +144,16 @@ class Datagram:
     """One datagram read from the kernel: payload (our own copy), Windows control info,
     the sender as a raw Linux sockaddr, flags."""
 
-    __slots__ = ("control", "data", "flags", "sender")
+    __slots__ = ("control", "data", "destination", "flags", "sender")
 
-    def __init__(self, data: Any, control: bytes, sender: bytes, flags: int) -> None:
+    def __init__(
+        self, data: Any, control: bytes, sender: bytes, flags: int, destination: int = 0
+    ) -> None:
         self.data = data
         self.control = control
         self.sender = sender
-        self.flags = flags
+        self.flags = flags  # Linux's msg_flags (MSG_TRUNC)
+        self.destination = destination  # Windows' MSG_BCAST / MSG_MCAST
 
 
 class SendOp(Op):
@@ -256,10 +260,13 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
     return out
 
 
-def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
-    """Linux ancillary data of a received datagram -> CMSGHDR objects in Windows layout."""
+def receive_control(ancdata: list[tuple[int, int, bytes]], pktinfo: bool = True) -> bytes:
+    """Linux ancillary data of a received datagram -> CMSGHDR objects in Windows layout
+    (the PKTINFO ones only if ``pktinfo``: the client switched them on)."""
     out = bytearray()
     for level, kind, data in ancdata:
+        if not pktinfo and (level, kind) in _LINUX_PKTINFO:
+            continue
         if (level, kind) == (socket.IPPROTO_IP, LINUX_IP_PKTINFO) and len(data) >= 12:
             ifindex, _spec, destination = struct.unpack_from("=i4s4s", data)
             body = bytes(IN_PKTINFO((ctypes.c_ubyte * 4)(*destination), ifindex))
@@ -274,6 +281,33 @@ def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
             (tclass,) = struct.unpack_from("=i", data)
             out += _object(IPPROTO_IPV6, IPV6_ECN, struct.pack("<i", tclass & 3))
     return bytes(out)
+
+
+_LINUX_PKTINFO: Final = {
+    (socket.IPPROTO_IP, LINUX_IP_PKTINFO),
+    (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO),
+}
+#: IP_PKTINFO / IPV6_PKTINFO: the provider always asks Linux for the destination (for
+#: MSG_BCAST / MSG_MCAST); the option only says whether the client is given it.
+PKTINFO_OPTIONS: Final = {(IPPROTO_IP, IP_PKTINFO): 0, (IPPROTO_IPV6, IPV6_PKTINFO): AF_INET6}
+
+
+def pktinfo_option(
+    family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any
+) -> tuple[int, bool | None] | None:
+    """IP_PKTINFO / IPV6_PKTINFO of WskControlSocket: (status, the value set, or None for a
+    get or a refusal); None if it is not one of them."""
+    needs = PKTINFO_OPTIONS.get((level, code))
+    if needs is None or kind not in (WskSetOption, WskGetOption):
+        return None
+    if needs and needs != family:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, None
+    if kind == WskGetOption:
+        return NTSTATUS.STATUS_SUCCESS, None
+    value = read_in(in_buf, in_size)
+    if value is None:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, None
+    return NTSTATUS.STATUS_SUCCESS, bool(value)
 
 
 def _object(level: int, kind: int, body: bytes) -> bytes:
