@@ -8,13 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from cli_helpers import WAIT, Server, clean, pywsk
 
+from pywsk.cli.demo_udp import UdpPeer
 from pywsk.cli.udp_report import sequence_of, sequenced
 from pywsk.testing.udpcapture import UdpCapture
 
@@ -37,42 +37,12 @@ def free_port() -> int:
     return port
 
 
-class PythonPeer:
-    """A plain UDP peer on a thread: ``answer(payload)`` gives the datagrams to send back."""
-
-    def __init__(self, answer: Callable[[bytes], list[bytes]]) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.answer = answer
-        self.received: list[bytes] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                data, sender = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            self.received.append(data)
-            for reply in self.answer(data):
-                self.sock.sendto(reply, sender)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(WAIT)
-        self.sock.close()
-
-
 @pytest.fixture
-def peer_factory() -> Iterator[Callable[[Callable[[bytes], list[bytes]]], PythonPeer]]:
-    peers: list[PythonPeer] = []
+def peer_factory() -> Iterator[Callable[[Callable[[bytes], list[bytes]]], UdpPeer]]:
+    peers: list[UdpPeer] = []
 
-    def make(answer: Callable[[bytes], list[bytes]]) -> PythonPeer:
-        peers.append(PythonPeer(answer))
+    def make(answer: Callable[[bytes], list[bytes]]) -> UdpPeer:
+        peers.append(UdpPeer(answer))
         return peers[-1]
 
     yield make
@@ -106,7 +76,7 @@ def test_probe_against_socat_echo_is_ok_and_matches_the_wire() -> None:
 
 @needs_capture
 def test_probe_counts_loss_and_reordering_from_a_python_peer(
-    peer_factory: Callable[[Callable[[bytes], list[bytes]]], PythonPeer],
+    peer_factory: Callable[[Callable[[bytes], list[bytes]]], UdpPeer],
 ) -> None:
     held: list[bytes] = []
 
@@ -121,7 +91,7 @@ def test_probe_counts_loss_and_reordering_from_a_python_peer(
         return [data, *held] if numbered[0] == 6 else [data]
 
     peer = peer_factory(answer)
-    status, report = probe_udp(f"127.0.0.1:{peer.port}", "--count", "10", "--timeout", "2")
+    status, report = probe_udp(f"127.0.0.1:{peer.address[1]}", "--count", "10", "--timeout", "2")
     assert status == 1, report
     assert report["outcome"] == "deviation"
     assert report["sequence"]["lost"] == 1
@@ -139,18 +109,18 @@ def test_probe_reports_an_unreachable_port() -> None:
 
 
 def test_probe_a_sink(
-    peer_factory: Callable[[Callable[[bytes], list[bytes]]], PythonPeer],
+    peer_factory: Callable[[Callable[[bytes], list[bytes]]], UdpPeer],
 ) -> None:
     sink = peer_factory(lambda data: [])
     status, report = probe_udp(
-        f"127.0.0.1:{sink.port}", "--peer", "sink", "--count", "5", "--timeout", "0.5"
+        f"127.0.0.1:{sink.address[1]}", "--peer", "sink", "--count", "5", "--timeout", "0.5"
     )
     assert status == 0, report
     assert report["received"] == 0
     assert len(sink.received) == 5
     echo = peer_factory(lambda data: [data])
     status, report = probe_udp(
-        f"127.0.0.1:{echo.port}", "--peer", "sink", "--count", "5", "--timeout", "0.5"
+        f"127.0.0.1:{echo.address[1]}", "--peer", "sink", "--count", "5", "--timeout", "0.5"
     )
     assert status == 1  # a sink that answers is not one
     assert report["received"] == 5

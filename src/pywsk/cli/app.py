@@ -21,11 +21,11 @@ from .outcomes import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    WIRE_HELP,
     Failure,
-    check_diagram_path,
+    diagram_option,
     exit_status,
     finish,
+    wire_option,
 )
 from .probe_command import probe
 from .render import console, err_console, print_report, print_summary
@@ -109,19 +109,8 @@ def _scenario_names() -> list[str]:
 )
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-@click.option(
-    "--diagram",
-    metavar="FILE",
-    callback=check_diagram_path,
-    help="Draw the scenarios as sequence diagrams into FILE (.svg or .html).",
-)
-@click.option(
-    "--wire",
-    type=click.Choice(["auto", "capture", "state"]),
-    default="auto",
-    show_default=True,
-    help=WIRE_HELP,
-)
+@diagram_option("Draw the scenarios as sequence diagrams into FILE")
+@wire_option()
 def demo(
     scenarios: tuple[str, ...], list_only: bool, as_json: bool, diagram: str | None, wire: str
 ) -> int:

@@ -52,16 +52,24 @@ WAIT = 5.0
 _TAG = b"pwDm"
 
 
-class UdpPeer:
-    """A plain UDP socket on a thread that records what it receives and, if ``echo``,
-    sends it back."""
+def _echo(data: bytes) -> list[bytes]:
+    return [data]
 
-    def __init__(self, echo: bool) -> None:
+
+def _silent(_data: bytes) -> list[bytes]:
+    return []
+
+
+class UdpPeer:
+    """A plain UDP socket on a thread that records what it receives and sends back what
+    ``answer(datagram)`` gives (default: the datagram itself)."""
+
+    def __init__(self, answer: Callable[[bytes], list[bytes]] = _echo) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.address: tuple[str, int] = self.sock.getsockname()
-        self.echo = echo
+        self.answer = answer
         self.received: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="udp-peer", daemon=True)
@@ -74,8 +82,8 @@ class UdpPeer:
             except TimeoutError:
                 continue
             self.received.append(data)
-            if self.echo:
-                self.sock.sendto(data, sender)
+            for reply in self.answer(data):
+                self.sock.sendto(reply, sender)
 
     def stop(self) -> None:
         self._stop.set()
@@ -225,7 +233,7 @@ def run_udp_scenario(name: str, wire: WireMode = "auto") -> Report:
     """Run one datagram scenario (never raises for a deviation)."""
     scenario = UDP_SCENARIOS[name]
     report = Report("demo", scenario.name, scenario.title, scenario.expected)
-    peer = UdpPeer(scenario.echo)
+    peer = UdpPeer(_echo if scenario.echo else _silent)
     capture = None
     sock = None
     try:

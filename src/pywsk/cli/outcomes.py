@@ -9,8 +9,11 @@ What it refuses: an exit code that hides a worse outcome - the worst one decides
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,6 +32,10 @@ __all__ = [
     "WIRE_HELP",
     "Failure",
     "check_diagram_path",
+    "diagram_option",
+    "refuse_with_udp",
+    "stop_on_signals",
+    "wire_option",
     "exit_for",
     "exit_status",
     "finish",
@@ -107,3 +114,46 @@ def finish(reports: Sequence[Report], as_json: bool, diagram: str | None, title:
     elif diagram:
         err_console().print(f"diagram written to {diagram}")
     return exit_status(reports)
+
+
+def wire_option() -> Callable[[Any], Any]:
+    """``--wire auto|capture|state`` (every command)."""
+    return click.option(
+        "--wire",
+        type=click.Choice(["auto", "capture", "state"]),
+        default="auto",
+        show_default=True,
+        help=WIRE_HELP,
+    )
+
+
+def diagram_option(what: str) -> Callable[[Any], Any]:
+    """``--diagram FILE``: draw ``what`` into an SVG or HTML file."""
+    return click.option(
+        "--diagram", metavar="FILE", callback=check_diagram_path, help=f"{what} (.svg or .html)."
+    )
+
+
+def refuse_with_udp(tcp_only: Mapping[str, object]) -> None:
+    """A usage error naming the TCP-only options given (a true value) with ``--udp``."""
+    named = [name for name, value in tcp_only.items() if value]
+    if named:
+        raise click.UsageError(f"{', '.join(named)}: TCP only, not with --udp.")
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While inside: the first Ctrl-C or SIGTERM calls ``stop`` (a server then shuts down
+    and reports); a second Ctrl-C interrupts.  The previous handlers come back after."""
+
+    def handler(*_: object) -> None:
+        signal.signal(signal.SIGINT, previous_int)
+        stop()
+
+    previous_term = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)

@@ -17,6 +17,7 @@ from .options import (
     SECONDS,
     HostPort,
     Size,
+    datagram_options,
     decode_text,
     http_request,
     pcap_option,
@@ -28,12 +29,13 @@ from .outcomes import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    WIRE_HELP,
     Failure,
-    check_diagram_path,
+    diagram_option,
     exit_for,
     exit_status,
     finish,
+    refuse_with_udp,
+    wire_option,
 )
 from .render import console, print_report, print_summary
 from .timeline import Report
@@ -158,20 +160,9 @@ def _probe_names() -> list[str]:
     metavar="K",
     help="With --repeat: at most K runs at once.",
 )
-@click.option(
-    "--wire",
-    type=click.Choice(["auto", "capture", "state"]),
-    default="auto",
-    show_default=True,
-    help=WIRE_HELP,
-)
+@wire_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-@click.option(
-    "--diagram",
-    metavar="FILE",
-    callback=check_diagram_path,
-    help="Draw sequence diagrams into FILE (.svg or .html).",
-)
+@diagram_option("Draw sequence diagrams into FILE")
 @click.option(
     "--udp",
     is_flag=True,
@@ -187,22 +178,7 @@ def _probe_names() -> list[str]:
     help="--udp: what the peer is: echo (every datagram back), sink (nothing back), source "
     "(a stream back after our first datagram).",
 )
-@click.option(
-    "--count",
-    type=click.IntRange(min=1, max=100_000),
-    default=10,
-    show_default=True,
-    metavar="N",
-    help="--udp: datagrams to send.",
-)
-@click.option(
-    "--datagram-size",
-    type=click.IntRange(min=12, max=65_507),
-    default=64,
-    show_default=True,
-    metavar="BYTES",
-    help="--udp: bytes per datagram (12 or more: the sequence header).",
-)
+@datagram_options("--udp: datagrams to send.", "--udp: bytes per datagram")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 def probe(
     target: tuple[str, int] | None,
@@ -279,9 +255,7 @@ def probe(
             "--repeat": repeat > 1,
             "--diagram": diagram,
         }
-        named = [name for name, value in tcp_only.items() if value]
-        if named:
-            raise click.UsageError(f"{', '.join(named)}: TCP only, not with --udp.")
+        refuse_with_udp(tcp_only)
         return probe_udp_command(target, udp_peer, count, datagram_size, timeout, wire, as_json)
     given = [x for x in (send_text, send_file, send_size, http) if x is not None]
     if len(given) > 1:

@@ -17,15 +17,18 @@ from .options import (
     SECONDS,
     After,
     HostPort,
+    datagram_options,
     pcap_option,
 )
 from .outcomes import (
     CONTEXT,
     EXIT_USAGE,
-    WIRE_HELP,
     Failure,
-    check_diagram_path,
+    diagram_option,
     exit_for,
+    refuse_with_udp,
+    stop_on_signals,
+    wire_option,
     write_diagram,
 )
 from .render import console, counts_line, print_report
@@ -110,25 +113,14 @@ from .timeline import Report
     help="Seconds to wait for the client after our FIN (graceful), after its last data "
     "(half-open), or while stalled (stall), before closing.",
 )
-@click.option(
-    "--wire",
-    type=click.Choice(["auto", "capture", "state"]),
-    default="auto",
-    show_default=True,
-    help=WIRE_HELP,
-)
+@wire_option()
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="One JSON object per line: listening, each connection, the summary.",
 )
-@click.option(
-    "--diagram",
-    metavar="FILE",
-    callback=check_diagram_path,
-    help="At exit, draw every connection into FILE (.svg or .html).",
-)
+@diagram_option("At exit, draw every connection into FILE")
 @click.option(
     "--udp",
     is_flag=True,
@@ -141,21 +133,9 @@ from .timeline import Report
     metavar="N",
     help="--udp: exit after N datagrams received.",
 )
-@click.option(
-    "--count",
-    type=click.IntRange(min=1, max=100_000),
-    default=10,
-    show_default=True,
-    metavar="N",
-    help="--udp --mode source: datagrams sent to each peer after its first.",
-)
-@click.option(
-    "--datagram-size",
-    type=click.IntRange(min=12, max=65_507),
-    default=64,
-    show_default=True,
-    metavar="BYTES",
-    help="--udp --mode source: bytes per datagram (12 or more: the sequence header).",
+@datagram_options(
+    "--udp --mode source: datagrams sent to each peer after its first.",
+    "--udp --mode source: bytes per datagram",
 )
 def serve(
     address: tuple[str, int],
@@ -195,7 +175,6 @@ def serve(
       pywsk serve --udp --mode echo --datagrams 100
       pywsk serve --udp --mode source --count 1000 --datagram-size 1400
     """
-    import signal
 
     if udp:
         if mode == "http-ok":
@@ -208,9 +187,7 @@ def serve(
             "--pcap": pcap,
             "--diagram": diagram,
         }
-        named = [name for name, value in tcp_only.items() if value]
-        if named:
-            raise click.UsageError(f"{', '.join(named)}: TCP only, not with --udp.")
+        refuse_with_udp(tcp_only)
         return serve_udp_command(
             address, mode, count, datagram_size, datagrams, duration, wire, as_json
         )
@@ -294,21 +271,12 @@ def serve(
         )
         out.file.flush()
 
-    def stop(*_: Any) -> None:
-        # The first Ctrl-C or SIGTERM shuts down (every open connection reported); a second
-        # Ctrl-C interrupts.
-        signal.signal(signal.SIGINT, previous_int)
-        server.stop_from_signal()
-
-    previous_term = signal.signal(signal.SIGTERM, stop)
-    previous_int = signal.signal(signal.SIGINT, stop)
+    # The first Ctrl-C or SIGTERM shuts down (every open connection reported).
     try:
-        server.run()
+        with stop_on_signals(server.stop_from_signal):
+            server.run()
     except KeyboardInterrupt:
         server.shutdown()
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        signal.signal(signal.SIGINT, previous_int)
     if diagram:
         write_diagram(diagram, server.reports, f"pywsk serve {describe_address(bound)}")
     counts = server.outcomes
@@ -347,7 +315,6 @@ def serve_udp_command(
     """``pywsk serve --udp``: :class:`pywsk.cli.serve_udp.UdpServer` until its limit or
     Ctrl-C / SIGTERM; then a report per peer and a summary."""
     import json
-    import signal
 
     from ..testing.udpcapture import UdpCapture
     from .serve_udp import UdpServeOptions, UdpServer
@@ -398,18 +365,11 @@ def serve_udp_command(
         out.print(f"pywsk serve --udp: bound to {where} - mode {mode}, {capture}")
         out.file.flush()
 
-    def stop(*_: object) -> None:
-        signal.signal(signal.SIGINT, previous_int)
-        server.stop()
-
-    previous_term = signal.signal(signal.SIGTERM, stop)
-    previous_int = signal.signal(signal.SIGINT, stop)
     try:
-        server.run()
+        with stop_on_signals(server.stop):
+            server.run()
         reports = server.reports()
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        signal.signal(signal.SIGINT, previous_int)
         server.close()
     counts: dict[str, int] = {}
     for report in reports:

@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..testing.udpcapture import UdpCapture
-from .udp_report import HEADER_SIZE, UdpReport, analyse, reconcile, sequenced
+from .udp_report import HEADER_SIZE, SequenceStats, UdpReport, reconcile, sequenced
 from .udp_socket import Arrival, WskDatagramError, WskDatagramSocket
 
 __all__ = ["UdpServeOptions", "UdpServer"]
 
 Mode = Literal["echo", "sink", "source"]
+#: After the stop: datagrams are still read until none came for this long (at most 2 s).
+QUIET = 0.2
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class _Peer:
     """What one peer sent us and what we sent it."""
 
     address: tuple[Any, ...]
-    payloads: list[bytes] = field(default_factory=list)
+    stats: SequenceStats = field(default_factory=SequenceStats)
     sent: int = 0
     sent_bytes: int = 0
     unanswered: int = 0
@@ -113,10 +115,11 @@ class UdpServer:
                 self.stop(f"{self.received} datagram(s) received (--datagrams)")
             elif deadline is not None and time.monotonic() >= deadline:
                 self.stop(f"--duration {options.duration:g} s passed")
-        # Stop receiving (WskCloseSocket completes the pending receive); what was received
-        # before is counted - and not answered any more.
+        # Read what is still arriving (until quiet), then stop receiving (WskCloseSocket
+        # completes the pending receive); what came in meanwhile is counted, not answered.
         sock = self.sock
         assert sock is not None
+        sock.wait_quiet(QUIET, 2.0)
         sock.close()
         self.stopped_at = time.time()
         with self._work:
@@ -131,7 +134,7 @@ class UdpServer:
         first = peer is None
         if peer is None:
             peer = self.peers[arrival.sender] = _Peer(arrival.sender)
-        peer.payloads.append(arrival.payload)
+        peer.stats.add(arrival.payload)
         self.on_arrival(arrival)
         replies: list[bytes] = []
         if not answer:
@@ -158,18 +161,18 @@ class UdpServer:
         assert self.sock is not None
         where = f"{peer.address[0]}:{peer.address[1]}"
         report = UdpReport(f"serve --udp ({self.options.mode}): peer {where}", "ok", "")
-        stats = analyse(peer.payloads)
-        size = sum(len(p) for p in peer.payloads)
+        stats = peer.stats
+        size = stats.received_bytes
         report.facts.update(
             peer=list(peer.address),
-            received=len(peer.payloads),
+            received=stats.received,
             received_bytes=size,
             sent=peer.sent,
             sent_bytes=peer.sent_bytes,
             sequence=stats.as_dict(),
         )
         report.claim(
-            f"received {len(peer.payloads)} datagram(s), {size} B", "WskReceiveFrom completions"
+            f"received {stats.received} datagram(s), {size} B", "WskReceiveFrom completions"
         )
         report.claim(
             f"sent {peer.sent} datagram(s), {peer.sent_bytes} B",
@@ -214,7 +217,7 @@ class UdpServer:
                 self.sock.local,
                 peer.address,
                 peer.sent,
-                len(peer.payloads),
+                stats.received,
                 self.stopped_at,
             )
         return report

@@ -58,19 +58,45 @@ def sequence_of(payload: bytes) -> tuple[int, int] | None:
 
 @dataclass
 class SequenceStats:
-    """A stream's datagrams as numbered by their headers."""
+    """A stream's datagrams as numbered by their headers, counted as they arrive (the
+    numbers seen are kept, not the datagrams)."""
 
     received: int = 0
+    received_bytes: int = 0
     unsequenced: int = 0
     total: int | None = None
-    distinct: int = 0
     duplicates: int = 0
     reordered: int = 0
+    seen: set[int] = field(default_factory=set)
+    highest: int = -1
+
+    @property
+    def distinct(self) -> int:
+        return len(self.seen)
 
     @property
     def lost(self) -> int | None:
         """Datagrams of the stream never received (None when the total is unknown)."""
         return None if self.total is None else max(0, self.total - self.distinct)
+
+    def add(self, payload: bytes) -> None:
+        """Count one datagram: one whose number is below one seen before is reordered; a
+        number seen before is a duplicate; the total comes from the headers themselves."""
+        self.received += 1
+        self.received_bytes += len(payload)
+        numbered = sequence_of(payload)
+        if numbered is None:
+            self.unsequenced += 1
+            return
+        number, total = numbered
+        self.total = total if self.total is None else max(self.total, total)
+        if number in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(number)
+        if number < self.highest:
+            self.reordered += 1
+        self.highest = max(self.highest, number)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,26 +110,10 @@ class SequenceStats:
 
 
 def analyse(payloads: list[bytes]) -> SequenceStats:
-    """Count what arrived: a datagram whose number is below one seen before is reordered; a
-    number seen before is a duplicate; the total comes from the headers themselves."""
-    stats = SequenceStats(received=len(payloads))
-    seen: set[int] = set()
-    highest = -1
+    """:class:`SequenceStats` of ``payloads``, in order."""
+    stats = SequenceStats()
     for payload in payloads:
-        numbered = sequence_of(payload)
-        if numbered is None:
-            stats.unsequenced += 1
-            continue
-        number, total = numbered
-        stats.total = total if stats.total is None else max(stats.total, total)
-        if number in seen:
-            stats.duplicates += 1
-            continue
-        seen.add(number)
-        if number < highest:
-            stats.reordered += 1
-        highest = max(highest, number)
-    stats.distinct = len(seen)
+        stats.add(payload)
     return stats
 
 

@@ -2,8 +2,8 @@
 
 What it does: :class:`WskDatagramSocket` is a WSK client of its own (WskRegister,
 WskCaptureProviderNPI), with one datagram socket (WskSocket with WSK_FLAG_DATAGRAM_SOCKET,
-WskBind) that keeps a WskReceiveFrom pending, re-issued from its completion routine: a datagram goes to :attr:`~WskDatagramSocket.inbox` (sender, payload,
-arrival time), a failed receive's status to :attr:`~WskDatagramSocket.errors` - so an ICMP
+WskBind) that keeps a WskReceiveFrom pending, re-issued from its completion routine: a datagram goes to the ``on_arrival`` callback, or without one to
+:attr:`~WskDatagramSocket.inbox` (sender, payload, arrival time), a failed receive's status to :attr:`~WskDatagramSocket.errors` - so an ICMP
 port unreachable, which Windows reports to a receive as STATUS_PORT_UNREACHABLE and
 WskReceiveFromEvent cannot carry, is seen.  :meth:`~WskDatagramSocket.send` sends a batch
 to one destination with WskSendMessages and waits (bounded) for its IRP.
@@ -125,6 +125,8 @@ class WskDatagramSocket:
         self.family = AF_INET6 if ":" in host else AF_INET
         self.on_arrival = on_arrival
         self.inbox: list[Arrival] = []
+        self.arrivals = 0
+        self.last_arrival = 0.0
         #: Failed receives: (NTSTATUS, monotonic time), e.g. STATUS_PORT_UNREACHABLE.
         self.errors: list[tuple[int, float]] = []
         self.cond = threading.Condition()
@@ -240,7 +242,10 @@ class WskDatagramSocket:
             self._pending -= 1
             if status == STATUS_SUCCESS:
                 arrival = Arrival(slot.remote.to_tuple(), bytes(slot.pool[:information]), now)
-                self.inbox.append(arrival)
+                self.arrivals += 1
+                self.last_arrival = now
+                if self.on_arrival is None:  # else the callback takes it: nothing kept here
+                    self.inbox.append(arrival)
             elif status != STATUS_CANCELLED:
                 self.errors.append((status, now))
             self.cond.notify_all()
@@ -249,6 +254,16 @@ class WskDatagramSocket:
         if status != STATUS_CANCELLED:
             self._issue(slot)
         return STATUS_MORE_PROCESSING_REQUIRED
+
+    def wait_quiet(self, quiet: float, limit: float) -> None:
+        """Wait until no datagram arrived for ``quiet`` seconds (at most ``limit``)."""
+        end = time.monotonic() + limit
+        with self.cond:
+            while time.monotonic() < end:
+                count = self.arrivals
+                self.cond.wait(min(quiet, max(0.0, end - time.monotonic())))
+                if self.arrivals == count and time.monotonic() - self.last_arrival >= quiet:
+                    return
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait (at most ``timeout``) until ``predicate()`` holds, under the inbox's lock."""
