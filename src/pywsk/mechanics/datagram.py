@@ -103,11 +103,16 @@ def drain_errors(sock: socket.socket) -> None:
             sock.recvmsg(1, 512, LINUX_MSG_ERRQUEUE)
 
 
-def enable_destination(sock: socket.socket) -> None:
-    """Ask Linux for every datagram's destination address (IP_PKTINFO, IPV6_RECVPKTINFO)."""
-    if sock.family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-    sock.setsockopt(socket.IPPROTO_IP, LINUX_IP_PKTINFO, 1)
+def enable_destination(sock: socket.socket) -> bool:
+    """Ask Linux for every datagram's destination address (IP_PKTINFO, IPV6_RECVPKTINFO);
+    False if it refused (a closed socket)."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        sock.setsockopt(socket.IPPROTO_IP, LINUX_IP_PKTINFO, 1)
+    except OSError:
+        return False
+    return True
 
 
 _SIOCGIFBRDADDR: Final = 0x8919

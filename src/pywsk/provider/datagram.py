@@ -1,20 +1,14 @@
 """Datagram WSK sockets over real Linux UDP, and basic sockets.
 
-What it does: :class:`DatagramSocket` implements WSK_PROVIDER_DATAGRAM_DISPATCH for one
-socket - WskBind, WskSendTo, WskReceiveFrom, WskRelease, WskGetLocalAddress,
-WskSendMessages, WskControlSocket and WskCloseSocket - and WskReceiveFromEvent
-indications (WSK_DATAGRAM_INDICATION chains; a list the client retains by returning
-STATUS_PENDING stays its own until WskRelease).  It lives in the execution model of
-``docs/design.md``: calls act on the caller's thread under the socket's lock, the socket
-is registered once in the provider's edge-triggered epoll, and indications run on the
-provider thread only.  :class:`BasicSocket` is WSK_FLAG_BASIC_SOCKET: WskControlSocket
-and WskCloseSocket only.
-
-Statuses (``docs/fidelity.md``, "Datagram sockets"): a datagram larger than the receive
-buffer completes with STATUS_BUFFER_OVERFLOW, the bytes that fit and MSG_TRUNC; a send
-larger than the largest UDP payload with STATUS_INVALID_BUFFER_SIZE; an ICMP port
-unreachable is reported once, to the next WskReceiveFrom, as STATUS_PORT_UNREACHABLE; a
-receive pending at WskCloseSocket completes with STATUS_CANCELLED before the close.
+What it does: :class:`DatagramSocket` implements WSK_PROVIDER_DATAGRAM_DISPATCH (WskBind,
+WskSendTo, WskReceiveFrom, WskRelease, WskGetLocalAddress, WskSendMessages,
+WskControlSocket, WskCloseSocket) and WskReceiveFromEvent indications (a list retained
+with STATUS_PENDING stays the client's until WskRelease), in the execution model of
+``docs/design.md``: calls act on the caller's thread under the socket's lock, one
+edge-triggered epoll registration, indications on the provider thread only.  Reads are
+``recvmmsg`` batches, WskSendMessages leaves in ``sendmmsg`` batches; the Linux recipes -
+ICMP errors, statuses, truncation, MSG_BCAST / MSG_MCAST - are :mod:`pywsk.mechanics.datagram`'s
+(``docs/fidelity.md``, "Datagram sockets").  :class:`BasicSocket` is WSK_FLAG_BASIC_SOCKET.
 
 What it refuses: Flags other than 0, a NULL RemoteAddress with no fixed destination, an
 address of another family, a bad WSK_BUF / WSK_BUF_LIST entry, bad control information
@@ -23,7 +17,7 @@ address of another family, a bad WSK_BUF / WSK_BUF_LIST entry, bad control infor
 
 What always holds: every IRP taken completes exactly once; receives complete in the order
 they were issued, with datagrams in the order the kernel queued them; sends leave in the
-order they were issued.
+order they were issued; a receive pending at WskCloseSocket completes STATUS_CANCELLED first.
 """
 
 from __future__ import annotations
@@ -93,6 +87,7 @@ class DatagramSocket(ProviderSocket):
 
     __slots__ = (
         "_blocks",
+        "_destinations",
         "_held",
         "_pktinfo",
         "_reader",
@@ -131,9 +126,11 @@ class DatagramSocket(ProviderSocket):
         #: The MDL of each indicated batch -> its elements not yet given back.
         self._blocks: dict[int, list[Any]] = {}
         udp.enable_error_queue(sock)
-        udp.enable_destination(sock)  # for MSG_BCAST / MSG_MCAST
         #: IP_PKTINFO / IPV6_PKTINFO: the client is given the destination.
         self._pktinfo = False
+        #: Linux reports each datagram's destination (for MSG_BCAST / MSG_MCAST): from the
+        #: first WskReceiveFrom or IP_PKTINFO on; indications need neither.
+        self._destinations = False
 
     def __repr__(self) -> str:
         return f"<WSK datagram socket {self.local}>"
@@ -309,6 +306,7 @@ class DatagramSocket(ProviderSocket):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         if not self.bound:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        self._report_destinations()
         op = ReceiveOp(self, Irp, views, RemoteAddress, ControlLength, ControlInfo, ControlFlags)
         self.recvq.append(op)
         if len(self.recvq) == 1:
@@ -345,6 +343,10 @@ class DatagramSocket(ProviderSocket):
             ]
             if out or not got:
                 return out
+
+    def _report_destinations(self) -> None:
+        if not self._destinations:
+            self._destinations = udp.enable_destination(self.sock)
 
     def _note_unreachable(self) -> None:
         udp.drain_errors(self.sock)
@@ -541,13 +543,14 @@ class DatagramSocket(ProviderSocket):
     ) -> tuple[int, int]:
         if kind == WskIoctl and code in (SIO_WSK_SET_REMOTE_ADDRESS, SIO_WSK_SET_SENDTO_ADDRESS):
             return self._set_destination(code, in_size, in_buf), 0
-        pktinfo = pktinfo_option(self.family, kind, code, level, in_size, in_buf)
+        pktinfo = pktinfo_option(self.family, kind, code, level, in_size, in_buf, self._pktinfo)
         if pktinfo is not None:
-            if kind == WskGetOption and pktinfo[0] == NTSTATUS.STATUS_SUCCESS:
+            status, self._pktinfo = pktinfo
+            if self._pktinfo:
+                self._report_destinations()
+            if kind == WskGetOption and status == NTSTATUS.STATUS_SUCCESS:
                 return write_out(out_buf, out_size, int(self._pktinfo), 4)
-            if pktinfo[1] is not None:
-                self._pktinfo = pktinfo[1]
-            return pktinfo[0], 0
+            return status, 0
         answer = datagram_option(self.sock, self.family, kind, code, level, in_size, in_buf)
         if answer is None:
             return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)

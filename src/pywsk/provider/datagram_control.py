@@ -293,20 +293,20 @@ PKTINFO_OPTIONS: Final = {(IPPROTO_IP, IP_PKTINFO): 0, (IPPROTO_IPV6, IPV6_PKTIN
 
 
 def pktinfo_option(
-    family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any
-) -> tuple[int, bool | None] | None:
-    """IP_PKTINFO / IPV6_PKTINFO of WskControlSocket: (status, the value set, or None for a
-    get or a refusal); None if it is not one of them."""
+    family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any, current: bool
+) -> tuple[int, bool] | None:
+    """IP_PKTINFO / IPV6_PKTINFO of WskControlSocket: (status, the option's value after the
+    call - ``current`` for a get or a refusal); None if it is not one of them."""
     needs = PKTINFO_OPTIONS.get((level, code))
     if needs is None or kind not in (WskSetOption, WskGetOption):
         return None
     if needs and needs != family:
-        return NTSTATUS.STATUS_INVALID_PARAMETER, None
+        return NTSTATUS.STATUS_INVALID_PARAMETER, current
     if kind == WskGetOption:
-        return NTSTATUS.STATUS_SUCCESS, None
+        return NTSTATUS.STATUS_SUCCESS, current
     value = read_in(in_buf, in_size)
     if value is None:
-        return NTSTATUS.STATUS_INVALID_PARAMETER, None
+        return NTSTATUS.STATUS_INVALID_PARAMETER, current
     return NTSTATUS.STATUS_SUCCESS, bool(value)
 
 
