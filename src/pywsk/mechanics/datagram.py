@@ -16,7 +16,7 @@ calls that read them, measured on the target kernel:
   (ctypes again), with the same ancillary data on each.
 * Broadcast and multicast: Linux says neither whether a datagram was sent to a broadcast
   or a multicast address; its destination address (IP_PKTINFO's ``ipi_addr``,
-  IPV6_PKTINFO's ``ipi6_addr``, always asked for: :func:`enable_destination`) does, and
+  IPV6_PKTINFO's ``ipi6_addr``, asked for with :func:`enable_destination`) does, and
   :func:`destination_flags` derives Windows' MSG_BCAST / MSG_MCAST from it: a multicast
   address (224.0.0.0/4, ff00::/8), the limited broadcast 255.255.255.255, or the
   broadcast address of the interface the datagram came in on (SIOCGIFBRDADDR).
