@@ -90,9 +90,9 @@ cli.add_command(driver_command)
 
 
 def _scenario_names() -> list[str]:
-    from .demo import SCENARIOS
+    from .demo import ALL_SCENARIOS
 
-    return list(SCENARIOS)
+    return list(ALL_SCENARIOS)
 
 
 @cli.command(
@@ -129,17 +129,17 @@ def demo(
       pywsk demo --diagram demo.svg          # or demo.html
       sudo pywsk demo --wire capture         # insist on tcpdump
     """
-    from .demo import SCENARIOS, run_scenario
+    from .demo import ALL_SCENARIOS, run_scenario
     from .wire import WireUnavailable, capture_possible
 
     if list_only:
         out = console()
-        for scenario in SCENARIOS.values():
+        for scenario in ALL_SCENARIOS.values():
             out.print(f"{scenario.name:<26} {scenario.title}")
         return EXIT_OK
     if wire == "capture" and not capture_possible():
         raise Failure("--wire capture needs root and tcpdump", EXIT_USAGE)
-    names = list(scenarios) or list(SCENARIOS)
+    names = list(scenarios) or list(ALL_SCENARIOS)
     reports: list[Report] = []
     out = console()
     with progress(len(names), "demo") as advance:

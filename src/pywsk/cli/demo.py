@@ -47,7 +47,7 @@ from .session import Call, Connection, Session
 from .timeline import Report, short_status
 from .wire import CaptureWire, StateWire, WireMode, open_wire
 
-__all__ = ["SCENARIOS", "Scenario", "run_scenario"]
+__all__ = ["ALL_SCENARIOS", "SCENARIOS", "Scenario", "run_scenario"]
 
 WAIT = 10.0
 CHUNK = 65536
@@ -596,7 +596,7 @@ def _stalled(go: threading.Event) -> list[Step]:
     return [peer_wait(go), read_to_end]
 
 
-SCENARIOS: dict[str, Scenario | UdpScenario] = {
+SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario(
@@ -682,14 +682,15 @@ SCENARIOS: dict[str, Scenario | UdpScenario] = {
         ),
     )
 }
-SCENARIOS.update(UDP_SCENARIOS)  # the datagram scenarios (demo_udp.py)
+#: Every scenario's name and title, the datagram ones (demo_udp.py) last.
+ALL_SCENARIOS: dict[str, Scenario | UdpScenario] = {**SCENARIOS, **UDP_SCENARIOS}
 
 
 def run_scenario(name: str, wire: WireMode = "auto") -> Report:
     """Run one scenario by name and return its report (never raises for a deviation)."""
-    scenario = SCENARIOS[name]
-    if isinstance(scenario, UdpScenario):
+    if name in UDP_SCENARIOS:
         return run_udp_scenario(name, wire)
+    scenario = SCENARIOS[name]
     report = Report("demo", scenario.name, scenario.title, scenario.expected)
     go = threading.Event()
     stage: Stage | None = None

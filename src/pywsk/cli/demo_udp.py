@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,12 @@ class UdpPeer:
     """A plain UDP socket on a thread that records what it receives and sends back what
     ``answer(datagram)`` gives (default: the datagram itself)."""
 
-    def __init__(self, answer: Callable[[bytes], list[bytes]] = _echo) -> None:
+    def __init__(
+        self,
+        answer: Callable[[bytes], list[bytes]] = _echo,
+        log: Callable[[str], object] | None = None,
+    ) -> None:
+        self.log = log
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
@@ -82,7 +88,11 @@ class UdpPeer:
             except TimeoutError:
                 continue
             self.received.append(data)
+            if self.log is not None:
+                self.log(f"recvfrom: {len(data)} B from {sender[0]}:{sender[1]}")
             for reply in self.answer(data):
+                if self.log is not None:
+                    self.log(f"sendto: {len(reply)} B back")
                 self.sock.sendto(reply, sender)
 
     def stop(self) -> None:
@@ -117,18 +127,31 @@ class _Receive:
                 None, None, self.control_flags, timeout=WAIT,
             )  # fmt: skip
             self.length = int(information or 0)
+            returned, called, completed = sock.returned, sock.called_at, sock.completed_at
             self.data = bytes(pool[: self.length])
         finally:
             IoFreeMdl(mdl)
             ExFreePoolWithTag(pool, _TAG)
         flags = " MSG_TRUNC" if self.control_flags.value & MSG_TRUNC else ""
         report.timeline.record(
+            "call",
+            "client",
+            f"WskReceiveFrom({size} B) -> {short_status(returned)}",
+            status=returned,
+            at=called,
+        )
+        report.timeline.record(
             "complete",
             "provider",
-            f"WskReceiveFrom({size} B) -> {short_status(self.status)}, {self.length} B from "
-            f"{self.sender.to_tuple()[0]}:{self.sender.port}{flags}",
+            f"WskReceiveFrom({size} B) -> {short_status(self.status)}"
+            + (
+                f", {self.length} B from {self.sender.to_tuple()[0]}:{self.sender.port}{flags}"
+                if self.status in (STATUS_SUCCESS, STATUS_BUFFER_OVERFLOW)
+                else ""
+            ),
             status=self.status,
             length=self.length,
+            at=completed,
         )
 
 
@@ -138,13 +161,15 @@ def _send(report: Report, sock: WskDatagramSocket, payloads: list[bytes], to: An
         sock.send(payloads, to)
     except Exception as exc:  # a failed IRP: its status is the report's
         status = int(getattr(exc, "status", 0xC0000001))
-    what = "WskSendMessages" if len(payloads) > 1 else "WskSendTo"
+    what = f"WskSendMessages({len(payloads)} datagram(s)) to {to[0]}:{to[1]}"
     report.timeline.record(
-        "call",
-        "client",
-        f"{what}({len(payloads)} datagram(s)) to {to[0]}:{to[1]} -> {short_status(status)}",
-        status=status,
-    )
+        "call", "client", f"{what} -> {short_status(sock.returned)}", status=sock.returned,
+        at=sock.called_at,
+    )  # fmt: skip
+    report.timeline.record(
+        "complete", "provider", f"{what}: IRP {short_status(status)}", status=status,
+        at=sock.completed_at,
+    )  # fmt: skip
     return status
 
 
@@ -233,12 +258,13 @@ def run_udp_scenario(name: str, wire: WireMode = "auto") -> Report:
     """Run one datagram scenario (never raises for a deviation)."""
     scenario = UDP_SCENARIOS[name]
     report = Report("demo", scenario.name, scenario.title, scenario.expected)
-    peer = UdpPeer(_echo if scenario.echo else _silent)
+    peer = UdpPeer(_echo if scenario.echo else _silent, report.timeline.peer)
     capture = None
     sock = None
     try:
         if wire == "capture" or (wire == "auto" and UdpCapture.available()):
             capture = UdpCapture([peer.address[1]])
+        report.timeline.t0 = time.time()  # the scenario starts now (the capture is up)
         sock = WskDatagramSocket("127.0.0.1", 0, receives=False)
         report.timeline.note(f"WSK datagram socket bound to 127.0.0.1:{sock.local[1]}")
         scenario.run(report, sock, peer)
@@ -254,7 +280,8 @@ def run_udp_scenario(name: str, wire: WireMode = "auto") -> Report:
     if capture is not None:
         _reconcile(report, capture, sock, peer)
     else:
-        report.wire_source = "not observed (needs root and tcpdump)"
+        report.wire_source = "none"
+        report.wire_summary = "not observed: a capture needs root and tcpdump"
     return report
 
 

@@ -127,6 +127,10 @@ class WskDatagramSocket:
         self.inbox: list[Arrival] = []
         self.arrivals = 0
         self.last_arrival = 0.0
+        #: The status the last dispatch function :meth:`try_call` made returned, when it was
+        #: called and when its IRP was seen complete (``time.time()``).
+        self.returned = 0
+        self.called_at = self.completed_at = 0.0
         #: Failed receives: (NTSTATUS, monotonic time), e.g. STATUS_PORT_UNREACHABLE.
         self.errors: list[tuple[int, float]] = []
         self.cond = threading.Condition()
@@ -182,11 +186,11 @@ class WskDatagramSocket:
             raise WskDatagramError(what, status)
         return status, information
 
-    @staticmethod
     def try_call(
-        function: Callable[..., int], *args: Any, timeout: float = 10.0
+        self, function: Callable[..., int], *args: Any, timeout: float = 10.0
     ) -> tuple[int, Any]:
-        """As :meth:`call`, returning the final status instead of raising."""
+        """As :meth:`call`, returning the final status instead of raising;
+        :attr:`returned` keeps what the dispatch function itself returned."""
         done = KEVENT()
         KeInitializeEvent(done, SynchronizationEvent, False)
         irp = IoAllocateIrp(1, False)
@@ -198,10 +202,12 @@ class WskDatagramSocket:
             return STATUS_MORE_PROCESSING_REQUIRED
 
         IoSetCompletionRoutine(irp, completed, done, True, True, True)
-        function(*args, irp)
+        self.called_at = time.time()
+        self.returned = function(*args, irp)
         if KeWaitForSingleObject(done, Executive, KernelMode, False, -int(timeout * 1e7)) != 0:
             IoCancelIrp(irp)
             KeWaitForSingleObject(done, Executive, KernelMode, False, None)
+        self.completed_at = time.time()
         result = irp.IoStatus.Status, irp.IoStatus.Information
         IoFreeIrp(irp)
         return result
