@@ -29,7 +29,9 @@ Why this shape and not ``create_datagram_endpoint``: see ``docs/layers.md`` ("Da
 What it refuses: an address of the other family, a send without an address on an endpoint
 without ``remote`` (STATUS_INVALID_PARAMETER, an ``OSError``); ``TypeError`` for data that
 is not bytes-like; every call after :meth:`~DatagramEndpoint.aclose`
-(:class:`pywsk.errors.SocketClosedError`).
+(:class:`pywsk.errors.SocketClosedError`).  Addresses are numeric: a host name would be
+resolved by the socket module, blocking the loop, so resolve names first
+(``loop.getaddrinfo``).
 
 What always holds: every failure is a :mod:`pywsk.errors` exception with its NTSTATUS;
 cancelling a wait has no effect on the socket (nothing is consumed or sent by a cancelled
