@@ -30,6 +30,20 @@ def probe_udp(*args: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, reports[0]
 
 
+def wait_until_echoing(port: int) -> None:
+    """Until the echo server answers a plain datagram (it binds after it starts; bounded)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as check:
+        check.settimeout(0.2)
+        for _attempt in range(100):
+            check.sendto(b"ready?", ("127.0.0.1", port))
+            try:
+                if check.recv(100) == b"ready?":
+                    return
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+    raise TimeoutError("the echo server never answered")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -58,12 +72,8 @@ def test_probe_against_socat_echo_is_ok_and_matches_the_wire() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        # socat binds after its start: the first probes may meet the ICMP of a closed port.
-        for _attempt in range(50):
-            status, report = probe_udp(f"127.0.0.1:{port}", "--count", "1", "--timeout", "1")
-            if status != 3:
-                break
-        status, report = probe_udp(f"127.0.0.1:{port}", "--count", "1", "--timeout", "2")
+        wait_until_echoing(port)
+        status, report = probe_udp(f"127.0.0.1:{port}", "--count", "1", "--timeout", "5")
     finally:
         echo.kill()
         echo.wait(WAIT)
