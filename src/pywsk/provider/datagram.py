@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..mechanics import datagram as udp
 from ..mechanics import linux
-from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
@@ -67,6 +66,7 @@ from .datagram_control import (
 )
 
 if TYPE_CHECKING:
+    from ..nt.irp import IRP
     from .client import WskClient
 
 __all__ = ["BasicSocket", "DatagramSocket"]

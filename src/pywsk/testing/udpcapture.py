@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from .capture import _network_layer
+from .segments import _network_layer
 
 __all__ = ["CapturedDatagram", "UdpCapture"]
 
