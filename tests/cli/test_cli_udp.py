@@ -237,3 +237,28 @@ def test_tcp_options_are_refused_with_udp() -> None:
     assert "TCP only" in result.stderr
     result = pywsk("serve", "--udp", "--mode", "http-ok")
     assert result.returncode == 2
+
+
+def test_serve_udp_bounds_its_queue_and_says_what_it_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pywsk.cli import serve_udp
+    from pywsk.cli.udp_socket import Arrival
+
+    monkeypatch.setattr(serve_udp, "QUEUE_LIMIT", 3)
+    server = serve_udp.UdpServer(
+        serve_udp.UdpServeOptions(mode="sink", wire="state"), lambda arrival: None
+    )
+    try:
+        server.open()
+        sender = ("127.0.0.1", 9)
+        for n in range(5):  # as the completion routine hands them over, faster than served
+            server._arrived(Arrival(sender, sequenced(n, 5, 64), 0.0))
+        server.stop("the test stopped it")
+        server.run()
+        (report,) = server.reports()
+    finally:
+        server.close()
+    assert report.facts["received"] == 3
+    assert any("2 more received and dropped unread" in claim for claim, _ in report.claims)
+    assert report.outcome == "inconclusive"

@@ -38,6 +38,8 @@ __all__ = ["UdpServeOptions", "UdpServer"]
 Mode = Literal["echo", "sink", "source"]
 #: After the stop: datagrams are still read until none came for this long (at most 2 s).
 QUIET = 0.2
+#: Datagrams waiting for the worker at most: a flood costs bounded memory.
+QUEUE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class UdpServer:
         self._stop = threading.Event()
         self._work = threading.Condition()
         self._queue: list[Arrival] = []
+        #: Datagrams received but dropped because the worker's queue was full, per sender.
+        self.overflow: dict[tuple[Any, ...], int] = {}
         self.capture: UdpCapture | None = None
         self.sock: WskDatagramSocket | None = None
         self.stopped_at: float | None = None
@@ -89,8 +93,12 @@ class UdpServer:
         return self.sock.local
 
     def _arrived(self, arrival: Arrival) -> None:
-        """A completion routine's datagram (DISPATCH_LEVEL): queue it for the worker."""
+        """A completion routine's datagram (DISPATCH_LEVEL): queue it for the worker - at
+        most QUEUE_LIMIT; past that it is counted as received and dropped, and said so."""
         with self._work:
+            if len(self._queue) >= QUEUE_LIMIT:
+                self.overflow[arrival.sender] = self.overflow.get(arrival.sender, 0) + 1
+                return
             self._queue.append(arrival)
             self._work.notify_all()
 
@@ -155,6 +163,8 @@ class UdpServer:
 
     def reports(self) -> list[UdpReport]:
         """One report per peer (call after :meth:`run`)."""
+        for sender in self.overflow:  # a peer all of whose datagrams were dropped
+            self.peers.setdefault(sender, _Peer(sender))
         return [self._report(peer) for peer in self.peers.values()]
 
     def _report(self, peer: _Peer) -> UdpReport:
@@ -210,6 +220,16 @@ class UdpServer:
                 report.verdict = f"the peer's {stats.total} datagram(s) arrived whole, in order"
         if report.outcome == "ok" and peer.failures:
             report.outcome = "deviation"
+        dropped = self.overflow.get(peer.address, 0)
+        if dropped:
+            report.claim(
+                f"{dropped} more received and dropped unread: serve's queue was full "
+                f"({QUEUE_LIMIT} datagrams)",
+                "WskReceiveFrom completions",
+            )
+            if report.outcome != "deviation":
+                report.outcome = "inconclusive"
+                report.verdict = "serve itself dropped datagrams: their loss and order not judged"
         if self.capture is not None:
             reconcile(
                 report,
@@ -217,7 +237,7 @@ class UdpServer:
                 self.sock.local,
                 peer.address,
                 peer.sent,
-                stats.received,
+                stats.received + dropped,
                 self.stopped_at,
             )
         return report
