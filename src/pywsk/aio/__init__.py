@@ -42,12 +42,14 @@ from __future__ import annotations
 
 from .._native import DisconnectReason, SocketOption
 from ._connection import Connection
+from ._datagram import DatagramEndpoint, open_datagram
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
 from ._waiting import run
 
 __all__ = [
     "Connection",
+    "DatagramEndpoint",
     "DisconnectReason",
     "Handler",
     "Listener",
@@ -57,6 +59,7 @@ __all__ = [
     "TlsHandler",
     "connect",
     "listen",
+    "open_datagram",
     "run",
     "serve",
     "start_tls",
