@@ -98,8 +98,15 @@ def test_source_then_abortive_resets_the_client(serve: Any) -> None:
     server = serve(
         "--mode", "source", "--after", "10k", "--disconnect", "abortive", "--connections", "1"
     )
-    with dial(server.port) as client:
-        data, end = read_to_end(client)
+    try:
+        client = dial(server.port)
+    except ConnectionResetError:
+        # The server sends 10 KiB and resets at once: on a loaded host the RST can arrive
+        # before this thread is scheduled to return from connect(), which then reports it.
+        data, end = b"", "rst"
+    else:
+        with client:
+            data, end = read_to_end(client)
     assert end == "rst"
     assert len(data) <= 10240
     [report] = server.finish()
