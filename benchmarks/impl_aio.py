@@ -25,6 +25,7 @@ from typing import Any
 
 import pywsk.aio
 
+from . import dgram_aio
 from .common import (
     CHUNK,
     HOST,
@@ -258,5 +259,6 @@ if __name__ == "__main__":
             ),
             "heap": lambda count="2000": run(heap_main(int(count))),
             "pycalls": lambda conns="500": pycalls_main(int(conns)),
+            **dgram_aio.handlers(run),
         }
     )

@@ -28,7 +28,15 @@ TITLES = {
     "churn": "churn: {n:,} connections, {conc} in flight (conn/s)",
     "bulk": "bulk: {size} over one connection, default congestion control (MB/s)",
     "bulk-cubic": "bulk: {size} over one connection, TCP_CONGESTION=cubic on the sender (MB/s)",
+    "dgram-64": "datagrams: {dn:,} of 64 B echoed over one UDP socket, batches of {batch} "
+    "(datagrams/s)",
+    "dgram-1400": "datagrams: {dn:,} of 1,400 B echoed over one UDP socket, batches of {batch} "
+    "(datagrams/s)",
 }
+
+
+#: Workload kind -> (rate unit, CPU unit) of the chart.
+UNITS = {"churn": ("conn/s", "CPU µs/conn"), "dgram": ("datagrams/s", "CPU µs/datagram")}
 
 
 def _order(names: set[str]) -> list[str]:
@@ -48,7 +56,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
             row: dict[str, Any] = {"runs": len(mine), "valid": len(ok)}
             if ok:
                 metrics = [r["metric"] for r in ok]
-                if workload == "churn":
+                if workload == "churn" or workload.startswith("dgram-"):
                     cpu = [r["cpu_total"] / r["n"] * 1e6 for r in ok]
                 else:
                     cpu = [r["cpu_total"] / (r["bytes"] / 2**30) for r in ok]
@@ -104,9 +112,20 @@ def markdown(data: dict[str, Any]) -> str:
     for workload, rows in summary.items():
         size = cfg["bulk_bytes"]
         size_text = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
-        title = TITLES.get(workload, workload).format(n=cfg["n"], conc=cfg["conc"], size=size_text)
+        title = TITLES.get(workload, workload).format(
+            n=cfg["n"],
+            conc=cfg["conc"],
+            size=size_text,
+            dn=cfg.get("dgram_n", 0),
+            batch=next((r["batch"] for r in data["records"] if "batch" in r), "?"),
+        )
         lines += ["", f"**{title}**", ""]
-        if workload == "churn":
+        if workload.startswith("dgram-"):
+            lines.append(
+                "| impl | median datagrams/s | min - max | x C | CPU µs/datagram (cli+srv) "
+                "| CPU min - max | x C CPU | valid |"
+            )
+        elif workload == "churn":
             lines.append(
                 "| impl | median conn/s | min - max | x C | CPU µs/conn (cli+srv) "
                 "| CPU min - max | x C CPU | valid |"
@@ -122,7 +141,7 @@ def markdown(data: dict[str, Any]) -> str:
             if "median" not in row:
                 lines.append(f"| {impl} | invalid | | | | | | {valid} |")
                 continue
-            digits = 0 if workload == "churn" else 2
+            digits = 2 if workload.startswith("bulk") else 1 if workload != "churn" else 0
             ratio = f"{row['ratio']:.2f}" if "ratio" in row else "n/a"
             cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "n/a"
             lines.append(
@@ -260,7 +279,7 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
     summary = data.get("summary") or summarize(data)
     panels = []
     for workload, rows in summary.items():
-        unit, cpu_unit = ("conn/s", "CPU µs/conn") if workload == "churn" else ("MB/s", "CPU s/GiB")
+        unit, cpu_unit = UNITS.get(workload.split("-")[0], ("MB/s", "CPU s/GiB"))
         panels.append((workload, rows, "median", "min", "max", unit))
         panels.append((workload, rows, "cpu", "cpu_min", "cpu_max", cpu_unit))
     if not panels:

@@ -45,12 +45,14 @@ from typing import Any
 from .._native import SocketOption, deprecated_attribute
 from ..core.ending import Ending
 from ._connection import Connection
+from ._datagram import DatagramEndpoint, open_datagram
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
 from ._waiting import run
 
 __all__ = [
     "Connection",
+    "DatagramEndpoint",
     "Ending",
     "Handler",
     "Listener",
@@ -60,6 +62,7 @@ __all__ = [
     "TlsHandler",
     "connect",
     "listen",
+    "open_datagram",
     "run",
     "serve",
     "start_tls",
