@@ -401,16 +401,18 @@ class ProbeRun:
                 bytes([97 + len(calls) % 26]) * CHUNK, label="WskSend(1 MiB)", record=False
             )
             calls.append(call)
-            if call.returned == STATUS_PENDING:
+            # A send completes at the server's acknowledgement of its last byte: one still
+            # pending after --stall means the server stopped taking data.
+            if call.returned == STATUS_PENDING and not call.wait(self.options.stall):
                 call.show()
                 break
-        pending = bool(calls) and calls[-1].returned == STATUS_PENDING
+        pending = bool(calls) and not calls[-1].done
         self.timeline.note(
             f"{len(calls)} WskSend calls of 1 MiB; "
             + (
                 "the last one pends: the server does not keep up"
                 if pending
-                else "all completed inline: the server keeps up"
+                else "all completed: the server keeps up"
             ),
             at=started,
         )

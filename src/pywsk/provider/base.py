@@ -80,7 +80,18 @@ def internal_irp() -> IRP:
 class Op:
     """One pending request (an IRP inside the provider)."""
 
-    __slots__ = ("done", "flags", "irp", "kind", "owner", "status", "transferred", "views", "want")
+    __slots__ = (
+        "done",
+        "end",
+        "flags",
+        "irp",
+        "kind",
+        "owner",
+        "status",
+        "transferred",
+        "views",
+        "want",
+    )
 
     def __init__(
         self,
@@ -97,6 +108,9 @@ class Op:
         self.flags = flags
         self.want = len(views[0]) if len(views) == 1 else sum(len(v) for v in views)
         self.transferred = 0
+        #: A send wholly in the kernel: the stream offset just past its last byte (it
+        #: completes once the peer has acknowledged that many bytes).
+        self.end = -1
         self.done = False
         #: The status it completed with (valid once ``done``).
         self.status: int = NTSTATUS.STATUS_PENDING

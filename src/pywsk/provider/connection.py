@@ -83,7 +83,7 @@ from ..wsk.constants import (
     WskIoctl,
 )
 from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
-from . import listener
+from . import acks, listener
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
@@ -102,6 +102,9 @@ _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 _READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 # The edges that can mean the peer's FIN or RST.
 _END_EVENTS = select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
+# The edges that can mean an acknowledgement: a zerocopy completion (EPOLLERR), space freed
+# in the send buffer (EPOLLOUT), the end of the connection (EPOLLHUP).
+_ACK_EVENTS = select.EPOLLERR | select.EPOLLHUP | select.EPOLLOUT
 
 
 class ConnectionSocket(ProviderSocket):
@@ -115,11 +118,13 @@ class ConnectionSocket(ProviderSocket):
     }
 
     __slots__ = (
+        "_acked_base",
         "_disc",
         "_eof_seen",
         "_events_seen",
         "_fin_issued",
         "_final_pending",
+        "_handed",
         "_held",
         "_indication_buffer",
         "_port_at_connect",
@@ -128,6 +133,7 @@ class ConnectionSocket(ProviderSocket):
         "_reset_read",
         "_suspended",
         "_target",
+        "_unacked",
         "_watching",
         "_writing",
         "half_open",
@@ -157,6 +163,13 @@ class ConnectionSocket(ProviderSocket):
         # deque costs ~760 B of heap per connection against 56 B for an empty list.
         self.sendq: list[Op] = []
         self.recvq: list[Op] = []
+        # Sends wholly handed to the kernel, waiting for the peer's acknowledgement of their
+        # last byte (WskSend completes only then, in order); the bytes handed to the kernel
+        # so far; ``tcpi_bytes_acked`` before the first byte (None: acknowledgements cannot
+        # be watched, and a send completes when the kernel took it).
+        self._unacked: list[Op] = []
+        self._handed = 0
+        self._acked_base: int | None = None
         self._disc: Op | None = None  # the pending graceful disconnect
         self._final_pending = False  # its final buffer is still in sendq
         self._fin_issued = False  # shutdown(SHUT_WR) done
@@ -201,6 +214,7 @@ class ConnectionSocket(ProviderSocket):
         if sock.gettimeout() != 0.0:
             sock.setblocking(False)
         new = cls(client, family, sock, context, dispatch_client, half_open)
+        new._watch_acks()
         for event in (ConnInput.BIND, ConnInput.CONNECT, ConnInput.CONNECT_SUCCEEDED):
             new.machine.process(event)
         new.local = local if local is not None else sock.getsockname()
@@ -264,6 +278,15 @@ class ConnectionSocket(ProviderSocket):
         """The provider thread saw an edge: do what it makes possible (under the lock)."""
         if self.closed:
             return
+        if self._acked_base is not None and mask & _ACK_EVENTS:
+            if mask & select.EPOLLERR:
+                acks.completions(self.sock)  # the wake-ups (bytes_acked is the truth)
+            if self._unacked:
+                self._on_acks()
+                if self._unacked and mask & select.EPOLLHUP:
+                    # The connection ended (RST, transport timeout) with sends
+                    # unacknowledged: read why, and fail them.
+                    self.refresh()
         if self._writing and mask & _WRITE_EVENTS:
             self._on_writable(mask)
         if self._reading and mask & _READ_EVENTS:
@@ -378,7 +401,14 @@ class ConnectionSocket(ProviderSocket):
             self.sock.getsockname,
         )
 
+    def _watch_acks(self) -> None:
+        """Sends complete at the peer's acknowledgement from now on (before any data)."""
+        if acks.watch(self.sock):
+            base = acks.bytes_acked(self.sock)
+            self._acked_base = base if base >= 0 else None
+
     def _connected(self) -> None:
+        self._watch_acks()
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)
         if self.local is not None and (not self.local[1] or self.local[0] in ("0.0.0.0", "::")):
             self.local = None  # the kernel's choice: WskGetLocalAddress asks it when asked
@@ -442,11 +472,39 @@ class ConnectionSocket(ProviderSocket):
             if not self._transmit(op):
                 return self._complete_broken_inline(op)
             if op.transferred == op.want:
-                self._finish(op, NTSTATUS.STATUS_SUCCESS)
-                return NTSTATUS.STATUS_SUCCESS
+                self._handed_whole(op)
+                if op.done:
+                    return op.status
+                return self._pend(op)
         self.sendq.append(op)
         self._want_write(True)
         return self._pend(op)
+
+    def _handed_whole(self, op: Op) -> None:
+        """Every byte of send ``op`` is in the kernel: it completes once the peer has
+        acknowledged its last byte (WskSend: "until all of the data has actually been
+        sent"), after the sends before it; at once if acknowledgements cannot be watched."""
+        if self._acked_base is None or not (op.want or self._unacked):
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+            return
+        op.end = self._handed
+        self._unacked.append(op)
+        self._on_acks()  # the acknowledgement may be in already (on loopback it often is)
+
+    def _on_acks(self) -> None:
+        """Complete, in order, every send whose last byte the peer has acknowledged."""
+        if self._acked_base is None or not self._unacked:
+            return
+        acked = acks.bytes_acked(self.sock) - self._acked_base
+        done = 0
+        for op in self._unacked:
+            if op.end > acked:
+                break
+            done += 1
+        if done:
+            finished, self._unacked = self._unacked[:done], self._unacked[done:]
+            for op in finished:
+                self._finish(op, NTSTATUS.STATUS_SUCCESS)
 
     def _complete_broken_inline(self, op: Op) -> int:
         status = (
@@ -459,20 +517,38 @@ class ConnectionSocket(ProviderSocket):
     def _transmit(self, op: Op) -> bool:
         """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""
         try:
+            watched = self._acked_base is not None and op.kind is OpKind.SEND
             while op.transferred < op.want:
-                sent = self.sock.sendmsg(op.remaining())
+                sent = self._send_watched(op) if watched else self.sock.sendmsg(op.remaining())
                 if sent == 0:
                     break
                 op.transferred += sent
+                self._handed += sent
             if op.flags & WSK_FLAG_NODELAY and op.transferred == op.want:
                 self._push()
 
         except BlockingIOError:
             return True
         except OSError as exc:
+            if exc.errno == errno.ENOBUFS and self._acked_base is not None:
+                # The socket's budget for zerocopy completions is used up: the next
+                # completion (an EPOLLERR edge) frees some, and the send goes on then.
+                return True
             self._on_transport_error(exc)
             return False
         return True
+
+    def _send_watched(self, op: Op) -> int:
+        """One ``sendmsg`` of send ``op``: every byte but the last, then the last byte alone
+        with MSG_ZEROCOPY, whose completion (when TCP frees it: acknowledged) is the wake-up
+        (provider/acks.py).  The rest is copied, as Linux's send buffer - and so its flow
+        control - expects; MSG_MORE keeps the two parts in one segment."""
+        views = op.remaining()
+        if op.want - op.transferred == 1:
+            return self.sock.sendmsg(views, (), acks.MSG_ZEROCOPY)
+        last = views[-1]
+        views = [*views[:-1], last[:-1]] if len(last) > 1 else views[:-1]
+        return self.sock.sendmsg(views, (), socket.MSG_MORE)
 
     def _push(self) -> None:
         """WSK_FLAG_NODELAY: send this and earlier queued data now (a TCP_NODELAY pulse), and
@@ -496,7 +572,7 @@ class ConnectionSocket(ProviderSocket):
             if op.kind is OpKind.DISCONNECT:
                 self._final_pending = False
             else:
-                self._finish(op, NTSTATUS.STATUS_SUCCESS)
+                self._handed_whole(op)
         if not self.sendq:
             self._want_write(False)
             if self._disc is not None and not self._fin_issued and not self.closed:
@@ -822,9 +898,12 @@ class ConnectionSocket(ProviderSocket):
         self._end_pending(cause)
 
     def _end_pending(self, cause: Cause) -> None:
-        ops: list[Op] = [*self.sendq, *self.recvq]
+        if cause is not Cause.CLOSE:
+            self._on_acks()  # what the peer acknowledged before the end succeeded
+        ops: list[Op] = [*self._unacked, *self.sendq, *self.recvq]
         if self._disc is not None and self._disc not in ops:
             ops.append(self._disc)
+        self._unacked.clear()
         self.sendq.clear()
         self.recvq.clear()
         self._disc = None
@@ -842,9 +921,10 @@ class ConnectionSocket(ProviderSocket):
     def cancel(self, op: Op) -> None:
         """IoCancelIrp reached a pending op: end it with STATUS_CANCELLED if it had no effect.
 
-        A send already partly handed to the kernel, or a receive that already holds data,
-        cannot be undone: it completes normally (the cancel lost the race; see "Cancelling
-        a partly sent send" in docs/fidelity.md for why this is not yet Windows' choice).
+        A send the kernel has taken bytes of (and the peer has not acknowledged whole)
+        cannot be undone: it completes STATUS_CANCELLED and the connection is aborted (RST;
+        "Cancelling a partly sent send" in docs/fidelity.md).  A receive that already holds
+        data completes normally with it (the cancel lost the race).
         A graceful disconnect's IRP completes with STATUS_CANCELLED at once - its final
         buffer partly sent or not - and the disconnect goes on in the transport with a
         copy of the unsent final data: a FIN cannot be taken back.
@@ -852,6 +932,9 @@ class ConnectionSocket(ProviderSocket):
         if op.done:
             return
         if op.kind is OpKind.SEND and op.transferred:
+            # On the provider thread, next turn: a client that breaks the connection itself
+            # when a cancel does not win at once (the Pythonic layers) does so first.
+            self._post(self._cancel_taken_send, op)
             return
         if op.kind is OpKind.RECEIVE:
             if op not in self.recvq:
@@ -889,6 +972,26 @@ class ConnectionSocket(ProviderSocket):
             self.sendq.remove(op)
             self._want_write(bool(self.sendq))
             self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+
+    def _cancel_taken_send(self, op: Op) -> None:
+        """A cancelled send the kernel has taken bytes of: they cannot be recalled, and the
+        stream cannot go on without the rest, so the connection is aborted (RST) - unless
+        the peer has acknowledged the whole send meanwhile (it then succeeds)."""
+        if op.done or self.closed:
+            return
+        self._on_acks()
+        if op in self.sendq:
+            self.sendq.remove(op)
+        elif op in self._unacked:
+            self._unacked.remove(op)
+        else:
+            return  # acknowledged whole meanwhile: it succeeded
+        log_operation(
+            log, "WskSend", self.owner or self, NTSTATUS.STATUS_CANCELLED, "taken in part: RST"
+        )
+        # Information: the bytes the transport had taken (some may never reach the peer).
+        self._finish(op, NTSTATUS.STATUS_CANCELLED, op.transferred)
+        self.abort()
 
     # --- WskDisconnect ---------------------------------------------------------------------
     def disconnect(self, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
@@ -1014,6 +1117,10 @@ class ConnectionSocket(ProviderSocket):
         ):
             return  # fault injection: this graceful disconnect never completes on its own
         self._process(ConnInput.FIN_ACKED)
+        # Our FIN acknowledged: every byte before it was acknowledged too.
+        acknowledged, self._unacked = self._unacked, []
+        for send in acknowledged:
+            self._finish(send, NTSTATUS.STATUS_SUCCESS)
         op, self._disc = self._disc, None
         self._update_watch()
         if op is not None:
@@ -1028,6 +1135,7 @@ class ConnectionSocket(ProviderSocket):
 
     def abort(self) -> None:
         """Abortive disconnect: RST now, end every pending request, keep the object."""
+        self._on_acks()  # sends the peer acknowledged before the RST succeed
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
         self._break(Cause.LOCAL_ABORT)
@@ -1092,6 +1200,7 @@ class ConnectionSocket(ProviderSocket):
         return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
 
     def close(self, Irp: IRP) -> int:
+        self._on_acks()  # sends the peer acknowledged before the close succeed
         state = self.machine.state
         if close_needs_reset(state) and linux.tcp_state(self.sock) not in (
             linux.CLOSE,
