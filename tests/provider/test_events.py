@@ -215,6 +215,60 @@ def test_retained_indications_are_released_with_wskrelease(
     peer.close()
 
 
+def test_a_release_from_another_thread_before_the_callback_returns_succeeds(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # The client hands the list to a driver thread, which releases it while the callback
+    # is still running; the callback then returns STATUS_PENDING (as a real driver may).
+    statuses: list[int] = []
+    sockets: list[WSK_SOCKET] = []
+
+    class HandingOff(Events):
+        def on_receive(
+            self,
+            context: Any,
+            flags: int,
+            indication: WSK_DATA_INDICATION | None,
+            indicated: int,
+            accepted: PSIZE_T,
+        ) -> int:
+            assert indication is not None
+            mdl = indication.Buffer.Mdl
+            assert mdl is not None
+            data = bytes(mdl._view[: indication.Buffer.Length])
+            sock = sockets[0]
+            worker = threading.Thread(
+                target=lambda: statuses.append(wsk.dispatch(sock).WskRelease(sock, indication))
+            )
+            worker.start()
+            worker.join(WAIT)
+            assert not worker.is_alive()
+            with self.changed:
+                self.received += data
+            self._record("receive", indicated)
+            return STATUS_PENDING
+
+    events = HandingOff()
+    sock, peer, _ = with_events(wsk, listener, 0, events)
+    sockets.append(sock)
+    assert wsk.set_events(sock, WSK_EVENT_RECEIVE) == STATUS_SUCCESS
+    peer.sendall(b"first")
+    events.wait(lambda: bytes(events.received) == b"first")
+    assert statuses == [STATUS_SUCCESS]
+    peer.sendall(b"second")  # indications go on; the released list is not held
+    events.wait(lambda: bytes(events.received) == b"firstsecond")
+    assert statuses == [STATUS_SUCCESS, STATUS_SUCCESS]
+    assert not cast_retained(sock)
+    peer.close()
+
+
+def cast_retained(sock: WSK_SOCKET) -> dict[int, Any]:
+    """The provider socket's retained indication lists (for checking nothing is left)."""
+    holder: Any = sock
+    retained: dict[int, Any] = holder.retained
+    return retained
+
+
 @pytest.mark.parametrize("with_receive_event", [True, False])
 def test_disconnect_event_after_the_data_on_peer_fin_and_sending_still_works(
     wsk: WskTestClient, listener: Listener, with_receive_event: bool

@@ -733,16 +733,19 @@ class ConnectionSocket(ProviderSocket):
         MmBuildMdlForNonPagedPool(mdl)
         indication = WSK_DATA_INDICATION(None, WSK_BUF(mdl, 0, n))
         accepted = PSIZE_T(n)
+        # Retained from the start: the client may hand the list to another thread inside
+        # the callback, which may WskRelease it before the callback returns.
+        self.retained[id(indication)] = indication
         status = self.invoke(
             WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, indication, n, accepted
         )
         if status == NTSTATUS.STATUS_PENDING:
             # The client keeps the list until WskRelease; the buffer is now its own.
-            self.retained[id(indication)] = indication
             if not owned:
                 self._indication_buffer = None  # a fresh one for the next indication
             return
-        IoFreeMdl(mdl)
+        if self.retained.pop(id(indication), None) is not None:
+            IoFreeMdl(mdl)  # (a release inside the callback freed it already)
         if status == NTSTATUS.STATUS_SUCCESS and 0 <= accepted.value < n:
             self._held += data[accepted.value :]  # partial: pause until a WskReceive
             self._suspended = True
