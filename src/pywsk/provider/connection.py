@@ -126,10 +126,12 @@ class ConnectionSocket(ProviderSocket):
         "_final_pending",
         "_handed",
         "_held",
+        "_in_callback",
         "_indication_buffer",
         "_port_at_connect",
         "_reading",
         "_registered",
+        "_released_early",
         "_reset_read",
         "_suspended",
         "_target",
@@ -189,6 +191,10 @@ class ConnectionSocket(ProviderSocket):
         # Allocated on the first indication: most connections never enable WskReceiveEvent.
         self._indication_buffer: mmap.mmap | None = None
         self.retained: dict[int, WSK_DATA_INDICATION] = {}
+        #: The list a WskReceiveEvent call is running with, and whether it was released
+        #: (from another thread) before the call returned.
+        self._in_callback: WSK_DATA_INDICATION | None = None
+        self._released_early = False
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
         #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
@@ -733,19 +739,26 @@ class ConnectionSocket(ProviderSocket):
         MmBuildMdlForNonPagedPool(mdl)
         indication = WSK_DATA_INDICATION(None, WSK_BUF(mdl, 0, n))
         accepted = PSIZE_T(n)
-        # Retained from the start: the client may hand the list to another thread inside
-        # the callback, which may WskRelease it before the callback returns.
-        self.retained[id(indication)] = indication
-        status = self.invoke(
-            WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, indication, n, accepted
-        )
+        # The client may hand the list to another thread inside the callback, which may
+        # WskRelease it before the callback returns (release() knows it meanwhile).
+        self._in_callback = indication
+        try:
+            status = self.invoke(
+                WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, indication, n, accepted
+            )
+        finally:
+            self._in_callback = None
+        released = self._released_early
+        self._released_early = False
         if status == NTSTATUS.STATUS_PENDING:
             # The client keeps the list until WskRelease; the buffer is now its own.
+            if not released:
+                self.retained[id(indication)] = indication
             if not owned:
                 self._indication_buffer = None  # a fresh one for the next indication
             return
-        if self.retained.pop(id(indication), None) is not None:
-            IoFreeMdl(mdl)  # (a release inside the callback freed it already)
+        if not released:
+            IoFreeMdl(mdl)
         if status == NTSTATUS.STATUS_SUCCESS and 0 <= accepted.value < n:
             self._held += data[accepted.value :]  # partial: pause until a WskReceive
             self._suspended = True
@@ -756,7 +769,11 @@ class ConnectionSocket(ProviderSocket):
 
     def release(self, DataIndication: WSK_DATA_INDICATION | None) -> int:
         """WskRelease: give back a list retained by returning STATUS_PENDING."""
-        if DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
+        if DataIndication is not None and DataIndication is self._in_callback:
+            if self._released_early:
+                return NTSTATUS.STATUS_INVALID_PARAMETER
+            self._released_early = True  # before the callback returned (another thread)
+        elif DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         element: WSK_DATA_INDICATION | None = DataIndication
         while element is not None:
