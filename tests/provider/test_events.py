@@ -300,6 +300,42 @@ def test_disconnect_event_abortive_on_peer_rst(wsk: WskTestClient, listener: Lis
     peer.close()
 
 
+def test_a_reset_behind_unread_data_is_told_when_it_arrives(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # Only WskDisconnectEvent on, nothing reading: the RST is reported when it arrives,
+    # once; the data before it is still there for WskReceive, then the reset.
+    from pywsk.nt import STATUS_CONNECTION_RESET
+    from pywsk.testing.tcp import abort_with_rst
+
+    sock, peer, events = with_events(wsk, listener, WSK_EVENT_DISCONNECT)
+    peer.sendall(b"before the reset")
+    abort_with_rst(peer)
+    events.wait(lambda: ("disconnect", WSK_FLAG_ABORTIVE) in events.calls)
+    data, final = wsk.receive_all(sock, timeout=WAIT)
+    assert data == b"before the reset"
+    assert final.status == STATUS_CONNECTION_RESET
+    assert wsk.send(sock, b"x").wait(WAIT).status == STATUS_CONNECTION_RESET
+    assert events.calls == [("disconnect", WSK_FLAG_ABORTIVE)]  # once
+    peer.close()
+
+
+def test_a_fin_then_a_reset_is_told_once_each(wsk: WskTestClient, listener: Listener) -> None:
+    # The peer's FIN (sending may go on: the WskDisconnectEvent page), then its RST, which
+    # ends that: each is news, each is told once, in order.
+    from pywsk.testing.tcp import abort_with_rst
+
+    sock, peer, events = with_events(wsk, listener, WSK_EVENT_DISCONNECT)
+    peer.shutdown(socket.SHUT_WR)
+    events.wait(lambda: ("disconnect", 0) in events.calls)
+    assert wsk.send(sock, b"still sending").wait(WAIT).status == STATUS_SUCCESS
+    abort_with_rst(peer)
+    events.wait(lambda: ("disconnect", WSK_FLAG_ABORTIVE) in events.calls)
+    assert wsk.receive_all(sock, timeout=WAIT)[0] == b""
+    assert events.calls == [("disconnect", 0), ("disconnect", WSK_FLAG_ABORTIVE)]
+    peer.close()
+
+
 def test_no_disconnect_event_for_local_disconnects(wsk: WskTestClient, listener: Listener) -> None:
     sock, peer, events = with_events(wsk, listener, WSK_EVENT_DISCONNECT)
     assert wsk.disconnect(sock).wait(WAIT).status == STATUS_SUCCESS

@@ -133,6 +133,7 @@ class ConnectionSocket(ProviderSocket):
         "_registered",
         "_released_early",
         "_reset_read",
+        "_reset_told",
         "_suspended",
         "_target",
         "_unacked",
@@ -181,6 +182,8 @@ class ConnectionSocket(ProviderSocket):
         self._registered = False
         #: The peer's reset was read from SO_ERROR before the data that preceded it.
         self._reset_read = False
+        #: WskDisconnectEvent told the client of a reset that is behind unread data.
+        self._reset_told = False
         #: The address connect() was given (the peer's address once connected).
         self._target: tuple[Any, ...] | None = None
         # WskReceiveEvent: data the client left with us, whether indications are paused,
@@ -787,6 +790,8 @@ class ConnectionSocket(ProviderSocket):
         """The peer's FIN (flags 0) or RST (WSK_FLAG_ABORTIVE): tell the client, after the
         completions and data indications already under way (so data comes first)."""
         if self.events & WSK_EVENT_DISCONNECT:
+            if flags and self._reset_told:
+                return  # told when it arrived, behind unread data
             self._post(self._indicate_disconnect, flags)
         elif flags and self.events & WSK_EVENT_RECEIVE:
             self._post(self._indicate_broken)
@@ -861,8 +866,12 @@ class ConnectionSocket(ProviderSocket):
                 self._on_readable()  # data first; the reader meets the FIN or RST in order
             elif linux.tcp_state(self.sock) != linux.CLOSE or linux.inq(self.sock) == 0:
                 self.refresh()
-            # else: a reset behind unread data - the data comes first; the receive that
-            # reads it meets the RST in order (a reset must not discard what was received).
+            elif not self._reset_told:
+                # A reset behind unread data: the data stays for WskReceive (a reset must
+                # not discard what was received; the receive that reads it meets the RST
+                # in order), but the client is told of the reset now, when it happened.
+                self._reset_told = True
+                self._post(self._indicate_disconnect, WSK_FLAG_ABORTIVE)
 
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
