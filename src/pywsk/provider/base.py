@@ -21,6 +21,7 @@ import functools
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -288,9 +289,16 @@ class ProviderSocket(WSK_SOCKET):
         self._running[event] = self._running.get(event, 0) + 1
         engine = self.engine
         saved = engine.leave(self.lock)
+        observer = hooks.observer
+        began = time.monotonic() if observer is not None else 0.0
         try:
             with running_at(DISPATCH_LEVEL):
-                return routine(*args)
+                try:
+                    return routine(*args)
+                finally:
+                    if observer is not None:  # the verifier times code at DISPATCH_LEVEL
+                        seconds = time.monotonic() - began
+                        observer.event("callback-returned", self, routine=routine, seconds=seconds)
         except BaseException as exc:
             report_exception(exc, "in an event callback", routine)
             return None
