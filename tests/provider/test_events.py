@@ -215,6 +215,49 @@ def test_retained_indications_are_released_with_wskrelease(
     peer.close()
 
 
+def test_retained_lists_hold_the_window_until_released(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # A client that retains every list and never releases: the retained bytes count
+    # against the receive buffer, indications pause, and TCP holds the peer back.
+    import select
+
+    kept: list[WSK_DATA_INDICATION] = []
+
+    def keep(ind: WSK_DATA_INDICATION | None, n: int, accepted: PSIZE_T) -> int:
+        assert ind is not None
+        kept.append(ind)
+        return STATUS_PENDING
+
+    events = Events(answer=keep)
+    sock, peer, _ = with_events(wsk, listener, WSK_EVENT_RECEIVE, events)
+    limit = cast_socket(sock).sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    peer.setblocking(False)
+    pushed = 0
+    block = b"p" * 65536
+    while pushed < 256 * 1024 * 1024:  # bounded: far more than any buffer here
+        try:
+            pushed += peer.send(block)
+        except BlockingIOError:
+            _r, writable, _x = select.select([], [peer], [], 1.0)
+            if not writable:
+                break  # held back: nothing drains for a second
+    assert pushed < 256 * 1024 * 1024, "the peer was never held back"
+    retained = sum(ind.Buffer.Length for ind in kept)
+    assert limit <= retained <= limit + 65536  # bounded by the receive buffer
+    events.answer = None  # from now on the client takes what it is given
+    release = wsk.dispatch(sock).WskRelease
+    assert all(release(sock, ind) == STATUS_SUCCESS for ind in kept)
+    before = len(events.received)
+    events.wait(lambda: len(events.received) > before)  # indications resumed
+    peer.close()
+
+
+def cast_socket(sock: WSK_SOCKET) -> Any:
+    """The provider socket behind a WSK socket (to read its kernel socket in a test)."""
+    return sock
+
+
 def test_a_release_from_another_thread_before_the_callback_returns_succeeds(
     wsk: WskTestClient, listener: Listener
 ) -> None:

@@ -134,6 +134,8 @@ class ConnectionSocket(ProviderSocket):
         "_released_early",
         "_reset_read",
         "_reset_told",
+        "_retain_limit",
+        "_retained_bytes",
         "_suspended",
         "_target",
         "_unacked",
@@ -197,6 +199,10 @@ class ConnectionSocket(ProviderSocket):
         #: The list a WskReceiveEvent call is running with, and whether it was released
         #: (from another thread) before the call returned.
         self._in_callback: WSK_DATA_INDICATION | None = None
+        #: Bytes of the lists the client retains, and how many it may retain before
+        #: indications pause (the receive buffer's size, read at the first retention).
+        self._retained_bytes = 0
+        self._retain_limit = 1 << 62
         self._released_early = False
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
@@ -678,6 +684,7 @@ class ConnectionSocket(ProviderSocket):
             and not self.closed
             and not self.recvq
             and not self._running.get(WSK_EVENT_RECEIVE)  # one indication at a time
+            and self._retained_bytes < self._retain_limit  # retained lists hold the window
             and receive_verdict(self.machine.state, self.half_open) is ReceiveVerdict.READ
         )
 
@@ -757,6 +764,11 @@ class ConnectionSocket(ProviderSocket):
             # The client keeps the list until WskRelease; the buffer is now its own.
             if not released:
                 self.retained[id(indication)] = indication
+                if not self._retained_bytes:
+                    # Retained bytes count against the receive buffer, as the transport's
+                    # own buffers would: at SO_RCVBUF, indications (and reads) pause.
+                    self._retain_limit = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                self._retained_bytes += n
             if not owned:
                 self._indication_buffer = None  # a fresh one for the next indication
             return
@@ -779,10 +791,15 @@ class ConnectionSocket(ProviderSocket):
         elif DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
             return NTSTATUS.STATUS_INVALID_PARAMETER
         element: WSK_DATA_INDICATION | None = DataIndication
+        held = self._retained_bytes >= self._retain_limit
         while element is not None:
             if element.Buffer.Mdl is not None:
                 IoFreeMdl(element.Buffer.Mdl)
+            if DataIndication is not self._in_callback:
+                self._retained_bytes = max(0, self._retained_bytes - element.Buffer.Length)
             element = element.Next
+        if held and self._retained_bytes < self._retain_limit and not self.closed:
+            self._update_reading(tried=False)  # indications resume (they had paused)
         return NTSTATUS.STATUS_SUCCESS
 
     # --- WskDisconnectEvent, WskSendBacklogEvent ----------------------------------------------
