@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from test_disconnect import Capture, Listener, captured
+from test_requests import recv_exactly
 
 from pywsk.nt import (
     STATUS_CANCELLED,
@@ -24,27 +26,12 @@ from pywsk.nt import (
     IoCancelIrp,
 )
 from pywsk.testing.capture import Segment, WireCapture
+from pywsk.testing.contract import peer_reads_to_end
 from pywsk.testing.driver import WskTestClient
-from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_SOCKET
-
-Listener = Callable[..., socket.socket]
-Capture = Callable[[int], WireCapture]
+from pywsk.wsk import WSK_FLAG_ABORTIVE
 
 WAIT = 10.0
 MIB = 1 << 20
-
-
-def captured(
-    wsk: WskTestClient, listener: Listener, capture_port: Capture, rcvbuf: int | None = None
-) -> tuple[WSK_SOCKET, socket.socket, int, WireCapture]:
-    """A WSK socket connected to a plain peer, the connection captured from its SYN on;
-    returns (socket, peer, the WSK socket's port, capture)."""
-    lsock = listener("127.0.0.1", rcvbuf)
-    cap = capture_port(lsock.getsockname()[1])
-    sock = wsk.connect(lsock.getsockname()[:2])
-    peer, address = lsock.accept()
-    peer.settimeout(WAIT)
-    return sock, peer, address[1], cap
 
 
 def first_byte(cap: WireCapture, port: int) -> int:
@@ -58,19 +45,6 @@ def acknowledges(port: int, start: int, count: int) -> Callable[[Segment], bool]
     return lambda s: (
         s.dport == port and s.ack_flag and ((s.ack - start) & 0xFFFFFFFF) >= count and not s.syn
     )
-
-
-def read_to_end(peer: socket.socket) -> tuple[bytes, str]:
-    """Read until the FIN or RST; returns (data, "fin" | "rst")."""
-    data = bytearray()
-    while True:
-        try:
-            chunk = peer.recv(1 << 16)
-        except ConnectionResetError:
-            return bytes(data), "rst"
-        if not chunk:
-            return bytes(data), "fin"
-        data += chunk
 
 
 def zero_window_from(cap: WireCapture, port: int) -> Segment:
@@ -104,7 +78,7 @@ def test_a_send_completes_after_the_peer_acknowledged_its_last_byte(
 def test_several_sends_outstanding_complete_in_order_each_at_its_ack(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
-    sock, peer, port, cap = captured(wsk, listener, capture_port, rcvbuf=65536)
+    sock, peer, port, cap = captured(wsk, listener, capture_port, "127.0.0.1", 65536)
     start = first_byte(cap, port)
     chunks = [bytes([65 + i]) * (256 * 1024) for i in range(6)]
     sends = [wsk.send(sock, chunk) for chunk in chunks]
@@ -128,7 +102,7 @@ def test_a_send_the_peer_cannot_take_stays_pending_and_an_abort_fails_it(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
     # The audit's measured case: the peer never reads, 16 KiB receive buffer, 2 MiB sent.
-    sock, peer, port, cap = captured(wsk, listener, capture_port, rcvbuf=16384)
+    sock, peer, port, cap = captured(wsk, listener, capture_port, "127.0.0.1", 16384)
     send = wsk.send(sock, b"m" * (2 * MIB))
     assert send.returned == STATUS_PENDING
     zero_window_from(cap, peer.getsockname()[1])
@@ -138,7 +112,7 @@ def test_a_send_the_peer_cannot_take_stays_pending_and_an_abort_fails_it(
     send.wait(WAIT)
     assert (send.status, send.information) == (STATUS_CANCELLED, 0)
     cap.wait_rst(from_port=port, timeout=WAIT)
-    data, end = read_to_end(peer)
+    data, end = peer_reads_to_end(peer)
     assert end == "rst"
     assert len(data) < 2 * MIB  # what the abort threw away was never reported sent
     peer.close()
@@ -147,7 +121,7 @@ def test_a_send_the_peer_cannot_take_stays_pending_and_an_abort_fails_it(
 def test_a_reset_by_the_peer_fails_the_unacknowledged_sends(
     wsk: WskTestClient, listener: Listener, capture_port: Capture
 ) -> None:
-    sock, peer, _port, cap = captured(wsk, listener, capture_port, rcvbuf=16384)
+    sock, peer, _port, cap = captured(wsk, listener, capture_port, "127.0.0.1", 16384)
     first = wsk.send(sock, b"1" * MIB)
     second = wsk.send(sock, b"2" * MIB)
     zero_window_from(cap, peer.getsockname()[1])
@@ -170,7 +144,7 @@ def test_a_graceful_disconnect_completes_the_sends_before_it(
     sends = [wsk.send(sock, bytes([i]) * (512 * 1024)) for i in range(3)]
     disc = wsk.disconnect(sock)
     assert not disc.done
-    data, end = read_to_end(peer)
+    data, end = peer_reads_to_end(peer)
     assert (len(data), end) == (3 * 512 * 1024, "fin")
     for send in [*sends, disc]:
         send.wait(WAIT)
@@ -186,7 +160,7 @@ def test_a_graceful_disconnect_completes_the_sends_before_it(
 def test_cancelling_a_taken_send_aborts_the_connection(
     wsk: WskTestClient, listener: Listener, capture_port: Capture, whole: bool
 ) -> None:
-    sock, peer, port, cap = captured(wsk, listener, capture_port, rcvbuf=16384)
+    sock, peer, port, cap = captured(wsk, listener, capture_port, "127.0.0.1", 16384)
     # 2 MiB: more than the kernel takes (partly taken); 64 KiB: all of it taken, but the
     # peer's 16 KiB buffer cannot acknowledge it.
     size = 64 * 1024 if whole else 2 * MIB
@@ -202,7 +176,7 @@ def test_cancelling_a_taken_send_aborts_the_connection(
     behind.wait(WAIT)
     assert (behind.status, behind.information) == (STATUS_CANCELLED, 0)
     cap.wait_rst(from_port=port, timeout=WAIT)
-    data, end = read_to_end(peer)
+    data, end = peer_reads_to_end(peer)
     assert end == "rst"
     assert len(data) < size
     later = wsk.send(sock, b"later").wait(WAIT)
@@ -224,13 +198,3 @@ def test_cancelling_an_acknowledged_send_changes_nothing(
     assert wsk.send(sock, b"more").wait(WAIT).status == STATUS_SUCCESS
     assert recv_exactly(peer, 4) == b"more"
     peer.close()
-
-
-def recv_exactly(peer: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = peer.recv(min(1 << 16, size - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)

@@ -401,9 +401,10 @@ class ProbeRun:
                 bytes([97 + len(calls) % 26]) * CHUNK, label="WskSend(1 MiB)", record=False
             )
             calls.append(call)
-            # A send completes at the server's acknowledgement of its last byte: one still
-            # pending after --stall means the server stopped taking data.
-            if call.returned == STATUS_PENDING and not call.wait(self.options.stall):
+            # A send completes at the server's acknowledgement of its last byte (within a
+            # round trip while the server reads): one still pending after a quarter of a
+            # second (or --stall, if shorter) means the server stopped taking data.
+            if call.returned == STATUS_PENDING and not call.wait(min(self.options.stall, 0.25)):
                 call.show()
                 break
         pending = bool(calls) and not calls[-1].done

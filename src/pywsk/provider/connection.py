@@ -504,7 +504,12 @@ class ConnectionSocket(ProviderSocket):
             return
         op.end = self._handed
         self._unacked.append(op)
-        self._on_acks()  # the acknowledgement may be in already (on loopback it often is)
+        if len(self._unacked) == 1:
+            # The acknowledgement may be in already (on loopback it often is).  Only this
+            # call's own send completes inline: earlier ones complete at their edge on the
+            # provider thread, never inside a later call (whose caller would then run
+            # their completion routines in the middle of its own issuing).
+            self._on_acks()
 
     def _on_acks(self) -> None:
         """Complete, in order, every send whose last byte the peer has acknowledged."""
