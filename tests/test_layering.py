@@ -1,7 +1,8 @@
 """The package's layer rule, checked on the source with ``ast``, and the star-import surface.
 
 Layers, in order: ``nt`` -> ``wsk`` -> ``core`` -> ``mechanics`` (Linux) -> ``provider`` -> the
-top tier (``aio``, ``verifier``, ``cli``, ``testing``, and ``samples``, the sample client
+top tier (``aio``, ``verifier``, ``cli``, ``testing``, ``client`` - the driver-style client
+runtime - and its tracer ``trace``, and ``samples``, the sample client
 driver that the demo runs).  A module may import (absolutely, ``pywsk.X``, or relatively) only from its own layer
 or an earlier one.  ``core`` is sans-I/O: neither it nor anything it reaches inside pywsk may
 import sockets, selectors, threads, asyncio or clocks, or the IRP / KEVENT / MDL modules.
@@ -34,6 +35,8 @@ LAYERS: dict[str, int] = {
     "sync": 5,
     "verifier": 5,
     "cli": 5,
+    "client": 5,
+    "trace": 5,
     "testing": 5,
     "cdriver": 5,
     "samples": 5,

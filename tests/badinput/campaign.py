@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pywsk import verifier
+from pywsk.client import allocate_buffer
 from pywsk.nt import (
     STATUS_INVALID_PARAMETER,
     STATUS_PENDING,
@@ -47,7 +48,7 @@ from pywsk.nt import (
 from pywsk.nt.bugcheck import BugCheck
 from pywsk.nt.mdl import MDL
 from pywsk.nt.status import NT_ERROR
-from pywsk.testing.driver import Request, WskTestClient, make_buffer
+from pywsk.testing.driver import Request, WskTestClient
 from pywsk.wsk import (
     AF_INET,
     IPPROTO_TCP,
@@ -211,7 +212,7 @@ class World:
 
     def buffer(self, data: bytes) -> WSK_BUF:
         """A WSK_BUF over non-paged pool holding ``data``; freed by :meth:`close`."""
-        pool, buf = make_buffer(data)
+        pool, buf, _free = allocate_buffer(data, b"wskt")  # freed by close, below
         assert buf.Mdl is not None
         self.buffers.append((pool, buf.Mdl))
         return buf

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pywsk.cli.evidence import Claims, WireFacts, reconcile
 from pywsk.cli.timeline import Report, Timeline
+from pywsk.core.ending import Ending
 from pywsk.testing.capture import Segment
 
 T0 = 1_000_000.0
@@ -42,8 +43,8 @@ def graceful_wire(server_data: int = 10) -> list[Segment]:
 
 def claims(**changes: object) -> Claims:
     base = Claims(
-        "probe", "server", our_end="fin", our_end_call="WskDisconnect(NULL, 0)",
-        our_end_at=T0 + 0.004, fin_acked_at=T0 + 0.0065, peer_end="fin",
+        "probe", "server", our_end=Ending.OUR_FIN, our_end_call="WskDisconnect(NULL, 0)",
+        our_end_at=T0 + 0.004, fin_acked_at=T0 + 0.0065, peer_end=Ending.PEER_FIN,
         peer_end_at=T0 + 0.0063, closed_at=T0 + 0.007, received=10, read_to_end=True, sent=5,
     )  # fmt: skip
     for key, value in changes.items():
@@ -93,7 +94,7 @@ def test_bytes_that_never_were_on_the_wire() -> None:
 def test_a_peer_end_wsk_never_reported() -> None:
     # The server's RST at 2 ms; we closed at 900 ms, and WSK never told us.
     wire = [*handshake(), seg(2, B, "R.", 501, 101)]
-    c = claims(our_end="rst", our_end_call="WskCloseSocket", our_end_at=T0 + 1.5,
+    c = claims(our_end=Ending.OUR_RST, our_end_call="WskCloseSocket", our_end_at=T0 + 1.5,
                fin_acked_at=None, peer_end=None, peer_end_at=None, closed_at=T0 + 1.5,
                received=0, read_to_end=False, sent=0)  # fmt: skip
     r = run(wire, c)
@@ -133,7 +134,7 @@ def test_calls_and_wire_times_in_the_wrong_order() -> None:
 
 
 def test_an_abort_without_an_rst() -> None:
-    c = claims(our_end="rst", our_end_call="WskDisconnect(NULL, WSK_FLAG_ABORTIVE)",
+    c = claims(our_end=Ending.OUR_RST, our_end_call="WskDisconnect(NULL, WSK_FLAG_ABORTIVE)",
                fin_acked_at=None, peer_end=None, peer_end_at=None, received=0,
                read_to_end=False, sent=0)  # fmt: skip
     r = run(handshake(), c)

@@ -27,11 +27,11 @@ import pywsk.aio
 import pywsk.aio.anyio
 import pywsk.sync
 import pywsk.trio
+from pywsk.client import allocate_buffer
 from pywsk.errors import error_from_status
-from pywsk.nt.mdl import ExFreePoolWithTag, IoFreeMdl
 from pywsk.nt.status import NT_SUCCESS, NTSTATUS
 from pywsk.testing.contract import SMALL_BUFFER, Factory, Subject, plain_listener
-from pywsk.testing.driver import Request, WskTestClient, make_buffer
+from pywsk.testing.driver import Request, WskTestClient
 from pywsk.wsk import (
     AF_INET,
     SO_SNDBUF,
@@ -309,7 +309,7 @@ class DriverSubject:
 
     def _with_buffer(self, name: str, data: bytes | int) -> tuple[Request, bytes]:
         """``name`` (WskSend or WskReceive) over a non-paged pool buffer, freed after."""
-        pool, buf = make_buffer(data)
+        pool, buf, free = allocate_buffer(data, POOL_TAG)
         try:
             function = getattr(self._client.dispatch(self._sock), name)
             request = self._client.start(name, function, self._sock, buf, 0)
@@ -317,9 +317,7 @@ class DriverSubject:
             count = request.information if isinstance(request.information, int) else 0
             return request, bytes(pool[:count])
         finally:
-            assert buf.Mdl is not None
-            IoFreeMdl(buf.Mdl)
-            ExFreePoolWithTag(pool, POOL_TAG)
+            free()
 
     def send_all(self, data: bytes) -> None:
         self._check(self._with_buffer("WskSend", data)[0])

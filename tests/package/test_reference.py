@@ -57,6 +57,10 @@ def page(html: Path, name: str) -> str:
         ("api/verifier.html", ["pywsk.verifier.enable", "pywsk.verifier.faults.FaultScheduler"]),
         ("api/testing.html", ["pywsk.testing.peer.LoopbackPeer"]),
         ("api/logging.html", ["pywsk._log.log_operation"]),
+        (
+            "api/client.html",
+            ["pywsk.client.runtime.Client", "pywsk.trace.Recorder", "pywsk.core.ending.Ending"],
+        ),
     ],
 )
 def test_each_api_page_documents_its_objects(html: Path, name: str, objects: list[str]) -> None:

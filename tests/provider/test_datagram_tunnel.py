@@ -21,7 +21,7 @@ import pytest
 
 from pywsk import verifier
 from pywsk.nt import STATUS_PENDING, STATUS_SUCCESS
-from pywsk.testing import capture as _capture
+from pywsk.testing import segments as _segments
 from pywsk.testing.capture import WireCapture
 from pywsk.wsk import AF_INET, sockaddr_from_tuple
 
@@ -102,7 +102,7 @@ class UdpCapture:
 
     @staticmethod
     def _decode(linktype: int, frame: bytes) -> Datagram | None:
-        ip = _capture._network_layer(linktype, frame)
+        ip = _segments._network_layer(linktype, frame)
         if ip is None:
             return None
         if frame[ip] >> 4 == 4:

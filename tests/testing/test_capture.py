@@ -23,7 +23,8 @@ from pywsk.testing import (
     abort_with_rst,
     has_ipv6_loopback,
 )
-from pywsk.testing.capture import _decode, _flag_string
+from pywsk.testing.segments import _flag_string
+from pywsk.testing.segments import decode as _decode
 
 WAIT = 5.0
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from pywsk import verifier
+from pywsk.client import allocate_buffer
 from pywsk.nt import (
     IRP,
     STATUS_CANCELLED,
@@ -39,7 +40,7 @@ from pywsk.nt import (
     IoFreeMdl,
     IoSetCompletionRoutine,
 )
-from pywsk.testing.driver import WskTestClient, make_buffer, run_in_dpc
+from pywsk.testing.driver import WskTestClient, run_in_dpc
 from pywsk.wsk import WSK_FLAG_ABORTIVE, WSK_FLAG_WAITALL, WSK_SOCKET
 
 Listener = Callable[..., socket.socket]
@@ -100,7 +101,7 @@ class Batch:
     ) -> Call:
         irp = IoAllocateIrp(1, False)
         assert irp is not None
-        pool, buf = make_buffer(data)
+        pool, buf, _free = allocate_buffer(data, b"wskt")  # freed by free(), below
         n = sum(1 for c in self.issued if (c.sock, c.kind) == (index, kind))
         call = Call(index, kind, n, irp, pool, buf.Mdl)
         IoSetCompletionRoutine(irp, self._routine, call, True, True, True)

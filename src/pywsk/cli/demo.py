@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.ending import Ending
 from ..nt import (
     STATUS_CANCELLED,
     STATUS_CONNECTION_ABORTED,
@@ -256,11 +257,11 @@ class Stage:
 def seed_sample(stage: Stage) -> None:
     report, tl, session = stage.report, stage.timeline, stage.session
     sock = stage.connect()
-    session.send(sock, b"hello, peer!").wait(WAIT)
+    session.send(sock, b"hello, peer!").completed_within(WAIT)
     KeInitializeEvent(seed.DisconnectDone, NotificationEvent, False)
     seed.DisconnectStatus.clear()
     issued = time.time()
-    session.fins.add(id(sock))
+    session.ends(sock).learn_ours(Ending.OUR_FIN, issued)
     status = seed.DisconnectSocket(sock)
     tl.record(
         "call",
@@ -287,7 +288,7 @@ def seed_sample(stage: Stage) -> None:
     report.check(status in (STATUS_PENDING, STATUS_SUCCESS), "WskDisconnect returned a failure")
     report.check(done == STATUS_SUCCESS, "the disconnect IRP did not complete with STATUS_SUCCESS")
     if done == STATUS_SUCCESS:
-        session.fins_acked.add(id(sock))
+        session.ends(sock).fin_acknowledged(time.time())
     report.check(
         obs.received == b"hello, peer!" and obs.end == "fin",
         "the peer did not get the data then a FIN",
@@ -310,7 +311,7 @@ def _receive_to_end(stage: Stage, sock: WSK_SOCKET, timeout: float = WAIT) -> Ca
     deadline = time.monotonic() + timeout
     while True:
         call = stage.session.receive(sock, 1024)
-        if not call.wait(deadline - time.monotonic()):
+        if not call.completed_within(deadline - time.monotonic()):
             raise TimeoutError("WskReceive did not complete")
         if call.status != STATUS_SUCCESS or not call.information:
             return call
@@ -319,9 +320,9 @@ def _receive_to_end(stage: Stage, sock: WSK_SOCKET, timeout: float = WAIT) -> Ca
 def graceful_with_final_data(stage: Stage) -> None:
     report, session = stage.report, stage.session
     sock = stage.connect()
-    session.send(sock, b"request;").wait(WAIT)
+    session.send(sock, b"request;").completed_within(WAIT)
     disc = session.disconnect(sock, b"final data")
-    disc.wait(WAIT)
+    disc.completed_within(WAIT)
     obs = stage.peer.wait_end(WAIT)
     report.check(
         disc.status == STATUS_SUCCESS, "the disconnect did not complete with STATUS_SUCCESS"
@@ -340,16 +341,16 @@ def graceful_with_final_data(stage: Stage) -> None:
 def half_open(stage: Stage) -> None:
     report, session = stage.report, stage.session
     sock = stage.connect()
-    session.send(sock, b"request").wait(WAIT)
+    session.send(sock, b"request").completed_within(WAIT)
     disc = session.disconnect(sock)
-    disc.wait(WAIT)
+    disc.completed_within(WAIT)
     refused = session.send(sock, b"too late")
     stage.peer.wait_end(WAIT)
     data = b""
     deadline = time.monotonic() + WAIT
     while True:
         call = session.receive(sock, 1024)
-        if not call.wait(deadline - time.monotonic()):
+        if not call.completed_within(deadline - time.monotonic()):
             raise TimeoutError("WskReceive did not complete")
         if call.status != STATUS_SUCCESS or not call.information:
             break
@@ -378,7 +379,7 @@ def _stuck(stage: Stage) -> tuple[WSK_SOCKET, Call, Call, bool]:
     sock = stage.connect()
     send = stage.fill_window(sock)
     disc = stage.session.disconnect(sock)
-    stuck = not disc.wait(0.3)
+    stuck = not disc.completed_within(0.3)
     stage.timeline.note(
         "the graceful disconnect is still pending 300 ms later"
         if stuck
@@ -392,8 +393,8 @@ def stuck_graceful_then_abortive(stage: Stage) -> None:
     go = stage.go
     sock, send, disc, stuck = _stuck(stage)
     abort = session.disconnect(sock, abortive=True)
-    disc.wait(WAIT)
-    send.wait(WAIT)
+    disc.completed_within(WAIT)
+    send.completed_within(WAIT)
     go.set()
     obs = stage.peer.wait_end(WAIT)
     report.check(
@@ -416,8 +417,8 @@ def stuck_graceful_then_close(stage: Stage) -> None:
     go = stage.go
     sock, send, disc, stuck = _stuck(stage)
     close = session.close_socket(sock)
-    disc.wait(WAIT)
-    send.wait(WAIT)
+    disc.completed_within(WAIT)
+    send.completed_within(WAIT)
     go.set()
     obs = stage.peer.wait_end(WAIT)
     report.check(
@@ -446,8 +447,8 @@ def abortive_with_pending_requests(stage: Stage) -> None:
     receive = session.receive(sock, 1024)
     send = stage.fill_window(sock)
     abort = session.disconnect(sock, abortive=True)
-    receive.wait(WAIT)
-    send.wait(WAIT)
+    receive.completed_within(WAIT)
+    send.completed_within(WAIT)
     after = session.send(sock, b"x", label="WskSend after the abort")
     go.set()
     obs = stage.peer.wait_end(WAIT)
@@ -470,7 +471,7 @@ def abortive_with_pending_requests(stage: Stage) -> None:
 def close_without_disconnect(stage: Stage) -> None:
     report, session = stage.report, stage.session
     sock = stage.connect()
-    session.send(sock, b"ping").wait(WAIT)
+    session.send(sock, b"ping").completed_within(WAIT)
     stage.peer.wait_received(4, WAIT)
     close = session.close_socket(sock, label="WskCloseSocket (no WskDisconnect before it)")
     obs = stage.peer.wait_end(WAIT)
@@ -485,10 +486,9 @@ def buffer_with_abortive(stage: Stage) -> None:
     report, session = stage.report, stage.session
     sock = stage.connect()
     bad = session.disconnect(sock, b"data", abortive=True)
-    session.resets.discard(id(sock))
     untouched = stage.not_on_wire("F") and stage.not_on_wire("R")
-    session.send(sock, b"still fine").wait(WAIT)
-    session.disconnect(sock).wait(WAIT)
+    session.send(sock, b"still fine").completed_within(WAIT)
+    session.disconnect(sock).completed_within(WAIT)
     obs = stage.peer.wait_end(WAIT)
     report.check(
         bad.returned == STATUS_INVALID_PARAMETER == bad.status,
@@ -508,15 +508,15 @@ def peer_graceful_event(stage: Stage) -> None:
     deadline = time.monotonic() + WAIT
     while True:
         call = session.receive(sock, 1024)
-        if not call.wait(deadline - time.monotonic()):
+        if not call.completed_within(deadline - time.monotonic()):
             raise TimeoutError("WskReceive did not complete")
         if call.status != STATUS_SUCCESS or not call.information:
             break
         data += call.data
     reply = session.send(sock, b"reply")
-    reply.wait(WAIT)
+    reply.completed_within(WAIT)
     disc = session.disconnect(sock)
-    disc.wait(WAIT)
+    disc.completed_within(WAIT)
     close = session.close_socket(sock)
     obs = stage.peer.wait_end(WAIT)
     flags = [f & WSK_FLAG_ABORTIVE for _, f in stage.context.disconnect_events]
@@ -545,9 +545,9 @@ def peer_abortive_event(stage: Stage) -> None:
     receive = session.receive(sock, 1024)
     stage.go.set()
     event = stage.events_seen.wait(WAIT)
-    receive.wait(WAIT)
+    receive.completed_within(WAIT)
     disc = session.disconnect(sock)
-    disc.wait(WAIT)
+    disc.completed_within(WAIT)
     close = session.close_socket(sock)
     flags = [f & WSK_FLAG_ABORTIVE for _, f in stage.context.disconnect_events]
     report.check(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from ..core.ending import How
 from .timeline import LANES, Event, Report, condensed, status_tone
 
 __all__ = ["html", "svg", "write"]
@@ -53,8 +54,8 @@ COLOURS = {
     "call": "#0550ae",
     "complete": "#57606a",
     "callback": "#8250df",
-    "fin": "#0969da",
-    "rst": "#cf222e",
+    How.FIN: "#0969da",
+    How.RST: "#cf222e",
     "syn": "#8c959f",
     "data": "#6e7781",
 }
@@ -125,10 +126,11 @@ def _split(event: Event) -> tuple[str, str]:
 
 
 def _segment_style(flags: str) -> str:
+    """The colour (and arrow marker) of a segment: an end (:class:`How`) stands out."""
     if "R" in flags:
-        return "rst"
+        return How.RST
     if "F" in flags:
-        return "fin"
+        return How.FIN
     if "S" in flags:
         return "syn"
     return "data"
@@ -209,7 +211,7 @@ def _row(report: Report, event: Event, y: float) -> _Block:
         detail = label[1] if len(label) == 2 else ""
         tag = flags + (" " + detail if detail else "")
         w = len(tag) * CHAR + 10
-        weight = "bold" if style in ("fin", "rst") else "normal"
+        weight = "bold" if style in (How.FIN, How.RST) else "normal"
         body.append(
             f'<rect x="{X["wire"] - w / 2:.1f}" y="{line_y - 9:.1f}" width="{w:.1f}" '
             f'height="15" rx="3" fill="#ffffff" stroke="{colour}" stroke-width="0.8">'

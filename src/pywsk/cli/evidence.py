@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.ending import Ending, How
 from ..testing.capture import Segment
+from ..testing.flows import Flow, Flows
 from .timeline import Report
 
 __all__ = ["LAG", "TOLERANCE", "Claims", "WireFacts", "reconcile"]
@@ -44,16 +46,16 @@ class Claims:
     us: str
     """Our name in the report (``probe``, ``server``)."""
     them: str
-    our_end: str | None = None
-    """``fin`` (graceful WskDisconnect) or ``rst`` (abortive WskDisconnect, or a
-    WskCloseSocket without a full disconnect) - how we ended our side, if we did."""
+    our_end: Ending | None = None
+    """:attr:`Ending.OUR_FIN` (graceful WskDisconnect) or :attr:`Ending.OUR_RST` (abortive
+    WskDisconnect, or a WskCloseSocket without a full disconnect) - if we ended our side."""
     our_end_call: str = ""
     our_end_at: float | None = None
     """When the call that ends our side was issued."""
     fin_acked_at: float | None = None
     """When our graceful WskDisconnect completed STATUS_SUCCESS (the FIN acknowledged)."""
-    peer_end: str | None = None
-    """How WSK told us the peer ended it: ``fin``, ``rst``, ``fin+rst``, or None."""
+    peer_end: Ending | None = None
+    """How WSK told us the peer ended it (its FIN, RST, or FIN then RST), or None."""
     peer_end_at: float | None = None
     closed_at: float | None = None
     """When we issued WskCloseSocket (after it WSK reports nothing more)."""
@@ -82,47 +84,34 @@ class WireFacts:
 
     @classmethod
     def of(cls, segments: Sequence[Segment], ours: int) -> WireFacts:
-        mine = [s for s in segments if s.sport == ours]
-        theirs = [s for s in segments if s.sport != ours]
+        """The facts of one connection's segments (``ours`` is our port)."""
+        flows = Flows()
+        for s in segments:
+            flows.add(s)
+        theirs = next((s.dport if s.sport == ours else s.sport for s in segments), 0)
+        return cls.of_flows(*flows.between(ours, theirs))
 
-        def first(items: list[Segment], flag: str) -> float | None:
-            return next((s.time for s in items if flag in s.flags), None)
-
-        def data(items: list[Segment]) -> int:
-            syn = next((s for s in items if s.syn), None)
-            base = (syn.seq + 1) if syn is not None else (items[0].seq if items else 0)
-            ends = [(s.seq - base) % 2**32 + s.length for s in items if s.length]
-            return max(ends, default=0)
-
-        acked = None
-        our_fin = next((s for s in mine if s.fin), None)
-        if our_fin is not None:
-            want = (our_fin.seq + our_fin.length + 1) % 2**32
-            acked = next(
-                (
-                    s.time
-                    for s in theirs
-                    if s.ack_flag and s.time >= our_fin.time and (s.ack - want) % 2**32 < 2**31
-                ),
-                None,
-            )
+    @classmethod
+    def of_flows(cls, mine: Flow | None, theirs: Flow | None) -> WireFacts:
+        """The facts a capture kept of one connection's two directions (however long it
+        ran: :class:`~pywsk.testing.flows.Flow` is constant in size)."""
         return cls(
-            fin=(first(mine, "F"), first(theirs, "F")),
-            rst=(first(mine, "R"), first(theirs, "R")),
-            data=(data(mine), data(theirs)),
-            fin_acked=acked,
-            segments=len(segments),
+            fin=(mine.fin_at if mine else None, theirs.fin_at if theirs else None),
+            rst=(mine.rst_at if mine else None, theirs.rst_at if theirs else None),
+            data=(mine.data if mine else 0, theirs.data if theirs else 0),
+            fin_acked=mine.fin_acked_at if mine else None,
+            segments=(mine.segments if mine else 0) + (theirs.segments if theirs else 0),
         )
 
-    def end(self, side: int) -> tuple[str, float] | None:
+    def end(self, side: int) -> tuple[How, float] | None:
         """How ``side`` (0 ours, 1 theirs) ended the connection first: FIN or RST, and when."""
         fin, rst = self.fin[side], self.rst[side]
         if fin is None and rst is None:
             return None
         if rst is None or (fin is not None and fin <= rst):
             assert fin is not None
-            return "fin" if rst is None else "fin+rst", fin
-        return "rst", rst
+            return How.FIN if rst is None else How.FIN_THEN_RST, fin
+        return How.RST, rst
 
 
 def _ms(report: Report, at: float | None) -> str:
@@ -149,7 +138,7 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
         bad.append("the capture saw no segment of this connection")
         return
     # --- our end ----------------------------------------------------------------------------
-    if claims.our_end == "fin" and claims.fin_acked_at is not None:
+    if claims.our_end is Ending.OUR_FIN and claims.fin_acked_at is not None:
         if wire.fin[0] is None:
             bad.append(
                 f"our graceful disconnect completed at {_ms(report, claims.fin_acked_at)} "
@@ -165,10 +154,9 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
                 f"our graceful disconnect completed at {_ms(report, claims.fin_acked_at)}, "
                 f"before {them} acknowledged our FIN at {_ms(report, wire.fin_acked)}"
             )
-    our_flag = {"fin": 0, "rst": 1}.get(claims.our_end or "")
-    if our_flag is not None and claims.our_end_at is not None:
-        seen = (wire.fin, wire.rst)[our_flag][0]
-        word = claims.our_end.upper() if claims.our_end else ""
+    if claims.our_end is not None and claims.our_end_at is not None:
+        seen = (wire.rst if claims.our_end is Ending.OUR_RST else wire.fin)[0]
+        word = claims.our_end.how.words
         if seen is not None:
             if seen + TOLERANCE < claims.our_end_at:
                 bad.append(
@@ -180,13 +168,13 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
                     f"wire: our {word} left {(seen - claims.our_end_at) * 1e3:.3f} ms after "
                     f"{claims.our_end_call} was called"
                 )
-        elif claims.our_end == "rst" and theirs_end is None:
+        elif claims.our_end is Ending.OUR_RST and theirs_end is None:
             bad.append(f"{claims.our_end_call} should have reset the connection: no RST of ours")
     # --- the peer's end -----------------------------------------------------------------------
     told = claims.peer_end
-    if told in ("fin", "fin+rst") and wire.fin[1] is None:
+    if told is not None and told.how.sent_fin and wire.fin[1] is None:
         bad.append(f"WSK reported {them}'s FIN, but no FIN from {them} is on the wire")
-    if told in ("rst", "fin+rst") and wire.rst[1] is None:
+    if told is not None and told.how.sent_rst and wire.rst[1] is None:
         bad.append(f"WSK reported {them}'s reset, but no RST from {them} is on the wire")
     if told is not None and theirs_end is not None and claims.peer_end_at is not None:
         lag = claims.peer_end_at - theirs_end[1]
@@ -259,7 +247,7 @@ def reconcile(report: Report, claims: Claims, wire: WireFacts) -> None:
 
 
 def _first(
-    ours: tuple[str, float] | None, theirs: tuple[str, float] | None, us: str, them: str
+    ours: tuple[How, float] | None, theirs: tuple[How, float] | None, us: str, them: str
 ) -> str | None:
     if ours is None and theirs is None:
         return None
@@ -272,4 +260,4 @@ def _first(
 def wire_end_words(wire: WireFacts, them: str) -> dict[str, Any]:
     """The peer's end as the wire shows it, for a report's facts."""
     end = wire.end(1)
-    return {"how": end[0] if end else "none", "at": end[1] if end else None, "who": them}
+    return {"how": str(end[0]) if end else "none", "at": end[1] if end else None, "who": them}

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.ending import Ending
 from ..nt import (
     STATUS_CANCELLED,
     STATUS_CONNECTION_ABORTED,
@@ -72,6 +73,16 @@ class ProbeScenario:
 # --- scenario bodies -----------------------------------------------------------------------------
 
 
+def _reset(end: Ending | None) -> bool:
+    """The server's end included its RST."""
+    return end is not None and end.how.sent_rst
+
+
+def _fin(end: Ending | None) -> bool:
+    """The server's end included its FIN."""
+    return end is not None and end.how.sent_fin
+
+
 def _check_graceful(run: ProbeRun, disc: Call) -> None:
     """A graceful disconnect returns SUCCESS or PENDING and completes SUCCESS - unless the
     server reset the connection first, when the reset's statuses are the documented ones
@@ -79,7 +90,7 @@ def _check_graceful(run: ProbeRun, disc: Call) -> None:
     report = run.report
     end, _ = run.peer_end()
     failures = {STATUS_CONNECTION_RESET, STATUS_CONNECTION_ABORTED, STATUS_FILE_FORCED_CLOSED}
-    reset = end in ("rst", "fin+rst")
+    reset = _reset(end)
     report.check(
         disc.returned in {STATUS_SUCCESS, STATUS_PENDING} | (failures if reset else set()),
         f"WskDisconnect returned {short_status(disc.returned)}",
@@ -171,9 +182,9 @@ def _check_abort(run: ProbeRun, abort: Call, sends: list[Call], fin_sent: bool =
     # What the server did can reach the kernel before WSK reports it to us, so an end we
     # learn of after the abort may still have been there at the abort.
     allowed = {STATUS_SUCCESS}
-    if end in ("rst", "fin+rst"):
+    if _reset(end):
         allowed.add(STATUS_FILE_FORCED_CLOSED)  # Q15: a disconnect on a reset connection
-    if end in ("fin", "fin+rst") and fin_sent:
+    if _fin(end) and fin_sent:
         allowed.add(STATUS_INVALID_DEVICE_STATE)  # Q13: both directions closed already
     report.check(
         abort.returned in allowed and abort.status == abort.returned,
@@ -188,17 +199,17 @@ def _check_abort(run: ProbeRun, abort: Call, sends: list[Call], fin_sent: bool =
             f"the pending receive ended {short_status(reader.final.status)} (Q3)",
         )
     sent_ok = {STATUS_SUCCESS, STATUS_CANCELLED}
-    if end in ("rst", "fin+rst"):
+    if _reset(end):
         sent_ok.add(STATUS_CONNECTION_RESET)  # the server's reset may have ended it first
     for send in sends:
-        send.wait(5.0)
+        send.completed_within(5.0)
         report.check(
             send.status in sent_ok,
             f"a send pending at the abort ended {short_status(send.status)} (Q2)",
         )
     if isinstance(run.wire, CaptureWire):
         end, _ = run.peer_end()
-        if end == "none":
+        if end is None:
             report.check(run.wire.seen("R", run.local_port), "no RST of ours is on the wire")
         if not fin_sent:
             report.check(run.wire.absent("F", run.local_port), "a FIN of ours is on the wire")
@@ -208,7 +219,7 @@ def _not_reset_before(run: ProbeRun, action: str) -> None:
     """Inconclusive when WSK had reported the server's reset before ``action``: the action
     on an open connection was not tested."""
     end, at = run.peer_end()
-    if end in ("rst", "fin+rst") and at is not None:
+    if _reset(end) and at is not None:
         run.report.inconclusive.append(
             f"the server reset the connection before our {action}: {action} on an open "
             "connection was not tested"
@@ -253,7 +264,7 @@ def close_without_disconnect(run: ProbeRun) -> None:
     close = run.close_socket()
     run.report.check(close.status == STATUS_SUCCESS, "WskCloseSocket did not succeed")
     end, _ = run.peer_end()
-    if isinstance(run.wire, CaptureWire) and end == "none":
+    if isinstance(run.wire, CaptureWire) and end is None:
         run.report.check(
             run.wire.seen("R", run.local_port),
             "no RST of ours is on the wire (a close without a full disconnect aborts)",
@@ -264,7 +275,7 @@ def _stall(run: ProbeRun) -> tuple[list[Call], Call, bool]:
     run.open()
     sends, _pending = run.fill(run.options.size)
     disc = run.graceful(wait=False)
-    stalled = not disc.wait(run.options.stall)
+    stalled = not disc.completed_within(run.options.stall)
     if stalled:
         run.timeline.note(f"the graceful disconnect is still pending after {run.options.stall:g} s")
     elif disc.status == STATUS_SUCCESS:
@@ -292,7 +303,7 @@ def _check_forced(run: ProbeRun, disc: Call, recovery: Call, forced: int) -> Non
     if disc.completed_at is not None and disc.completed_at < recovery.issued_at:
         end, _ = run.peer_end()
         allowed = {STATUS_SUCCESS}
-        if end in ("rst", "fin+rst"):
+        if _reset(end):
             allowed |= {STATUS_CONNECTION_RESET, STATUS_CONNECTION_ABORTED}
         run.report.notes.append(
             f"the stalled disconnect ended {short_status(disc.status)} before the recovery: "
@@ -316,7 +327,7 @@ def stall_then_abort(run: ProbeRun) -> None:
     run.disconnect = disc
     run.close_socket()
     if stalled:
-        disc.wait(5.0)
+        disc.completed_within(5.0)
         _check_forced(run, disc, abort, STATUS_CONNECTION_ABORTED)
     _check_abort(run, abort, sends, fin_sent=not stalled or disc.status == STATUS_SUCCESS)
     _check_clean_close(run)
@@ -327,14 +338,14 @@ def stall_then_close(run: ProbeRun) -> None:
     close = run.close_socket()
     run.report.check(close.status == STATUS_SUCCESS, "WskCloseSocket did not succeed")
     if stalled:
-        disc.wait(5.0)
+        disc.completed_within(5.0)
         _check_forced(run, disc, close, STATUS_CANCELLED)
         end, _ = run.peer_end()
         sent_ok = {STATUS_SUCCESS, STATUS_CANCELLED}
-        if end in ("rst", "fin+rst"):
+        if _reset(end):
             sent_ok.add(STATUS_CONNECTION_RESET)
         for send in sends:
-            send.wait(5.0)
+            send.completed_within(5.0)
             run.report.check(
                 send.status in sent_ok,
                 f"a send pending at the close ended {short_status(send.status)}",
@@ -353,7 +364,7 @@ def wait_for_peer(run: ProbeRun) -> None:
             f"the server did not end the connection within {run.options.timeout:g} s: "
             "we end it (our FIN)"
         )
-    if end in ("rst", "fin+rst"):
+    if _reset(end):
         run.close_socket()
     else:
         # Whatever the server does from here answers us: clean-up, not its own end.

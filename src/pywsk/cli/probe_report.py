@@ -23,6 +23,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from ..core.ending import Ending, How
 from ..nt import (
     STATUS_CANCELLED,
     STATUS_CONNECTION_RESET,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpReply", "describe", "parse_http"]
 
-_HOW = {"fin": "FIN", "rst": "RST", "fin+rst": "FIN, then RST"}
 _SAFE_HEADERS = {"content-length", "transfer-encoding", "connection", "content-type", "server"}
 
 
@@ -83,8 +83,8 @@ def describe(run: ProbeRun) -> None:
     told, told_at = run.peer_end()
     wire = run.wire_facts
     wire_end = wire.end(1) if wire is not None else None
-    how = told if told != "none" else (wire_end[0] if wire_end else "none")
-    at = told_at if told != "none" else (wire_end[1] if wire_end else None)
+    how: How | None = told.how if told is not None else (wire_end[0] if wire_end else None)
+    at = told_at if told is not None else (wire_end[1] if wire_end else None)
     seen_by: list[str] = []
     events = run.context.disconnect_events
     if events:
@@ -98,26 +98,26 @@ def describe(run: ProbeRun) -> None:
     elif final is not None and final.status == STATUS_CONNECTION_RESET:
         seen_by.append("WskReceive: STATUS_CONNECTION_RESET")
     if (
-        told == "fin+rst"
+        told is Ending.PEER_FIN_THEN_RST
         and run.disconnect is not None
         and run.disconnect.status == STATUS_FILE_FORCED_CLOSED
     ):
         seen_by.append("WskDisconnect: STATUS_FILE_FORCED_CLOSED")
     if wire_end is not None:
         seen_by.append(f"the capture ({wire_end[0].upper()} at {report.ms(wire_end[1]):.3f} ms)")
-    cause = _cause(run, at) if how != "none" else "none"
+    cause = _cause(run, at) if how is not None else "none"
     when = f" at {report.ms(at):.3f} ms" if at is not None else ""
-    if how == "none":
+    if how is None:
         words = "did not end the connection while we watched (no FIN or RST reported by WSK"
         words += ", none on the wire)" if wire is not None else ")"
     elif cause == "own":
-        words = f"ended the connection on its own with {_HOW[how]}{when}"
+        words = f"ended the connection on its own with {how.words}{when}"
     elif cause == "answer":
-        words = f"answered {_our_end_words(run)} with {_HOW[how]}{when}"
+        words = f"answered {_our_end_words(run)} with {how.words}{when}"
     else:
         words = (
             f"did not end the connection on its own; it answered {_our_end_words(run)}, sent to "
-            f"finish the probe, with {_HOW[how]}{when}"
+            f"finish the probe, with {how.words}{when}"
         )
     timing = ""
     if reader is not None and reader.first_at is not None:
@@ -148,10 +148,10 @@ def describe(run: ProbeRun) -> None:
         "handed_to_wsk": run.issued,
         "received": received,
         "peer_end": {
-            "how": how,
+            "how": str(how) if how is not None else "none",
             "ms": report.ms(at),
             "cause": cause,
-            "reported_by_wsk": told,
+            "reported_by_wsk": str(told.how) if told is not None else "none",
             "seen_by": seen_by,
         },
         "our_disconnect": ours,
@@ -212,31 +212,32 @@ def _our_disconnect(run: ProbeRun) -> dict[str, Any] | None:
     }
 
 
-def _judge_expect(run: ProbeRun, how: str, cause: str) -> None:
+def _judge_expect(run: ProbeRun, how: How | None, cause: str) -> None:
     expect = run.options.expect
     if expect == "any":
         return
     report = run.report
     if expect == "none":
-        if how != "none" and cause != "cleanup":
+        if how is not None and cause != "cleanup":
             report.check(
                 False,
-                f"expected the server not to end the connection; it ended it with {_HOW[how]}"
+                f"expected the server not to end the connection; it ended it with {how.words}"
                 + (" on its own" if cause == "own" else f" in answer to {_our_end_words(run)}"),
             )
         return
-    matches = how == expect or (how == "fin+rst" and expect in ("fin", "rst"))
+    wanted = How(expect)
+    matches = how is not None and (how is wanted or (how.sent_fin and how.sent_rst))
     if matches and cause != "cleanup":
         return
-    if how == "none":
+    if how is None:
         what = "it did not end the connection"
     elif cause == "cleanup":
         what = (
-            f"it did not end the connection within {run.options.timeout:g} s; its {_HOW[how]} "
+            f"it did not end the connection within {run.options.timeout:g} s; its {how.words} "
             f"came only in answer to {_our_end_words(run)}, sent to finish the probe"
         )
     else:
-        what = f"it ended with {_HOW[how]}"
+        what = f"it ended with {how.words}"
     report.check(False, f"expected the server to end with {expect.upper()}, {what}")
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.ending import Ending
 from ..nt import STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS
 from ..wsk import WSK_EVENT_DISCONNECT, WSK_SOCKET
 from .evidence import Claims, WireFacts, reconcile
@@ -326,7 +327,7 @@ class ProbeRun:
         for n, piece in enumerate(payload.chunks()):
             label = f"WskSend({len(piece)} B)" if big else None
             call = self.send(piece, label=label, record=not big or n < 2)
-            if call.returned == STATUS_PENDING and not call.wait(self.options.timeout):
+            if call.returned == STATUS_PENDING and not call.completed_within(self.options.timeout):
                 call.show()
                 self.timeline.note(
                     f"a WskSend of the payload is still pending after {self.options.timeout:g} s:"
@@ -353,7 +354,7 @@ class ProbeRun:
         if final:
             self.issued += len(final)
         self.disconnect = call
-        if wait and not call.wait(self.options.timeout):
+        if wait and not call.completed_within(self.options.timeout):
             self.timeline.note(
                 f"the graceful disconnect has not completed after {self.options.timeout:g} s:"
                 " the server has not acknowledged our FIN"
@@ -450,14 +451,12 @@ class ProbeRun:
             except Exception as exc:  # already failing
                 self.report.notes.append(f"cleanup: {exc!r}")
 
-    def peer_end(self) -> tuple[str, float | None]:
-        """How WSK told us the server ended the connection (``none`` if it did not)."""
+    def peer_end(self) -> tuple[Ending | None, float | None]:
+        """How WSK told us the server ended the connection, and when (None if it did not)."""
         if self.sock is None:
-            return "none", None
-        told = self.session.peer_end(self.sock)
-        if told is None:
-            return "none", None
-        return told
+            return None, None
+        ends = self.session.ends(self.sock)
+        return ends.peer, ends.peer_at
 
     def claims(self) -> Claims:
         """What this run's report says, for reconciling it with the wire."""
@@ -465,18 +464,16 @@ class ProbeRun:
         claims = Claims("probe", "server")
         if disc is not None:
             abortive = disc.label.endswith("WSK_FLAG_ABORTIVE)")
-            claims.our_end = "rst" if abortive else "fin"
+            claims.our_end = Ending.OUR_RST if abortive else Ending.OUR_FIN
             claims.our_end_call = disc.label
             claims.our_end_at = disc.issued_at
             if not abortive and disc.status == STATUS_SUCCESS:
                 claims.fin_acked_at = disc.completed_at
         elif close is not None:
-            claims.our_end, claims.our_end_call = "rst", "WskCloseSocket"
+            claims.our_end, claims.our_end_call = Ending.OUR_RST, "WskCloseSocket"
             claims.our_end_at = close.issued_at
         claims.closed_at = close.issued_at if close is not None else None
-        end, at = self.peer_end()
-        claims.peer_end = None if end == "none" else end
-        claims.peer_end_at = at
+        claims.peer_end, claims.peer_end_at = self.peer_end()
         reader = self.reader
         if reader is not None:
             claims.received = reader.total

@@ -30,6 +30,7 @@ __all__ = [
     "err_console",
     "print_json",
     "print_report",
+    "print_timeline",
     "print_summary",
     "tag_of",
 ]
@@ -101,15 +102,22 @@ def _line(report: Report, event: Event) -> Text:
     return line
 
 
-def print_report(report: Report, out: Console | None = None) -> None:
+def print_timeline(report: Report, out: Console | None = None) -> None:
+    """The heading and the timeline of ``report``, without a verdict (a trace)."""
     out = out or console()
     out.print()
     heading = Text(f"== {report.name}: ", style="bold")
     heading.append(report.title, style="bold")
     out.print(heading)
-    out.print(Text(f"   documented: {report.expected}", style="italic"))
+    if report.expected:
+        out.print(Text(f"   documented: {report.expected}", style="italic"))
     for event in condensed(report.timeline.events()):
         out.print(_line(report, event))
+
+
+def print_report(report: Report, out: Console | None = None) -> None:
+    out = out or console()
+    print_timeline(report, out)
     source = report.wire_source or "not observed"
     out.print(Text(f"   wire ({source}): {report.wire_summary or 'nothing seen'}"))
     out.print(Text(f"   peer: {report.peer or 'not observed'}"))

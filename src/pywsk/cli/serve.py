@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..core.ending import Ending
 from ..nt import (
     STATUS_CANCELLED,
     STATUS_CONNECTION_RESET,
@@ -174,7 +175,10 @@ class Served:
         self.triggered = False
         self.reading = True
         self.stalled = False
-        self.peer_end: str | None = None
+        self.peer_end: Ending | None = None
+        """The client's FIN or RST; or TRANSPORT_FAILURE, with the receive's status in
+        :attr:`peer_failure` (any failure but STATUS_CONNECTION_RESET)."""
+        self.peer_failure: int | None = None
         self.deadline: float | None = None
         self.linger_deadline: float | None = None
         self.closing = False
@@ -252,13 +256,17 @@ class Served:
             self._read()
         elif call.status == STATUS_SUCCESS:
             self.read_to_end = True
-            self._peer_ended("fin")
+            self._peer_ended(Ending.PEER_FIN)
         elif call.status == STATUS_CANCELLED and self.stalled:
             if call.data:
                 self.received += len(call.data)
         else:
+            if call.status != STATUS_CONNECTION_RESET:
+                self.peer_failure = call.status
             self._peer_ended(
-                "rst" if call.status == STATUS_CONNECTION_RESET else short_status(call.status)
+                Ending.PEER_RST
+                if call.status == STATUS_CONNECTION_RESET
+                else Ending.TRANSPORT_FAILURE
             )
 
     def _echo(self, data: bytes) -> None:
@@ -408,27 +416,27 @@ class Served:
     def on_disconnect_event(self, flags: int) -> None:
         if flags & WSK_FLAG_ABORTIVE:
             self.reset_seen = True
-            self._peer_ended("rst")
+            self._peer_ended(Ending.PEER_RST)
         elif self.stalled:
-            self.peer_end = self.peer_end or "fin"
+            self.peer_end = self.peer_end or Ending.PEER_FIN
         # a FIN is acted on when the receive reaches it (after the data)
 
-    def _peer_ended(self, how: str) -> None:
-        if how == "rst":
+    def _peer_ended(self, how: Ending) -> None:
+        if how is Ending.PEER_RST:
             self.reset_seen = True
         if self.peer_end is None:
             self.peer_end = how
-            told = self.session.peer_end(self.sock)
-            self.peer_end_at = told[1] if told else time.time()
+            self.peer_end_at = self.session.ends(self.sock).peer_at or time.time()
             if not self.triggered and self.options.after != Trigger():
+                word = how.how.words if how.by_peer else short_status(self.peer_failure)
                 self.report.inconclusive.append(
-                    f"the client ended the connection ({how.upper()}) before the trigger "
+                    f"the client ended the connection ({word}) before the trigger "
                     f"({self.options.after.describe(self.options.mode)}): the {self.options.disconnect}"
                     " disconnect did not run as asked"
                 )
         if self.closing:
             return
-        if how != "fin":
+        if how is not Ending.PEER_FIN:
             self.close()
             return
         if self.stalled:
@@ -500,7 +508,7 @@ class Server:
         self.listener: WSK_SOCKET | None = None
         self.port = 0
         self.address: tuple[Any, ...] = (options.host, options.port)
-        self.active: dict[int, Served] = {}
+        self.active: dict[WSK_SOCKET, Served] = {}
         self.count = 0
         self.reports: list[Report] = []
         self.accept_call: Call | None = None
@@ -591,14 +599,14 @@ class Server:
         dispatch_out.value = self.session.connection_dispatch
         self.session.attach(sock, timeline)
         self.session.adopt(sock)
-        timeline.record(
-            "callback",
-            "provider",
+        self.session.tracer.callback(
+            sock,
+            "WskAcceptEvent",
+            flags,
             f"WskAcceptEvent(Flags={flag_names(flags)}, remote "
             f"{describe_address(remote.to_tuple()) if remote is not None else '?'}) "
             "returned STATUS_SUCCESS: the socket is ours",
-            src="provider",
-            dst="client",
+            time.time(),
         )
         self.jobs.put((self._adopt, (sock, conn, False)))
         return STATUS_SUCCESS
@@ -646,7 +654,7 @@ class Server:
         self.count += 1
         served = Served(self, sock, conn, self.count)
         conn.on_disconnect = lambda _c, flags: self.jobs.put((served.on_disconnect_event, flags))
-        self.active[id(sock)] = served
+        self.active[sock] = served
         if self.on_accept is not None:
             served.remote = self.session.remote_address(sock)
             self.on_accept(served)
@@ -657,7 +665,7 @@ class Server:
         served.start(via_irp)
 
     def finished(self, served: Served) -> None:
-        self.active.pop(id(served.sock), None)
+        self.active.pop(served.sock, None)
         if self.options.accept == "event":
             with self._count_lock:
                 self._open -= 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..core.ending import Ending
 from ..nt import (
     STATUS_CANCELLED,
     STATUS_CONNECTION_ABORTED,
@@ -78,15 +79,17 @@ def claims(served: Served) -> Claims:
     out = Claims("server", "client")
     disc, close = served.disconnect_call, served.close_call
     if disc is not None:
-        out.our_end = "rst" if _abortive(served) else "fin"
+        out.our_end = Ending.OUR_RST if _abortive(served) else Ending.OUR_FIN
         out.our_end_call = disc.label
         out.our_end_at = disc.issued_at
-        if out.our_end == "fin" and disc.status == STATUS_SUCCESS:
+        if out.our_end is Ending.OUR_FIN and disc.status == STATUS_SUCCESS:
             out.fin_acked_at = disc.completed_at
     elif close is not None:
-        out.our_end, out.our_end_call, out.our_end_at = "rst", "WskCloseSocket", close.issued_at
+        out.our_end, out.our_end_call = Ending.OUR_RST, "WskCloseSocket"
+        out.our_end_at = close.issued_at
     out.closed_at = close.issued_at if close is not None else None
-    out.peer_end = served.peer_end if served.peer_end in ("fin", "rst") else None
+    end = served.peer_end
+    out.peer_end = end if end is not None and end.by_peer else None
     out.peer_end_at = served.peer_end_at
     out.received = served.received
     out.read_to_end = served.read_to_end
@@ -95,17 +98,18 @@ def claims(served: Served) -> Claims:
     return out
 
 
-def our_end(served: Served) -> tuple[str, str]:
-    """How we ended the connection (``fin`` / ``rst`` / ``none``) and the words for it,
-    from our own calls."""
+def our_end(served: Served) -> tuple[Ending | None, str]:
+    """How we ended the connection (None: we did not) and the words for it, from our own
+    calls."""
     disc, close, report = served.disconnect_call, served.close_call, served.report
+    peer = served.peer_end
     if _abortive(served) and disc is not None:
         return (
-            "rst",
+            Ending.OUR_RST,
             f"we reset it: WskDisconnect(WSK_FLAG_ABORTIVE) at {report.ms(disc.issued_at):.3f} ms",
         )
     both_ways = (
-        disc is not None and disc.status == STATUS_SUCCESS and served.peer_end in ("fin", "rst")
+        disc is not None and disc.status == STATUS_SUCCESS and peer is not None and peer.by_peer
     )
     words = ""
     if disc is not None:
@@ -115,18 +119,18 @@ def our_end(served: Served) -> tuple[str, str]:
             else "never acknowledged"
         )
         words = f"we sent our FIN: WskDisconnect(0) at {report.ms(disc.issued_at):.3f} ms, {acked}"
-        if both_ways or served.peer_end == "rst":
-            return "fin", words
+        if both_ways or peer is Ending.PEER_RST:
+            return Ending.OUR_FIN, words
     if close is None:
-        return ("fin", words) if words else ("none", "we did not end it")
+        return (Ending.OUR_FIN, words) if words else (None, "we did not end it")
     why = f" ({served.interrupted})" if served.interrupted else ""
     reset = (
         f"we closed it with WskCloseSocket at {report.ms(close.issued_at):.3f} ms{why} before "
         "it was disconnected both ways, which resets a connection still open (RST)"
     )
-    if served.peer_end == "rst":
-        return ("fin", words) if words else ("none", "we closed it after the client's reset")
-    return ("fin+rst", f"{words}; then {reset}") if words else ("rst", reset)
+    if peer is Ending.PEER_RST:
+        return (Ending.OUR_FIN, words) if words else (None, "we closed it after the client's reset")
+    return (Ending.OUR_FIN_THEN_RST, f"{words}; then {reset}") if words else (Ending.OUR_RST, reset)
 
 
 def describe(served: Served) -> None:
@@ -146,11 +150,14 @@ def describe(served: Served) -> None:
     served.timeline.rebase()
     end = served.peer_end
     at = f" at {report.ms(served.peer_end_at):.3f} ms" if served.peer_end_at else ""
-    client = {
-        "fin": f"it closed its side with FIN{at}",
-        "rst": f"it reset the connection (RST){at}",
-        None: "WSK reported no FIN or RST from it before we closed",
-    }.get(end, f"it ended the connection ({end}){at}")
+    if end is Ending.PEER_FIN:
+        client = f"it closed its side with FIN{at}"
+    elif end is Ending.PEER_RST:
+        client = f"it reset the connection (RST){at}"
+    elif end is None:
+        client = "WSK reported no FIN or RST from it before we closed"
+    else:
+        client = f"it ended the connection ({short_status(served.peer_failure)}){at}"
     how, ours = our_end(served)
     report.peer = (
         f"we received {served.received} B from the client and sent it {served.sent} B; "
@@ -166,9 +173,9 @@ def describe(served: Served) -> None:
         "received": served.received,
         "sent": served.sent,
         "received_after_our_fin": served.after_fin,
-        "client_end": end or "none",
+        "client_end": _client_end(served),
         "client_end_ms": report.ms(served.peer_end_at),
-        "our_end": how,
+        "our_end": str(how.how) if how is not None else "none",
         "our_disconnect": (
             {
                 "returned": short_status(disc.returned),
@@ -184,3 +191,11 @@ def describe(served: Served) -> None:
         report.facts["interrupted"] = served.interrupted
     if facts is not None:
         reconcile(report, claims(served), facts)
+
+
+def _client_end(served: Served) -> str:
+    """``fin`` / ``rst`` / ``none``, or the failure status of the receive."""
+    end = served.peer_end
+    if end is None:
+        return "none"
+    return str(end.how) if end.by_peer else short_status(served.peer_failure)

@@ -1,10 +1,11 @@
-"""The timeline every ``pywsk`` command records, prints, draws and writes as JSON.
+"""The reports every ``pywsk`` command prints, draws and writes as JSON.
 
-What it does: a :class:`Timeline` collects :class:`Event` objects from any thread - the
-driver thread that issues WSK calls, the provider thread that runs completion routines and
-event callbacks, the packet-capture reader, the peer's threads - each stamped with the wall
-clock (:func:`time.time`, the clock packet captures use), so calls, completions, segments
-and what the peer did interleave in the order they happened.  A :class:`Report` is one
+What it does: a :class:`~pywsk.trace.Timeline` (defined in :mod:`pywsk.trace`, re-exported
+here) collects :class:`~pywsk.trace.Event` objects from any thread - the driver thread that
+issues WSK calls, the provider thread that runs completion routines and event callbacks, the
+packet-capture reader, the peer's threads - each stamped with the wall clock, so calls,
+completions, segments and what the peer did interleave in the order they happened; the
+client runtime's tracer (:class:`~pywsk.trace.Recorder`) fills it.  A :class:`Report` is one
 scenario, probe or served connection: its timeline, what went on the wire, what the peer
 observed, and a verdict against the documented behaviour.
 
@@ -28,13 +29,12 @@ report's size does not grow with the bytes it moved.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..nt import NT_SUCCESS, NTSTATUS, STATUS_PENDING
+from ..trace import GROUP_LIMIT, LANES, Event, Kind, Lane, Timeline, short_status, status_tone
+
+Outcome = Literal["ok", "inconclusive", "deviation", "disagrees"]
 
 __all__ = [
     "GROUP_LIMIT",
@@ -49,176 +49,6 @@ __all__ = [
     "short_status",
     "status_tone",
 ]
-
-Lane = Literal["client", "provider", "wire", "peer"]
-LANES: tuple[Lane, ...] = ("client", "provider", "wire", "peer")
-
-#: call: client -> provider (a WSK function and what it returned);
-#: complete: provider -> client (an IRP's completion routine ran);
-#: callback: provider -> client (an event callback such as WskDisconnectEvent);
-#: segment: a TCP segment, provider side <-> peer (``src``/``dst`` say which way);
-#: state: the TCP state changed (wire lane, when there is no capture);
-#: peer: something the peer did or saw; note: a remark on the client's lane.
-Kind = Literal["call", "complete", "callback", "segment", "state", "peer", "note"]
-Outcome = Literal["ok", "inconclusive", "deviation", "disagrees"]
-
-
-def short_status(value: int | None) -> str:
-    """``STATUS_SUCCESS`` for a known NTSTATUS, ``0x........`` for another, ``-`` for None."""
-    if value is None:
-        return "-"
-    try:
-        return NTSTATUS(value).name
-    except ValueError:
-        return f"0x{value & 0xFFFFFFFF:08X}"
-
-
-def status_tone(value: int | None) -> str:
-    """``good`` / ``pending`` / ``bad`` / ``none``: how a status should be coloured."""
-    if value is None:
-        return "none"
-    if value == STATUS_PENDING:
-        return "pending"
-    return "good" if NT_SUCCESS(value) else "bad"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened, on one lane (or an arrow between two lanes)."""
-
-    at: float
-    """Wall-clock time (:func:`time.time`)."""
-    kind: Kind
-    lane: Lane
-    text: str
-    src: Lane | None = None
-    dst: Lane | None = None
-    status: int | None = None
-    """The NTSTATUS a call returned or an IRP completed with."""
-    flags: str | None = None
-    """TCP flags of a segment, in tcpdump's letters (``"F."``, ``"R."``, ``"P."``)."""
-    length: int | None = None
-    """Payload bytes of a segment, or bytes moved by a call."""
-    group: str | None = None
-    """Events of a bulk transfer (plain segments, repeated reads) share a group; long runs of
-    them are condensed for display (:func:`condensed`)."""
-
-    @property
-    def arrow(self) -> bool:
-        return self.src is not None and self.dst is not None
-
-    def as_dict(self, t0: float) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ms": round((self.at - t0) * 1e3, 3),
-            "kind": self.kind,
-            "lane": self.lane,
-            "event": self.text,
-        }
-        if self.arrow:
-            out["from"], out["to"] = self.src, self.dst
-        if self.status is not None:
-            out["status"] = short_status(self.status)
-        if self.flags is not None:
-            out["flags"] = self.flags
-        if self.length is not None:
-            out["bytes"] = self.length
-        return out
-
-
-#: Events of one bulk group kept in full; later ones are counted (:attr:`Timeline.dropped`).
-GROUP_LIMIT = 64
-
-
-class Timeline:
-    """A thread-safe, time-ordered list of events; bulk groups are bounded."""
-
-    def __init__(self, t0: float | None = None) -> None:
-        self.t0 = time.time() if t0 is None else t0
-        self._lock = threading.Lock()
-        self._events: list[Event] = []
-        self._group_counts: dict[str, int] = {}
-        #: group -> [events left out, bytes they moved, first and last time]
-        self.dropped: dict[str, list[float]] = {}
-
-    def add(self, event: Event) -> Event:
-        with self._lock:
-            group = event.group
-            if group is not None:
-                count = self._group_counts.get(group, 0) + 1
-                self._group_counts[group] = count
-                if count > GROUP_LIMIT:
-                    left = self.dropped.setdefault(group, [0, 0, event.at, event.at])
-                    left[0] += 1
-                    left[1] += event.length or 0
-                    left[2] = min(left[2], event.at)
-                    left[3] = max(left[3], event.at)
-                    return event
-            self._events.append(event)
-        return event
-
-    def record(
-        self,
-        kind: Kind,
-        lane: Lane,
-        text: str,
-        *,
-        at: float | None = None,
-        src: Lane | None = None,
-        dst: Lane | None = None,
-        status: int | None = None,
-        flags: str | None = None,
-        length: int | None = None,
-        group: str | None = None,
-    ) -> Event:
-        return self.add(
-            Event(
-                time.time() if at is None else at,
-                kind,
-                lane,
-                text,
-                src,
-                dst,
-                status,
-                flags,
-                length,
-                group,
-            )
-        )
-
-    def note(self, text: str, at: float | None = None) -> Event:
-        return self.record("note", "client", text, at=at)
-
-    def peer(self, text: str, at: float | None = None, *, group: str | None = None) -> Event:
-        return self.record("peer", "peer", text, at=at, group=group)
-
-    def extend(self, events: Iterable[Event]) -> None:
-        with self._lock:
-            self._events.extend(events)
-
-    def rebase(self) -> None:
-        """Start the clock at the earliest event, if one came before :attr:`t0` (a served
-        connection's handshake is on the wire before its accept)."""
-        with self._lock:
-            if self._events:
-                self.t0 = min(self.t0, min(e.at for e in self._events))
-
-    def events(self) -> list[Event]:
-        """Every event kept so far, in time order (ties keep the order they were recorded),
-        with one summary event per bulk group that went over :data:`GROUP_LIMIT`."""
-        with self._lock:
-            events = list(self._events)
-            for group, (count, moved, first, last) in self.dropped.items():
-                events.append(
-                    Event(
-                        first,
-                        "note",
-                        "client",
-                        f"... {int(count)} more {group} events in {(last - first) * 1e3:.1f} ms"
-                        f" not kept ({int(moved)} B)",
-                        length=int(moved),  # no group: its own line, never merged
-                    )
-                )
-        return sorted(events, key=lambda e: e.at)
 
 
 @dataclass

@@ -17,18 +17,19 @@ always stopped (:meth:`CaptureWire.stop`, idempotent).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import signal
 import threading
 import time
 from typing import Any, Literal
 
-from ..testing.capture import Segment, WireCapture
-from ..testing.tcp import TcpState, tcp_state
+from ..core.ending import Ending
+from ..testing.capture import WireCapture
+from ..testing.tcp import TcpState
+from ..trace import Recorder, Tracer, record_capture
 from .evidence import WireFacts
-from .session import Session, kernel_socket
-from .timeline import Lane, Report, Timeline
+from .session import Call, Session
+from .timeline import Report, Timeline
 
 __all__ = ["CaptureWire", "StateWire", "Wire", "WireMode", "WireUnavailable", "open_wire"]
 
@@ -88,14 +89,6 @@ class CaptureWire:
         return None
 
     # --- per connection --------------------------------------------------------------------------
-    def segments(self, ours: int, theirs: int) -> list[Segment]:
-        """Segments between our port ``ours`` and the peer's port ``theirs``, in order."""
-        return [
-            s
-            for s in self.capture.segments
-            if (s.sport, s.dport) in ((ours, theirs), (theirs, ours))
-        ]
-
     def seen(self, flag: str, from_port: int, timeout: float = 2.0) -> bool:
         """Wait (bounded) for a segment with ``flag`` (``"F"`` or ``"R"``) from ``from_port``."""
         try:
@@ -119,37 +112,14 @@ class CaptureWire:
         """Add this connection's segments to the report's timeline, lines and summary;
         return what they show, or None when the capture is incomplete (said in the report)."""
         broken = self.sync()
-        segments = self.segments(ours, theirs)
         report.wire_source = self.source
         report.wire = []
-        base: dict[int, int] = {}
-        for s in segments:
-            base.setdefault(s.sport, s.seq)
-        t0 = segments[0].time if segments else 0.0
-        for s in segments:
-            outgoing = s.sport == ours
-            src, dst = (names[0], names[1]) if outgoing else (names[1], names[0])
-            seq = (s.seq - base[s.sport]) % 2**32
-            ack = ""
-            if s.ack_flag and s.dport in base:
-                ack = f" ack={(s.ack - base[s.dport]) % 2**32}"
-            text = f"{src}:{s.sport} -> {dst}:{s.dport} [{s.flags}] seq={seq}{ack} len={s.length}"
-            plain = not (s.syn or s.fin or s.rst)
-            lanes: tuple[Lane, Lane] = ("provider", "peer") if outgoing else ("peer", "provider")
-            report.timeline.record(
-                "segment",
-                "wire",
-                text,
-                at=s.time,
-                src=lanes[0],
-                dst=lanes[1],
-                flags=s.flags,
-                length=s.length,
-                group="segments" if plain else None,
-            )
-            if len(report.wire) < WIRE_LINES or not plain:
-                report.wire.append(f"+{(s.time - t0) * 1e3:9.3f} ms {text}")
-        facts = WireFacts.of(segments, ours)
+        lines = record_capture(Recorder(report.timeline), self.capture, ours, theirs, None, names)
+        t0 = lines[0].at if lines else 0.0
+        for fact in lines:
+            if len(report.wire) < WIRE_LINES or not fact.plain:
+                report.wire.append(f"+{(fact.at - t0) * 1e3:9.3f} ms {fact.text}")
+        facts = WireFacts.of_flows(*self.capture.flows.between(ours, theirs))
         report.wire_summary = _summary(
             names,
             fin=(facts.fin[0] is not None, facts.fin[1] is not None),
@@ -209,23 +179,35 @@ _CLOSE_RESETS = {
 }
 
 
-class StateWire:
-    """Without a capture: our socket's TCP state after every WSK event, as wire events."""
+class StateWire(Tracer):
+    """Without a capture: our socket's TCP state after every traced WSK event (it is one of
+    the session's tracers), as wire events."""
 
     source = STATE_SOURCE
 
     def __init__(self, session: Session, timeline: Timeline) -> None:
         self.session = session
-        self.timeline = timeline
+        self.out = Recorder(timeline)
         self._lock = threading.Lock()
         self._tracked: list[_Tracked] = []
-        session.observers.append(self.sample)
+        session.watch(self)
+
+    # --- the tracer: sample after what the timeline shows ----------------------------------
+    def returned(self, call: Call) -> None:
+        if call.record:
+            self.sample()
+
+    def completed(self, call: Call) -> None:
+        if call.record:
+            self.sample()
+
+    def callback(self, sock: Any, event: str, flags: int, text: str, at: float) -> None:
+        self.sample()
 
     def track(self, sock: Any, name: str = "client") -> None:
-        kernel = kernel_socket(sock)
-        if kernel is None:
+        if self.session.tcp_state(sock) is None:
             return
-        tracked = _Tracked(sock, kernel, name)
+        tracked = _Tracked(sock, name)
         with self._lock:
             self._tracked.append(tracked)
         self.sample()
@@ -237,10 +219,7 @@ class StateWire:
             self._sample_one(t)
 
     def _sample_one(self, t: _Tracked) -> None:
-        try:
-            state: int | None = tcp_state(t.kernel) if t.kernel.fileno() >= 0 else None
-        except OSError:
-            state = None
+        state = self.session.tcp_state(t.sock)
         with self._lock:
             if state == t.last or t.gone:
                 return
@@ -256,14 +235,15 @@ class StateWire:
                 text = "socket closed while not disconnected both ways: its close sent an RST"
             else:
                 text = "socket closed; nothing more sent"
-            self.timeline.record("state", "wire", f"{t.name} {text}", at=at)
+            self.out.state(None, at, f"{t.name} {text}")
             return
         name = _state_name(state)
         if state == TcpState.CLOSE:
-            if id(t.sock) in self.session.resets:
+            ours = self.session.ends(t.sock).ours
+            if ours is not None and ours.how.sent_rst:
                 t.reset_by_us = True
                 meaning = "our RST (abortive disconnect)"
-            elif id(t.sock) in self.session.fins or previous in _OUR_FIN:
+            elif ours is Ending.OUR_FIN or previous in _OUR_FIN:
                 meaning = (
                     "ended after our FIN was acknowledged (the peer's FIN or an RST: the "
                     "state alone cannot tell)"
@@ -277,7 +257,7 @@ class StateWire:
             text = f"{t.name} TCP {name}"
         else:
             text = f"{t.name} TCP {_state_name(previous)} -> {name}"
-        self.timeline.record("state", "wire", text + (f": {meaning}" if meaning else ""), at=at)
+        self.out.state(None, at, text + (f": {meaning}" if meaning else ""))
 
     def finish(self, report: Report, names: tuple[str, str] = ("client", "peer")) -> None:
         self.sample()
@@ -290,28 +270,26 @@ class StateWire:
         for t in tracked:
             path = " -> ".join(_state_name(s) for s in t.seen) + (" -> closed" if t.gone else "")
             report.wire.append(f"{t.name} TCP states: {path}")
-            fin[0] |= any(s in _OUR_FIN for s in t.seen) or id(t.sock) in self.session.fins_acked
+            ends = self.session.ends(t.sock)
+            fin[0] |= any(s in _OUR_FIN for s in t.seen) or ends.fin_acked_at is not None
             rst[0] |= t.reset_by_us
-            told = self.session.peer_end(t.sock)
-            if told is not None:
-                fin[1] |= told[0] in ("fin", "fin+rst")
-                rst[1] |= told[0] in ("rst", "fin+rst")
+            if ends.peer is not None:
+                fin[1] |= ends.peer.how.sent_fin
+                rst[1] |= ends.peer.how.sent_rst
             else:
                 fin[1] |= any(s in _PEER_FIN for s in t.seen)
                 rst[1] |= t.reset_by_peer
         report.wire_summary = _summary(names, (fin[0], fin[1]), (rst[0], rst[1]))
 
     def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.session.observers.remove(self.sample)
+        self.session.unwatch(self)
 
 
 class _Tracked:
-    __slots__ = ("gone", "kernel", "last", "name", "reset_by_peer", "reset_by_us", "seen", "sock")
+    __slots__ = ("gone", "last", "name", "reset_by_peer", "reset_by_us", "seen", "sock")
 
-    def __init__(self, sock: Any, kernel: Any, name: str) -> None:
+    def __init__(self, sock: Any, name: str) -> None:
         self.sock = sock
-        self.kernel = kernel
         self.name = name
         self.last: int | None = None
         self.seen: list[int] = []

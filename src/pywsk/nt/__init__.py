@@ -16,4 +16,5 @@ from .irp import *
 from .irql import *
 from .mdl import *
 from .ntdef import *
+from .pool import *
 from .status import *

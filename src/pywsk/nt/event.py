@@ -55,13 +55,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .bugcheck import BugCheck, BugCheckCode
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, KeGetCurrentIrql, irql_name, require_irql_at_most
-from .mdl import KPROCESSOR_MODE, KernelMode, UserMode
+from .mdl import KernelMode, UserMode
 from .status import NTSTATUS, STATUS_WAIT_0
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .mdl import KPROCESSOR_MODE
 
 __all__ = [
     "EVENT_TYPE",

@@ -41,10 +41,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .bugcheck import BugCheck, BugCheckCode
-from .irql import DISPATCH_LEVEL, KIRQL, KeLowerIrql, KeRaiseIrql, require_irql_at_most
+from .irql import DISPATCH_LEVEL, KeLowerIrql, KeRaiseIrql, require_irql_at_most
+
+if TYPE_CHECKING:
+    from .irql import KIRQL
 
 __all__ = [
     "LONG",

@@ -322,8 +322,10 @@ def IoSetCompletionRoutine(
     InvokeOnCancel: bool,
 ) -> None:
     """Set the routine to run when the next lower driver (the WSK provider) completes ``Irp``."""
-    _check_usable(Irp, "IoSetCompletionRoutine")
-    _refuse_pending(Irp, "IoSetCompletionRoutine on")
+    state = Irp._state
+    if state is IrpState.FREED or state is IrpState.PENDING:  # the checks, without a call
+        _check_usable(Irp, "IoSetCompletionRoutine")
+        _refuse_pending(Irp, "IoSetCompletionRoutine on")
     Irp._routine = CompletionRoutine
     Irp._context = Context
     Irp._invoke = (bool(InvokeOnSuccess), bool(InvokeOnError), bool(InvokeOnCancel))
@@ -377,7 +379,8 @@ def begin_request(Irp: IRP, function: str) -> None:
     """
     if hooks.observer is not None:
         hooks.observer.event("irp-submitted", Irp, function=function, state=Irp._state)
-    _check_usable(Irp, function)
+    if Irp._state is IrpState.FREED:
+        _check_usable(Irp, function)
     if Irp._state is IrpState.PENDING:
         raise BugCheck(
             BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,

@@ -17,11 +17,13 @@ blocks or touches another thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .bugcheck import BugCheck, BugCheckCode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "KIRQL",

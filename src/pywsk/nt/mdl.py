@@ -1,19 +1,17 @@
-"""MDLs and non-paged pool: how a WSK client hands buffers to the provider.
+"""MDLs: how a WSK client describes its buffers to the provider.
 
 What it does: models memory descriptor lists over Python buffers.  :func:`IoAllocateMdl`
 describes ``Length`` bytes of any object with the buffer protocol (``bytes``,
 ``bytearray``, ``memoryview``, ``mmap``, ``array``) and can chain the MDL to an IRP;
 :func:`MmProbeAndLockPages` / :func:`MmUnlockPages` and :func:`MmBuildMdlForNonPagedPool`
 make its pages usable for I/O; :func:`MmGetSystemAddressForMdlSafe` maps it;
-:func:`IoFreeMdl` releases it.  :func:`ExAllocatePoolWithTag`, :func:`ExAllocatePool2`,
-:func:`ExFreePoolWithTag` and :func:`ExFreePool` hand out page-aligned "pool" blocks
-(anonymous ``mmap`` objects).  For the provider, :func:`mdl_chain_views` turns an
+:func:`IoFreeMdl` releases it.  For the provider, :func:`mdl_chain_views` turns an
 ``(Mdl, Offset, Length)`` triple into ``memoryview`` slices, and :func:`mdl_is_locked` /
-:func:`mdl_chain_writable` check a chain before I/O.
+:func:`mdl_chain_writable` check a chain before I/O.  Pool blocks (ExAllocatePoolWithTag
+and the rest) are in :mod:`pywsk.nt.pool`; their names are importable from here too.
 
 The rules, from Microsoft's pages (IoAllocateMdl, IoFreeMdl, MmProbeAndLockPages,
-MmUnlockPages, MmBuildMdlForNonPagedPool, MmGetSystemAddressForMdlSafe,
-ExAllocatePoolWithTag, ExAllocatePool2, ExFreePoolWithTag):
+MmUnlockPages, MmBuildMdlForNonPagedPool, MmGetSystemAddressForMdlSafe):
 
 1. An MDL describes its buffer but does not make it usable: before I/O its pages are
    locked (MmProbeAndLockPages, matched by exactly one MmUnlockPages) or the buffer is
@@ -22,16 +20,13 @@ ExAllocatePoolWithTag, ExAllocatePool2, ExFreePoolWithTag):
 2. MmProbeAndLockPages checks the access asked for: IoWriteAccess / IoModifyAccess on a
    buffer that cannot be written raises STATUS_ACCESS_VIOLATION, which the caller
    catches (``__try/__except`` in C, ``except StatusException`` here).
-3. An MDL is unlocked before IoFreeMdl; a pool block is freed only when no MDL describes
-   it any more, with the tag it was allocated with (ExFreePoolWithTag).
-4. A zero-byte or zero-tag pool allocation is a caller bug; an allocation that cannot be
-   satisfied returns NULL (``None``), or raises with POOL_FLAG_RAISE_ON_FAILURE.
+3. An MDL is unlocked before IoFreeMdl (and freed before the pool block it describes).
 
-What it refuses: breaking a rule above, or touching a freed MDL or pool block, raises
+What it refuses: breaking a rule above, or touching a freed MDL, raises
 :class:`~pywsk.nt.bugcheck.BugCheck` before anything changes.  Bad Python input that C
 could not even express - an object without the buffer protocol (``TypeError``), a
-non-contiguous buffer, a ``Length`` outside ``1..len(buffer)``, an unknown pool type or
-tag spelling (``ValueError``) - raises the ordinary Python exception.
+non-contiguous buffer, a ``Length`` outside ``1..len(buffer)`` (``ValueError``) - raises
+the ordinary Python exception.
 
 Choices where the pages are silent or Windows would crash (``docs/fidelity.md``):
 
@@ -44,10 +39,10 @@ Choices where the pages are silent or Windows would crash (``docs/fidelity.md``)
   IRQL <= APC_LEVEL, as for any pageable address.  MmBuildMdlForNonPagedPool accepts
   them all the same (Python never pages memory out), but refuses paged pool.
 * The pool-allocation failure hook of :mod:`pywsk.nt.irp` (``_allocation_hook``) also
-  governs IoAllocateMdl, ExAllocatePoolWithTag, ExAllocatePool2 and a new mapping by
-  MmGetSystemAddressForMdlSafe, with the function name as argument.
-* The bug checks Windows raises as BAD_POOL_CALLER (0xC2) are reported as
-  DRIVER_VERIFIER_DETECTED_VIOLATION; use after free as DRIVER_CAUGHT_MODIFYING_FREED_POOL.
+  governs IoAllocateMdl and a new mapping by MmGetSystemAddressForMdlSafe, with the
+  function name as argument.
+* Use after free is reported as DRIVER_CAUGHT_MODIFYING_FREED_POOL, other broken rules
+  as DRIVER_VERIFIER_DETECTED_VIOLATION.
 
 What always holds: an MDL's ``_view`` is exactly ``ByteCount`` bytes of its buffer, and
 every view handed out is a slice of it, so nothing here can read or write outside a
@@ -58,21 +53,45 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import threading
 import weakref
-from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from . import hooks as _hooks
-from . import irp as _irp
 from .bugcheck import BugCheck, BugCheckCode
-from .irp import IRP, IrpState
-from .irql import APC_LEVEL, DISPATCH_LEVEL, KIRQL, require_irql_at_most
-from .status import NTSTATUS, status_name
+from .irp import IrpState
+from .irql import APC_LEVEL, DISPATCH_LEVEL, require_irql_at_most
+
+# The pool's names, importable from here too (pywsk.nt.pool is their home).
+from .pool import PAGE_SIZE as PAGE_SIZE
+from .pool import POOL_FLAG_CACHE_ALIGNED as POOL_FLAG_CACHE_ALIGNED
+from .pool import POOL_FLAG_NON_PAGED as POOL_FLAG_NON_PAGED
+from .pool import POOL_FLAG_NON_PAGED_EXECUTE as POOL_FLAG_NON_PAGED_EXECUTE
+from .pool import POOL_FLAG_PAGED as POOL_FLAG_PAGED
+from .pool import POOL_FLAG_RAISE_ON_FAILURE as POOL_FLAG_RAISE_ON_FAILURE
+from .pool import POOL_FLAG_UNINITIALIZED as POOL_FLAG_UNINITIALIZED
+from .pool import POOL_FLAG_USE_QUOTA as POOL_FLAG_USE_QUOTA
+from .pool import POOL_FLAGS as POOL_FLAGS
+from .pool import POOL_TYPE as POOL_TYPE
+from .pool import ExAllocatePool2 as ExAllocatePool2
+from .pool import ExAllocatePoolWithTag as ExAllocatePoolWithTag
+from .pool import ExFreePool as ExFreePool
+from .pool import ExFreePoolWithTag as ExFreePoolWithTag
+from .pool import NonPagedPool as NonPagedPool
+from .pool import NonPagedPoolNx as NonPagedPoolNx
+from .pool import PagedPool as PagedPool
+from .pool import StatusException as StatusException
+from .pool import hook_refuses, pool_block_of, pool_lock
+from .status import NTSTATUS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .irp import IRP
+    from .irql import KIRQL
+    from .pool import PoolBlock
 
 __all__ = [
     # Types and constants
-    "PAGE_SIZE",
     "KPROCESSOR_MODE",
     "KernelMode",
     "UserMode",
@@ -92,19 +111,6 @@ __all__ = [
     "MDL_PARTIAL",
     "MDL_WRITE_OPERATION",
     "MDL_IO_SPACE",
-    "POOL_TYPE",
-    "NonPagedPool",
-    "PagedPool",
-    "NonPagedPoolNx",
-    "POOL_FLAGS",
-    "POOL_FLAG_USE_QUOTA",
-    "POOL_FLAG_UNINITIALIZED",
-    "POOL_FLAG_CACHE_ALIGNED",
-    "POOL_FLAG_RAISE_ON_FAILURE",
-    "POOL_FLAG_NON_PAGED",
-    "POOL_FLAG_NON_PAGED_EXECUTE",
-    "POOL_FLAG_PAGED",
-    "StatusException",
     "MDL",
     "PMDL",
     # MDLs
@@ -116,19 +122,11 @@ __all__ = [
     "MmGetMdlByteCount",
     "MmGetMdlByteOffset",
     "MmGetSystemAddressForMdlSafe",
-    # Pool
-    "ExAllocatePoolWithTag",
-    "ExAllocatePool2",
-    "ExFreePoolWithTag",
-    "ExFreePool",
     # Provider helpers (not Microsoft names)
     "mdl_chain_views",
     "mdl_is_locked",
     "mdl_chain_writable",
 ]
-
-#: The page size MDL offsets and pool alignment are measured in.
-PAGE_SIZE: Final = mmap.PAGESIZE
 
 KPROCESSOR_MODE = int
 KernelMode: Final = 0
@@ -155,55 +153,11 @@ MDL_PARTIAL: Final = 0x0010
 MDL_WRITE_OPERATION: Final = 0x0080
 MDL_IO_SPACE: Final = 0x0800
 
-POOL_TYPE = int
-NonPagedPool: Final = 0
-PagedPool: Final = 1
-NonPagedPoolNx: Final = 512
-
-POOL_FLAGS = int
-POOL_FLAG_USE_QUOTA: Final = 0x0001
-POOL_FLAG_UNINITIALIZED: Final = 0x0002
-POOL_FLAG_CACHE_ALIGNED: Final = 0x0008
-POOL_FLAG_RAISE_ON_FAILURE: Final = 0x0020
-POOL_FLAG_NON_PAGED: Final = 0x0040
-POOL_FLAG_NON_PAGED_EXECUTE: Final = 0x0080
-POOL_FLAG_PAGED: Final = 0x0100
-
 # IoAllocateMdl (Windows 7 and later): at most 4 GiB - PAGE_SIZE per MDL; longer gives NULL.
 _MAX_MDL_LENGTH = (1 << 32) - PAGE_SIZE
 
 # Flags MmProbeAndLockPages refuses: the MDL already describes its pages.
 _DESCRIBED = MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL | MDL_IO_SPACE
-
-_POOL_TYPES: Final = {NonPagedPool: False, NonPagedPoolNx: False, PagedPool: True}
-_POOL2_KNOWN_REQUIRED: Final = (
-    POOL_FLAG_USE_QUOTA
-    | POOL_FLAG_UNINITIALIZED
-    | POOL_FLAG_CACHE_ALIGNED
-    | POOL_FLAG_RAISE_ON_FAILURE
-    | POOL_FLAG_NON_PAGED
-    | POOL_FLAG_NON_PAGED_EXECUTE
-    | POOL_FLAG_PAGED
-)
-_POOL2_TYPES: Final = (POOL_FLAG_NON_PAGED, POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED)
-
-
-class StatusException(Exception):
-    """An exception raised with an NTSTATUS, as ExRaiseStatus raises one in C.
-
-    C drivers catch it with ``__try { ... } __except (EXCEPTION_EXECUTE_HANDLER)`` and read
-    ``GetExceptionCode()``; Python drivers write ``except StatusException as e`` and read
-    ``e.status``.  MmProbeAndLockPages raises it with STATUS_ACCESS_VIOLATION.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(f"{status_name(status)}: {message}")
-
-
-def _hook_refuses(function: str) -> bool:
-    hook: Callable[[str], bool] | None = _irp._allocation_hook
-    return hook is not None and not hook(function)
 
 
 # --- Buffer addresses ---------------------------------------------------------------
@@ -265,34 +219,6 @@ def _buffer_address(view: memoryview) -> int | None:
     return _read_address(view)
 
 
-# --- Pool ---------------------------------------------------------------------------
-
-
-class _PoolBlock:
-    """Bookkeeping for one pool allocation (the caller holds only the mmap)."""
-
-    __slots__ = ("__weakref__", "freed", "mdls", "paged", "tag")
-
-    def __init__(self, paged: bool, tag: int) -> None:
-        self.paged = paged
-        self.tag = tag
-        self.freed = False
-        # The MDLs built over this block (weak references: an MDL collected without IoFreeMdl
-        # must not be kept alive here).  A short list of refs costs a fifth of a WeakSet.
-        self.mdls: list[weakref.ref[MDL]] = []
-
-
-_pool_lock = threading.Lock()
-_pool_blocks: weakref.WeakKeyDictionary[mmap.mmap, _PoolBlock] = weakref.WeakKeyDictionary()
-
-
-def _pool_block_of(obj: object) -> _PoolBlock | None:
-    if not isinstance(obj, mmap.mmap):
-        return None
-    with _pool_lock:
-        return _pool_blocks.get(obj)
-
-
 # --- MDLs ---------------------------------------------------------------------------
 
 
@@ -318,7 +244,7 @@ class MDL:
         "_view",
     )
 
-    def __init__(self, view: memoryview, pool: _PoolBlock | None) -> None:
+    def __init__(self, view: memoryview, pool: PoolBlock | None) -> None:
         self.Next: MDL | None = None
         self.ByteCount: int = view.nbytes
         address = _buffer_address(view)
@@ -413,7 +339,7 @@ def IoAllocateMdl(
                 )
             view = flat[:Length]
     owner = view.obj
-    pool = _pool_block_of(owner)
+    pool = pool_block_of(owner)
     if Irp is not None:
         if Irp.state is IrpState.FREED:
             view.release()
@@ -430,12 +356,12 @@ def IoAllocateMdl(
                 "chain to append to",
                 id(Irp),
             )
-    if Length > _MAX_MDL_LENGTH or _hook_refuses("IoAllocateMdl"):
+    if Length > _MAX_MDL_LENGTH or hook_refuses("IoAllocateMdl"):
         view.release()
         return None
     mdl = MDL(view, pool)
     if pool is not None:
-        with _pool_lock:
+        with pool_lock:
             pool.mdls = [r for r in pool.mdls if r() is not None]
             pool.mdls.append(weakref.ref(mdl))
     if Irp is not None:
@@ -471,7 +397,7 @@ def IoFreeMdl(Mdl: MDL) -> None:
         _hooks.observer.event("mdl-freed", Mdl)
     pool = Mdl._pool
     if pool is not None:
-        with _pool_lock:
+        with pool_lock:
             pool.mdls = [r for r in pool.mdls if (m := r()) is not None and m is not Mdl]
         Mdl._pool = None
 
@@ -601,7 +527,7 @@ def MmGetSystemAddressForMdlSafe(Mdl: MDL, Priority: MM_PAGE_PRIORITY) -> memory
                 id(Mdl),
                 Mdl.MdlFlags,
             )
-        if _hook_refuses("MmGetSystemAddressForMdlSafe"):
+        if hook_refuses("MmGetSystemAddressForMdlSafe"):
             return None
         Mdl.MappedSystemVa = Mdl._view
         Mdl.MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA
@@ -625,7 +551,8 @@ def mdl_chain_views(Mdl: MDL | None, Offset: int, Length: int) -> list[memoryvie
         return None
     if Mdl is None:
         return [] if Length == 0 else None
-    _check_live(Mdl, "mdl_chain_views")
+    if Mdl._freed:
+        _check_live(Mdl, "mdl_chain_views")
     if Offset > Mdl.ByteCount:
         return None
     if Mdl.Next is None:
@@ -671,7 +598,8 @@ def mdl_is_locked(Mdl: MDL | None) -> bool:
     """
     usable = MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL
     if Mdl is not None and Mdl.Next is None:
-        _check_live(Mdl, "mdl_is_locked")
+        if Mdl._freed:
+            _check_live(Mdl, "mdl_is_locked")
         unlocked = None if Mdl.MdlFlags & usable else Mdl
     else:
         unlocked = next((m for m in _walk(Mdl, "mdl_is_locked") if not m.MdlFlags & usable), None)
@@ -682,167 +610,6 @@ def mdl_is_locked(Mdl: MDL | None) -> bool:
 
 def mdl_chain_writable(Mdl: MDL | None) -> bool:
     """True when every MDL of the chain describes a writable buffer (None: True)."""
+    if Mdl is not None and Mdl.Next is None and not Mdl._freed:  # one MDL: no walk
+        return not Mdl._view.readonly
     return all(m.writable for m in _walk(Mdl, "mdl_chain_writable"))
-
-
-# --- Pool allocation ----------------------------------------------------------------
-
-
-def _tag_value(Tag: int | bytes | str, function: str) -> int:
-    """A ULONG pool tag from an int or 1-4 characters (``b"wskp"`` as a debugger shows it)."""
-    if isinstance(Tag, bool):
-        raise TypeError(f"{function}: Tag must be an int, bytes or str, not bool")
-    if isinstance(Tag, int):
-        if not 0 <= Tag <= 0xFFFFFFFF:
-            raise ValueError(f"{function}: Tag 0x{Tag:X} is not a ULONG")
-        return Tag
-    if isinstance(Tag, str):
-        Tag = Tag.encode("ascii")
-    if isinstance(Tag, bytes | bytearray):
-        if not 1 <= len(Tag) <= 4:
-            raise ValueError(f"{function}: Tag {Tag!r} must have 1 to 4 characters")
-        # Memory order: C's 'pksw' is stored (and shown by poolmon) as "wskp".
-        return int.from_bytes(Tag, "little")
-    raise TypeError(f"{function}: Tag must be an int, bytes or str, not {type(Tag).__name__}")
-
-
-def _allocate(paged: bool, NumberOfBytes: int, tag: int, function: str) -> mmap.mmap | None:
-    if isinstance(NumberOfBytes, bool) or not isinstance(NumberOfBytes, int):
-        raise TypeError(f"{function}: NumberOfBytes must be an int")
-    if NumberOfBytes < 0:
-        raise ValueError(f"{function}: NumberOfBytes must not be negative")
-    if NumberOfBytes == 0:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function}: a zero-byte pool allocation",
-            0,
-        )
-    if tag == 0:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function}: a pool allocation with a tag of zero",
-            0x9B,
-        )
-    if _hook_refuses(function):
-        return None
-    try:
-        block = mmap.mmap(-1, NumberOfBytes)
-    except (OSError, MemoryError, OverflowError, ValueError):
-        return None
-    with _pool_lock:
-        _pool_blocks[block] = _PoolBlock(paged, tag)
-    if _hooks.observer is not None:
-        _hooks.observer.event("pool-allocated", block, tag=tag, size=NumberOfBytes)
-    return block
-
-
-def ExAllocatePoolWithTag(
-    PoolType: POOL_TYPE,
-    NumberOfBytes: int,
-    Tag: int | bytes | str,
-) -> mmap.mmap | None:
-    """Allocate ``NumberOfBytes`` of page-aligned pool, or return None when none is left.
-
-    ExAllocatePoolWithTag: ``PoolType`` is NonPagedPool, NonPagedPoolNx or PagedPool (IRQL
-    <= DISPATCH_LEVEL for non-paged, <= APC_LEVEL for paged).  A zero-byte request or a
-    zero tag raises BugCheck.  The block is an anonymous ``mmap`` (whose contents happen to
-    be zero).
-    """
-    if PoolType not in _POOL_TYPES:
-        raise ValueError(f"ExAllocatePoolWithTag: PoolType {PoolType!r} is not modelled")
-    paged = _POOL_TYPES[PoolType]
-    require_irql_at_most(APC_LEVEL if paged else DISPATCH_LEVEL, "ExAllocatePoolWithTag")
-    tag = _tag_value(Tag, "ExAllocatePoolWithTag")
-    return _allocate(paged, NumberOfBytes, tag, "ExAllocatePoolWithTag")
-
-
-def ExAllocatePool2(
-    Flags: POOL_FLAGS,
-    NumberOfBytes: int,
-    Tag: int | bytes | str,
-) -> mmap.mmap | None:
-    """Allocate ``NumberOfBytes`` of zeroed, page-aligned pool, or return None.
-
-    ExAllocatePool2: ``Flags`` holds exactly one of POOL_FLAG_NON_PAGED,
-    POOL_FLAG_NON_PAGED_EXECUTE and POOL_FLAG_PAGED; required flags (the low 32 bits) that
-    cannot be honoured fail the allocation.  With POOL_FLAG_RAISE_ON_FAILURE a failure
-    raises :class:`StatusException` (STATUS_INSUFFICIENT_RESOURCES) instead of returning
-    None.  A zero-byte request or a zero tag raises BugCheck.
-    """
-    kinds = [f for f in _POOL2_TYPES if Flags & f]
-    paged = kinds == [POOL_FLAG_PAGED]
-    require_irql_at_most(APC_LEVEL if paged else DISPATCH_LEVEL, "ExAllocatePool2")
-    tag = _tag_value(Tag, "ExAllocatePool2")
-    block: mmap.mmap | None = None
-    if len(kinds) == 1 and not (Flags & 0xFFFFFFFF & ~_POOL2_KNOWN_REQUIRED):
-        block = _allocate(paged, NumberOfBytes, tag, "ExAllocatePool2")
-    if block is None and Flags & POOL_FLAG_RAISE_ON_FAILURE:
-        raise StatusException(
-            NTSTATUS.STATUS_INSUFFICIENT_RESOURCES,
-            f"ExAllocatePool2 could not allocate {NumberOfBytes} bytes (flags 0x{Flags:X})",
-        )
-    return block
-
-
-def _free(P: mmap.mmap | IRP, tag: int | None, function: str) -> None:
-    if isinstance(P, IRP) and isinstance(P._memory, mmap.mmap):
-        # C frees an IoInitializeIrp IRP through the same pointer: free its memory.
-        P = P._memory
-    block = _pool_block_of(P)
-    if block is None or not isinstance(P, mmap.mmap):
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function} on memory that did not come from the pool",
-            id(P),
-        )
-    if block.freed:
-        raise BugCheck(
-            BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
-            f"{function} on a pool block that was already freed",
-            id(P),
-        )
-    require_irql_at_most(APC_LEVEL if block.paged else DISPATCH_LEVEL, function)
-    if tag is not None and tag != block.tag:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function} with tag 0x{tag:08X}; the block was allocated with 0x{block.tag:08X}",
-            id(P),
-            block.tag,
-            tag,
-        )
-    with _pool_lock:
-        live = [m for r in block.mdls if (m := r()) is not None and not m._freed]
-    if live:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function}: pool freed while an MDL describes it (IoFreeMdl the MDL first)",
-            id(P),
-            id(live[0]),
-        )
-    _irp.release_initialized_irp(P, function)
-    try:
-        P.close()
-    except BufferError:
-        raise BugCheck(
-            BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
-            f"{function}: pool freed while a view of it is still in use (an I/O or a "
-            "mapping still refers to it)",
-            id(P),
-        ) from None
-    block.freed = True
-    if _hooks.observer is not None:
-        _hooks.observer.event("pool-freed", P)
-
-
-def ExFreePoolWithTag(P: mmap.mmap | IRP, Tag: int | bytes | str) -> None:
-    """Free a pool block, checking that ``Tag`` is the tag it was allocated with.
-
-    ExFreePoolWithTag: refuses (BugCheck) a block not from the pool, one freed already, a
-    wrong tag, and a block an MDL or a view still refers to.
-    """
-    _free(P, _tag_value(Tag, "ExFreePoolWithTag"), "ExFreePoolWithTag")
-
-
-def ExFreePool(P: mmap.mmap | IRP) -> None:
-    """Free a pool block, whatever its tag (otherwise as :func:`ExFreePoolWithTag`)."""
-    _free(P, None, "ExFreePool")

@@ -31,6 +31,7 @@ __all__ = [
     "INT_MAX",
     "ULONG_MAX",
     "address_status",
+    "buffer_flags_status",
     "buffer_status",
     "first_refusal",
     "hints_status",
@@ -71,7 +72,7 @@ def buffer_status(buffer: Any, required: bool = True) -> int | None:
     mdl: Any = buffer.Mdl
     offset: Any = buffer.Offset
     length: Any = buffer.Length
-    if not _is_int(offset) or not _is_int(length) or offset < 0 or length < 0:
+    if not isinstance(offset, int) or not isinstance(length, int) or offset < 0 or length < 0:
         return _INVALID
     if mdl is None:
         return _INVALID if length else None
@@ -79,6 +80,15 @@ def buffer_status(buffer: Any, required: bool = True) -> int | None:
         return _INVALID
     mdl_chain_writable(mdl)  # the walk: BugCheck for a freed MDL or a loop
     return None
+
+
+def buffer_flags_status(buffer: Any, flags: Any, required: bool = True) -> int | None:
+    """:func:`buffer_status` of ``buffer``, then ``flags`` a ULONG: the check of WskSend,
+    WskReceive and WskDisconnect, in one call (it runs on every data call)."""
+    refusal = buffer_status(buffer, required)
+    if refusal is None and (not isinstance(flags, int) or not 0 <= flags <= ULONG_MAX):
+        return _INVALID
+    return refusal
 
 
 def address_status(address: Any, optional: bool = False) -> int | None:

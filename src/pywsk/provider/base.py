@@ -22,10 +22,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..core.connection import OpKind
 from ..mechanics import linux
 from ..nt import hooks
 from ..nt.irp import IRP, IoMarkIrpPending, IoSetCancelRoutine, begin_request
@@ -61,12 +59,17 @@ from ..wsk.constants import (
     WskIoctl,
     WskSetOption,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
+from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
 from .arguments import INT_MAX
-from .engine import Engine, report_exception
+from .engine import report_exception
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.connection import OpKind
+    from ..wsk.structs import SOCKADDR
     from .client import WskClient
+    from .engine import Engine
 
 __all__ = ["Op", "ProviderSocket", "internal_irp", "needs_irp", "read_in", "write_out"]
 

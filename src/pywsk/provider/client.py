@@ -1,11 +1,12 @@
 """The WSK subsystem: client objects, the provider-level functions, the dispatch tables.
 
-What it does: :class:`WskSubsystem` is what ``pywsk.wsk.registration`` attaches to.  It owns
-the engine (the provider thread), the FIN-ACK watcher and the dispatch tables, and creates
-a :class:`WskClient` (the PWSK_CLIENT) per registration.  Its WSK_PROVIDER_DISPATCH offers
-WskSocket, WskSocketConnect and WskControlClient.  Every dispatch-table entry here is a
-thin function that checks the IRQL rule, hands the call to the provider thread, takes the
-IRP (refusing a freed or still-pending one) and calls the socket's method.
+What it does: :class:`WskSubsystem` is what ``pywsk.wsk.registration`` attaches to.  It holds
+the engine (the provider thread; :data:`pywsk.provider.calls.ENGINE`) and the dispatch
+tables, and creates a :class:`WskClient` (the PWSK_CLIENT) per registration.  Its
+WSK_PROVIDER_DISPATCH offers WskSocket, WskSocketConnect, WskControlClient and name
+resolution, whose functions are here; :data:`SOCKET_FACTORIES` makes each category's
+socket.  The socket tables' functions are in :mod:`pywsk.provider.socket_dispatch`; every
+call enters through :mod:`pywsk.provider.calls` (the IRQL rule, the IRP taken, the lock).
 
 What it refuses: a NULL IRP where one is required (STATUS_INVALID_PARAMETER, nothing to
 complete), a client object that is not one of ours (STATUS_INVALID_HANDLE), a socket
@@ -23,14 +24,12 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..mechanics import linux
 from ..nt import hooks
-from ..nt.bugcheck import BugCheck
-from ..nt.irp import IRP, IrpState, begin_request
+from ..nt.irp import IRP
 from ..nt.irql import DISPATCH_LEVEL, require_irql_at_most
-from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET,
@@ -58,23 +57,45 @@ from ..wsk.dispatch import (
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
 )
-from ..wsk.registration import WSK_CLIENT_NPI
 from ..wsk.structs import (
-    PSIZE_T,
-    SOCKADDR,
-    WSK_BUF,
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_PROVIDER_CHARACTERISTICS,
     WSK_TRANSPORT,
 )
 from . import arguments as argcheck
 from . import names
-from .base import ProviderSocket, internal_irp, needs_irp
+from .base import ProviderSocket, internal_irp
+from .calls import ENGINE, _completed, _enter, _no_irp_call, _take
 from .connection import ConnectionSocket
 from .datagram import BasicSocket, DatagramSocket
-from .engine import MAX_INLINE_DEPTH, TURN_BUDGET, Engine, report_exception
 from .listener import DatagramListenSocket, ListenSocket
+from .socket_dispatch import (
+    _connect_step,
+    _WskAccept,
+    _WskBind,
+    _WskCloseSocket,
+    _WskConnect,
+    _WskConnectEx,
+    _WskControlSocket,
+    _WskDisconnect,
+    _WskGetLocalAddress,
+    _WskGetRemoteAddress,
+    _WskInspectComplete,
+    _WskListen,
+    _WskReceive,
+    _WskReceiveEx,
+    _WskReceiveFrom,
+    _WskRelease,
+    _WskSendEx,
+    _WskSendMessages,
+    _WskSendTo,
+)
+from .socket_dispatch import _WskSend as _WskSend  # also importable from here
 from .stream import StreamSocket
+
+if TYPE_CHECKING:
+    from ..wsk.registration import WSK_CLIENT_NPI
+    from ..wsk.structs import PSIZE_T, SOCKADDR
 
 __all__ = ["WskClient", "WskSubsystem", "TransportOptions", "subsystem"]
 
@@ -136,7 +157,7 @@ class WskSubsystem:
     """The WSK provider: what registration attaches to."""
 
     def __init__(self) -> None:
-        self.engine = Engine()
+        self.engine = ENGINE
         self.characteristics = WSK_PROVIDER_CHARACTERISTICS(
             HighestVersion=WSK_VERSION_1_0, LowestVersion=WSK_VERSION_1_0
         )
@@ -218,607 +239,6 @@ class WskSubsystem:
         client.detached = True
         if hooks.observer is not None:
             hooks.observer.event("client-detached", client)
-
-
-# --------------------------------------------------------------------------------------------
-# Entry points.  Each checks the IRQL rule, then runs on the calling thread: a socket's
-# method under the socket's lock, its completion routines after the lock is released.
-# --------------------------------------------------------------------------------------------
-
-
-def _enter(
-    name: str,
-    Irp: IRP | None,
-    fn: Callable[..., int],
-    *args: Any,
-    precheck: Callable[[], None] | None = None,
-    check: Check | None = None,
-) -> int:
-    """Check the IRQL rule, then run ``fn(*args)`` on this thread with ``Irp`` taken.
-
-    ``precheck`` runs first, before the IRP is taken: a verifier that refuses the call
-    (raises) leaves everything as it was.  ``check`` (arguments.py) then looks at the
-    arguments: a refusal completes the IRP with its status and nothing else happens.
-    """
-    require_irql_at_most(DISPATCH_LEVEL, name)
-    if not isinstance(Irp, IRP):
-        # Nothing to complete: the call is refused outright (observed on Windows for NULL).
-        if hooks.observer is not None:
-            hooks.observer.event("null-irp", None, function=name)
-        return NTSTATUS.STATUS_INVALID_PARAMETER
-    return _take(name, Irp, fn, args, precheck, check)
-
-
-#: An argument check: None (go on) or the status that refuses the call.
-Check = Callable[[], "int | None"]
-
-
-def _completed(Irp: IRP, status: int) -> int:
-    """Complete ``Irp`` with ``status`` now and return that status (a call that ends at once)."""
-    subsystem.engine.complete(Irp, status)
-    return status
-
-
-def _take(
-    name: str,
-    Irp: IRP,
-    fn: Callable[..., int],
-    args: tuple[Any, ...],
-    precheck: Callable[[], None] | None = None,
-    check: Check | None = None,
-) -> int:
-    observer = hooks.observer
-    if observer is not None:
-        if precheck is not None:
-            precheck()
-        if subsystem.engine.in_completion:
-            observer.event("wsk-call-in-completion-routine", Irp, function=name)
-    # Before the IRP is taken: a BugCheck raised here (a freed MDL) leaves it the caller's.
-    refusal = check() if check is not None else None
-    begin_request(Irp, name)
-    if refusal is not None:
-        return subsystem.engine.take(name, Irp, _completed, (Irp, refusal))
-    try:
-        return subsystem.engine.take(name, Irp, fn, args)
-    except Exception as exc:
-        return _failed_inside(name, Irp, exc)
-
-
-def _failed_inside(name: str, Irp: IRP, exc: Exception) -> int:
-    """The provider raised after it took ``Irp`` (a check missed a bad argument, or a bug):
-    the IRP still completes - STATUS_INVALID_PARAMETER if nothing completed or queued it -
-    and the exception is reported, never left with the IRP pending for ever.  A BugCheck
-    is raised on after that (the rule it names was broken)."""
-    if Irp.state is IrpState.PENDING and not Irp._marked_pending:
-        status: int = NTSTATUS.STATUS_INVALID_PARAMETER
-        subsystem.engine.complete(Irp, status)
-    else:
-        status = NTSTATUS.STATUS_PENDING if Irp._marked_pending else Irp.IoStatus.Status
-    if isinstance(exc, BugCheck):
-        raise exc
-    report_exception(exc, f"in {name} (its IRP completed with status 0x{status:08X})", Irp)
-    return status
-
-
-def _socket_call(
-    name: str, Socket: Any, Irp: IRP | None, method: str, *args: Any, check: Check | None = None
-) -> int:
-    """Run ``Socket.<method>(*args)`` under the socket's lock, if the socket is live and has it.
-
-    The common case - no verifier, no fault scheduler, a live socket, a call not deep in a
-    chain - takes a short path with the same steps inlined: the IRQL rule, the argument
-    check, the IRP taken, the method under the lock, the completion routines after it.
-    """
-    engine = subsystem.engine
-    tls = engine._tls
-    if (
-        type(Irp) is IRP
-        and hooks.observer is None
-        and hooks.faults is None
-        and _irql.level <= DISPATCH_LEVEL
-        and tls.batch is None
-        and tls.depth < MAX_INLINE_DEPTH
-        and tls.turn < TURN_BUDGET
-        and isinstance(Socket, ProviderSocket)
-    ):
-        bound = getattr(Socket, method, None)
-        if bound is not None:
-            # Before the IRP is taken: a BugCheck raised here leaves it the caller's.
-            refusal = check() if check is not None else None
-            begin_request(Irp, name)
-            if refusal is not None:
-                return _completed(Irp, refusal)
-            batch: list[Any] = []
-            tls.batch = batch
-            lock = Socket.lock
-            lock.acquire()
-            try:
-                if Socket.closed:  # a use after close (or closed by another thread meanwhile)
-                    result: int = _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-                else:
-                    result = bound(*args)
-            except Exception as exc:
-                failure: Exception | None = exc
-            else:
-                failure = None
-            finally:
-                lock.release()
-                tls.batch = None
-                if batch:
-                    engine._run_batch(batch)
-            if failure is not None:
-                return _failed_inside(name, Irp, failure)
-            return result
-    precheck = None
-    if hooks.observer is not None:
-        precheck = functools.partial(_socket_precheck, name, Socket, Irp, method)
-    return _enter(
-        name, Irp, _run_socket_method, Socket, Irp, method, args, precheck=precheck, check=check
-    )
-
-
-def _socket_is_live(Socket: Any, method: str) -> bool:
-    return isinstance(Socket, ProviderSocket) and not Socket.closed and hasattr(Socket, method)
-
-
-def _socket_precheck(name: str, Socket: Any, Irp: IRP | None, method: str) -> None:
-    """The verifier's look at a socket call, before the IRP is taken."""
-    observer = hooks.observer
-    if observer is None:
-        return
-    observer.event("socket-call", Socket, function=name, irp=Irp)
-    if not _socket_is_live(Socket, method):
-        observer.event("wsk-call-on-closed-socket", Socket, function=name)
-    elif method == "close":
-        if Socket.calls_inside:
-            observer.event("close-while-call-inside", Socket, calls=Socket.calls_inside)
-        retained = getattr(getattr(Socket, "role", Socket), "retained", None)
-        if retained:
-            observer.event("close-with-retained-indications", Socket, count=len(retained))
-
-
-def _run_socket_method(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
-    if not _socket_is_live(Socket, method):
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-    engine = subsystem.engine
-    if hooks.observer is None:
-        result: int = engine.locked(Socket.lock, _inside, Socket, Irp, method, args)
-        return result
-    # The verifier counts calls inside the provider (WSK-002) from entry to return, the
-    # completion routines of an inline completion included.
-    with Socket.lock:
-        Socket.calls_inside += 1
-    try:
-        result = engine.locked(Socket.lock, _inside, Socket, Irp, method, args)
-    finally:
-        with Socket.lock:
-            Socket.calls_inside -= 1
-    return result
-
-
-def _inside(Socket: Any, Irp: IRP, method: str, args: tuple[Any, ...]) -> int:
-    """The socket's method, under its lock (closed meanwhile by another thread: refused)."""
-    if Socket.closed:
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-    result: int = getattr(Socket, method)(*args)
-    return result
-
-
-def _no_irp_call(name: str, fn: Callable[[], int], failure: int) -> int:
-    """A call without an IRP (WskControlSocket with Irp NULL, WskRelease): an exception the
-    provider raises becomes ``failure``, reported; a BugCheck is raised on."""
-    try:
-        return fn()
-    except BugCheck:
-        raise
-    except Exception as exc:
-        report_exception(exc, f"in {name} (it returned status 0x{failure:08X})", None)
-        return failure
-
-
-def _WskBind(Socket: Any, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _address_call("WskBind", Socket, "bind", LocalAddress, Flags, Irp)
-
-
-def _WskConnect(Socket: Any, RemoteAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
-    return _address_call("WskConnect", Socket, "connect", RemoteAddress, Flags, Irp)
-
-
-def _address_call(name: str, Socket: Any, method: str, Address: Any, Flags: Any, Irp: Any) -> int:
-    """WskBind / WskConnect: an input address and a ULONG of flags, checked first."""
-
-    def check() -> int | None:
-        return argcheck.first_refusal(
-            argcheck.address_status(Address), argcheck.ulong_status(Flags)
-        )
-
-    return _socket_call(name, Socket, Irp, method, Address, Flags, Irp, check=check)
-
-
-def _WskListen(Socket: Any, Irp: IRP) -> int:
-    return _socket_call("WskListen", Socket, Irp, "listen", Irp)
-
-
-def _WskAccept(
-    ListenSocket: Any,
-    Flags: int,
-    AcceptSocketContext: Any,
-    AcceptSocketDispatch: Any,
-    LocalAddress: SOCKADDR | None,
-    RemoteAddress: SOCKADDR | None,
-    Irp: IRP,
-) -> int:
-    return _socket_call(
-        "WskAccept",
-        ListenSocket,
-        Irp,
-        "accept",
-        Flags,
-        AcceptSocketContext,
-        AcceptSocketDispatch,
-        LocalAddress,
-        RemoteAddress,
-        Irp,
-        check=lambda: argcheck.first_refusal(
-            argcheck.ulong_status(Flags),
-            argcheck.out_address_status(LocalAddress, optional=True),
-            argcheck.out_address_status(RemoteAddress, optional=True),
-        ),
-    )
-
-
-def _WskInspectComplete(ListenSocket: Any, InspectID: Any, Action: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskInspectComplete",
-        ListenSocket,
-        Irp,
-        "inspect_complete",
-        InspectID,
-        Action,
-        Irp,
-        check=lambda: argcheck.ulong_status(Action),
-    )
-
-
-def _WskSend(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskSend", Socket, Irp, "send", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
-    )
-
-
-def _WskReceive(Socket: Any, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskReceive", Socket, Irp, "receive", Buffer, Flags, Irp, check=_buffer_check(Buffer, Flags)
-    )
-
-
-def _WskDisconnect(Socket: Any, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
-    return _socket_call(
-        "WskDisconnect",
-        Socket,
-        Irp,
-        "disconnect",
-        Buffer,
-        Flags,
-        Irp,
-        check=_buffer_check(Buffer, Flags, required=False),
-    )
-
-
-def _buffer_check(Buffer: Any, Flags: Any, required: bool = True) -> Check:
-    return lambda: argcheck.first_refusal(
-        argcheck.buffer_status(Buffer, required), argcheck.ulong_status(Flags)
-    )
-
-
-def _WskCloseSocket(Socket: Any, Irp: IRP) -> int:
-    return _socket_call("WskCloseSocket", Socket, Irp, "close", Irp)
-
-
-def _WskGetLocalAddress(Socket: Any, LocalAddress: SOCKADDR, Irp: IRP) -> int:
-    return _socket_call(
-        "WskGetLocalAddress",
-        Socket,
-        Irp,
-        "get_local_address",
-        LocalAddress,
-        Irp,
-        check=lambda: argcheck.out_address_status(LocalAddress),
-    )
-
-
-def _WskGetRemoteAddress(Socket: Any, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
-    return _socket_call(
-        "WskGetRemoteAddress",
-        Socket,
-        Irp,
-        "get_remote_address",
-        RemoteAddress,
-        Irp,
-        check=lambda: argcheck.out_address_status(RemoteAddress),
-    )
-
-
-def _WskControlSocket(
-    Socket: Any,
-    RequestType: int,
-    ControlCode: int,
-    Level: int,
-    InputSize: int,
-    InputBuffer: Any,
-    OutputSize: int,
-    OutputBuffer: Any,
-    OutputSizeReturned: PSIZE_T | None,
-    Irp: IRP | None,
-) -> int:
-    call = (
-        RequestType,
-        ControlCode,
-        Level,
-        InputSize,
-        InputBuffer,
-        OutputSize,
-        OutputBuffer,
-        OutputSizeReturned,
-        Irp,
-    )
-
-    def check() -> int | None:
-        return argcheck.first_refusal(
-            argcheck.ulong_status(RequestType, ControlCode, Level, InputSize, OutputSize),
-            argcheck.size_box_status(OutputSizeReturned),
-        )
-
-    if Irp is not None:
-        return _socket_call("WskControlSocket", Socket, Irp, "control", *call, check=check)
-    require_irql_at_most(DISPATCH_LEVEL, "WskControlSocket")
-
-    if not isinstance(Socket, ProviderSocket) or Socket.closed:
-        if hooks.observer is not None:
-            hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskControlSocket")
-        return NTSTATUS.STATUS_INVALID_HANDLE
-
-    def run() -> int:
-        if Socket.closed:
-            return NTSTATUS.STATUS_INVALID_HANDLE
-        refusal = check()
-        if refusal is not None:
-            return refusal
-        if needs_irp(RequestType, ControlCode, Level):
-            # The page requires an IRP: "inline completion is not possible" (wsk.h's
-            # STATUS_REQUEST_NOT_ACCEPTED); nothing is set or read.
-            return NTSTATUS.STATUS_REQUEST_NOT_ACCEPTED
-        result: int = Socket.control(*call)
-        return result
-
-    return _no_irp_call(
-        "WskControlSocket",
-        functools.partial(subsystem.engine.locked, Socket.lock, run),
-        NTSTATUS.STATUS_INVALID_PARAMETER,
-    )
-
-
-def _WskRelease(Socket: Any, DataIndication: Any) -> int:
-    """WskRelease: no IRP; returns STATUS_SUCCESS or STATUS_INVALID_PARAMETER at once."""
-    require_irql_at_most(DISPATCH_LEVEL, "WskRelease")
-
-    if not isinstance(Socket, ConnectionSocket | StreamSocket | DatagramSocket) or Socket.closed:
-        if hooks.observer is not None and isinstance(Socket, ProviderSocket):
-            hooks.observer.event("wsk-call-on-closed-socket", Socket, function="WskRelease")
-        return NTSTATUS.STATUS_INVALID_PARAMETER
-
-    def run() -> int:
-        if Socket.closed:
-            return NTSTATUS.STATUS_INVALID_PARAMETER
-        return Socket.release(DataIndication)
-
-    return _no_irp_call(
-        "WskRelease",
-        functools.partial(subsystem.engine.locked, Socket.lock, run),
-        NTSTATUS.STATUS_INVALID_PARAMETER,
-    )
-
-
-def _WskConnectEx(
-    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF | None, Flags: int, Irp: IRP
-) -> int:
-    """WskConnect, then (if ``Buffer``) a send of it; the IRP completes with the send."""
-    if Buffer is None:
-        return _socket_call("WskConnectEx", Socket, Irp, "connect", RemoteAddress, Flags, Irp)
-    precheck = None
-    if hooks.observer is not None:
-        precheck = functools.partial(_socket_precheck, "WskConnectEx", Socket, Irp, "connect")
-    return _enter(
-        "WskConnectEx", Irp, _connect_ex, Socket, RemoteAddress, Buffer, Flags, Irp,
-        precheck=precheck,
-    )  # fmt: skip
-
-
-def _connect_ex(Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
-    if not _socket_is_live(Socket, "send"):
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-    result: int = subsystem.engine.locked(
-        Socket.lock, _connect_then_send, Socket, RemoteAddress, Buffer, Flags, Irp
-    )
-    return result
-
-
-def _connect_then_send(
-    Socket: Any, RemoteAddress: SOCKADDR, Buffer: WSK_BUF, Flags: int, Irp: IRP
-) -> int:
-    """WskConnectEx with data, under the socket's lock: connect on an internal IRP, then
-    send ``Buffer`` on the client's IRP once connected (inline or from the completion)."""
-    if Socket.closed:
-        return _completed(Irp, NTSTATUS.STATUS_INVALID_HANDLE)
-
-    def send() -> int:
-        result: int = Socket.send(Buffer, 0, Irp)
-        return result
-
-    return _connect_step(
-        "WskConnectEx", Socket, RemoteAddress, Flags, Irp, send, functools.partial(_completed, Irp)
-    )
-
-
-def _connect_step(
-    name: str,
-    sock: Any,
-    remote: SOCKADDR,
-    flags: int,
-    Irp: IRP,
-    then: Callable[[], int],
-    fail: Callable[[int], int],
-) -> int:
-    """Connect ``sock`` (whose lock the caller holds) on an internal IRP, for a client's
-    request on ``Irp``: ``then()`` once connected, ``fail(status)`` if not - at once, or
-    under the socket's lock from the connect's completion.  Returns what the client's call
-    returns (STATUS_PENDING when the connect pends; ``Irp`` is marked pending then)."""
-    from ..nt.irp import IoAllocateIrp, IoFreeIrp, IoMarkIrpPending, IoSetCompletionRoutine
-
-    connect_irp = IoAllocateIrp(1, False)
-    if connect_irp is None:
-        return fail(NTSTATUS.STATUS_INSUFFICIENT_RESOURCES)
-    pending = [False]
-
-    def connected(_device: Any, irp: IRP, _context: Any) -> int:
-        final = irp.IoStatus.Status
-        IoFreeIrp(irp)
-        if pending[0]:
-            if final == NTSTATUS.STATUS_SUCCESS:
-                subsystem.engine.locked(sock.lock, then)
-            else:
-                subsystem.engine.locked(sock.lock, fail, final)
-        return NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED
-
-    IoSetCompletionRoutine(connect_irp, connected, None, True, True, True)
-    begin_request(connect_irp, name)
-    status = sock.connect(remote, flags, connect_irp)
-    if status == NTSTATUS.STATUS_PENDING:
-        pending[0] = True
-        IoMarkIrpPending(Irp)
-        return NTSTATUS.STATUS_PENDING
-    if status != NTSTATUS.STATUS_SUCCESS:
-        return fail(status)
-    return then()
-
-
-def _WskSendEx(
-    Socket: Any, Buffer: Any, Flags: int, ControlInfoLength: int, ControlInfo: Any, Irp: IRP
-) -> int:
-    """WskSend with control information: none is supported on a stream (TCP) socket."""
-
-    def check() -> int | None:
-        return argcheck.first_refusal(
-            argcheck.buffer_status(Buffer),
-            argcheck.ulong_status(Flags, ControlInfoLength),
-        )
-
-    if (
-        isinstance(ControlInfoLength, int)
-        and not isinstance(ControlInfoLength, bool)
-        and (ControlInfoLength)
-    ):
-        return _socket_call("WskSendEx", Socket, Irp, "unsupported", Irp, check=check)
-    return _socket_call("WskSendEx", Socket, Irp, "send", Buffer, Flags, Irp, check=check)
-
-
-def _WskReceiveEx(
-    Socket: Any,
-    Buffer: Any,
-    Flags: int,
-    ControlInfoLength: Any,
-    ControlInfo: Any,
-    ControlFlags: Any,
-    Irp: IRP,
-) -> int:
-    """WskReceive with control information: TCP data carries none (length and flags 0)."""
-    for box in (ControlInfoLength, ControlFlags):
-        if box is not None and hasattr(box, "value"):
-            box.value = 0
-    return _socket_call(
-        "WskReceiveEx",
-        Socket,
-        Irp,
-        "receive",
-        Buffer,
-        Flags,
-        Irp,
-        check=_buffer_check(Buffer, Flags),
-    )
-
-
-# --- datagram sockets ----------------------------------------------------------------------------
-
-
-def _WskSendTo(
-    Socket: Any,
-    Buffer: WSK_BUF,
-    Flags: int,
-    RemoteAddress: SOCKADDR | None,
-    ControlInfoLength: int,
-    ControlInfo: Any,
-    Irp: IRP,
-) -> int:
-    return _socket_call(
-        "WskSendTo",
-        Socket,
-        Irp,
-        "send_to",
-        Buffer,
-        Flags,
-        RemoteAddress,
-        ControlInfoLength,
-        ControlInfo,
-        Irp,
-    )
-
-
-def _WskReceiveFrom(
-    Socket: Any,
-    Buffer: WSK_BUF,
-    Flags: int,
-    RemoteAddress: SOCKADDR | None,
-    ControlLength: Any,
-    ControlInfo: Any,
-    ControlFlags: Any,
-    Irp: IRP,
-) -> int:
-    return _socket_call(
-        "WskReceiveFrom",
-        Socket,
-        Irp,
-        "receive_from",
-        Buffer,
-        Flags,
-        RemoteAddress,
-        ControlLength,
-        ControlInfo,
-        ControlFlags,
-        Irp,
-    )
-
-
-def _WskSendMessages(
-    Socket: Any,
-    BufferList: Any,
-    Flags: int,
-    RemoteAddress: SOCKADDR | None,
-    ControlInfoLength: int,
-    ControlInfo: Any,
-    Irp: IRP,
-) -> int:
-    return _socket_call(
-        "WskSendMessages",
-        Socket,
-        Irp,
-        "send_messages",
-        BufferList,
-        Flags,
-        RemoteAddress,
-        ControlInfoLength,
-        ControlInfo,
-        Irp,
-    )
 
 
 # --- client-level functions ---------------------------------------------------------------------

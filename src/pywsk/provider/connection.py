@@ -58,7 +58,6 @@ from ..core.connection import (
 )
 from ..mechanics import linux
 from ..nt import hooks
-from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
@@ -82,11 +81,13 @@ from ..wsk.constants import (
     WSK_FLAG_WAITALL,
     WskIoctl,
 )
-from ..wsk.structs import PSIZE_T, SOCKADDR, WSK_BUF, WSK_DATA_INDICATION
-from . import acks, listener
+from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_DATA_INDICATION
+from . import acks, inspect_ids, sharing
 from .base import Op, ProviderSocket, internal_irp, write_out
 
 if TYPE_CHECKING:
+    from ..nt.irp import IRP
+    from ..wsk.structs import SOCKADDR
     from .client import WskClient
 
 __all__ = ["ConnectionSocket"]
@@ -207,7 +208,7 @@ class ConnectionSocket(ProviderSocket):
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
         #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
-        self.sharing = listener.SharingOptions()
+        self.sharing = sharing.SharingOptions()
         #: Bound to port 0: each connect() picks the port, recorded then (``_record_port``)
         #: and given back if that connect fails (``_connect_failed``).
         self._port_at_connect = False
@@ -346,7 +347,7 @@ class ConnectionSocket(ProviderSocket):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         if int(address[1]) != 0:
             # An explicit port: the address-sharing table of "Sharing transport addresses".
-            status = listener.bind_with_sharing(self, self.sock, self.family, address, self.sharing)
+            status = sharing.bind_with_sharing(self, self.sock, self.family, address, self.sharing)
             if status != NTSTATUS.STATUS_SUCCESS:
                 return self._complete(Irp, status)
             self.local = self.sock.getsockname()
@@ -357,7 +358,7 @@ class ConnectionSocket(ProviderSocket):
             # connect() may reuse a port whose other connections lead elsewhere.  The port is
             # recorded for the sharing table once connect() chose it (_record_port).
             # Linux SO_REUSEADDR, which a later bind the table allows on the same port needs
-            # on both sockets, is set on this one by that bind (listener.bind_with_sharing),
+            # on both sockets, is set on this one by that bind (sharing.bind_with_sharing),
             # not here on every connection.
             try:
                 self.sock.setsockopt(socket.IPPROTO_IP, linux.IP_BIND_ADDRESS_NO_PORT, 1)
@@ -408,7 +409,7 @@ class ConnectionSocket(ProviderSocket):
     def _record_port(self) -> None:
         """The port connect() picked for a bind to port 0: now held, for the sharing table,
         which reads it (getsockname) only when another bind needs to know."""
-        listener.register_binding_later(
+        sharing.register_binding_later(
             self,
             self.family,
             self.sharing,
@@ -441,7 +442,7 @@ class ConnectionSocket(ProviderSocket):
             linux.abort_keep_fd(self.sock)
         if self._port_at_connect:
             # Linux gave the port back: the next connect picks (and records) its own.
-            listener.release_binding(self)
+            sharing.release_binding(self)
             self.local = None
 
     def _finish_connect(self, op: Op, mask: int) -> bool:
@@ -1209,7 +1210,7 @@ class ConnectionSocket(ProviderSocket):
     ) -> int:
         if (RequestType, ControlCode) == (WskIoctl, SIO_WSK_QUERY_INSPECT_ID):
             # IRP must be NULL (the IOCTL's page); a given one is completed with the refusal.
-            status = listener.query_inspect_id(
+            status = inspect_ids.query_inspect_id(
                 self, OutputSize, OutputBuffer, OutputSizeReturned, Irp
             )
             return self._answer(Irp, status)
@@ -1235,7 +1236,7 @@ class ConnectionSocket(ProviderSocket):
         out_size: int,
         out_buf: Any,
     ) -> tuple[int, int]:
-        answer = listener.sharing_option(
+        answer = sharing.sharing_option(
             self.sharing,
             self.machine.state is not S.CREATED,
             kind,
@@ -1273,7 +1274,7 @@ class ConnectionSocket(ProviderSocket):
         self._unregister_all()
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
-        listener.release_binding(self)
+        sharing.release_binding(self)
         if self._registered:
             self.engine.forget(self.sock.fileno())  # close() takes it out of the epoll
         self.sock.close()

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..core.connection import OpKind
 from ..mechanics import linux
-from ..nt.irp import IRP
 from ..nt.mdl import (
     IoAllocateMdl,
     IoFreeMdl,
@@ -67,7 +66,6 @@ from .datagram_control import (
     LINUX_IP_RECVERR,
     LINUX_IPV6_RECVERR,
     LINUX_MSG_ERRQUEUE,
-    Ancillary,
     ancillary_space,
     canonical,
     control_bytes,
@@ -79,7 +77,9 @@ from .datagram_control import (
 )
 
 if TYPE_CHECKING:
+    from ..nt.irp import IRP
     from .client import WskClient
+    from .datagram_control import Ancillary
 
 __all__ = ["BasicSocket", "DatagramSocket"]
 

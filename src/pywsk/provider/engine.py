@@ -42,8 +42,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._log import report_unraisable
 from ..nt import dpc, hooks
@@ -51,6 +50,9 @@ from ..nt.irp import IO_NETWORK_INCREMENT, IRP, IoCompleteRequest, IoMarkIrpPend
 from ..nt.irql import DISPATCH_LEVEL, KeRaiseIrql
 from ..nt.irql import _state as _irql
 from ..nt.status import NTSTATUS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["MAX_INLINE_DEPTH", "TURN_BUDGET", "Engine", "loop_flavour", "report_exception"]
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..mechanics import linux
 from ..nt.bugcheck import BugCheck, BugCheckCode
-from ..nt.irp import IRP
 from ..nt.irql import PASSIVE_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -44,7 +43,11 @@ from ..wsk.constants import (
     NS_ALL,
     NS_DNS,
 )
-from ..wsk.structs import ADDRINFOEXW, PPVOID, SOCKADDR, UNICODE_STRING, sockaddr_from_tuple
+from ..wsk.structs import ADDRINFOEXW, PPVOID, sockaddr_from_tuple
+
+if TYPE_CHECKING:
+    from ..nt.irp import IRP
+    from ..wsk.structs import SOCKADDR, UNICODE_STRING
 
 __all__ = ["free_address_info", "get_address_info", "get_name_info"]
 

@@ -21,20 +21,22 @@ this object, and WskDeregister waits for it to close.
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any
 
 from ..core.connection import ConnState
 from ..mechanics import linux
-from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
-from ..wsk.structs import SOCKADDR, WSK_BUF
-from . import listener as sharing
-from .base import Op, ProviderSocket
+from . import sharing
+from .base import ProviderSocket
 from .connection import ConnectionSocket, is_v6only
 from .listener import LISTEN_BACKLOG, ListenSocket
 
 if TYPE_CHECKING:
+    import socket
+
+    from ..nt.irp import IRP
+    from ..wsk.structs import SOCKADDR, WSK_BUF
+    from .base import Op
     from .client import WskClient
 
 __all__ = ["StreamSocket"]

@@ -1,7 +1,8 @@
 """Test support for pywsk: real loopback peers, packet capture and kernel faults.
 
-The modules below use the standard library only and import nothing else from pywsk, so
-they check pywsk from the outside (only they are re-exported here).
+The modules below use the standard library only and import nothing else from pywsk but
+the vocabulary of endings (:mod:`pywsk.core.ending`), so they check pywsk from the outside
+(only they are re-exported here).
 
 * :mod:`pywsk.testing.peer` - :class:`LoopbackPeer`, a scripted plain-socket TCP peer that
   reports what it saw (:class:`PeerObservation`: bytes, and whether the client ended with a

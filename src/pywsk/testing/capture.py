@@ -12,12 +12,20 @@ reader recognises it and never records it as a segment. Once the sentinel is see
 later packet on ``lo`` is captured. :meth:`WireCapture.sync` uses the same trick: after
 it returns, every packet that went out on ``lo`` before the call is in :attr:`segments`.
 
+Memory stays constant however long the capture runs: every SYN, FIN and RST is kept (up
+to ``notable`` of them), other segments in a ring of the last ``ring``; :attr:`WireCapture.flows`
+keeps, per direction of each connection, the counts, byte totals and first / last FIN and
+RST times reports need (:mod:`pywsk.testing.flows`); the pcap stream is spooled to a
+temporary file, not kept in memory.  :meth:`WireCapture.wait_for` sees every segment that
+arrives while it waits, evicted or not.
+
 Needs root and ``tcpdump``; check :meth:`WireCapture.available` and skip otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import os
 import shutil
@@ -25,211 +33,41 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
+
+from .flows import Flows
+from .segments import (
+    PCAP_MAGIC_NS,
+    PCAP_MAGIC_US,
+    SENTINEL_MAGIC,
+    Segment,
+    Sentinel,
+    decode,
+    hostport,
+    read_exact,
+)
 
 __all__ = ["Segment", "WireCapture"]
 
-_TH_FIN, _TH_SYN, _TH_RST, _TH_PSH = 0x01, 0x02, 0x04, 0x08
-_TH_ACK, _TH_URG, _TH_ECE, _TH_CWR = 0x10, 0x20, 0x40, 0x80
-_TH_AE = 0x100
-# tcpdump's letters, in tcpdump's order (print-tcp.c, tcp_flag_values).
-_FLAG_LETTERS = (
-    (_TH_FIN, "F"),
-    (_TH_SYN, "S"),
-    (_TH_RST, "R"),
-    (_TH_PSH, "P"),
-    (_TH_ACK, "."),
-    (_TH_URG, "U"),
-    (_TH_ECE, "E"),
-    (_TH_CWR, "W"),
-    (_TH_AE, "e"),
-)
-
-
-def _flag_string(bits: int) -> str:
-    return "".join(letter for bit, letter in _FLAG_LETTERS if bits & bit) or "none"
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One captured TCP segment; ``flags`` uses tcpdump's letters (``"FP."``, ``"R."``).
-
-    ``time`` is the kernel's capture timestamp (seconds since the epoch, the clock of
-    :func:`time.time`). ``seq`` and ``ack`` are absolute (as ``tcpdump -S``); ``ack`` is the
-    raw header field, meaningful only when :attr:`ack_flag` is set. ``length`` is the TCP
-    payload length.
-    """
-
-    time: float
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    flags: str
-    seq: int
-    ack: int
-    length: int
-    window: int = 0
-
-    @property
-    def fin(self) -> bool:
-        return "F" in self.flags
-
-    @property
-    def syn(self) -> bool:
-        return "S" in self.flags
-
-    @property
-    def rst(self) -> bool:
-        return "R" in self.flags
-
-    @property
-    def psh(self) -> bool:
-        return "P" in self.flags
-
-    @property
-    def ack_flag(self) -> bool:
-        return "." in self.flags
-
-    @property
-    def sport(self) -> int:
-        return self.src[1]
-
-    @property
-    def dport(self) -> int:
-        return self.dst[1]
-
-    def is_from(self, port: int) -> bool:
-        return self.src[1] == port
-
-    def is_to(self, port: int) -> bool:
-        return self.dst[1] == port
-
-    def __str__(self) -> str:
-        text = f"{_hostport(self.src)} > {_hostport(self.dst)} [{self.flags}] seq={self.seq}"
-        if self.ack_flag:
-            text += f" ack={self.ack}"
-        return text + f" win={self.window} len={self.length}"
-
-
-def _hostport(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-# --- pcap decoding ---------------------------------------------------------------------
-
-_PCAP_MAGIC_US = 0xA1B2C3D4
-_PCAP_MAGIC_NS = 0xA1B23C4D
-_LINKTYPE_NULL, _LINKTYPE_ETHERNET, _LINKTYPE_LOOP = 0, 1, 108
-_LINKTYPE_RAW = (12, 14, 101)
-_LINKTYPE_LINUX_SLL, _LINKTYPE_LINUX_SLL2 = 113, 276
-_ETH_IPV4, _ETH_IPV6, _ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8)
-_IPPROTO_TCP, _IPPROTO_UDP = 6, 17
-_IPV6_SKIPPABLE = (0, 43, 60)  # hop-by-hop, routing, destination options
-_IPV6_FRAGMENT = 44
-
-_SENTINEL_MAGIC = b"pywsk-wirecapture-sentinel:"
-
-
-@dataclass(frozen=True, slots=True)
-class _Sentinel:
-    number: int
-
-
-def _network_layer(linktype: int, frame: bytes) -> int | None:
-    """Offset of the IP header in a captured frame, or None if it is not IP."""
-    if linktype == _LINKTYPE_ETHERNET:
-        offset, ethertype = 14, int.from_bytes(frame[12:14], "big")
-        while ethertype in _ETH_VLAN and len(frame) >= offset + 4:
-            ethertype = int.from_bytes(frame[offset + 2 : offset + 4], "big")
-            offset += 4
-        return offset if ethertype in (_ETH_IPV4, _ETH_IPV6) else None
-    if linktype == _LINKTYPE_LINUX_SLL:
-        ethertype = int.from_bytes(frame[14:16], "big")
-        return 16 if ethertype in (_ETH_IPV4, _ETH_IPV6) else None
-    if linktype == _LINKTYPE_LINUX_SLL2:
-        ethertype = int.from_bytes(frame[0:2], "big")
-        return 20 if ethertype in (_ETH_IPV4, _ETH_IPV6) else None
-    if linktype in _LINKTYPE_RAW:
-        return 0
-    if linktype in (_LINKTYPE_NULL, _LINKTYPE_LOOP):
-        return 4
-    return None
-
-
-def _decode(
-    linktype: int, frame: bytes, wire_len: int, when: float, sentinel_port: int
-) -> Segment | _Sentinel | None:
-    """Decode one frame; None for anything that is neither TCP nor our sentinel."""
-    ip = _network_layer(linktype, frame)
-    if ip is None or len(frame) < ip + 1:
-        return None
-    version = frame[ip] >> 4
-    if version == 4:
-        if len(frame) < ip + 20:
-            return None
-        ihl = (frame[ip] & 0x0F) * 4
-        total = int.from_bytes(frame[ip + 2 : ip + 4], "big") or (wire_len - ip)
-        if int.from_bytes(frame[ip + 6 : ip + 8], "big") & 0x1FFF:
-            return None  # not the first fragment
-        proto = frame[ip + 9]
-        family = socket.AF_INET
-        src_raw, dst_raw = frame[ip + 12 : ip + 16], frame[ip + 16 : ip + 20]
-        l4, l4_len = ip + ihl, total - ihl
-    elif version == 6:
-        if len(frame) < ip + 40:
-            return None
-        payload = int.from_bytes(frame[ip + 4 : ip + 6], "big") or (wire_len - ip - 40)
-        proto = frame[ip + 6]
-        family = socket.AF_INET6
-        src_raw, dst_raw = frame[ip + 8 : ip + 24], frame[ip + 24 : ip + 40]
-        l4, l4_len = ip + 40, payload
-        while proto in (*_IPV6_SKIPPABLE, _IPV6_FRAGMENT) and len(frame) >= l4 + 8:
-            if proto == _IPV6_FRAGMENT:
-                if int.from_bytes(frame[l4 + 2 : l4 + 4], "big") & 0xFFF8:
-                    return None  # not the first fragment
-                ext = 8
-            else:
-                ext = (frame[l4 + 1] + 1) * 8
-            proto = frame[l4]
-            l4, l4_len = l4 + ext, l4_len - ext
-    else:
-        return None
-    src, dst = socket.inet_ntop(family, src_raw), socket.inet_ntop(family, dst_raw)
-    if proto == _IPPROTO_TCP and len(frame) >= l4 + 20:
-        sport, dport, seq, ack, off_flags, window = struct.unpack_from("!HHIIHH", frame, l4)
-        header = (off_flags >> 12) * 4
-        return Segment(
-            time=when,
-            src=(src, sport),
-            dst=(dst, dport),
-            flags=_flag_string(off_flags & 0x1FF),
-            seq=seq,
-            ack=ack,
-            length=max(l4_len - header, 0),
-            window=window,
-        )
-    if proto == _IPPROTO_UDP and len(frame) >= l4 + 8:
-        dport = int.from_bytes(frame[l4 + 2 : l4 + 4], "big")
-        body = frame[l4 + 8 :]
-        if dport == sentinel_port and body.startswith(_SENTINEL_MAGIC):
-            with contextlib.suppress(ValueError):
-                return _Sentinel(int(body[len(_SENTINEL_MAGIC) :].decode("ascii")))
-    return None
-
-
-def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
-    data = stream.read(size)
-    return data if data is not None and len(data) == size else None
-
-
-# --- the capture -----------------------------------------------------------------------
-
 Predicate = Callable[[Segment], bool]
+
+
+@dataclass(eq=False)
+class _Watch:
+    """A :meth:`WireCapture.wait_for` in progress: the reader counts its matches."""
+
+    predicate: Predicate
+    count: int
+    seen: int = 0
+    result: Segment | None = field(default=None)
 
 
 class WireCapture:
@@ -248,6 +86,9 @@ class WireCapture:
         *,
         interface: str = "lo",
         snaplen: int = 256,
+        ring: int = 4096,
+        notable: int = 4096,
+        flows: int = 4096,
     ) -> None:
         if isinstance(ports, int):
             ports = (ports,)
@@ -259,7 +100,13 @@ class WireCapture:
         self.interface = interface
         self.snaplen = snaplen
         self._cond = threading.Condition()
-        self._segments: list[Segment] = []
+        #: (capture index, segment): plain segments in a ring, SYN/FIN/RST kept apart.
+        self._plain: deque[tuple[int, Segment]] = deque(maxlen=ring)
+        self._notable: deque[tuple[int, Segment]] = deque(maxlen=notable)
+        self._total = 0
+        self._watches: list[_Watch] = []
+        #: Per direction of each connection: counts, bytes, first / last FIN and RST.
+        self.flows = Flows(flows)
         self._sentinels_seen = 0  # highest sentinel number decoded so far
         self._sentinel_numbers = itertools.count(1)
         self._eof = False
@@ -269,7 +116,8 @@ class WireCapture:
         self._listening_seen = False
         self._stderr_lines: list[str] = []
         self._problems: list[str] = []
-        self._pcap = bytearray()
+        self._pcap = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the finalizer
+        self._close_pcap = weakref.finalize(self, self._pcap.close)
         self._proc: subprocess.Popen[bytes] | None = None
         self._threads: list[threading.Thread] = []
         self._udp: socket.socket | None = None
@@ -352,7 +200,7 @@ class WireCapture:
             raise RuntimeError("sync() needs a running capture on lo or any")
         number = next(self._sentinel_numbers)
         deadline = time.monotonic() + timeout
-        payload = _SENTINEL_MAGIC + str(number).encode("ascii")
+        payload = SENTINEL_MAGIC + str(number).encode("ascii")
         with self._cond:
             while self._sentinels_seen < number:
                 if self._eof:
@@ -417,32 +265,32 @@ class WireCapture:
         stream = proc.stdout
         sentinel_port = self._udp.getsockname()[1] if self._udp is not None else -1
         try:
-            header = _read_exact(stream, 24)
+            header = read_exact(stream, 24)
             if header is None:
                 return
             with self._cond:
-                self._pcap += header
+                self._pcap.write(header)
             magic_le = int.from_bytes(header[:4], "little")
-            order = "<" if magic_le in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS) else ">"
+            order = "<" if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) else ">"
             magic, linktype = struct.unpack_from(order + "I16xI", header)
-            if magic not in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
+            if magic not in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
                 self._problem(f"not a pcap stream (magic {header[:4].hex()})")
                 return
-            scale = 1e-9 if magic == _PCAP_MAGIC_NS else 1e-6
+            scale = 1e-9 if magic == PCAP_MAGIC_NS else 1e-6
             linktype &= 0xFFFF
             record_format = order + "IIII"
             while True:
-                record = _read_exact(stream, 16)
+                record = read_exact(stream, 16)
                 if record is None:
                     return
                 seconds, fraction, caplen, wire_len = struct.unpack(record_format, record)
-                frame = _read_exact(stream, caplen)
+                frame = read_exact(stream, caplen)
                 if frame is None:
                     return
                 with self._cond:
-                    self._pcap += record + frame
+                    self._pcap.write(record + frame)
                 try:
-                    item = _decode(
+                    item = decode(
                         linktype, frame, wire_len, seconds + fraction * scale, sentinel_port
                     )
                 except (ValueError, IndexError, struct.error, OSError) as e:
@@ -451,10 +299,10 @@ class WireCapture:
                 if item is None:
                     continue
                 with self._cond:
-                    if isinstance(item, _Sentinel):
+                    if isinstance(item, Sentinel):
                         self._sentinels_seen = max(self._sentinels_seen, item.number)
                     else:
-                        self._segments.append(item)
+                        self._keep(item)
                     self._cond.notify_all()
         except (OSError, ValueError) as e:  # pipe closed under us during stop()
             if not self._stopped:
@@ -463,6 +311,26 @@ class WireCapture:
             with self._cond:
                 self._eof = True
                 self._cond.notify_all()
+
+    def _keep(self, segment: Segment) -> None:
+        """Under the condition: retain ``segment`` (bounded), summarise it, show it to the
+        waiters."""
+        index = self._total
+        self._total += 1
+        notable = segment.syn or segment.fin or segment.rst
+        (self._notable if notable else self._plain).append((index, segment))
+        self.flows.add(segment)
+        for watch in self._watches:
+            if watch.result is None:
+                try:
+                    matched = watch.predicate(segment)
+                except Exception as exc:  # a waiter's predicate: report, never kill the reader
+                    self._problems.append(f"wait_for predicate raised {exc!r}")
+                    matched = False
+                if matched:
+                    watch.seen += 1
+                    if watch.seen >= watch.count:
+                        watch.result = segment
 
     def _read_stderr(self) -> None:
         proc = self._proc
@@ -491,9 +359,17 @@ class WireCapture:
 
     @property
     def segments(self) -> list[Segment]:
-        """A snapshot of every TCP segment captured so far, in capture order."""
+        """A snapshot of the segments kept so far, in capture order: every SYN, FIN and RST
+        (up to ``notable``) and the last ``ring`` others."""
         with self._cond:
-            return list(self._segments)
+            merged = heapq.merge(list(self._notable), list(self._plain), key=lambda i: i[0])
+            return [segment for _, segment in merged]
+
+    @property
+    def total(self) -> int:
+        """How many segments were captured (kept or not)."""
+        with self._cond:
+            return self._total
 
     @property
     def problems(self) -> list[str]:
@@ -509,12 +385,19 @@ class WireCapture:
     def pcap_bytes(self) -> bytes:
         """The raw pcap stream so far (including sentinel datagrams), e.g. for Wireshark."""
         with self._cond:
-            return bytes(self._pcap)
+            self._pcap.flush()
+            self._pcap.seek(0)
+            data = self._pcap.read()
+            self._pcap.seek(0, os.SEEK_END)
+            return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`pcap_bytes` to ``path``."""
-        with open(path, "wb") as f:
-            f.write(self.pcap_bytes())
+        """Write the whole pcap stream so far to ``path`` (copied from the spool file)."""
+        with self._cond, open(path, "wb") as f:
+            self._pcap.flush()
+            self._pcap.seek(0)
+            shutil.copyfileobj(self._pcap, f)
+            self._pcap.seek(0, os.SEEK_END)
 
     def matching(
         self,
@@ -549,31 +432,37 @@ class WireCapture:
         return [s.flags for s in self.matching(from_port=from_port, to_port=to_port)]
 
     def first(self, predicate: Predicate) -> Segment | None:
-        """The first captured segment matching ``predicate``, or None."""
-        with self._cond:
-            return next((s for s in self._segments if predicate(s)), None)
+        """The first kept segment matching ``predicate``, or None."""
+        return next((s for s in self.segments if predicate(s)), None)
 
     def wait_for(self, predicate: Predicate, timeout: float = 5.0, *, count: int = 1) -> Segment:
         """Block until ``count`` segments match ``predicate``; return the ``count``-th.
 
-        Raises :class:`TimeoutError` (with the capture so far in the message) after
+        Counts the segments kept when it is called and every segment that arrives while it
+        waits.  Raises :class:`TimeoutError` (with the capture so far in the message) after
         ``timeout`` seconds, or at once when the capture has stopped without a match.
         """
         deadline = time.monotonic() + timeout
-        seen = 0
-        scanned = 0
+        watch = _Watch(predicate, count)
         with self._cond:
-            while True:
-                for segment in self._segments[scanned:]:
-                    if predicate(segment):
-                        seen += 1
-                        if seen >= count:
-                            return segment
-                scanned = len(self._segments)
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    break
-                self._cond.wait(remaining)
+            merged = heapq.merge(list(self._notable), list(self._plain), key=lambda i: i[0])
+            for _, segment in merged:
+                if predicate(segment):
+                    watch.seen += 1
+                    if watch.seen >= count:
+                        return segment
+            self._watches.append(watch)
+            try:
+                while watch.result is None:
+                    remaining = deadline - time.monotonic()
+                    if self._eof or remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._watches.remove(watch)
+            if watch.result is not None:
+                return watch.result
+        seen = watch.seen
         why = "capture stopped" if self._eof else f"timed out after {timeout} s"
         lines = "\n  ".join(self.describe()) or "(nothing captured)"
         raise TimeoutError(f"{why}: {seen}/{count} matching segments; captured:\n  {lines}")
@@ -610,7 +499,7 @@ class WireCapture:
                 return f"{names[port]}:{port}"
             if self.ports:
                 return f"{'peer' if port in self.ports else 'client'}:{port}"
-            return _hostport(addr)
+            return hostport(addr)
 
         segments = self.segments
         if not segments:

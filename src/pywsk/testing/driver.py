@@ -1,18 +1,21 @@
-"""A small WSK client for tests, examples and the demo: real IRPs, recorded completions.
+"""A small WSK client for tests, examples and the demo: the client runtime, assert-style.
 
-What it does: :class:`WskTestClient` registers with WSK, captures the provider NPI, and
-issues WSK calls the way a driver does - an IRP from IoAllocateIrp, a completion routine
-set with IoSetCompletionRoutine(..., TRUE, TRUE, TRUE) that returns
-STATUS_MORE_PROCESSING_REQUIRED - while recording, for each call, what the dispatch
-function returned and when and how the IRP completed (:class:`Request`).  Tests then
-assert on both, and wait for completions with a bound.
+What it does: :class:`WskTestClient` is :class:`pywsk.client.Client` - registration, the
+provider NPI, WSK calls on fresh IRPs with a completion routine set with
+IoSetCompletionRoutine(..., TRUE, TRUE, TRUE) that returns STATUS_MORE_PROCESSING_REQUIRED,
+buffers in non-paged pool - with the helpers tests want: each call is a :class:`Request`
+(the runtime's :class:`~pywsk.client.Call`: what the dispatch function returned, and when,
+on which thread and at which IRQL the IRP completed), kept in :attr:`WskTestClient.requests`
+with its IRP until the client closes, so a test can still inspect or cancel it.  A tracer
+(:mod:`pywsk.trace`) given to the client sees every call.
 
 What it refuses: waits without a bound - every wait takes a timeout and raises
-``TimeoutError`` when it expires.
+``TimeoutError`` when it expires; a helper whose call fails raises AssertionError.
 
 What always holds: each IRP's completion routine ran at most once (the routine asserts
-it), and :meth:`WskTestClient.close` deregisters only after every socket it opened is
-closed.
+it); :meth:`WskTestClient.close` closes every socket the client opened, frees every IRP,
+MDL and pool block its calls used - and those :func:`make_buffer` handed out, once no test
+client is open any more - then deregisters.
 """
 
 from __future__ import annotations
@@ -20,52 +23,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..nt import (
-    IRP,
-    STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_PENDING,
-    STATUS_SUCCESS,
-    ExAllocatePoolWithTag,
-    IoAllocateIrp,
-    IoAllocateMdl,
-    IoFreeIrp,
-    IoSetCompletionRoutine,
-    KeGetCurrentIrql,
-    MmBuildMdlForNonPagedPool,
-    NonPagedPoolNx,
-    status_name,
-)
+from ..client import Call, Client, allocate_buffer
+from ..nt import STATUS_SUCCESS
 from ..nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
+from ..trace import Tracer
 from ..wsk import (
-    IPPROTO_TCP,
-    MAKE_WSK_VERSION,
     NPI_WSK_INTERFACE_ID,
     SO_WSK_EVENT_CALLBACK,
-    SOCK_STREAM,
     SOCKADDR_STORAGE,
     SOL_SOCKET,
     WSK_BUF,
-    WSK_CLIENT_DISPATCH,
-    WSK_CLIENT_NPI,
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_FLAG_CONNECTION_SOCKET,
-    WSK_INFINITE_WAIT,
     WSK_PROVIDER_CONNECTION_DISPATCH,
-    WSK_PROVIDER_NPI,
-    WSK_REGISTRATION,
     WSK_SOCKET,
-    WskCaptureProviderNPI,
-    WskDeregister,
-    WskRegister,
-    WskReleaseProviderNPI,
     WskSetOption,
     sockaddr_from_tuple,
 )
 
 __all__ = ["Request", "WskTestClient", "make_buffer", "run_in_dpc"]
+
+#: One WSK call on one IRP (the runtime's :class:`~pywsk.client.Call`).
+Request = Call
 
 
 def run_in_dpc(body: Callable[[], None], timeout: float = 10.0) -> None:
@@ -91,106 +72,74 @@ def run_in_dpc(body: Callable[[], None], timeout: float = 10.0) -> None:
         raise failed[0]
 
 
-@dataclass
-class Request:
-    """One WSK call on one IRP: what the call returned, and the IRP's completion."""
-
-    name: str
-    irp: IRP
-    returned: int | None = None
-    status: int | None = None
-    information: Any = None
-    pending_returned: bool | None = None
-    completed_at: float | None = None
-    #: Wall-clock time of the completion (comparable with packet-capture timestamps).
-    completed_wall: float | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    completion_thread: int | None = None
-    completion_irql: int | None = None
-    completions: int = 0
-    _event: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def done(self) -> bool:
-        """True once the completion routine ran."""
-        return self._event.is_set()
-
-    def wait(self, timeout: float) -> Request:
-        """Wait (at most ``timeout`` seconds) for the completion routine; TimeoutError if not."""
-        if not self._event.wait(timeout):
-            raise TimeoutError(f"{self.name}: IRP not completed within {timeout} s")
-        return self
-
-    def routine(self, _device: Any, irp: IRP, _context: Any) -> int:
-        self.completions += 1
-        assert self.completions == 1, f"{self.name}: completion routine ran twice"
-        self.status = irp.IoStatus.Status
-        self.information = irp.IoStatus.Information
-        self.pending_returned = irp.PendingReturned
-        self.completed_at = time.monotonic()
-        self.completed_wall = time.time()
-        self.completion_thread = threading.get_ident()
-        self.completion_irql = KeGetCurrentIrql()
-        self._event.set()
-        return STATUS_MORE_PROCESSING_REQUIRED
-
-    def __repr__(self) -> str:
-        returned = status_name(self.returned) if self.returned is not None else "?"
-        final = status_name(self.status) if self.status is not None else "pending"
-        return f"<{self.name}: returned {returned}, completed {final} info={self.information!r}>"
+_loose_lock = threading.Lock()
+_loose: list[Callable[[], None]] = []
+_open_clients = 0
 
 
 def make_buffer(data: bytes | int) -> tuple[Any, WSK_BUF]:
-    """Non-paged pool holding ``data`` (or ``n`` zero bytes) and a WSK_BUF over all of it."""
-    size = data if isinstance(data, int) else len(data)
-    pool = ExAllocatePoolWithTag(NonPagedPoolNx, max(size, 1), b"wskt")
-    assert pool is not None
-    if not isinstance(data, int):
-        pool[:size] = data
-    mdl = IoAllocateMdl(pool, max(size, 1), False, False, None)
-    assert mdl is not None
-    MmBuildMdlForNonPagedPool(mdl)
-    return pool, WSK_BUF(mdl, 0, size)
+    """Non-paged pool holding ``data`` (or ``n`` zero bytes) and a WSK_BUF over all of it.
+
+    The pool and its MDL are freed when the last open :class:`WskTestClient` closes (a
+    buffer may be in use by any call until then)."""
+    pool, buf, free = allocate_buffer(data, b"wskt")
+    with _loose_lock:
+        _loose.append(free)
+    return pool, buf
+
+
+def _free_loose_buffers() -> None:
+    with _loose_lock:
+        frees = list(_loose)
+        _loose.clear()
+    for free in frees:
+        free()
 
 
 class WskTestClient:
-    """A registered WSK client with helpers that issue calls on fresh IRPs."""
+    """A registered WSK client (the runtime's :class:`~pywsk.client.Client`) with helpers
+    that issue calls on fresh IRPs and assert that the set-up calls succeeded."""
 
-    def __init__(self) -> None:
-        self.registration = WSK_REGISTRATION()
-        self.npi = WSK_CLIENT_NPI(None, WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None))
-        status = WskRegister(self.npi, self.registration)
-        assert status == STATUS_SUCCESS, status_name(status)
-        self.provider = WSK_PROVIDER_NPI()
-        status = WskCaptureProviderNPI(self.registration, WSK_INFINITE_WAIT, self.provider)
-        assert status == STATUS_SUCCESS, status_name(status)
-        self.sockets: list[WSK_SOCKET] = []
+    def __init__(self, tracer: Tracer | None = None) -> None:
+        global _open_clients
+        self.client = Client(tracer)
+        self.registration = self.client.registration
+        self.npi = self.client.npi
+        self.provider = self.client.provider
+        #: Sockets still open (the runtime's list: closed by :meth:`close`).
+        self.sockets: list[WSK_SOCKET] = self.client.sockets
         self.requests: list[Request] = []
+        self._closed = False
+        with _loose_lock:
+            _open_clients += 1
 
     # --- issuing calls -----------------------------------------------------------------------
-    def start(self, name: str, function: Any, *args: Any) -> Request:
-        """Call ``function(*args, Irp)`` on a fresh IRP and record it (does not wait)."""
-        irp = IoAllocateIrp(1, False)
-        assert irp is not None
-        request = Request(name, irp)
-        IoSetCompletionRoutine(irp, request.routine, None, True, True, True)
+    def start(self, name: str, function: Any, *args: Any, **options: Any) -> Request:
+        """Call ``function(*args, Irp)`` on a fresh IRP and record it (does not wait).  The
+        IRP (and the call's buffers) stay allocated until :meth:`close`."""
+        request = self.client.issue(name, None, function, *args, keep=True, **options)
         self.requests.append(request)
-        request.returned = function(*args, irp)
         return request
 
     def call(self, name: str, function: Any, *args: Any, timeout: float = 10.0) -> Request:
         """Like :meth:`start`, then wait for the completion and free the IRP."""
-        request = self.start(name, function, *args)
-        if request.returned == STATUS_PENDING or not request.done:
-            request.wait(timeout)
-        IoFreeIrp(request.irp)
-        return request
+        return self._settled(self.client.issue(name, None, function, *args, keep=True), timeout)
 
     @staticmethod
     def dispatch(sock: WSK_SOCKET) -> WSK_PROVIDER_CONNECTION_DISPATCH:
         return cast(WSK_PROVIDER_CONNECTION_DISPATCH, sock.Dispatch)
 
     # --- common sequences ----------------------------------------------------------------------
+    def _kept(self, request: Request) -> Request:
+        self.requests.append(request)
+        return request
+
+    def _settled(self, request: Request, timeout: float = 10.0) -> Request:
+        """Wait for a set-up call, free its IRP, keep it in :attr:`requests`."""
+        self._kept(request).wait(timeout)
+        request.release()
+        return request
+
     def socket(
         self,
         family: int,
@@ -199,23 +148,11 @@ class WskTestClient:
         dispatch: Any = None,
     ) -> Request:
         """WskSocket; a socket it makes is closed by :meth:`close`."""
-        assert self.provider.Dispatch is not None
-        request = self.call(
-            "WskSocket",
-            self.provider.Dispatch.WskSocket,
-            self.provider.Client,
-            family,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            flags,
-            context,
-            dispatch,
-            None,
-            None,
-            None,
+        request = self._settled(
+            self.client.socket_call(family, flags, context, dispatch, keep=True)
         )
         if request.status == STATUS_SUCCESS:
-            self.sockets.append(request.information)
+            self.client.adopt(request.information)
         return request
 
     def connect(
@@ -227,52 +164,53 @@ class WskTestClient:
     ) -> WSK_SOCKET:
         """WskSocketConnect to ``remote`` (from ``local``, default the same host, port 0),
         with an optional socket context and WSK_CLIENT_CONNECTION_DISPATCH for events."""
-        assert self.provider.Dispatch is not None
         local = local or ((remote[0], 0) if ":" not in remote[0] else ("::1", 0))
-        request = self.call(
-            "WskSocketConnect",
-            self.provider.Dispatch.WskSocketConnect,
-            self.provider.Client,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            sockaddr_from_tuple(local),
-            sockaddr_from_tuple(remote),
-            0,
-            context,
-            dispatch,
-            None,
-            None,
-            None,
+        request = self._settled(
+            self.client.socket_connect_call(remote, local, context, dispatch, keep=True)
         )
         assert request.status == STATUS_SUCCESS, request
-        sock = request.information
-        self.sockets.append(sock)
-        return cast(WSK_SOCKET, sock)
+        sock = cast(WSK_SOCKET, request.information)
+        self.client.adopt(sock)
+        return sock
 
     def send(self, sock: WSK_SOCKET, data: bytes, flags: int = 0) -> Request:
-        _pool, buf = make_buffer(data)
-        return self.start("WskSend", self.dispatch(sock).WskSend, sock, buf, flags)
+        return self._kept(self.client.send(sock, data, flags, keep=True))
 
     def receive(self, sock: WSK_SOCKET, size: int, flags: int = 0) -> tuple[Request, Any]:
-        pool, buf = make_buffer(size)
-        return self.start("WskReceive", self.dispatch(sock).WskReceive, sock, buf, flags), pool
+        """WskReceive; returns the request and the pool it fills (valid until :meth:`close`;
+        what arrived is also :attr:`Request.data`)."""
+        request = self._kept(self.client.receive(sock, size, flags, keep=True))
+        return request, request.receive_pool
 
     def receive_all(
         self, sock: WSK_SOCKET, timeout: float = 10.0, chunk: int = 65536
     ) -> tuple[bytes, Request]:
         """Receive until a 0-byte completion or a failure; returns the data and the last request."""
-        data = b""
+        parts: list[bytes] = []
         deadline = time.monotonic() + timeout
         while True:
-            request, pool = self.receive(sock, chunk)
+            request, _pool = self.receive(sock, chunk)
             request.wait(max(0.0, deadline - time.monotonic()))
             if request.status != STATUS_SUCCESS or not request.information:
-                return data, request
-            data += bytes(pool[: request.information])
+                return b"".join(parts), request
+            parts.append(request.data)
+            request.release()  # read: its pool is not needed any more
 
     def disconnect(self, sock: WSK_SOCKET, final: bytes | None = None, flags: int = 0) -> Request:
-        buf = make_buffer(final)[1] if final is not None else None
-        return self.start("WskDisconnect", self.dispatch(sock).WskDisconnect, sock, buf, flags)
+        """WskDisconnect with any ``flags`` (a test may pass ones WSK refuses)."""
+        resources: tuple[Callable[[], None], ...] = ()
+        buf = None
+        if final is not None:
+            _pool, buf, free = allocate_buffer(final, b"wskt")
+            resources = (free,)
+        return self.start(
+            "WskDisconnect",
+            self.dispatch(sock).WskDisconnect,
+            sock,
+            buf,
+            flags,
+            resources=resources,
+        )
 
     def close_socket(self, sock: WSK_SOCKET) -> Request:
         request = self.call("WskCloseSocket", self.dispatch(sock).WskCloseSocket, sock)
@@ -294,20 +232,28 @@ class WskTestClient:
 
     # --- teardown ------------------------------------------------------------------------------
     def free_requests(self) -> None:
-        """Free the IRP of every completed request that is still allocated."""
-        from ..nt import IrpState
-
+        """Free the IRP and buffers of every completed request that still has them."""
         for request in self.requests:
-            if request.done and request.irp.state is not IrpState.FREED:
-                IoFreeIrp(request.irp)
+            if request.done:
+                request.release()
 
     def close(self) -> None:
-        """Close every socket still open, free completed requests' IRPs, deregister."""
+        """Close every socket still open, free completed requests' IRPs and buffers,
+        deregister (and free :func:`make_buffer` buffers if no test client is left open)."""
+        global _open_clients
+        if self._closed:
+            return
+        self._closed = True
         for sock in list(self.sockets):
             self.close_socket(sock)
         self.free_requests()
-        WskReleaseProviderNPI(self.registration)
-        WskDeregister(self.registration)
+        problems = self.client.close()
+        with _loose_lock:
+            _open_clients -= 1
+            last = _open_clients == 0
+        if last:
+            _free_loose_buffers()
+        assert not problems, problems
 
     def __enter__(self) -> WskTestClient:
         return self
@@ -372,19 +318,15 @@ class WskTestClient:
         flags: int = 0,
     ) -> Request:
         """WskAccept on ``listener`` (does not wait); ``local`` / ``remote`` are optional
-        SOCKADDR out-parameters.  A socket it accepts is closed by :meth:`close`."""
-        irp = IoAllocateIrp(1, False)
-        assert irp is not None
-        request = Request("WskAccept", irp)
-
-        def routine(device: Any, done: IRP, context_: Any) -> int:
-            if done.IoStatus.Status == STATUS_SUCCESS:
-                self.sockets.append(done.IoStatus.Information)  # before the waiter wakes
-            return request.routine(device, done, context_)
-
-        IoSetCompletionRoutine(irp, routine, None, True, True, True)
-        self.requests.append(request)
-        request.returned = listener.Dispatch.WskAccept(
-            listener, flags, context, dispatch, local, remote, irp
+        SOCKADDR out-parameters.  A socket it accepts is closed by :meth:`close` (it is
+        adopted before anyone waiting for the request wakes)."""
+        accept = self.client.accept(
+            listener,
+            context=context,
+            dispatch=dispatch,
+            local=local,
+            remote=remote,
+            flags=flags,
+            keep=True,
         )
-        return request
+        return self._kept(accept)

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Self, cast
 
+from ..core.ending import How
 from ..nt import (
     IRP,
     STATUS_MORE_PROCESSING_REQUIRED,
@@ -127,8 +128,8 @@ class StreamPeer:
         self.proc.stdin.flush()
 
     def result(self, timeout: float = WAIT) -> dict[str, Any]:
-        """The peer's report once it finished: ``sent``, ``received``, ``end`` ("fin",
-        "rst"), ``end_mono`` (when the end arrived), ``shutdown_mono`` (when it shut its
+        """The peer's report once it finished: ``sent``, ``received``, ``end`` (a
+        :class:`~pywsk.core.ending.How` word: "fin", "rst"; or "timeout"), ``end_mono`` (when the end arrived), ``shutdown_mono`` (when it shut its
         write side, or None).  Raises TimeoutError (and kills it) after ``timeout``."""
         if self._result is None:
             try:
@@ -168,9 +169,9 @@ def _peer_main(fd_arg: str, total_arg: str, shutdown_arg: str) -> int:
         try:
             while chunk := sock.recv(1 << 16):
                 report["received"] += len(chunk)
-            report["end"] = "fin"
+            report["end"] = str(How.FIN)
         except ConnectionResetError:
-            report["end"] = "rst"
+            report["end"] = str(How.RST)
         except TimeoutError:
             report["end"] = "timeout"
         report["end_mono"] = time.monotonic()

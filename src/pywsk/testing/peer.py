@@ -8,7 +8,9 @@ of small steps (:class:`ReadToEnd`, :class:`Send`, :class:`ShutdownWrite`,
 :class:`PeerConnection` and does what it likes.
 
 What the peer saw is a :class:`PeerObservation`: the bytes received and sent, and how the
-client's side ended, classified the robust way (``TCP_INFO`` state, not just ``recv``):
+client's side ended - a :class:`pywsk.core.ending.How` (the one vocabulary of endings; its
+values are the strings below, so ``end == "fin"`` holds for ``How.FIN``), or ``"open"`` -
+classified the robust way (``TCP_INFO`` state, not just ``recv``):
 
 * ``"fin"``: ``recv()`` returned ``b""`` and the state is not ``CLOSE`` (normally
   ``CLOSE_WAIT``), or it is ``CLOSE`` only because this peer had shut down first.
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
+from pywsk.core.ending import How
 from pywsk.testing.tcp import (
     CLOSE,
     abort_with_rst,
@@ -67,7 +70,8 @@ __all__ = [
     "QuickAck",
 ]
 
-End = Literal["open", "fin", "rst", "fin+rst"]
+#: How the client ended its side as this peer saw it, or ``"open"`` while it has not.
+End = How | Literal["open"]
 
 _EVENT_SLICE = 0.05  # how often WaitFor looks at the stop flag while waiting on an Event
 
@@ -253,7 +257,7 @@ class PeerConnection:
             except BlockingIOError:
                 continue
             except ConnectionResetError:
-                self._set_end("rst", time.time(), state=tcp_state(self.sock))
+                self._set_end(How.RST, time.time(), state=tcp_state(self.sock))
                 return b""
             if data:
                 with self.peer._cond:
@@ -267,16 +271,16 @@ class PeerConnection:
         now = time.time()
         state = tcp_state(self.sock)
         if state != CLOSE:
-            self._set_end("fin", now, state=state)
+            self._set_end(How.FIN, now, state=state)
             return
         err = so_error(self.sock)
         with self.peer._cond:
             shut_wr = self._record.shut_wr
         # CLOSE after our own FIN was ACKed is an ordinary close; EPIPE is a later RST.
         if err in (errno.EPIPE, errno.ECONNRESET) or not shut_wr:
-            self._set_end("fin+rst", now, state=state, err=err)
+            self._set_end(How.FIN_THEN_RST, now, state=state, err=err)
         else:
-            self._set_end("fin", now, state=state, err=err)
+            self._set_end(How.FIN, now, state=state, err=err)
 
     def _set_end(self, end: End, when: float, *, state: int, err: int | None = None) -> None:
         with self.peer._cond:
@@ -284,9 +288,9 @@ class PeerConnection:
             record.end = end
             record.end_state = state
             record.end_errno = err
-            if end in ("fin", "fin+rst") and record.eof_at is None:
+            if end != "open" and end.sent_fin and record.eof_at is None:
                 record.eof_at = when
-            if end in ("rst", "fin+rst"):
+            if end != "open" and end.sent_rst:
                 record.rst_at = when
             record.log.append((when, f"end: {end}"))
             self.peer._cond.notify_all()
@@ -312,7 +316,7 @@ class PeerConnection:
         while self.recv_some(timeout=max(deadline - time.monotonic(), 0.0)):
             pass
         end = self.end
-        if quickack and end == "fin":
+        if quickack and end is How.FIN:
             self.quickack()
         return end
 
@@ -322,8 +326,8 @@ class PeerConnection:
         Returns whether the RST came. Not usable after this peer shut down its own side
         (then ``HUP`` is always set and a later RST may never reach this socket).
         """
-        if self.end != "fin":
-            return self.end == "fin+rst"
+        if self.end is not How.FIN:
+            return self.end is How.FIN_THEN_RST
         with self.peer._cond:
             if self._record.shut_wr:
                 raise RuntimeError("await_rst_after_fin() after this peer's own shutdown")
@@ -332,7 +336,9 @@ class PeerConnection:
             self._poll(0, deadline, "see an RST after the FIN")  # 0: only ERR/HUP report
         except TimeoutError:
             return False
-        self._set_end("fin+rst", time.time(), state=tcp_state(self.sock), err=so_error(self.sock))
+        self._set_end(
+            How.FIN_THEN_RST, time.time(), state=tcp_state(self.sock), err=so_error(self.sock)
+        )
         return True
 
     # -- acting --------------------------------------------------------------------------------

@@ -43,20 +43,25 @@ import time
 import traceback
 import warnings
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._log import log_operation
 from ..nt import hooks
 from ..nt import irp as _irp
 from ..nt.bugcheck import BugCheck, BugCheckCode
-from ..nt.irp import IRP, IrpState
+from ..nt.irp import IrpState
 from ..nt.irql import DISPATCH_LEVEL, KeGetCurrentIrql
-from ..nt.mdl import MDL, MDL_PAGES_LOCKED
+from ..nt.mdl import MDL_PAGES_LOCKED
 from ..nt.status import NTSTATUS, status_name
 from .checks import CHECKS, Check
 from .faults import FaultScheduler
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..nt.irp import IRP
+    from ..nt.mdl import MDL
 
 __all__ = [
     "CHECKS",

@@ -48,12 +48,16 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ..nt.irp import IRP, IoSetCancelRoutine
+from ..nt.irp import IoSetCancelRoutine
 from ..nt.status import NT_ERROR, NTSTATUS
+
+if TYPE_CHECKING:
+    from collections import deque
+
+    from ..nt.irp import IRP
 
 __all__ = ["REORDER_WINDOW", "FaultScheduler"]
 

@@ -35,15 +35,17 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..nt import hooks
 from ..nt.bugcheck import BugCheck, BugCheckCode
 from ..nt.irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require_irql_at_most
 from ..nt.status import NTSTATUS
 from .constants import WSK_INFINITE_WAIT, WSK_NO_WAIT
-from .dispatch import WSK_CLIENT_DISPATCH, WSK_PROVIDER_DISPATCH
-from .structs import WSK_PROVIDER_CHARACTERISTICS
+
+if TYPE_CHECKING:
+    from .dispatch import WSK_CLIENT_DISPATCH, WSK_PROVIDER_DISPATCH
+    from .structs import WSK_PROVIDER_CHARACTERISTICS
 
 __all__ = [
     "WSK_CLIENT_NPI",

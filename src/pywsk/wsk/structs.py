@@ -18,10 +18,12 @@ import ipaddress
 import socket as _socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..nt.mdl import MDL
 from .constants import AF_INET, AF_INET6, AF_UNSPEC
+
+if TYPE_CHECKING:
+    from ..nt.mdl import MDL
 
 __all__ = [
     "ADDRESS_FAMILY",
