@@ -4,7 +4,15 @@ What it does: implements every function of WSK_PROVIDER_CONNECTION_DISPATCH for 
 socket: WskBind, WskConnect, WskSend, WskReceive, WskDisconnect, WskCloseSocket,
 WskGetLocalAddress, WskGetRemoteAddress and WskControlSocket.  Each function follows one
 shape: *validate -> consult the state machine (pywsk.core) -> act on the kernel socket ->
-complete the IRP now or later*.
+complete the IRP now or later*.  WskReceiveEvent and WskRelease are the base class's
+(provider/indications.py).
+
+WskSend completes when the peer has acknowledged the send's last byte (the WskSend page:
+no buffering, "until all of the data has actually been sent"), in the order issued; the
+acknowledgement is seen through a zerocopy completion on the error queue and
+``tcpi_bytes_acked`` (provider/acks.py).  An abort, a reset or a transport failure fails
+every send not acknowledged; a cancelled send the kernel has taken bytes of aborts the
+connection.
 
 The disconnect, as Microsoft's WskDisconnect page and "Disconnecting a socket from a
 destination" describe it:
