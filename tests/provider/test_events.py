@@ -192,17 +192,24 @@ def test_partial_acceptance_leaves_the_rest_for_the_next_receive(
     peer.close()
 
 
-def test_retained_indications_are_released_with_wskrelease(
-    wsk: WskTestClient, listener: Listener
-) -> None:
-    kept: list[WSK_DATA_INDICATION] = []
+def keeping(
+    kept: list[WSK_DATA_INDICATION],
+) -> Callable[[WSK_DATA_INDICATION | None, int, PSIZE_T], int]:
+    """An answer that retains every list (STATUS_PENDING), appending it to ``kept``."""
 
     def keep(ind: WSK_DATA_INDICATION | None, n: int, accepted: PSIZE_T) -> int:
         assert ind is not None
         kept.append(ind)
         return STATUS_PENDING
 
-    events = Events(answer=keep)
+    return keep
+
+
+def test_retained_indications_are_released_with_wskrelease(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    kept: list[WSK_DATA_INDICATION] = []
+    events = Events(answer=keeping(kept))
     sock, peer, _ = with_events(wsk, listener, WSK_EVENT_RECEIVE, events)
     peer.sendall(b"one")
     events.wait(lambda: bytes(events.received) == b"one")
@@ -223,13 +230,7 @@ def test_retained_lists_hold_the_window_until_released(
     import select
 
     kept: list[WSK_DATA_INDICATION] = []
-
-    def keep(ind: WSK_DATA_INDICATION | None, n: int, accepted: PSIZE_T) -> int:
-        assert ind is not None
-        kept.append(ind)
-        return STATUS_PENDING
-
-    events = Events(answer=keep)
+    events = Events(answer=keeping(kept))
     sock, peer, _ = with_events(wsk, listener, WSK_EVENT_RECEIVE, events)
     limit = cast_socket(sock).sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     peer.setblocking(False)
