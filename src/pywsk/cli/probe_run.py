@@ -405,7 +405,8 @@ class ProbeRun:
             # A send completes at the server's acknowledgement of its last byte (within a
             # round trip while the server reads): one still pending after a quarter of a
             # second (or --stall, if shorter) means the server stopped taking data.
-            if call.returned == STATUS_PENDING and not call.wait(min(self.options.stall, 0.25)):
+            stall = min(self.options.stall, 0.25)
+            if call.returned == STATUS_PENDING and not call.completed_within(stall):
                 call.show()
                 break
         pending = bool(calls) and not calls[-1].done

@@ -717,12 +717,18 @@ class ConnectionSocket(IndicatingSocket):
                 self._on_readable()  # data first; the reader meets the FIN or RST in order
             elif linux.tcp_state(self.sock) != linux.CLOSE or linux.inq(self.sock) == 0:
                 self.refresh()
-            elif not self._reset_told:
-                # A reset behind unread data: the data stays for WskReceive (a reset must
-                # not discard what was received; the receive that reads it meets the RST
-                # in order), but the client is told of the reset now, when it happened.
-                self._reset_told = True
-                self._post(self._indicate_disconnect, WSK_FLAG_ABORTIVE)
+            elif not self._reset_told and not self._reset_read:
+                # CLOSE with unread data: both FINs done (the socket left for TIME_WAIT),
+                # or a reset, which alone sets the socket's error.  A reset: the data stays
+                # for WskReceive (a reset must not discard what was received; the receive
+                # that reads it meets the RST in order, ``_reset_read``), but the client is
+                # told of the reset now, when it happened.
+                err = linux.so_error(self.sock)
+                if err in (errno.ECONNRESET, errno.EPIPE):
+                    self._reset_read = self._reset_told = True
+                    self._post(self._indicate_disconnect, WSK_FLAG_ABORTIVE)
+                elif err:
+                    self._break_for_errno(err)  # the transport failed (its error read now)
 
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
