@@ -403,10 +403,9 @@ class ProbeRun:
             )
             calls.append(call)
             # A send completes at the server's acknowledgement of its last byte (within a
-            # round trip while the server reads): one still pending after a quarter of a
-            # second (or --stall, if shorter) means the server stopped taking data.
-            stall = min(self.options.stall, 0.25)
-            if call.returned == STATUS_PENDING and not call.completed_within(stall):
+            # round trip while the server reads, even on a loaded machine): one still
+            # pending after half a second means the server stopped taking data.
+            if call.returned == STATUS_PENDING and not call.completed_within(0.5):
                 call.show()
                 break
         pending = bool(calls) and not calls[-1].done
