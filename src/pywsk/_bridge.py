@@ -598,7 +598,11 @@ class ConnectionCore:
         if NT_SUCCESS(call.status):
             return sent
         if cancelled and call.status == S.STATUS_CANCELLED:
-            return None
+            if not sent:
+                return None
+            # The transport had taken part of it: the provider reset the connection.
+            self.aborted = True
+            self.note_reason(DisconnectReason.LOCAL_ABORT)
         self.note_status(call.status)
         raise self.failure(call)
 

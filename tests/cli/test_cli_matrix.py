@@ -222,7 +222,11 @@ def test_probe_against_serve(serve: Any, name: str) -> None:
     if pairing.server_end == "fin":
         assert served["facts"]["our_disconnect"]["status"] == "STATUS_SUCCESS", served
     if "half-open" in pairing.serve:
-        assert served["facts"]["received_after_our_fin"] == facts["sent"]
+        # The server's FIN goes once its last send completes - at the probe's ACK, which
+        # may ride on the probe's own data - so that data comes after the FIN or with the
+        # ACK just before it; either way all of it arrives while half-open is allowed.
+        assert served["facts"]["received"] == facts["sent"]
+        assert served["facts"]["received_after_our_fin"] in (0, facts["sent"])
 
 
 # --- the full product, for consistency (opt-in) ---------------------------------------------------

@@ -1,17 +1,14 @@
 """A peer's RST behind data the client has not read: is the client told?
 
 A stalled server (no WskReceive pending, receive indications off) whose client resets the
-connection: the RST is on the wire, the kernel's TCP state is CLOSE, yet the provider defers
-WskDisconnectEvent(WSK_FLAG_ABORTIVE) until a receive reads the data in front of it - and a
-stalled server never reads.  The client side of pywsk is the same code (this test is the
-smallest reproduction); the xfail marks the provider's behaviour to fix (strict: the marker
-must go when it is fixed)."""
+connection: the RST is on the wire and the kernel's TCP state is CLOSE; the provider tells
+WskDisconnectEvent(WSK_FLAG_ABORTIVE) when the RST arrives, without waiting for a receive
+to read the data in front of it (a stalled server never reads).  The client side of pywsk
+is the same code (this test is the smallest reproduction)."""
 
 from __future__ import annotations
 
 import threading
-
-import pytest
 
 from pywsk.client import Client, Context
 from pywsk.core.ending import Ending
@@ -50,11 +47,6 @@ def test_an_rst_with_nothing_unread_is_reported_at_once() -> None:
     assert end is Ending.PEER_RST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provider: WskDisconnectEvent(WSK_FLAG_ABORTIVE) waits for a read of the data "
-    "in front of the RST (ProviderConnection._on_state_change); a stalled client never hears",
-)
 def test_an_rst_behind_unread_data_is_reported_without_a_read() -> None:
     seen, flags, end = _reset_after_reading_nothing(b"unread" * 1000)
     assert seen, "no WskDisconnectEvent after the RST"

@@ -192,17 +192,24 @@ def test_partial_acceptance_leaves_the_rest_for_the_next_receive(
     peer.close()
 
 
-def test_retained_indications_are_released_with_wskrelease(
-    wsk: WskTestClient, listener: Listener
-) -> None:
-    kept: list[WSK_DATA_INDICATION] = []
+def keeping(
+    kept: list[WSK_DATA_INDICATION],
+) -> Callable[[WSK_DATA_INDICATION | None, int, PSIZE_T], int]:
+    """An answer that retains every list (STATUS_PENDING), appending it to ``kept``."""
 
     def keep(ind: WSK_DATA_INDICATION | None, n: int, accepted: PSIZE_T) -> int:
         assert ind is not None
         kept.append(ind)
         return STATUS_PENDING
 
-    events = Events(answer=keep)
+    return keep
+
+
+def test_retained_indications_are_released_with_wskrelease(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    kept: list[WSK_DATA_INDICATION] = []
+    events = Events(answer=keeping(kept))
     sock, peer, _ = with_events(wsk, listener, WSK_EVENT_RECEIVE, events)
     peer.sendall(b"one")
     events.wait(lambda: bytes(events.received) == b"one")
@@ -213,6 +220,97 @@ def test_retained_indications_are_released_with_wskrelease(
     assert release(sock, kept[0]) == STATUS_INVALID_PARAMETER
     assert release(sock, WSK_DATA_INDICATION()) == STATUS_INVALID_PARAMETER
     peer.close()
+
+
+def test_retained_lists_hold_the_window_until_released(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # A client that retains every list and never releases: the retained bytes count
+    # against the receive buffer, indications pause, and TCP holds the peer back.
+    import select
+
+    kept: list[WSK_DATA_INDICATION] = []
+    events = Events(answer=keeping(kept))
+    sock, peer, _ = with_events(wsk, listener, WSK_EVENT_RECEIVE, events)
+    limit = cast_socket(sock).sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    peer.setblocking(False)
+    pushed = 0
+    block = b"p" * 65536
+    while pushed < 256 * 1024 * 1024:  # bounded: far more than any buffer here
+        try:
+            pushed += peer.send(block)
+        except BlockingIOError:
+            _r, writable, _x = select.select([], [peer], [], 1.0)
+            if not writable:
+                break  # held back: nothing drains for a second
+    assert pushed < 256 * 1024 * 1024, "the peer was never held back"
+    retained = sum(ind.Buffer.Length for ind in kept)
+    assert limit <= retained <= limit + 65536  # bounded by the receive buffer
+    events.answer = None  # from now on the client takes what it is given
+    release = wsk.dispatch(sock).WskRelease
+    assert all(release(sock, ind) == STATUS_SUCCESS for ind in kept)
+    before = len(events.received)
+    events.wait(lambda: len(events.received) > before)  # indications resumed
+    peer.close()
+
+
+def cast_socket(sock: WSK_SOCKET) -> Any:
+    """The provider socket behind a WSK socket (to read its kernel socket in a test)."""
+    return sock
+
+
+def test_a_release_from_another_thread_before_the_callback_returns_succeeds(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # The client hands the list to a driver thread, which releases it while the callback
+    # is still running; the callback then returns STATUS_PENDING (as a real driver may).
+    statuses: list[int] = []
+    sockets: list[WSK_SOCKET] = []
+
+    class HandingOff(Events):
+        def on_receive(
+            self,
+            context: Any,
+            flags: int,
+            indication: WSK_DATA_INDICATION | None,
+            indicated: int,
+            accepted: PSIZE_T,
+        ) -> int:
+            assert indication is not None
+            mdl = indication.Buffer.Mdl
+            assert mdl is not None
+            data = bytes(mdl._view[: indication.Buffer.Length])
+            sock = sockets[0]
+            worker = threading.Thread(
+                target=lambda: statuses.append(wsk.dispatch(sock).WskRelease(sock, indication))
+            )
+            worker.start()
+            worker.join(WAIT)
+            assert not worker.is_alive()
+            with self.changed:
+                self.received += data
+            self._record("receive", indicated)
+            return STATUS_PENDING
+
+    events = HandingOff()
+    sock, peer, _ = with_events(wsk, listener, 0, events)
+    sockets.append(sock)
+    assert wsk.set_events(sock, WSK_EVENT_RECEIVE) == STATUS_SUCCESS
+    peer.sendall(b"first")
+    events.wait(lambda: bytes(events.received) == b"first")
+    assert statuses == [STATUS_SUCCESS]
+    peer.sendall(b"second")  # indications go on; the released list is not held
+    events.wait(lambda: bytes(events.received) == b"firstsecond")
+    assert statuses == [STATUS_SUCCESS, STATUS_SUCCESS]
+    assert not cast_retained(sock)
+    peer.close()
+
+
+def cast_retained(sock: WSK_SOCKET) -> dict[int, Any]:
+    """The provider socket's retained indication lists (for checking nothing is left)."""
+    holder: Any = sock
+    retained: dict[int, Any] = holder.retained
+    return retained
 
 
 @pytest.mark.parametrize("with_receive_event", [True, False])
@@ -243,6 +341,42 @@ def test_disconnect_event_abortive_on_peer_rst(wsk: WskTestClient, listener: Lis
     abort_with_rst(peer)
     events.wait(lambda: ("disconnect", WSK_FLAG_ABORTIVE) in events.calls)
     assert events.names().count("disconnect") == 1
+    peer.close()
+
+
+def test_a_reset_behind_unread_data_is_told_when_it_arrives(
+    wsk: WskTestClient, listener: Listener
+) -> None:
+    # Only WskDisconnectEvent on, nothing reading: the RST is reported when it arrives,
+    # once; the data before it is still there for WskReceive, then the reset.
+    from pywsk.nt import STATUS_CONNECTION_RESET
+    from pywsk.testing.tcp import abort_with_rst
+
+    sock, peer, events = with_events(wsk, listener, WSK_EVENT_DISCONNECT)
+    peer.sendall(b"before the reset")
+    abort_with_rst(peer)
+    events.wait(lambda: ("disconnect", WSK_FLAG_ABORTIVE) in events.calls)
+    data, final = wsk.receive_all(sock, timeout=WAIT)
+    assert data == b"before the reset"
+    assert final.status == STATUS_CONNECTION_RESET
+    assert wsk.send(sock, b"x").wait(WAIT).status == STATUS_CONNECTION_RESET
+    assert events.calls == [("disconnect", WSK_FLAG_ABORTIVE)]  # once
+    peer.close()
+
+
+def test_a_fin_then_a_reset_is_told_once_each(wsk: WskTestClient, listener: Listener) -> None:
+    # The peer's FIN (sending may go on: the WskDisconnectEvent page), then its RST, which
+    # ends that: each is news, each is told once, in order.
+    from pywsk.testing.tcp import abort_with_rst
+
+    sock, peer, events = with_events(wsk, listener, WSK_EVENT_DISCONNECT)
+    peer.shutdown(socket.SHUT_WR)
+    events.wait(lambda: ("disconnect", 0) in events.calls)
+    assert wsk.send(sock, b"still sending").wait(WAIT).status == STATUS_SUCCESS
+    abort_with_rst(peer)
+    events.wait(lambda: ("disconnect", WSK_FLAG_ABORTIVE) in events.calls)
+    assert wsk.receive_all(sock, timeout=WAIT)[0] == b""
+    assert events.calls == [("disconnect", 0), ("disconnect", WSK_FLAG_ABORTIVE)]
     peer.close()
 
 

@@ -258,11 +258,11 @@ def test_cancel_a_queued_send_that_has_not_started(wsk: WskTestClient, listener:
     sock = wsk.connect(lsock.getsockname()[:2])
     peer, _ = lsock.accept()
     peer.settimeout(WAIT)
-    sends = []
-    for _ in range(64):
-        sends.append(wsk.send(sock, b"s" * 262144))
-        if sends[-1].returned == STATUS_PENDING:
-            break
+    # More than the kernel's largest send buffer (tcp_wmem's maximum, 4 MiB by default),
+    # so the last of these is partly taken at most and the next one cannot have started
+    # (every send pends: each completes at the acknowledgement of its last byte).
+    sends = [wsk.send(sock, b"s" * 262144) for _ in range(20)]
+    assert all(s.returned == STATUS_PENDING for s in sends)
     queued = wsk.send(sock, b"q" * 1000)
     assert queued.returned == STATUS_PENDING
     assert IoCancelIrp(queued.irp) is True

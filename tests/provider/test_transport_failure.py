@@ -49,10 +49,15 @@ def test_transport_timeout_fails_pending_receive_and_disconnect_is_forced_closed
         sock, peer = lossy_connection(wsk, listener, dropper)
         receive, _ = wsk.receive(sock, 10)
         assert receive.returned == STATUS_PENDING
-        # Data the peer will never acknowledge: the kernel retransmits, then gives up.
-        assert wsk.send(sock, b"lost" * 100).wait(WAIT).status == STATUS_SUCCESS
+        # Data the peer will never acknowledge: the kernel retransmits, then gives up.  The
+        # send is not reported sent: it fails with the connection (WskSend completes at the
+        # acknowledgement of its last byte).
+        send = wsk.send(sock, b"lost" * 100)
+        assert send.returned == STATUS_PENDING
         receive.wait(WAIT)
         assert receive.status == STATUS_IO_TIMEOUT
+        send.wait(WAIT)
+        assert (send.status, send.information) == (STATUS_IO_TIMEOUT, 0)
         for flags in (0, WSK_FLAG_ABORTIVE):
             request = wsk.disconnect(sock, flags=flags)
             assert request.returned == STATUS_FILE_FORCED_CLOSED

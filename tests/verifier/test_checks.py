@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -324,3 +325,102 @@ def test_an_irp_collected_without_iofreeirp_raises_a_resource_warning() -> None:
         verifier.disable()
         if previous is not None:
             verifier.enable(mode=previous.mode, resource_warnings=previous.resource_warnings)
+
+
+# --- WSK-010: a function of another category's table --------------------------------------------
+
+
+def test_wsk_010_a_datagram_function_on_a_connection_socket(
+    wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
+) -> None:
+    from pywsk.provider import subsystem
+
+    sock, peer = connected(wsk, listener)
+    _pool, buf = make_buffer(b"x")
+    request = wsk.start(
+        "WskSendTo", subsystem.datagram_dispatch.WskSendTo, sock, buf, 0, None, 0, None
+    )
+    assert request.returned != STATUS_SUCCESS  # the provider refuses it with a status
+    assert ids(collecting) == ["WSK-010"]  # named for what it is, not a use after close
+    (violation,) = collecting.found
+    assert "WSK_PROVIDER_CONNECTION_DISPATCH" in violation.detail
+    assert "nc-wsk-pfn_wsk_socket" in str(violation)
+    assert wsk.send(sock, b"still works").wait(WAIT).status == STATUS_SUCCESS
+    peer.close()
+
+
+# --- DPC-001: too long at DISPATCH_LEVEL ----------------------------------------------------------
+
+
+def _slow(seconds: float) -> None:
+    """Work that takes ``seconds`` (the rule under test is about time spent, so it waits)."""
+    threading.Event().wait(seconds)
+
+
+def test_dpc_001_a_completion_routine_that_runs_too_long(
+    wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
+) -> None:
+    collecting.dispatch_time_limit = 0.05
+    sock, peer = connected(wsk, listener)
+    _pool, buf = make_buffer(b"slow")
+    irp = IoAllocateIrp(1, False)
+    assert irp is not None
+    done = threading.Event()
+
+    def completion(_device: Any, _irp: IRP, _context: Any) -> int:
+        _slow(0.2)
+        done.set()
+        return STATUS_MORE_PROCESSING_REQUIRED
+
+    IoSetCompletionRoutine(irp, completion, None, True, True, True)
+    wsk.dispatch(sock).WskSend(sock, buf, 0, irp)
+    assert done.wait(WAIT)
+    IoFreeIrp(irp)
+    assert ids(collecting) == ["DPC-001"]
+    (violation,) = collecting.found
+    assert "completion routine" in violation.detail
+    assert "kequerydpcwatchdoginformation" in str(violation)
+    peer.close()
+
+
+def test_dpc_001_an_event_callback_that_runs_too_long(
+    wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
+) -> None:
+    from pywsk.wsk import WSK_CLIENT_CONNECTION_DISPATCH, WSK_EVENT_RECEIVE
+
+    collecting.dispatch_time_limit = 0.05
+    calls: list[int] = []
+    second = threading.Event()
+
+    def on_receive(*_args: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            _slow(0.2)  # the first indication takes too long
+        else:
+            second.set()  # (callbacks of a socket never overlap: the first has returned)
+        return STATUS_SUCCESS
+
+    lsock = listener()
+    sock = wsk.connect(
+        lsock.getsockname()[:2], dispatch=WSK_CLIENT_CONNECTION_DISPATCH(on_receive, None)
+    )
+    peer, _ = lsock.accept()
+    assert wsk.set_events(sock, WSK_EVENT_RECEIVE) == STATUS_SUCCESS
+    peer.sendall(b"first")
+    while not second.is_set():  # bounded: each round is one indication
+        assert len(calls) < 1000
+        peer.sendall(b"more")
+        second.wait(0.5)
+    assert ids(collecting) == ["DPC-001"]
+    assert "event callback" in collecting.found[0].detail
+    peer.close()
+
+
+def test_dpc_001_quick_routines_are_not_reported(
+    wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
+) -> None:
+    sock, peer = connected(wsk, listener)
+    for _ in range(20):
+        assert wsk.send(sock, b"quick").wait(WAIT).status == STATUS_SUCCESS
+    assert ids(collecting) == []
+    peer.close()

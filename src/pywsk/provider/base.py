@@ -21,6 +21,7 @@ import functools
 import socket
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..mechanics import linux
@@ -74,7 +75,18 @@ def internal_irp() -> IRP:
 class Op:
     """One pending request (an IRP inside the provider)."""
 
-    __slots__ = ("done", "flags", "irp", "kind", "owner", "status", "transferred", "views", "want")
+    __slots__ = (
+        "done",
+        "end",
+        "flags",
+        "irp",
+        "kind",
+        "owner",
+        "status",
+        "transferred",
+        "views",
+        "want",
+    )
 
     def __init__(
         self,
@@ -91,6 +103,9 @@ class Op:
         self.flags = flags
         self.want = len(views[0]) if len(views) == 1 else sum(len(v) for v in views)
         self.transferred = 0
+        #: A send wholly in the kernel: the stream offset just past its last byte (it
+        #: completes once the peer has acknowledged that many bytes).
+        self.end = -1
         self.done = False
         #: The status it completed with (valid once ``done``).
         self.status: int = NTSTATUS.STATUS_PENDING
@@ -268,9 +283,16 @@ class ProviderSocket(WSK_SOCKET):
         self._running[event] = self._running.get(event, 0) + 1
         engine = self.engine
         saved = engine.leave(self.lock)
+        observer = hooks.observer
+        began = time.monotonic() if observer is not None else 0.0
         try:
             with running_at(DISPATCH_LEVEL):
-                return routine(*args)
+                try:
+                    return routine(*args)
+                finally:
+                    if observer is not None:  # the verifier times code at DISPATCH_LEVEL
+                        seconds = time.monotonic() - began
+                        observer.event("callback-returned", self, routine=routine, seconds=seconds)
         except BaseException as exc:
             report_exception(exc, "in an event callback", routine)
             return None

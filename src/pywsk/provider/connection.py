@@ -4,7 +4,15 @@ What it does: implements every function of WSK_PROVIDER_CONNECTION_DISPATCH for 
 socket: WskBind, WskConnect, WskSend, WskReceive, WskDisconnect, WskCloseSocket,
 WskGetLocalAddress, WskGetRemoteAddress and WskControlSocket.  Each function follows one
 shape: *validate -> consult the state machine (pywsk.core) -> act on the kernel socket ->
-complete the IRP now or later*.
+complete the IRP now or later*.  WskReceiveEvent and WskRelease are the base class's
+(provider/indications.py).
+
+WskSend completes when the peer has acknowledged the send's last byte (the WskSend page:
+no buffering, "until all of the data has actually been sent"), in the order issued; the
+acknowledgement is seen through a zerocopy completion on the error queue and
+``tcpi_bytes_acked`` (provider/acks.py).  An abort, a reset or a transport failure fails
+every send not acknowledged; a cancelled send the kernel has taken bytes of aborts the
+connection.
 
 The disconnect, as Microsoft's WskDisconnect page and "Disconnecting a socket from a
 destination" describe it:
@@ -37,7 +45,6 @@ import contextlib
 import errno
 import functools
 import logging
-import mmap
 import select
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -57,11 +64,6 @@ from ..core.connection import (
 )
 from ..mechanics import linux
 from ..nt import hooks
-from ..nt.mdl import (
-    IoAllocateMdl,
-    IoFreeMdl,
-    MmBuildMdlForNonPagedPool,
-)
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET6,
@@ -80,9 +82,10 @@ from ..wsk.constants import (
     WSK_FLAG_WAITALL,
     WskIoctl,
 )
-from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_DATA_INDICATION
-from . import inspect_ids, sharing
-from .base import Op, ProviderSocket, internal_irp, write_out
+from ..wsk.structs import PSIZE_T, WSK_BUF
+from . import acks, inspect_ids, sharing
+from .base import Op, internal_irp, write_out
+from .indications import IndicatingSocket
 
 if TYPE_CHECKING:
     from ..nt.irp import IRP
@@ -102,9 +105,12 @@ _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 _READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 # The edges that can mean the peer's FIN or RST.
 _END_EVENTS = select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
+# The edges that can mean an acknowledgement: a zerocopy completion (EPOLLERR), space freed
+# in the send buffer (EPOLLOUT), the end of the connection (EPOLLHUP).
+_ACK_EVENTS = select.EPOLLERR | select.EPOLLHUP | select.EPOLLOUT
 
 
-class ConnectionSocket(ProviderSocket):
+class ConnectionSocket(IndicatingSocket):
     """A WSK connection socket: the WSK_SOCKET the client holds, and its state."""
 
     EVENTS: ClassVar[int] = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
@@ -115,26 +121,25 @@ class ConnectionSocket(ProviderSocket):
     }
 
     __slots__ = (
+        "_acked_base",
         "_disc",
-        "_eof_seen",
         "_events_seen",
         "_fin_issued",
         "_final_pending",
-        "_held",
-        "_indication_buffer",
+        "_handed",
         "_port_at_connect",
         "_reading",
         "_registered",
         "_reset_read",
-        "_suspended",
+        "_reset_told",
         "_target",
+        "_unacked",
         "_watching",
         "_writing",
         "half_open",
         "machine",
         "recvq",
         "remote",
-        "retained",
         "sendq",
         "sharing",
     )
@@ -157,6 +162,13 @@ class ConnectionSocket(ProviderSocket):
         # deque costs ~760 B of heap per connection against 56 B for an empty list.
         self.sendq: list[Op] = []
         self.recvq: list[Op] = []
+        # Sends wholly handed to the kernel, waiting for the peer's acknowledgement of their
+        # last byte (WskSend completes only then, in order); the bytes handed to the kernel
+        # so far; ``tcpi_bytes_acked`` before the first byte (None: acknowledgements cannot
+        # be watched, and a send completes when the kernel took it).
+        self._unacked: list[Op] = []
+        self._handed = 0
+        self._acked_base: int | None = None
         self._disc: Op | None = None  # the pending graceful disconnect
         self._final_pending = False  # its final buffer is still in sendq
         self._fin_issued = False  # shutdown(SHUT_WR) done
@@ -166,16 +178,11 @@ class ConnectionSocket(ProviderSocket):
         self._registered = False
         #: The peer's reset was read from SO_ERROR before the data that preceded it.
         self._reset_read = False
+        #: WskDisconnectEvent told the client of a reset that is behind unread data.
+        self._reset_told = False
         #: The address connect() was given (the peer's address once connected).
         self._target: tuple[Any, ...] | None = None
-        # WskReceiveEvent: data the client left with us, whether indications are paused,
-        # the reusable indication buffer, and lists the client retained (STATUS_PENDING).
-        self._held = bytearray()
-        self._suspended = False
-        self._eof_seen = False
-        # Allocated on the first indication: most connections never enable WskReceiveEvent.
-        self._indication_buffer: mmap.mmap | None = None
-        self.retained: dict[int, WSK_DATA_INDICATION] = {}
+        self._init_indications()
         self._events_seen = 0
         self.remote: tuple[Any, ...] | None = None
         #: SO_REUSEADDR / SO_EXCLUSIVEADDRUSE as Windows means them (never given to Linux).
@@ -201,6 +208,7 @@ class ConnectionSocket(ProviderSocket):
         if sock.gettimeout() != 0.0:
             sock.setblocking(False)
         new = cls(client, family, sock, context, dispatch_client, half_open)
+        new._watch_acks()
         for event in (ConnInput.BIND, ConnInput.CONNECT, ConnInput.CONNECT_SUCCEEDED):
             new.machine.process(event)
         new.local = local if local is not None else sock.getsockname()
@@ -264,6 +272,15 @@ class ConnectionSocket(ProviderSocket):
         """The provider thread saw an edge: do what it makes possible (under the lock)."""
         if self.closed:
             return
+        if self._acked_base is not None and mask & _ACK_EVENTS:
+            if mask & select.EPOLLERR:
+                acks.completions(self.sock)  # the wake-ups (bytes_acked is the truth)
+            if self._unacked:
+                self._on_acks()
+                if self._unacked and mask & select.EPOLLHUP:
+                    # The connection ended (RST, transport timeout) with sends
+                    # unacknowledged: read why, and fail them.
+                    self.refresh()
         if self._writing and mask & _WRITE_EVENTS:
             self._on_writable(mask)
         if self._reading and mask & _READ_EVENTS:
@@ -379,7 +396,14 @@ class ConnectionSocket(ProviderSocket):
             self.sock.getsockname,
         )
 
+    def _watch_acks(self) -> None:
+        """Sends complete at the peer's acknowledgement from now on (before any data)."""
+        if acks.watch(self.sock):
+            base = acks.bytes_acked(self.sock)
+            self._acked_base = base if base >= 0 else None
+
     def _connected(self) -> None:
+        self._watch_acks()
         self.machine.process(ConnInput.CONNECT_SUCCEEDED)
         if self.local is not None and (not self.local[1] or self.local[0] in ("0.0.0.0", "::")):
             self.local = None  # the kernel's choice: WskGetLocalAddress asks it when asked
@@ -440,11 +464,44 @@ class ConnectionSocket(ProviderSocket):
             if not self._transmit(op):
                 return self._complete_broken_inline(op)
             if op.transferred == op.want:
-                self._finish(op, NTSTATUS.STATUS_SUCCESS)
-                return NTSTATUS.STATUS_SUCCESS
+                self._handed_whole(op)
+                if op.done:
+                    return op.status
+                return self._pend(op)
         self.sendq.append(op)
         self._want_write(True)
         return self._pend(op)
+
+    def _handed_whole(self, op: Op) -> None:
+        """Every byte of send ``op`` is in the kernel: it completes once the peer has
+        acknowledged its last byte (WskSend: "until all of the data has actually been
+        sent"), after the sends before it; at once if acknowledgements cannot be watched."""
+        if self._acked_base is None or not (op.want or self._unacked):
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+            return
+        op.end = self._handed
+        self._unacked.append(op)
+        if len(self._unacked) == 1:
+            # The acknowledgement may be in already (on loopback it often is).  Only this
+            # call's own send completes inline: earlier ones complete at their edge on the
+            # provider thread, never inside a later call (whose caller would then run
+            # their completion routines in the middle of its own issuing).
+            self._on_acks()
+
+    def _on_acks(self) -> None:
+        """Complete, in order, every send whose last byte the peer has acknowledged."""
+        if self._acked_base is None or not self._unacked:
+            return
+        acked = acks.bytes_acked(self.sock) - self._acked_base
+        done = 0
+        for op in self._unacked:
+            if op.end > acked:
+                break
+            done += 1
+        if done:
+            finished, self._unacked = self._unacked[:done], self._unacked[done:]
+            for op in finished:
+                self._finish(op, NTSTATUS.STATUS_SUCCESS)
 
     def _complete_broken_inline(self, op: Op) -> int:
         status = (
@@ -457,20 +514,38 @@ class ConnectionSocket(ProviderSocket):
     def _transmit(self, op: Op) -> bool:
         """Hand as much of ``op`` to the kernel as it takes.  False if the connection broke."""
         try:
+            watched = self._acked_base is not None and op.kind is OpKind.SEND
             while op.transferred < op.want:
-                sent = self.sock.sendmsg(op.remaining())
+                sent = self._send_watched(op) if watched else self.sock.sendmsg(op.remaining())
                 if sent == 0:
                     break
                 op.transferred += sent
+                self._handed += sent
             if op.flags & WSK_FLAG_NODELAY and op.transferred == op.want:
                 self._push()
 
         except BlockingIOError:
             return True
         except OSError as exc:
+            if exc.errno == errno.ENOBUFS and self._acked_base is not None:
+                # The socket's budget for zerocopy completions is used up: the next
+                # completion (an EPOLLERR edge) frees some, and the send goes on then.
+                return True
             self._on_transport_error(exc)
             return False
         return True
+
+    def _send_watched(self, op: Op) -> int:
+        """One ``sendmsg`` of send ``op``: every byte but the last, then the last byte alone
+        with MSG_ZEROCOPY, whose completion (when TCP frees it: acknowledged) is the wake-up
+        (provider/acks.py).  The rest is copied, as Linux's send buffer - and so its flow
+        control - expects; MSG_MORE keeps the two parts in one segment."""
+        views = op.remaining()
+        if op.want - op.transferred == 1:
+            return self.sock.sendmsg(views, (), acks.MSG_ZEROCOPY)
+        last = views[-1]
+        views = [*views[:-1], last[:-1]] if len(last) > 1 else views[:-1]
+        return self.sock.sendmsg(views, (), socket.MSG_MORE)
 
     def _push(self) -> None:
         """WSK_FLAG_NODELAY: send this and earlier queued data now (a TCP_NODELAY pulse), and
@@ -494,7 +569,7 @@ class ConnectionSocket(ProviderSocket):
             if op.kind is OpKind.DISCONNECT:
                 self._final_pending = False
             else:
-                self._finish(op, NTSTATUS.STATUS_SUCCESS)
+                self._handed_whole(op)
         if not self.sendq:
             self._want_write(False)
             if self._disc is not None and not self._fin_issued and not self.closed:
@@ -533,22 +608,6 @@ class ConnectionSocket(ProviderSocket):
         self._update_reading()
         return self._pend(op)
 
-    def _take_held(self, op: Op) -> None:
-        """Serve a receive from data an event callback left with the provider first."""
-        if not self._held or op.flags & WSK_FLAG_DRAIN:
-            return
-        for view in op.remaining():
-            n = min(len(view), len(self._held))
-            view[:n] = self._held[:n]
-            del self._held[:n]
-            op.transferred += n
-            if not self._held:
-                break
-        if op.transferred and not (op.flags & WSK_FLAG_WAITALL and op.transferred < op.want):
-            self.recvq.remove(op)
-            self._finish(op, NTSTATUS.STATUS_SUCCESS)
-            self._resume_indications()
-
     def _on_readable(self) -> None:
         while self.recvq:
             op = self.recvq[0]
@@ -581,114 +640,13 @@ class ConnectionSocket(ProviderSocket):
             self._post(self._indicate_from_kernel)
         self._update_reading()
 
-    # --- WskReceiveEvent -----------------------------------------------------------------------
-    def _indicating(self) -> bool:
-        """True when new data goes to WskReceiveEvent (enabled, not paused, nothing pending)."""
-        return (
-            bool(self.events & WSK_EVENT_RECEIVE)
-            and not self._suspended
-            and not self._eof_seen
-            and not self.closed
-            and not self.recvq
-            and not self._running.get(WSK_EVENT_RECEIVE)  # one indication at a time
-            and receive_verdict(self.machine.state, self.half_open) is ReceiveVerdict.READ
-        )
-
-    def _update_reading(self, tried: bool = True) -> None:
-        self._want_read(bool(self.recvq) or self._indicating(), tried)
-
-    def _callback_returned(self, event: int) -> None:
-        super()._callback_returned(event)
-        if event == WSK_EVENT_RECEIVE and self._held and not self._suspended and not self.closed:
-            # Data left while a callback ran (a resume from inside it): offer it now.
-            self._post(self._deliver_held)
-
-    def _deliver_held(self) -> None:
-        if self._held and self._indicating():
-            held, self._held = self._held, bytearray()
-            self._indicate(memoryview(held), owned=True)
-        self._update_reading(tried=False)
-
-    def _resume_indications(self) -> None:
-        """A WskReceive completed: indications paused by the client resume (buffered first)."""
-        if not self._suspended:
-            return
-        self._suspended = False
-        if not self.engine.on_loop():
-            self._post(self._deliver_held)  # callbacks run on the provider thread
-            return
-        if self._held and self._indicating():
-            held, self._held = self._held, bytearray()
-            self._indicate(memoryview(held), owned=True)
-        self._update_reading(tried=False)
-
-    def _indicate_from_kernel(self) -> None:
-        while self._indicating():
-            buffer = self._indication_buffer
-            if buffer is None:
-                buffer = self._indication_buffer = _indication_buffer()
-            try:
-                n = self.sock.recv_into(buffer)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self._on_transport_error(exc)
-                return
-            if n == 0:
-                self._on_peer_fin()
-                return
-            self._indicate(memoryview(buffer)[:n], owned=False)
-        self._update_reading()
-
-    def _indicate(self, data: memoryview, owned: bool) -> None:
-        """Offer ``data`` to WskReceiveEvent and act on the answer (the four cases of its page).
-
-        ``owned``: ``data`` is a private copy the client may keep (else it is the provider's
-        reusable buffer).
-        """
-        n = len(data)
-        mdl = IoAllocateMdl(data, n, False, False, None)
-        if mdl is None:  # exhaustion: keep the data for a WskReceive, pause
-            self._held += data
-            self._suspended = True
-            return
-        MmBuildMdlForNonPagedPool(mdl)
-        indication = WSK_DATA_INDICATION(None, WSK_BUF(mdl, 0, n))
-        accepted = PSIZE_T(n)
-        status = self.invoke(
-            WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, indication, n, accepted
-        )
-        if status == NTSTATUS.STATUS_PENDING:
-            # The client keeps the list until WskRelease; the buffer is now its own.
-            self.retained[id(indication)] = indication
-            if not owned:
-                self._indication_buffer = None  # a fresh one for the next indication
-            return
-        IoFreeMdl(mdl)
-        if status == NTSTATUS.STATUS_SUCCESS and 0 <= accepted.value < n:
-            self._held += data[accepted.value :]  # partial: pause until a WskReceive
-            self._suspended = True
-        elif status != NTSTATUS.STATUS_SUCCESS:
-            # STATUS_DATA_NOT_ACCEPTED (or a routine that failed): nothing was taken.
-            self._held += data
-            self._suspended = True
-
-    def release(self, DataIndication: WSK_DATA_INDICATION | None) -> int:
-        """WskRelease: give back a list retained by returning STATUS_PENDING."""
-        if DataIndication is None or self.retained.pop(id(DataIndication), None) is None:
-            return NTSTATUS.STATUS_INVALID_PARAMETER
-        element: WSK_DATA_INDICATION | None = DataIndication
-        while element is not None:
-            if element.Buffer.Mdl is not None:
-                IoFreeMdl(element.Buffer.Mdl)
-            element = element.Next
-        return NTSTATUS.STATUS_SUCCESS
-
     # --- WskDisconnectEvent, WskSendBacklogEvent ----------------------------------------------
     def _remote_disconnected(self, flags: int) -> None:
         """The peer's FIN (flags 0) or RST (WSK_FLAG_ABORTIVE): tell the client, after the
         completions and data indications already under way (so data comes first)."""
         if self.events & WSK_EVENT_DISCONNECT:
+            if flags and self._reset_told:
+                return  # told when it arrived, behind unread data
             self._post(self._indicate_disconnect, flags)
         elif flags and self.events & WSK_EVENT_RECEIVE:
             self._post(self._indicate_broken)
@@ -696,13 +654,6 @@ class ConnectionSocket(ProviderSocket):
     def _indicate_disconnect(self, flags: int) -> None:
         if self.events & WSK_EVENT_DISCONNECT:
             self.invoke(WSK_EVENT_DISCONNECT, self.context, flags | WSK_FLAG_AT_DISPATCH_LEVEL)
-
-    def _indicate_broken(self) -> None:
-        """A NULL WskReceiveEvent indication: the socket no longer works; close it."""
-        if self.events & WSK_EVENT_RECEIVE:
-            self.invoke(
-                WSK_EVENT_RECEIVE, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, None, 0, PSIZE_T(0)
-            )
 
     def ideal_send_backlog(self) -> int:
         """Bytes of sends to keep outstanding to keep the pipe full: the kernel's send buffer."""
@@ -763,8 +714,18 @@ class ConnectionSocket(ProviderSocket):
                 self._on_readable()  # data first; the reader meets the FIN or RST in order
             elif linux.tcp_state(self.sock) != linux.CLOSE or linux.inq(self.sock) == 0:
                 self.refresh()
-            # else: a reset behind unread data - the data comes first; the receive that
-            # reads it meets the RST in order (a reset must not discard what was received).
+            elif not self._reset_told and not self._reset_read:
+                # CLOSE with unread data: both FINs done (the socket left for TIME_WAIT),
+                # or a reset, which alone sets the socket's error.  A reset: the data stays
+                # for WskReceive (a reset must not discard what was received; the receive
+                # that reads it meets the RST in order, ``_reset_read``), but the client is
+                # told of the reset now, when it happened.
+                err = linux.so_error(self.sock)
+                if err in (errno.ECONNRESET, errno.EPIPE):
+                    self._reset_read = self._reset_told = True
+                    self._post(self._indicate_disconnect, WSK_FLAG_ABORTIVE)
+                elif err:
+                    self._break_for_errno(err)  # the transport failed (its error read now)
 
     def _on_peer_fin(self) -> None:
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
@@ -820,9 +781,12 @@ class ConnectionSocket(ProviderSocket):
         self._end_pending(cause)
 
     def _end_pending(self, cause: Cause) -> None:
-        ops: list[Op] = [*self.sendq, *self.recvq]
+        if cause is not Cause.CLOSE:
+            self._on_acks()  # what the peer acknowledged before the end succeeded
+        ops: list[Op] = [*self._unacked, *self.sendq, *self.recvq]
         if self._disc is not None and self._disc not in ops:
             ops.append(self._disc)
+        self._unacked.clear()
         self.sendq.clear()
         self.recvq.clear()
         self._disc = None
@@ -840,9 +804,10 @@ class ConnectionSocket(ProviderSocket):
     def cancel(self, op: Op) -> None:
         """IoCancelIrp reached a pending op: end it with STATUS_CANCELLED if it had no effect.
 
-        A send already partly handed to the kernel, or a receive that already holds data,
-        cannot be undone: it completes normally (the cancel lost the race; see "Cancelling
-        a partly sent send" in docs/fidelity.md for why this is not yet Windows' choice).
+        A send the kernel has taken bytes of (and the peer has not acknowledged whole)
+        cannot be undone: it completes STATUS_CANCELLED and the connection is aborted (RST;
+        "Cancelling a partly sent send" in docs/fidelity.md).  A receive that already holds
+        data completes normally with it (the cancel lost the race).
         A graceful disconnect's IRP completes with STATUS_CANCELLED at once - its final
         buffer partly sent or not - and the disconnect goes on in the transport with a
         copy of the unsent final data: a FIN cannot be taken back.
@@ -850,6 +815,9 @@ class ConnectionSocket(ProviderSocket):
         if op.done:
             return
         if op.kind is OpKind.SEND and op.transferred:
+            # On the provider thread, next turn: a client that breaks the connection itself
+            # when a cancel does not win at once (the Pythonic layers) does so first.
+            self._post(self._cancel_taken_send, op)
             return
         if op.kind is OpKind.RECEIVE:
             if op not in self.recvq:
@@ -887,6 +855,26 @@ class ConnectionSocket(ProviderSocket):
             self.sendq.remove(op)
             self._want_write(bool(self.sendq))
             self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
+
+    def _cancel_taken_send(self, op: Op) -> None:
+        """A cancelled send the kernel has taken bytes of: they cannot be recalled, and the
+        stream cannot go on without the rest, so the connection is aborted (RST) - unless
+        the peer has acknowledged the whole send meanwhile (it then succeeds)."""
+        if op.done or self.closed:
+            return
+        self._on_acks()
+        if op in self.sendq:
+            self.sendq.remove(op)
+        elif op in self._unacked:
+            self._unacked.remove(op)
+        else:
+            return  # acknowledged whole meanwhile: it succeeded
+        log_operation(
+            log, "WskSend", self.owner or self, NTSTATUS.STATUS_CANCELLED, "taken in part: RST"
+        )
+        # Information: the bytes the transport had taken (some may never reach the peer).
+        self._finish(op, NTSTATUS.STATUS_CANCELLED, op.transferred)
+        self.abort()
 
     # --- WskDisconnect ---------------------------------------------------------------------
     def disconnect(self, Buffer: WSK_BUF | None, Flags: int, Irp: IRP) -> int:
@@ -993,6 +981,10 @@ class ConnectionSocket(ProviderSocket):
         ):
             return  # fault injection: this graceful disconnect never completes on its own
         self._process(ConnInput.FIN_ACKED)
+        # Our FIN acknowledged: every byte before it was acknowledged too.
+        acknowledged, self._unacked = self._unacked, []
+        for send in acknowledged:
+            self._finish(send, NTSTATUS.STATUS_SUCCESS)
         op, self._disc = self._disc, None
         self._update_watch()
         if op is not None:
@@ -1007,6 +999,7 @@ class ConnectionSocket(ProviderSocket):
 
     def abort(self) -> None:
         """Abortive disconnect: RST now, end every pending request, keep the object."""
+        self._on_acks()  # sends the peer acknowledged before the RST succeed
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
         self._break(Cause.LOCAL_ABORT)
@@ -1071,6 +1064,7 @@ class ConnectionSocket(ProviderSocket):
         return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
 
     def close(self, Irp: IRP) -> int:
+        self._on_acks()  # sends the peer acknowledged before the close succeed
         state = self.machine.state
         if linux.close_resets(self.sock, state):
             # Not disconnected in both directions: WskCloseSocket performs an abortive
@@ -1125,15 +1119,6 @@ class ConnectionSocket(ProviderSocket):
     def on_option_set(self, level: int, code: int) -> None:
         if (level, code) == (SOL_SOCKET, SO_SNDBUF):
             self._post(self._indicate_send_backlog)  # the ideal backlog changed
-
-
-#: Size of the provider's receive-indication buffer (page-aligned: receiving into
-#: page-aligned memory is about twice as fast on the target machine).
-INDICATION_BUFFER_SIZE = 65536
-
-
-def _indication_buffer() -> mmap.mmap:
-    return mmap.mmap(-1, INDICATION_BUFFER_SIZE)
 
 
 def is_v6only(sock: socket.socket, family: int) -> bool:

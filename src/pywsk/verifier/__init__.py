@@ -39,6 +39,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -50,6 +51,7 @@ from ..nt import hooks
 from ..nt import irp as _irp
 from ..nt.bugcheck import BugCheck, BugCheckCode
 from ..nt.irp import IrpState
+from ..nt.irql import DISPATCH_LEVEL, KeGetCurrentIrql
 from ..nt.mdl import MDL_PAGES_LOCKED
 from ..nt.status import NTSTATUS, status_name
 from .checks import CHECKS, Check
@@ -77,6 +79,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Mode = Literal["raise", "collect"]
+
+#: The default for :attr:`Verifier.dispatch_time_limit` (DPC-001), in seconds.
+DISPATCH_TIME_LIMIT: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,11 @@ class Verifier:
 
     mode: Mode = "raise"
     resource_warnings: bool = True
+    #: Seconds a completion routine or event callback may run at DISPATCH_LEVEL before
+    #: DPC-001 reports it (a stall detector: Python code runs 100 to 1000 times slower than
+    #: the 100 microseconds Microsoft's guideline gives C, and a loaded machine adds
+    #: scheduling delays).
+    dispatch_time_limit: float = DISPATCH_TIME_LIMIT
     found: list[Violation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -160,6 +170,8 @@ class Verifier:
         # id(IRP) -> where a socket-making call was started with it (the client's frame).
         self._submitted: dict[int, tuple[weakref.ref[Any], str]] = {}
         self._collected: list[Violation] = []
+        # id(IRP) -> when its completion began (for DPC-001).
+        self._completing: dict[int, float] = {}
         self._collected_more = 0
         # (key, ref, life) of objects collected without being freed; drained under the lock.
         self._dropped: collections.deque[tuple[int, weakref.ref[Any], _Life]] = collections.deque()
@@ -290,6 +302,7 @@ class Verifier:
     def _on_irp_completing(self, irp: IRP, state: IrpState) -> None:
         if state is not IrpState.PENDING:
             self.violate("IRP-001", f"the IRP is {state.value}", irp)
+        self._completing[id(irp)] = time.monotonic()
         with self._lock:
             submitted = self._submitted.pop(id(irp), None)
         if submitted is None or submitted[0]() is not irp:
@@ -300,6 +313,9 @@ class Verifier:
             life.created_at, life.from_client = submitted[1], True
 
     def _on_irp_routine_returned(self, irp: IRP, result: object, routine: Any) -> None:
+        began = self._completing.pop(id(irp), None)
+        if began is not None:
+            self._check_dispatch_time(time.monotonic() - began, "completion routine", routine, irp)
         if result != NTSTATUS.STATUS_MORE_PROCESSING_REQUIRED and self._life(irp) is not None:
             self._died(irp)  # the I/O manager released it
             name = getattr(routine, "__qualname__", repr(routine))
@@ -316,7 +332,26 @@ class Verifier:
             self.violate("IRP-003", "IoFreeIrp while the provider still holds it", irp)
 
     def _on_irp_freed(self, irp: IRP) -> None:
+        self._completing.pop(id(irp), None)
         self._died(irp)
+
+    def _on_callback_returned(self, sock: object, routine: Any, seconds: float) -> None:
+        self._check_dispatch_time(seconds, "event callback", routine, sock, sock=sock)
+
+    def _check_dispatch_time(
+        self, seconds: float, what: str, routine: Any, obj: object, sock: object = None
+    ) -> None:
+        """DPC-001: ``routine`` ran ``seconds`` (it ran at DISPATCH_LEVEL if it runs now)."""
+        if seconds <= self.dispatch_time_limit or KeGetCurrentIrql() < DISPATCH_LEVEL:
+            return
+        name = getattr(routine, "__qualname__", repr(routine))
+        self.violate(
+            "DPC-001",
+            f"{what} {name} ran {seconds * 1000:.0f} ms at DISPATCH_LEVEL (limit "
+            f"{self.dispatch_time_limit * 1000:.0f} ms): every other socket waited",
+            obj,
+            sock=sock,
+        )
 
     def _on_mdl_allocated(self, mdl: MDL) -> None:
         self._born(mdl, "MDL", f"{mdl.ByteCount} bytes")
@@ -364,6 +399,13 @@ class Verifier:
             log.warning("%s", violation)
 
     def _on_wsk_call_on_closed_socket(self, sock: object, function: str) -> None:
+        if getattr(sock, "closed", True) is False:
+            # Open, but without that function: a function of another category's table.
+            table = type(getattr(sock, "Dispatch", None)).__name__
+            self.violate(
+                "WSK-010", f"{function} on {sock!r}, whose table is {table}", sock, sock=sock
+            )
+            return
         life = self._life(sock, ended=True)
         closed = (
             f"; WskCloseSocket was called at:\n{life.closed_at}" if life and life.closed_at else ""
@@ -432,11 +474,15 @@ def enable(
     *,
     faults: FaultScheduler | None = None,
     resource_warnings: bool = True,
+    dispatch_time_limit: float | None = None,
 ) -> Verifier:
-    """Turn the verifier on (again): checks, leak tracking, and optional seeded faults."""
+    """Turn the verifier on (again): checks, leak tracking, and optional seeded faults.
+    ``dispatch_time_limit``: seconds for DPC-001 (default :data:`DISPATCH_TIME_LIMIT`)."""
     global _verifier, _previous_allocation_hook
     disable()
     _verifier = Verifier(mode=mode, resource_warnings=resource_warnings)
+    if dispatch_time_limit is not None:
+        _verifier.dispatch_time_limit = dispatch_time_limit
     hooks.set_observer(_verifier)
     hooks.set_faults(faults)
     _previous_allocation_hook = _irp._allocation_hook

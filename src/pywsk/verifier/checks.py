@@ -150,6 +150,24 @@ CHECKS: Final[dict[str, Check]] = {
             "each successful WskCaptureProviderNPI is paired with one WskReleaseProviderNPI",
             _DRIVERS + "ddi/wsk/nf-wsk-wskreleaseprovidernpi",
         ),
+        Check(
+            "WSK-010",
+            "a WSK function of another socket category was called on this socket",
+            "each socket's functions are those of the dispatch table of its category "
+            "(WSK_PROVIDER_CONNECTION_DISPATCH, _LISTEN_, _DATAGRAM_, _STREAM_ or _BASIC_), "
+            "which WskSocket returns in the socket's Dispatch",
+            _DRIVERS + "ddi/wsk/nc-wsk-pfn_wsk_socket",
+        ),
+        # Time at DISPATCH_LEVEL
+        Check(
+            "DPC-001",
+            "a completion routine or event callback ran too long at DISPATCH_LEVEL",
+            "code at DISPATCH_LEVEL runs briefly (a DPC routine should not run longer than "
+            "100 microseconds) and delegates longer work to a worker thread; the DPC watchdog "
+            "bug-checks a single routine that runs too long (0x133 DPC_WATCHDOG_VIOLATION)",
+            _DRIVERS + "ddi/wdm/nf-wdm-kequerydpcwatchdoginformation",
+            fatal=False,
+        ),
         # MDLs and pool
         Check(
             "MDL-001",
