@@ -28,6 +28,7 @@ import pywsk.aio.anyio
 import pywsk.sync
 import pywsk.trio
 from pywsk.client import allocate_buffer
+from pywsk.core.ending import Ending
 from pywsk.errors import error_from_status
 from pywsk.nt.status import NT_SUCCESS, NTSTATUS
 from pywsk.testing.contract import SMALL_BUFFER, Factory, Subject, plain_listener
@@ -53,6 +54,17 @@ IRP_WAIT = 60.0
 POOL_TAG = b"wskt"
 
 
+#: The contract's words for the endings a layer reports as :class:`Ending` (pywsk.sync).
+CONTRACT_WORDS = {
+    Ending.PEER_FIN: "peer-graceful",
+    Ending.PEER_RST: "peer-reset",
+    Ending.PEER_FIN_THEN_RST: "peer-reset",
+    Ending.OUR_RST: "local-abort",
+    Ending.OUR_FIN_THEN_RST: "local-abort",
+    Ending.TRANSPORT_FAILURE: "transport-failure",
+}
+
+
 def _options(small: bool) -> tuple[tuple[int, int, int], ...]:
     return SMALL_OPTIONS if small else ()
 
@@ -76,6 +88,8 @@ class _Subject:
     @property
     def disconnected_by(self) -> str | None:
         reason = self.conn.disconnected_by
+        if isinstance(reason, Ending):
+            return CONTRACT_WORDS.get(reason, reason.name)
         return None if reason is None else str(reason.value)
 
 

@@ -14,9 +14,9 @@ import pytest
 
 import pywsk.sync
 from pywsk import errors
-from pywsk._bridge import session
+from pywsk.core.ending import Ending
 from pywsk.nt import NT_SUCCESS, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
-from pywsk.sync import DisconnectReason
+from pywsk.sync import DisconnectReason, client
 from pywsk.testing import tcp
 from pywsk.testing.contract import peer_reads_to_end
 from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
@@ -70,10 +70,10 @@ def test_graceful_path(pair: tuple[pywsk.sync.Connection, socket.socket]) -> Non
         peer.shutdown(socket.SHUT_WR)
         assert conn.recv(timeout=WAIT) == b"reply"
         assert conn.recv(timeout=WAIT) == b""
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         with pytest.raises(errors.WskBrokenPipeError):
             conn.send(b"late")
-    assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+    assert conn.disconnected_by is Ending.PEER_FIN
     with pytest.raises(errors.SocketClosedError):
         conn.recv()
 
@@ -186,7 +186,7 @@ def test_abort_from_another_thread_ends_a_blocked_receive(
     assert isinstance(failure[0], ConnectionAbortedError)
     assert isinstance(failure[0], errors.NtStatusError)
     assert failure[0].status == STATUS_CONNECTION_ABORTED
-    assert conn.disconnected_by is DisconnectReason.LOCAL_ABORT
+    assert conn.disconnected_by is Ending.OUR_RST
     assert peer_reads_to_end(peer) == (b"", "rst")
 
 
@@ -199,10 +199,10 @@ def test_connect_timeout_cancels_and_closes() -> None:
             filler.setblocking(False)
             filler.connect_ex(full.getsockname())
         try:
-            before = session().open_sockets
+            before = len(client().sockets)
             with pytest.raises(errors.WskTimeoutError):
                 pywsk.sync.connect("127.0.0.1", full.getsockname()[1], timeout=0.3)
-            assert session().open_sockets == before
+            assert len(client().sockets) == before
         finally:
             for filler in fillers:
                 filler.close()
@@ -221,4 +221,56 @@ def test_listener_accept_with_timeout() -> None:
                 assert server.recv(timeout=WAIT) == b""
                 server.disconnect(timeout=WAIT)
                 assert client.recv(timeout=WAIT) == b""
-            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+            assert server.disconnected_by is Ending.PEER_FIN
+
+
+def test_the_earlier_names_of_the_endings_are_the_endings() -> None:
+    assert DisconnectReason.PEER_GRACEFUL is Ending.PEER_FIN
+    assert DisconnectReason.PEER_RESET is Ending.PEER_RST
+    assert DisconnectReason.LOCAL_ABORT is Ending.OUR_RST
+    assert DisconnectReason.TRANSPORT_FAILURE is Ending.TRANSPORT_FAILURE
+
+
+def test_every_call_is_the_client_runtimes_and_its_tracer_sees_it(listener: Listener) -> None:
+    """pywsk.sync issues its calls through pywsk.client: a tracer set on its client sees
+    each one return and complete, and every IRP is over when the operation returns."""
+    from pywsk.client import Call as RuntimeCall
+    from pywsk.trace import Tracer
+
+    seen: list[tuple[str, str]] = []
+
+    class Seen(Tracer):
+        def returned(self, call: RuntimeCall) -> None:
+            seen.append(("returned", call.name))
+
+        def completed(self, call: RuntimeCall) -> None:
+            seen.append(("completed", call.name))
+
+    lsock = listener("127.0.0.1", 4096)
+    runtime = client()
+    previous, runtime.tracer = runtime.tracer, Seen()
+    try:
+        with pywsk.sync.connect("127.0.0.1", lsock.getsockname()[1], timeout=WAIT) as conn:
+            peer, _ = lsock.accept()
+            with peer:
+                conn.send(b"ping", timeout=WAIT)
+                assert peer.recv(4, socket.MSG_WAITALL) == b"ping"
+                peer.shutdown(socket.SHUT_WR)
+                assert conn.recv(timeout=WAIT) == b""
+                conn.disconnect(timeout=WAIT)
+    finally:
+        runtime.tracer = previous
+    names = [name for event, name in seen if event == "returned"]
+    assert names == [
+        "WskSocket",
+        "WskBind",
+        "WskConnect",
+        "WskGetLocalAddress",
+        "WskSend",
+        "WskReceive",
+        "WskDisconnect",
+        "WskCloseSocket",
+    ]
+    assert sorted(n for e, n in seen if e == "completed") == sorted(names)
+    assert conn.disconnected_by is Ending.PEER_FIN
+    assert conn.socket not in runtime.sockets
