@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import logging
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -50,20 +49,16 @@ from typing import Any, Final, TypeVar
 
 from ._log import log_connect, log_settled
 from .aio._receiving import Steps, drive_steps_blocking, exactly_steps, take, until_steps
-from .client import Buffer, Call, Client, ClientError, allocate_buffer
+from .client import Buffer, Call, Client, ClientError, allocate_buffer, steps
 from .client.blocking import deadline as _deadline
-from .client.blocking import new_event, wait, wait_event
+from .client.blocking import drive, new_event, wait, wait_event
+from .client.steps import SocketOption
 from .core.ending import ENDING_OF_STATUS, Ending
-from .errors import BusyError, NtStatusError, WskTimeoutError, error_from_status
+from .errors import BusyError, NtStatusError, error_from_status
 from .nt import IO_NO_INCREMENT, NT_SUCCESS, NTSTATUS, KeSetEvent
 from .wsk import (
-    AF_INET,
-    AF_INET6,
     SOCKADDR_STORAGE,
-    WSK_FLAG_CONNECTION_SOCKET,
-    WSK_FLAG_LISTEN_SOCKET,
     WSK_SOCKET,
-    sockaddr_from_tuple,
 )
 from .wsk.structs import check_port
 
@@ -72,9 +67,6 @@ __all__ = ["Connection", "DisconnectReason", "Listener", "client", "connect", "l
 T = TypeVar("T")
 S = NTSTATUS
 
-#: A socket option set before bind/connect: (level, option, value), with wsk.h constants,
-#: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
-SocketOption = tuple[int, int, int]
 
 #: Default ``max_bytes`` of a receive.
 DEFAULT_RECEIVE_SIZE: Final = 65536
@@ -113,7 +105,7 @@ def client() -> Client:
             try:
                 _client = Client(show_data=False)
             except ClientError as exc:
-                raise error_from_status(exc.status or S.STATUS_UNSUCCESSFUL, str(exc)) from None
+                raise _error(exc) from None
             atexit.register(_release, _client)
         return _client
 
@@ -135,85 +127,17 @@ def _failure(call: Call) -> NtStatusError:
     return error_from_status(status, call.name)
 
 
-def _drive(steps: Generator[Call, None, T], timeout: float | None, what: str) -> T:
-    """Run a sequence of calls, waiting for each until the deadline; a timeout is thrown
-    into the sequence (which closes what it opened), and what follows waits to the end."""
-    until = _deadline(timeout)
-    thrown = False
+def _error(exc: ClientError) -> NtStatusError:
+    """The pywsk.errors exception of a runtime call that failed."""
+    return error_from_status(exc.status or S.STATUS_UNSUCCESSFUL, str(exc))
+
+
+def _drive(sequence: Generator[Call, None, T], timeout: float | None, what: str) -> T:
+    """A sequence of the runtime (pywsk.client.steps) within ``timeout`` seconds in all."""
     try:
-        call = next(steps)
-        while True:
-            timed_out = wait(call, None if thrown else until)
-            if timed_out and not thrown and not call.succeeded:
-                thrown = True
-                call = steps.throw(_timed_out(what, timeout))
-            else:
-                call = steps.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-
-
-def _checked(call: Call) -> Generator[Call, None, Call]:
-    """Wait for ``call``; raise its failure."""
-    if not call.done:
-        yield call
-    if not call.succeeded:
-        raise _failure(call)
-    return call
-
-
-def _resolve(c: Client, host: str, port: int) -> Generator[Call, None, list[tuple[Any, ...]]]:
-    """An IP literal as it is; a name through WskGetAddressInfo (every address it gives)."""
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
-        return [sockaddr_from_tuple((host, port)).to_tuple()]
-    call = yield from _checked(c.resolve_call(host, port))
-    addresses = c.addresses(call)
-    if not addresses:
-        raise error_from_status(S.STATUS_NOT_FOUND, f"no address for {host!r}")
-    return addresses
-
-
-def _new_socket(
-    c: Client, address: tuple[Any, ...], flags: int, options: Sequence[SocketOption]
-) -> Generator[Call, None, WSK_SOCKET]:
-    """WskSocket of ``address``'s family, then the options; closed again if they fail."""
-    family = AF_INET6 if ":" in str(address[0]) else AF_INET
-    call = yield from _checked(c.socket_call(family, flags))
-    sock: WSK_SOCKET = call.information
-    c.adopt(sock)
-    try:
-        for level, option, value in options:
-            yield from _checked(c.option_call(sock, level, option, value))
-    except GeneratorExit:
-        raise
-    except BaseException:
-        yield c.close_socket_call(sock)
-        raise
-    return sock
-
-
-def _bound(
-    c: Client, sock: WSK_SOCKET, here: tuple[Any, ...], remote: tuple[Any, ...] | None
-) -> Generator[Call, None, tuple[Any, ...]]:
-    """WskBind, WskConnect (to ``remote``, if given), WskGetLocalAddress; the socket is
-    closed if any fails (or a timeout is thrown in)."""
-    try:
-        yield from _checked(c.bind_call(sock, here))
-        if remote is not None:
-            yield from _checked(c.connect_call(sock, remote))
-        call = yield from _checked(c.address_call(sock, "WskGetLocalAddress"))
-    except GeneratorExit:
-        raise
-    except BaseException:
-        yield c.close_socket_call(sock)
-        raise
-    out: SOCKADDR_STORAGE = call.out
-    return out.to_tuple()
+        return drive(sequence, _deadline(timeout), lambda: _timed_out(what, timeout))
+    except ClientError as exc:
+        raise _error(exc) from None
 
 
 def connect_steps(
@@ -222,24 +146,10 @@ def connect_steps(
     options: Sequence[SocketOption] = (),
     local: tuple[str, int] | None = None,
 ) -> Generator[Call, None, Connection]:
-    """WskSocket, options, WskBind, WskConnect, WskGetLocalAddress, for each address of
-    ``host`` in turn until one connects (the last failure is raised; a timeout ends it)."""
+    """The runtime's connect sequence (each address of ``host`` in turn), as a Connection."""
     c = client()
-    remotes = yield from _resolve(c, host, port)
-    last: NtStatusError | None = None
-    for remote in remotes:
-        wildcard = ("::", 0) if ":" in str(remote[0]) else ("0.0.0.0", 0)
-        try:
-            sock = yield from _new_socket(c, remote, WSK_FLAG_CONNECTION_SOCKET, options)
-            mine = yield from _bound(c, sock, local or wildcard, remote)
-        except WskTimeoutError:
-            raise
-        except NtStatusError as exc:
-            last = exc
-            continue
-        return Connection(c, sock, mine, remote)
-    assert last is not None
-    raise last
+    sock, mine, remote = yield from steps.connect_steps(c, host, port, options, local)
+    return Connection(c, sock, mine, remote)
 
 
 def connect(
@@ -362,19 +272,19 @@ class Connection:
         if self._closed:
             raise error_from_status(S.STATUS_INVALID_HANDLE, "the connection is closed")
 
-    def _raise_failure(self, call: Call) -> None:
-        """Raise a failed call's exception, in the light of what this side did meanwhile."""
+    def _failure(self, call: Call) -> NtStatusError:
+        """A failed call's exception, in the light of what this side did meanwhile."""
         status = call.status if call.status is not None else S.STATUS_INTERNAL_ERROR
         self._learn(ENDING_OF_STATUS.get(status & 0xFFFFFFFF))
         if self._closed:
-            raise error_from_status(
+            return error_from_status(
                 S.STATUS_INVALID_HANDLE, f"{call.name}: the connection was closed"
             )
         if status == S.STATUS_CANCELLED and self._ending is Ending.OUR_RST:
-            raise error_from_status(
+            return error_from_status(
                 S.STATUS_CONNECTION_ABORTED, f"{call.name}: the connection was aborted"
             )
-        raise _failure(call)
+        return _failure(call)
 
     def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> int:
         """Send all of ``data`` (one WskSend); returns its length once the transport took it.
@@ -396,17 +306,17 @@ class Connection:
             try:
                 call = self._client.send(self._socket, view, locked=True)
             except ClientError as exc:
-                raise error_from_status(exc.status or S.STATUS_UNSUCCESSFUL, str(exc)) from None
+                raise _error(exc) from None
             timed_out = wait(call, until)
             sent = call.information if isinstance(call.information, int) else 0
-            self._bytes_sent += sent
+            with self._settling:  # a disconnect's final bytes are counted under it too
+                self._bytes_sent += sent
             if call.succeeded:
                 return sent
             if timed_out and call.status == S.STATUS_CANCELLED:
                 raise _timed_out("send", timeout)
             self._log(call, "send")
-            self._raise_failure(call)
-            raise AssertionError("unreachable")
+            raise self._failure(call)
         finally:
             self._sending.release()
 
@@ -499,8 +409,7 @@ class Connection:
         if timed_out and call.status == S.STATUS_CANCELLED:
             raise _timed_out("recv", timeout)
         self._log(call, "receive")
-        self._raise_failure(call)
-        raise AssertionError("unreachable")
+        raise self._failure(call)
 
     def disconnect(
         self, final: bytes | bytearray | memoryview | None = None, timeout: float | None = None
@@ -541,10 +450,7 @@ class Connection:
             if call.succeeded:
                 self.fin_acked = True
             else:
-                try:
-                    self._raise_failure(call)
-                except NtStatusError as exc:
-                    self._disconnect_error = exc
+                self._disconnect_error = self._failure(call)
             self._log(call, "disconnect")
 
     def abort(self) -> None:
@@ -590,12 +496,9 @@ class Connection:
 def listen_steps(
     host: str, port: int, options: Sequence[SocketOption] = ()
 ) -> Generator[Call, None, Listener]:
-    """WskSocket(WSK_FLAG_LISTEN_SOCKET), options, WskBind (binds and listens), address."""
+    """The runtime's listen sequence, as a Listener."""
     c = client()
-    addresses = yield from _resolve(c, host, port)
-    here = addresses[0]
-    sock = yield from _new_socket(c, here, WSK_FLAG_LISTEN_SOCKET, options)
-    mine = yield from _bound(c, sock, here, None)
+    sock, mine = yield from steps.listen_steps(c, host, port, options)
     return Listener(c, sock, mine)
 
 

@@ -6,6 +6,8 @@ buffers were freed (:meth:`Call.signal <pywsk.client.call.Call.signal>` sets the
 or until a deadline (:func:`deadline`, from a timeout in seconds) passes, waiting with
 ``KeWaitForSingleObject`` and a relative NT timeout (:func:`nt_timeout`: negative, in
 100-ns units).  This is how a KSOCKET-style driver waits for each WSK call.
+:func:`drive` runs a sequence of calls (:mod:`pywsk.client.steps`) that way, within one
+deadline.
 
 What it refuses: to let a timeout pass for a result.  KeWaitForSingleObject answers
 STATUS_TIMEOUT, which ``NT_SUCCESS`` counts as a success code; here a wait that timed out
@@ -21,6 +23,8 @@ the caller asked - the runtime's own helpers always pass a bound.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 from ..nt import (
     KEVENT,
@@ -34,7 +38,9 @@ from ..nt import (
 )
 from .call import Call
 
-__all__ = ["deadline", "new_event", "nt_timeout", "wait", "wait_event"]
+__all__ = ["deadline", "drive", "new_event", "nt_timeout", "wait", "wait_event"]
+
+T = TypeVar("T")
 
 
 def new_event() -> KEVENT:
@@ -79,3 +85,25 @@ def wait(call: Call, until: float | None) -> bool:
     call.cancel()
     wait_event(event, None)
     return True
+
+
+def drive(
+    steps: Generator[Call, None, T], until: float | None, timed_out: Callable[[], BaseException]
+) -> T:
+    """Run a sequence of calls (:mod:`pywsk.client.steps`), waiting for each until
+    ``until``.  When it passes and the call did not succeed anyway, ``timed_out()`` is
+    thrown into the sequence, which closes what it opened; what it yields then is waited
+    for to the end, and the exception propagates."""
+    thrown = False
+    try:
+        call = next(steps)
+        while True:
+            late = wait(call, None if thrown else until)
+            if late and not thrown and not call.succeeded:
+                thrown = True
+                call = steps.throw(timed_out())
+            else:
+                call = steps.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
