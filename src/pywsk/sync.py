@@ -55,7 +55,7 @@ from .client.blocking import drive, new_event, wait, wait_event
 from .client.steps import SocketOption
 from .core.ending import ENDING_OF_STATUS, Ending
 from .errors import BusyError, NtStatusError, error_from_status
-from .nt import IO_NO_INCREMENT, NT_SUCCESS, NTSTATUS, KeSetEvent
+from .nt import IO_NO_INCREMENT, KEVENT, NT_SUCCESS, NTSTATUS, KeSetEvent
 from .wsk import (
     SOCKADDR_STORAGE,
     WSK_SOCKET,
@@ -198,7 +198,8 @@ class Connection:
         self._closed = False
         self._disconnect_call: Call | None = None
         self._disconnect_error: NtStatusError | None = None
-        self._disconnected = new_event()
+        #: Set once the graceful disconnect is over (it may outlive the disconnect() call).
+        self._disconnected: KEVENT | None = None
         self._settling = threading.Lock()
         self._disconnect_settled = False
         self._bytes_sent = 0
@@ -423,12 +424,15 @@ class Connection:
         if call is None:
             data = bytes(final) if final is not None else b""
             call = self._client.disconnect(self._socket, data or None)
+            self._disconnected = signalled = new_event()  # before the call is seen
             self._disconnect_call = call
-            if not call.signal(self._disconnected):  # over already
-                KeSetEvent(self._disconnected, IO_NO_INCREMENT, False)
+            if not call.signal(signalled):  # over already
+                KeSetEvent(signalled, IO_NO_INCREMENT, False)
         elif final is not None and len(final):
             raise error_from_status(S.STATUS_PIPE_DISCONNECTED, "disconnect() was called already")
-        if not wait_event(self._disconnected, until):
+        event = self._disconnected
+        assert event is not None
+        if not call.done and not wait_event(event, until):
             raise error_from_status(
                 S.STATUS_TIMEOUT,
                 f"disconnect: our FIN not acknowledged within {timeout} s; the disconnect goes on",

@@ -274,3 +274,20 @@ def test_every_call_is_the_client_runtimes_and_its_tracer_sees_it(listener: List
     assert sorted(n for e, n in seen if e == "completed") == sorted(names)
     assert conn.disconnected_by is Ending.PEER_FIN
     assert conn.socket not in runtime.sockets
+
+
+def test_sync_and_its_runtime_do_not_import_the_bridge() -> None:
+    """pywsk.sync is built on pywsk.client alone (the bridge is the async layers' past)."""
+    import ast
+    from pathlib import Path
+
+    import pywsk.client
+
+    paths = [Path(pywsk.sync.__file__), *Path(pywsk.client.__file__).parent.glob("*.py")]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert "_bridge" not in (node.module or ""), path
+                assert "_bridge" not in [alias.name for alias in node.names], path
+            elif isinstance(node, ast.Import):
+                assert not any("_bridge" in alias.name for alias in node.names), path

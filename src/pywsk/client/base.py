@@ -66,7 +66,7 @@ from ..wsk import (
 )
 from .call import Call
 from .ends import Context, Ends
-from .interrupt import uninterrupted
+from .interrupt import armed, uninterrupted
 from .words import flag_names
 
 __all__ = ["Buffer", "ClientBase", "ClientError", "allocate_buffer", "lock_buffer"]
@@ -260,7 +260,10 @@ class ClientBase:
         IoSetCompletionRoutine(irp, call.routine, None, True, True, True)
         call.issued_at = time.time()
         call.started_at = time.monotonic()
-        with uninterrupted():
+        if armed():
+            with uninterrupted():
+                call._returned(function(*args, irp))
+        else:
             call._returned(function(*args, irp))
         return call
 
@@ -310,10 +313,10 @@ class ClientBase:
             label or "WskCloseSocket",
             sock.Dispatch.WskCloseSocket,
             sock,
-            on_complete=lambda _call: self.forget(sock),
+            on_complete=lambda _call: self._disown(sock),
         )
 
-    def forget(self, sock: WSK_SOCKET) -> None:
+    def _disown(self, sock: WSK_SOCKET) -> None:
         """``sock`` is no longer this client's to close (its WskCloseSocket completed)."""
         with self._lock:
             if sock in self.sockets:

@@ -76,6 +76,8 @@ def wait_event(event: KEVENT, until: float | None) -> bool:
 def wait(call: Call, until: float | None) -> bool:
     """Wait until ``call`` is over; True if ``until`` passed first - the IRP was then
     cancelled and its completion awaited (``call.status`` says whether the cancel won)."""
+    if call.done:  # over already: completed after it returned, IRP and buffers freed
+        return False
     event = new_event()
     if not call.signal(event):
         return False
