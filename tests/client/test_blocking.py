@@ -145,3 +145,12 @@ def test_listen_and_connect_steps_by_name(client: Client) -> None:
     for each in (conn, accept.information, sock):
         assert wait(client.close_socket_call(each), deadline(WAIT)) is False
     assert client.sockets == []
+
+
+def test_calls_defer_ctrl_c_only_while_it_is_deferred() -> None:
+    from pywsk.client.interrupt import armed, interrupt_between_calls
+
+    assert not armed()
+    with interrupt_between_calls():
+        assert armed()  # pytest runs tests on the main thread
+    assert not armed()
