@@ -44,7 +44,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Generator, Iterator, Sequence
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any, Final, TypeVar
 
 from ._log import log_connect, log_settled
@@ -190,11 +190,10 @@ class Connection:
         self._local = local
         self._remote = remote
         self._ending: Ending | None = None
-        #: What log records read (pywsk._log): our FIN acknowledged, the peer's FIN seen,
-        #: abort() called.
-        self.fin_acked = False
-        self.eof = False
-        self.aborted = False
+        # Our FIN acknowledged, the peer's FIN seen, abort() called.
+        self._fin_acked = False
+        self._eof = False
+        self._aborted = False
         self._closed = False
         self._disconnect_call: Call | None = None
         self._disconnect_error: NtStatusError | None = None
@@ -261,7 +260,9 @@ class Connection:
 
     def _log(self, call: Call, what: str) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            state: Any = self  # what pywsk._log reads: socket, fin_acked, eof, aborted
+            state = SimpleNamespace(
+                socket=self._socket, fin_acked=self._fin_acked, eof=self._eof, aborted=self._aborted
+            )
             settled: Any = call  # completed: its status is set
             log_settled(log, state, settled, what)
 
@@ -386,7 +387,7 @@ class Connection:
     def _recv(self, max_bytes: int, until: float | None, timeout: float | None) -> bytes:
         """One WskReceive; the caller holds ``_receiving``."""
         self._check()
-        if self.eof:
+        if self._eof:
             return b""
         size = min(max_bytes, MAX_RECEIVE_BUFFER)
         with self._buffer_lock:
@@ -403,7 +404,7 @@ class Connection:
         self._bytes_received += len(data)
         if call.succeeded:
             if not data:
-                self.eof = True
+                self._eof = True
                 self._learn(Ending.PEER_FIN)
                 self._log(call, "receive")
             return data
@@ -452,7 +453,7 @@ class Connection:
             if isinstance(call.information, int):
                 self._bytes_sent += call.information
             if call.succeeded:
-                self.fin_acked = True
+                self._fin_acked = True
             else:
                 self._disconnect_error = self._failure(call)
             self._log(call, "disconnect")
@@ -460,9 +461,9 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection now (an RST); pending sends and receives end.  Does nothing
         after ``close()``, an earlier ``abort()``, or once the connection is gone."""
-        if self._closed or self.aborted:
+        if self._closed or self._aborted:
             return
-        self.aborted = True
+        self._aborted = True
         self._learn(Ending.OUR_RST)
         call = self._client.disconnect(self._socket, abortive=True)
         wait(call, None)
@@ -473,7 +474,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        if not self.fin_acked:
+        if not self._fin_acked:
             self._learn(Ending.OUR_RST)
         call = self._client.close_socket_call(self._socket)
         wait(call, None)
