@@ -15,7 +15,7 @@ import pytest
 import pywsk.sync
 from pywsk import errors
 from pywsk.core.ending import Ending
-from pywsk.nt import NT_SUCCESS, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
+from pywsk.nt import NT_SUCCESS, STATUS_CANCELLED, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
 from pywsk.sync import DisconnectReason, client
 from pywsk.testing import tcp
 from pywsk.testing.contract import peer_reads_to_end
@@ -291,3 +291,48 @@ def test_sync_and_its_runtime_do_not_import_the_bridge() -> None:
                 assert "_bridge" not in [alias.name for alias in node.names], path
             elif isinstance(node, ast.Import):
                 assert not any("_bridge" in alias.name for alias in node.names), path
+
+
+def test_every_irp_is_freed_before_the_operation_returns(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    """The module's promise, checked on the IRPs themselves: after each operation - a send,
+    a receive that timed out (its IRP cancelled), a receive, a disconnect, a close - every
+    IRP it issued is complete and freed."""
+    from pywsk.client import Call as RuntimeCall
+    from pywsk.nt import IrpState
+    from pywsk.trace import Tracer
+
+    conn, peer = pair
+    issued: list[RuntimeCall] = []
+
+    class Issued(Tracer):
+        def returned(self, call: RuntimeCall) -> None:
+            issued.append(call)
+
+    def all_freed() -> list[str]:
+        left = [call.name for call in issued if call.irp.state is not IrpState.FREED]
+        issued.clear()
+        return left
+
+    runtime = client()
+    previous, runtime.tracer = runtime.tracer, Issued()
+    try:
+        conn.send(b"data", timeout=WAIT)
+        assert all_freed() == []
+        with pytest.raises(errors.WskTimeoutError):
+            conn.recv(timeout=0.05)
+        assert [call.status for call in issued] == [STATUS_CANCELLED]
+        assert all_freed() == []
+        peer.sendall(b"reply")
+        peer.shutdown(socket.SHUT_WR)
+        assert conn.recv(timeout=WAIT) == b"reply"
+        assert all_freed() == []
+        conn.disconnect(timeout=WAIT)
+        assert all_freed() == []
+        assert conn.recv(timeout=WAIT) == b""
+        conn.close()
+        assert all_freed() == []
+    finally:
+        runtime.tracer = previous
+    assert peer_reads_to_end(peer) == (b"data", "fin")
