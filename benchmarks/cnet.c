@@ -7,6 +7,11 @@
  *   cnet churn-client PORT N CONC [IDLE IDLE_PORT]
  *   cnet bulk-recv
  *   cnet bulk-send PORT BYTES CC
+ *   cnet dgram-server N SIZE BATCH
+ *   cnet dgram-client PORT N SIZE BATCH
+ *
+ * The datagram workload uses one UDP socket per side with blocking recvmmsg (MSG_WAITFORONE)
+ * and sendmmsg: a batch in one call each way, the kernel's own batching interface.
  *
  * Every process prints one JSON line last, with "cpu": CLOCK_PROCESS_CPUTIME_ID since main.
  */
@@ -20,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -296,6 +302,132 @@ static int bulk_send(int port, long total, const char *cc) {
     return sent != total;
 }
 
+/* -------------------------------------------------------------------- datagrams --- */
+
+enum { DGRAM_MAX = 65536, BATCH_MAX = 1024 };
+
+/* The i-th datagram of a batch: its position (4 bytes, little-endian), then the pattern. */
+static void dgram_payload(unsigned char *p, int size, int i) {
+    for (int k = 0; k < size; k++) p[k] = (unsigned char)((k * 7 + 3) & 0xFF);
+    for (int k = 0; k < 4 && k < size; k++) p[k] = (unsigned char)(i >> (8 * k));
+}
+
+static int udp_socket(int port, int timeout_ms) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = loopback(port);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (fd < 0) fail("socket");
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) fail("bind");
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) fail("SO_RCVTIMEO");
+    return fd;
+}
+
+static int dgram_server(long n, int size, int batch) {
+    int fd = udp_socket(0, TIMEOUT_MS);
+    struct sockaddr_in a, from[BATCH_MAX];
+    socklen_t len = sizeof a;
+    struct mmsghdr msgs[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    unsigned char *bufs = malloc((size_t)batch * DGRAM_MAX);
+    long count = 0, bytes = 0, bad = 0;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    printf("PORT %d\n", ntohs(a.sin_port));
+    fflush(stdout);
+    while (count < n) {
+        for (int i = 0; i < batch; i++) {
+            iov[i].iov_base = bufs + (size_t)i * DGRAM_MAX;
+            iov[i].iov_len = DGRAM_MAX;
+            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &from[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+        }
+        int k = recvmmsg(fd, msgs, (unsigned)batch, MSG_WAITFORONE, NULL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) fail("dgram-server recvmmsg (no progress)");
+        if (count == 0) cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        for (int i = 0; i < k; i++) {
+            bad += (int)msgs[i].msg_len != size;
+            bytes += msgs[i].msg_len;
+            iov[i].iov_len = msgs[i].msg_len; /* the echo: the same bytes back */
+        }
+        for (int sent = 0; sent < k;) {
+            int w = sendmmsg(fd, msgs + sent, (unsigned)(k - sent), 0);
+            if (w < 0) fail("dgram-server sendmmsg");
+            sent += w;
+        }
+        count += k;
+    }
+    printf("{\"side\":\"server\",\"impl\":\"c-epoll\",\"datagrams\":%ld,\"bytes\":%ld,"
+           "\"bad\":%ld,\"cpu\":%.6f}\n", count, bytes, bad,
+           clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return bad != 0;
+}
+
+static int dgram_client(int port, long n, int size, int batch) {
+    int fd = udp_socket(0, TIMEOUT_MS);
+    struct sockaddr_in to = loopback(port);
+    struct mmsghdr out[BATCH_MAX], in[BATCH_MAX];
+    struct iovec oiov[BATCH_MAX], iiov[BATCH_MAX];
+    unsigned char *payloads = malloc((size_t)batch * (size_t)size);
+    unsigned char *bufs = malloc((size_t)batch * DGRAM_MAX);
+    long count = 0, bytes = 0, bad = 0;
+    for (int i = 0; i < batch; i++) {
+        dgram_payload(payloads + (size_t)i * (size_t)size, size, i);
+        oiov[i].iov_base = payloads + (size_t)i * (size_t)size;
+        oiov[i].iov_len = (size_t)size;
+        memset(&out[i].msg_hdr, 0, sizeof out[i].msg_hdr);
+        out[i].msg_hdr.msg_iov = &oiov[i];
+        out[i].msg_hdr.msg_iovlen = 1;
+        out[i].msg_hdr.msg_name = &to;
+        out[i].msg_hdr.msg_namelen = sizeof to;
+    }
+    cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    double t0 = clock_s(CLOCK_MONOTONIC);
+    while (count < n) {
+        int want = n - count < batch ? (int)(n - count) : batch, got = 0;
+        for (int sent = 0; sent < want;) {
+            int w = sendmmsg(fd, out + sent, (unsigned)(want - sent), 0);
+            if (w < 0) fail("dgram-client sendmmsg");
+            sent += w;
+        }
+        while (got < want) {
+            for (int i = 0; i < want - got; i++) {
+                iiov[i].iov_base = bufs + (size_t)i * DGRAM_MAX;
+                iiov[i].iov_len = DGRAM_MAX;
+                memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
+                in[i].msg_hdr.msg_iov = &iiov[i];
+                in[i].msg_hdr.msg_iovlen = 1;
+            }
+            int k = recvmmsg(fd, in, (unsigned)(want - got), MSG_WAITFORONE, NULL);
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0) fail("dgram-client recvmmsg (an echo was lost)");
+            for (int i = 0; i < k; i++, got++) { /* echoes come back in order on loopback */
+                bad += (int)in[i].msg_len != size ||
+                       memcmp(bufs + (size_t)i * DGRAM_MAX,
+                              payloads + (size_t)got * (size_t)size, (size_t)size) != 0;
+                bytes += in[i].msg_len;
+            }
+        }
+        count += want;
+    }
+    double dt = clock_s(CLOCK_MONOTONIC) - t0;
+    printf("{\"side\":\"client\",\"impl\":\"c-epoll\",\"datagrams\":%ld,\"bytes\":%ld,"
+           "\"bad\":%ld,\"seconds\":%.6f,\"rate\":%.1f,\"cpu\":%.6f}\n", count, bytes, bad, dt,
+           (double)count / dt, clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu_start);
+    return bad != 0;
+}
+
+static int dgram_arg(const char *text, int least, int most) {
+    int v = atoi(text);
+    if (v < least || v > most) {
+        fprintf(stderr, "%s: out of range %d..%d\n", text, least, most);
+        exit(2);
+    }
+    return v;
+}
+
 int main(int argc, char **argv) {
     cpu_start = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < MSG; i++) payload[i] = (unsigned char)((i * 7 + 3) & 0xFF);
@@ -307,7 +439,14 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "bulk-recv") == 0) return bulk_recv();
     if (argc >= 5 && strcmp(argv[1], "bulk-send") == 0)
         return bulk_send(atoi(argv[2]), atol(argv[3]), argv[4]);
+    if (argc >= 5 && strcmp(argv[1], "dgram-server") == 0)
+        return dgram_server(atol(argv[2]), dgram_arg(argv[3], 4, DGRAM_MAX),
+                            dgram_arg(argv[4], 1, BATCH_MAX));
+    if (argc >= 6 && strcmp(argv[1], "dgram-client") == 0)
+        return dgram_client(atoi(argv[2]), atol(argv[3]), dgram_arg(argv[4], 4, DGRAM_MAX),
+                            dgram_arg(argv[5], 1, BATCH_MAX));
     fprintf(stderr, "usage: cnet churn-server N [IDLE] | churn-client PORT N CONC [IDLE IPORT] | "
-                    "bulk-recv | bulk-send PORT BYTES CC\n");
+                    "bulk-recv | bulk-send PORT BYTES CC | dgram-server N SIZE BATCH | "
+                    "dgram-client PORT N SIZE BATCH\n");
     return 2;
 }

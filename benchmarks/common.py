@@ -19,10 +19,22 @@ or the compiled C program) with the same command line::
     bulk-recv                          listen, print "PORT p", receive one connection to EOF
     bulk-send PORT BYTES CC            send BYTES, disconnect gracefully, wait for EOF;
                                        CC is a congestion control name, or "default"
+    dgram-server N SIZE BATCH          bind one UDP socket on 127.0.0.1:0, print "PORT p",
+                                       echo N datagrams (each back to its sender), print a
+                                       result
+    dgram-client PORT N SIZE BATCH     one UDP socket: send BATCH datagrams of SIZE bytes,
+                                       wait for their echoes, verify them, repeat until N
+                                       were echoed; print a result (``rate``: datagrams
+                                       echoed per second)
 
 The churn connection, on the client: connect, send ``MSG`` bytes, graceful disconnect, read
 the echo to EOF, verify it byte for byte, close.  On the server: accept, read to EOF, echo,
 graceful disconnect, close.  Bulk: ``CHUNK``-sized writes and reads.
+
+The datagram payloads are :func:`dgram_payloads`: the i-th datagram of a batch carries i
+(4 bytes, little-endian) and then the churn pattern, so an echo lost, reordered or altered
+within its batch is seen.  A batch is small enough (``BATCH`` x ``SIZE``) for loopback's
+receive buffers, so nothing is dropped by design; a lost echo ends the run as invalid.
 
 Every process prints exactly one JSON line last.  It carries its own counts (``conns``,
 ``bytes``, ``bad``) so the driver can verify every byte, and ``cpu``: the process CPU time
@@ -47,7 +59,10 @@ __all__ = [
     "HOST",
     "MSG",
     "PAYLOAD",
+    "BATCH",
+    "DGRAM_TIMEOUT",
     "aligned_buffer",
+    "dgram_payloads",
     "announce_port",
     "dispatch",
     "emit",
@@ -63,6 +78,10 @@ __all__ = [
 MSG: Final = 1024
 #: Bulk write and read unit.
 CHUNK: Final = 256 * 1024
+#: Datagrams in flight per batch in the datagram workload.
+BATCH: Final = 32
+#: Seconds a datagram program waits for progress before it gives up (a lost echo).
+DGRAM_TIMEOUT: Final = 30.0
 #: Everything runs on loopback.
 HOST: Final = "127.0.0.1"
 #: The churn payload; the C program builds the same bytes (``(i * 7 + 3) & 0xFF``).
@@ -95,12 +114,13 @@ def wait_for_go() -> None:
     sys.stdin.readline()
 
 
-def restart_cpu_clock() -> None:
+def restart_cpu_clock(at: float | None = None) -> None:
     """Start the CPU count again: clients call it when the measured work starts (after the
     idle connections are open), servers at their first churn connection, so that ``cpu``
-    covers the churn alone."""
+    covers the churn alone.  ``at``: the process CPU time (seconds) the count starts from,
+    when it was read earlier (by C code)."""
     global _cpu0
-    _cpu0 = time.process_time()
+    _cpu0 = time.process_time() if at is None else at
 
 
 def set_congestion(sock: socket.socket, cc: str) -> None:
@@ -117,6 +137,15 @@ def aligned_buffer(size: int) -> memoryview:
     finding 3); every ``recv_into`` here uses page-aligned memory, as the C program does.
     """
     return memoryview(mmap.mmap(-1, size))
+
+
+def dgram_payloads(size: int, batch: int) -> list[bytes]:
+    """The ``batch`` datagrams of ``size`` bytes one batch sends (the C program builds the
+    same bytes): position ``i`` little-endian in the first 4 bytes, then the pattern."""
+    if not 4 <= size <= 65507 or not 1 <= batch <= 1024:
+        raise SystemExit(f"size must be 4..65507 and batch 1..1024, not {size}, {batch}")
+    pattern = bytes((k * 7 + 3) & 0xFF for k in range(size))
+    return [i.to_bytes(4, "little") + pattern[4:] for i in range(batch)]
 
 
 def split_evenly(total: int, parts: int) -> list[int]:

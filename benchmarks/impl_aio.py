@@ -1,15 +1,15 @@
 """pywsk's asyncio layer, ``pywsk.aio``, as its documentation shows it (on uvloop).
 
-Every operation is one WSK call on its own IRP through the faithful layer; the completion
-routine runs on the provider thread and hands the result to this loop with
-``call_soon_threadsafe``.  Churn client, per connection: ``connect``, ``send_all``,
+Natively on the loop: every operation is a non-blocking syscall on the loop's thread, the
+sockets' edges come from one edge-triggered epoll that the loop watches (no provider thread,
+no IRP).  Churn client, per connection: ``connect``, ``send_all``,
 ``disconnect()`` (returns once our FIN is acknowledged), ``receive_some`` to ``b""``,
 ``aclose()`` (no RST: both directions are closed).  Server: ``serve`` with a handler that
 reads to ``b""``, echoes, and disconnects; the server closes the connection when the handler
 returns.  Bulk: ``send_all`` of CHUNK-sized blocks, one after another.
 
 Congestion control: as in :mod:`benchmarks.impl_pywsk`, ``TCP_CONGESTION`` is set on the
-provider's Linux socket (WSK has no option for it).  See :mod:`benchmarks.common` for the
+Linux socket underneath (WSK has no option for it).  See :mod:`benchmarks.common` for the
 command line.
 """
 
@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import sys
+import tracemalloc
 from typing import Any
 
 import pywsk.aio
-import pywsk.provider  # imported now, not (lazily) inside the measurement
 
+from . import dgram_aio
 from .common import (
     CHUNK,
     HOST,
@@ -140,8 +143,7 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
     restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
     conn = await pywsk.aio.connect(HOST, port)
-    provider_socket: Any = conn.socket
-    set_congestion(provider_socket.sock, cc)  # see the module notes
+    set_congestion(conn.socket, cc)  # see the module notes
     sent = 0
     while sent < total:
         size = min(CHUNK, total - sent)
@@ -156,8 +158,95 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
     return 0
 
 
+async def heap_main(count: int) -> int:
+    """Python heap per idle pywsk.aio client connection (tracemalloc, as
+    :func:`benchmarks.scaling.heap` measures the faithful layer and uvloop): connected, then
+    with a ``receive_some`` pending on each (a task parked on the socket's edge)."""
+    from .scaling import _peer, _rss, _top, _traced
+
+    peer, line = _peer("hold-accept")
+    port = int(line.split()[1])
+    for conn in [await pywsk.aio.connect(HOST, port) for _ in range(20)]:
+        await conn.aclose()  # warm every cache and free list before measuring
+    tracemalloc.start(1)
+    rss0, m0 = _rss(), _traced()
+    base = tracemalloc.take_snapshot()
+    conns = [await pywsk.aio.connect(HOST, port) for _ in range(count)]
+    rss1, m1 = _rss(), _traced()
+    snap1 = tracemalloc.take_snapshot()
+    receiving = [asyncio.create_task(conn.receive_some()) for conn in conns]
+    await asyncio.sleep(0)  # each task tries its receive and parks
+    m2 = _traced()
+    snap2 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    for task in receiving:
+        task.cancel()
+    await asyncio.gather(*receiving, return_exceptions=True)
+    for conn in conns:
+        await conn.aclose()
+    assert peer.stdin is not None
+    peer.stdin.close()
+    peer.wait()
+    result = {
+        "side": "pywsk.aio client",
+        "conns": count,
+        "heap_bytes_per_conn": (m1 - m0) / count,
+        "heap_bytes_per_conn_with_receive": (m2 - m0) / count,
+        "rss_bytes_per_conn": (rss1 - rss0) / count,
+        "top_connected": _top(snap1, base, count),
+        "top_with_receive": _top(snap2, base, count),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def pycalls_main(conns: int) -> int:
+    """Python calls per churn connection, client and server together in one loop (a
+    ``sys.setprofile`` counter of "call" events - coroutine resumptions included - and of
+    calls of built-in functions), printed as one JSON line."""
+    counts = {"call": 0, "c_call": 0}
+
+    def profile(_frame: Any, event: str, _arg: Any) -> None:
+        if event in counts:
+            counts[event] += 1
+
+    async def main() -> None:
+        finished = asyncio.Event()
+        served = [0]
+
+        async def handler(conn: pywsk.aio.Connection) -> None:
+            data = await _read_to_eof(conn)
+            await conn.send_all(data)
+            await conn.disconnect()
+            served[0] += 1
+            if served[0] == conns:
+                finished.set()
+
+        server = await pywsk.aio.serve(handler, HOST, 0)
+        port = server.local_address[1]
+
+        async def one() -> None:
+            async with await pywsk.aio.connect(HOST, port) as conn:
+                await conn.send_all(PAYLOAD)
+                await conn.disconnect()
+                await _read_to_eof(conn)
+
+        await one()  # warm
+        served[0] = 0
+        sys.setprofile(profile)
+        await asyncio.gather(*(one() for _ in range(conns)))
+        await finished.wait()
+        sys.setprofile(None)
+        await server.aclose()
+
+    run(main())
+    print(json.dumps({"conns": conns, **{k: v / conns for k, v in counts.items()}}))
+    return 0
+
+
+run = pywsk.aio.run
+
 if __name__ == "__main__":
-    run = pywsk.aio.run
     dispatch(
         {
             "churn-server": lambda n, idle="0": run(churn_server_main(int(n), int(idle))),
@@ -168,5 +257,8 @@ if __name__ == "__main__":
             "bulk-send": lambda port, total, cc="default": run(
                 bulk_send_main(int(port), int(total), cc)
             ),
+            "heap": lambda count="2000": run(heap_main(int(count))),
+            "pycalls": lambda conns="500": pycalls_main(int(conns)),
+            **dgram_aio.handlers(run),
         }
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, cast
 
+from . import dgram_asyncio
 from .common import (
     CHUNK,
     HOST,
@@ -276,6 +277,7 @@ def main(impl: str, run: Callable[[Coroutine[Any, Any, int]], int]) -> None:
             "bulk-send": lambda port, total, cc="default": run(
                 bulk_send_main(impl, int(port), int(total), cc)
             ),
+            **dgram_asyncio.handlers(impl, run),
         }
     )
 

@@ -87,6 +87,7 @@ from pywsk.wsk import (
     sockaddr_from_tuple,
 )
 
+from . import dgram_pywsk
 from .common import (
     CHUNK,
     HOST,
@@ -805,6 +806,7 @@ def main(impl: str = "pywsk") -> None:
             "churn-client": churn_client,
             "bulk-recv": bulk_recv,
             "bulk-send": bulk_send,
+            **dgram_pywsk.handlers(dgram_pywsk.Kit(lambda: IMPL, Driver, _wait, _pool_buffer)),
         }
     )
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile pywsk churn [--n 20000] [--rate 500]
     python -m benchmarks.profile pywsk bulk-cubic
+    python -m benchmarks.profile pywsk dgram-1400 [--n 20000]
 
 Both the server and the client run under ``py-spy record`` (raw, collapsed stacks, every
 thread, idle excluded); the output is, per process, the share of samples whose innermost
@@ -19,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .common import BATCH
 from .run import ROOT, implementations
 
 Counts = collections.Counter[str]
@@ -64,7 +66,7 @@ def show(label: str, path: Path, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     ap.add_argument("impl")
-    ap.add_argument("workload", choices=("churn", "bulk", "bulk-cubic"))
+    ap.add_argument("workload", choices=("churn", "bulk", "bulk-cubic", "dgram-64", "dgram-1400"))
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--conc", type=int, default=64)
     ap.add_argument("--bytes", type=int, default=1 << 30)
@@ -78,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     impl = {i.name: i for i in implementations(Path("/nonexistent"))}[args.impl]
     out = Path(tempfile.mkdtemp(prefix="pywsk-profile-"))
     record = [spy, "record", "-r", str(args.rate), "-f", "raw", "--threads", "-o"]
-    if args.workload == "churn":
+    if args.workload.startswith("dgram-"):
+        size, batch = args.workload.split("-")[1], str(BATCH)
+        srv_args, cli_args = ["dgram-server", str(args.n), size, batch], [str(args.n), size, batch]
+        cli_mode = "dgram-client"
+    elif args.workload == "churn":
         srv_args, cli_args = ["churn-server", str(args.n)], [str(args.n), str(args.conc)]
         cli_mode = "churn-client"
     else:

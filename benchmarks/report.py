@@ -21,13 +21,22 @@ ORDER = (
     "asyncio",
     "trio",
     "pywsk",
+    "pywsk-c",
     "pywsk.aio",
 )
 TITLES = {
     "churn": "churn: {n:,} connections, {conc} in flight (conn/s)",
     "bulk": "bulk: {size} over one connection, default congestion control (MB/s)",
     "bulk-cubic": "bulk: {size} over one connection, TCP_CONGESTION=cubic on the sender (MB/s)",
+    "dgram-64": "datagrams: {dn:,} of 64 B echoed over one UDP socket, batches of {batch} "
+    "(datagrams/s)",
+    "dgram-1400": "datagrams: {dn:,} of 1,400 B echoed over one UDP socket, batches of {batch} "
+    "(datagrams/s)",
 }
+
+
+#: Workload kind -> (rate unit, CPU unit) of the chart.
+UNITS = {"churn": ("conn/s", "CPU µs/conn"), "dgram": ("datagrams/s", "CPU µs/datagram")}
 
 
 def _order(names: set[str]) -> list[str]:
@@ -47,7 +56,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
             row: dict[str, Any] = {"runs": len(mine), "valid": len(ok)}
             if ok:
                 metrics = [r["metric"] for r in ok]
-                if workload == "churn":
+                if workload == "churn" or workload.startswith("dgram-"):
                     cpu = [r["cpu_total"] / r["n"] * 1e6 for r in ok]
                 else:
                     cpu = [r["cpu_total"] / (r["bytes"] / 2**30) for r in ok]
@@ -57,6 +66,11 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                     row["sys_us"] = statistics.median(
                         (r["rusage_client"][1] + r["rusage_server"][1]) / r["n"] * 1e6 for r in ok
                     )
+                crossing = [r["client"]["crossing_ns"] for r in ok if "crossing_ns" in r["client"]]
+                if crossing:  # a C driver: its C -> Python crossings
+                    row["crossing_ns"] = statistics.median(crossing)
+                    row["crossing_call_ns"] = statistics.median(r["client"]["call_ns"] for r in ok)
+                    row["crossings_per_conn"] = ok[0]["client"]["crossings_per_conn"]
                 row.update(
                     median=statistics.median(metrics),
                     min=min(metrics),
@@ -98,9 +112,20 @@ def markdown(data: dict[str, Any]) -> str:
     for workload, rows in summary.items():
         size = cfg["bulk_bytes"]
         size_text = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
-        title = TITLES.get(workload, workload).format(n=cfg["n"], conc=cfg["conc"], size=size_text)
+        title = TITLES.get(workload, workload).format(
+            n=cfg["n"],
+            conc=cfg["conc"],
+            size=size_text,
+            dn=cfg.get("dgram_n", 0),
+            batch=next((r["batch"] for r in data["records"] if "batch" in r), "?"),
+        )
         lines += ["", f"**{title}**", ""]
-        if workload == "churn":
+        if workload.startswith("dgram-"):
+            lines.append(
+                "| impl | median datagrams/s | min - max | x C | CPU µs/datagram (cli+srv) "
+                "| CPU min - max | x C CPU | valid |"
+            )
+        elif workload == "churn":
             lines.append(
                 "| impl | median conn/s | min - max | x C | CPU µs/conn (cli+srv) "
                 "| CPU min - max | x C CPU | valid |"
@@ -116,7 +141,7 @@ def markdown(data: dict[str, Any]) -> str:
             if "median" not in row:
                 lines.append(f"| {impl} | invalid | | | | | | {valid} |")
                 continue
-            digits = 0 if workload == "churn" else 2
+            digits = 2 if workload.startswith("bulk") else 1 if workload != "churn" else 0
             ratio = f"{row['ratio']:.2f}" if "ratio" in row else "n/a"
             cpu_ratio = f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "n/a"
             lines.append(
@@ -124,6 +149,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {ratio} | {_fmt(row['cpu'], digits)} | {_fmt(row['cpu_min'], digits)} - "
                 f"{_fmt(row['cpu_max'], digits)} | {cpu_ratio} | {valid} |"
             )
+    lines += _crossing_lines(summary.get("churn", {}))
     lines += _scaling_lines(data.get("scaling", {}))
     lines += _measurement_lines(data.get("scaling", {}), summary.get("churn"))
     invalid = [r for r in data["records"] if not r["ok"]]
@@ -132,6 +158,21 @@ def markdown(data: dict[str, Any]) -> str:
         for r in invalid:
             lines.append(f"* rep {r.get('rep')} {r['workload']} {r['impl']}: {_why(r)}")
     return "\n".join(lines) + "\n"
+
+
+def _crossing_lines(rows: dict[str, Any]) -> list[str]:
+    """What a C driver's crossings into pywsk cost (impl_cdriver measures it)."""
+    lines: list[str] = []
+    for impl, row in rows.items():
+        if "crossing_ns" in row:
+            lines += [
+                "",
+                f"{impl}: one C -> Python crossing costs {row['crossing_ns']:,.0f} ns "
+                f"({row['crossing_call_ns']:,.0f} ns for the whole KeGetCurrentIrql from C, "
+                f"median of the runs); the churn client makes "
+                f"{row['crossings_per_conn']:.0f} per connection.",
+            ]
+    return lines
 
 
 def _why(rec: dict[str, Any]) -> str:
@@ -238,7 +279,7 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
     summary = data.get("summary") or summarize(data)
     panels = []
     for workload, rows in summary.items():
-        unit, cpu_unit = ("conn/s", "CPU µs/conn") if workload == "churn" else ("MB/s", "CPU s/GiB")
+        unit, cpu_unit = UNITS.get(workload.split("-")[0], ("MB/s", "CPU s/GiB"))
         panels.append((workload, rows, "median", "min", "max", unit))
         panels.append((workload, rows, "cpu", "cpu_min", "cpu_max", cpu_unit))
     if not panels:

@@ -40,10 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from . import report, scaling, syscalls
+from .common import BATCH
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-WORKLOADS = ("churn", "bulk", "bulk-cubic")
+STREAM_WORKLOADS = ("churn", "bulk", "bulk-cubic")
+#: One UDP socket per side, datagrams echoed in batches (benchmarks/common.py).
+DGRAM_WORKLOADS = ("dgram-64", "dgram-1400")
+WORKLOADS = STREAM_WORKLOADS + DGRAM_WORKLOADS
 #: The measurements after the workloads: scaling (idle, heap, finack), then fairness,
 #: syscalls per connection (strace) and Python calls per operation.
 MEASUREMENTS = ("idle", "heap", "finack", "fairness", "syscalls", "pycalls")
@@ -64,6 +68,7 @@ class Config:
     n: int = 20_000
     conc: int = 64
     bulk_bytes: int = 1 << 30
+    dgram_n: int = 200_000
     reps: int = 5
     pause: float = 1.0
     timeout: float = 300.0
@@ -75,6 +80,7 @@ QUICK = Config(
     n=300,
     conc=16,
     bulk_bytes=16 << 20,
+    dgram_n=2_000,
     reps=1,
     pause=0.0,
     timeout=60.0,
@@ -104,6 +110,18 @@ def build_c(source: Path, out_dir: Path) -> Path:
     return binary
 
 
+def build_cdriver(out_dir: Path) -> Path | None:
+    """Build the churn C driver (``cchurn.c``) with ``pywsk driver build``; None without
+    cffi (the extra pywsk[c]), or when the build fails (said on stderr)."""
+    try:
+        from pywsk.cdriver import BuildError, build_driver
+
+        return build_driver([HERE / "cchurn.c"], out_dir / "cchurn.so", debug=False)
+    except (ImportError, BuildError) as exc:
+        print(f"the C driver is left out: {exc}", file=sys.stderr)
+        return None
+
+
 def aio_available() -> bool:
     """True when the Pythonic layer ``pywsk.aio`` exists in this checkout."""
     try:
@@ -113,18 +131,20 @@ def aio_available() -> bool:
     return True
 
 
-def implementations(cnet: Path) -> list[Impl]:
+def implementations(cnet: Path, cdriver: Path | None = None) -> list[Impl]:
     py = (sys.executable, "-m")
     impls = [
         Impl("c-epoll", (str(cnet),)),
-        Impl("selectors", (*py, "benchmarks.impl_selectors")),
+        Impl("selectors", (*py, "benchmarks.impl_selectors"), STREAM_WORKLOADS),
         Impl("asyncio", (*py, "benchmarks.impl_asyncio")),
         Impl("uvloop", (*py, "benchmarks.impl_uvloop")),
-        Impl("trio", (*py, "benchmarks.impl_trio")),
+        Impl("trio", (*py, "benchmarks.impl_trio"), STREAM_WORKLOADS),
         Impl("pywsk", (*py, "benchmarks.impl_pywsk")),
     ]
     if aio_available():
         impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
+    if cdriver is not None:
+        impls.append(Impl("pywsk-c", (*py, "benchmarks.impl_cdriver", str(cdriver)), ("churn",)))
     return impls
 
 
@@ -398,7 +418,38 @@ def run_bulk(impl: Impl, cfg: Config, cc: str) -> dict[str, Any]:
     return rec
 
 
+def run_dgram(impl: Impl, cfg: Config, size: int) -> dict[str, Any]:
+    """The datagram workload: ``cfg.dgram_n`` datagrams of ``size`` bytes echoed, BATCH in
+    flight; every echo checked by the client, every datagram counted by the server."""
+    n, batch = cfg.dgram_n, str(BATCH)
+    rec = run_pair(
+        impl,
+        ["dgram-server", str(n), str(size), batch],
+        ["dgram-client", "{port}", str(n), str(size), batch],
+        min(cfg.timeout, 120.0),
+    )
+    rec.update(workload=f"dgram-{size}", n=n, size=size, batch=BATCH)
+    problems = []
+    if rec.get("rc") != [0, 0]:
+        problems.append(f"exit codes {rec.get('rc')}")
+    for side in ("client", "server"):
+        res = rec.get(side, {})
+        if res.get("datagrams") != n or res.get("bytes") != n * size:
+            problems.append(f"{side} {res.get('datagrams')} datagrams, {res.get('bytes')} B")
+        if res.get("bad", 1) != 0:
+            problems.append(f"{side} bad {res.get('bad')}")
+    rec["ok"] = not problems and "error" not in rec
+    if problems:
+        rec["problems"] = problems
+    if rec["ok"]:
+        rec["metric"] = rec["client"]["rate"]
+        rec["cpu_total"] = rec["client"]["cpu"] + rec["server"]["cpu"]
+    return rec
+
+
 def run_workload(impl: Impl, workload: str, cfg: Config) -> dict[str, Any]:
+    if workload.startswith("dgram-"):
+        return run_dgram(impl, cfg, int(workload.split("-", 1)[1]))
     if workload == "churn":
         return run_churn(impl, cfg)
     return run_bulk(impl, cfg, "default" if workload == "bulk" else workload.split("-", 1)[1])
@@ -453,6 +504,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, help="churn connections per run (default 20000)")
     ap.add_argument("--conc", type=int, help="churn connections in flight (default 64)")
     ap.add_argument("--bulk-bytes", type=int, help="bulk bytes per run (default 1 GiB)")
+    ap.add_argument("--dgram-n", type=int, help="datagrams echoed per run (default 200000)")
     ap.add_argument("--impls", help="comma list of implementations (default: all available)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list")
     ap.add_argument(
@@ -489,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         n=args.n or base.n,
         conc=args.conc or base.conc,
         bulk_bytes=args.bulk_bytes or base.bulk_bytes,
+        dgram_n=args.dgram_n or base.dgram_n,
         reps=args.reps or base.reps,
         pause=base.pause,
         timeout=base.timeout,
@@ -500,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = args.tag or ("quick" if args.quick else time.strftime("%Y%m%d-%H%M%S"))
     with tempfile.TemporaryDirectory(prefix="pywsk-bench-") as build:
         cnet = build_c(HERE / "cnet.c", Path(build))
-        impls = implementations(cnet)
+        cdriver = build_cdriver(Path(build))
+        impls = implementations(cnet, cdriver)
         if args.impls:
             wanted = args.impls.split(",")
             impls = [i for i in impls if i.name in wanted]

@@ -53,10 +53,24 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
     records = data["records"]
     impls = {r["impl"] for r in records}
     assert {"c-epoll", "selectors", "asyncio", "uvloop", "pywsk"} <= impls
-    assert {r["workload"] for r in records} == {"churn", "bulk", "bulk-cubic"}
+    assert {r["workload"] for r in records} == {
+        "churn",
+        "bulk",
+        "bulk-cubic",
+        "dgram-64",
+        "dgram-1400",
+    }
+    dgram_impls = {r["impl"] for r in records if r["workload"].startswith("dgram-")}
+    assert {"c-epoll", "asyncio", "uvloop", "pywsk", "pywsk.aio"} <= dgram_impls
     for rec in records:
         assert rec["ok"], rec
-        if rec["workload"] == "churn":
+        if rec["workload"].startswith("dgram-"):
+            n, size = rec["n"], rec["size"]
+            for side in ("client", "server"):
+                assert rec[side]["datagrams"] == n  # every datagram echoed and counted
+                assert rec[side]["bytes"] == n * size
+                assert rec[side]["bad"] == 0
+        elif rec["workload"] == "churn":
             n = rec["n"]
             for side in ("client", "server"):
                 assert rec[side]["conns"] == n

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "mechanics": 3,
     "provider": 4,
     "_bridge": 5,
+    "_native": 5,
     "errors": 5,
     "aio": 5,
     "trio": 5,

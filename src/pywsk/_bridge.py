@@ -1,9 +1,11 @@
-"""The bridge from the faithful WSK layer to the Pythonic ones (:mod:`pywsk.aio`,
-:mod:`pywsk.trio`, :mod:`pywsk.sync`).
+"""The bridge from the faithful WSK layer to :mod:`pywsk.sync` (the blocking layer).
 
-What it does, framework-neutral, so that the three layers share one implementation:
+(:mod:`pywsk.aio` and :mod:`pywsk.trio` run natively on their event loops, over
+:mod:`pywsk._native`: no provider, no IRP.)
 
-* :func:`session` - the one WSK client of the process for the Pythonic layers, registered
+What it does:
+
+* :func:`session` - the one WSK client of the process for the blocking layer, registered
   lazily on first use (WskRegister + WskCaptureProviderNPI, as a driver does in
   DriverEntry); it releases the NPI and deregisters at interpreter exit, when none of its
   sockets is left open.
@@ -12,23 +14,20 @@ What it does, framework-neutral, so that the three layers share one implementati
   never blocks on it: many calls of many connections are issued on one wake-up of the
   provider thread.  The completion routine (provider thread,
   DISPATCH_LEVEL) records ``IoStatus``, hands the call to its owner with the owner's
-  ``post`` function (``loop.call_soon_threadsafe``, ``TrioToken.run_sync_soon``, or
-  KeSetEvent for a blocked thread) and returns STATUS_MORE_PROCESSING_REQUIRED.  Nothing
-  else runs there - except, when the owner's loop is gone (closed, or its trio run over),
-  giving the IRP and MDLs back, since nobody else will.
+  ``post`` function (KeSetEvent for the blocked thread) and returns
+  STATUS_MORE_PROCESSING_REQUIRED.  Nothing else runs there.
 * :class:`ConnectionCore` / :class:`ListenerCore` - the state of one connection or listening
-  socket as the Pythonic layers see it: start a call, then settle it (bookkeeping, the
+  socket as the blocking layer sees it: start a call, then settle it (bookkeeping, the
   result or the exception, release of the IRP and MDLs) once it completed.
 * Generators of calls (:func:`connect_steps`, :func:`listen_steps`) for multi-step
-  sequences; each layer drives them with its own way of waiting (a "sans-I/O" seam: the
-  sequence is written once).
+  sequences, driven by the layer's own way of waiting (a "sans-I/O" seam).
 
 What it refuses: to touch a kernel socket - every action is a dispatch-table call with an
 IRP, every result comes from an IRP's completion.  Buffers are described by MDLs (user
 buffers locked with MmProbeAndLockPages, receive buffers in non-paged pool).
 
 What always holds: each IRP allocated here is freed exactly once, after its completion
-was seen by its owner (or in the routine itself, if the owner's loop is gone); a Call's
+was seen by its owner; a Call's
 owner learns of its completion exactly once; state changes of a core happen on its
 owner's thread or under its lock.
 """
@@ -36,13 +35,13 @@ owner's thread or under its lock.
 from __future__ import annotations
 
 import atexit
-import enum
 import ipaddress
 import threading
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
 from ._log import report_unraisable as _report_unraisable
+from ._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
 from .errors import NtStatusError, error_from_status
 from .nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
 from .nt.irp import (
@@ -109,6 +108,7 @@ from .wsk.structs import (
 __all__ = [
     "Call",
     "ConnectionCore",
+    "DEFAULT_RECEIVE_SIZE",
     "DisconnectReason",
     "ListenerCore",
     "Post",
@@ -125,32 +125,14 @@ S = NTSTATUS
 
 #: ``post(fn)``: run ``fn`` soon on the owner's thread (never inline in the routine).
 Post = Callable[[Callable[[], None]], object]
-#: A socket option set before bind/connect: (level, option, value), with wsk.h constants,
-#: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
-SocketOption = tuple[int, int, int]
 
 #: Pool tag of the receive buffers ("pyws").
 POOL_TAG: Final = b"pyws"
 #: Largest receive buffer a connection keeps; a bigger ``max_bytes`` is capped to it.
 MAX_RECEIVE_BUFFER: Final = 1 << 20
-#: Default ``max_bytes`` of a receive.
-DEFAULT_RECEIVE_SIZE: Final = 65536
 # One MDL describes at most this much; longer buffers become an MDL chain (IoAllocateMdl
 # refuses more than 4 GiB - PAGE_SIZE per MDL).
 _MDL_CHUNK: Final = 1 << 30
-
-
-class DisconnectReason(enum.Enum):
-    """How a connection ended, as far as its owner saw (the first cause seen wins)."""
-
-    #: The peer disconnected gracefully: its FIN (a receive returned ``b""``).
-    PEER_GRACEFUL = "peer-graceful"
-    #: The peer reset the connection: its RST (STATUS_CONNECTION_RESET).
-    PEER_RESET = "peer-reset"
-    #: We reset it: ``abort()``, or a close before both directions were disconnected.
-    LOCAL_ABORT = "local-abort"
-    #: The transport gave up (for example STATUS_IO_TIMEOUT after TCP_MAXRT).
-    TRANSPORT_FAILURE = "transport-failure"
 
 
 _REASON_OF_STATUS: Final[dict[int, DisconnectReason]] = {
@@ -367,12 +349,7 @@ class Call:
             self._done = True
             post = self._post
         if post is not None:
-            try:
-                post(self._deliver)
-            except RuntimeError:
-                # The owner's event loop is closed or its trio run finished: nobody will
-                # take the result, so give the IRP and MDLs back here.
-                self.release()
+            post(self._deliver)
 
     def _issue(self, _dpc: KDPC, _context: Any, _arg1: Any, _arg2: Any) -> None:
         # The DPC routine: provider thread, DISPATCH_LEVEL; the dispatch function acts inline.

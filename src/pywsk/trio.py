@@ -1,50 +1,45 @@
-"""pywsk for trio (and anyio on its trio backend): WSK connections as trio streams.
+"""pywsk for trio (and anyio on its trio backend): TCP connections as trio streams,
+natively on trio's loop.
 
 What it does: :func:`open_connection` returns a :class:`WskStream`, a
-``trio.abc.HalfCloseableStream`` over one WSK connection socket; :func:`open_listener`
-returns a :class:`WskListener`, a ``trio.abc.Listener`` for ``trio.serve_listeners``.
-Every operation is a WSK call on its own IRP through the provider's dispatch tables.  The
-completion routine hands the result to trio with ``TrioToken.run_sync_soon``; waits use
-``wait_task_rescheduled`` whose abort function calls IoCancelIrp and answers
-``Abort.FAILED`` - trio's ``wait_overlapped`` pattern: the task sleeps on until the IRP
-completes, and the completion says whether the cancel won.
+``trio.abc.HalfCloseableStream`` over one connection; :func:`open_listener` returns a
+:class:`WskListener`, a ``trio.abc.Listener`` for ``trio.serve_listeners``.  Each
+operation is a non-blocking syscall on trio's thread through
+:class:`pywsk._native.NativeConnection` - the state machine and verdicts of
+:mod:`pywsk.core`, the kernel recipes of :mod:`pywsk.mechanics`, the same code the faithful
+WSK provider runs; there is no provider thread and no IRP.  The sockets of a trio run are
+registered once in one edge-triggered epoll (the acknowledgement of our FIN is only seen as
+an edge), whose descriptor a system task watches with ``trio.lowlevel.wait_readable``.
 
 The stream follows trio's contracts (``trio.testing.check_half_closeable_stream`` passes
 over real loopback TCP): ``BusyResourceError`` for overlapping calls on one direction,
 ``ClosedResourceError`` after a local close, ``BrokenResourceError`` (caused by the
-:mod:`pywsk.errors` exception) when the connection failed, ``b""`` after the peer's FIN.
+:mod:`pywsk.errors` exception, which carries the NTSTATUS) when the connection failed,
+``b""`` after the peer's FIN.  ``send_all`` returns when the kernel took every byte;
+``send_eof`` disconnects gracefully and returns when our FIN is acknowledged.
 
-How sending maps onto WSK: at most one WskSend is in flight per stream.  ``send_all``
-waits for the previous one to complete, then issues its own (with a copy of the data) and
-returns - so ``wait_send_all_might_not_block`` can wait for something real (the in-flight
-WskSend), a send's failure is reported by the next send-side call, and a cancelled
-``send_all`` has had no effect at all.  ``send_eof`` waits for the in-flight send, then
-disconnects gracefully (WskDisconnect) and returns when our FIN is acknowledged.
+What it refuses: nothing beyond trio's contracts.  ``aclose()`` is graceful (our FIN
+acknowledged) and then closes, which **resets the connection (RST) if the peer has not
+closed its direction yet** - every byte we sent was acknowledged before it, so none is
+lost.  The graceful part waits for the peer to acknowledge, so it can wait for ever on a
+peer that never reads: bound it with a cancel scope.  A cancelled ``aclose()``
+(``trio.aclose_forcefully``) skips the graceful part: RST at once, and the socket is closed
+all the same.  A ``send_all`` interrupted after the kernel took part of it (cancelled, or
+Ctrl-C) breaks the stream, trio's rule for a cancelled ``send_all``: the next ``aclose()``
+does not wait for the peer and resets at once.
 
-What it refuses: nothing beyond trio's contracts.  ``aclose()`` is graceful (the in-flight
-send, our FIN acknowledged) and then WskCloseSocket, which **resets the connection (RST)
-if the peer has not closed its direction yet** - every byte we sent was acknowledged
-before it, so none is lost.  The graceful part waits for the peer to acknowledge, so it can
-wait for ever on a peer that never reads: bound it with a cancel scope.  A cancelled
-``aclose()`` (``trio.aclose_forcefully``) skips the graceful part: RST at once, and the
-socket is closed all the same.  A send-side call interrupted while a WskSend is in flight
-(cancelled, or Ctrl-C) breaks the stream, trio's rule for a cancelled ``send_all``: the
-next ``aclose()`` does not wait for that send and resets at once.
-
-What always holds: every IRP a stream issued has completed, and its completion was
-delivered, before ``aclose()`` returns; a cancelled ``receive_some`` either had no effect
-or returns the data its WskReceive got (trio then raises ``Cancelled`` at the next
-checkpoint).
+What always holds: a receive takes bytes from the kernel only when it returns them, so a
+cancelled ``receive_some`` loses nothing; a closed stream's socket has left the poller.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import operator
+import socket
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 try:
     import trio  # type: ignore[import-untyped, unused-ignore]
@@ -55,20 +50,25 @@ except ImportError as exc:  # pragma: no cover - tested from a wheel (tests/pack
         path=exc.path,
     ) from exc
 
-from ._bridge import (
+from ._log import log_connect, log_operation
+from ._native import (
     DEFAULT_RECEIVE_SIZE,
-    Call,
-    ConnectionCore,
     DisconnectReason,
-    ListenerCore,
+    NativeConnection,
+    NativeListener,
+    Resolve,
     SocketOption,
+    close_logged,
     connect_steps,
     listen_steps,
+    log_abort,
+    log_disconnect,
+    log_failure,
 )
-from ._log import log_settled, logged_connect
 from .aio._receiving import Steps, exactly_steps, take, until_steps
 from .errors import NtStatusError, SocketClosedError
-from .wsk.structs import WSK_SOCKET, check_port
+from .mechanics.edges import EdgePoller
+from .wsk.structs import check_port
 
 __all__ = [
     "DisconnectReason",
@@ -82,9 +82,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-#: ``raise_cancel`` as trio hands it to an abort function.
-RaiseCancel = Callable[[], NoReturn]
-
 _BROKEN_REASONS = (
     DisconnectReason.PEER_RESET,
     DisconnectReason.LOCAL_ABORT,
@@ -93,52 +90,123 @@ _BROKEN_REASONS = (
 
 
 # --------------------------------------------------------------------------------------------
-# Waiting for IRPs
+# Waiting for edges
 # --------------------------------------------------------------------------------------------
 
-
-async def _wait_call(call: Call) -> tuple[RaiseCancel | None, bool]:
-    """Wait until ``call`` completed: (the ``raise_cancel`` of a cancel that arrived, whether
-    the task slept).  A cancel calls IoCancelIrp and the task sleeps on (Abort.FAILED)."""
-    task = trio.lowlevel.current_task()
-    token = trio.lowlevel.current_trio_token()
-    if not call.arm(token.run_sync_soon, functools.partial(trio.lowlevel.reschedule, task)):
-        return None, False
-    requested: list[RaiseCancel] = []
-
-    def abort(raise_cancel: RaiseCancel) -> Any:
-        requested.append(raise_cancel)
-        call.cancel()
-        return trio.lowlevel.Abort.FAILED
-
-    await trio.lowlevel.wait_task_rescheduled(abort)
-    return (requested[0] if requested else None), True
+_POLLER: trio.lowlevel.RunVar[EdgePoller] = trio.lowlevel.RunVar("pywsk_poller")
 
 
-async def _drive(steps: Generator[Call, None, T]) -> T:
-    """Run a sequence of calls (a checkpoint).  A cancel cancels the call under way, waits
-    for its completion and is thrown into the sequence, which cleans up and re-raises."""
-    await trio.lowlevel.checkpoint_if_cancelled()
-    slept = False
-    thrown = False
+def _poller() -> EdgePoller:
+    """The edge poller of this trio run (made, and watched by a system task, on first use)."""
     try:
-        call = next(steps)
+        return _POLLER.get()
+    except LookupError:
+        poller = EdgePoller()
+        _POLLER.set(poller)
+        trio.lowlevel.spawn_system_task(_watch, poller, name="pywsk edge poller")
+        return poller
+
+
+async def _watch(poller: EdgePoller) -> None:
+    try:
         while True:
-            raise_cancel, waited = await _wait_call(call)
-            slept = slept or waited
-            if raise_cancel is not None and not thrown:
-                thrown = True
-                try:
-                    raise_cancel()
-                except BaseException as cancelled:
-                    call = steps.throw(cancelled)
+            await trio.lowlevel.wait_readable(poller.fileno())
+            poller.dispatch()
+    finally:
+        poller.close()
+
+
+class _Waiter:
+    """A task parked until an edge (``set_result``) or an accepted connection; trio's
+    counterpart of an asyncio future for :mod:`pywsk._native`."""
+
+    __slots__ = ("_done", "error", "result", "task")
+
+    def __init__(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        self._done = False
+        self.result: Any = 0
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any, /) -> None:
+        self._done = True
+        self.result = result
+        trio.lowlevel.reschedule(self.task)
+
+    def set_exception(self, error: BaseException, /) -> None:
+        self._done = True
+        self.error = error
+        trio.lowlevel.reschedule(self.task)
+
+    async def wait(self, forget: Callable[[], None]) -> Any:
+        """Sleep until resolved; a cancel (or Ctrl-C) calls ``forget`` and raises."""
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            self._done = True
+            forget()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+async def _wait_edge(conn: NativeConnection, write: bool) -> int:
+    """Wait for the next read (or write) edge of ``conn``; its mask (0: broke or closed)."""
+    waiter = _Waiter()
+    if write:
+        conn.writer = waiter
+
+        def forget() -> None:
+            if conn.writer is waiter:
+                conn.writer = None
+
+    else:
+        conn.reader = waiter
+
+        def forget() -> None:
+            if conn.reader is waiter:
+                conn.reader = None
+
+    mask: int = await waiter.wait(forget)
+    return mask
+
+
+async def _drive(steps: Generator[Any, Any, T]) -> T:
+    """Run a sequence of :mod:`pywsk._native` (a checkpoint): answer each Resolve with
+    ``trio.socket.getaddrinfo`` and each connection with its next write edge; a cancel is
+    thrown into the sequence, which closes its socket and re-raises."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    answer: Any = None
+    failure: BaseException | None = None
+    slept = False
+    while True:
+        try:
+            request = steps.send(answer) if failure is None else steps.throw(failure)
+        except StopIteration as stop:
+            if not slept:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            result: T = stop.value
+            return result
+        answer = failure = None
+        slept = True
+        try:
+            if isinstance(request, Resolve):
+                answer = await trio.socket.getaddrinfo(
+                    request.host,
+                    request.port,
+                    type=socket.SOCK_STREAM,
+                    proto=socket.IPPROTO_TCP,
+                    flags=socket.AI_PASSIVE if request.passive else 0,
+                )
             else:
-                call = steps.send(None)
-    except StopIteration as stop:
-        if not slept:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        result: T = stop.value
-        return result
+                answer = await _wait_edge(request, True)
+        except BaseException as exc:  # thrown into the sequence, which re-raises it
+            failure = exc
 
 
 class _Conflict:
@@ -180,20 +248,27 @@ async def open_connection(
     options: Sequence[SocketOption] = (),
     local: tuple[str, int] | None = None,
 ) -> WskStream:
-    """Connect to ``host``:``port`` through WSK (WskSocket, WskBind, WskConnect).
+    """Connect to ``host``:``port`` (resolved with ``trio.socket.getaddrinfo``; each address
+    in turn).
 
     ``options`` are ``(level, option, value)`` with wsk.h constants, set before binding;
     ``local`` is the address to bind.  Raises the :mod:`pywsk.errors` exception of the
-    failure (an ``OSError``).  A cancel cancels the WskConnect and closes the socket.  A port
+    failure (an ``OSError``).  A cancel stops the handshake and closes the socket.  A port
     outside 0..65535 raises ``ValueError`` before any call.
     """
     check_port(port, local)
-    steps = connect_steps(host, port, options, local)
-    return WskStream(await _drive(logged_connect(log, host, port, steps)))
+    try:
+        native = await _drive(connect_steps(_poller(), host, port, options, local))
+    except NtStatusError as exc:
+        log_connect(log, None, exc.status, (host, port))
+        raise
+    if log.isEnabledFor(logging.DEBUG):
+        log_connect(log, native.sock, 0, native.remote, native.local)
+    return WskStream(native)
 
 
 class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-ignore]
-    """A trio ``HalfCloseableStream`` over one WSK connection socket.
+    """A trio ``HalfCloseableStream`` over one TCP connection.
 
     ``send_all`` / ``wait_send_all_might_not_block`` / ``send_eof`` share one conflict
     detector, ``receive_some`` has its own.  Besides trio's interface: :meth:`abort` (an
@@ -201,57 +276,82 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
     :func:`open_connection` or :meth:`WskListener.accept`.
     """
 
-    def __init__(self, core: ConnectionCore) -> None:
-        self._core = core
+    def __init__(self, conn: NativeConnection) -> None:
+        self._conn = conn
         self._send_conflict = _Conflict("another task is using this stream for sending")
         self._receive_conflict = _Conflict("another task is receiving on this stream")
         self._closing = False
         self._eof_sent = False
-        self._inflight: Call | None = None
-        self._inflight_done: trio.Event | None = None
-        self._send_error: NtStatusError | None = None
-        self._disconnect_done: trio.Event | None = None
         #: Bytes received and not yet returned (kept by receive_exactly / receive_until).
         self._leftover = bytearray()
-        #: A wait for the in-flight send was interrupted: aclose() resets at once.
+        #: A send_all was interrupted after the kernel took part of it: aclose() resets.
         self._interrupted = False
+        #: The ``async with`` block was left by a KeyboardInterrupt or a cancellation.
+        self._abandoned = False
+        #: What the kernel did not take of the last send_all, pushed at the write edges.
+        self._inflight: _Pusher | None = None
+        self._inflight_done: trio.Event | None = None
+        #: How the data in flight failed (reported by the next send-side call).
+        self._send_error: NtStatusError | None = None
 
     def __repr__(self) -> str:
-        return f"<pywsk.trio.WskStream {self._core!r}>"
+        return f"<pywsk.trio.WskStream {self._conn!r}>"
 
     @property
     def local_address(self) -> tuple[Any, ...]:
-        return self._core.local
+        return self._conn.local
 
     @property
     def remote_address(self) -> tuple[Any, ...]:
-        return self._core.remote
+        return self._conn.remote
 
     @property
     def disconnected_by(self) -> DisconnectReason | None:
         """How the connection ended, as far as this side saw (first cause), or None."""
-        return self._core.reason
+        return self._conn.reason
 
     @property
-    def socket(self) -> WSK_SOCKET:
-        """The WSK socket underneath (do not close it yourself)."""
-        return self._core.socket
+    def socket(self) -> socket.socket:
+        """The kernel socket underneath (for inspection; do not use or close it yourself)."""
+        return self._conn.sock
 
-    # --- the in-flight WskSend -----------------------------------------------------------------
     def _closed_error(self) -> trio.ClosedResourceError:
         return trio.ClosedResourceError("this stream was closed")
 
+    def _failure(self, exc: NtStatusError, operation: str) -> BaseException:
+        """trio's exception for a failure of the connection underneath (logged)."""
+        if self._closing or isinstance(exc, SocketClosedError):
+            return self._closed_error()
+        log_failure(log, self._conn, operation, exc)
+        return trio.BrokenResourceError(f"the connection failed: {exc}")
+
+    # --- SendStream ---------------------------------------------------------------------------
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``aclose()``; leaving the block by a ``KeyboardInterrupt`` or a cancellation (not an
+        ``Exception``) skips the graceful part: the close resets at once instead of waiting
+        for the peer (a Ctrl-C must not be followed by a wait on a peer that never reads -
+        and trio may raise it anywhere, even between a send and its bookkeeping)."""
+        if exc is not None and not isinstance(exc, Exception):
+            self._abandoned = True
+        await self.aclose()
+
+    # --- the data in flight ----------------------------------------------------------------------
     def _check_send_error(self) -> None:
         error = self._send_error
         if error is not None:
             raise trio.BrokenResourceError(f"the connection failed: {error}") from error
 
     async def _wait_inflight(self, check_closed: bool = True) -> bool:
-        """Wait (cancellable, no effect on the IRP) until no WskSend is in flight.
+        """Wait (cancellable) until no data is in flight; True if it slept.
 
-        Interrupted (cancelled, or a KeyboardInterrupt) while a send is still in flight,
-        the stream is broken (trio's rule for a cancelled send): the next ``aclose()`` does
-        not wait for that send - the peer may never read it - and resets at once.
+        Interrupted (cancelled, or a KeyboardInterrupt) while data is still in flight, the
+        stream is broken (trio's rule for a cancelled send): the next ``aclose()`` does not
+        wait for that data - the peer may never read it - and resets at once.
         """
         slept = False
         while self._inflight is not None:
@@ -267,35 +367,22 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 raise self._closed_error()
         return slept
 
-    def _send_settled(self, call: Call) -> None:
-        try:
-            self._core.settle_send(call)
-        except NtStatusError as exc:
-            log_settled(log, self._core, call, "send")
-            if self._send_error is None:
-                self._send_error = exc
-        if self._inflight is call:
-            self._inflight = None
-            done, self._inflight_done = self._inflight_done, None
-            if done is not None:
-                done.set()
+    def _sent(self, error: NtStatusError | None) -> None:
+        """The data in flight went to the kernel (or failed: ``error``)."""
+        if error is not None and self._send_error is None:
+            self._send_error = error
+            if not self._closing:
+                self._failure(error, "WskSend")  # (logged)
+        self._inflight = None
+        done, self._inflight_done = self._inflight_done, None
+        if done is not None:
+            done.set()
 
-    # --- SendStream ---------------------------------------------------------------------------
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """``aclose()``; leaving the block by a ``KeyboardInterrupt`` or a cancellation (not an
-        ``Exception``) while a send is in flight breaks the stream first: the close resets
-        at once instead of waiting for that send (a Ctrl-C that trio raised anywhere in the
-        block must not be followed by a wait on a peer that never reads)."""
-        if exc is not None and not isinstance(exc, Exception):
-            self._interrupted = True
-        await self.aclose()
-
+    # --- SendStream (continued) ---------------------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Hand ``data`` to the kernel: what it does not take now is copied and sent as room
+        comes (at most one such remainder per stream: a later send-side call waits for it),
+        so a cancelled ``send_all`` has had no effect at all."""
         with self._send_conflict:
             if self._closing:
                 raise self._closed_error()
@@ -306,13 +393,16 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
             slept = await self._wait_inflight()
             self._check_send_error()
             if view.nbytes:
-                call = self._core.start_send(memoryview(bytes(view)))
-                self._inflight = call
-                self._inflight_done = trio.Event()
-                token = trio.lowlevel.current_trio_token()
-                if not call.arm(token.run_sync_soon, functools.partial(self._send_settled, call)):
-                    self._send_settled(call)
-                    self._check_send_error()
+                conn = self._conn
+                try:
+                    sent = conn.send_some(view)
+                except NtStatusError as exc:
+                    raise self._failure(exc, "WskSend") from exc
+                if sent < view.nbytes:
+                    pusher = _Pusher(self, conn, bytes(view[sent:]))
+                    self._inflight_done = trio.Event()
+                    self._inflight = pusher
+                    conn.writer = pusher
             if not slept:
                 await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -328,9 +418,10 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         with self._send_conflict:
             if self._closing:
                 raise self._closed_error()
-            if self._eof_sent:
+            if self._eof_sent and self._conn.disconnect_done:
                 await trio.lowlevel.checkpoint()
                 return
+            # (A send_eof whose wait was cancelled: this one waits for the same FIN.)
             await trio.lowlevel.checkpoint_if_cancelled()
             await self._wait_inflight()
             self._check_send_error()
@@ -341,28 +432,32 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
                 raise trio.BrokenResourceError(f"the disconnect failed: {exc}") from exc
 
     async def _disconnect(self) -> None:
-        """Graceful WskDisconnect; waits for our FIN's acknowledgement.  A cancel stops the
-        wait only: the IRP is not cancelled (a FIN cannot be recalled), its completion is
-        recorded when it comes."""
-        core = self._core
-        call = core.disconnect_call
-        if call is None:
-            call = core.start_disconnect(None)
-            done = trio.Event()
-            token = trio.lowlevel.current_trio_token()
+        """Our FIN; waits for its acknowledgement.  A cancel stops the wait only (a FIN
+        cannot be recalled): the outcome stays with the connection."""
+        conn = self._conn
+        if not conn.disconnect_requested:
+            try:
+                conn.issue_fin()
+            finally:
+                if conn.disconnect_done:
+                    log_disconnect(log, self._conn)
+        slept = False
+        while not conn.disconnect_done:
+            slept = True
+            waiter = _Waiter()
+            conn.fin_waiters.append(waiter)
 
-            def settled() -> None:
-                core.settle_disconnect(call)
-                log_settled(log, core, call, "disconnect")
-                done.set()
+            def forget(waiter: _Waiter = waiter) -> None:
+                if waiter in conn.fin_waiters:
+                    conn.fin_waiters.remove(waiter)
 
-            self._disconnect_done = done
-            if not call.arm(token.run_sync_soon, settled):
-                settled()
-        assert self._disconnect_done is not None
-        await self._disconnect_done.wait()
-        if core.disconnect_error is not None:
-            error = core.disconnect_error
+            await waiter.wait(forget)
+        if slept:
+            log_disconnect(log, self._conn)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        error = conn.disconnect_error
+        if error is not None:
             raise type(error)(error.status, error.message)
 
     # --- ReceiveStream ------------------------------------------------------------------------
@@ -412,82 +507,108 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
         return data
 
     async def _receive(self, size: int) -> bytes:
-        """One WskReceive (a checkpoint); the caller holds the receive conflict."""
-        core = self._core
+        """One receive (a checkpoint); the caller holds the receive conflict."""
+        conn = self._conn
         if self._closing:
             raise self._closed_error()
         await trio.lowlevel.checkpoint_if_cancelled()
-        if core.eof:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return b""
-        call = core.start_receive(size)
-        raise_cancel, slept = await _wait_call(call)
+        slept = False
+        was_eof = conn.eof
         try:
-            data = core.settle_receive(call, cancelled=raise_cancel is not None)
+            while not conn.eof:
+                data = conn.receive_some(size)
+                if data is not None:
+                    break
+                slept = True
+                await _wait_edge(conn, False)
+                if self._closing:
+                    raise self._closed_error()
+            else:
+                data = b""
         except NtStatusError as exc:
-            log_settled(log, core, call, "receive")
-            if self._closing or isinstance(exc, SocketClosedError):
-                raise self._closed_error() from exc
-            raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
-        if data is None:
-            assert raise_cancel is not None
-            raise_cancel()
-        if not data:
-            log_settled(log, core, call, "receive")
+            raise self._failure(exc, "WskReceive") from exc
+        if not was_eof and not data:
+            log_operation(log, "WskReceive", conn.sock, 0, "0 bytes: the peer's FIN")
         if not slept:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
     # --- ending -------------------------------------------------------------------------------
     async def abort(self) -> None:
-        """Reset the connection now (WskDisconnect with WSK_FLAG_ABORTIVE: an RST).  Pending
-        and later operations fail with ``BrokenResourceError``; close with ``aclose()``."""
-        core = self._core
+        """Reset the connection now (an RST).  Pending and later operations fail with
+        ``BrokenResourceError``; close with ``aclose()``."""
         if self._closing:
             raise self._closed_error()
         await trio.lowlevel.checkpoint_if_cancelled()
-        if core.aborted:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        call = core.start_abort()
-        with trio.CancelScope(shield=True):
-            _raise_cancel, slept = await _wait_call(call)
-        core.settle_abort(call)
-        log_settled(log, core, call, "abort")
-        if not slept:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        if self._conn.abort():
+            log_abort(log, self._conn)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
-        """Close gracefully if possible, then WskCloseSocket (see the module docstring:
+        """Close gracefully if possible, then close the socket (see the module docstring:
         an RST follows our acknowledged FIN if the peer has not closed its direction).
-        Cancelled, or a failing graceful part, or after a send-side call was interrupted
-        while a send was in flight (trio's rule: a cancelled send breaks the stream): the
-        socket is closed at once (RST)."""
-        core = self._core
+        Cancelled, or a failing graceful part, or after a ``send_all`` was interrupted
+        (trio's rule: a cancelled send breaks the stream): the socket is closed at once
+        (RST)."""
+        conn = self._conn
         if self._closing:
             await trio.lowlevel.checkpoint()
             return
         self._closing = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            # A send interrupted in flight broke the stream: no graceful part, the close
-            # below resets at once.
-            broken = self._interrupted and self._inflight is not None
+            # Data in flight when a send-side call was interrupted broke the stream: no
+            # graceful part, the close below resets at once.
+            broken = self._abandoned or (self._interrupted and self._inflight is not None)
             if not broken:
                 await self._wait_inflight(check_closed=False)
-            if not broken and not self._eof_sent and core.reason not in _BROKEN_REASONS:
+            graceful = not broken and conn.reason not in _BROKEN_REASONS
+            if (
+                graceful
+                and self._send_error is None
+                and (not self._eof_sent or conn.disconnect_requested)
+            ):
                 self._eof_sent = True
                 await self._disconnect()
         except NtStatusError:
             pass  # not graceful after all: the close below resets the connection
         finally:
-            with trio.CancelScope(shield=True):
-                call = core.start_close()
-                await _wait_call(call)
-                core.settle_close(call)
-                log_settled(log, core, call, "close")
+            close_logged(log, conn)
         # A checkpoint even when nothing above had to wait (cancelled: the socket is closed).
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+class _Pusher:
+    """The remainder of a ``send_all``, pushed to the kernel at the connection's write
+    edges (it sits in the connection's writer slot, as a waiting task would)."""
+
+    __slots__ = ("_conn", "_data", "_done", "_stream")
+
+    def __init__(self, stream: WskStream, conn: NativeConnection, data: bytes) -> None:
+        self._stream = stream
+        self._conn = conn
+        self._data = memoryview(data)
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, _mask: int, /) -> None:
+        conn = self._conn
+        try:
+            sent = conn.send_some(self._data)
+        except NtStatusError as exc:
+            self._finish(exc)
+            return
+        self._data = self._data[sent:]
+        if self._data.nbytes:
+            conn.writer = self  # (the edge cleared the slot) the next edge goes on
+        else:
+            self._finish(None)
+
+    def _finish(self, error: NtStatusError | None) -> None:
+        self._done = True
+        self._stream._sent(error)
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,55 +619,57 @@ class WskStream(trio.abc.HalfCloseableStream):  # type: ignore[misc, unused-igno
 async def open_listener(
     host: str, port: int, *, options: Sequence[SocketOption] = ()
 ) -> WskListener:
-    """A WSK listening socket on ``host``:``port`` (0: any free port; see
-    :attr:`WskListener.local_address`); ``options`` are set before WskBind and inherited by
+    """A listening socket on ``host``:``port`` (0: any free port; see
+    :attr:`WskListener.local_address`); ``options`` are set before the bind and inherited by
     accepted connections.  Serve it with ``trio.serve_listeners(handler, [listener])``.  A
     port outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
-    return WskListener(await _drive(listen_steps(host, port, options)))
+    return WskListener(await _drive(listen_steps(_poller(), host, port, options)))
 
 
 class WskListener(trio.abc.Listener[WskStream]):  # type: ignore[misc, unused-ignore]
-    """A trio ``Listener`` over one WSK listening socket: ``accept()`` is one WskAccept."""
+    """A trio ``Listener`` over one listening socket: ``accept()`` takes the next connection
+    from the kernel's backlog."""
 
-    def __init__(self, core: ListenerCore) -> None:
-        self._core = core
+    def __init__(self, listener: NativeListener) -> None:
+        self._listener = listener
 
     def __repr__(self) -> str:
-        return f"<pywsk.trio.WskListener {self._core!r}>"
+        return f"<pywsk.trio.WskListener {self._listener!r}>"
 
     @property
     def local_address(self) -> tuple[Any, ...]:
-        return self._core.local
+        return self._listener.local
 
     async def accept(self) -> WskStream:
-        """The next connection.  A cancel cancels the WskAccept and waits for its completion;
-        a connection it delivered anyway is returned (trio raises ``Cancelled`` at the next
-        checkpoint).  ``ClosedResourceError`` once the listener is closed."""
-        core = self._core
-        if core.closed:
+        """The next connection.  ``ClosedResourceError`` once the listener is closed; a
+        cancel takes nothing from the backlog."""
+        listener = self._listener
+        if listener.closed:
             raise trio.ClosedResourceError("this listener was closed")
         await trio.lowlevel.checkpoint_if_cancelled()
-        call = core.start_accept()
-        raise_cancel, slept = await _wait_call(call)
         try:
-            accepted = core.settle_accept(call, cancelled=raise_cancel is not None)
+            native = listener.ready.popleft() if listener.ready else None
+            if native is None and not listener.waiters:
+                native = listener.try_accept()
+            if native is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return WskStream(native)
+            waiter = _Waiter()
+            listener.waiters.append(waiter)
+
+            def forget() -> None:
+                if waiter in listener.waiters:
+                    listener.waiters.remove(waiter)
+
+            accepted: NativeConnection = await waiter.wait(forget)
         except SocketClosedError as exc:
             raise trio.ClosedResourceError("this listener was closed") from exc
-        if accepted is None:
-            assert raise_cancel is not None
-            raise_cancel()
-        if not slept:
-            await trio.lowlevel.cancel_shielded_checkpoint()
         return WskStream(accepted)
 
     async def aclose(self) -> None:
         """Close the listening socket (idempotent); pending ``accept()`` calls raise
         ``ClosedResourceError``; connections not yet accepted are reset."""
-        core = self._core
-        if not core.closed:
-            call = core.start_close()
-            with trio.CancelScope(shield=True):
-                await _wait_call(call)
-            core.settle_close(call)
+        for native in self._listener.close():
+            native.close()
         await trio.lowlevel.checkpoint()

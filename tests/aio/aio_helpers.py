@@ -16,6 +16,8 @@ import pytest
 import uvloop
 
 import pywsk.aio
+import pywsk.aio._connection
+import pywsk.aio._waiting
 from pywsk.aio import SocketOption
 from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
 
@@ -47,8 +49,7 @@ def _runner(request: pytest.FixtureRequest) -> Iterator[Run]:
 
 def kernel(conn: pywsk.aio.Connection) -> socket.socket:
     """The Linux socket behind a connection (tests only: checks of kernel state)."""
-    provider_socket: Any = conn.socket
-    sock: socket.socket = provider_socket.sock
+    sock: socket.socket = conn.socket
     return sock
 
 
@@ -76,3 +77,20 @@ async def connected(
     peer, _ = lsock.accept()
     peer.settimeout(WAIT)
     return conn, peer
+
+
+def count_cancelled_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the waits for a socket's edge that a cancellation interrupted (tests only: the
+    racing tests check that their cancellations did meet pending operations)."""
+    original = pywsk.aio._waiting.wait_edge
+    counts = {"cancelled": 0}
+
+    async def counting(conn: Any, write: bool, loop: asyncio.AbstractEventLoop) -> int:
+        try:
+            return await original(conn, write, loop)
+        except asyncio.CancelledError:
+            counts["cancelled"] += 1
+            raise
+
+    monkeypatch.setattr(pywsk.aio._connection, "wait_edge", counting)
+    return counts

@@ -19,7 +19,7 @@ import pytest
 from aio_helpers import WAIT, Run, in_thread, loop_fixture
 
 import pywsk.aio
-from pywsk._bridge import session
+from pywsk._native import open_sockets
 from pywsk.testing.capture import WireCapture
 
 run = loop_fixture()
@@ -156,7 +156,7 @@ def test_an_untrusted_certificate_fails_and_leaves_nothing_open(
     run: Run, server_context: ssl.SSLContext
 ) -> None:
     async def main() -> None:
-        before = session().open_sockets
+        before = open_sockets()
         with socket.create_server(("127.0.0.1", 0)) as listener:
             listener.settimeout(WAIT)
 
@@ -173,7 +173,7 @@ def test_an_untrusted_certificate_fails_and_leaves_nothing_open(
                     await pywsk.aio.connect("127.0.0.1", listener.getsockname()[1], ssl=True)
             finally:
                 await in_thread(accepting.join, WAIT)
-        assert session().open_sockets == before
+        assert open_sockets() == before
 
     run(main())
 

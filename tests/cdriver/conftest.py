@@ -21,6 +21,7 @@ SOURCES = {
     "disconnect_socket": ROOT / "examples" / "c" / "disconnect_socket.c",
     "sync_client": ROOT / "examples" / "c" / "sync_client.c",
     "echosrv": ROOT / "examples" / "c" / "echosrv.c",
+    "udpecho": ROOT / "examples" / "c" / "udpecho.c",
     "misuse": Path(__file__).resolve().parent / "misuse.c",
     "lifecycle": Path(__file__).resolve().parent / "lifecycle.c",
     "features": Path(__file__).resolve().parent / "features.c",
@@ -86,6 +87,13 @@ def driver(built: Callable[[str], Path]) -> Iterator[Callable[[str], Driver]]:
             instance.unload()
 
 
+#: How long a peer waits for its connection, and then for each read.  The accept wait
+#: starts before the test builds its driver, which on a loaded host took more than 10 s
+#: (the peer had given up, and the test then saw no echo or no EOF).
+PEER_ACCEPT_WAIT = 120.0
+PEER_READ_WAIT = 30.0
+
+
 class ReadingPeer:
     """A plain Python TCP server on 127.0.0.1 for one connection: it sends ``reply``, reads
     until EOF (echoing what it reads if ``echo``), then closes.  ``received`` holds what it
@@ -93,7 +101,7 @@ class ReadingPeer:
 
     def __init__(self, reply: bytes = b"", echo: bool = False) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(10)
+        self.server.settimeout(PEER_ACCEPT_WAIT)
         self.port: int = self.server.getsockname()[1]
         self.reply = reply
         self.echo = echo
@@ -111,7 +119,7 @@ class ReadingPeer:
             return
         self.conn = conn
         with conn:
-            conn.settimeout(10)
+            conn.settimeout(PEER_READ_WAIT)
             data = b""
             try:
                 if self.reply:
@@ -129,6 +137,13 @@ class ReadingPeer:
         self.done.set()
 
     def close(self) -> None:
+        if self.conn is None and self.thread.is_alive():
+            # Still in accept() (closing the socket would not wake it): a connection does.
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 5),
+            ):
+                pass
         self.server.close()
         if self.conn is not None:
             with contextlib.suppress(OSError):

@@ -131,3 +131,41 @@ VOID RaiseUnhandled(void)
 {
     ExRaiseStatus(STATUS_ACCESS_VIOLATION);  /* MARK: unhandled raise */
 }
+
+/* A call through the dispatch table (no __FILE__ reaches it) on the IRP of a receive still
+ * pending: the report names this line all the same. */
+VOID SendOnPendingIrp(void)
+{
+    PWSK_PROVIDER_CONNECTION_DISPATCH Dispatch = (PWSK_PROVIDER_CONNECTION_DISPATCH)Socket->Dispatch;
+    PMDL Mdl = IoAllocateMdl(Data, sizeof Data, FALSE, FALSE, NULL);
+    MmBuildMdlForNonPagedPool(Mdl);
+    WSK_BUF Buffer = { Mdl, 0, sizeof Data };
+    PIRP Irp = IoAllocateIrp(1, FALSE);
+    IoSetCompletionRoutine(Irp, Signal, &Event, TRUE, TRUE, TRUE);
+    if (Dispatch->WskReceive(Socket, &Buffer, 0, Irp) == STATUS_PENDING)
+        Dispatch->WskSend(Socket, &Buffer, 0, Irp);  /* MARK: send on a pending IRP */
+    DbgPrint("misuse: not reached after the send\n");
+}
+
+/* Freed pool stays quarantined: a second free, an MDL over it, a touch. */
+VOID DoubleFreePool(void)
+{
+    PVOID P = ExAllocatePoolWithTag(NonPagedPoolNx, 64, 'looP');  /* MARK: twice-freed pool allocated */
+    ExFreePoolWithTag(P, 'looP');  /* MARK: pool freed once */
+    ExFreePoolWithTag(P, 'looP');  /* MARK: pool freed twice */
+}
+
+VOID MdlOverFreedPool(void)
+{
+    PVOID P = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 'looP');
+    ExFreePool(P);
+    IoAllocateMdl(P, 64, FALSE, FALSE, NULL);  /* MARK: MDL over freed pool */
+}
+
+VOID TouchFreedPool(void)
+{
+    PUCHAR P = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 'looP');  /* MARK: touched pool allocated */
+    ExFreePool(P);  /* MARK: touched pool freed */
+    P[10] = 1;
+    DbgPrint("misuse: the touch went through\n");
+}

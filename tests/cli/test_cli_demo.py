@@ -28,6 +28,9 @@ SCENARIOS = [
     "buffer-with-abortive",
     "peer-graceful-event",
     "peer-abortive-event",
+    "udp-batch-echo",
+    "udp-port-unreachable",
+    "udp-truncation",
 ]
 
 SVG = "{http://www.w3.org/2000/svg}"

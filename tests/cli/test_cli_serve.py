@@ -98,8 +98,15 @@ def test_source_then_abortive_resets_the_client(serve: Any) -> None:
     server = serve(
         "--mode", "source", "--after", "10k", "--disconnect", "abortive", "--connections", "1"
     )
-    with dial(server.port) as client:
-        data, end = read_to_end(client)
+    try:
+        client = dial(server.port)
+    except ConnectionResetError:
+        # The server sends 10 KiB and resets at once: on a loaded host the RST can arrive
+        # before this thread is scheduled to return from connect(), which then reports it.
+        data, end = b"", "rst"
+    else:
+        with client:
+            data, end = read_to_end(client)
     assert end == "rst"
     assert len(data) <= 10240
     [report] = server.finish()
@@ -320,9 +327,13 @@ def test_idle_connections_are_closed_and_the_cap_refuses_more(serve: Any) -> Non
         assert first.recv(1) == b"a"
         second.sendall(b"b")
         assert second.recv(1) == b"b"  # both are being served: the cap is reached
-        with dial(server.port) as third:
-            # Refused: WskAcceptEvent returned STATUS_REQUEST_NOT_ACCEPTED.
-            assert read_to_end(third)[1] in ("rst", "fin")
+        # Refused: WskAcceptEvent returned STATUS_REQUEST_NOT_ACCEPTED.  The reset can come
+        # before connect() has returned (seen under load): that is the refusal too.
+        try:
+            with dial(server.port) as third:
+                assert read_to_end(third)[1] in ("rst", "fin")
+        except ConnectionResetError:
+            pass
         # Nothing more from either: each is closed after 1 s of silence.
         assert read_to_end(first)[1] == "rst"
         assert read_to_end(second)[1] == "rst"

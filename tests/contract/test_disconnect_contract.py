@@ -7,11 +7,21 @@ and tcpdump the wire is checked too (FIN, its ACK, RST), else what the peer's so
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
 import pytest
-from contract_adapters import driver_pair, layer_fixture, sync_pair
+import uvloop
+from contract_adapters import (
+    LoopThread,
+    TrioThread,
+    aio_pair,
+    driver_pair,
+    layer_fixture,
+    sync_pair,
+    trio_pair,
+)
 
 from pywsk.testing.capture import WireCapture
 from pywsk.testing.contract import (
@@ -69,3 +79,30 @@ def test_the_wire_check_catches_a_disconnect_that_returns_before_the_ack() -> No
     failure = first_failure()
     assert failure is not None
     assert "before the peer acknowledged" in str(failure) or "before the ACK" in str(failure)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not WireCapture.available(), reason="needs root and tcpdump")
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop", "trio"])
+def test_the_native_front_ends_on_the_wire(flavour: str) -> None:
+    """pywsk.aio and pywsk.trio run natively on their loops (no provider, no IRP): the
+    graceful disconnect returns only after the peer's ACK of our FIN is on the wire, the
+    abort is an RST, the peer's RST is told from a FIN - each checked from a capture (this
+    test needs one: it is not run without)."""
+    scenarios = ["graceful", "abortive", "peer_rst", "stuck_then_close"]
+    if flavour == "trio":
+        trio_thread = TrioThread()
+        try:
+            check_disconnect_contract(
+                lambda small: trio_pair(trio_thread, small), scenarios=scenarios, capture=True
+            )
+        finally:
+            trio_thread.close()
+        return
+    loop = LoopThread(asyncio.new_event_loop if flavour == "asyncio" else uvloop.new_event_loop)
+    try:
+        check_disconnect_contract(
+            lambda small: aio_pair(loop, small), scenarios=scenarios, capture=True
+        )
+    finally:
+        loop.close()

@@ -66,7 +66,8 @@ class Indications:
             while element is not None:
                 mdl = element.Buffer.Mdl
                 assert mdl is not None
-                data = bytes(mdl._view[: element.Buffer.Length])
+                start = element.Buffer.Offset
+                data = bytes(mdl._view[start : start + element.Buffer.Length])
                 assert element.RemoteAddress is not None
                 self.datagrams.append((data, element.RemoteAddress.to_tuple()))
                 element = element.Next

@@ -10,9 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,8 +19,7 @@ import pytest
 
 from pywsk import verifier
 from pywsk.nt import STATUS_PENDING, STATUS_SUCCESS
-from pywsk.testing import segments as _segments
-from pywsk.testing.capture import WireCapture
+from pywsk.testing.udpcapture import UdpCapture
 from pywsk.wsk import AF_INET, sockaddr_from_tuple
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,104 +39,7 @@ def _load_example() -> ModuleType:
 udp_tunnel = _load_example()
 
 
-@dataclass(frozen=True)
-class Datagram:
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    payload: bytes
-
-
-class UdpCapture:
-    """tcpdump on lo for UDP to or from ``port``; :meth:`sync` waits until every datagram
-    sent before the call is decoded (a sentinel datagram closes the window)."""
-
-    def __init__(self, port: int) -> None:
-        self.sentinel = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sentinel.bind(("127.0.0.1", 0))
-        self.port = port
-        self.datagrams: list[Datagram] = []
-        self.marks = 0
-        self.cond = threading.Condition()
-        expression = f"udp and (port {port} or port {self.sentinel.getsockname()[1]})"
-        self.proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-n", "-s", "4096", "-w", "-", expression],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self._wait_listening()
-
-    def _wait_listening(self) -> None:
-        assert self.proc.stderr is not None
-        ready, _, _ = select.select([self.proc.stderr], [], [], WAIT)
-        assert ready, "tcpdump did not start"
-        assert b"listening on" in self.proc.stderr.readline()
-        self.sync()
-
-    def _read(self) -> None:
-        stream = self.proc.stdout
-        assert stream is not None
-        header = stream.read(24)
-        if len(header) < 24:
-            return
-        linktype = int.from_bytes(header[20:24], "little")
-        while True:
-            record = stream.read(16)
-            if len(record) < 16:
-                return
-            length = int.from_bytes(record[8:12], "little")
-            frame = stream.read(length)
-            got = self._decode(linktype, frame)
-            if got is None:
-                continue
-            with self.cond:
-                if got.dst[1] == self.sentinel.getsockname()[1]:
-                    self.marks += 1
-                else:
-                    self.datagrams.append(got)
-                self.cond.notify_all()
-
-    @staticmethod
-    def _decode(linktype: int, frame: bytes) -> Datagram | None:
-        ip = _segments._network_layer(linktype, frame)
-        if ip is None:
-            return None
-        if frame[ip] >> 4 == 4:
-            family, l4 = socket.AF_INET, ip + (frame[ip] & 0x0F) * 4
-            proto, src, dst = frame[ip + 9], frame[ip + 12 : ip + 16], frame[ip + 16 : ip + 20]
-        else:
-            family, l4 = socket.AF_INET6, ip + 40
-            proto, src, dst = frame[ip + 6], frame[ip + 8 : ip + 24], frame[ip + 24 : ip + 40]
-        if proto != 17:
-            return None
-        sport = int.from_bytes(frame[l4 : l4 + 2], "big")
-        dport = int.from_bytes(frame[l4 + 2 : l4 + 4], "big")
-        return Datagram(
-            (socket.inet_ntop(family, src), sport),
-            (socket.inet_ntop(family, dst), dport),
-            bytes(frame[l4 + 8 :]),
-        )
-
-    def sync(self) -> None:
-        with self.cond:
-            target = self.marks + 1
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as marker:
-            marker.sendto(b"mark", self.sentinel.getsockname())
-        with self.cond:
-            assert self.cond.wait_for(lambda: self.marks >= target, WAIT), "capture out of sync"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(WAIT)
-        self.reader.join(WAIT)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        self.sentinel.close()
-
-
-needs_capture = pytest.mark.skipif(not WireCapture.available(), reason="needs root and tcpdump")
+needs_capture = pytest.mark.skipif(not UdpCapture.available(), reason="needs root and tcpdump")
 
 
 @pytest.fixture
@@ -152,7 +52,7 @@ def tunnel() -> Iterator[Any]:
 
 @needs_capture
 def test_echo_comes_from_the_address_asked_on_the_wire(tunnel: Any) -> None:
-    wire = UdpCapture(tunnel.Port)
+    wire = UdpCapture([tunnel.Port])
     asked = [("127.0.0.5", socket.AF_INET), ("127.0.0.6", socket.AF_INET), ("::1", socket.AF_INET6)]
     try:
         for host, family in asked:
@@ -178,7 +78,7 @@ def test_echo_comes_from_the_address_asked_on_the_wire(tunnel: Any) -> None:
 
 @needs_capture
 def test_a_batch_leaves_in_order_from_the_pktinfo_source(tunnel: Any) -> None:
-    wire = UdpCapture(tunnel.Port)
+    wire = UdpCapture([tunnel.Port])
     payloads = [b"batch %02d" % n for n in range(16)]
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:

@@ -5,8 +5,11 @@ trio.serve_listeners over a WSK listener."""
 from __future__ import annotations
 
 import errno
+import json
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -229,7 +232,7 @@ def test_serve_listeners_over_a_wsk_listener() -> None:
 
 def test_cancelled_connect_closes_its_socket() -> None:
     async def main() -> None:
-        from pywsk._bridge import session
+        from pywsk._native import open_sockets
 
         with socket.socket() as full:
             full.bind(("127.0.0.1", 0))
@@ -239,13 +242,66 @@ def test_cancelled_connect_closes_its_socket() -> None:
                 filler.setblocking(False)
                 filler.connect_ex(full.getsockname())
             try:
-                before = session().open_sockets
+                before = open_sockets()
                 with trio.move_on_after(0.5) as scope:
                     await pywsk.trio.open_connection("127.0.0.1", full.getsockname()[1])
                 assert scope.cancelled_caught
-                assert session().open_sockets == before
+                assert open_sockets() == before
             finally:
                 for filler in fillers:
                     filler.close()
 
     run(main)
+
+
+TRIO_PROGRAM = """
+import json, sys, threading
+import trio
+import pywsk.trio
+
+async def echo(stream):
+    async with stream:
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+        await stream.send_all(data)
+        await stream.send_eof()
+
+async def clients(port):
+    for _ in range(20):
+        async with await pywsk.trio.open_connection("127.0.0.1", port) as stream:
+            await stream.send_all(b"hello")
+            await stream.send_eof()  # our FIN, acknowledged
+            got = b""
+            while chunk := await stream.receive_some():
+                got += chunk
+            assert got == b"hello", got
+
+async def main():
+    listener = await pywsk.trio.open_listener("127.0.0.1", 0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, echo, [listener])
+            await clients(listener.local_address[1])
+            nursery.cancel_scope.cancel()
+    return [t.name for t in threading.enumerate()]
+
+threads = trio.run(main)
+print(json.dumps({"threads": threads, "provider_loaded": "pywsk.provider" in sys.modules,
+                  "bridge_loaded": "pywsk._bridge" in sys.modules}))
+"""
+
+
+def test_no_provider_thread_and_no_provider() -> None:
+    """pywsk.trio runs natively on trio's loop: in a fresh interpreter, a program that
+    listens, serves, connects and disconnects starts no thread and loads no provider."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRIO_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"threads": ["MainThread"], "provider_loaded": False, "bridge_loaded": False}

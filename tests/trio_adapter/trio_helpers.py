@@ -1,7 +1,7 @@
 """Helpers for the trio adapter's tests: connected pairs of pywsk streams over loopback TCP.
 
-Both ends of every pair are :class:`pywsk.trio.WskStream` objects over the WSK provider:
-the client from ``open_connection``, the server from a pywsk listener's ``accept``.
+Both ends of every pair are :class:`pywsk.trio.WskStream` objects: the client from
+``open_connection``, the server from a pywsk listener's ``accept``.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Sequence
-from typing import Any
 
 import trio.testing  # type: ignore[import-untyped, unused-ignore]
 
 import pywsk.trio
-from pywsk._bridge import SocketOption
+from pywsk._native import SocketOption
 from pywsk.testing import tcp
 from pywsk.wsk import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
 
@@ -28,9 +27,7 @@ SMALL_BUFFERS: Sequence[SocketOption] = (
 
 def kernel(stream: pywsk.trio.WskStream) -> socket.socket:
     """The Linux socket behind a stream (tests only: checks of kernel state)."""
-    provider_socket: Any = stream.socket
-    sock: socket.socket = provider_socket.sock
-    return sock
+    return stream.socket
 
 
 async def stream_pair(
@@ -55,11 +52,10 @@ async def stream_pair(
 
 
 def clogged_now(stream: pywsk.trio.WskStream) -> bool:
-    """True when the stream cannot send more until its peer reads: a WskSend is in flight,
-    the kernel's send buffer is not writable, and it holds bytes it could not send yet
-    (the peer's window is closed)."""
-    inflight: Any = stream._inflight  # the adapter's in-flight WskSend (tests only)
-    if inflight is None or inflight.done:
+    """True when the stream cannot send more until its peer reads: data of a ``send_all``
+    is in flight (the kernel did not take all of it), the kernel's send buffer is not
+    writable, and it holds bytes it could not send yet (the peer's window is closed)."""
+    if stream._inflight is None:  # the adapter's remainder in flight (tests only)
         return False
     sock = kernel(stream)
     writable = select.select([], [sock], [], 0)[1]

@@ -4,9 +4,14 @@ What it does: :func:`connect` gives a :class:`Connection` (``send_all``, ``recei
 ``receive_exactly``, ``receive_until``, ``disconnect``, ``abort``, ``aclose``), or with
 ``ssl=`` a :class:`TlsConnection` with the same interface; :func:`listen` gives a
 :class:`Listener` (``accept``); :func:`serve` runs a handler per connection (``ssl=``: after
-the TLS handshake).  :mod:`pywsk.aio.anyio` offers the same over anyio, on both backends.  Every operation is a WSK call
-on its own IRP, through the provider's dispatch tables - the faithful layer underneath,
-not a second implementation.  Works on any asyncio loop; :func:`run` uses uvloop when it
+the TLS handshake).  :mod:`pywsk.aio.anyio` offers the same over anyio, on both backends.
+
+It runs natively on the caller's loop: each operation is a non-blocking syscall on the
+loop's thread, and the sockets' edges come from one edge-triggered epoll per loop that the
+loop itself watches - no provider thread, no IRP per operation, no thread hop.  The
+semantics are not a second implementation: the state machine, verdicts and NTSTATUS codes
+are :mod:`pywsk.core`'s and the kernel recipes :mod:`pywsk.mechanics`', the same two the
+faithful WSK provider runs on.  Works on any asyncio loop; :func:`run` uses uvloop when it
 is installed::
 
     import pywsk.aio
@@ -25,24 +30,26 @@ What it refuses: a graceful close that is not one.  ``aclose()`` is WskCloseSock
 resets (RST) a connection not disconnected in both directions; the graceful path is
 ``disconnect()``, read to ``b""``, then ``aclose()``.
 
-What always holds: cancellation follows trio's ``wait_overlapped``: cancelling an await
-calls IoCancelIrp and then still waits for the IRP's completion, so an operation either had
-no effect or took effect and its result is kept (a cancelled receive's data is returned by
-the next ``receive_some``).  Failures are :mod:`pywsk.errors` exceptions, subclasses of the
+What always holds: cancellation follows trio's rules for streams: a cancelled receive loses
+nothing (bytes leave the kernel only when a receive returns them); a cancelled send had no
+effect, or - if the transport had started taking it - breaks the connection (an RST), so
+that nothing half-sent is left behind.  Failures are :mod:`pywsk.errors` exceptions, subclasses of the
 built-in ``ConnectionResetError``, ``ConnectionAbortedError``, ``TimeoutError``, ... with
 the NTSTATUS in ``.status``.  See ``docs/layers.md``.
 """
 
 from __future__ import annotations
 
-from .._bridge import DisconnectReason, SocketOption
+from .._native import DisconnectReason, SocketOption
 from ._connection import Connection
+from ._datagram import DatagramEndpoint, open_datagram
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
 from ._waiting import run
 
 __all__ = [
     "Connection",
+    "DatagramEndpoint",
     "DisconnectReason",
     "Handler",
     "Listener",
@@ -52,6 +59,7 @@ __all__ = [
     "TlsHandler",
     "connect",
     "listen",
+    "open_datagram",
     "run",
     "serve",
     "start_tls",

@@ -1,52 +1,62 @@
-"""WSK connection sockets for asyncio: :func:`connect` and :class:`Connection`.
+"""TCP connections for asyncio, natively on the caller's loop: :func:`connect` and
+:class:`Connection`.
 
-What it does: each method is one WSK call on its own IRP through the provider's dispatch
-table (``send_all`` = WskSend, ``receive_some`` = WskReceive, ``disconnect`` = graceful
-WskDisconnect, ``abort`` = WskDisconnect with WSK_FLAG_ABORTIVE, ``aclose`` =
-WskCloseSocket), awaited as trio awaits overlapped I/O (:mod:`pywsk.aio._waiting`).
+What it does: each method is a non-blocking syscall on the caller's thread, through
+:class:`pywsk._native.NativeConnection` (the state machine and verdicts of
+:mod:`pywsk.core`, the kernel recipes of :mod:`pywsk.mechanics`); when the kernel says
+"not yet", the task waits for the socket's next edge (:mod:`pywsk.aio._waiting`).  The
+semantics are WSK's: ``send_all`` as WskSend, ``receive_some`` as WskReceive,
+``disconnect`` as the graceful WskDisconnect (complete when our FIN is acknowledged),
+``abort`` as WSK_FLAG_ABORTIVE (a real RST), ``aclose`` as WskCloseSocket (an RST unless
+both directions were disconnected); failures carry the NTSTATUS the core decided.
 
 What it refuses: use after ``aclose()`` (:class:`~pywsk.errors.SocketClosedError`), sending
 after ``disconnect()`` (:class:`~pywsk.errors.WskBrokenPipeError`), two concurrent
-``receive_some`` calls (:class:`~pywsk.errors.BusyError`: a cancelled receive keeps its data
-for the next one, which only works one at a time), use from another event loop.
+``receive_some`` calls (:class:`~pywsk.errors.BusyError`), use from another event loop.
 
 What always holds: no byte is lost or duplicated by a cancelled ``send_all`` or
-``receive_some``: each is all-or-nothing (see their contracts); a completion is never
-dropped; failures are :class:`~pywsk.errors.NtStatusError` subclasses of the built-in
-``ConnectionResetError``, ``ConnectionAbortedError``, ... carrying the NTSTATUS.
+``receive_some`` (a receive takes bytes from the kernel only when it returns them; a send
+either had no effect or breaks the connection, see its contract); failures are
+:class:`~pywsk.errors.NtStatusError` subclasses of the built-in ``ConnectionResetError``,
+``ConnectionAbortedError``, ... carrying the NTSTATUS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import operator
+import threading
 import warnings
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from .._bridge import (
+from .._log import log_connect, log_operation
+from .._native import (
     DEFAULT_RECEIVE_SIZE,
-    Call,
-    ConnectionCore,
     DisconnectReason,
+    NativeConnection,
     SocketOption,
+    close_logged,
     connect_steps,
-    start_control,
+    log_abort,
+    log_disconnect,
+    log_failure,
 )
-from .._log import log_settled, logged_connect
 from ..errors import BusyError, NtStatusError, error_from_status
-from ..nt.irp import IrpState
+from ..mechanics import linux
 from ..nt.status import NTSTATUS
-from ..wsk.structs import WSK_SOCKET, check_port
+from ..wsk.structs import check_port
 from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
-from ._waiting import drive, mailbox, wait_call
+from ._waiting import drive, poller, wait_edge
 
 __all__ = ["Connection", "connect"]
 
 log = logging.getLogger(__name__)
+
+#: Disconnects finishing in a task of their own (kept here: the loop keeps tasks weakly).
+_background: set[asyncio.Task[None]] = set()
 
 
 async def connect(
@@ -56,25 +66,31 @@ async def connect(
     options: Sequence[SocketOption] = (),
     local: tuple[str, int] | None = None,
 ) -> Connection:
-    """Open a TCP connection to ``host``:``port`` through WSK and return it.
+    """Open a TCP connection to ``host``:``port`` and return it.
 
-    ``host`` is an IP literal or a name (resolved with WskGetAddressInfo; each address is
+    ``host`` is an IP literal or a name (resolved with ``loop.getaddrinfo``; each address is
     tried in turn).  ``options`` are ``(level, option, value)`` triples with wsk.h
-    constants (``(SOL_SOCKET, SO_RCVBUF, 65536)``), set with WskControlSocket before the
-    socket binds; ``local`` is the address to bind (default: the wildcard, port 0).
+    constants (``(SOL_SOCKET, SO_RCVBUF, 65536)``), set before the socket binds; ``local``
+    is the address to bind (default: the kernel's choice).
 
     Raises the :mod:`pywsk.errors` exception of the failure (``ConnectionRefusedError``,
-    ``TimeoutError``, ...).  Cancelling it cancels the pending WskConnect (IoCancelIrp),
-    waits for its completion and closes the socket: nothing is left open.  A port outside
-    0..65535 raises ``ValueError`` before any call.
+    ``TimeoutError``, ...).  Cancelling it stops the handshake and closes the socket:
+    nothing is left open.  A port outside 0..65535 raises ``ValueError`` before any call.
     """
     check_port(port, local)
-    steps = connect_steps(host, port, options, local)
-    return Connection(await drive(logged_connect(log, host, port, steps)))
+    loop = asyncio.get_running_loop()
+    try:
+        native = await drive(connect_steps(poller(loop), host, port, options, local), loop)
+    except NtStatusError as exc:
+        log_connect(log, None, exc.status, (host, port))
+        raise
+    if log.isEnabledFor(logging.DEBUG):
+        log_connect(log, native.sock, 0, native.remote, native.local)
+    return Connection(native, loop)
 
 
 class Connection:
-    """One TCP connection: a WSK connection socket.  Use ``async with`` (or ``aclose()``).
+    """One TCP connection.  Use ``async with`` (or ``aclose()``).
 
     Sending: :meth:`send_all`.  Receiving: :meth:`receive_some`, ``b""`` once the peer
     disconnected gracefully.  Ending: :meth:`disconnect` (graceful: our FIN, acknowledged
@@ -95,19 +111,23 @@ class Connection:
     one at a time.  Not thread-safe: use it from the event loop that made it.
     """
 
-    def __init__(self, core: ConnectionCore) -> None:
-        self._core = core
-        self._loop = asyncio.get_running_loop()
+    __slots__ = ("__weakref__", "_conn", "_loop", "_receiving", "_senders", "_stash", "_thread")
+
+    def __init__(self, conn: NativeConnection, loop: asyncio.AbstractEventLoop) -> None:
+        self._conn = conn
+        self._loop = loop
+        self._thread = threading.get_ident()
         self._stash = bytearray()
         self._receiving = False
-        self._disconnect_done: asyncio.Event | None = None
+        #: send_all calls (and a disconnect) waiting for their turn, first the one sending.
+        self._senders: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
-        return f"<pywsk.aio.Connection {self._core!r}>"
+        return f"<pywsk.aio.Connection {self._conn!r}>"
 
     def __del__(self) -> None:
-        core = getattr(self, "_core", None)
-        if core is not None and not core.closed:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not conn.closed:
             warnings.warn(
                 f"unclosed {self!r}: close it with aclose() or 'async with'",
                 ResourceWarning,
@@ -130,105 +150,149 @@ class Connection:
     @property
     def local_address(self) -> tuple[Any, ...]:
         """Our address, as a socket-module tuple."""
-        return self._core.local
+        return self._conn.local
 
     @property
     def remote_address(self) -> tuple[Any, ...]:
         """The peer's address, as a socket-module tuple."""
-        return self._core.remote
+        return self._conn.remote
 
     @property
     def disconnected_by(self) -> DisconnectReason | None:
         """How the connection ended: the peer's FIN, the peer's RST, our RST, a transport
         failure - or None while nothing of the kind was seen.  The first cause seen stays."""
-        return self._core.reason
+        return self._conn.reason
 
     @property
     def bytes_sent(self) -> int:
-        """Bytes the provider reported sent (handed to the transport), final buffer included."""
-        return self._core.bytes_sent
+        """Bytes handed to the transport, final buffer included."""
+        return self._conn.bytes_sent
 
     @property
     def bytes_received(self) -> int:
-        """Bytes received from the provider, including any kept from a cancelled receive."""
-        return self._core.bytes_received
+        """Bytes received, including any kept from a cancelled receive."""
+        return self._conn.bytes_received
 
     @property
     def closed(self) -> bool:
         """True once :meth:`aclose` started."""
-        return self._core.closed
+        return self._conn.closed
 
     @property
-    def socket(self) -> WSK_SOCKET:
-        """The WSK socket underneath (for driver-style calls; do not close it yourself)."""
-        return self._core.socket
+    def socket(self) -> Any:
+        """The kernel socket underneath (a ``socket.socket``; for inspection - do not read,
+        write or close it yourself)."""
+        return self._conn.sock
 
     # --- checks -------------------------------------------------------------------------------
-    def _check(self) -> ConnectionCore:
-        if asyncio.get_running_loop() is not self._loop:
+    def _check(self) -> NativeConnection:
+        # (The thread, not asyncio.get_running_loop(): on Python 3.11 that costs a getpid()
+        # syscall.  A wait from another loop is refused by the loop's future.)
+        if threading.get_ident() != self._thread:
             raise RuntimeError("this Connection belongs to another event loop")
-        core = self._core
-        if core.closed:
+        conn = self._conn
+        if conn.closed:
             raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the connection is closed")
-        return core
+        return conn
 
     # --- sending ------------------------------------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of ``data``: one WskSend, which completes when the transport has taken
-        every byte (not when the peer has them; :meth:`disconnect` proves that).
+        """Send all of ``data``; returns when the transport has taken every byte (not when
+        the peer has them; :meth:`disconnect` proves that).
 
         The buffer is used in place until the call returns: do not modify it meanwhile.
         Concurrent calls are allowed; their data goes out in the order they were called.
 
-        Cancellation follows trio's rule for streams: IoCancelIrp, then the call waits for
-        the WskSend's completion and raises ``CancelledError``.  A send not yet started is
+        Cancellation follows trio's rule for streams.  A send not yet started (waiting for
+        its turn, or for room in the kernel's buffer before any of its bytes went) is
         cancelled: nothing was sent and the connection goes on.  A send the transport has
         started taking can be neither recalled nor finished on time (a peer that never
         reads would hold it for ever): **the connection is broken and reset at once** (an
-        RST, as :meth:`abort`), which ends the send; later sends fail and the close sends
-        nothing more.  So one Ctrl-C (asyncio's runner cancels the main task) stops a
-        program stuck in ``send_all``.  :attr:`bytes_sent` says what the transport took.
+        RST, as :meth:`abort`); later sends fail and the close sends nothing more.  So one
+        Ctrl-C (asyncio's runner cancels the main task) stops a program stuck in
+        ``send_all``.  :attr:`bytes_sent` says what the transport took.
 
         Raises: the failure (``ConnectionResetError`` after the peer's RST, ...);
         :class:`~pywsk.errors.WskBrokenPipeError` after :meth:`disconnect`;
         :class:`~pywsk.errors.SocketClosedError` after :meth:`aclose`.
         """
-        core = self._check()
+        conn = self._check()
         view = memoryview(data).cast("B")
-        if core.disconnect_call is not None:
+        if conn.disconnect_requested:
             raise error_from_status(
                 NTSTATUS.STATUS_PIPE_DISCONNECTED, "send_all after disconnect()"
             )
         if not view.nbytes:
             return
-        call = core.start_send(view)
-        caught = await wait_call(call, functools.partial(self._cancel_send, call))
-        try:
-            core.settle_send(call, cancelled=caught is not None)
-        except NtStatusError:
-            log_settled(log, core, call, "send")
-            if caught is None:
+        sent = 0
+        if not self._senders:
+            sent = conn.send_some(view)
+            if sent == view.nbytes:
+                return
+        await self._send_rest(conn, view, sent)
+
+    async def _take_turn(self) -> asyncio.Future[None]:
+        """Wait until every earlier send (or disconnect) is done; the ticket to give back
+        with :meth:`_give_turn`."""
+        ticket: asyncio.Future[None] = self._loop.create_future()
+        senders = self._senders
+        senders.append(ticket)
+        if senders[0] is not ticket:
+            try:
+                await ticket
+            except BaseException:
+                self._give_turn(ticket)
                 raise
-        if caught is not None:
-            raise caught
+        return ticket
 
-    def _cancel_send(self, call: Call) -> None:
-        """IoCancelIrp; if the cancel did not win at once (the provider runs it inline) and
-        the transport holds the send, break the connection: an abortive WskDisconnect,
-        which completes the send (and any other) with STATUS_CONNECTION_ABORTED."""
-        call.cancel()
-        core = self._core
-        if call.done or call.irp.state is not IrpState.PENDING or core.aborted or core.closed:
-            return
-        log.debug("%r: a cancelled send was partly taken: the connection is reset", core)
-        abort = core.start_abort()
+    def _give_turn(self, ticket: asyncio.Future[None]) -> None:
+        """Leave the queue; the first, it hands the turn to the next (a next one that was
+        cancelled meanwhile passes it on itself when it leaves)."""
+        senders = self._senders
+        first = senders[0] is ticket
+        senders.remove(ticket)
+        if first and senders and not senders[0].done():
+            senders[0].set_result(None)
 
-        def settled() -> None:
-            core.settle_abort(abort)
-            log_settled(log, core, abort, "abort")
+    async def _send_rest(self, conn: NativeConnection, view: memoryview, sent: int) -> None:
+        """The slow path of :meth:`send_all`: its turn after earlier sends, then the rest of
+        ``view`` as room comes (``sent``: what a first try, if any, handed over)."""
+        tried = not self._senders  # send_all tried once already (edge-triggered: wait now)
+        ticket = await self._take_turn()
+        started = sent > 0
+        try:
+            while True:
+                if sent:
+                    view = view[sent:]
+                    if not view.nbytes:
+                        return
+                if tried:
+                    try:
+                        await wait_edge(conn, True, self._loop)
+                    except asyncio.CancelledError:
+                        if started:
+                            self._break_cancelled_send(conn)
+                        raise
+                tried = True
+                sent = conn.send_some(view)
+                started = started or sent > 0
+        except NtStatusError as exc:
+            log_failure(log, conn, "WskSend", exc)
+            raise
+        finally:
+            self._give_turn(ticket)
 
-        if not abort.arm(mailbox(self._loop), settled):
-            settled()
+    def _break_cancelled_send(self, conn: NativeConnection) -> None:
+        """A cancelled send the transport had started taking: reset the connection."""
+        if conn.abort():
+            log.debug("%r: a cancelled send was partly taken: the connection is reset", conn)
+            log_operation(
+                log,
+                "WskDisconnect",
+                conn.sock,
+                NTSTATUS.STATUS_SUCCESS,
+                "abortive (a cancelled send)",
+            )
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -237,15 +301,15 @@ class Connection:
 
         One call at a time (:class:`~pywsk.errors.BusyError` otherwise).
 
-        Cancellation: IoCancelIrp, then the call waits for the WskReceive's completion and
-        raises ``CancelledError``.  A receive that already holds data completes with it:
-        those bytes are kept and returned by the next ``receive_some``.  Nothing is lost.
+        Cancellation: bytes are taken from the kernel only when they are returned, so a
+        cancelled receive loses nothing (bytes a helper such as :meth:`receive_exactly`
+        had gathered are kept for the next receive).
 
         Raises: ``ConnectionResetError`` after the peer's RST (data that arrived before it
         is returned first), ``ConnectionAbortedError`` after :meth:`abort`,
         :class:`~pywsk.errors.SocketClosedError` after :meth:`aclose`.
         """
-        size = _max_bytes(max_bytes)
+        size = DEFAULT_RECEIVE_SIZE if max_bytes is None else _max_bytes(max_bytes)
         if self._receiving:
             raise BusyError("another task is already in receive_some() on this connection")
         self._check()
@@ -288,27 +352,24 @@ class Connection:
             self._receiving = False
 
     async def _receive(self, size: int) -> bytes:
-        """One WskReceive of at most ``size`` bytes (the caller holds ``_receiving``); the
-        data of a cancelled one goes to the leftover."""
-        core = self._check()
-        if core.eof:
+        """One receive of at most ``size`` bytes (the caller holds ``_receiving`` and made
+        the checks)."""
+        conn = self._conn
+        if conn.eof:
             return b""
-        call = core.start_receive(size)
-        caught = await wait_call(call)
         try:
-            data = core.settle_receive(call, cancelled=caught is not None)
-        except NtStatusError:
-            log_settled(log, core, call, "receive")
-            if caught is None:
-                raise
-            data = None
-        if caught is not None:
-            if data:
-                self._stash += data
-            raise caught
-        assert data is not None
+            while True:
+                data = conn.receive_some(size)
+                if data is not None:
+                    break
+                await wait_edge(conn, False, self._loop)
+        except NtStatusError as exc:
+            log_failure(log, conn, "WskReceive", exc)
+            raise
         if not data:
-            log_settled(log, core, call, "receive")
+            log_operation(
+                log, "WskReceive", conn.sock, NTSTATUS.STATUS_SUCCESS, "0 bytes: the peer's FIN"
+            )
         return data
 
     # --- ending -------------------------------------------------------------------------------
@@ -322,91 +383,130 @@ class Connection:
         then raises ``WskBrokenPipeError``).
 
         Cancellation stops the wait, not the disconnect: a FIN cannot be recalled, so the
-        IRP is not cancelled; it stays with the connection and a later ``disconnect()``
-        (or ``aclose()``) sees its outcome.
+        disconnect goes on with the connection and a later ``disconnect()`` (or
+        ``aclose()``) sees its outcome.
 
         Raises: the failure (``ConnectionResetError`` if the peer reset before
         acknowledging, ``TimeoutError`` after TCP_MAXRT, ...).  If the peer never reads,
         the disconnect never completes: bound it with a timeout, then :meth:`abort`.
         """
-        core = self._check()
-        call = core.disconnect_call
-        if call is None:
-            data = bytes(final) if final is not None else b""
-            call = core.start_disconnect(data or None)
-            done = self._disconnect_done = asyncio.Event()
-
-            def settled() -> None:
-                core.settle_disconnect(call)
-                log_settled(log, core, call, "disconnect")
-                done.set()
-
-            if not call.arm(mailbox(self._loop), settled):
-                settled()
+        conn = self._check()
+        if not conn.disconnect_requested:
+            data = memoryview(final).cast("B") if final is not None else memoryview(b"")
+            conn.check_disconnect()
+            sent = 0
+            if not self._senders and data.nbytes:
+                sent = conn.send_some(data)
+            if self._senders or sent < data.nbytes:
+                conn.disconnect_requested = True
+                task = self._loop.create_task(self._disconnect_after_sends(conn, data[sent:]))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
+            else:
+                self._issue_fin(conn)
         elif final is not None and len(final):
             raise error_from_status(
                 NTSTATUS.STATUS_PIPE_DISCONNECTED, "disconnect() was called already"
             )
-        assert self._disconnect_done is not None
-        await self._disconnect_done.wait()
-        error = core.disconnect_error
+        while not conn.disconnect_done:
+            waiter: asyncio.Future[int] = self._loop.create_future()
+            conn.fin_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in conn.fin_waiters:
+                    conn.fin_waiters.remove(waiter)
+        error = conn.disconnect_error
         if error is not None:
             raise type(error)(error.status, error.message)
 
-    async def abort(self) -> None:
-        """Reset the connection now (WSK_FLAG_ABORTIVE: an RST); data not yet delivered is
-        lost.  Pending sends end with ``ConnectionAbortedError``, and so do pending and later
-        receives.  The socket stays open until :meth:`aclose`.  Does nothing after
-        :meth:`aclose`, after an earlier ``abort()``, or once the connection is gone.
-        """
-        core = self._core
-        if core.closed or core.aborted:
+    def _issue_fin(self, conn: NativeConnection) -> None:
+        try:
+            conn.issue_fin()
+        except NtStatusError:
+            log_disconnect(log, conn)
             return
-        call = core.start_abort()
-        caught = await wait_call(call)
-        core.settle_abort(call)
-        log_settled(log, core, call, "abort")
-        if caught is not None:
-            raise caught
+        if conn.disconnect_done:
+            log_disconnect(log, conn)
+        elif log.isEnabledFor(logging.DEBUG):
+            conn.fin_waiters.append(_Logged(conn))
+
+    async def _disconnect_after_sends(self, conn: NativeConnection, data: memoryview) -> None:
+        """The disconnect's part that waits for earlier sends (or room for ``data``): in a
+        task of its own, so that a cancelled ``disconnect()`` does not stop it."""
+        try:
+            ticket = await self._take_turn()
+        except asyncio.CancelledError:
+            conn.fail_disconnect(error_from_status(NTSTATUS.STATUS_CANCELLED, "WskDisconnect"))
+            return
+        if conn.disconnect_error is not None:  # the connection broke or closed meanwhile
+            self._give_turn(ticket)
+            log_disconnect(log, conn)
+            return
+        try:
+            sent = conn.send_some(data) if data.nbytes else 0
+            while sent < data.nbytes:
+                data = data[sent:]
+                await wait_edge(conn, True, self._loop)
+                if conn.disconnect_done:
+                    return
+                sent = conn.send_some(data)
+            self._issue_fin(conn)
+        except NtStatusError as exc:
+            conn.fail_disconnect(exc)
+            log_disconnect(log, conn)
+        finally:
+            self._give_turn(ticket)
+
+    async def abort(self) -> None:
+        """Reset the connection now (an RST); data not yet delivered is lost.  Pending sends
+        end with ``ConnectionAbortedError``, and so do pending and later receives.  The
+        socket stays open until :meth:`aclose`.  Does nothing after :meth:`aclose`, after an
+        earlier ``abort()``, or once the connection is gone.
+        """
+        conn = self._conn
+        if conn.abort():
+            log_abort(log, conn)
 
     async def aclose(self) -> None:
-        """Close the socket (WskCloseSocket); idempotent; pending calls end with
-        ``SocketClosedError``.
+        """Close the socket; idempotent; pending calls end with ``SocketClosedError``.
 
         **If the connection is not disconnected in both directions - our** :meth:`disconnect`
         **completed and the peer's FIN received - this sends an RST** and data still in
         flight is lost, as WskCloseSocket does.  See the class docstring for the graceful
-        path.  The close cannot be cancelled: a cancelled ``aclose()`` still closes, then
-        raises ``CancelledError``.
+        path.  The close takes effect at once and cannot be cancelled.
         """
-        core = self._core
-        if core.closed:
+        conn = self._conn
+        if conn.closed:
             return
-        call = core.start_close()
-        caught = await wait_call(call)
-        core.settle_close(call)
-        log_settled(log, core, call, "close")
-        if caught is not None:
-            raise caught
+        close_logged(log, conn)
 
     # --- options ------------------------------------------------------------------------------
     async def set_option(self, level: int, option: int, value: int) -> None:
-        """WskControlSocket(WskSetOption): ``level`` / ``option`` are wsk.h constants
+        """Set a socket option: ``level`` / ``option`` are wsk.h constants
         (``IPPROTO_TCP, TCP_NODELAY``); raises the failure."""
-        core = self._check()
-        call = start_control(core.socket, level, option, value)
-        caught = await wait_call(call)
-        try:
-            call.check()
-        finally:
-            call.release()
-        if caught is not None:
-            raise caught
+        conn = self._check()
+        status = linux.set_wsk_option(conn.sock, level, option, operator.index(value))
+        if status != NTSTATUS.STATUS_SUCCESS:
+            raise error_from_status(status, "WskControlSocket")
 
 
-def _max_bytes(max_bytes: int | None) -> int:
-    if max_bytes is None:
-        return DEFAULT_RECEIVE_SIZE
+class _Logged:
+    """A fin waiter that logs the disconnect's outcome when it is known."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: NativeConnection) -> None:
+        self._conn = conn
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _mask: int) -> None:
+        log_disconnect(log, self._conn)
+
+
+def _max_bytes(max_bytes: int) -> int:
     size = operator.index(max_bytes)
     if size < 1:
         raise ValueError("max_bytes must be at least 1")

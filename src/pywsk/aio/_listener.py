@@ -1,35 +1,43 @@
-"""WSK listening sockets for asyncio: :func:`listen` / :class:`Listener`, :func:`serve` /
-:class:`Server`.
+"""Listening sockets for asyncio, natively on the caller's loop: :func:`listen` /
+:class:`Listener`, :func:`serve` / :class:`Server`.
 
-What it does: a :class:`Listener` is a WSK listening socket (WskSocket with
-WSK_FLAG_LISTEN_SOCKET, then WskBind, which binds and listens); :meth:`Listener.accept` is
-one WskAccept whose IRP returns the new connection socket in ``IoStatus.Information``.  A
-:class:`Server` runs an accept loop and one task per connection.
+What it does: a :class:`Listener` is a listening socket in the loop's edge poller
+(:class:`pywsk._native.NativeListener`); :meth:`Listener.accept` takes the next connection
+from the kernel's backlog (``accept4``, non-blocking from the start), waiting for the
+socket's next edge when there is none.  Waiting accepts are served in the order they came.
+A :class:`Server` runs an accept loop and one task per connection.
 
 What it refuses: use after ``aclose()`` (:class:`~pywsk.errors.SocketClosedError`).
 
-What always holds: a connection accepted by a WskAccept whose wait was cancelled is not
-lost: it is kept and returned by the next ``accept()`` (or closed with the listener).
+What always holds: a connection accepted for an ``accept()`` whose wait was cancelled is
+not lost: it is kept and returned by the next ``accept()`` (or closed with the listener).
+A :class:`Server` that meets a shortage of descriptors or memory reports it and accepts
+again after :data:`ACCEPT_RETRY_DELAY` seconds, as asyncio's servers do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, overload
 
-from .._bridge import ConnectionCore, ListenerCore, SocketOption, listen_steps
+from .._native import NativeConnection, NativeListener, SocketOption, listen_steps
 from ..errors import NtStatusError, error_from_status
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
 from ._connection import Connection
 from ._tls import TlsConnection, start_tls
-from ._waiting import drive, wait_call
+from ._waiting import drive, poller
 
-__all__ = ["Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
+__all__ = ["ACCEPT_RETRY_DELAY", "Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
+
+#: Seconds a :class:`Server` waits before accepting again after a shortage of resources.
+ACCEPT_RETRY_DELAY = 1.0
+_SHORTAGES = frozenset(
+    {NTSTATUS.STATUS_TOO_MANY_OPENED_FILES, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES}
+)
 
 #: A connection handler for :func:`serve`.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -43,23 +51,26 @@ async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) 
     ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit.  A port
     outside 0..65535 raises ``ValueError`` before any call."""
     check_port(port)
-    return Listener(await drive(listen_steps(host, port, options)))
+    loop = asyncio.get_running_loop()
+    return Listener(await drive(listen_steps(poller(loop), host, port, options), loop), loop)
 
 
 class Listener:
-    """A WSK listening socket.  Use ``async with`` (or ``aclose()``).
+    """A listening socket.  Use ``async with`` (or ``aclose()``).
 
     :meth:`accept` returns the next connection; several tasks may wait in it at once (they
-    are served in the order they called).  Closing the listener resets the connections not
-    yet accepted.
+    are served in the order they called).  Closing the listener resets the connections
+    accepted and not yet handed out (the kernel resets those still in its backlog).
     """
 
-    def __init__(self, core: ListenerCore) -> None:
-        self._core = core
-        self._ready: collections.deque[ConnectionCore] = collections.deque()
+    __slots__ = ("_listener", "_loop")
+
+    def __init__(self, listener: NativeListener, loop: asyncio.AbstractEventLoop) -> None:
+        self._listener = listener
+        self._loop = loop
 
     def __repr__(self) -> str:
-        return f"<pywsk.aio.Listener {self._core!r}>"
+        return f"<pywsk.aio.Listener {self._listener!r}>"
 
     async def __aenter__(self) -> Listener:
         return self
@@ -75,53 +86,45 @@ class Listener:
     @property
     def local_address(self) -> tuple[Any, ...]:
         """The address it listens on (with the real port when 0 was asked)."""
-        return self._core.local
+        return self._listener.local
 
     @property
     def closed(self) -> bool:
-        return self._core.closed
+        return self._listener.closed
 
     async def accept(self) -> Connection:
-        """The next connection (one WskAccept).
+        """The next connection.
 
-        Cancellation: IoCancelIrp, then the wait for the WskAccept's completion goes on; a
-        connection it accepted anyway is kept for the next ``accept()``, and
-        ``CancelledError`` is raised.  Raises :class:`~pywsk.errors.SocketClosedError` once
-        the listener is closed.
+        Cancellation: a connection accepted for this call as it was cancelled is kept for
+        the next ``accept()``, and ``CancelledError`` is raised.  Raises
+        :class:`~pywsk.errors.SocketClosedError` once the listener is closed.
         """
-        if self._ready:
-            return Connection(self._ready.popleft())
-        core = self._core
-        if core.closed:
+        listener = self._listener
+        if listener.ready:
+            return Connection(listener.ready.popleft(), self._loop)
+        if listener.closed:
             raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
-        call = core.start_accept()
-        caught = await wait_call(call)
+        if not listener.waiters:
+            native = listener.try_accept()
+            if native is not None:
+                return Connection(native, self._loop)
+        waiter: asyncio.Future[NativeConnection] = self._loop.create_future()
+        listener.waiters.append(waiter)
         try:
-            accepted = core.settle_accept(call, cancelled=caught is not None)
-        except NtStatusError:
-            if caught is None:
-                raise
-            accepted = None
-        if caught is not None:
-            if accepted is not None:
-                self._ready.append(accepted)
-            raise caught
-        assert accepted is not None
-        return Connection(accepted)
+            native = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                listener.ready.append(waiter.result())
+            elif waiter in listener.waiters:
+                listener.waiters.remove(waiter)
+            raise
+        return Connection(native, self._loop)
 
     async def aclose(self) -> None:
         """Close the listening socket (idempotent).  Pending ``accept()`` calls raise
         :class:`~pywsk.errors.SocketClosedError`; kept connections are closed (RST)."""
-        core = self._core
-        if core.closed:
-            return
-        while self._ready:
-            await Connection(self._ready.popleft()).aclose()
-        call = core.start_close()
-        caught = await wait_call(call)
-        core.settle_close(call)
-        if caught is not None:
-            raise caught
+        for native in self._listener.close():
+            await Connection(native, self._loop).aclose()
 
 
 @overload
@@ -216,13 +219,16 @@ class Server:
             try:
                 conn = await self.listener.accept()
             except NtStatusError as exc:
-                # The provider retries resource shortages itself: what reaches us means the
-                # listener no longer works (or was closed).  Stop accepting.
-                if not self.listener.closed:
-                    self._loop.call_exception_handler(
-                        {"message": "pywsk.aio.Server: accept failed", "exception": exc}
-                    )
-                return
+                if self.listener.closed:
+                    return
+                self._loop.call_exception_handler(
+                    {"message": "pywsk.aio.Server: accept failed", "exception": exc}
+                )
+                if exc.status not in _SHORTAGES:
+                    return  # the listener no longer works: stop accepting
+                # A shortage (descriptors, memory) may pass: the backlog waits meanwhile.
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
             task = self._loop.create_task(self._run(conn))
             self._handlers[task] = conn
             task.add_done_callback(self._forget)

@@ -24,7 +24,7 @@ import asyncio
 import operator
 from collections.abc import Awaitable, Callable, Generator
 
-from .._bridge import DEFAULT_RECEIVE_SIZE
+from .._native import DEFAULT_RECEIVE_SIZE
 
 __all__ = ["Steps", "drive_steps", "drive_steps_blocking", "exactly_steps", "take", "until_steps"]
 

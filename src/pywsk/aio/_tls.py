@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from .._bridge import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
+from .._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
 from ..errors import BusyError, error_from_status
 from ..nt.status import NTSTATUS
 from ._connection import Connection

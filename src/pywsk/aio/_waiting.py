@@ -1,149 +1,97 @@
-"""Waiting for IRPs from asyncio: trio's ``wait_overlapped`` pattern, for asyncio and uvloop.
+"""Waiting on asyncio (and uvloop) for the native front-end: one edge poller per loop.
 
-What it does: :func:`wait_call` suspends the calling task until a :class:`~pywsk._bridge.Call`
-completed.  The completion routine (provider thread, DISPATCH_LEVEL) only hands the
-delivery to the task's loop (a mailbox per loop: one ``call_soon_threadsafe`` per burst).  :func:`drive` runs a
-multi-step sequence of calls (connect, listen) written once in :mod:`pywsk._bridge`.
-:func:`run` is ``asyncio.run`` on uvloop when it is installed.
+What it does: :func:`poller` gives the running loop's
+:class:`~pywsk.mechanics.edges.EdgePoller` - one edge-triggered epoll in which every
+pywsk.aio socket of the loop is registered once - and watches its descriptor with
+``loop.add_reader(poller.fileno(), poller.dispatch)``: the loop's own (level-triggered)
+selector wakes when any of those sockets has an edge, and ``dispatch`` hands each edge to
+its socket.  :func:`wait_edge` parks the calling task on a future that the socket's next
+edge resolves (a waiter slot of :class:`~pywsk._native.NativeConnection`).  :func:`drive`
+runs a multi-step sequence written once in :mod:`pywsk._native` (resolving with
+``loop.getaddrinfo``).  :func:`run` is ``asyncio.run`` on uvloop when it is installed.
 
-What it refuses: to give up on an IRP.  Cancelling a task waiting in :func:`wait_call`
-calls IoCancelIrp and then *still waits* for the completion: the IRP's status says
-whether the cancel won (STATUS_CANCELLED: the request had no effect) or lost (the
-request took effect, and its result is reported to the caller, who keeps it).
+What it refuses: to poll or to use a thread - there is no provider thread and no IRP; a
+wait is one future.
 
-What always holds: a call's completion reaches its waiter exactly once; the
-``CancelledError`` that interrupted a wait is returned to the caller, who re-raises it
-after settling the call.
+What always holds: a cancelled wait leaves its slot empty (the next edge finds nobody and
+is lost harmlessly: every operation tries its syscall before it waits again); a sequence
+interrupted by a cancellation cleans up (closes its socket) before the cancellation goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import socket
 import weakref
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-from .._bridge import Call
+from .._native import NativeConnection, Resolve
+from ..mechanics.edges import EdgePoller
 
-__all__ = ["drive", "mailbox", "run", "wait_call"]
+__all__ = ["drive", "poller", "run", "wait_edge"]
 
 T = TypeVar("T")
 
-
-class _Mailbox:
-    """Deliveries from completion routines to one event loop, many per wake-up.
-
-    ``post`` (any thread) queues a delivery and schedules a drain with
-    ``call_soon_threadsafe`` only when none is scheduled yet, so a burst of completions
-    costs the provider thread one hand-off, not one each.  Raises RuntimeError, as
-    ``call_soon_threadsafe`` does, once the loop is closed.
-    """
-
-    __slots__ = ("__weakref__", "_items", "_loop", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._items: collections.deque[Callable[[], None]] = collections.deque()
-        self._scheduled = False
-
-    def post(self, deliver: Callable[[], None]) -> None:
-        if self._loop.is_closed():
-            raise RuntimeError("Event loop is closed")
-        self._items.append(deliver)
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                self._scheduled = False
-                raise
-
-    def _drain(self) -> None:
-        # On the loop's thread.  Cleared first: a post racing this drain schedules another.
-        self._scheduled = False
-        items = self._items
-        while items:
-            items.popleft()()
-
-
-_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EdgePoller] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def mailbox(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], None]], None]:
-    """The ``post`` function that hands completions to ``loop`` (one mailbox per loop)."""
-    box = _mailboxes.get(loop)
-    if box is None:
-        box = _mailboxes[loop] = _Mailbox(loop)
-    return box.post
+def poller(loop: asyncio.AbstractEventLoop) -> EdgePoller:
+    """The edge poller of ``loop`` (made, and watched by the loop, on first use)."""
+    found = _pollers.get(loop)
+    if found is None:
+        found = _pollers[loop] = EdgePoller()
+        loop.add_reader(found.fileno(), found.dispatch)
+    return found
 
 
-class _Waiter:
-    """The task's side of one call: a flag and the future the task is parked on."""
-
-    __slots__ = ("fired", "future")
-
-    def __init__(self) -> None:
-        self.fired = False
-        self.future: asyncio.Future[None] | None = None
-
-    def fire(self) -> None:
-        # On the loop's thread (posted by the completion routine).
-        self.fired = True
-        future = self.future
-        if future is not None and not future.done():
-            future.set_result(None)
-
-
-async def wait_call(
-    call: Call, on_cancel: Callable[[], None] | None = None
-) -> asyncio.CancelledError | None:
-    """Wait until ``call`` completed; return the cancellation that arrived meanwhile, if any.
-
-    A cancellation calls ``on_cancel`` (default: IoCancelIrp) once and goes on waiting: the
-    IRP's completion is the truth.  Returns at once (without suspending) for a call that
-    completed inline.
-    """
-    loop = asyncio.get_running_loop()
-    waiter = _Waiter()
-    if not call.arm(mailbox(loop), waiter.fire):
-        return None
-    caught: asyncio.CancelledError | None = None
-    while not waiter.fired:
-        waiter.future = loop.create_future()
-        try:
-            await waiter.future
-        except asyncio.CancelledError as exc:
-            if caught is None:
-                caught = exc
-                (on_cancel or call.cancel)()
-    return caught
-
-
-async def drive(steps: Generator[Call, None, T]) -> T:
-    """Run a sequence of calls, waiting for each.
-
-    A cancellation cancels the call under way (IoCancelIrp), waits for its completion and
-    is then thrown into the sequence, which cleans up (its own later calls are waited for
-    without further cancelling) and re-raises it.
-    """
-    caught: asyncio.CancelledError | None = None
+async def wait_edge(conn: NativeConnection, write: bool, loop: asyncio.AbstractEventLoop) -> int:
+    """Wait for the next read (or write) edge of ``conn`` (whose poller is ``loop``'s); its
+    mask (0: the connection broke or closed meanwhile).  Awaited from a task of another loop,
+    the future refuses (RuntimeError)."""
+    future: asyncio.Future[int] = loop.create_future()
+    if write:
+        conn.writer = future
+    else:
+        conn.reader = future
     try:
-        call = next(steps)
-        while True:
-            interrupted = await wait_call(call)
-            if interrupted is not None and caught is None:
-                caught = interrupted
-                call = steps.throw(caught)
+        return await future
+    finally:
+        if write:
+            if conn.writer is future:
+                conn.writer = None
+        elif conn.reader is future:
+            conn.reader = None
+
+
+async def drive(steps: Generator[Any, Any, T], loop: asyncio.AbstractEventLoop) -> T:
+    """Run a sequence of :mod:`pywsk._native`: answer each :class:`~pywsk._native.Resolve`
+    with ``loop.getaddrinfo`` and each connection with its next write edge; throw any
+    exception (a cancellation included) into the sequence, which cleans up and re-raises."""
+    answer: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            request = steps.send(answer) if failure is None else steps.throw(failure)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        answer = failure = None
+        try:
+            if isinstance(request, Resolve):
+                answer = await loop.getaddrinfo(
+                    request.host,
+                    request.port,
+                    type=socket.SOCK_STREAM,
+                    proto=socket.IPPROTO_TCP,
+                    flags=socket.AI_PASSIVE if request.passive else 0,
+                )
             else:
-                call = steps.send(None)
-    except StopIteration as stop:
-        if caught is not None:
-            raise caught from None
-        result: T = stop.value
-        return result
+                answer = await wait_edge(request, True, loop)
+        except BaseException as exc:  # thrown into the sequence, which re-raises it
+            failure = exc
 
 
 def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:

@@ -43,7 +43,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._bridge import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
+from .._native import DEFAULT_RECEIVE_SIZE, DisconnectReason, SocketOption
 from ..errors import BusyError, NtStatusError, SocketClosedError
 from ._connection import Connection
 from ._connection import connect as aio_connect

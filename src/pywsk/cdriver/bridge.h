@@ -6,12 +6,13 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/* IRPs, MDLs, pool */
+/* IRPs, MDLs, pool (the hottest calls pass addresses as integers: Python then needs no
+ * conversion to find the object behind them) */
 int pyb_IoAllocateIrp(void *Irp, int StackSize, int ChargeQuota, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoInitializeIrp(void *Irp, int PacketSize, int StackSize, int Needed, uintptr_t File, int Line, uintptr_t Func);
 void pyb_IoFreeIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
-int pyb_IoReuseIrp(void *Irp, int32_t Status, uintptr_t File, int Line, uintptr_t Func);
-int pyb_IoSetCompletionRoutine(void *Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoReuseIrp(uintptr_t Irp, int32_t Status, uintptr_t File, int Line, uintptr_t Func);
+int pyb_IoSetCompletionRoutine(uintptr_t Irp, int HasRoutine, int OnSuccess, int OnError, int OnCancel, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoCancelIrp(void *Irp, uintptr_t File, int Line, uintptr_t Func);
 int pyb_IoAllocateMdl(void *Mdl, void *Va, uint32_t Length, int Secondary, int ChargeQuota, void *Irp, uintptr_t File, int Line, uintptr_t Func);
 void pyb_IoFreeMdl(void *Mdl, uintptr_t File, int Line, uintptr_t Func);
@@ -33,12 +34,15 @@ void pyb_Stop(int Kind, int32_t Code, const char *Text, uintptr_t File, int Line
 int32_t pyb_WskRegister(void *Npi, void *Registration, uintptr_t File, int Line, uintptr_t Func);
 int32_t pyb_WskCaptureProviderNPI(void *Registration, uint32_t WaitTimeout, void *Npi, uintptr_t File, int Line, uintptr_t Func);
 void pyb_WskRegistrationOp(int Op, void *Registration, uintptr_t File, int Line, uintptr_t Func);
-int32_t pyb_WskCall(int Function, void *Target, const uintptr_t *Args, void *Irp);
+/* Caller: the return address into the driver (the dispatch call's site, symbolized lazily) */
+int32_t pyb_WskCall(int Function, uintptr_t Target, const uintptr_t *Args, uintptr_t Irp, uintptr_t Caller);
 
 /* the runtime's entry points for Python */
 extern volatile int PywskRtStopped;
 int PywskRtInvoke(void *Function, const uintptr_t *Args, intptr_t *Result);
 void PywskRtRelease(void *Memory);
+int PywskRtQuarantine(void *Start, size_t Size, const char *Report);
+void PywskRtUnquarantine(void *Start);
 void PywskRtCheck(void);
 void *PywskRtNextLocation(void *Irp);
 void *PywskRtNewSocket(int Kind);
@@ -51,7 +55,8 @@ enum {
     PYWSK_FN_CONTROL_SOCKET, PYWSK_FN_CLOSE_SOCKET, PYWSK_FN_BIND, PYWSK_FN_CONNECT, PYWSK_FN_LISTEN,
     PYWSK_FN_ACCEPT, PYWSK_FN_INSPECT_COMPLETE, PYWSK_FN_GET_LOCAL_ADDRESS, PYWSK_FN_GET_REMOTE_ADDRESS,
     PYWSK_FN_SEND, PYWSK_FN_RECEIVE, PYWSK_FN_DISCONNECT, PYWSK_FN_RELEASE, PYWSK_FN_CONNECT_EX,
-    PYWSK_FN_SEND_EX, PYWSK_FN_RECEIVE_EX,
+    PYWSK_FN_SEND_EX, PYWSK_FN_RECEIVE_EX, PYWSK_FN_SEND_TO, PYWSK_FN_RECEIVE_FROM, PYWSK_FN_SEND_MESSAGES,
+    PYWSK_FN_RELEASE_DATAGRAMS,
 };
 /* PywskRtNewSocket kinds: the WSK_FLAG_*_SOCKET values */
 #endif

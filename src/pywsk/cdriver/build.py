@@ -72,6 +72,13 @@ typedef struct addrinfoexW { int ai_flags; int ai_family; int ai_socktype; int a
 typedef struct _WSK_BUF { MDL *Mdl; uint32_t Offset; size_t Length; } WSK_BUF;
 typedef struct _WSK_DATA_INDICATION { struct _WSK_DATA_INDICATION *Next; WSK_BUF Buffer; }
     WSK_DATA_INDICATION;
+typedef struct _WSK_BUF_LIST { struct _WSK_BUF_LIST *Next; WSK_BUF Buffer; } WSK_BUF_LIST;
+typedef struct _WSACMSGHDR { size_t cmsg_len; int cmsg_level; int cmsg_type; } CMSGHDR;
+typedef struct _WSK_DATAGRAM_INDICATION { struct _WSK_DATAGRAM_INDICATION *Next; WSK_BUF Buffer;
+    CMSGHDR *ControlInfo; uint32_t ControlInfoLength; SOCKADDR *RemoteAddress; } WSK_DATAGRAM_INDICATION;
+typedef NTSTATUS (*PFN_WSK_RECEIVE_FROM_EVENT)(void *, uint32_t, WSK_DATAGRAM_INDICATION *);
+typedef struct _WSK_CLIENT_DATAGRAM_DISPATCH { PFN_WSK_RECEIVE_FROM_EVENT WskReceiveFromEvent; }
+    WSK_CLIENT_DATAGRAM_DISPATCH;
 typedef struct _WSK_INSPECT_ID { uintptr_t Key; uint32_t SerialNumber; } WSK_INSPECT_ID;
 typedef enum { WskInspectReject, WskInspectAccept, WskInspectPend, WskInspectMax } WSK_INSPECT_ACTION;
 typedef struct _WSK_EVENT_CALLBACK_CONTROL { GUID *NpiId; uint32_t EventMask; } WSK_EVENT_CALLBACK_CONTROL;
@@ -101,8 +108,8 @@ extern "Python+C" {
 int pyb_IoAllocateIrp(void *, int, int, uintptr_t, int, uintptr_t);
 int pyb_IoInitializeIrp(void *, int, int, int, uintptr_t, int, uintptr_t);
 void pyb_IoFreeIrp(void *, uintptr_t, int, uintptr_t);
-int pyb_IoReuseIrp(void *, int32_t, uintptr_t, int, uintptr_t);
-int pyb_IoSetCompletionRoutine(void *, int, int, int, int, uintptr_t, int, uintptr_t);
+int pyb_IoReuseIrp(uintptr_t, int32_t, uintptr_t, int, uintptr_t);
+int pyb_IoSetCompletionRoutine(uintptr_t, int, int, int, int, uintptr_t, int, uintptr_t);
 int pyb_IoCancelIrp(void *, uintptr_t, int, uintptr_t);
 int pyb_IoAllocateMdl(void *, void *, uint32_t, int, int, void *, uintptr_t, int, uintptr_t);
 void pyb_IoFreeMdl(void *, uintptr_t, int, uintptr_t);
@@ -121,7 +128,7 @@ void pyb_Stop(int, int32_t, const char *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskRegister(void *, void *, uintptr_t, int, uintptr_t);
 int32_t pyb_WskCaptureProviderNPI(void *, uint32_t, void *, uintptr_t, int, uintptr_t);
 void pyb_WskRegistrationOp(int, void *, uintptr_t, int, uintptr_t);
-int32_t pyb_WskCall(int, void *, const uintptr_t *, void *);
+int32_t pyb_WskCall(int, uintptr_t, const uintptr_t *, uintptr_t, uintptr_t);
 }
 
 #define PYWSK_FN_SOCKET ...
@@ -146,9 +153,15 @@ int32_t pyb_WskCall(int, void *, const uintptr_t *, void *);
 #define PYWSK_FN_CONNECT_EX ...
 #define PYWSK_FN_SEND_EX ...
 #define PYWSK_FN_RECEIVE_EX ...
+#define PYWSK_FN_SEND_TO ...
+#define PYWSK_FN_RECEIVE_FROM ...
+#define PYWSK_FN_SEND_MESSAGES ...
+#define PYWSK_FN_RELEASE_DATAGRAMS ...
 extern volatile int PywskRtStopped;
 int PywskRtInvoke(void *, const uintptr_t *, intptr_t *);
 void PywskRtRelease(void *);
+int PywskRtQuarantine(void *, size_t, const char *);
+void PywskRtUnquarantine(void *);
 IO_STACK_LOCATION *PywskRtNextLocation(void *);
 void *PywskRtNewSocket(int);
 void *PywskRtProviderDispatch(void);
@@ -190,7 +203,8 @@ def build_driver(
 ) -> Path:
     """Compile ``sources`` with the runtime into the loadable driver ``output``.
 
-    ``debug`` adds ``-g -O1`` (``-O2`` otherwise).  Returns the output's path.
+    ``debug`` adds ``-g -O1`` (otherwise ``-O2 -g0``: no debug information, which Python's
+    own compiler flags would add).  Returns the output's path.
     """
     try:
         from cffi import FFI  # the optional extra pywsk[c]
@@ -209,7 +223,7 @@ def build_driver(
         '#include "wsk.h"\n#include "bridge.h"\n',
         sources=[str(HERE / "runtime.c"), str(HERE / "wskdispatch.c"), *map(str, paths)],
         include_dirs=[str(include_dir()), str(HERE)],
-        extra_compile_args=[*FLAGS, *(("-g", "-O1") if debug else ("-O2",)), *extra_cflags],
+        extra_compile_args=[*FLAGS, *(("-g", "-O1") if debug else ("-O2", "-g0")), *extra_cflags],
         libraries=["pthread"],
     )
     with tempfile.TemporaryDirectory(prefix="pywsk-driver-") as tmp:

@@ -9,8 +9,7 @@ WSK_DATA_INDICATION elements and C MDLs over pywsk's own buffers, kept until Wsk
 C retains it; a WskRelease that comes before pywsk has recorded the retention (another
 thread of the driver may release at once) is completed on the provider thread right after.
 
-What it refuses: WskRelease of a list the driver does not hold (BugCheck); WskInspectEvent
-and WskAbortEvent are not called (not modelled for C yet).
+What it refuses: WskRelease of a list the driver does not hold (BugCheck).
 
 What always holds: callbacks run where pywsk runs them (the provider thread, at
 DISPATCH_LEVEL); a stopped driver's callbacks return a neutral status without running C.
@@ -43,14 +42,18 @@ from ..wsk import (
     WSK_CLIENT_STREAM_DISPATCH,
     WSK_DATA_INDICATION,
     WSK_FLAG_CONNECTION_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET,
     WSK_FLAG_LISTEN_SOCKET,
     WSK_FLAG_STREAM_SOCKET,
+    WSK_INSPECT_ID,
     WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH,
     WSK_PROVIDER_STREAM_DISPATCH,
     WSK_SOCKET,
+    WskInspectReject,
 )
-from .runtime import Runtime
+from .kernel import KernelRuntime
 
 __all__ = ["CallbackRuntime", "sock_family"]
 
@@ -69,7 +72,7 @@ class _UnknownAddress(SOCKADDR):
         return self.family
 
 
-class CallbackRuntime(Runtime):
+class CallbackRuntime(KernelRuntime):
     """A loaded driver's runtime: conversions and client callbacks (see the module notes)."""
 
     def __init__(self, module: Any, name: str) -> None:
@@ -151,6 +154,8 @@ class CallbackRuntime(Runtime):
                 if isinstance(dispatch, WSK_PROVIDER_CONNECTION_DISPATCH)
                 else WSK_FLAG_STREAM_SOCKET
                 if isinstance(dispatch, WSK_PROVIDER_STREAM_DISPATCH)
+                else WSK_FLAG_DATAGRAM_SOCKET
+                if isinstance(dispatch, WSK_PROVIDER_DATAGRAM_DISPATCH)
                 else 0
             )
             pointer = self.lib.PywskRtNewSocket(kind)
@@ -161,6 +166,12 @@ class CallbackRuntime(Runtime):
                 self._sockets[address] = sock
                 self._c_sockets[id(sock)] = address
         return address
+
+    def _released(self, table: dict[int, Any], address: int, obj: Any) -> None:
+        # The pywsk socket may live on (and its id with it, or be reused by a new socket's):
+        # it must not map to memory that malloc may hand out again.
+        if table is self._sockets and obj is not None and self._c_sockets.get(id(obj)) == address:
+            del self._c_sockets[id(obj)]
 
     def information(self, value: Any) -> int:
         if isinstance(value, WSK_SOCKET):
@@ -217,6 +228,12 @@ class CallbackRuntime(Runtime):
             return self._listen_dispatch(pointer)
         if flags & WSK_FLAG_CONNECTION_SOCKET:
             return self._connection_dispatch(pointer)
+        if flags & WSK_FLAG_DATAGRAM_SOCKET:
+            return self.datagram_dispatch(pointer)
+        return None
+
+    def datagram_dispatch(self, pointer: int) -> Any:
+        """The client table of a datagram socket (:mod:`pywsk.cdriver.datagram`)."""
         return None
 
     def _callback(self, function: Any, convert: Callable[..., tuple[Any, ...]], failed: int) -> Any:
@@ -334,10 +351,49 @@ class CallbackRuntime(Runtime):
         if not pointer:
             return None
         c = self.ffi.cast("WSK_CLIENT_LISTEN_DISPATCH *", pointer)
-        accept = c.WskAcceptEvent
+        accept, inspect, abort = c.WskAcceptEvent, c.WskInspectEvent, c.WskAbortEvent
+        null = self.ffi.NULL
         return WSK_CLIENT_LISTEN_DISPATCH(
-            WskAcceptEvent=None if accept == self.ffi.NULL else self._accept_event(accept)
+            WskAcceptEvent=None if accept == null else self._accept_event(accept),
+            WskInspectEvent=None if inspect == null else self._inspect_event(inspect),
+            WskAbortEvent=None if abort == null else self._abort_event(abort),
         )
+
+    def _c_inspect_id(self, inspect_id: WSK_INSPECT_ID | None) -> Any:
+        if inspect_id is None:
+            return self.ffi.NULL
+        c = self.ffi.new("WSK_INSPECT_ID *")
+        c.Key, c.SerialNumber = inspect_id.Key, inspect_id.SerialNumber
+        return c
+
+    def _inspect_event(self, function: Any) -> Callable[..., int]:
+        def callback(
+            context: Any, local: SOCKADDR | None, remote: SOCKADDR | None,
+            inspect_id: WSK_INSPECT_ID | None,
+        ) -> int:  # fmt: skip
+            addresses = self.ffi.new("char[]", 2 * 128)
+            base = self.address(addresses)
+            for address, at in ((local, base), (remote, base + 128)):
+                if address is not None:
+                    self.sockaddr_out(address, at)
+            c_id = self._c_inspect_id(inspect_id)
+            ran, result = self.invoke(
+                function,
+                context or 0,
+                base if local is not None else 0,
+                base + 128 if remote is not None else 0,
+                c_id,
+            )
+            return (result & 0xFFFFFFFF) if ran else WskInspectReject
+
+        return callback
+
+    def _abort_event(self, function: Any) -> Callable[..., int]:
+        def callback(context: Any, inspect_id: WSK_INSPECT_ID) -> int:
+            ran, result = self.invoke(function, context or 0, self._c_inspect_id(inspect_id))
+            return (result & 0xFFFFFFFF) if ran else NTSTATUS.STATUS_SUCCESS
+
+        return callback
 
     def _accept_event(self, function: Any) -> Callable[..., int]:
         def callback(

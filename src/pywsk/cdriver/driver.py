@@ -68,6 +68,7 @@ class Driver:
             loader.exec_module(module)
             self._symbols = ctypes.CDLL(str(copy))
         self.runtime = WskRuntime(module, self.name)
+        self.runtime.symbolize_with(self.path)
         self.ffi: Any = module.ffi
         self._keep: list[Any] = []
         self.driver_object: Any = self.ffi.new("DRIVER_OBJECT *")

@@ -10,10 +10,15 @@
  * and, if set, unwinds (longjmp) to the innermost place where Python entered the driver on
  * this thread (PywskRtInvoke).  So a stopped driver runs no more of its own code; Python
  * reports the stop.  Only C frames of the driver are skipped by the unwind. */
+#define _GNU_SOURCE                     /* MAP_FIXED_NOREPLACE */
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "wsk.h"
 #include "bridge.h"
 
@@ -95,6 +100,85 @@ int PywskRtInvoke(void *Function, const uintptr_t *Args, intptr_t *Result)
 }
 
 void PywskRtRelease(void *Memory) { free(Memory); }
+
+/* ---- freed pool: no-access pages, as the Driver Verifier's special pool ----
+ * A pool block is an anonymous mapping of whole pages.  When the driver frees one, Python
+ * unmaps it and asks for the range back as PROT_NONE (PywskRtQuarantine), with a report
+ * of where it was made and freed; a later touch faults, and the SIGSEGV handler prints
+ * the report before the process dies of the fault (nothing can resume a driver that
+ * touched freed memory).  Faults elsewhere go to the handler that was there before. */
+#define QUARANTINE_SLOTS 1024
+typedef struct { uintptr_t Start; size_t Size; char *Report; } PYWSK_FREED;
+static PYWSK_FREED Freed[QUARANTINE_SLOTS];
+static pthread_mutex_t FreedLock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction PreviousSegv;
+static int SegvInstalled;
+
+static void OnSegv(int Signal, siginfo_t *Info, void *Context)
+{
+    uintptr_t At = (uintptr_t)Info->si_addr;
+    for (int i = 0; i < QUARANTINE_SLOTS; i++) {
+        PYWSK_FREED *F = &Freed[i];
+        uintptr_t Start = __atomic_load_n(&F->Start, __ATOMIC_ACQUIRE);
+        if (Start && At >= Start && At < Start + F->Size && F->Report) {
+            static const char Head[] = "pywsk: bug check 0xD5 (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL): ";
+            ssize_t Ignored = write(2, Head, sizeof Head - 1);
+            Ignored = write(2, F->Report, strlen(F->Report));
+            Ignored = write(2, "\n", 1);
+            (void)Ignored;
+            signal(SIGSEGV, SIG_DFL);           /* the access faults again, and ends it */
+            return;
+        }
+    }
+    if (PreviousSegv.sa_flags & SA_SIGINFO && PreviousSegv.sa_sigaction != NULL) {
+        PreviousSegv.sa_sigaction(Signal, Info, Context);
+        return;
+    }
+    sigaction(SIGSEGV, &PreviousSegv, NULL);    /* faults again under the previous handler */
+}
+
+/* Keep [Start, Start + Size) unmapped-but-reserved; 1 if it is, 0 if the range was taken. */
+int PywskRtQuarantine(void *Start, size_t Size, const char *Report)
+{
+    void *Reserved = mmap(Start, Size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0);
+    if (Reserved == MAP_FAILED) return 0;
+    if (Reserved != Start) { munmap(Reserved, Size); return 0; }   /* an old kernel ignored the hint */
+    pthread_mutex_lock(&FreedLock);
+    if (!SegvInstalled) {
+        struct sigaction Action;
+        memset(&Action, 0, sizeof Action);
+        Action.sa_sigaction = OnSegv;
+        Action.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&Action.sa_mask);
+        sigaction(SIGSEGV, &Action, &PreviousSegv);
+        SegvInstalled = 1;
+    }
+    int Slot = -1;
+    for (int i = 0; i < QUARANTINE_SLOTS && Slot < 0; i++)
+        if (Freed[i].Start == 0) Slot = i;
+    if (Slot >= 0) {
+        free(Freed[Slot].Report);       /* the slot's previous report (kept until now) */
+        Freed[Slot].Size = Size;
+        Freed[Slot].Report = strdup(Report);
+        __atomic_store_n(&Freed[Slot].Start, (uintptr_t)Start, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&FreedLock);
+    if (Slot < 0) { munmap(Start, Size); return 0; }
+    return 1;
+}
+
+/* The range leaves the quarantine: its addresses can be mapped again. */
+void PywskRtUnquarantine(void *Start)
+{
+    pthread_mutex_lock(&FreedLock);
+    for (int i = 0; i < QUARANTINE_SLOTS; i++)
+        if (Freed[i].Start == (uintptr_t)Start) {
+            __atomic_store_n(&Freed[i].Start, 0, __ATOMIC_RELEASE);
+            munmap(Start, Freed[i].Size);
+            /* The report stays allocated: a handler running now may still read it. */
+        }
+    pthread_mutex_unlock(&FreedLock);
+}
 void PywskRtCheck(void) { CHECK(); }
 void *PywskRtNextLocation(void *Irp) { return IoGetNextIrpStackLocation((PIRP)Irp); }
 
@@ -192,7 +276,7 @@ VOID IoFreeIrp(PIRP Irp) { PywskIoFreeIrp(Irp, NO_SITE); }
 
 VOID PywskIoReuseIrp(PIRP Irp, NTSTATUS Status, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoReuseIrp(Irp, Status, SITE)) {
+    if (pyb_IoReuseIrp((uintptr_t)Irp, Status, SITE)) {
         CCHAR StackCount = Irp->StackCount;
         USHORT Size = Irp->Size;
         UCHAR AllocationFlags = Irp->AllocationFlags;
@@ -207,7 +291,7 @@ VOID IoReuseIrp(PIRP Irp, NTSTATUS Status) { PywskIoReuseIrp(Irp, Status, NO_SIT
 VOID PywskIoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Routine, PVOID Context,
     BOOLEAN OnSuccess, BOOLEAN OnError, BOOLEAN OnCancel, PYWSK_SITE_PARAMS)
 {
-    if (pyb_IoSetCompletionRoutine(Irp, Routine != NULL, OnSuccess, OnError, OnCancel, SITE)) {
+    if (pyb_IoSetCompletionRoutine((uintptr_t)Irp, Routine != NULL, OnSuccess, OnError, OnCancel, SITE)) {
         PIO_STACK_LOCATION Next = IoGetNextIrpStackLocation(Irp);
         Next->CompletionRoutine = Routine;
         Next->Context = Context;
@@ -526,11 +610,12 @@ static void *ThreadMain(void *Argument)
     uintptr_t Args[8] = { (uintptr_t)T->StartContext };
     intptr_t Ignored;
     CurrentThread = T;
-    pyb_ThreadEvent(0, T);
     PywskRtInvoke((void *)T->StartRoutine, Args, &Ignored);
-    pyb_ThreadEvent(1, T);
     pyb_KeEventOp(0, &T->Done, NO_PY_SITE);
     Dereference(T);
+    /* The thread's last call into Python: once it has counted the thread out, unload may
+     * go on and the process may end - this thread must not need the interpreter again. */
+    pyb_ThreadEvent(1, NULL);
     return NULL;
 }
 
@@ -547,9 +632,16 @@ NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess, POBJECT
     pthread_attr_t Attributes;
     pthread_attr_init(&Attributes);
     pthread_attr_setdetachstate(&Attributes, PTHREAD_CREATE_DETACHED);
+    pyb_ThreadEvent(0, T);              /* counted from now: unload waits even for a thread
+                                         * that has not started running yet */
     int Error = pthread_create(&T->Thread, &Attributes, ThreadMain, T);
     pthread_attr_destroy(&Attributes);
-    if (Error) { pyb_KeEventOp(4, &T->Done, NO_PY_SITE); free(T); return STATUS_INSUFFICIENT_RESOURCES; }
+    if (Error) {
+        pyb_KeEventOp(4, &T->Done, NO_PY_SITE);
+        free(T);
+        pyb_ThreadEvent(1, NULL);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     *ThreadHandle = T;
     return STATUS_SUCCESS;
 }

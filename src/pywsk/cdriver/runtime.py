@@ -13,12 +13,17 @@ from the IRP's next stack location.
 Stops: an exception in a call (a BugCheck, or pywsk refusing an argument) stops the
 driver: the runtime records a :class:`Stop` (the exception and the C call site), marks the
 C side stopped (it unwinds to where Python entered the driver), and wakes every wait of
-the driver.  No driver code runs after that; entries report the stop.
+the driver.  No driver code runs after that; entries report the stop.  Calls through the
+provider's dispatch tables carry no ``__FILE__``: their return address is symbolized
+instead (:mod:`pywsk.cdriver.symbols`), when the verifier is on or the call stopped the
+driver.
 
 What always holds: freed IRPs, MDLs and sockets are quarantined (their C memory is reused
 only after ``QUARANTINE`` later frees), so a use after free reaches the freed pywsk object
-and its bug check; Python objects are found by the C address, never by a pointer stored
-in driver-visible memory.
+and its bug check; freed pool blocks keep their pages with no access (the last
+``POOL_QUARANTINE``), so a C touch faults with a report of where the block was allocated
+and freed, and a second free or an MDL over it is a bug check; Python objects are found
+by the C address, never by a pointer stored in driver-visible memory.
 """
 
 from __future__ import annotations
@@ -27,17 +32,18 @@ import bisect
 import collections
 import logging
 import threading
-import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pywsk.nt as nt
 
 from ..nt import hooks
 from ..nt.mdl import StatusException
-from ..nt.status import NTSTATUS, status_name
+from ..nt.status import NTSTATUS
+from .symbols import Site, Symbolizer
 
 __all__ = ["QUARANTINE", "DriverBugCheck", "Leak", "Runtime", "Stop", "signed32"]
 
@@ -45,13 +51,8 @@ log = logging.getLogger("pywsk.cdriver")
 
 #: Freed C objects kept before their memory goes back to malloc.
 QUARANTINE: Final = 4096
-_LEVELS: Final = {0: logging.ERROR, 1: logging.WARNING, 2: logging.DEBUG, 3: logging.INFO}
-_STOP_KINDS: Final = {
-    1: "unhandled exception",
-    2: "breakpoint",
-    3: "assertion failed",
-    4: "bug check",
-}
+#: Freed pool blocks whose pages stay reserved with no access (at most 1024: the C table).
+POOL_QUARANTINE: Final = 1000
 
 
 def signed32(value: int) -> int:
@@ -112,8 +113,11 @@ class Runtime:
         self._events: dict[int, nt.KEVENT] = {}
         self._pool_starts: list[int] = []
         self._pool: dict[int, Any] = {}
+        #: Freed pool blocks whose pages are kept with no access: address -> (size, report).
+        self._freed_pool: dict[int, tuple[int, str]] = {}
         self._quarantine: collections.deque[tuple[dict[int, Any], int]] = collections.deque()
         self._sites: dict[tuple[int, int, int], Callable[..., Any]] = {}
+        self._frames: dict[tuple[str, int, str], Callable[..., Any]] = {}
         self._fixups: dict[int, list[Callable[[], None]]] = {}
         #: (kind, C address) -> the C call site that made the object (for leak reports).
         self.created: dict[tuple[str, int], tuple[Any, ...]] = {}
@@ -121,7 +125,14 @@ class Runtime:
         #: Calls into the driver running now (entries, completion routines, callbacks).
         self.active = 0
         self.threads_changed = threading.Condition(self._lock)
+        #: Return addresses -> C sites (dispatch-table calls); see :meth:`symbolize_with`.
+        self.symbols: Symbolizer | None = None
         self._install()
+
+    def symbolize_with(self, image: Path) -> None:
+        """Name the sites of dispatch-table calls from ``image``, the driver file on disk."""
+        anchor = self.address(self.ffi.addressof(self.lib, "PywskRtInvoke"))
+        self.symbols = Symbolizer(image, anchor)
 
     # --- plumbing ----------------------------------------------------------------------------
     def _install(self) -> None:
@@ -138,9 +149,12 @@ class Runtime:
                 "pyb_DbgPrint",
                 "pyb_WskCall",
             }
-            self.ffi.def_extern(name=attribute, onerror=self._on_error)(
-                self._guard(method, default, sited)
+            guard = (
+                self._guard_by_caller(method)
+                if attribute == "pyb_WskCall"
+                else self._guard(method, default, sited)
             )
+            self.ffi.def_extern(name=attribute, onerror=self._on_error)(guard)
 
     def _guard(self, method: Callable[..., Any], default: Any, sited: bool) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
@@ -153,6 +167,26 @@ class Runtime:
                 return default
 
         return call
+
+    def _guard_by_caller(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """The guard of a call whose last argument is its return address into the driver."""
+
+        def call(*args: Any) -> Any:
+            try:
+                if hooks.observer is not None:
+                    site = self.caller_site(args[-1])
+                    if site is not None and site.line:
+                        return self._frame(site.file, site.line, site.function)(method, args)
+                return method(*args)
+            except BaseException as exc:  # every exception stops the driver (never unwinds C)
+                self.halt(exc, str(self.caller_site(args[-1]) or ""))
+                return 0
+
+        return call
+
+    def caller_site(self, address: int) -> Site | None:
+        """The C site of a call returning to ``address`` (None when unknown)."""
+        return self.symbols.site(address) if self.symbols is not None else None
 
     def _on_error(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         # Only a value cffi could not convert gets here (_guard catches the rest).
@@ -168,11 +202,19 @@ class Runtime:
         site = self._sites.get(key)
         if site is None:
             name = self._text(func) if func else "?"
-            code = _TEMPLATE_CODE.replace(
-                co_filename=self._text(file), co_firstlineno=line, co_name=name, co_qualname=name
-            )
-            site = self._sites[key] = types.FunctionType(code, {})
+            site = self._sites[key] = self._frame(self._text(file), line, name)
         return site
+
+    def _frame(self, file: str, line: int, name: str) -> Callable[..., Any]:
+        """A function that calls ``fn(*args)`` in a frame at ``file``:``line`` in ``name``."""
+        key = (file, line, name)
+        frame = self._frames.get(key)
+        if frame is None:
+            code = _TEMPLATE_CODE.replace(
+                co_filename=file, co_firstlineno=line, co_name=name, co_qualname=name
+            )
+            frame = self._frames[key] = types.FunctionType(code, {})
+        return frame
 
     def site_text(self, file: int, line: int, func: int) -> str:
         """``file:line in func`` for a C call site (empty without one)."""
@@ -181,7 +223,9 @@ class Runtime:
         return f"{self._text(file)}:{line} in {self._text(func) if func else '?'}"
 
     def address(self, pointer: Any) -> int:
-        """The address a C pointer holds."""
+        """The address a C pointer holds (an address passed as an integer is itself)."""
+        if pointer.__class__ is int:
+            return int(pointer)
         return int(self.ffi.cast(self._uintptr, pointer))
 
     def stopped(self) -> bool:
@@ -207,8 +251,7 @@ class Runtime:
     def invoke(self, function: Any, *args: Any) -> tuple[bool, int]:
         """Call the driver's ``function`` (integer or pointer arguments, at most eight):
         ``(True, result)``, or ``(False, 0)`` when the driver is (or became) stopped."""
-        values = [a if isinstance(a, int) else self.address(a) for a in args]
-        array = self.ffi.new("uintptr_t[8]", values + [0] * (8 - len(values)))
+        array = self.ffi.new("uintptr_t[8]", [self.address(a) for a in args])
         result = self.ffi.new("intptr_t *")
         entered = nt.KeGetCurrentIrql()
         with self.threads_changed:
@@ -245,8 +288,12 @@ class Runtime:
             if len(self._quarantine) <= QUARANTINE:
                 return
             old_table, old = self._quarantine.popleft()
-            old_table.pop(old, None)
+            self._released(old_table, old, old_table.pop(old, None))
         self.lib.PywskRtRelease(self.ffi.cast("void *", old))
+
+    def _released(self, table: dict[int, Any], address: int, obj: Any) -> None:
+        """A quarantined object's C memory goes back to malloc now (called with the lock
+        held): forget whatever else maps to it."""
 
     def _irp(self, pointer: Any) -> nt.IRP:
         irp = self._irps.get(self.address(pointer))
@@ -356,7 +403,22 @@ class Runtime:
             start = self._pool_starts[i] if i >= 0 else 0
         if block is not None and not block.closed and address + length <= start + len(block):
             return memoryview(block)[address - start :]
+        self._refuse_freed(address, length)
         return self.ffi.buffer(self.ffi.cast("char *", address), length)
+
+    def _refuse_freed(self, address: int, length: int) -> None:
+        """BugCheck when [address, address + length) touches a quarantined freed block."""
+        with self._lock:
+            freed = [
+                report
+                for start, (size, report) in self._freed_pool.items()
+                if start < address + max(length, 1) and address < start + size
+            ]
+        if freed:
+            raise nt.BugCheck(
+                nt.BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
+                f"memory of a freed pool block: {freed[0]}",
+            )
 
     def pyb_IoAllocateMdl(
         self, cmdl: Any, va: Any, length: int, secondary: int, quota: int, cirp: Any, *site: Any
@@ -430,11 +492,18 @@ class Runtime:
             block = self._pool.pop(address, None)
             if block is not None:
                 self._pool_starts.remove(address)
+            freed = self._freed_pool.get(address)
         if block is None:
+            if freed is not None:
+                raise nt.BugCheck(
+                    nt.BugCheckCode.DRIVER_CAUGHT_MODIFYING_FREED_POOL,
+                    f"ExFreePool on a pool block that was freed already: {freed[1]}",
+                )
             raise nt.BugCheck(
                 nt.BugCheckCode.DRIVER_VERIFIER_DETECTED_VIOLATION,
                 f"ExFreePool on 0x{address:x}, which is not the start of a pool block",
             )
+        size = len(block)
         try:
             if has_tag:
                 nt.ExFreePoolWithTag(block, tag)
@@ -445,93 +514,30 @@ class Runtime:
                 self._pool[address] = block
                 bisect.insort(self._pool_starts, address)
             raise
+        self._quarantine_pool(address, size, self.site_text(*site) if len(site) == 3 else "")
 
-    # --- events and waits ------------------------------------------------------------------
-    def pyb_KeInitializeEvent(self, cevent: Any, kind: int, state: int, *site: Any) -> None:
-        event = nt.KEVENT()
-        nt.KeInitializeEvent(event, nt.EVENT_TYPE(kind), bool(state))
+    def _quarantine_pool(self, address: int, size: int, freed_at: str) -> None:
+        """Keep a freed block's pages reserved with no access (C: PywskRtQuarantine), so a
+        touch faults with a report and a second free is known; the oldest leaves after
+        ``POOL_QUARANTINE`` blocks."""
+        made = self.created.pop(("pool block", address), ())
+        allocated_at = self.site_text(*made) if len(made) == 3 else ""
+        report = f"{size} bytes at 0x{address:x}" + "".join(
+            f", {what} at {where}"
+            for what, where in (("allocated", allocated_at), ("freed", freed_at))
+            if where
+        )
+        pages = -(-size // nt.PAGE_SIZE) * nt.PAGE_SIZE
+        start = self.ffi.cast("void *", address)
+        if not self.lib.PywskRtQuarantine(start, pages, report.encode(errors="replace")):
+            return  # the range was mapped again at once: nothing to keep
         with self._lock:
-            self._events[self.address(cevent)] = event
-
-    def pyb_KeEventOp(self, op: int, cevent: Any, *site: Any) -> int:
-        if op == 4:  # the runtime forgets an event it made (a delay, a thread's end)
-            with self._lock:
-                self._events.pop(self.address(cevent), None)
-            return 0
-        event = self._event(cevent)
-        if op == 0:
-            return nt.KeSetEvent(event, nt.IO_NO_INCREMENT, False)
-        if op == 1:
-            return nt.KeResetEvent(event)
-        if op == 2:
-            nt.KeClearEvent(event)
-            return 0
-        return nt.KeReadStateEvent(event)
-
-    def pyb_KeWait(
-        self,
-        count: int,
-        objects: Any,
-        wait_type: int,
-        reason: int,
-        mode: int,
-        alertable: int,
-        has_timeout: int,
-        timeout: int,
-        has_blocks: int,
-        *site: Any,
-    ) -> int:
-        if self.stopped():
-            return signed32(NTSTATUS.STATUS_UNSUCCESSFUL)
-        limit = nt.MAXIMUM_WAIT_OBJECTS if has_blocks else nt.THREAD_WAIT_OBJECTS
-        events = [self._event(objects[i]) for i in range(min(count, limit + 1))]
-        when = timeout if has_timeout else None
-        status: int
-        if wait_type == -1:
-            status = nt.KeWaitForSingleObject(events[0], reason, mode, bool(alertable), when)
-        else:
-            blocks = [nt.KWAIT_BLOCK() for _ in range(count)] if has_blocks else None
-            status = nt.KeWaitForMultipleObjects(
-                count, events, nt.WAIT_TYPE(wait_type), reason, mode, bool(alertable), when, blocks
-            )
-        if self.stopped():
-            return signed32(NTSTATUS.STATUS_UNSUCCESSFUL)
-        return signed32(status)
-
-    def pyb_Time(self, which: int) -> int:
-        if which == 0:
-            system = nt.LARGE_INTEGER()
-            nt.KeQuerySystemTimePrecise(system)
-            return system.QuadPart
-        return time.monotonic_ns() // 100
-
-    def pyb_Irql(self, op: int, irql: int) -> int:
-        if op == 0:
-            return nt.KeGetCurrentIrql()
-        if op == 1:
-            return nt.KeRaiseIrql(irql)
-        nt.KeLowerIrql(irql)
-        return 0
-
-    def pyb_ThreadEvent(self, op: int, thread: Any) -> None:
-        with self.threads_changed:
-            self.threads += 1 if op == 0 else -1
-            self.threads_changed.notify_all()
-
-    # --- debug output and stops ------------------------------------------------------------------
-    def pyb_DbgPrint(self, level: int, text: Any) -> None:
-        line = self.ffi.string(text).decode(errors="replace")
-        with self._lock:
-            self.debug_output.append(line)
-        self.debug_log.log(_LEVELS.get(level, logging.DEBUG), "%s", line.rstrip("\n"))
-
-    def pyb_Stop(self, kind: int, code: int, text: Any, *site: Any) -> None:
-        message = self.ffi.string(text).decode(errors="replace")
-        if kind == 4:
-            raise DriverBugCheck(code & 0xFFFFFFFF, message)
-        if kind == 1:
-            message += f" ({status_name(code & 0xFFFFFFFF)})"
-        raise DriverBugCheck(KMODE_EXCEPTION_NOT_HANDLED, f"{_STOP_KINDS[kind]}: {message}")
+            self._freed_pool[address] = (pages, report)
+            if len(self._freed_pool) <= POOL_QUARANTINE:
+                return
+            oldest = next(iter(self._freed_pool))
+            del self._freed_pool[oldest]
+        self.lib.PywskRtUnquarantine(self.ffi.cast("void *", oldest))
 
     # --- leaks ---------------------------------------------------------------------------------
     def leaks(self) -> list[Leak]:

@@ -5,15 +5,17 @@ What it does: :class:`WskRuntime` adds the ``pyb_Wsk*`` functions to
 ``WskCaptureProviderNPI`` register a pywsk client for the C registration; every member of
 the provider tables (``wskdispatch.c``) arrives at :meth:`WskRuntime.pyb_WskCall` with its
 parameters, which are converted (SOCKADDR_IN / SOCKADDR_IN6, WSK_BUF with its MDL chain,
-UNICODE_STRING, ADDRINFOEXW, the option buffers of WskControlSocket,
+UNICODE_STRING, ADDRINFOEXW, WSK_INSPECT_ID, the option buffers of WskControlSocket,
 WSK_EVENT_CALLBACK_CONTROL) and handed to pywsk's provider function of the same name.
-Results that are C memory (an address, an ADDRINFOEXW chain, a new socket in
-``IoStatus.Information``) are written back before the C completion routine runs.
+Results that are C memory (an address, an ADDRINFOEXW chain, the names of
+WskGetNameInfo, a new socket in ``IoStatus.Information``) are written back before the C
+completion routine runs.  Datagram sockets and the extended calls are
+:mod:`pywsk.cdriver.datagram`'s.
 
-What it refuses: calls not implemented for C yet (WskGetNameInfo, WskInspectComplete,
-WskConnectEx, WskSendEx, WskReceiveEx) complete their IRP with STATUS_NOT_IMPLEMENTED; a
-family other than AF_INET / AF_INET6 reaches pywsk as an unknown SOCKADDR, which pywsk
-answers with its status; an unknown socket, client or address list is a BugCheck.
+What it refuses: a function number it does not know completes its IRP with
+STATUS_NOT_IMPLEMENTED; a family other than AF_INET / AF_INET6 reaches pywsk as an
+unknown SOCKADDR, which pywsk answers with its status; an unknown socket, client or
+address list is a BugCheck.
 
 What always holds: a C socket stays mapped to its pywsk socket after WskCloseSocket
 (quarantined), so a use after close reaches pywsk's check.
@@ -43,6 +45,7 @@ from ..wsk import (
     WSK_CLIENT_NPI,
     WSK_EVENT_CALLBACK_CONTROL,
     WSK_FLAG_CONNECTION_SOCKET,
+    WSK_INSPECT_ID,
     WSK_PROVIDER_NPI,
     WSK_REGISTRATION,
     WSK_SET_STATIC_EVENT_CALLBACKS,
@@ -51,7 +54,8 @@ from ..wsk import (
     WskRegister,
     WskReleaseProviderNPI,
 )
-from .callbacks import CallbackRuntime, sock_family
+from .callbacks import sock_family
+from .datagram import DatagramRuntime
 from .runtime import Leak, signed32
 
 __all__ = ["WskRuntime"]
@@ -59,7 +63,7 @@ __all__ = ["WskRuntime"]
 _NPI_BYTES = NPI_WSK_INTERFACE_ID.bytes_le
 
 
-class WskRuntime(CallbackRuntime):
+class WskRuntime(DatagramRuntime):
     """A loaded driver's runtime, WSK included."""
 
     def __init__(self, module: Any, name: str) -> None:
@@ -84,7 +88,17 @@ class WskRuntime(CallbackRuntime):
             self.lib.PYWSK_FN_RELEASE: self._release,
             self.lib.PYWSK_FN_GET_ADDRESS_INFO: self._get_address_info,
             self.lib.PYWSK_FN_FREE_ADDRESS_INFO: self._free_address_info,
+            self.lib.PYWSK_FN_GET_NAME_INFO: self._get_name_info,
+            self.lib.PYWSK_FN_INSPECT_COMPLETE: self._inspect_complete,
+            **self.datagram_calls(),
         }
+        # Calls that write results into C memory before the completion routine runs.
+        self._out_calls = frozenset({
+            self.lib.PYWSK_FN_GET_LOCAL_ADDRESS, self.lib.PYWSK_FN_GET_REMOTE_ADDRESS,
+            self.lib.PYWSK_FN_ACCEPT, self.lib.PYWSK_FN_GET_ADDRESS_INFO,
+            self.lib.PYWSK_FN_RECEIVE_FROM, self.lib.PYWSK_FN_RECEIVE_EX,
+            self.lib.PYWSK_FN_GET_NAME_INFO,
+        })  # fmt: skip
         # C ADDRINFOEXW chains handed out: head address -> (pywsk chain, C memory).
         self._addrinfo: dict[int, tuple[ADDRINFOEXW, list[Any]]] = {}
 
@@ -214,6 +228,44 @@ class WskRuntime(CallbackRuntime):
             )
         )  # fmt: skip
 
+    def _inspect_complete(self, target: int, args: Any, irp: Any) -> int:
+        sock = self._socket_of(target)
+        inspect_id: WSK_INSPECT_ID | None = None
+        if args[0]:
+            c = self.ffi.cast("WSK_INSPECT_ID *", args[0])
+            inspect_id = WSK_INSPECT_ID(int(c.Key), int(c.SerialNumber))
+        return int(sock.Dispatch.WskInspectComplete(sock, inspect_id, args[1], irp))
+
+    def _get_name_info(self, target: int, args: Any, irp: Any, cirp: Any = None) -> int:
+        client, dispatch_table = self._provider(target)
+        address, length, node, service, flags = (args[i] for i in range(5))
+        names = [self._unicode_out_box(pointer) for pointer in (node, service)]
+        if cirp is not None:
+            self.on_completion(cirp, lambda: self._unicode_out(names, (node, service)))
+        return int(dispatch_table.WskGetNameInfo(
+            client, self.sockaddr_in(address) if address else None, length, names[0], names[1],
+            flags, None, None, irp,
+        ))  # fmt: skip
+
+    def _unicode_out_box(self, pointer: int) -> UNICODE_STRING | None:
+        """A pywsk UNICODE_STRING the provider fills, with the C string's room."""
+        if not pointer:
+            return None
+        return UNICODE_STRING("", self.ffi.cast("UNICODE_STRING *", pointer).MaximumLength)
+
+    def _unicode_out(self, names: list[UNICODE_STRING | None], pointers: tuple[int, int]) -> None:
+        """Copy filled names into the C UNICODE_STRINGs' buffers (NUL-terminated if room)."""
+        for name, pointer in zip(names, pointers, strict=True):
+            if name is None or not pointer:
+                continue
+            c = self.ffi.cast("UNICODE_STRING *", pointer)
+            data = (name.Buffer or "").encode("utf-16-le")[: c.MaximumLength]
+            if c.Buffer != self.ffi.NULL:
+                self.ffi.memmove(c.Buffer, data, len(data))
+                if len(data) + 2 <= c.MaximumLength:
+                    c.Buffer[len(data) // 2] = 0
+            c.Length = len(data) if c.Buffer != self.ffi.NULL else 0
+
     def _addrinfo_out(self, chain: ADDRINFOEXW | None, result: int) -> None:
         """Copy a pywsk ADDRINFOEXW chain into C memory and store its head at ``result``."""
         keep: list[Any] = []
@@ -334,14 +386,13 @@ class WskRuntime(CallbackRuntime):
             self._client_dispatch(WSK_FLAG_CONNECTION_SOCKET, dispatch), addresses[0], addresses[1], irp,
         )  # fmt: skip
 
-    def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any) -> int:
+    def pyb_WskCall(self, function: int, target: Any, args: Any, cirp: Any, caller: int) -> int:
         handler = self._calls.get(function)
-        irp = self._irp(cirp) if cirp != self.ffi.NULL else None
+        irp = self._irp(cirp) if cirp else None
         if handler is None:
             return self._not_implemented(irp)
         address = self.address(target)
-        if function in (self.lib.PYWSK_FN_GET_LOCAL_ADDRESS, self.lib.PYWSK_FN_GET_REMOTE_ADDRESS,
-                        self.lib.PYWSK_FN_ACCEPT, self.lib.PYWSK_FN_GET_ADDRESS_INFO):  # fmt: skip
+        if function in self._out_calls:
             status = handler(address, args, irp, cirp if irp is not None else None)
         else:
             status = handler(address, args, irp)

@@ -1,15 +1,23 @@
 /* wskdispatch.c - the provider dispatch tables a C driver calls through (Socket->Dispatch,
  * ProviderNpi.Dispatch).  Each member forwards its parameters, as integers and pointers, to
- * pywsk's provider through pyb_WskCall; pywsk.cdriver.wsk converts the C structures. */
+ * pywsk's provider through pyb_WskCall; pywsk.cdriver.wsk converts the C structures.
+ *
+ * A call through a table has no __FILE__/__LINE__ (the headers' macros cannot reach
+ * Dispatch->WskSend(...)), so each member passes its return address - the instruction
+ * after the driver's call - and Python symbolizes it to the C file and line when it needs
+ * them (the verifier's frames, a stop's report).  The members must therefore never be
+ * inlined or tail-called: they are called through pointers only, and they do work after
+ * the call (PywskRtCheck). */
 #include <stdlib.h>
 #include "wsk.h"
 #include "bridge.h"
 
 #define A(x) ((uintptr_t)(x))
+#define CALLER ((uintptr_t)__builtin_return_address(0))
 #define CALL(Function, Target, Irp, ...)                               \
     do {                                                               \
         uintptr_t Args_[10] = { __VA_ARGS__ };                         \
-        NTSTATUS Status_ = pyb_WskCall((Function), (Target), Args_, (Irp)); \
+        NTSTATUS Status_ = pyb_WskCall((Function), A(Target), Args_, A(Irp), CALLER); \
         PywskRtCheck();        \
         return Status_;                                                \
     } while (0)
@@ -31,7 +39,7 @@ static NTSTATUS PGetAddressInfo(PWSK_CLIENT Client, PUNICODE_STRING Node, PUNICO
 static VOID PFreeAddressInfo(PWSK_CLIENT Client, PADDRINFOEXW AddrInfo)
 {
     uintptr_t Args[10] = { A(AddrInfo) };
-    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, Client, Args, NULL);
+    pyb_WskCall(PYWSK_FN_FREE_ADDRESS_INFO, A(Client), Args, 0, CALLER);
     PywskRtCheck();
 }
 static NTSTATUS PGetNameInfo(PWSK_CLIENT Client, PSOCKADDR Address, ULONG Length, PUNICODE_STRING Node,
@@ -70,7 +78,23 @@ static NTSTATUS PReceiveEx(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PULONG I
     PULONG ControlFlags, PIRP Irp)
 { CALL(PYWSK_FN_RECEIVE_EX, S, Irp, A(Buffer), Flags, A(InfoLength), A(Info), A(ControlFlags)); }
 
+static NTSTATUS PSendTo(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PSOCKADDR Remote, ULONG InfoLength,
+    PCMSGHDR Info, PIRP Irp)
+{ CALL(PYWSK_FN_SEND_TO, S, Irp, A(Buffer), Flags, A(Remote), InfoLength, A(Info)); }
+static NTSTATUS PReceiveFrom(PWSK_SOCKET S, PWSK_BUF Buffer, ULONG Flags, PSOCKADDR Remote, PULONG ControlLength,
+    PCMSGHDR Info, PULONG ControlFlags, PIRP Irp)
+{ CALL(PYWSK_FN_RECEIVE_FROM, S, Irp, A(Buffer), Flags, A(Remote), A(ControlLength), A(Info), A(ControlFlags)); }
+static NTSTATUS PReleaseDatagrams(PWSK_SOCKET S, PWSK_DATAGRAM_INDICATION Indication)
+{ CALL(PYWSK_FN_RELEASE_DATAGRAMS, S, NULL, A(Indication)); }
+static NTSTATUS PSendMessages(PWSK_SOCKET S, PWSK_BUF_LIST List, ULONG Flags, PSOCKADDR Remote, ULONG InfoLength,
+    PCMSGHDR Info, PIRP Irp)
+{ CALL(PYWSK_FN_SEND_MESSAGES, S, Irp, A(List), Flags, A(Remote), InfoLength, A(Info)); }
+
 static const WSK_PROVIDER_BASIC_DISPATCH BasicDispatch = { PControlSocket, PCloseSocket };
+static const WSK_PROVIDER_DATAGRAM_DISPATCH DatagramDispatch = {
+    { PControlSocket, PCloseSocket }, PBind, PSendTo, PReceiveFrom, PReleaseDatagrams, PGetLocalAddress,
+    PSendMessages,
+};
 static const WSK_PROVIDER_LISTEN_DISPATCH ListenDispatch = {
     { PControlSocket, PCloseSocket }, PBind, PAccept, PInspectComplete, PGetLocalAddress,
 };
@@ -92,6 +116,7 @@ void *PywskRtNewSocket(int Kind)
     case WSK_FLAG_LISTEN_SOCKET: S->Dispatch = &ListenDispatch; break;
     case WSK_FLAG_CONNECTION_SOCKET: S->Dispatch = &ConnectionDispatch; break;
     case WSK_FLAG_STREAM_SOCKET: S->Dispatch = &StreamDispatch; break;
+    case WSK_FLAG_DATAGRAM_SOCKET: S->Dispatch = &DatagramDispatch; break;
     default: S->Dispatch = &BasicDispatch; break;
     }
     return S;

@@ -4,7 +4,7 @@ What it does: each scenario registers a WSK client (:class:`~pywsk.cli.session.S
 connects a real socket to a plain Linux socket peer on 127.0.0.1
 (:class:`~pywsk.testing.peer.LoopbackPeer`), performs one of the disconnects that
 "WskDisconnect", "WskCloseSocket", "WskDisconnectEvent" and "Disconnecting a socket from a
-destination" describe, and fills a :class:`~pywsk.cli.timeline.Report`: every WSK call and
+destination" describe (and, from :mod:`pywsk.cli.demo_udp`, the datagram scenarios), and fills a :class:`~pywsk.cli.timeline.Report`: every WSK call and
 the status it returned, every IRP completion with its status and time, every event
 callback, what went on the wire (a tcpdump capture on ``lo`` when running as root,
 otherwise the client's TCP state - and it says which), what the peer did and observed, and
@@ -43,11 +43,12 @@ from ..nt import (
 from ..samples import disconnect_socket as seed
 from ..testing.peer import LoopbackPeer, PeerConnection, PeerObservation, Step, WaitFor
 from ..wsk import WSK_EVENT_DISCONNECT, WSK_FLAG_ABORTIVE, WSK_SOCKET
+from .demo_udp import UDP_SCENARIOS, UdpScenario, run_udp_scenario
 from .session import Call, Connection, Session
 from .timeline import Report, short_status
 from .wire import CaptureWire, StateWire, WireMode, open_wire
 
-__all__ = ["SCENARIOS", "Scenario", "run_scenario"]
+__all__ = ["ALL_SCENARIOS", "SCENARIOS", "Scenario", "run_scenario"]
 
 WAIT = 10.0
 CHUNK = 65536
@@ -681,10 +682,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
+#: Every scenario's name and title, the datagram ones (demo_udp.py) last.
+ALL_SCENARIOS: dict[str, Scenario | UdpScenario] = {**SCENARIOS, **UDP_SCENARIOS}
 
 
 def run_scenario(name: str, wire: WireMode = "auto") -> Report:
     """Run one scenario by name and return its report (never raises for a deviation)."""
+    if name in UDP_SCENARIOS:
+        return run_udp_scenario(name, wire)
     scenario = SCENARIOS[name]
     report = Report("demo", scenario.name, scenario.title, scenario.expected)
     go = threading.Event()

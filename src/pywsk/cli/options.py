@@ -211,6 +211,27 @@ def pcap_option(when: str) -> Callable[[Any], Any]:
     )
 
 
+def datagram_options(count_help: str, size_help: str) -> Callable[[Any], Any]:
+    """``--count N`` and ``--datagram-size BYTES`` of the ``--udp`` commands."""
+    count = click.option(
+        "--count",
+        type=click.IntRange(min=1, max=100_000),
+        default=10,
+        show_default=True,
+        metavar="N",
+        help=count_help,
+    )
+    size = click.option(
+        "--datagram-size",
+        type=click.IntRange(min=12, max=65_507),
+        default=64,
+        show_default=True,
+        metavar="BYTES",
+        help=size_help + " (12 or more: the sequence header).",
+    )
+    return lambda function: count(size(function))
+
+
 def decode_text(text: str) -> bytes:
     """A command-line payload with backslash escapes (``\\r\\n``, ``\\x00``) as bytes."""
     try:

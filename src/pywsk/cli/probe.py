@@ -370,6 +370,10 @@ def wait_for_peer(run: ProbeRun) -> None:
         # Whatever the server does from here answers us: clean-up, not its own end.
         run.cleanup_at = time.time()
         disc = run.graceful()
+        if not ended:
+            # The server's answer to our FIN, waited for (bounded) before the close: a close
+            # acts at once, and one made before the answer came would reset the connection.
+            run.wait_for_end()
         run.close_socket()
         _check_graceful(run, disc)
     _check_clean_close(run)

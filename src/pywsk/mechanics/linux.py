@@ -13,7 +13,14 @@ measured on the target kernel (``linux-mechanics`` in the project's research):
   LAST_ACK -> CLOSE transitions wake the socket's wait queue, and the socket's one
   edge-triggered registration in an epoll (the provider's: ``engine.SOCKET_EVENTS``)
   re-reports EPOLLOUT exactly then; :func:`tcp_state` and :func:`outq` then decide.
-* :func:`status_from_errno` maps an errno to the NTSTATUS a WSK client sees (one table).
+  :func:`fin_outcome` is that decision, made once for every front-end, and
+  :func:`durable_state` reads how a connection ended (:class:`Seen`).
+* The other decisions read from the kernel, each written once: :func:`connect_outcome`
+  (did a non-blocking connect succeed, fail, or is it under way), :data:`PEER_FIN_STATES`
+  and :func:`is_reset` (how the peer ended: FIN or RST), :func:`close_resets` (does a
+  close have to send an RST first) and :func:`discard_unread` (a close that must not).
+* :func:`status_from_errno` maps an errno to the NTSTATUS a WSK client sees (one table);
+  :data:`WSK_OPTIONS` and :func:`set_wsk_option` map wsk.h socket options to Linux ones.
 * :func:`to_linux_address` / :func:`from_linux_address` translate Windows socket
   addresses (``AF_INET6`` = 23) to Python socket tuples and back.
 
@@ -29,12 +36,30 @@ import ctypes
 import errno
 import fcntl
 import os
+import select
 import socket
 import struct
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+from ..core.connection import ConnState, close_needs_reset
 from ..nt.status import NTSTATUS
-from ..wsk.constants import AF_INET, AF_INET6
+from ..wsk.constants import (
+    AF_INET,
+    AF_INET6,
+    IPPROTO_IPV6,
+    IPPROTO_TCP,
+    IPV6_V6ONLY,
+    SO_KEEPALIVE,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SOL_SOCKET,
+    TCP_KEEPCNT,
+    TCP_KEEPIDLE,
+    TCP_KEEPINTVL,
+    TCP_MAXRT,
+    TCP_NODELAY,
+)
 from ..wsk.structs import SOCKADDR
 
 __all__ = [
@@ -49,13 +74,26 @@ __all__ = [
     "LAST_ACK",
     "LISTEN",
     "CLOSING",
+    "FIN_ACKED_STATES",
+    "PEER_FIN_STATES",
+    "RESET_ERRNOS",
+    "WSK_OPTIONS",
     "tcp_state",
+    "Seen",
+    "fin_outcome",
+    "durable_state",
+    "connect_outcome",
+    "is_reset",
+    "close_resets",
+    "discard_unread",
+    "set_wsk_option",
     "outq",
     "inq",
     "so_error",
     "abort_keep_fd",
     "accept_nonblocking",
     "status_from_errno",
+    "status_from_resolver",
     "to_linux_address",
     "from_linux_address",
     "linux_family",
@@ -81,6 +119,13 @@ IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
     LISTEN,
     CLOSING,
 ) = range(1, 12)
+
+#: The peer's FIN arrived (and no RST after it): the receiving half is closed.
+PEER_FIN_STATES: Final = frozenset({CLOSE_WAIT, LAST_ACK, CLOSING})
+#: Our FIN was acknowledged and the connection is not reset.
+FIN_ACKED_STATES: Final = frozenset({FIN_WAIT2, TIME_WAIT})
+#: The errnos that mean the peer reset the connection.
+RESET_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE})
 
 _SIOCINQ: Final = 0x541B
 _SIOCOUTQ: Final = 0x5411
@@ -152,6 +197,95 @@ def accept_nonblocking(listening: socket.socket) -> tuple[socket.socket, tuple[A
     return sock, address
 
 
+class Seen(NamedTuple):
+    """What the kernel's durable TCP state says happened to a connection: our FIN was
+    acknowledged, the peer's FIN came, or a reset or failure ended it (``ended``: its errno;
+    0 for a reset whose error was read already).  A front-end turns each into the core's
+    input: FIN_ACKED, RECV_FIN, RECV_RST (:func:`is_reset`) or TRANSPORT_FAILED."""
+
+    fin_acked: bool = False
+    peer_fin: bool = False
+    ended: int | None = None
+
+
+def fin_outcome(sock: socket.socket, st: int | None = None) -> Seen | None:
+    """After our FIN (``shutdown(SHUT_WR)``): None while it is unacknowledged, else what
+    happened.  Call it at each edge of the socket's edge-triggered registration after the
+    FIN: the acknowledgement wakes the socket.  ``st``: the TCP state, if just read.
+
+    Pending: FIN_WAIT1, LAST_ACK, CLOSING.  Acknowledged: FIN_WAIT2 or TIME_WAIT; CLOSE with
+    no error (the peer's FIN came too - only the acknowledgement moves LAST_ACK, CLOSING or
+    FIN_WAIT2 on to CLOSE without an error); CLOSE with an error and nothing unacknowledged
+    (a reset or failure came after).  Failed: CLOSE with bytes or the FIN unacknowledged.
+    Reads, and so clears, the socket's pending error.
+    """
+    if st is None:
+        st = tcp_state(sock)
+    if st in FIN_ACKED_STATES:
+        return Seen(fin_acked=True)
+    if st != CLOSE:
+        return None
+    err = so_error(sock)
+    if not err:
+        return Seen(fin_acked=True, peer_fin=True)
+    return Seen(fin_acked=outq(sock) == 0, ended=err)
+
+
+def durable_state(sock: socket.socket, fin_issued: bool) -> Seen | None:
+    """What the durable TCP state says of a live connection (None: nothing new): the
+    peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING), our FIN acknowledged (FIN_WAIT2,
+    TIME_WAIT), or - in CLOSE - :func:`fin_outcome` after our FIN, and without it a reset or
+    failure (only they close a connection without our FIN)."""
+    st = tcp_state(sock)
+    if st == CLOSE:
+        if fin_issued:
+            return fin_outcome(sock, st)
+        return Seen(ended=so_error(sock))
+    if st in PEER_FIN_STATES:
+        return Seen(peer_fin=True)
+    if st in FIN_ACKED_STATES:
+        return Seen(fin_acked=True)
+    return None
+
+
+def connect_outcome(sock: socket.socket, mask: int) -> int | None:
+    """A non-blocking connect at an edge ``mask`` of its socket: None while the handshake is
+    under way, else its errno (0: connected).  EPOLLOUT alone means connected (a failed
+    handshake sets the socket's error, which reports EPOLLERR); otherwise SO_ERROR says
+    why.  An errno of :data:`RESET_ERRNOS` means the handshake succeeded and the peer reset
+    the connection before this edge was seen (a SYN answered with RST is ECONNREFUSED)."""
+    if mask & select.EPOLLOUT and not mask & (select.EPOLLERR | select.EPOLLHUP):
+        return 0
+    err = so_error(sock)
+    if not err and tcp_state(sock) == SYN_SENT:
+        return None
+    return err
+
+
+def is_reset(err: int) -> bool:
+    """True when ``err`` (read from a connection that is in state CLOSE without our FIN, or
+    from a call that failed) means the peer's RST; 0 too: the reset's error was read already,
+    and only a reset closes a connection without a FIN and without an error left."""
+    return err == 0 or err in RESET_ERRNOS
+
+
+def close_resets(sock: socket.socket, state: ConnState) -> bool:
+    """True when closing ``sock`` in ``state`` must send an RST first (WskCloseSocket on a
+    connection not disconnected in both directions), unless the kernel's connection is gone
+    already (CLOSE, or our FIN and the peer's both through: TIME_WAIT)."""
+    return close_needs_reset(state) and tcp_state(sock) not in (CLOSE, TIME_WAIT)
+
+
+def discard_unread(sock: socket.socket) -> None:
+    """Read and drop what is unread: unread bytes at ``close()`` make Linux send an RST,
+    which a close after a full disconnect must not."""
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
 def abort_keep_fd(sock: socket.socket) -> None:
     """Abort the connection (RST on the wire at once); the descriptor stays open."""
     if _libc.connect(sock.fileno(), ctypes.addressof(_UNSPEC), 16) != 0:
@@ -193,6 +327,58 @@ def status_from_errno(err: int | None) -> int:
     if err is None:
         return NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR
     return _ERRNO_STATUS.get(err, NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR)
+
+
+#: (wsk.h level, option) -> (Linux level, Linux option, scale from Windows units).
+WSK_OPTIONS: Final[dict[tuple[int, int], tuple[int, int, int]]] = {
+    (SOL_SOCKET, SO_KEEPALIVE): (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (SOL_SOCKET, SO_RCVBUF): (socket.SOL_SOCKET, socket.SO_RCVBUF, 1),
+    (SOL_SOCKET, SO_SNDBUF): (socket.SOL_SOCKET, socket.SO_SNDBUF, 1),
+    (SOL_SOCKET, SO_REUSEADDR): (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
+    (IPPROTO_TCP, TCP_NODELAY): (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (IPPROTO_TCP, TCP_KEEPIDLE): (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1),
+    (IPPROTO_TCP, TCP_KEEPINTVL): (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1),
+    (IPPROTO_TCP, TCP_KEEPCNT): (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1),
+    # TCP_MAXRT (seconds) is Windows' bound on retransmission time: TCP_USER_TIMEOUT (ms).
+    (IPPROTO_TCP, TCP_MAXRT): (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000),
+    (IPPROTO_IPV6, IPV6_V6ONLY): (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1),
+}
+#: An option value is a C int.
+_INT_MAX: Final = 2**31 - 1
+
+
+def set_wsk_option(sock: socket.socket, level: int, option: int, value: int) -> int:
+    """Set the wsk.h option ``level``/``option`` to ``value`` on ``sock``; the NTSTATUS:
+    STATUS_NOT_SUPPORTED for an option without a Linux counterpart, STATUS_INVALID_PARAMETER
+    for a value no C int holds (after scaling) or an IPv6 option on an IPv4 socket, the
+    kernel's refusal as :func:`status_from_errno` maps it."""
+    known = WSK_OPTIONS.get((level, option))
+    if known is None:
+        return NTSTATUS.STATUS_NOT_SUPPORTED
+    linux_level, linux_name, scale = known
+    if linux_level == socket.IPPROTO_IPV6 and sock.family != socket.AF_INET6:
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    if not 0 <= value * scale <= _INT_MAX:
+        return NTSTATUS.STATUS_INVALID_PARAMETER
+    try:
+        sock.setsockopt(linux_level, linux_name, value * scale)
+    except OSError as exc:
+        return status_from_errno(exc.errno)
+    return NTSTATUS.STATUS_SUCCESS
+
+
+def status_from_resolver(exc: OSError) -> int:
+    """The NTSTATUS for a failed name resolution (``socket.gaierror``) or other OSError:
+    a name that does not resolve is STATUS_NOT_FOUND, as on Windows 8 and later."""
+    if isinstance(exc, socket.gaierror):
+        if exc.errno in (socket.EAI_NONAME, socket.EAI_NODATA, socket.EAI_SERVICE):
+            return NTSTATUS.STATUS_NOT_FOUND
+        if exc.errno == socket.EAI_FAMILY:
+            return NTSTATUS.STATUS_NOT_SUPPORTED
+        if exc.errno == socket.EAI_MEMORY:
+            return NTSTATUS.STATUS_INSUFFICIENT_RESOURCES
+        return NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR
+    return status_from_errno(exc.errno)
 
 
 def linux_family(wsk_af: int) -> int:

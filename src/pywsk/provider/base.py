@@ -31,9 +31,6 @@ from ..nt.mdl import mdl_chain_views, mdl_chain_writable, mdl_is_locked
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     AF_INET6,
-    IPPROTO_IPV6,
-    IPPROTO_TCP,
-    IPV6_V6ONLY,
     NPI_WSK_INTERFACE_ID,
     SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
     SIO_WSK_QUERY_RECEIVE_BACKLOG,
@@ -44,14 +41,9 @@ from ..wsk.constants import (
     SO_KEEPALIVE,
     SO_RCVBUF,
     SO_REUSEADDR,
-    SO_SNDBUF,
     SO_WSK_EVENT_CALLBACK,
     SO_WSK_SECURITY,
     SOL_SOCKET,
-    TCP_KEEPCNT,
-    TCP_KEEPIDLE,
-    TCP_KEEPINTVL,
-    TCP_MAXRT,
     TCP_NODELAY,
     WSK_EVENT_DISABLE,
     WskGetOption,
@@ -59,7 +51,6 @@ from ..wsk.constants import (
     WskSetOption,
 )
 from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET
-from .arguments import INT_MAX
 from .engine import report_exception
 
 if TYPE_CHECKING:
@@ -415,13 +406,14 @@ class ProviderSocket(WSK_SOCKET):
         try:
             if kind == WskSetOption:
                 value = read_in(in_buf, in_size)
-                if value is None or not 0 <= value * scale <= INT_MAX:
-                    # An option value is a C int: a ULONG above INT_MAX (or a Python int
-                    # no ULONG holds) is refused here, not by an OverflowError inside.
+                if value is None:
                     return NTSTATUS.STATUS_INVALID_PARAMETER, 0
-                self.sock.setsockopt(linux_level, linux_name, value * scale)
-                self.on_option_set(level, code)
-                return NTSTATUS.STATUS_SUCCESS, 0
+                # An option value is a C int: a ULONG above INT_MAX (or a Python int no
+                # ULONG holds) is refused there, not by an OverflowError inside.
+                status = linux.set_wsk_option(self.sock, level, code, value)
+                if status == NTSTATUS.STATUS_SUCCESS:
+                    self.on_option_set(level, code)
+                return status, 0
             if kind == WskGetOption:
                 value = self.sock.getsockopt(linux_level, linux_name) // scale
                 if code in (SO_KEEPALIVE, TCP_NODELAY):
@@ -440,19 +432,7 @@ class ProviderSocket(WSK_SOCKET):
 
 
 #: (Windows level, option) -> (Linux level, Linux option, scale from Windows units).
-_OPTIONS: dict[tuple[int, int], tuple[int, int, int]] = {
-    (SOL_SOCKET, SO_KEEPALIVE): (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-    (SOL_SOCKET, SO_RCVBUF): (socket.SOL_SOCKET, socket.SO_RCVBUF, 1),
-    (SOL_SOCKET, SO_SNDBUF): (socket.SOL_SOCKET, socket.SO_SNDBUF, 1),
-    (SOL_SOCKET, SO_REUSEADDR): (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
-    (IPPROTO_TCP, TCP_NODELAY): (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-    (IPPROTO_TCP, TCP_KEEPIDLE): (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1),
-    (IPPROTO_TCP, TCP_KEEPINTVL): (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1),
-    (IPPROTO_TCP, TCP_KEEPCNT): (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1),
-    # TCP_MAXRT (seconds) is Windows' bound on retransmission time: TCP_USER_TIMEOUT (ms).
-    (IPPROTO_TCP, TCP_MAXRT): (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000),
-    (IPPROTO_IPV6, IPV6_V6ONLY): (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1),
-}
+_OPTIONS = linux.WSK_OPTIONS
 
 
 #: The options and IOCTLs whose pages say "the WSK application must specify a pointer to

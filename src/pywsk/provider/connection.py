@@ -51,7 +51,6 @@ from ..core.connection import (
     ConnState,
     OpKind,
     ReceiveVerdict,
-    close_needs_reset,
     disconnect_verdict,
     receive_verdict,
     send_verdict,
@@ -285,17 +284,18 @@ class ConnectionSocket(ProviderSocket):
             S.BOTH_CLOSING,
         ):
             return
-        st = linux.tcp_state(self.sock)
-        if st == linux.CLOSE:
-            if self._fin_issued:
-                self._check_fin_acked()
-            else:
-                # Closed without our FIN: the peer reset it, or the transport gave up.
-                self._break_for_errno(linux.so_error(self.sock))
-        elif st in (linux.CLOSE_WAIT, linux.LAST_ACK, linux.CLOSING):
-            self._process(ConnInput.RECV_FIN)
-        elif st in (linux.FIN_WAIT2, linux.TIME_WAIT):
+        self._apply(linux.durable_state(self.sock, self._fin_issued))
+
+    def _apply(self, seen: linux.Seen | None) -> None:
+        """Turn what the kernel's state says (mechanics) into the machine's inputs."""
+        if seen is None:
+            return
+        if seen.fin_acked:
             self._on_fin_acked()
+        if seen.peer_fin:
+            self._process(ConnInput.RECV_FIN)
+        if seen.ended is not None:
+            self._break_for_errno(seen.ended)
 
     # --- WskBind ---------------------------------------------------------------------------
     def bind(self, LocalAddress: SOCKADDR, Flags: int, Irp: IRP) -> int:
@@ -404,14 +404,11 @@ class ConnectionSocket(ProviderSocket):
         """The connect's edge: EPOLLOUT alone means connected (a failed handshake sets the
         socket's error, which reports EPOLLERR); otherwise SO_ERROR says why.  False when
         the handshake is still under way (an edge from something else)."""
-        if mask & select.EPOLLOUT and not mask & (select.EPOLLERR | select.EPOLLHUP):
-            err = 0
-        else:
-            err = linux.so_error(self.sock)
-            if not err and linux.tcp_state(self.sock) == linux.SYN_SENT:
-                return False
+        err = linux.connect_outcome(self.sock, mask)
+        if err is None:
+            return False
         self.sendq.pop(0)
-        if err in (errno.ECONNRESET, errno.EPIPE):
+        if err in linux.RESET_ERRNOS:
             # A reset of a connection that was established: the handshake succeeded (a SYN
             # answered with RST is ECONNREFUSED), then the peer reset it before this edge
             # was seen.  The connect succeeded; the reset comes after the data that came
@@ -789,7 +786,7 @@ class ConnectionSocket(ProviderSocket):
 
     def _on_transport_error(self, exc: OSError) -> None:
         err = exc.errno
-        if err in (errno.ECONNRESET, errno.EPIPE):
+        if err in linux.RESET_ERRNOS:
             if self.machine.state is S.ABORTED:
                 return
             self._break(Cause.PEER_RESET)
@@ -980,29 +977,10 @@ class ConnectionSocket(ProviderSocket):
         """
         if self.closed or self.machine.broken:
             return
-        st = linux.tcp_state(self.sock)
-        if st in (linux.FIN_WAIT2, linux.TIME_WAIT):
-            self._on_fin_acked()
-        elif st == linux.CLOSE:
-            err = linux.so_error(self.sock)
-            if not err:
-                # Closed without an error: LAST_ACK, CLOSING or FIN_WAIT2 moved on, which
-                # only the acknowledgement of our FIN does (a reset or a timeout sets one).
-                self._on_fin_acked()
-                self._process(ConnInput.RECV_FIN)
-                return
-            unacked = linux.outq(self.sock)
-            if unacked == 0:
-                self._on_fin_acked()
-                if err:
-                    self._break_for_errno(err)
-                else:
-                    self._process(ConnInput.RECV_FIN)
-            else:
-                self._break_for_errno(err)
+        self._apply(linux.fin_outcome(self.sock))
 
     def _break_for_errno(self, err: int) -> None:
-        if err in (0, errno.ECONNRESET, errno.EPIPE):
+        if linux.is_reset(err):
             self._break(Cause.PEER_RESET)
         else:
             self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
@@ -1094,10 +1072,7 @@ class ConnectionSocket(ProviderSocket):
 
     def close(self, Irp: IRP) -> int:
         state = self.machine.state
-        if close_needs_reset(state) and linux.tcp_state(self.sock) not in (
-            linux.CLOSE,
-            linux.TIME_WAIT,
-        ):
+        if linux.close_resets(self.sock, state):
             # Not disconnected in both directions: WskCloseSocket performs an abortive
             # disconnect first ("Closing a socket").
             with contextlib.suppress(OSError):
@@ -1110,7 +1085,7 @@ class ConnectionSocket(ProviderSocket):
                 "not disconnected in both directions: RST sent",
             )
         elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self._eof_seen:
-            self._discard_unread()  # (after a read met the FIN, nothing is left unread)
+            linux.discard_unread(self.sock)  # (after a read met the FIN, nothing is unread)
         self._unregister_all()
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
@@ -1122,14 +1097,6 @@ class ConnectionSocket(ProviderSocket):
         # WskDeregister return (no routine of this socket runs after that).
         self._end_pending(Cause.CLOSE)
         return self.finish_close(Irp)
-
-    def _discard_unread(self) -> None:
-        """Unread bytes at close() make Linux send RST; after a full disconnect, drop them."""
-        try:
-            while self.sock.recv(65536):
-                pass
-        except OSError:
-            pass
 
     # --- addresses ---------------------------------------------------------------------------
     def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:

@@ -1,20 +1,14 @@
 """Datagram WSK sockets over real Linux UDP, and basic sockets.
 
-What it does: :class:`DatagramSocket` implements WSK_PROVIDER_DATAGRAM_DISPATCH for one
-socket - WskBind, WskSendTo, WskReceiveFrom, WskRelease, WskGetLocalAddress,
-WskSendMessages, WskControlSocket and WskCloseSocket - and WskReceiveFromEvent
-indications (WSK_DATAGRAM_INDICATION chains; a list the client retains by returning
-STATUS_PENDING stays its own until WskRelease).  It lives in the execution model of
-``docs/design.md``: calls act on the caller's thread under the socket's lock, the socket
-is registered once in the provider's edge-triggered epoll, and indications run on the
-provider thread only.  :class:`BasicSocket` is WSK_FLAG_BASIC_SOCKET: WskControlSocket
-and WskCloseSocket only.
-
-Statuses (``docs/fidelity.md``, "Datagram sockets"): a datagram larger than the receive
-buffer completes with STATUS_BUFFER_OVERFLOW, the bytes that fit and MSG_TRUNC; a send
-larger than the largest UDP payload with STATUS_INVALID_BUFFER_SIZE; an ICMP port
-unreachable is reported once, to the next WskReceiveFrom, as STATUS_PORT_UNREACHABLE; a
-receive pending at WskCloseSocket completes with STATUS_CANCELLED before the close.
+What it does: :class:`DatagramSocket` implements WSK_PROVIDER_DATAGRAM_DISPATCH (WskBind,
+WskSendTo, WskReceiveFrom, WskRelease, WskGetLocalAddress, WskSendMessages,
+WskControlSocket, WskCloseSocket) and WskReceiveFromEvent indications (a list retained
+with STATUS_PENDING stays the client's until WskRelease), in the execution model of
+``docs/design.md``: calls act on the caller's thread under the socket's lock, one
+edge-triggered epoll registration, indications on the provider thread only.  Reads are
+``recvmmsg`` batches, WskSendMessages leaves in ``sendmmsg`` batches; the Linux recipes -
+ICMP errors, statuses, truncation, MSG_BCAST / MSG_MCAST - are :mod:`pywsk.mechanics.datagram`'s
+(``docs/fidelity.md``, "Datagram sockets").  :class:`BasicSocket` is WSK_FLAG_BASIC_SOCKET.
 
 What it refuses: Flags other than 0, a NULL RemoteAddress with no fixed destination, an
 address of another family, a bad WSK_BUF / WSK_BUF_LIST entry, bad control information
@@ -23,19 +17,18 @@ address of another family, a bad WSK_BUF / WSK_BUF_LIST entry, bad control infor
 
 What always holds: every IRP taken completes exactly once; receives complete in the order
 they were issued, with datagrams in the order the kernel queued them; sends leave in the
-order they were issued.
+order they were issued; a receive pending at WskCloseSocket completes STATUS_CANCELLED first.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import select
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ..core.connection import OpKind
+from ..mechanics import datagram as udp
 from ..mechanics import linux
 from ..nt.mdl import (
     IoAllocateMdl,
@@ -44,7 +37,6 @@ from ..nt.mdl import (
 )
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
-    AF_INET6,
     MSG_TRUNC,
     SIO_WSK_SET_REMOTE_ADDRESS,
     SIO_WSK_SET_SENDTO_ADDRESS,
@@ -55,31 +47,27 @@ from ..wsk.constants import (
 )
 from ..wsk.structs import (
     SOCKADDR,
-    SOCKADDR_IN,
-    SOCKADDR_IN6,
     WSK_BUF,
     WSK_BUF_LIST,
     WSK_DATAGRAM_INDICATION,
 )
 from .base import Op, ProviderSocket, write_out
 from .datagram_control import (
-    LINUX_IP_RECVERR,
-    LINUX_IPV6_RECVERR,
-    LINUX_MSG_ERRQUEUE,
-    ancillary_space,
-    canonical,
-    control_bytes,
+    Datagram,
+    ReceiveOp,
+    SendOp,
     datagram_option,
     deliver_control,
+    destination,
     parse_send_control,
+    pktinfo_option,
+    receive_arguments_ok,
     receive_control,
-    send_status,
 )
 
 if TYPE_CHECKING:
     from ..nt.irp import IRP
     from .client import WskClient
-    from .datagram_control import Ancillary
 
 __all__ = ["BasicSocket", "DatagramSocket"]
 
@@ -89,61 +77,6 @@ _READ_EVENTS: Final = select.EPOLLIN | select.EPOLLERR
 INDICATION_BATCH: Final = 32
 #: Datagrams kept for WskReceiveFrom after an indication was not accepted, at most.
 HELD_LIMIT: Final = 256
-_MAX_DATAGRAM: Final = 65536
-
-
-class _Datagram:
-    """One datagram read from the kernel: payload, Windows control info, sender, flags."""
-
-    __slots__ = ("control", "data", "flags", "sender")
-
-    def __init__(self, data: bytes, control: bytes, sender: tuple[Any, ...], flags: int) -> None:
-        self.data = data
-        self.control = control
-        self.sender = sender
-        self.flags = flags
-
-
-class _Send(Op):
-    """A WskSendTo (one datagram) or WskSendMessages (several) not yet all sent."""
-
-    __slots__ = ("address", "ancillary", "datagrams", "index")
-
-    def __init__(
-        self,
-        owner: ProviderSocket,
-        irp: IRP,
-        datagrams: list[list[memoryview]],
-        address: tuple[Any, ...],
-        ancillary: Ancillary,
-    ) -> None:
-        super().__init__(owner, OpKind.SEND, irp, [])
-        self.datagrams = datagrams
-        self.address = address
-        self.ancillary = ancillary
-        self.index = 0  # the next datagram to send
-
-
-class _Receive(Op):
-    """A pending WskReceiveFrom and its out-parameters."""
-
-    __slots__ = ("control_flags", "control_info", "control_length", "remote")
-
-    def __init__(
-        self,
-        owner: ProviderSocket,
-        irp: IRP,
-        views: list[memoryview],
-        remote: SOCKADDR | None,
-        control_length: Any,
-        control_info: Any,
-        control_flags: Any,
-    ) -> None:
-        super().__init__(owner, OpKind.RECEIVE, irp, views)
-        self.remote = remote
-        self.control_length = control_length
-        self.control_info = control_info
-        self.control_flags = control_flags
 
 
 class DatagramSocket(ProviderSocket):
@@ -153,7 +86,11 @@ class DatagramSocket(ProviderSocket):
     EVENT_CALLBACKS: ClassVar[dict[int, str]] = {WSK_EVENT_RECEIVE_FROM: "WskReceiveFromEvent"}
 
     __slots__ = (
+        "_blocks",
+        "_destinations",
         "_held",
+        "_pktinfo",
+        "_reader",
         "_registered",
         "_unreachable",
         "bound",
@@ -171,10 +108,10 @@ class DatagramSocket(ProviderSocket):
             client.subsystem.datagram_dispatch, client, family, sock, context, dispatch
         )
         self.bound = False
-        self.recvq: list[_Receive] = []
-        self.sendq: list[_Send] = []
+        self.recvq: list[ReceiveOp] = []
+        self.sendq: list[SendOp] = []
         #: Datagrams an indication left with us (STATUS_DATA_NOT_ACCEPTED), for WskReceiveFrom.
-        self._held: list[_Datagram] = []
+        self._held: list[Datagram] = []
         #: Lists the client retained (STATUS_PENDING from WskReceiveFromEvent).
         self.retained: dict[int, WSK_DATAGRAM_INDICATION] = {}
         #: SIO_WSK_SET_SENDTO_ADDRESS: the destination of sends that name none.
@@ -184,11 +121,16 @@ class DatagramSocket(ProviderSocket):
         #: An ICMP error (port unreachable) not yet reported to a receive.
         self._unreachable = False
         self._registered = False
-        # ICMP errors on an unconnected socket reach it only with IP_RECVERR (Windows reports
-        # them on every datagram socket).
-        if family == AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, LINUX_IPV6_RECVERR, 1)
-        sock.setsockopt(socket.IPPROTO_IP, LINUX_IP_RECVERR, 1)
+        #: recvmmsg's buffers (made at the first receive).
+        self._reader: udp.BatchReader | None = None
+        #: The MDL of each indicated batch -> its elements not yet given back.
+        self._blocks: dict[int, list[Any]] = {}
+        udp.enable_error_queue(sock)
+        #: IP_PKTINFO / IPV6_PKTINFO: the client is given the destination.
+        self._pktinfo = False
+        #: Linux reports each datagram's destination (for MSG_BCAST / MSG_MCAST): from the
+        #: first WskReceiveFrom or IP_PKTINFO on; indications need neither.
+        self._destinations = False
 
     def __repr__(self) -> str:
         return f"<WSK datagram socket {self.local}>"
@@ -307,7 +249,7 @@ class DatagramSocket(ProviderSocket):
         ancillary = parse_send_control(self.family, ControlInfoLength, ControlInfo)
         if isinstance(ancillary, int):
             return self._complete(Irp, ancillary)
-        op = _Send(self, Irp, datagrams, address, ancillary)
+        op = SendOp(self, Irp, datagrams, address, ancillary)
         if not self.sendq:
             failure = self._transmit(op)
             if failure is not None:
@@ -319,27 +261,23 @@ class DatagramSocket(ProviderSocket):
         self.sendq.append(op)  # the kernel's send buffer is full: wait for EPOLLOUT
         return self._pend(op)
 
-    def _transmit(self, op: _Send) -> int | None:
+    def _transmit(self, op: SendOp) -> int | None:
         """Send ``op``'s datagrams until done or the kernel says "later"; a failure status."""
         retried = False
-        while op.index < len(op.datagrams):
-            views = op.datagrams[op.index]
-            try:
-                sent = self.sock.sendmsg(views, op.ancillary, 0, op.address)
-            except BlockingIOError:
-                return None
-            except OSError as exc:
-                if exc.errno in _ICMP_ERRNOS and not retried:
-                    # The send consumed an ICMP error of an earlier datagram (Linux reports
-                    # it to the next call of any kind): keep it for a receive, send again.
-                    self._note_unreachable()
-                    retried = True
-                    continue
-                return send_status(exc.errno)
-            retried = False
+        while True:
+            op.index, sent, err = udp.send_some(
+                self.sock, op.datagrams, op.index, op.address, op.ancillary, op.plan
+            )
             op.transferred += sent
-            op.index += 1
-        return None
+            if not err:
+                return None  # all sent, or the send buffer is full
+            if err in udp.ICMP_ERRNOS and not retried:
+                # The send consumed an ICMP error of an earlier datagram (Linux reports it
+                # to the next call of any kind): keep it for a receive, send again.
+                self._note_unreachable()
+                retried = True
+                continue
+            return udp.send_status(err)
 
     def _push_sends(self) -> None:
         while self.sendq:
@@ -364,22 +302,12 @@ class DatagramSocket(ProviderSocket):
         if Flags != 0:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         views = self._views(Buffer, writable=True)
-        if views is None:
-            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-        if ControlLength is not None:
-            if not hasattr(ControlLength, "value"):
-                return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-            if ControlInfo is not None and isinstance(
-                control_bytes(ControlInfo, int(ControlLength.value)), int
-            ):
-                return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-        elif ControlInfo is not None:
-            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
-        if RemoteAddress is not None and not isinstance(RemoteAddress, SOCKADDR):
+        if views is None or not receive_arguments_ok(RemoteAddress, ControlLength, ControlInfo):
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
         if not self.bound:
             return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
-        op = _Receive(self, Irp, views, RemoteAddress, ControlLength, ControlInfo, ControlFlags)
+        self._report_destinations()
+        op = ReceiveOp(self, Irp, views, RemoteAddress, ControlLength, ControlInfo, ControlFlags)
         self.recvq.append(op)
         if len(self.recvq) == 1:
             self._on_readable()
@@ -387,32 +315,42 @@ class DatagramSocket(ProviderSocket):
                 return op.status
         return self._pend(op)
 
-    def _read_one(self) -> _Datagram | int | None:
-        """One datagram from the kernel (from the fixed peer, if one is set); a status for
-        an error; None if none is there."""
+    def _read(self, limit: int, copy: bool = True) -> list[Datagram] | int:
+        """Up to ``limit`` datagrams from the kernel in one recvmmsg (those of the fixed
+        peer, if one is set), each copied out of the reader's buffer (``copy=False``: views
+        of it, valid until the next read); a status for an error; [] if none is there."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = udp.BatchReader(INDICATION_BATCH)
         while True:
             try:
-                data, ancdata, flags, sender = self.sock.recvmsg(_MAX_DATAGRAM, ancillary_space())
-            except BlockingIOError:
-                return None
+                got = reader.read(self.sock, limit)
             except OSError as exc:
-                if exc.errno in _ICMP_ERRNOS:
-                    self._drain_errors()
-                    return NTSTATUS.STATUS_PORT_UNREACHABLE
-                return linux.status_from_errno(exc.errno)
+                if exc.errno in udp.ICMP_ERRNOS:
+                    udp.drain_errors(self.sock)
+                return udp.receive_status(exc.errno)
             fixed = self.fixed_remote
-            if fixed is None or tuple(sender[:2]) == tuple(fixed[:2]):
-                return _Datagram(data, receive_control(ancdata), sender, flags)
+            out = [
+                Datagram(
+                    bytes(data) if copy else data,
+                    receive_control(anc, self._pktinfo) if anc else b"",
+                    sender,
+                    flags,
+                    udp.destination_flags(anc),
+                )
+                for data, sender, anc, flags in got
+                if fixed is None or udp.address_from_raw(sender)[:2] == tuple(fixed[:2])
+            ]
+            if out or not got:
+                return out
+
+    def _report_destinations(self) -> None:
+        if not self._destinations:
+            self._destinations = udp.enable_destination(self.sock)
 
     def _note_unreachable(self) -> None:
-        self._drain_errors()
+        udp.drain_errors(self.sock)
         self._unreachable = True
-
-    def _drain_errors(self) -> None:
-        """Empty the error queue IP_RECVERR fills (one report stands for them all)."""
-        with contextlib.suppress(OSError):
-            for _ in range(64):
-                self.sock.recvmsg(1, 512, LINUX_MSG_ERRQUEUE)
 
     def _on_readable(self) -> None:
         while self.recvq and not self.closed:
@@ -422,39 +360,37 @@ class DatagramSocket(ProviderSocket):
                 self.recvq.pop(0)
                 self._finish(op, NTSTATUS.STATUS_PORT_UNREACHABLE, 0)
                 continue
-            got = self._held.pop(0) if self._held else self._read_one()
-            if got is None:
-                return
+            if not self._held:
+                got = self._read(len(self.recvq))
+                if isinstance(got, int):
+                    self.recvq.pop(0)
+                    self._finish(op, got, 0)
+                    continue
+                if not got:
+                    return
+                self._held.extend(got)
             self.recvq.pop(0)
-            if isinstance(got, int):
-                self._finish(op, got, 0)
-                continue
-            self._deliver(op, got)
+            self._deliver(op, self._held.pop(0))
         if self._indicating():
             if self.engine.on_loop():
                 self._indicate()
             else:
                 self._post(self._indicate)  # callbacks run on the provider thread only
 
-    def _deliver(self, op: _Receive, datagram: _Datagram) -> None:
-        data = memoryview(datagram.data)
-        copied = 0
-        for view in op.views:
-            n = min(len(view), len(data) - copied)
-            view[:n] = data[copied : copied + n]
-            copied += n
-            if copied == len(data):
-                break
+    def _deliver(self, op: ReceiveOp, datagram: Datagram) -> None:
+        data = datagram.data
+        copied = udp.scatter(data, op.views)
         flags = deliver_control(datagram.control, op.control_length, op.control_info)
-        status: int = NTSTATUS.STATUS_SUCCESS
-        if copied < len(data) or datagram.flags & socket.MSG_TRUNC:
+        flags |= datagram.destination
+        status = udp.truncation_status(copied, len(data), datagram.flags)
+        if status != NTSTATUS.STATUS_SUCCESS:
             flags |= MSG_TRUNC
-            status = NTSTATUS.STATUS_BUFFER_OVERFLOW
         if op.control_flags is not None and hasattr(op.control_flags, "value"):
             op.control_flags.value = flags
         if op.remote is not None:
             with contextlib.suppress(ValueError, AttributeError):
-                linux.from_linux_address(op.remote, self.sock.family, datagram.sender)
+                sender = udp.address_from_raw(datagram.sender)
+                linux.from_linux_address(op.remote, self.sock.family, sender)
         op.transferred = copied
         self._finish(op, status, copied)
 
@@ -473,47 +409,55 @@ class DatagramSocket(ProviderSocket):
         # Datagrams an indication refused (``_held``) wait for WskReceiveFrom: offering them
         # again could loop for ever with a static event the client keeps refusing.
         while self._indicating():
-            batch: list[_Datagram] = []
-            while len(batch) < INDICATION_BATCH:
-                got = self._read_one()
-                if got == NTSTATUS.STATUS_PORT_UNREACHABLE:
-                    continue  # an ICMP error has no place in an indication: dropped
-                if got is None or isinstance(got, int):
-                    break
-                batch.append(got)
+            batch = self._read(INDICATION_BATCH, copy=False)
+            if isinstance(batch, int):
+                continue  # an ICMP error has no place in an indication: dropped
             if not batch:
                 return
             self._offer(batch)
 
-    def _offer(self, batch: list[_Datagram]) -> None:
+    def _offer(self, batch: list[Datagram]) -> None:
+        """One WskReceiveFromEvent with the batch: one buffer and one MDL hold every
+        datagram (each element's WSK_BUF at its offset); the MDL is freed when the last
+        element is given back."""
+        block = bytearray(b"".join(datagram.data for datagram in batch))
+        whole = memoryview(block)
+        offset = 0
+        for datagram in batch:  # ours now, out of the reader's buffer (read again below)
+            end = offset + len(datagram.data)
+            datagram.data = whole[offset:end]
+            offset = end
+        mdl = IoAllocateMdl(block, max(len(block), 1), False, False, None)
+        if mdl is None:
+            self._hold(batch)
+            return
+        MmBuildMdlForNonPagedPool(mdl)
         head: WSK_DATAGRAM_INDICATION | None = None
         elements: list[WSK_DATAGRAM_INDICATION] = []
         for datagram in reversed(batch):
-            data = bytearray(datagram.data)  # the client's own until it returns or releases
-            mdl = IoAllocateMdl(data, max(len(data), 1), False, False, None)
-            if mdl is None:
-                self._free(elements)
-                self._hold(batch)
-                return
-            MmBuildMdlForNonPagedPool(mdl)
-            sender = _sockaddr(self.family)
-            with contextlib.suppress(ValueError, AttributeError):
-                linux.from_linux_address(sender, self.sock.family, datagram.sender)
-            control = datagram.control or None
+            offset -= len(datagram.data)
             head = WSK_DATAGRAM_INDICATION(
-                head, WSK_BUF(mdl, 0, len(data)), control, len(datagram.control), sender
+                head,
+                WSK_BUF(mdl, offset, len(datagram.data)),
+                datagram.control or None,
+                len(datagram.control),
+                udp.sockaddr_from_raw(datagram.sender),
             )
             elements.append(head)
         # Retained from the start: the client may hand an element to another thread inside
         # the callback, and that thread may WskRelease it before the callback returns.  Any
         # element, on its own or as a list, can be given back (as WireGuard's driver does
         # after unlinking them).
+        retained = self.retained
         for element in elements:
-            self.retained[id(element)] = element
+            retained[id(element)] = element
+        self._blocks[id(mdl)] = [mdl, len(elements)]
         status = self.invoke(WSK_EVENT_RECEIVE_FROM, self.context, WSK_FLAG_AT_DISPATCH_LEVEL, head)
         if status == NTSTATUS.STATUS_PENDING:
             return
-        self._free([e for e in elements if self.retained.pop(id(e), None) is not None])
+        for element in elements:
+            if retained.pop(id(element), None) is not None:
+                self._give_back(element)
         if status not in (NTSTATUS.STATUS_SUCCESS, None):
             # STATUS_DATA_NOT_ACCEPTED: keep the datagrams for WskReceiveFrom; an event
             # enabled with SO_WSK_EVENT_CALLBACK is now disabled (a static one stays on).
@@ -521,15 +465,20 @@ class DatagramSocket(ProviderSocket):
             if not self.static_events & WSK_EVENT_RECEIVE_FROM:
                 self.events &= ~WSK_EVENT_RECEIVE_FROM
 
-    def _hold(self, batch: list[_Datagram]) -> None:
+    def _give_back(self, element: WSK_DATAGRAM_INDICATION) -> None:
+        """One element is the provider's again: free its batch's MDL after the last."""
+        mdl = element.Buffer.Mdl
+        entry = self._blocks.get(id(mdl))
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._blocks[id(mdl)]
+            IoFreeMdl(entry[0])
+
+    def _hold(self, batch: list[Datagram]) -> None:
         room = HELD_LIMIT - len(self._held)
         self._held.extend(batch[: max(room, 0)])
-
-    @staticmethod
-    def _free(elements: list[WSK_DATAGRAM_INDICATION]) -> None:
-        for element in elements:
-            if element.Buffer.Mdl is not None:
-                IoFreeMdl(element.Buffer.Mdl)
 
     def release(self, DataIndication: WSK_DATAGRAM_INDICATION | None) -> int:
         """WskRelease: give back retained datagrams - ``DataIndication`` and those its
@@ -540,8 +489,7 @@ class DatagramSocket(ProviderSocket):
         while isinstance(element, WSK_DATAGRAM_INDICATION):
             if self.retained.pop(id(element), None) is None:
                 break
-            if element.Buffer.Mdl is not None:
-                IoFreeMdl(element.Buffer.Mdl)
+            self._give_back(element)
             element = element.Next
         return NTSTATUS.STATUS_SUCCESS
 
@@ -562,10 +510,10 @@ class DatagramSocket(ProviderSocket):
     def cancel(self, op: Op) -> None:
         if op.done:
             return
-        if isinstance(op, _Receive) and op in self.recvq:
+        if isinstance(op, ReceiveOp) and op in self.recvq:
             self.recvq.remove(op)
             self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
-        elif isinstance(op, _Send) and op in self.sendq and op.index == 0:
+        elif isinstance(op, SendOp) and op in self.sendq and op.index == 0:
             self.sendq.remove(op)
             self._finish(op, NTSTATUS.STATUS_CANCELLED, 0)
 
@@ -595,6 +543,14 @@ class DatagramSocket(ProviderSocket):
     ) -> tuple[int, int]:
         if kind == WskIoctl and code in (SIO_WSK_SET_REMOTE_ADDRESS, SIO_WSK_SET_SENDTO_ADDRESS):
             return self._set_destination(code, in_size, in_buf), 0
+        pktinfo = pktinfo_option(self.family, kind, code, level, in_size, in_buf, self._pktinfo)
+        if pktinfo is not None:
+            status, self._pktinfo = pktinfo
+            if self._pktinfo:
+                self._report_destinations()
+            if kind == WskGetOption and status == NTSTATUS.STATUS_SUCCESS:
+                return write_out(out_buf, out_size, int(self._pktinfo), 4)
+            return status, 0
         answer = datagram_option(self.sock, self.family, kind, code, level, in_size, in_buf)
         if answer is None:
             return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
@@ -608,17 +564,14 @@ class DatagramSocket(ProviderSocket):
         destination only); no input clears it."""
         if not self.bound:
             return NTSTATUS.STATUS_INVALID_DEVICE_STATE
-        address: tuple[Any, ...] | None = None
-        if in_buf is not None and in_size != 0:
-            try:
-                address = linux.to_linux_address(in_buf, self.family)
-            except (ValueError, AttributeError):
-                return NTSTATUS.STATUS_INVALID_PARAMETER
+        address = destination(in_size, in_buf, self.family)
+        if isinstance(address, int):
+            return address
         if code == SIO_WSK_SET_SENDTO_ADDRESS:
             self.sendto_address = address
         else:
             # Not connect(): disconnecting a UDP socket bound to port 0 gives its port back.
-            self.fixed_remote = canonical(address) if address is not None else None
+            self.fixed_remote = udp.canonical(address) if address is not None else None
         return NTSTATUS.STATUS_SUCCESS
 
 
@@ -642,11 +595,3 @@ class BasicSocket(ProviderSocket):
         self.closed = True
         self.sock.close()
         return self.finish_close(Irp)
-
-
-#: The errnos with which Linux reports an ICMP error for an earlier datagram.
-_ICMP_ERRNOS: Final = frozenset({errno.ECONNREFUSED})
-
-
-def _sockaddr(family: int) -> SOCKADDR:
-    return SOCKADDR_IN6() if family == AF_INET6 else SOCKADDR_IN()

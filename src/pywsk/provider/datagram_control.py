@@ -9,6 +9,9 @@ IN_PKTINFO / IN6_PKTINFO; the ECN codepoint in IP_ECN / IPV6_ECN, from the TOS /
 class Linux reports).  :data:`DATAGRAM_OPTIONS` maps the datagram options of
 WskControlSocket to Linux.
 
+:class:`Datagram`, :class:`SendOp` and :class:`ReceiveOp` are what the datagram socket
+keeps: a datagram read from the kernel, a send and a receive not yet complete.
+
 What it refuses: a ControlInfoLength beyond the buffer, a header whose cmsg_len is shorter
 than a header or runs past ControlInfoLength, a PKTINFO of the wrong size or family
 (STATUS_INVALID_PARAMETER); a well-formed object of a kind Linux cannot send
@@ -20,12 +23,15 @@ What always holds: nothing is written outside the buffer and length the caller g
 from __future__ import annotations
 
 import ctypes
-import errno
 import socket
 import struct
 from typing import Any, Final
 
+from ..core.connection import OpKind
+from ..mechanics import datagram as udp
 from ..mechanics import linux
+from ..mechanics.datagram import LINUX_IP_PKTINFO
+from ..nt.irp import IRP
 from ..nt.status import NTSTATUS
 from ..wsk.cmsg import (
     CMSGHDR,
@@ -64,15 +70,17 @@ from ..wsk.constants import (
     WskGetOption,
     WskSetOption,
 )
-from .base import read_in
+from ..wsk.structs import SOCKADDR
+from .base import Op, ProviderSocket, read_in
 
 __all__ = [
-    "canonical",
+    "Datagram",
+    "ReceiveOp",
+    "SendOp",
     "datagram_option",
-    "send_status",
-    "LINUX_IPV6_RECVERR",
-    "LINUX_IP_RECVERR",
-    "LINUX_MSG_ERRQUEUE",
+    "destination",
+    "pktinfo_option",
+    "receive_arguments_ok",
     "DATAGRAM_OPTIONS",
     "MEMBERSHIP",
     "Ancillary",
@@ -81,12 +89,6 @@ __all__ = [
 ]
 
 Ancillary = list[tuple[int, int, bytes]]
-
-# Linux's numbers (include/uapi/linux/in.h, in6.h, socket.h) where Python 3.11 lacks a name.
-LINUX_IP_PKTINFO: Final = getattr(socket, "IP_PKTINFO", 8)
-LINUX_IP_RECVERR: Final = getattr(socket, "IP_RECVERR", 11)
-LINUX_IPV6_RECVERR: Final = getattr(socket, "IPV6_RECVERR", 25)
-LINUX_MSG_ERRQUEUE: Final = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 
 _HEADER: Final = CMSGHDR.SIZE
 _DATA: Final = WSA_CMSG_LEN(0)
@@ -136,6 +138,65 @@ MEMBERSHIP: Final[dict[tuple[int, int], tuple[int, int, int, int]]] = {
         AF_INET6,
     ),
 }
+
+
+class Datagram:
+    """One datagram read from the kernel: payload (our own copy), Windows control info,
+    the sender as a raw Linux sockaddr, flags."""
+
+    __slots__ = ("control", "data", "destination", "flags", "sender")
+
+    def __init__(
+        self, data: Any, control: bytes, sender: bytes, flags: int, destination: int = 0
+    ) -> None:
+        self.data = data
+        self.control = control
+        self.sender = sender
+        self.flags = flags  # Linux's msg_flags (MSG_TRUNC)
+        self.destination = destination  # Windows' MSG_BCAST / MSG_MCAST
+
+
+class SendOp(Op):
+    """A WskSendTo (one datagram) or WskSendMessages (several) not yet all sent."""
+
+    __slots__ = ("address", "ancillary", "datagrams", "index", "plan")
+
+    def __init__(
+        self,
+        owner: ProviderSocket,
+        irp: IRP,
+        datagrams: list[list[memoryview]],
+        address: tuple[Any, ...],
+        ancillary: Ancillary,
+    ) -> None:
+        super().__init__(owner, OpKind.SEND, irp, [])
+        self.datagrams = datagrams
+        self.address = address
+        self.ancillary = ancillary
+        self.index = 0  # the next datagram to send
+        self.plan = udp.batch_plan(datagrams, address, owner.sock.family, ancillary)
+
+
+class ReceiveOp(Op):
+    """A pending WskReceiveFrom and its out-parameters."""
+
+    __slots__ = ("control_flags", "control_info", "control_length", "remote")
+
+    def __init__(
+        self,
+        owner: ProviderSocket,
+        irp: IRP,
+        views: list[memoryview],
+        remote: SOCKADDR | None,
+        control_length: Any,
+        control_info: Any,
+        control_flags: Any,
+    ) -> None:
+        super().__init__(owner, OpKind.RECEIVE, irp, views)
+        self.remote = remote
+        self.control_length = control_length
+        self.control_info = control_info
+        self.control_flags = control_flags
 
 
 def control_bytes(ControlInfo: Any, length: int) -> memoryview | int:
@@ -199,15 +260,13 @@ def parse_send_control(family: int, ControlInfoLength: int, ControlInfo: Any) ->
     return out
 
 
-def ancillary_space() -> int:
-    """Room for the ancillary data a datagram can carry here (both PKTINFO kinds)."""
-    return socket.CMSG_SPACE(12) + socket.CMSG_SPACE(20) + 2 * socket.CMSG_SPACE(4)
-
-
-def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
-    """Linux ancillary data of a received datagram -> CMSGHDR objects in Windows layout."""
+def receive_control(ancdata: list[tuple[int, int, bytes]], pktinfo: bool = True) -> bytes:
+    """Linux ancillary data of a received datagram -> CMSGHDR objects in Windows layout
+    (the PKTINFO ones only if ``pktinfo``: the client switched them on)."""
     out = bytearray()
     for level, kind, data in ancdata:
+        if not pktinfo and (level, kind) in _LINUX_PKTINFO:
+            continue
         if (level, kind) == (socket.IPPROTO_IP, LINUX_IP_PKTINFO) and len(data) >= 12:
             ifindex, _spec, destination = struct.unpack_from("=i4s4s", data)
             body = bytes(IN_PKTINFO((ctypes.c_ubyte * 4)(*destination), ifindex))
@@ -222,6 +281,33 @@ def receive_control(ancdata: list[tuple[int, int, bytes]]) -> bytes:
             (tclass,) = struct.unpack_from("=i", data)
             out += _object(IPPROTO_IPV6, IPV6_ECN, struct.pack("<i", tclass & 3))
     return bytes(out)
+
+
+_LINUX_PKTINFO: Final = {
+    (socket.IPPROTO_IP, LINUX_IP_PKTINFO),
+    (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO),
+}
+#: IP_PKTINFO / IPV6_PKTINFO: the provider always asks Linux for the destination (for
+#: MSG_BCAST / MSG_MCAST); the option only says whether the client is given it.
+PKTINFO_OPTIONS: Final = {(IPPROTO_IP, IP_PKTINFO): 0, (IPPROTO_IPV6, IPV6_PKTINFO): AF_INET6}
+
+
+def pktinfo_option(
+    family: int, kind: int, code: int, level: int, in_size: int, in_buf: Any, current: bool
+) -> tuple[int, bool] | None:
+    """IP_PKTINFO / IPV6_PKTINFO of WskControlSocket: (status, the option's value after the
+    call - ``current`` for a get or a refusal); None if it is not one of them."""
+    needs = PKTINFO_OPTIONS.get((level, code))
+    if needs is None or kind not in (WskSetOption, WskGetOption):
+        return None
+    if needs and needs != family:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, current
+    if kind == WskGetOption:
+        return NTSTATUS.STATUS_SUCCESS, current
+    value = read_in(in_buf, in_size)
+    if value is None:
+        return NTSTATUS.STATUS_INVALID_PARAMETER, current
+    return NTSTATUS.STATUS_SUCCESS, bool(value)
 
 
 def _object(level: int, kind: int, body: bytes) -> bytes:
@@ -285,16 +371,26 @@ def datagram_option(
         return linux.status_from_errno(exc.errno), 0
 
 
-def send_status(err: int | None) -> int:
-    """A failed send's status; EMSGSIZE (more than the largest UDP payload) is Windows'
-    WSAEMSGSIZE, STATUS_INVALID_BUFFER_SIZE."""
-    if err == errno.EMSGSIZE:
-        return NTSTATUS.STATUS_INVALID_BUFFER_SIZE
-    return linux.status_from_errno(err)
+def receive_arguments_ok(RemoteAddress: Any, ControlLength: Any, ControlInfo: Any) -> bool:
+    """WskReceiveFrom's out-parameters: a SOCKADDR or NULL; ControlLength a ULONG holder
+    whose value fits ControlInfo, or NULL with ControlInfo NULL too."""
+    if RemoteAddress is not None and not isinstance(RemoteAddress, SOCKADDR):
+        return False
+    if ControlLength is None:
+        return ControlInfo is None
+    if not hasattr(ControlLength, "value"):
+        return False
+    return ControlInfo is None or not isinstance(
+        control_bytes(ControlInfo, int(ControlLength.value)), int
+    )
 
 
-def canonical(address: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An address as recvmsg reports senders (the host in inet_ntop's spelling)."""
-    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-    host = socket.inet_ntop(family, socket.inet_pton(family, str(address[0]).split("%")[0]))
-    return (host, *address[1:])
+def destination(in_size: int, in_buf: Any, family: int) -> tuple[Any, ...] | int | None:
+    """The input of SIO_WSK_SET_REMOTE_ADDRESS / SIO_WSK_SET_SENDTO_ADDRESS: an address of
+    the socket's family, None (no input: clear it), or STATUS_INVALID_PARAMETER."""
+    if in_buf is None or in_size == 0:
+        return None
+    try:
+        return linux.to_linux_address(in_buf, family)
+    except (ValueError, AttributeError):
+        return NTSTATUS.STATUS_INVALID_PARAMETER

@@ -74,16 +74,7 @@ def _flags(value: int, table: dict[int, int]) -> int:
     return sum(linux_flag for flag, linux_flag in table.items() if value & flag)
 
 
-def _status_of(exc: OSError) -> int:
-    if isinstance(exc, socket.gaierror):
-        if exc.errno in (socket.EAI_NONAME, socket.EAI_NODATA, socket.EAI_SERVICE):
-            return NTSTATUS.STATUS_NOT_FOUND
-        if exc.errno == socket.EAI_FAMILY:
-            return NTSTATUS.STATUS_NOT_SUPPORTED
-        if exc.errno == socket.EAI_MEMORY:
-            return NTSTATUS.STATUS_INSUFFICIENT_RESOURCES
-        return NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR
-    return linux.status_from_errno(exc.errno)
+_status_of = linux.status_from_resolver
 
 
 def get_address_info(

@@ -73,6 +73,17 @@ typedef struct sockaddr_in6 {
 } SOCKADDR_IN6, *PSOCKADDR_IN6;
 typedef struct sockaddr_storage { ADDRESS_FAMILY ss_family; CHAR ss_pad1[6]; LONGLONG ss_align; CHAR ss_pad2[112]; } SOCKADDR_STORAGE, *PSOCKADDR_STORAGE;
 typedef struct _WSACMSGHDR { SIZE_T cmsg_len; INT cmsg_level; INT cmsg_type; } CMSGHDR, *PCMSGHDR;
+/* Control information as ws2def.h lays it out (x64: 8-byte alignment). */
+#define MAX_NATURAL_ALIGNMENT sizeof(ULONGLONG)
+#define WSA_CMSGHDR_ALIGN(length) (((length) + sizeof(ULONGLONG) - 1) & ~(sizeof(ULONGLONG) - 1))
+#define WSA_CMSGDATA_ALIGN(length) (((length) + MAX_NATURAL_ALIGNMENT - 1) & ~(MAX_NATURAL_ALIGNMENT - 1))
+#define WSA_CMSG_DATA(cmsg) ((PUCHAR)(cmsg) + WSA_CMSGDATA_ALIGN(sizeof(CMSGHDR)))
+#define WSA_CMSG_LEN(length) (WSA_CMSGDATA_ALIGN(sizeof(CMSGHDR)) + (length))
+#define WSA_CMSG_SPACE(length) (WSA_CMSGDATA_ALIGN(sizeof(CMSGHDR) + WSA_CMSGHDR_ALIGN(length)))
+#define IP_PKTINFO 19
+#define IPV6_PKTINFO 19
+typedef struct in_pktinfo { IN_ADDR ipi_addr; ULONG ipi_ifindex; } IN_PKTINFO, *PIN_PKTINFO;
+typedef struct in6_pktinfo { IN6_ADDR ipi6_addr; ULONG ipi6_ifindex; } IN6_PKTINFO, *PIN6_PKTINFO;
 typedef struct addrinfoexW {
     int ai_flags;
     int ai_family;

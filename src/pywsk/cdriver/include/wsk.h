@@ -14,6 +14,9 @@
 extern "C" {
 #endif
 
+#ifndef WSKAPI
+#define WSKAPI                          /* NTAPI: the one calling convention here */
+#endif
 #define MAKE_WSK_VERSION(Mj, Mn) ((USHORT)((Mj) << 8) | (USHORT)((Mn) & 0xff))
 #define WSK_MAJOR_VERSION(V) ((UCHAR)(((V) >> 8) & 0xff))
 #define WSK_MINOR_VERSION(V) ((UCHAR)((V) & 0xff))
@@ -59,6 +62,14 @@ typedef enum { WskInspectReject, WskInspectAccept, WskInspectPend, WskInspectMax
 
 typedef struct _WSK_BUF { PMDL Mdl; ULONG Offset; SIZE_T Length; } WSK_BUF, *PWSK_BUF;
 typedef struct _WSK_DATA_INDICATION { struct _WSK_DATA_INDICATION *Next; WSK_BUF Buffer; } WSK_DATA_INDICATION, *PWSK_DATA_INDICATION;
+typedef struct _WSK_BUF_LIST { struct _WSK_BUF_LIST *Next; WSK_BUF Buffer; } WSK_BUF_LIST, *PWSK_BUF_LIST;
+typedef struct _WSK_DATAGRAM_INDICATION {
+    struct _WSK_DATAGRAM_INDICATION *Next;
+    WSK_BUF Buffer;
+    PCMSGHDR ControlInfo;
+    ULONG ControlInfoLength;
+    PSOCKADDR RemoteAddress;
+} WSK_DATAGRAM_INDICATION, *PWSK_DATAGRAM_INDICATION;
 typedef struct _WSK_INSPECT_ID { ULONG_PTR Key; ULONG SerialNumber; } WSK_INSPECT_ID, *PWSK_INSPECT_ID;
 typedef struct _WSK_EVENT_CALLBACK_CONTROL { PNPIID NpiId; ULONG EventMask; } WSK_EVENT_CALLBACK_CONTROL, *PWSK_EVENT_CALLBACK_CONTROL;
 typedef struct _WSK_SOCKET { CONST VOID *Dispatch; } WSK_SOCKET, *PWSK_SOCKET;
@@ -86,6 +97,11 @@ typedef struct _WSK_CLIENT_LISTEN_DISPATCH {
     PFN_WSK_INSPECT_EVENT WskInspectEvent;
     PFN_WSK_ABORT_EVENT WskAbortEvent;
 } WSK_CLIENT_LISTEN_DISPATCH, *PWSK_CLIENT_LISTEN_DISPATCH;
+typedef NTSTATUS (*PFN_WSK_RECEIVE_FROM_EVENT)(PVOID SocketContext, ULONG Flags,
+    PWSK_DATAGRAM_INDICATION DataIndication);
+typedef struct _WSK_CLIENT_DATAGRAM_DISPATCH {
+    PFN_WSK_RECEIVE_FROM_EVENT WskReceiveFromEvent;
+} WSK_CLIENT_DATAGRAM_DISPATCH, *PWSK_CLIENT_DATAGRAM_DISPATCH;
 typedef struct _WSK_CLIENT_STREAM_DISPATCH {
     CONST WSK_CLIENT_LISTEN_DISPATCH *Listen;
     CONST WSK_CLIENT_CONNECTION_DISPATCH *Connect;
@@ -120,6 +136,14 @@ typedef NTSTATUS (*PFN_WSK_SEND_EX)(PWSK_SOCKET Socket, PWSK_BUF Buffer, ULONG F
     ULONG ControlInfoLength, PCMSGHDR ControlInfo, PIRP Irp);
 typedef NTSTATUS (*PFN_WSK_RECEIVE_EX)(PWSK_SOCKET Socket, PWSK_BUF Buffer, ULONG Flags,
     PULONG ControlInfoLength, PCMSGHDR ControlInfo, PULONG ControlFlags, PIRP Irp);
+typedef NTSTATUS (*PFN_WSK_SEND_TO)(PWSK_SOCKET Socket, PWSK_BUF Buffer, ULONG Flags,
+    PSOCKADDR RemoteAddress, ULONG ControlInfoLength, PCMSGHDR ControlInfo, PIRP Irp);
+typedef NTSTATUS (*PFN_WSK_RECEIVE_FROM)(PWSK_SOCKET Socket, PWSK_BUF Buffer, ULONG Flags,
+    PSOCKADDR RemoteAddress, PULONG ControlLength, PCMSGHDR ControlInfo, PULONG ControlFlags, PIRP Irp);
+typedef NTSTATUS (*PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST)(PWSK_SOCKET Socket,
+    PWSK_DATAGRAM_INDICATION DatagramIndication);
+typedef NTSTATUS (*PFN_WSK_SEND_MESSAGES)(PWSK_SOCKET Socket, PWSK_BUF_LIST BufferList, ULONG Flags,
+    PSOCKADDR RemoteAddress, ULONG ControlInfoLength, PCMSGHDR ControlInfo, PIRP Irp);
 typedef NTSTATUS (*PFN_WSK_SOCKET)(PWSK_CLIENT Client, ADDRESS_FAMILY AddressFamily, USHORT SocketType,
     ULONG Protocol, ULONG Flags, PVOID SocketContext, CONST VOID *Dispatch, PEPROCESS OwningProcess,
     PETHREAD OwningThread, PSECURITY_DESCRIPTOR SecurityDescriptor, PIRP Irp);
@@ -153,6 +177,15 @@ typedef struct _WSK_PROVIDER_LISTEN_DISPATCH {
     PFN_WSK_INSPECT_COMPLETE WskInspectComplete;
     PFN_WSK_GET_LOCAL_ADDRESS WskGetLocalAddress;
 } WSK_PROVIDER_LISTEN_DISPATCH, *PWSK_PROVIDER_LISTEN_DISPATCH;
+typedef struct _WSK_PROVIDER_DATAGRAM_DISPATCH {
+    PYWSK_BASIC_MEMBER
+    PFN_WSK_BIND WskBind;
+    PFN_WSK_SEND_TO WskSendTo;
+    PFN_WSK_RECEIVE_FROM WskReceiveFrom;
+    PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST WskRelease;
+    PFN_WSK_GET_LOCAL_ADDRESS WskGetLocalAddress;
+    PFN_WSK_SEND_MESSAGES WskSendMessages;
+} WSK_PROVIDER_DATAGRAM_DISPATCH, *PWSK_PROVIDER_DATAGRAM_DISPATCH;
 typedef struct _WSK_PROVIDER_CONNECTION_DISPATCH {
     PYWSK_BASIC_MEMBER
     PFN_WSK_BIND WskBind;
