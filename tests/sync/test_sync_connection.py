@@ -3,8 +3,11 @@ and waits for its completion; it is never reported as success."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -336,3 +339,28 @@ def test_every_irp_is_freed_before_the_operation_returns(
     finally:
         runtime.tracer = previous
     assert peer_reads_to_end(peer) == (b"data", "fin")
+
+
+def test_a_sync_program_never_loads_the_bridge() -> None:
+    """In a program of its own: a pywsk.sync connection, its graceful end, and no
+    pywsk._bridge in sys.modules - the calls are the client runtime's."""
+    program = """
+import json, socket, sys
+import pywsk.sync
+with socket.create_server(("127.0.0.1", 0)) as server:
+    with pywsk.sync.connect("127.0.0.1", server.getsockname()[1], timeout=10) as conn:
+        peer, _ = server.accept()
+        with peer:
+            conn.send(b"hi", timeout=10)
+            conn.disconnect(timeout=10)
+            assert peer.recv(2, socket.MSG_WAITALL) == b"hi"
+            peer.shutdown(socket.SHUT_WR)
+            assert conn.recv(timeout=10) == b""
+print(json.dumps({"ending": conn.disconnected_by.name, "bridge": "pywsk._bridge" in sys.modules}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"ending": "PEER_FIN", "bridge": False}
