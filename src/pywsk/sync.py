@@ -5,7 +5,10 @@ What it does: :func:`connect` gives a :class:`Connection` with ``send``, ``recv`
 ``accept``.  Each operation is a WSK call on its own IRP, exactly as a KSOCKET-style
 driver makes it: a completion routine that sets a KEVENT and returns
 STATUS_MORE_PROCESSING_REQUIRED, and ``KeWaitForSingleObject`` on that event in the
-calling thread (PASSIVE_LEVEL) - with the timeout you give.
+calling thread (PASSIVE_LEVEL) - with the timeout you give.  The calls are those of the
+driver-style client runtime (:mod:`pywsk.client`, one :class:`~pywsk.client.Client` per
+process: :func:`client`), issued on the calling thread; its tracer sees them
+(docs/tracing.md).
 
 What it refuses: to report a timeout as success.  ``KeWaitForSingleObject`` answers
 STATUS_TIMEOUT, which ``NT_SUCCESS`` counts as a *success* code - the trap of wrappers that
@@ -30,134 +33,123 @@ returns (except a timed-out disconnect, which the connection keeps); failures ar
 connection that is not disconnected in both directions** - ``disconnect()``, ``recv()``
 until ``b""``, then ``close()`` is the graceful path.  A Connection may be used by one
 sending and one receiving thread at once; ``abort()`` and ``close()`` from any thread.
+How a connection ended is said in :class:`~pywsk.core.ending.Ending`'s words
+(:attr:`Connection.disconnected_by`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Generator, Iterator, Sequence
-from types import TracebackType
-from typing import Any, TypeVar
+from types import SimpleNamespace, TracebackType
+from typing import Any, Final, TypeVar
 
-from ._bridge import (
-    DEFAULT_RECEIVE_SIZE,
-    Call,
-    ConnectionCore,
-    DisconnectReason,
-    ListenerCore,
-    SocketOption,
-    connect_steps,
-    listen_steps,
-    start_control,
-)
-from ._log import log_settled, logged_connect
+from ._log import log_connect, log_settled
 from .aio._receiving import Steps, drive_steps_blocking, exactly_steps, take, until_steps
+from .client import Buffer, Call, Client, ClientError, allocate_buffer, steps
+from .client.blocking import deadline as _deadline
+from .client.blocking import drive, new_event, wait, wait_event
+from .client.steps import SocketOption
+from .core.ending import ENDING_OF_STATUS, Ending
 from .errors import BusyError, NtStatusError, error_from_status
-from .nt.event import (
-    KEVENT,
-    LARGE_INTEGER,
-    Executive,
-    KeInitializeEvent,
-    KeSetEvent,
-    KeWaitForSingleObject,
-    NotificationEvent,
+from .nt import IO_NO_INCREMENT, KEVENT, NT_SUCCESS, NTSTATUS, KeSetEvent
+from .wsk import (
+    SOCKADDR_STORAGE,
+    WSK_SOCKET,
 )
-from .nt.irp import IO_NO_INCREMENT
-from .nt.mdl import KernelMode
-from .nt.status import NTSTATUS
-from .wsk.structs import WSK_SOCKET, check_port
+from .wsk.structs import check_port
 
-__all__ = ["Connection", "DisconnectReason", "Listener", "connect", "listen"]
+__all__ = ["Connection", "DisconnectReason", "Listener", "client", "connect", "listen"]
 
 T = TypeVar("T")
+S = NTSTATUS
+
+
+#: Default ``max_bytes`` of a receive.
+DEFAULT_RECEIVE_SIZE: Final = 65536
+#: Largest receive buffer a connection keeps; a bigger ``max_bytes`` is capped to it.
+MAX_RECEIVE_BUFFER: Final = 1 << 20
 
 log = logging.getLogger(__name__)
 
 
+class DisconnectReason:
+    """The earlier names of the endings :attr:`Connection.disconnected_by` reports: each is
+    the :class:`~pywsk.core.ending.Ending` itself (``DisconnectReason.PEER_GRACEFUL is
+    Ending.PEER_FIN``)."""
+
+    PEER_GRACEFUL: Final = Ending.PEER_FIN
+    PEER_RESET: Final = Ending.PEER_RST
+    LOCAL_ABORT: Final = Ending.OUR_RST
+    TRANSPORT_FAILURE: Final = Ending.TRANSPORT_FAILURE
+
+
 # --------------------------------------------------------------------------------------------
-# Waiting: KEVENT + KeWaitForSingleObject, as a driver thread does
+# The client of the process
 # --------------------------------------------------------------------------------------------
 
-
-def _event() -> KEVENT:
-    event = KEVENT()
-    KeInitializeEvent(event, NotificationEvent, False)
-    return event
+_client: Client | None = None
+_client_lock: Final = threading.Lock()
 
 
-def _nt_timeout(deadline: float | None) -> LARGE_INTEGER | None:
-    """A relative NT timeout (negative, 100-ns units) for the time left until ``deadline``."""
-    if deadline is None:
-        return None
-    left = max(deadline - time.monotonic(), 0.0)
-    return LARGE_INTEGER(-max(int(left * 10_000_000), 1))
+def client() -> Client:
+    """The WSK client under pywsk.sync (registered on first use, as a driver does in
+    DriverEntry); set its ``tracer`` to see every call (:mod:`pywsk.trace`).  At interpreter
+    exit it releases the NPI and deregisters, if none of its sockets is left open."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            try:
+                _client = Client(show_data=False)
+            except ClientError as exc:
+                raise _error(exc) from None
+            atexit.register(_release, _client)
+        return _client
 
 
-def _wait(call: Call, deadline: float | None) -> bool:
-    """Wait for ``call``; True if the deadline passed first (the IRP was then cancelled and
-    its completion awaited: ``call.status`` says whether the cancel won)."""
-    event = _event()
-    if not call.arm(lambda _deliver: _signal(event), _nothing):
-        return False
-    status = KeWaitForSingleObject(event, Executive, KernelMode, False, _nt_timeout(deadline))
-    if status == NTSTATUS.STATUS_SUCCESS:
-        return False
-    # STATUS_TIMEOUT is a success code: never let it pass for the request's result.
-    call.cancel()
-    KeWaitForSingleObject(event, Executive, KernelMode, False, None)
-    return True
-
-
-def _signal(event: KEVENT) -> None:
-    KeSetEvent(event, IO_NO_INCREMENT, False)
-
-
-def _nothing() -> None:
-    pass
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError("timeout must be >= 0 or None")
-    return time.monotonic() + timeout
+def _release(registered: Client) -> None:
+    if not registered.sockets:  # else they are still the client's (the verifier says so)
+        registered.close()
 
 
 def _timed_out(what: str, timeout: float | None) -> Exception:
     return error_from_status(
-        NTSTATUS.STATUS_TIMEOUT,
+        S.STATUS_TIMEOUT,
         f"{what}: no completion within {timeout} s; the IRP was cancelled and had no effect",
     )
 
 
-def _drive(steps: Generator[Call, None, T], timeout: float | None, what: str) -> T:
-    deadline = _deadline(timeout)
-    thrown = False
+def _failure(call: Call) -> NtStatusError:
+    status = call.status if call.status is not None else S.STATUS_INTERNAL_ERROR
+    return error_from_status(status, call.name)
+
+
+def _error(exc: ClientError) -> NtStatusError:
+    """The pywsk.errors exception of a runtime call that failed."""
+    return error_from_status(exc.status or S.STATUS_UNSUCCESSFUL, str(exc))
+
+
+def _drive(sequence: Generator[Call, None, T], timeout: float | None, what: str) -> T:
+    """A sequence of the runtime (pywsk.client.steps) within ``timeout`` seconds in all."""
     try:
-        call = next(steps)
-        while True:
-            timed_out = _wait(call, None if thrown else deadline)
-            if timed_out and not thrown and not call.succeeded:
-                thrown = True
-                call = steps.throw(_timed_out(what, timeout))
-            else:
-                call = steps.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
+        return drive(sequence, _deadline(timeout), lambda: _timed_out(what, timeout))
+    except ClientError as exc:
+        raise _error(exc) from None
 
 
-def _view(data: bytes | bytearray | memoryview) -> memoryview:
-    return memoryview(data).cast("B")
-
-
-# --------------------------------------------------------------------------------------------
-# Connections
-# --------------------------------------------------------------------------------------------
+def connect_steps(
+    host: str,
+    port: int,
+    options: Sequence[SocketOption] = (),
+    local: tuple[str, int] | None = None,
+) -> Generator[Call, None, Connection]:
+    """The runtime's connect sequence (each address of ``host`` in turn), as a Connection."""
+    c = client()
+    sock, mine, remote = yield from steps.connect_steps(c, host, port, options, local)
+    return Connection(c, sock, mine, remote)
 
 
 def connect(
@@ -173,25 +165,57 @@ def connect(
     the socket closed, and :class:`~pywsk.errors.WskTimeoutError` raised.  A port outside
     0..65535 raises ``ValueError`` before any call."""
     check_port(port, local)
-    steps = logged_connect(log, host, port, connect_steps(host, port, options, local))
-    return Connection(_drive(steps, timeout, "connect"))
+    try:
+        conn = _drive(connect_steps(host, port, options, local), timeout, "connect")
+    except NtStatusError as exc:
+        log_connect(log, None, exc.status, (host, port))
+        raise
+    log_connect(log, conn.socket, 0, conn.remote_address, conn.local_address)
+    return conn
+
+
+# --------------------------------------------------------------------------------------------
+# Connections
+# --------------------------------------------------------------------------------------------
 
 
 class Connection:
     """A blocking WSK connection.  Use ``with`` (or ``close()``); see the module docstring."""
 
-    def __init__(self, core: ConnectionCore) -> None:
-        self._core = core
-        self._sending = threading.Lock()
-        self._receiving = threading.Lock()
-        self._disconnected = _event()
+    def __init__(
+        self, c: Client, sock: WSK_SOCKET, local: tuple[Any, ...], remote: tuple[Any, ...]
+    ) -> None:
+        self._client = c
+        self._socket = sock
+        self._local = local
+        self._remote = remote
+        self._ending: Ending | None = None
+        # Our FIN acknowledged, the peer's FIN seen, abort() called.
+        self._fin_acked = False
+        self._eof = False
+        self._aborted = False
+        self._closed = False
+        self._disconnect_call: Call | None = None
+        self._disconnect_error: NtStatusError | None = None
+        #: Set once the graceful disconnect is over (it may outlive the disconnect() call).
+        self._disconnected: KEVENT | None = None
         self._settling = threading.Lock()
         self._disconnect_settled = False
+        self._bytes_sent = 0
+        self._bytes_received = 0
+        self._sending = threading.Lock()
+        self._receiving = threading.Lock()
+        #: The receive buffer (non-paged pool), kept while a receive may write to it.
+        self._buffer: Buffer | None = None
+        self._buffer_lock = threading.Lock()
+        self._receive_in_flight = False
         #: Bytes received and not yet returned (kept by receive_exactly / receive_until).
         self._leftover = bytearray()
 
     def __repr__(self) -> str:
-        return f"<pywsk.sync.Connection {self._core!r}>"
+        ending = self._ending.describe() if self._ending else "open"
+        state = "closed" if self._closed else ending
+        return f"<pywsk.sync.Connection {self._local} -> {self._remote} {state}>"
 
     def __enter__(self) -> Connection:
         return self
@@ -206,35 +230,63 @@ class Connection:
 
     @property
     def local_address(self) -> tuple[Any, ...]:
-        return self._core.local
+        return self._local
 
     @property
     def remote_address(self) -> tuple[Any, ...]:
-        return self._core.remote
+        return self._remote
 
     @property
-    def disconnected_by(self) -> DisconnectReason | None:
-        """How the connection ended, as far as this side saw (first cause), or None."""
-        return self._core.reason
+    def disconnected_by(self) -> Ending | None:
+        """How the connection ended, as far as this side saw (the first end seen), or None:
+        :attr:`Ending.PEER_FIN <pywsk.core.ending.Ending.PEER_FIN>` (a receive returned
+        ``b""``), ``PEER_RST``, ``OUR_RST`` (our ``abort()``, or a close before our FIN was
+        acknowledged) or ``TRANSPORT_FAILURE``.  Our graceful disconnect is not an end here:
+        the connection goes on receiving."""
+        return self._ending
 
     @property
     def bytes_sent(self) -> int:
-        return self._core.bytes_sent
+        return self._bytes_sent
 
     @property
     def bytes_received(self) -> int:
-        return self._core.bytes_received
+        return self._bytes_received
 
     @property
     def socket(self) -> WSK_SOCKET:
         """The WSK socket underneath (do not close it yourself)."""
-        return self._core.socket
+        return self._socket
 
-    def _check(self) -> ConnectionCore:
-        core = self._core
-        if core.closed:
-            raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the connection is closed")
-        return core
+    def _log(self, call: Call, what: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            state = SimpleNamespace(
+                socket=self._socket, fin_acked=self._fin_acked, eof=self._eof, aborted=self._aborted
+            )
+            settled: Any = call  # completed: its status is set
+            log_settled(log, state, settled, what)
+
+    def _learn(self, ending: Ending | None) -> None:
+        if ending is not None and self._ending is None:
+            self._ending = ending
+
+    def _check(self) -> None:
+        if self._closed:
+            raise error_from_status(S.STATUS_INVALID_HANDLE, "the connection is closed")
+
+    def _failure(self, call: Call) -> NtStatusError:
+        """A failed call's exception, in the light of what this side did meanwhile."""
+        status = call.status if call.status is not None else S.STATUS_INTERNAL_ERROR
+        self._learn(ENDING_OF_STATUS.get(status & 0xFFFFFFFF))
+        if self._closed:
+            return error_from_status(
+                S.STATUS_INVALID_HANDLE, f"{call.name}: the connection was closed"
+            )
+        if status == S.STATUS_CANCELLED and self._ending is Ending.OUR_RST:
+            return error_from_status(
+                S.STATUS_CONNECTION_ABORTED, f"{call.name}: the connection was aborted"
+            )
+        return _failure(call)
 
     def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> int:
         """Send all of ``data`` (one WskSend); returns its length once the transport took it.
@@ -243,28 +295,32 @@ class Connection:
         ``WskTimeoutError`` raised; one partly taken completes).  Raises the failure
         (``ConnectionResetError``, ...), ``WskBrokenPipeError`` after ``disconnect()``.
         """
-        core = self._check()
-        view = _view(data)
-        if core.disconnect_call is not None:
-            raise error_from_status(NTSTATUS.STATUS_PIPE_DISCONNECTED, "send after disconnect()")
+        self._check()
+        view = memoryview(data).cast("B")
+        if self._disconnect_call is not None:
+            raise error_from_status(S.STATUS_PIPE_DISCONNECTED, "send after disconnect()")
         if not view.nbytes:
             return 0
-        deadline = _deadline(timeout)
+        until = _deadline(timeout)
         if not self._sending.acquire(blocking=False):
             raise BusyError("another thread is sending on this connection")
         try:
-            call = core.start_send(view)
-            timed_out = _wait(call, deadline)
             try:
-                sent = core.settle_send(call, cancelled=timed_out)
-            except NtStatusError:
-                log_settled(log, core, call, "send")
-                raise
+                call = self._client.send(self._socket, view, locked=True)
+            except ClientError as exc:
+                raise _error(exc) from None
+            timed_out = wait(call, until)
+            sent = call.information if isinstance(call.information, int) else 0
+            with self._settling:  # a disconnect's final bytes are counted under it too
+                self._bytes_sent += sent
+            if call.succeeded:
+                return sent
+            if timed_out and call.status == S.STATUS_CANCELLED:
+                raise _timed_out("send", timeout)
+            self._log(call, "send")
+            raise self._failure(call)
         finally:
             self._sending.release()
-        if sent is None:
-            raise _timed_out("send", timeout)
-        return sent
 
     def recv(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Receive at most ``max_bytes``: at least one byte, or ``b""`` once the peer
@@ -273,11 +329,11 @@ class Connection:
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
         self._check()
-        deadline = _deadline(timeout)
+        until = _deadline(timeout)
         with self._receiver():
             if self._leftover:
                 return take(self._leftover, max_bytes)
-            return self._recv(max_bytes, deadline, timeout)
+            return self._recv(max_bytes, until, timeout)
 
     def receive_exactly(self, size: int, timeout: float | None = None) -> bytes:
         """Exactly ``size`` bytes, over as many receives as it takes, within ``timeout``
@@ -305,27 +361,57 @@ class Connection:
 
     def _receive_steps(self, steps: Steps, timeout: float | None) -> bytes:
         self._check()
-        deadline = _deadline(timeout)
+        until = _deadline(timeout)
         with self._receiver():
-            return drive_steps_blocking(steps, lambda size: self._recv(size, deadline, timeout))
+            return drive_steps_blocking(steps, lambda size: self._recv(size, until, timeout))
 
-    def _recv(self, max_bytes: int, deadline: float | None, timeout: float | None) -> bytes:
+    def _receive_buffer(self, size: int) -> Buffer:
+        """The connection's receive buffer, of at least ``size`` bytes (under the lock)."""
+        buffer = self._buffer
+        if buffer is None or len(buffer[0]) < size:
+            if buffer is not None:
+                buffer[2]()
+            self._buffer = None
+            try:
+                self._buffer = buffer = allocate_buffer(max(size, DEFAULT_RECEIVE_SIZE))
+            except ClientError as exc:
+                raise error_from_status(exc.status or S.STATUS_NO_MEMORY, str(exc)) from None
+        return buffer
+
+    def _free_buffer_if_done(self) -> None:
+        # Under the lock: the buffer outlives every receive that may still write to it.
+        if self._closed and not self._receive_in_flight and self._buffer is not None:
+            self._buffer[2]()
+            self._buffer = None
+
+    def _recv(self, max_bytes: int, until: float | None, timeout: float | None) -> bytes:
         """One WskReceive; the caller holds ``_receiving``."""
-        core = self._check()
-        if core.eof:
+        self._check()
+        if self._eof:
             return b""
-        call = core.start_receive(max_bytes)
-        timed_out = _wait(call, deadline)
+        size = min(max_bytes, MAX_RECEIVE_BUFFER)
+        with self._buffer_lock:
+            buffer = self._receive_buffer(size)
+            self._receive_in_flight = True
         try:
-            data = core.settle_receive(call, cancelled=timed_out)
-        except NtStatusError:
-            log_settled(log, core, call, "receive")
-            raise
-        if data is None:
+            call = self._client.receive(self._socket, size, into=buffer)
+            timed_out = wait(call, until)
+        finally:
+            with self._buffer_lock:
+                self._receive_in_flight = False
+                self._free_buffer_if_done()
+        data = call.data
+        self._bytes_received += len(data)
+        if call.succeeded:
+            if not data:
+                self._eof = True
+                self._learn(Ending.PEER_FIN)
+                self._log(call, "receive")
+            return data
+        if timed_out and call.status == S.STATUS_CANCELLED:
             raise _timed_out("recv", timeout)
-        if not data:
-            log_settled(log, core, call, "receive")
-        return data
+        self._log(call, "receive")
+        raise self._failure(call)
 
     def disconnect(
         self, final: bytes | bytearray | memoryview | None = None, timeout: float | None = None
@@ -333,78 +419,92 @@ class Connection:
         """Graceful disconnect: ``final``, then our FIN after every pending send; returns when
         our FIN is acknowledged.  Receiving goes on afterwards (half-open).  On timeout the
         disconnect goes on (``WskTimeoutError``; call again to wait for it)."""
-        core = self._check()
-        deadline = _deadline(timeout)
-        call = core.disconnect_call
+        self._check()
+        until = _deadline(timeout)
+        call = self._disconnect_call
         if call is None:
             data = bytes(final) if final is not None else b""
-            call = core.start_disconnect(data or None)
-            event = self._disconnected
-            if not call.arm(lambda _deliver: _signal(event), _nothing):
-                _signal(event)
+            call = self._client.disconnect(self._socket, data or None)
+            self._disconnected = signalled = new_event()  # before the call is seen
+            self._disconnect_call = call
+            if not call.signal(signalled):  # over already
+                KeSetEvent(signalled, IO_NO_INCREMENT, False)
         elif final is not None and len(final):
+            raise error_from_status(S.STATUS_PIPE_DISCONNECTED, "disconnect() was called already")
+        event = self._disconnected
+        assert event is not None
+        if not call.done and not wait_event(event, until):
             raise error_from_status(
-                NTSTATUS.STATUS_PIPE_DISCONNECTED, "disconnect() was called already"
-            )
-        status = KeWaitForSingleObject(
-            self._disconnected, Executive, KernelMode, False, _nt_timeout(deadline)
-        )
-        if status != NTSTATUS.STATUS_SUCCESS:
-            raise error_from_status(
-                NTSTATUS.STATUS_TIMEOUT,
+                S.STATUS_TIMEOUT,
                 f"disconnect: our FIN not acknowledged within {timeout} s; the disconnect goes on",
             )
         self._settle_disconnect()
-        error = core.disconnect_error
+        error = self._disconnect_error
         if error is not None:
             raise type(error)(error.status, error.message)
 
     def _settle_disconnect(self) -> None:
         """Settle the completed graceful disconnect, once (in a caller's thread)."""
         with self._settling:
-            call = self._core.disconnect_call
-            if call is not None and not self._disconnect_settled:
-                self._disconnect_settled = True
-                self._core.settle_disconnect(call)
-                log_settled(log, self._core, call, "disconnect")
+            call = self._disconnect_call
+            if call is None or self._disconnect_settled or not call.done:
+                return
+            self._disconnect_settled = True
+            if isinstance(call.information, int):
+                self._bytes_sent += call.information
+            if call.succeeded:
+                self._fin_acked = True
+            else:
+                self._disconnect_error = self._failure(call)
+            self._log(call, "disconnect")
 
     def abort(self) -> None:
         """Reset the connection now (an RST); pending sends and receives end.  Does nothing
         after ``close()``, an earlier ``abort()``, or once the connection is gone."""
-        core = self._core
-        if core.closed or core.aborted:
+        if self._closed or self._aborted:
             return
-        call = core.start_abort()
-        _wait(call, None)
-        core.settle_abort(call)
-        log_settled(log, core, call, "abort")
+        self._aborted = True
+        self._learn(Ending.OUR_RST)
+        call = self._client.disconnect(self._socket, abortive=True)
+        wait(call, None)
+        self._log(call, "abort")
 
     def close(self) -> None:
         """WskCloseSocket (idempotent): **an RST unless disconnected in both directions**."""
-        core = self._core
-        if core.closed:
+        if self._closed:
             return
-        call = core.start_close()
-        _wait(call, None)
-        core.settle_close(call)
-        log_settled(log, core, call, "close")
-        if core.disconnect_call is not None:
-            # The close completed a pending disconnect before its own IRP: settle it too.
-            self._settle_disconnect()
+        self._closed = True
+        if not self._fin_acked:
+            self._learn(Ending.OUR_RST)
+        call = self._client.close_socket_call(self._socket)
+        wait(call, None)
+        with self._buffer_lock:
+            self._free_buffer_if_done()
+        self._log(call, "close")
+        # The close completed a pending disconnect before its own IRP: settle it too.
+        self._settle_disconnect()
 
     def set_option(self, level: int, option: int, value: int) -> None:
         """WskControlSocket(WskSetOption) with wsk.h constants; raises the failure."""
-        call = start_control(self._check().socket, level, option, value)
-        _wait(call, None)
-        try:
-            call.check()
-        finally:
-            call.release()
+        self._check()
+        call = self._client.option_call(self._socket, level, option, value)
+        wait(call, None)
+        if not NT_SUCCESS(call.status or 0):
+            raise _failure(call)
 
 
 # --------------------------------------------------------------------------------------------
 # Listeners
 # --------------------------------------------------------------------------------------------
+
+
+def listen_steps(
+    host: str, port: int, options: Sequence[SocketOption] = ()
+) -> Generator[Call, None, Listener]:
+    """The runtime's listen sequence, as a Listener."""
+    c = client()
+    sock, mine = yield from steps.listen_steps(c, host, port, options)
+    return Listener(c, sock, mine)
 
 
 def listen(
@@ -413,17 +513,20 @@ def listen(
     """A WSK listening socket on ``host``:``port`` (0: any free port; outside 0..65535:
     ``ValueError`` before any call)."""
     check_port(port)
-    return Listener(_drive(listen_steps(host, port, options), timeout, "listen"))
+    return _drive(listen_steps(host, port, options), timeout, "listen")
 
 
 class Listener:
     """A blocking WSK listening socket.  Use ``with`` (or ``close()``)."""
 
-    def __init__(self, core: ListenerCore) -> None:
-        self._core = core
+    def __init__(self, c: Client, sock: WSK_SOCKET, local: tuple[Any, ...]) -> None:
+        self._client = c
+        self._socket = sock
+        self._local = local
+        self._closed = False
 
     def __repr__(self) -> str:
-        return f"<pywsk.sync.Listener {self._core!r}>"
+        return f"<pywsk.sync.Listener {self._local}{' closed' if self._closed else ''}>"
 
     def __enter__(self) -> Listener:
         return self
@@ -438,27 +541,28 @@ class Listener:
 
     @property
     def local_address(self) -> tuple[Any, ...]:
-        return self._core.local
+        return self._local
 
     def accept(self, timeout: float | None = None) -> Connection:
         """The next connection (one WskAccept).  On timeout the WskAccept is cancelled; a
         connection it delivered anyway is returned, else ``WskTimeoutError`` is raised."""
-        core = self._core
-        if core.closed:
-            raise error_from_status(NTSTATUS.STATUS_INVALID_HANDLE, "the listener is closed")
-        deadline = _deadline(timeout)
-        call = core.start_accept()
-        timed_out = _wait(call, deadline)
-        accepted = core.settle_accept(call, cancelled=timed_out)
-        if accepted is None:
+        if self._closed:
+            raise error_from_status(S.STATUS_INVALID_HANDLE, "the listener is closed")
+        until = _deadline(timeout)
+        local, remote = SOCKADDR_STORAGE(), SOCKADDR_STORAGE()
+        call = self._client.accept(self._socket, local=local, remote=remote)
+        timed_out = wait(call, until)
+        if call.succeeded:
+            return Connection(self._client, call.information, local.to_tuple(), remote.to_tuple())
+        if timed_out and call.status == S.STATUS_CANCELLED:
             raise _timed_out("accept", timeout)
-        return Connection(accepted)
+        if self._closed:
+            raise error_from_status(S.STATUS_INVALID_HANDLE, "WskAccept: the listener was closed")
+        raise _failure(call)
 
     def close(self) -> None:
         """Close the listening socket (idempotent)."""
-        core = self._core
-        if core.closed:
+        if self._closed:
             return
-        call = core.start_close()
-        _wait(call, None)
-        core.settle_close(call)
+        self._closed = True
+        wait(self._client.close_socket_call(self._socket), None)

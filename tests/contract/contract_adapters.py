@@ -27,7 +27,6 @@ import pywsk.aio
 import pywsk.aio.anyio
 import pywsk.sync
 import pywsk.trio
-from pywsk._native import DisconnectReason
 from pywsk.client import allocate_buffer
 from pywsk.core.ending import ENDING_OF_STATUS, Ending
 from pywsk.errors import error_from_status
@@ -64,14 +63,6 @@ def _options(small: bool) -> tuple[tuple[int, int, int], ...]:
 # --------------------------------------------------------------------------------------------
 
 
-_ENDING_OF_REASON = {
-    DisconnectReason.PEER_GRACEFUL: Ending.PEER_FIN,
-    DisconnectReason.PEER_RESET: Ending.PEER_RST,
-    DisconnectReason.LOCAL_ABORT: Ending.OUR_RST,
-    DisconnectReason.TRANSPORT_FAILURE: Ending.TRANSPORT_FAILURE,
-}
-
-
 class _Subject:
     """What every Pythonic subject reads from the connection object it wraps."""
 
@@ -86,9 +77,6 @@ class _Subject:
     @property
     def disconnected_by(self) -> Ending | None:
         ending = self.conn.disconnected_by
-        # pywsk.sync still reports the deprecated DisconnectReason.
-        if isinstance(ending, DisconnectReason):
-            return _ENDING_OF_REASON[ending]
         assert ending is None or isinstance(ending, Ending), ending
         return ending
 

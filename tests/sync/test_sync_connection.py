@@ -3,8 +3,11 @@ and waits for its completion; it is never reported as success."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,9 +17,9 @@ import pytest
 
 import pywsk.sync
 from pywsk import errors
-from pywsk._bridge import session
-from pywsk.nt import NT_SUCCESS, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
-from pywsk.sync import DisconnectReason
+from pywsk.core.ending import Ending
+from pywsk.nt import NT_SUCCESS, STATUS_CANCELLED, STATUS_CONNECTION_ABORTED, STATUS_TIMEOUT
+from pywsk.sync import DisconnectReason, client
 from pywsk.testing import tcp
 from pywsk.testing.contract import peer_reads_to_end
 from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
@@ -70,10 +73,10 @@ def test_graceful_path(pair: tuple[pywsk.sync.Connection, socket.socket]) -> Non
         peer.shutdown(socket.SHUT_WR)
         assert conn.recv(timeout=WAIT) == b"reply"
         assert conn.recv(timeout=WAIT) == b""
-        assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+        assert conn.disconnected_by is Ending.PEER_FIN
         with pytest.raises(errors.WskBrokenPipeError):
             conn.send(b"late")
-    assert conn.disconnected_by is DisconnectReason.PEER_GRACEFUL
+    assert conn.disconnected_by is Ending.PEER_FIN
     with pytest.raises(errors.SocketClosedError):
         conn.recv()
 
@@ -186,7 +189,7 @@ def test_abort_from_another_thread_ends_a_blocked_receive(
     assert isinstance(failure[0], ConnectionAbortedError)
     assert isinstance(failure[0], errors.NtStatusError)
     assert failure[0].status == STATUS_CONNECTION_ABORTED
-    assert conn.disconnected_by is DisconnectReason.LOCAL_ABORT
+    assert conn.disconnected_by is Ending.OUR_RST
     assert peer_reads_to_end(peer) == (b"", "rst")
 
 
@@ -199,10 +202,10 @@ def test_connect_timeout_cancels_and_closes() -> None:
             filler.setblocking(False)
             filler.connect_ex(full.getsockname())
         try:
-            before = session().open_sockets
+            before = len(client().sockets)
             with pytest.raises(errors.WskTimeoutError):
                 pywsk.sync.connect("127.0.0.1", full.getsockname()[1], timeout=0.3)
-            assert session().open_sockets == before
+            assert len(client().sockets) == before
         finally:
             for filler in fillers:
                 filler.close()
@@ -221,4 +224,143 @@ def test_listener_accept_with_timeout() -> None:
                 assert server.recv(timeout=WAIT) == b""
                 server.disconnect(timeout=WAIT)
                 assert client.recv(timeout=WAIT) == b""
-            assert server.disconnected_by is DisconnectReason.PEER_GRACEFUL
+            assert server.disconnected_by is Ending.PEER_FIN
+
+
+def test_the_earlier_names_of_the_endings_are_the_endings() -> None:
+    assert DisconnectReason.PEER_GRACEFUL is Ending.PEER_FIN
+    assert DisconnectReason.PEER_RESET is Ending.PEER_RST
+    assert DisconnectReason.LOCAL_ABORT is Ending.OUR_RST
+    assert DisconnectReason.TRANSPORT_FAILURE is Ending.TRANSPORT_FAILURE
+
+
+def test_every_call_is_the_client_runtimes_and_its_tracer_sees_it(listener: Listener) -> None:
+    """pywsk.sync issues its calls through pywsk.client: a tracer set on its client sees
+    each one return and complete, and every IRP is over when the operation returns."""
+    from pywsk.client import Call as RuntimeCall
+    from pywsk.trace import Tracer
+
+    seen: list[tuple[str, str]] = []
+
+    class Seen(Tracer):
+        def returned(self, call: RuntimeCall) -> None:
+            seen.append(("returned", call.name))
+
+        def completed(self, call: RuntimeCall) -> None:
+            seen.append(("completed", call.name))
+
+    lsock = listener("127.0.0.1", 4096)
+    runtime = client()
+    previous, runtime.tracer = runtime.tracer, Seen()
+    try:
+        with pywsk.sync.connect("127.0.0.1", lsock.getsockname()[1], timeout=WAIT) as conn:
+            peer, _ = lsock.accept()
+            with peer:
+                conn.send(b"ping", timeout=WAIT)
+                assert peer.recv(4, socket.MSG_WAITALL) == b"ping"
+                peer.shutdown(socket.SHUT_WR)
+                assert conn.recv(timeout=WAIT) == b""
+                conn.disconnect(timeout=WAIT)
+    finally:
+        runtime.tracer = previous
+    names = [name for event, name in seen if event == "returned"]
+    assert names == [
+        "WskSocket",
+        "WskBind",
+        "WskConnect",
+        "WskGetLocalAddress",
+        "WskSend",
+        "WskReceive",
+        "WskDisconnect",
+        "WskCloseSocket",
+    ]
+    assert sorted(n for e, n in seen if e == "completed") == sorted(names)
+    assert conn.disconnected_by is Ending.PEER_FIN
+    assert conn.socket not in runtime.sockets
+
+
+def test_sync_and_its_runtime_do_not_import_the_bridge() -> None:
+    """pywsk.sync is built on pywsk.client alone (the bridge is the async layers' past)."""
+    import ast
+    from pathlib import Path
+
+    import pywsk.client
+
+    paths = [Path(pywsk.sync.__file__), *Path(pywsk.client.__file__).parent.glob("*.py")]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert "_bridge" not in (node.module or ""), path
+                assert "_bridge" not in [alias.name for alias in node.names], path
+            elif isinstance(node, ast.Import):
+                assert not any("_bridge" in alias.name for alias in node.names), path
+
+
+def test_every_irp_is_freed_before_the_operation_returns(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    """The module's promise, checked on the IRPs themselves: after each operation - a send,
+    a receive that timed out (its IRP cancelled), a receive, a disconnect, a close - every
+    IRP it issued is complete and freed."""
+    from pywsk.client import Call as RuntimeCall
+    from pywsk.nt import IrpState
+    from pywsk.trace import Tracer
+
+    conn, peer = pair
+    issued: list[RuntimeCall] = []
+
+    class Issued(Tracer):
+        def returned(self, call: RuntimeCall) -> None:
+            issued.append(call)
+
+    def all_freed() -> list[str]:
+        left = [call.name for call in issued if call.irp.state is not IrpState.FREED]
+        issued.clear()
+        return left
+
+    runtime = client()
+    previous, runtime.tracer = runtime.tracer, Issued()
+    try:
+        conn.send(b"data", timeout=WAIT)
+        assert all_freed() == []
+        with pytest.raises(errors.WskTimeoutError):
+            conn.recv(timeout=0.05)
+        assert [call.status for call in issued] == [STATUS_CANCELLED]
+        assert all_freed() == []
+        peer.sendall(b"reply")
+        peer.shutdown(socket.SHUT_WR)
+        assert conn.recv(timeout=WAIT) == b"reply"
+        assert all_freed() == []
+        conn.disconnect(timeout=WAIT)
+        assert all_freed() == []
+        assert conn.recv(timeout=WAIT) == b""
+        conn.close()
+        assert all_freed() == []
+    finally:
+        runtime.tracer = previous
+    assert peer_reads_to_end(peer) == (b"data", "fin")
+
+
+def test_a_sync_program_never_loads_the_bridge() -> None:
+    """In a program of its own: a pywsk.sync connection, its graceful end, and no
+    pywsk._bridge in sys.modules - the calls are the client runtime's."""
+    program = """
+import json, socket, sys
+import pywsk.sync
+with socket.create_server(("127.0.0.1", 0)) as server:
+    with pywsk.sync.connect("127.0.0.1", server.getsockname()[1], timeout=10) as conn:
+        peer, _ = server.accept()
+        with peer:
+            conn.send(b"hi", timeout=10)
+            conn.disconnect(timeout=10)
+            assert peer.recv(2, socket.MSG_WAITALL) == b"hi"
+            peer.shutdown(socket.SHUT_WR)
+            assert conn.recv(timeout=10) == b""
+print(json.dumps({"ending": conn.disconnected_by.name, "bridge": "pywsk._bridge" in sys.modules}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"ending": "PEER_FIN", "bridge": False}

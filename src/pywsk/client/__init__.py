@@ -6,12 +6,14 @@
   a tracer (:mod:`pywsk.trace`) told every call, completion and event callback.
 * :class:`Call` - one call on one IRP: what it returned, how and when it completed.
 * :class:`Context` / :class:`Ends` - a connection socket's context, and its endings.
+* :mod:`pywsk.client.blocking` - waiting for a call as a driver thread does (a KEVENT,
+  KeWaitForSingleObject with an NT timeout, a timeout that cancels and waits).
 
-``pywsk probe`` / ``serve`` / ``demo`` (through :mod:`pywsk.cli.session`) and
-:mod:`pywsk.testing.driver` are built on it; docs/tracing.md shows it from a program.
+``pywsk probe`` / ``serve`` / ``demo`` (through :mod:`pywsk.cli.session`),
+:mod:`pywsk.testing.driver` and :mod:`pywsk.sync` are built on it; docs/tracing.md shows it from a program.
 """
 
-from .base import Buffer, ClientBase, ClientError, allocate_buffer
+from .base import Buffer, ClientBase, ClientError, allocate_buffer, lock_buffer
 from .call import Call
 from .ends import Context, Ends
 from .interrupt import interrupt_between_calls
@@ -32,5 +34,6 @@ __all__ = [
     "explain",
     "flag_names",
     "interrupt_between_calls",
+    "lock_buffer",
     "preview",
 ]

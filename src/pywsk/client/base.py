@@ -3,7 +3,8 @@
 What it does: :class:`ClientBase` registers with WSK and captures the provider NPI, issues
 any WSK function on a fresh IRP with a completion routine (:meth:`ClientBase.issue`, one
 :class:`~pywsk.client.call.Call` each), allocates buffers in non-paged pool described by
-MDLs (:func:`allocate_buffer`), learns from completions and from its WskDisconnectEvent how
+MDLs (:func:`allocate_buffer`) or describes the caller's own memory with MDLs locked by
+MmProbeAndLockPages (:func:`lock_buffer`), learns from completions and from its WskDisconnectEvent how
 each connection ended (:meth:`ClientBase.ends`), tells its :class:`~pywsk.trace.Tracer`
 every call, completion and event callback, and closes what it opened.  The helpers for the
 WSK functions are :class:`pywsk.client.Client`'s.
@@ -27,16 +28,23 @@ from typing import Any, Self
 
 from ..core.ending import Ending
 from ..nt import (
+    MDL_PAGES_LOCKED,
     STATUS_CONNECTION_RESET,
     STATUS_FILE_FORCED_CLOSED,
+    STATUS_INSUFFICIENT_RESOURCES,
     STATUS_SUCCESS,
     ExAllocatePoolWithTag,
     ExFreePoolWithTag,
     IoAllocateIrp,
     IoAllocateMdl,
     IoFreeMdl,
+    IoReadAccess,
     IoSetCompletionRoutine,
+    IoWriteAccess,
+    KernelMode,
     MmBuildMdlForNonPagedPool,
+    MmProbeAndLockPages,
+    MmUnlockPages,
     NonPagedPoolNx,
 )
 from ..trace import Tracer, short_status
@@ -58,12 +66,15 @@ from ..wsk import (
 )
 from .call import Call
 from .ends import Context, Ends
-from .interrupt import uninterrupted
+from .interrupt import armed, uninterrupted
 from .words import flag_names
 
-__all__ = ["Buffer", "ClientBase", "ClientError", "allocate_buffer"]
+__all__ = ["Buffer", "ClientBase", "ClientError", "allocate_buffer", "lock_buffer"]
 
 _TAG = b"pwsk"
+# One MDL describes at most this much; longer buffers become an MDL chain (IoAllocateMdl
+# refuses more than 4 GiB - PAGE_SIZE per MDL).
+_MDL_CHUNK = 1 << 30
 
 #: Pool, WSK_BUF over all of it, and the function that frees the pool and its MDL.
 Buffer = tuple[Any, WSK_BUF, Callable[[], None]]
@@ -101,6 +112,41 @@ def allocate_buffer(data: bytes | int, tag: bytes = _TAG) -> Buffer:
             ExFreePoolWithTag(pool, tag)
 
     return pool, WSK_BUF(mdl, 0, size), free
+
+
+def lock_buffer(view: memoryview, write: bool) -> tuple[WSK_BUF, Callable[[], None]]:
+    """A WSK_BUF over the caller's memory ``view`` (no copy): MDLs locked with
+    MmProbeAndLockPages for reading (a send) or writing (``write``: a receive), chained when
+    longer than one MDL may describe; the second item unlocks and frees them (once).
+    Raises ClientError (STATUS_INSUFFICIENT_RESOURCES) if an MDL cannot be allocated, and
+    what MmProbeAndLockPages raises; nothing stays locked then."""
+    mdls: list[Any] = []
+    freed = False
+
+    def free() -> None:
+        nonlocal freed
+        if not freed:
+            freed = True
+            for mdl in mdls:
+                if mdl.MdlFlags & MDL_PAGES_LOCKED:
+                    MmUnlockPages(mdl)
+                IoFreeMdl(mdl)
+
+    length = view.nbytes
+    try:
+        for start in range(0, length, _MDL_CHUNK):
+            size = min(_MDL_CHUNK, length - start)
+            mdl = IoAllocateMdl(view[start : start + size], size, False, False, None)
+            if mdl is None:
+                raise ClientError("IoAllocateMdl failed", STATUS_INSUFFICIENT_RESOURCES)
+            MmProbeAndLockPages(mdl, KernelMode, IoWriteAccess if write else IoReadAccess)
+            if mdls:
+                mdls[-1].Next = mdl
+            mdls.append(mdl)
+    except BaseException:
+        free()
+        raise
+    return WSK_BUF(mdls[0] if mdls else None, 0, length), free
 
 
 class ClientBase:
@@ -214,7 +260,10 @@ class ClientBase:
         IoSetCompletionRoutine(irp, call.routine, None, True, True, True)
         call.issued_at = time.time()
         call.started_at = time.monotonic()
-        with uninterrupted():
+        if armed():
+            with uninterrupted():
+                call._returned(function(*args, irp))
+        else:
             call._returned(function(*args, irp))
         return call
 
@@ -249,19 +298,29 @@ class ClientBase:
     def close_socket(
         self, sock: WSK_SOCKET, timeout: float = 10.0, label: str | None = None
     ) -> Call:
-        """WskCloseSocket; the socket leaves :attr:`sockets` once its close completed.
+        """WskCloseSocket, waited for at most ``timeout`` seconds (:meth:`close_socket_call`)."""
+        call = self.close_socket_call(sock, label)
+        call.completed_within(timeout)
+        return call
 
-        What was registered with :meth:`before_close` for the socket runs first."""
+    def close_socket_call(self, sock: WSK_SOCKET, label: str | None = None) -> Call:
+        """WskCloseSocket (does not wait); the socket leaves :attr:`sockets` when its close
+        completes.  What was registered with :meth:`before_close` for the socket runs first."""
         for hook in self._before_close.pop(sock, ()):
             hook()
-        call = self.issue(
-            "WskCloseSocket", label or "WskCloseSocket", sock.Dispatch.WskCloseSocket, sock
+        return self.issue(
+            "WskCloseSocket",
+            label or "WskCloseSocket",
+            sock.Dispatch.WskCloseSocket,
+            sock,
+            on_complete=lambda _call: self._disown(sock),
         )
-        if call.completed_within(timeout):
-            with self._lock:
-                if sock in self.sockets:
-                    self.sockets.remove(sock)
-        return call
+
+    def _disown(self, sock: WSK_SOCKET) -> None:
+        """``sock`` is no longer this client's to close (its WskCloseSocket completed)."""
+        with self._lock:
+            if sock in self.sockets:
+                self.sockets.remove(sock)
 
     def before_close(self, sock: WSK_SOCKET, hook: Callable[[], None]) -> None:
         """Run ``hook()`` before this client closes ``sock`` (a rundown: stop issuing)."""

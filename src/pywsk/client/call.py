@@ -16,6 +16,11 @@ from a completion routine (:meth:`Call.settle_later`) never recurses through inl
 completions.  A call made with ``keep=True`` keeps its IRP and buffers until
 :meth:`Call.release` (tests that inspect or cancel the IRP afterwards).
 
+A thread that blocks as a driver thread does hands the call a KEVENT
+(:meth:`Call.signal`): it is set once the call is over - the completion routine ran and the
+IRP and buffers were freed - and :func:`pywsk.client.blocking.wait` waits on it with
+KeWaitForSingleObject.
+
 What it refuses: waits without a bound - :meth:`Call.wait` raises ``TimeoutError`` when
 its timeout expires; :meth:`Call.completed_within` says whether the completion came.
 
@@ -31,12 +36,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..nt import (
+    IO_NO_INCREMENT,
     IRP,
+    KEVENT,
     STATUS_MORE_PROCESSING_REQUIRED,
     STATUS_SUCCESS,
     IoCancelIrp,
     IoFreeIrp,
     KeGetCurrentIrql,
+    KeSetEvent,
     status_name,
 )
 
@@ -90,6 +98,8 @@ class Call:
         self.data = b""
         #: Set by whoever counted this call's bytes once (a report counts each call once).
         self.counted = False
+        #: Out-parameters the call fills (an address, a result pointer), kept alive with it.
+        self.out: Any = None
         self._irp: IRP | None = irp
         self.keep = keep
         self._receive_pool = receive_pool
@@ -101,6 +111,7 @@ class Call:
         self._continuation: Callable[[Call], None] | None = None
         self._on_complete: list[Callable[[Call], None]] = []
         self._done = threading.Event()
+        self._event: KEVENT | None = None
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -185,6 +196,16 @@ class Call:
             self._continuation = continuation
             return True
 
+    def signal(self, event: KEVENT) -> bool:
+        """KeSetEvent(``event``) once the call is over (completed, its IRP and buffers freed
+        unless ``keep=True``); False, and nothing kept, if it is over already.  Call only
+        after the call returned."""
+        with self._lock:
+            if self._completed:
+                return False
+            self._event = event
+            return True
+
     def on_complete(self, hook: Callable[[Call], None]) -> None:
         """Run ``hook(self)`` in the completion routine, before any waiter wakes (set it
         before the call is issued)."""
@@ -221,7 +242,10 @@ class Call:
             continuation = self._continuation if last else None
             if last and not self.keep:
                 self._release()
+            event = self._event
         self._done.set()
+        if event is not None:
+            KeSetEvent(event, IO_NO_INCREMENT, False)
         if continuation is not None:
             continuation(self)
         return STATUS_MORE_PROCESSING_REQUIRED

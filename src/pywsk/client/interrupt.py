@@ -18,10 +18,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["interrupt_between_calls", "uninterrupted"]
+__all__ = ["armed", "interrupt_between_calls", "uninterrupted"]
 
 _calls_in_progress = 0
 _interrupt_pending = False
+_armed = False
+
+
+def armed() -> bool:
+    """Whether :func:`interrupt_between_calls` is in effect (on the main thread): only then
+    does a call need :func:`uninterrupted`."""
+    return _armed
 
 
 @contextlib.contextmanager
@@ -49,7 +56,7 @@ def interrupt_between_calls() -> Iterator[None]:
         yield
         return
 
-    global _interrupt_pending
+    global _interrupt_pending, _armed
     _interrupt_pending = False
 
     def handler(_signum: int, _frame: Any) -> None:
@@ -60,7 +67,9 @@ def interrupt_between_calls() -> Iterator[None]:
             raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
+    was_armed, _armed = _armed, True
     try:
         yield
     finally:
+        _armed = was_armed
         signal.signal(signal.SIGINT, previous)

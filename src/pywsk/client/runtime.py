@@ -53,7 +53,7 @@ from ..wsk import (
     WskSetOption,
     sockaddr_from_tuple,
 )
-from .base import ClientBase, ClientError
+from .base import Buffer, ClientBase, ClientError, lock_buffer
 from .call import Call
 from .ends import Context
 from .words import describe_address, event_names, explain, preview
@@ -68,6 +68,18 @@ class Client(ClientBase):
     # --- client-level calls -------------------------------------------------------------------
     def resolve(self, host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
         """WskGetAddressInfo for ``host``: the TCP addresses, IPv4 first; [] if none."""
+        call = self.resolve_call(host, port)
+        if not call.completed_within(timeout):
+            call.cancel()
+            call.completed_within(1.0)
+            raise ClientError(f"cannot resolve {host!r}: no answer within {timeout:g} s")
+        if call.status != STATUS_SUCCESS:
+            raise ClientError(f"cannot resolve {host!r}: {explain(call.status)}", call.status)
+        return self.addresses(call)
+
+    def resolve_call(self, host: str, port: int) -> Call:
+        """WskGetAddressInfo for ``host`` and ``port`` (does not wait); read the answer with
+        :meth:`addresses` once the call succeeded."""
         dispatch = self.provider.Dispatch
         assert dispatch is not None
         assert dispatch.WskGetAddressInfo is not None
@@ -90,12 +102,15 @@ class Client(ClientBase):
             None,
             None,
         )
-        if not call.completed_within(timeout):
-            call.cancel()
-            call.completed_within(1.0)
-            raise ClientError(f"cannot resolve {host!r}: no answer within {timeout:g} s")
-        if call.status != STATUS_SUCCESS:
-            raise ClientError(f"cannot resolve {host!r}: {explain(call.status)}", call.status)
+        call.out = result
+        return call
+
+    def addresses(self, call: Call) -> list[tuple[Any, ...]]:
+        """The TCP addresses a successful :meth:`resolve_call` found, IPv4 first, without
+        repeats; frees the answer (WskFreeAddressInfo)."""
+        dispatch = self.provider.Dispatch
+        assert dispatch is not None
+        result: PPVOID[ADDRINFOEXW] = call.out
         found: list[tuple[Any, ...]] = []
         element = result.value
         while element is not None:
@@ -106,6 +121,7 @@ class Client(ClientBase):
             element = element.ai_next
         if result.value is not None and dispatch.WskFreeAddressInfo is not None:
             dispatch.WskFreeAddressInfo(self.provider.Client, result.value)
+            result.value = None
         found.sort(key=lambda a: ":" in str(a[0]))
         return found
 
@@ -186,6 +202,46 @@ class Client(ClientBase):
             keep=keep,
         )
 
+    def bind_call(self, sock: WSK_SOCKET, address: tuple[Any, ...]) -> Call:
+        """WskBind to ``address`` (does not wait; a listening socket then listens)."""
+        return self.issue(
+            "WskBind",
+            f"WskBind({describe_address(address)})",
+            sock.Dispatch.WskBind,
+            sock,
+            sockaddr_from_tuple(address),
+            0,
+        )
+
+    def connect_call(self, sock: WSK_SOCKET, remote: tuple[Any, ...]) -> Call:
+        """WskConnect to ``remote`` (does not wait; IoCancelIrp abandons it)."""
+        return self.issue(
+            "WskConnect",
+            f"WskConnect({describe_address(remote)})",
+            sock.Dispatch.WskConnect,
+            sock,
+            sockaddr_from_tuple(remote),
+            0,
+        )
+
+    def option_call(self, sock: WSK_SOCKET, level: int, option: int, value: int) -> Call:
+        """WskControlSocket(WskSetOption) of a 4-byte ``value``, with wsk.h constants
+        (does not wait)."""
+        return self.issue(
+            "WskControlSocket",
+            f"WskControlSocket(WskSetOption, level {level}, option {option}, {value})",
+            sock.Dispatch.WskControlSocket,
+            sock,
+            WskSetOption,
+            option,
+            level,
+            4,
+            value,
+            0,
+            None,
+            None,
+        )
+
     def connect(
         self,
         remote: tuple[Any, ...],
@@ -206,30 +262,15 @@ class Client(ClientBase):
         )
         if context is not None:
             context.socket = sock
-        dispatch = sock.Dispatch
         local = ("::", 0) if family == AF_INET6 else ("0.0.0.0", 0)
-        bind = self.issue(
-            "WskBind",
-            f"WskBind({describe_address(local)})",
-            dispatch.WskBind,
-            sock,
-            sockaddr_from_tuple(local),
-            0,
-        )
+        bind = self.bind_call(sock, local)
         bind.completed_within(timeout)
         if bind.status != STATUS_SUCCESS:
             self.close_socket(sock)
             raise ClientError(
                 f"WskBind({describe_address(local)}) failed: {explain(bind.status)}", bind.status
             )
-        call = self.issue(
-            "WskConnect",
-            f"WskConnect({describe_address(remote)})",
-            dispatch.WskConnect,
-            sock,
-            sockaddr_from_tuple(remote),
-            0,
-        )
+        call = self.connect_call(sock, remote)
         if not call.completed_within(timeout):
             call.cancel()
             call.completed_within(5.0)
@@ -299,14 +340,7 @@ class Client(ClientBase):
             dispatch,
             label="WskSocket(WSK_FLAG_LISTEN_SOCKET)",
         )
-        bind = self.issue(
-            "WskBind",
-            f"WskBind({describe_address(address)})",
-            sock.Dispatch.WskBind,
-            sock,
-            sockaddr_from_tuple(address),
-            0,
-        )
+        bind = self.bind_call(sock, address)
         bind.completed_within(10.0)
         if bind.status != STATUS_SUCCESS:
             self.close_socket(sock)
@@ -377,19 +411,30 @@ class Client(ClientBase):
     def send(
         self,
         sock: WSK_SOCKET,
-        data: bytes,
+        data: bytes | memoryview,
         flags: int = 0,
         *,
         label: str | None = None,
         record: bool = True,
         group: str | None = None,
         keep: bool = False,
+        locked: bool = False,
     ) -> Call:
-        """WskSend of ``data`` (copied into pool, freed with the IRP)."""
-        _pool, buf, free = self.buffer(data)
+        """WskSend of ``data``: copied into pool, freed with the IRP - or, ``locked``, the
+        caller's own memory described by MDLs locked with MmProbeAndLockPages
+        (:func:`~pywsk.client.base.lock_buffer`), unlocked with the IRP; the caller keeps
+        ``data`` unchanged until the call is over."""
+        if locked:
+            view = memoryview(data).cast("B")
+            buf, free = lock_buffer(view, write=False)
+            shown = label or f"WskSend({view.nbytes} B)"
+        else:
+            payload = bytes(data)
+            _pool, buf, free = self.buffer(payload)
+            shown = label or f"WskSend({preview(payload, self.show_data)})"
         return self.issue(
             "WskSend",
-            label or f"WskSend({preview(data, self.show_data)})",
+            shown,
             sock.Dispatch.WskSend,
             sock,
             buf,
@@ -409,9 +454,17 @@ class Client(ClientBase):
         record: bool = True,
         group: str | None = None,
         keep: bool = False,
+        into: Buffer | None = None,
     ) -> Call:
-        """WskReceive of at most ``size`` bytes; what arrived is :attr:`Call.data`."""
-        pool, buf, free = self.buffer(size)
+        """WskReceive of at most ``size`` bytes; what arrived is :attr:`Call.data`.  The
+        buffer is fresh pool freed with the IRP, or ``into`` (at least ``size`` bytes, from
+        :func:`~pywsk.client.base.allocate_buffer`), which the caller keeps and frees."""
+        if into is None:
+            pool, buf, free = self.buffer(size)
+            resources: tuple[Callable[[], None], ...] = (free,)
+        else:
+            pool, whole, _free = into
+            buf, resources = WSK_BUF(whole.Mdl, 0, size), ()
         return self.issue(
             "WskReceive",
             f"WskReceive({size} B)",
@@ -421,7 +474,7 @@ class Client(ClientBase):
             flags,
             record=record,
             receive_pool=pool,
-            resources=(free,),
+            resources=resources,
             group=group,
             keep=keep,
         )
@@ -460,13 +513,21 @@ class Client(ClientBase):
         )
 
     def _address(self, sock: WSK_SOCKET, name: str) -> tuple[Any, ...] | None:
-        out = SOCKADDR_STORAGE()
-        call = self.issue(name, name, getattr(sock.Dispatch, name), sock, out, record=False)
+        call = self.address_call(sock, name, record=False)
         if not call.completed_within(5.0) or call.status != STATUS_SUCCESS:
             return None
         with contextlib.suppress(ValueError):
-            return out.to_tuple()
+            address: tuple[Any, ...] = call.out.to_tuple()
+            return address
         return None
+
+    def address_call(self, sock: WSK_SOCKET, name: str, *, record: bool = True) -> Call:
+        """``WskGetLocalAddress`` or ``WskGetRemoteAddress`` (``name``; does not wait): the
+        address is ``call.out.to_tuple()`` once the call succeeded."""
+        out = SOCKADDR_STORAGE()
+        call = self.issue(name, name, getattr(sock.Dispatch, name), sock, out, record=record)
+        call.out = out
+        return call
 
     def remote_address(self, sock: WSK_SOCKET) -> tuple[Any, ...] | None:
         """WskGetRemoteAddress (not traced); None if it failed."""
