@@ -28,7 +28,6 @@ LAYERS: dict[str, int] = {
     "core": 2,
     "mechanics": 3,
     "provider": 4,
-    "_bridge": 5,
     "_native": 5,
     "errors": 5,
     "aio": 5,

@@ -17,7 +17,7 @@ print("still running")
 
 @pytest.mark.parametrize(
     ("module", "function"),
-    [("pywsk._bridge", "report_unraisable"), ("pywsk._log", "report_unraisable")],
+    [("pywsk._log", "report_unraisable")],
 )
 def test_reported_in_a_plain_process(module: str, function: str) -> None:
     finished = subprocess.run(

@@ -134,7 +134,6 @@ def test_the_pythonic_layers_never_import_the_provider() -> None:
     pywsk.mechanics - the provider's semantics, not its code paths."""
     root = Path(errors.__file__).parent
     for path in [
-        root / "_bridge.py",
         *(root / "trio").glob("*.py"),
         root / "sync.py",
         *(root / "aio").glob("*.py"),
