@@ -21,9 +21,10 @@ waits for its completion, and then:
 * the request completed anyway: its real result is returned (data received, bytes sent)
   or its real failure raised.  Nothing is lost.
 
-A send the transport has started taking cannot be cancelled, so after a timeout it waits
-until all of it is taken (or the connection ends: :meth:`Connection.abort` from another
-thread ends it at once).  A graceful ``disconnect`` is not cancelled by its timeout (a FIN
+A WskSend completes only once the peer has acknowledged its data.  A send that times out
+after the transport had started taking it cannot be recalled: its cancel aborts the
+connection (an RST, as the provider documents for such a cancel), ``WskTimeoutError`` is
+raised, and the connection is over (:attr:`Connection.disconnected_by` is ``OUR_RST``).  A graceful ``disconnect`` is not cancelled by its timeout (a FIN
 cannot be recalled): ``WskTimeoutError`` is raised and calling ``disconnect()`` again waits
 for the same disconnect.
 
@@ -289,10 +290,10 @@ class Connection:
         return _failure(call)
 
     def send(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> int:
-        """Send all of ``data`` (one WskSend); returns its length once the transport took it.
+        """Send all of ``data`` (one WskSend); returns its length once the peer acknowledged it.
 
-        Timeout: see the module docstring (a send not started is cancelled and
-        ``WskTimeoutError`` raised; one partly taken completes).  Raises the failure
+        Timeout: see the module docstring (the send is cancelled and ``WskTimeoutError``
+        raised; if the transport had taken part of it, the cancel reset the connection).  Raises the failure
         (``ConnectionResetError``, ...), ``WskBrokenPipeError`` after ``disconnect()``.
         """
         self._check()
@@ -316,6 +317,8 @@ class Connection:
             if call.succeeded:
                 return sent
             if timed_out and call.status == S.STATUS_CANCELLED:
+                if sent:  # the provider aborted the connection: those bytes can't be recalled
+                    self._learn(Ending.OUR_RST)
                 raise _timed_out("send", timeout)
             self._log(call, "send")
             raise self._failure(call)

@@ -115,6 +115,23 @@ def test_send_timeout_before_the_send_started_has_no_effect(
     assert result == [(b"f" * filled + b"sent", "fin")]
 
 
+def test_send_timeout_after_the_send_started_resets_the_connection(
+    pair: tuple[pywsk.sync.Connection, socket.socket],
+) -> None:
+    # The peer never reads: the WskSend is partly taken and can neither finish nor be
+    # recalled.  Its cancel aborts the connection (the provider's rule); the peer sees an RST.
+    conn, peer = pair
+    with pytest.raises(errors.WskTimeoutError):
+        conn.send(b"x" * (4 << 20), timeout=0.3)
+    assert 0 < conn.bytes_sent < 4 << 20
+    assert conn.disconnected_by is Ending.OUR_RST
+    data, end = peer_reads_to_end(peer)
+    assert end == "rst"
+    assert len(data) <= conn.bytes_sent
+    with pytest.raises(errors.NtStatusError):
+        conn.send(b"after", timeout=WAIT)
+
+
 def test_disconnect_timeout_leaves_the_disconnect_going(
     pair: tuple[pywsk.sync.Connection, socket.socket],
 ) -> None:
