@@ -80,6 +80,9 @@ MODES: tuple[Mode, ...] = ("echo", "sink", "source", "http-ok")
 DISCONNECTS: tuple[Disconnect, ...] = ("graceful", "abortive", "half-open", "stall", "never")
 
 CHUNK = 65536
+#: Echo sends in flight at most: a WskSend completes when the client acknowledged it, so one
+#: at a time would wait a round trip (and a delayed ACK) per 64 KiB.  Memory stays bounded.
+ECHO_WINDOW = 4
 #: Defaults: a connection with no traffic for this long is closed; at most this many at once.
 IDLE_TIMEOUT = 300.0
 MAX_CONNECTIONS = 256
@@ -169,7 +172,9 @@ class Served:
         self.after_fin = 0
         self.request = bytearray()
         self.receive: Call | None = None
-        self.sending: Call | None = None
+        #: Sends issued and not yet counted: one at a time, except in echo mode (up to
+        #: ECHO_WINDOW, so that a send completing at the client's ACK does not hold reading).
+        self.in_flight: list[Call] = []
         self.disconnect_call: Call | None = None
         self.close_call: Call | None = None
         self.triggered = False
@@ -244,8 +249,10 @@ class Served:
                 self.linger_deadline = time.monotonic() + self.options.linger
             if self.options.mode == "echo" and not self.triggered:
                 self._echo(data)
-                return  # reading resumes when the echo completes
-            if self.options.mode == "http-ok" and self.sending is None and not self.triggered:
+                if len(self.in_flight) < ECHO_WINDOW:
+                    self._read()
+                return  # else reading resumes when an echo completes
+            if self.options.mode == "http-ok" and not self.in_flight and not self.triggered:
                 self.request += data[: REQUEST_LIMIT - len(self.request)]
                 if b"\r\n\r\n" in self.request:
                     self._respond()
@@ -281,7 +288,7 @@ class Served:
         if self.closing:
             return
         self._check_size()
-        if self.triggered and not self.closing:
+        if self.triggered and not self.in_flight:
             self._act()
         self._read()
 
@@ -297,7 +304,7 @@ class Served:
 
     # --- source ---------------------------------------------------------------------------------------
     def _send_next(self) -> None:
-        if self.closing or self.triggered or self.sending is not None:
+        if self.closing or self.triggered or self.in_flight:
             return
         limit = self.options.after.size
         if limit is None and self.options.after.seconds is None:
@@ -321,14 +328,14 @@ class Served:
             self._send_next()
 
     def _issued(self, call: Call) -> None:
-        self.sending = call
+        self.in_flight.append(call)
         self.pending_sends += 1
 
     def _count_sent(self, call: Call) -> None:
         """Bytes the client was sent: each send counted once, when its completion is handled
         (constant time and memory per send, however long the connection lives)."""
-        if self.sending is call:
-            self.sending = None
+        if call in self.in_flight:
+            self.in_flight.remove(call)
         if call.counted:
             return
         call.counted = True
@@ -379,9 +386,9 @@ class Served:
             return
         self.triggered = True
         self.timeline.note(f"trigger: {why} -> {self.options.disconnect}")
-        if self.sending is None:
+        if not self.in_flight:
             self._act()
-        # otherwise _act runs when the send in progress completes
+        # otherwise _act runs when the sends in progress completed
 
     def _act(self) -> None:
         """Perform the chosen disconnect behaviour (once)."""
@@ -449,7 +456,7 @@ class Served:
             self._graceful()
             return
         if self.disconnect_call is None:
-            if self.sending is None:
+            if not self.in_flight:
                 self._act()
             return
         if self.disconnect_call.done:
@@ -474,8 +481,7 @@ class Served:
         if self.done:
             return
         self.done = True
-        sending = self.sending
-        if sending is not None and sending.done:
+        for sending in [call for call in self.in_flight if call.done]:
             # Completed, but its completion is still on its way to this thread.
             self._count_sent(sending)
         from .serve_report import describe
