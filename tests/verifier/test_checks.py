@@ -416,6 +416,31 @@ def test_dpc_001_an_event_callback_that_runs_too_long(
     peer.close()
 
 
+def test_dpc_001_a_dpc_routine_that_runs_too_long(
+    wsk: WskTestClient, collecting: verifier.Verifier
+) -> None:
+    from pywsk.nt.dpc import KDPC, KeInitializeDpc, KeInsertQueueDpc
+
+    assert wsk is not None  # the provider (the processor that runs DPCs) is up
+    collecting.dispatch_time_limit = 0.05
+    done = threading.Event()
+
+    def slow(_dpc: Any, _context: Any, _arg1: Any, _arg2: Any) -> None:
+        _slow(0.2)
+
+    def after(_dpc: Any, _context: Any, _arg1: Any, _arg2: Any) -> None:
+        done.set()  # DPCs run in order: the slow one has returned and been timed
+
+    first, second = KDPC(), KDPC()
+    KeInitializeDpc(first, slow, None)
+    KeInitializeDpc(second, after, None)
+    assert KeInsertQueueDpc(first, None, None)
+    assert KeInsertQueueDpc(second, None, None)
+    assert done.wait(WAIT)
+    assert ids(collecting) == ["DPC-001"]
+    assert "DPC routine" in collecting.found[0].detail
+
+
 def test_dpc_001_quick_routines_are_not_reported(
     wsk: WskTestClient, listener: Listener, collecting: verifier.Verifier
 ) -> None:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from . import hooks
 from .bugcheck import BugCheck, BugCheckCode
 
 __all__ = [
@@ -136,7 +138,11 @@ def run_queued(report: Callable[[BaseException, KDPC], object]) -> None:
             routine = dpc.DeferredRoutine
             a1, a2 = dpc.SystemArgument1, dpc.SystemArgument2
         assert routine is not None
+        observer = hooks.observer
+        began = time.monotonic() if observer is not None else 0.0
         try:
             routine(dpc, dpc.DeferredContext, a1, a2)
         except BaseException as exc:
             report(exc, dpc)
+        if observer is not None:  # the verifier times DPC routines too (DPC-001)
+            observer.event("dpc-returned", dpc, routine=routine, seconds=time.monotonic() - began)

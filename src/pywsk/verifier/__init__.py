@@ -338,6 +338,9 @@ class Verifier:
     def _on_callback_returned(self, sock: object, routine: Any, seconds: float) -> None:
         self._check_dispatch_time(seconds, "event callback", routine, sock, sock=sock)
 
+    def _on_dpc_returned(self, dpc: object, routine: Any, seconds: float) -> None:
+        self._check_dispatch_time(seconds, "DPC routine", routine, dpc)
+
     def _check_dispatch_time(
         self, seconds: float, what: str, routine: Any, obj: object, sock: object = None
     ) -> None:
