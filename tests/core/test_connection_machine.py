@@ -9,6 +9,8 @@ from collections import deque
 import pytest
 
 from pywsk.core.connection import (
+    CAUSES,
+    CLOSE,
     PENDING_OUTCOME,
     TRANSITIONS,
     Cause,
@@ -23,6 +25,7 @@ from pywsk.core.connection import (
     receive_verdict,
     send_verdict,
 )
+from pywsk.core.ending import Ending
 from pywsk.nt.status import NT_ERROR, NTSTATUS
 
 S, E = ConnState, ConnInput
@@ -342,40 +345,40 @@ def test_failing_verdicts_are_errors(state: ConnState) -> None:
 PENDING_EXPECTED: dict[tuple[Cause, OpKind], NTSTATUS | None] = {
     # Abortive disconnect "cancels all in-progress and pending transmit operations" (Q2);
     # receives, a stuck graceful disconnect and a connect learn of a local abort (Q3, Q4).
-    (Cause.LOCAL_ABORT, OpKind.SEND): CANCELLED,
-    (Cause.LOCAL_ABORT, OpKind.RECEIVE): ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.DISCONNECT): ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.CONNECT): ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.ACCEPT): ABORTED,
+    (Ending.OUR_RST, OpKind.SEND): CANCELLED,
+    (Ending.OUR_RST, OpKind.RECEIVE): ABORTED,
+    (Ending.OUR_RST, OpKind.DISCONNECT): ABORTED,
+    (Ending.OUR_RST, OpKind.CONNECT): ABORTED,
+    (Ending.OUR_RST, OpKind.ACCEPT): ABORTED,
     # The peer's RST (Q3).
-    (Cause.PEER_RESET, OpKind.SEND): RESET,
-    (Cause.PEER_RESET, OpKind.RECEIVE): RESET,
-    (Cause.PEER_RESET, OpKind.DISCONNECT): RESET,
-    (Cause.PEER_RESET, OpKind.CONNECT): RESET,
-    (Cause.PEER_RESET, OpKind.ACCEPT): RESET,
+    (Ending.PEER_RST, OpKind.SEND): RESET,
+    (Ending.PEER_RST, OpKind.RECEIVE): RESET,
+    (Ending.PEER_RST, OpKind.DISCONNECT): RESET,
+    (Ending.PEER_RST, OpKind.CONNECT): RESET,
+    (Ending.PEER_RST, OpKind.ACCEPT): RESET,
     # The transport's own status.
-    (Cause.TRANSPORT_FAILURE, OpKind.SEND): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.CONNECT): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.SEND): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.CONNECT): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
     # WskCloseSocket cancels and completes every pending IRP (spec 7.2; observed for WskAccept).
-    (Cause.CLOSE, OpKind.SEND): CANCELLED,
-    (Cause.CLOSE, OpKind.RECEIVE): CANCELLED,
-    (Cause.CLOSE, OpKind.DISCONNECT): CANCELLED,
-    (Cause.CLOSE, OpKind.CONNECT): CANCELLED,
-    (Cause.CLOSE, OpKind.ACCEPT): CANCELLED,
+    (CLOSE, OpKind.SEND): CANCELLED,
+    (CLOSE, OpKind.RECEIVE): CANCELLED,
+    (CLOSE, OpKind.DISCONNECT): CANCELLED,
+    (CLOSE, OpKind.CONNECT): CANCELLED,
+    (CLOSE, OpKind.ACCEPT): CANCELLED,
 }
 
 
 def test_pending_outcome_covers_every_pair() -> None:
-    assert set(PENDING_OUTCOME) == set(itertools.product(Cause, OpKind))
+    assert set(PENDING_OUTCOME) == set(itertools.product(CAUSES, OpKind))
 
 
 @pytest.mark.parametrize(
     "pair",
-    list(itertools.product(Cause, OpKind)),
-    ids=[f"{c.name}-{k.name}" for c, k in itertools.product(Cause, OpKind)],
+    list(itertools.product(CAUSES, OpKind)),
+    ids=[f"{c.name}-{k.name}" for c, k in itertools.product(CAUSES, OpKind)],
 )
 def test_pending_outcome(pair: tuple[Cause, OpKind]) -> None:
     outcome = PENDING_OUTCOME[pair]

@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 
 from .._log import log_operation
 from ..core.connection import (
+    CLOSE,
     PENDING_OUTCOME,
     TRANSITIONS,
     Cause,
@@ -110,13 +111,6 @@ def deprecated_attribute(module: str, name: str) -> Any:
         )
         return DisconnectReason
     raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-
-_ENDING_OF_CAUSE: Final = {
-    Cause.PEER_RESET: Ending.PEER_RST,
-    Cause.LOCAL_ABORT: Ending.OUR_RST,
-    Cause.TRANSPORT_FAILURE: Ending.TRANSPORT_FAILURE,
-}
 
 
 class Waiter(Protocol):
@@ -261,13 +255,13 @@ class NativeConnection:
         known = self.ending
         self.ending = ending if known is None else known.then(ending)
 
-    def _break(self, cause: Cause, failure: int | None = None) -> None:
+    def _break(self, cause: Ending, failure: int | None = None) -> None:
         """The connection is gone (our abort, the peer's RST, a transport failure): the
         machine says so, a pending graceful disconnect fails as ``PENDING_OUTCOME`` says,
         every waiter wakes to meet the new state."""
-        if cause is Cause.PEER_RESET:
+        if cause is Ending.PEER_RST:
             moved = self._process(ConnInput.RECV_RST)
-        elif cause is Cause.TRANSPORT_FAILURE:
+        elif cause is Ending.TRANSPORT_FAILURE:
             if failure is not None:
                 self.machine.failure = failure
             moved = self._process(ConnInput.TRANSPORT_FAILED)
@@ -275,7 +269,7 @@ class NativeConnection:
             moved = self._process(ConnInput.SEND_RST)
         if not moved:
             return
-        self.note(_ENDING_OF_CAUSE[cause])
+        self.note(cause)
         self._end_disconnect(cause)
         self._wake_all()
 
@@ -283,24 +277,24 @@ class NativeConnection:
         if self.disconnect_requested and not self.disconnect_done:
             outcome = PENDING_OUTCOME[(cause, OpKind.DISCONNECT)]
             status: int = self.machine.failure if outcome is None else outcome
-            if cause is Cause.CLOSE:
+            if cause is CLOSE:
                 status = ST.STATUS_INVALID_HANDLE
             self.disconnect_error = Failed(status, "WskDisconnect")
             self.disconnect_done = True
 
     def _break_for_errno(self, err: int) -> None:
         if linux.is_reset(err):
-            self._break(Cause.PEER_RESET)
+            self._break(Ending.PEER_RST)
         else:
-            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
+            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     def _transport_error(self, exc: OSError) -> None:
         err = exc.errno
         if err in linux.RESET_ERRNOS:
             if self.machine.state is not S.ABORTED:
-                self._break(Cause.PEER_RESET)
+                self._break(Ending.PEER_RST)
         elif not (err == errno.ENOTCONN and self.machine.broken):
-            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err or 0))
+            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err or 0))
 
     def refresh(self) -> None:
         """Bring the machine up to date with the kernel's durable TCP state (FIN versus RST
@@ -382,7 +376,7 @@ class NativeConnection:
             return data
         if self._reset_read:
             # The end of the data was the reset's (its error was read at the connect).
-            self._break(Cause.PEER_RESET)
+            self._break(Ending.PEER_RST)
             raise self.error("WskReceive", self._receive_failure())
         self.eof = True
         self._process(ConnInput.RECV_FIN)
@@ -460,7 +454,7 @@ class NativeConnection:
             return False
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
-        self._break(Cause.LOCAL_ABORT)
+        self._break(Ending.OUR_RST)
         return True
 
     def close(self) -> bool:
@@ -482,7 +476,7 @@ class NativeConnection:
                 self._local = self.sock.getsockname()  # still asked for after the close
         self.machine.process(ConnInput.CLOSE)
         self.closed = True
-        self._end_disconnect(Cause.CLOSE)
+        self._end_disconnect(CLOSE)
         self._poller.forget(self.fd)
         self.sock.close()
         _closed()

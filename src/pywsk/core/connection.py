@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..nt.status import NTSTATUS
+from .ending import Ending
 
 __all__ = [
     "ConnState",
@@ -41,7 +42,10 @@ __all__ = [
     "TRANSITIONS",
     "IllegalTransition",
     "ConnectionMachine",
+    "CAUSES",
+    "CLOSE",
     "Cause",
+    "Closing",
     "OpKind",
     "PENDING_OUTCOME",
     "send_verdict",
@@ -167,13 +171,27 @@ class IllegalTransition(Exception):
         super().__init__(f"{event.name} is not allowed in state {state.name}")
 
 
-class Cause(enum.Enum):
-    """Why pending requests are being ended early."""
+class Closing(enum.Enum):
+    """WskCloseSocket: the one reason to end pending requests that is not an ending."""
 
-    LOCAL_ABORT = "local-abort"
-    PEER_RESET = "peer-reset"
-    TRANSPORT_FAILURE = "transport-failure"
     CLOSE = "close"
+
+
+#: WskCloseSocket ends the requests still pending (not an :class:`Ending`: the socket object
+#: goes, whatever state the connection was in).
+CLOSE: Final = Closing.CLOSE
+
+#: Why pending requests are being ended early: how the connection broke - an
+#: :class:`~pywsk.core.ending.Ending` (``OUR_RST``, ``PEER_RST``, ``TRANSPORT_FAILURE``), the
+#: one vocabulary of endings - or :data:`CLOSE`.
+Cause = Ending | Closing
+#: Every cause, in the order of :data:`PENDING_OUTCOME`.
+CAUSES: Final[tuple[Cause, ...]] = (
+    Ending.OUR_RST,
+    Ending.PEER_RST,
+    Ending.TRANSPORT_FAILURE,
+    CLOSE,
+)
 
 
 class OpKind(enum.Enum):
@@ -197,27 +215,27 @@ PENDING_OUTCOME: Final[dict[tuple[Cause, OpKind], NTSTATUS | None]] = {
     # WskDisconnect(WSK_FLAG_ABORTIVE): "cancels all in-progress and pending transmit
     # operations" -> the sends are cancelled; receives and a stuck graceful disconnect
     # learn that the connection was aborted locally.
-    (Cause.LOCAL_ABORT, OpKind.SEND): NTSTATUS.STATUS_CANCELLED,
-    (Cause.LOCAL_ABORT, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
-    (Cause.LOCAL_ABORT, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_ABORTED,
-    (Cause.PEER_RESET, OpKind.SEND): NTSTATUS.STATUS_CONNECTION_RESET,
-    (Cause.PEER_RESET, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_RESET,
-    (Cause.PEER_RESET, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
-    (Cause.PEER_RESET, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
-    (Cause.PEER_RESET, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_RESET,
-    (Cause.TRANSPORT_FAILURE, OpKind.SEND): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.CONNECT): None,
-    (Cause.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
+    (Ending.OUR_RST, OpKind.SEND): NTSTATUS.STATUS_CANCELLED,
+    (Ending.OUR_RST, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_ABORTED,
+    (Ending.OUR_RST, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
+    (Ending.OUR_RST, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_ABORTED,
+    (Ending.OUR_RST, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_ABORTED,
+    (Ending.PEER_RST, OpKind.SEND): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Ending.PEER_RST, OpKind.RECEIVE): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Ending.PEER_RST, OpKind.DISCONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Ending.PEER_RST, OpKind.CONNECT): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Ending.PEER_RST, OpKind.ACCEPT): NTSTATUS.STATUS_CONNECTION_RESET,
+    (Ending.TRANSPORT_FAILURE, OpKind.SEND): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.RECEIVE): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.DISCONNECT): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.CONNECT): None,
+    (Ending.TRANSPORT_FAILURE, OpKind.ACCEPT): None,
     # WskCloseSocket "cancels and completes" every pending IRP.
-    (Cause.CLOSE, OpKind.SEND): NTSTATUS.STATUS_CANCELLED,
-    (Cause.CLOSE, OpKind.RECEIVE): NTSTATUS.STATUS_CANCELLED,
-    (Cause.CLOSE, OpKind.DISCONNECT): NTSTATUS.STATUS_CANCELLED,
-    (Cause.CLOSE, OpKind.CONNECT): NTSTATUS.STATUS_CANCELLED,
-    (Cause.CLOSE, OpKind.ACCEPT): NTSTATUS.STATUS_CANCELLED,
+    (CLOSE, OpKind.SEND): NTSTATUS.STATUS_CANCELLED,
+    (CLOSE, OpKind.RECEIVE): NTSTATUS.STATUS_CANCELLED,
+    (CLOSE, OpKind.DISCONNECT): NTSTATUS.STATUS_CANCELLED,
+    (CLOSE, OpKind.CONNECT): NTSTATUS.STATUS_CANCELLED,
+    (CLOSE, OpKind.ACCEPT): NTSTATUS.STATUS_CANCELLED,
 }
 
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._log import log_operation
 from ..core.connection import (
+    CLOSE,
     PENDING_OUTCOME,
     Cause,
     ConnectionMachine,
@@ -62,6 +63,7 @@ from ..core.connection import (
     receive_verdict,
     send_verdict,
 )
+from ..core.ending import Ending
 from ..mechanics import linux
 from ..nt import hooks
 from ..nt.status import NTSTATUS
@@ -731,7 +733,7 @@ class ConnectionSocket(IndicatingSocket):
         """recv() returned 0: the peer's FIN.  Every pending receive completes (with what it
         has, or 0 bytes); a reset that followed the FIN shows as SO_ERROR / state CLOSE."""
         if self._reset_read:
-            self._break(Cause.PEER_RESET)  # the end of the data was the reset's, not a FIN
+            self._break(Ending.PEER_RST)  # the end of the data was the reset's, not a FIN
             return
         self._eof_seen = True
         self._process(ConnInput.RECV_FIN)
@@ -750,18 +752,18 @@ class ConnectionSocket(IndicatingSocket):
         if err in linux.RESET_ERRNOS:
             if self.machine.state is S.ABORTED:
                 return
-            self._break(Cause.PEER_RESET)
+            self._break(Ending.PEER_RST)
         elif err == errno.ENOTCONN and self.machine.broken:
             return
         else:
-            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
+            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     # --- ending pending requests -----------------------------------------------------------
-    def _break(self, cause: Cause, failure: int | None = None) -> None:
+    def _break(self, cause: Ending, failure: int | None = None) -> None:
         """The connection is gone (abort, reset, failure): end every pending request."""
-        if cause is Cause.PEER_RESET:
+        if cause is Ending.PEER_RST:
             moved = self._process(ConnInput.RECV_RST)
-        elif cause is Cause.TRANSPORT_FAILURE:
+        elif cause is Ending.TRANSPORT_FAILURE:
             if failure is not None:
                 self.machine.failure = failure
             moved = self._process(ConnInput.TRANSPORT_FAILED)
@@ -769,19 +771,19 @@ class ConnectionSocket(IndicatingSocket):
             moved = self._process(ConnInput.SEND_RST)
         if not moved:
             return
-        if cause is not Cause.LOCAL_ABORT:
+        if cause is not Ending.OUR_RST:
             status = (
                 NTSTATUS.STATUS_CONNECTION_RESET
-                if cause is Cause.PEER_RESET
+                if cause is Ending.PEER_RST
                 else self.machine.failure or NTSTATUS.STATUS_UNEXPECTED_NETWORK_ERROR
             )
-            what = "reset by the peer" if cause is Cause.PEER_RESET else "the transport failed"
+            what = "reset by the peer" if cause is Ending.PEER_RST else "the transport failed"
             log_operation(log, "connection ended", self.owner or self, status, what)
         self._unregister_all()
         self._end_pending(cause)
 
     def _end_pending(self, cause: Cause) -> None:
-        if cause is not Cause.CLOSE:
+        if cause is not CLOSE:
             self._on_acks()  # what the peer acknowledged before the end succeeded
         ops: list[Op] = [*self._unacked, *self.sendq, *self.recvq]
         if self._disc is not None and self._disc not in ops:
@@ -795,7 +797,7 @@ class ConnectionSocket(IndicatingSocket):
             status: int | None = PENDING_OUTCOME[(cause, op.kind)]
             if status is None:
                 status = self.machine.failure
-            if op.kind is OpKind.RECEIVE and op.transferred and cause is not Cause.CLOSE:
+            if op.kind is OpKind.RECEIVE and op.transferred and cause is not CLOSE:
                 # Data already copied into the buffer is delivered, not lost.
                 status = NTSTATUS.STATUS_SUCCESS
             succeeded = status == NTSTATUS.STATUS_SUCCESS and op.kind is not OpKind.DISCONNECT
@@ -969,9 +971,9 @@ class ConnectionSocket(IndicatingSocket):
 
     def _break_for_errno(self, err: int) -> None:
         if linux.is_reset(err):
-            self._break(Cause.PEER_RESET)
+            self._break(Ending.PEER_RST)
         else:
-            self._break(Cause.TRANSPORT_FAILURE, linux.status_from_errno(err))
+            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     def _on_fin_acked(self) -> None:
         if (
@@ -1002,7 +1004,7 @@ class ConnectionSocket(IndicatingSocket):
         self._on_acks()  # sends the peer acknowledged before the RST succeed
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)
-        self._break(Cause.LOCAL_ABORT)
+        self._break(Ending.OUR_RST)
         log_operation(
             log, "WskDisconnect", self.owner or self, NTSTATUS.STATUS_SUCCESS, "abortive: RST sent"
         )
@@ -1089,7 +1091,7 @@ class ConnectionSocket(IndicatingSocket):
         self.sock.close()
         # Cancelled requests complete first, the close IRP last; only then may
         # WskDeregister return (no routine of this socket runs after that).
-        self._end_pending(Cause.CLOSE)
+        self._end_pending(CLOSE)
         return self.finish_close(Irp)
 
     # --- addresses ---------------------------------------------------------------------------
