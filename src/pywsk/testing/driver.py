@@ -40,7 +40,6 @@ from ..wsk import (
     WSK_PROVIDER_CONNECTION_DISPATCH,
     WSK_SOCKET,
     WskSetOption,
-    sockaddr_from_tuple,
 )
 
 __all__ = ["Request", "WskTestClient", "make_buffer", "run_in_dpc"]
@@ -288,23 +287,10 @@ class WskTestClient:
         made = self.socket(family, WSK_FLAG_LISTEN_SOCKET, context, dispatch)
         assert made.status == STATUS_SUCCESS, made
         sock = cast(WSK_SOCKET, made.information)
-        functions = sock.Dispatch
         for level, option, value in options:
-            set_option = self.call(
-                "WskControlSocket",
-                functions.WskControlSocket,
-                sock,
-                WskSetOption,
-                option,
-                level,
-                4,
-                value,
-                0,
-                None,
-                None,
-            )
+            set_option = self.client.option_call(sock, level, option, value).wait(10.0)
             assert set_option.status == STATUS_SUCCESS, set_option
-        bound = self.call("WskBind", functions.WskBind, sock, sockaddr_from_tuple(address), 0)
+        bound = self.client.bind_call(sock, address).wait(10.0)
         assert bound.status == STATUS_SUCCESS, bound
         return sock
 
