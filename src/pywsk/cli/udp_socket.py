@@ -136,6 +136,8 @@ class WskDatagramSocket:
         self.cond = threading.Condition()
         self._slots: list[_Slot] = []
         self._pending = 0
+        #: WskReceiveFrom calls being made right now (by completion routines re-issuing).
+        self._issuing = 0
         self._closing = False
         self.registration = WSK_REGISTRATION()
         self.provider = WSK_PROVIDER_NPI()
@@ -233,12 +235,18 @@ class WskDatagramSocket:
             if self._closing or sock is None:
                 return
             self._pending += 1
-        IoReuseIrp(slot.irp, 0xC0000001)
-        IoSetCompletionRoutine(slot.irp, self._received, slot, True, True, True)
-        self.table.WskReceiveFrom(
-            sock, WSK_BUF(slot.mdl, 0, MAX_DATAGRAM), 0, slot.remote, None, None, None,
-            slot.irp,
-        )  # fmt: skip
+            self._issuing += 1  # close waits for it: no WskCloseSocket while a call is inside
+        try:
+            IoReuseIrp(slot.irp, 0xC0000001)
+            IoSetCompletionRoutine(slot.irp, self._received, slot, True, True, True)
+            self.table.WskReceiveFrom(
+                sock, WSK_BUF(slot.mdl, 0, MAX_DATAGRAM), 0, slot.remote, None, None, None,
+                slot.irp,
+            )  # fmt: skip
+        finally:
+            with self.cond:
+                self._issuing -= 1
+                self.cond.notify_all()
 
     def _received(self, _device: Any, irp: IRP, slot: _Slot) -> int:
         status, information = irp.IoStatus.Status, int(irp.IoStatus.Information)
@@ -315,6 +323,9 @@ class WskDatagramSocket:
         the receives' buffers and deregister."""
         with self.cond:
             self._closing = True
+            # A completion routine may be re-issuing its receive right now (it checked
+            # _closing just before): WskCloseSocket waits until that call has returned.
+            self.cond.wait_for(lambda: self._issuing == 0, 10.0)
         if self.sock is not None:
             self.try_call(self.table.WskCloseSocket, self.sock)
             self.sock = None
