@@ -1,17 +1,18 @@
 """``pywsk demo``: every disconnect behaviour of the seed pages, against an embedded peer.
 
-What it does: each scenario registers a WSK client (:class:`~pywsk.cli.session.Session`),
-connects a real socket to a plain Linux socket peer on 127.0.0.1
-(:class:`~pywsk.testing.peer.LoopbackPeer`), performs one of the disconnects that
-"WskDisconnect", "WskCloseSocket", "WskDisconnectEvent" and "Disconnecting a socket from a
-destination" describe (and, from :mod:`pywsk.cli.demo_udp`, the datagram scenarios), and fills a :class:`~pywsk.cli.timeline.Report`: every WSK call and
-the status it returned, every IRP completion with its status and time, every event
-callback, what went on the wire (a tcpdump capture on ``lo`` when running as root,
-otherwise the client's TCP state - and it says which), what the peer did and observed, and
-a verdict against the documented behaviour.
+What it does: defines the scenarios and runs them by name.  Each scenario is a script for the
+embedded peer (a plain Linux socket on 127.0.0.1, :class:`~pywsk.testing.peer.LoopbackPeer`)
+and a client part that performs one of the disconnects that "WskDisconnect",
+"WskCloseSocket", "WskDisconnectEvent" and "Disconnecting a socket from a destination"
+describe, then checks what happened against the documented behaviour.
+:func:`run_scenario` sets up the :class:`~pywsk.cli.demo_stage.Stage` (the WSK client, the
+peer and the wire observer, which record every WSK call and the status it returned, every
+IRP completion with its status and time, every event callback, what went on the wire and
+what the peer did and observed) and returns the :class:`~pywsk.cli.timeline.Report`; the
+datagram scenarios come from :mod:`pywsk.cli.demo_udp`.
 
-What it refuses: nothing; a scenario that deviates is reported, and the command's exit code
-says so.
+What it refuses: nothing; a scenario that deviates (or breaks) is reported, and the
+command's exit code says so.
 
 What always holds: every wait is bounded; every socket is closed, the client deregistered
 and the peer stopped at the end of each scenario, whatever happened.
@@ -41,215 +42,23 @@ from ..nt import (
     NotificationEvent,
 )
 from ..samples import disconnect_socket as seed
-from ..testing.peer import LoopbackPeer, PeerConnection, PeerObservation, Step, WaitFor
+from ..testing.peer import Step
 from ..wsk import WSK_EVENT_DISCONNECT, WSK_FLAG_ABORTIVE, WSK_SOCKET
-from .demo_udp import UDP_SCENARIOS, UdpScenario, run_udp_scenario
-from .session import Call, Connection, Session
-from .timeline import Report, short_status
-from .wire import CaptureWire, StateWire, WireMode, open_wire
-
-__all__ = ["ALL_SCENARIOS", "SCENARIOS", "Scenario", "run_scenario"]
-
-WAIT = 10.0
-CHUNK = 65536
-
-
-# --- the embedded peer -------------------------------------------------------------------------
-
-
-def read_to_end(conn: PeerConnection) -> None:
-    """Read (logging every read) until the client's FIN or RST; ACK a FIN at once."""
-    while True:
-        data = conn.recv_some()
-        if not data:
-            break
-        conn.log(f"received {len(data)} B")
-    if conn.end == "fin":
-        conn.quickack()
-
-
-def peer_send(data: bytes) -> Step:
-    def step(conn: PeerConnection) -> None:
-        conn.log(f"@send({len(data)} B)")
-        conn.send(data)
-
-    return step
-
-
-def peer_shutdown(conn: PeerConnection) -> None:
-    conn.log("@shutdown(SHUT_WR): sends its FIN")
-    conn.shutdown_write()
-
-
-def peer_abort(conn: PeerConnection) -> None:
-    conn.log("@connect(AF_UNSPEC): resets the connection (RST)")
-    conn.abort()
-
-
-def peer_wait(go: threading.Event) -> Step:
-    return WaitFor(go, WAIT)
-
-
-_PEER_WORDS = (
-    ("end: fin+rst", "recv() returned 0 and the state is CLOSE: the client's FIN, then an RST"),
-    ("end: fin", "recv() returned 0: the client's FIN"),
-    ("end: rst", "recv() failed with ECONNRESET: the client's RST"),
-    ("waiting for go-ahead", "waits for its cue (reads nothing meanwhile)"),
-    ("go-ahead", "goes on"),
+from .demo_stage import (
+    WAIT,
+    Stage,
+    peer_abort,
+    peer_send,
+    peer_shutdown,
+    peer_wait,
+    read_to_end,
 )
+from .demo_udp import UDP_SCENARIOS, UdpScenario, run_udp_scenario
+from .session import Call
+from .timeline import Report, short_status
+from .wire import WireMode
 
-
-def _peer_text(text: str) -> str | None:
-    """The peer's log in the timeline's words; None for bookkeeping lines."""
-    if text.startswith("@"):
-        return text[1:]
-    if text.startswith("received "):
-        return text
-    if text.startswith("accepted "):
-        host, port = text[len("accepted ") :].strip("()").replace("'", "").split(", ")
-        return f"accept(): a connection from {host}:{port}"
-    for prefix, words in _PEER_WORDS:
-        if text.startswith(prefix):
-            return words
-    return None
-
-
-def describe_peer(obs: PeerObservation) -> str:
-    ends = {
-        "fin": "FIN (graceful)",
-        "rst": "RST (abortive)",
-        "fin+rst": "FIN, then RST",
-        "open": "nothing (the connection was still open for it)",
-    }
-    data = obs.received if len(obs.received) <= 40 else obs.received[:37] + b"..."
-    aborted = any(t.startswith("@connect(AF_UNSPEC)") for _, t in obs.log)
-    text = f"received {len(obs.received)} B {data!r}"
-    if obs.end != "open" or not aborted:
-        text += f", then saw {ends[obs.end]}"
-    did = []
-    if obs.sent:
-        did.append(f"sent {len(obs.sent)} B")
-    if any(t.startswith("@shutdown") for _, t in obs.log):
-        did.append("sent its FIN")
-    if aborted:
-        did.append("reset the connection")
-    return (", ".join(did) + "; " if did else "") + text
-
-
-# --- one scenario's stage ----------------------------------------------------------------------
-
-
-class Stage:
-    """A scenario's WSK client, peer and wire observer; everything is recorded in the report."""
-
-    def __init__(
-        self,
-        report: Report,
-        script: list[Step],
-        *,
-        wire: WireMode,
-        go: threading.Event,
-        rcvbuf: int | None = None,
-    ) -> None:
-        self.report = report
-        self.go = go
-        """Set to let a waiting peer script go on (it stops reading until then)."""
-        self.timeline = report.timeline
-        self.peer = LoopbackPeer(script, rcvbuf=rcvbuf, step_timeout=WAIT).start()
-        self.session = Session(self.timeline)
-        self.wire = open_wire(wire, self.session, self.timeline, self.peer.port, "127.0.0.1")
-        self.context = Connection("client")
-        self.events_seen = threading.Event()
-        self.context.on_disconnect = lambda _conn, _flags: self.events_seen.set()
-        self.sock: WSK_SOCKET | None = None
-        self.client_port = 0
-
-    def connect(self, events: int = 0) -> WSK_SOCKET:
-        self.timeline.t0 = time.time()
-        sock = self.session.socket_connect(
-            self.peer.address, timeout=WAIT, context=self.context, events=events
-        )
-        self.sock = sock
-        self.client_port = self.peer.wait_accepted(WAIT).client[1]
-        if isinstance(self.wire, StateWire):
-            self.wire.track(sock)
-        return sock
-
-    # --- wire checks -------------------------------------------------------------------------
-    def on_wire(self, flag: str, from_client: bool = True) -> bool:
-        """A FIN (``"F"``) or RST (``"R"``) from the client (or the peer) is on the wire.
-
-        Without a capture nothing can be checked here: True (the peer's own observation is
-        checked separately)."""
-        if not isinstance(self.wire, CaptureWire):
-            return True
-        return self.wire.seen(flag, self.client_port if from_client else self.peer.port)
-
-    def not_on_wire(self, flag: str, from_client: bool = True) -> bool:
-        if not isinstance(self.wire, CaptureWire):
-            return True
-        return self.wire.absent(flag, self.client_port if from_client else self.peer.port)
-
-    # --- bulk sends --------------------------------------------------------------------------
-    def fill_window(self, sock: WSK_SOCKET, limit: int = 128) -> Call:
-        """WskSend 64 KiB at a time until one pends (the peer does not read); that one is
-        shown in the timeline, the others summed up in a note."""
-        started = time.time()
-        count = 0
-        call: Call | None = None
-        for i in range(limit):
-            call = self.session.send(
-                sock, bytes([65 + i % 26]) * CHUNK, label="WskSend(64 KiB)", record=False
-            )
-            count += 1
-            if call.returned == STATUS_PENDING:
-                break
-        assert call is not None
-        self.timeline.note(
-            f"{count - 1} WskSend calls of 64 KiB completed inline; the peer does not read",
-            at=started,
-        )
-        call.show()
-        return call
-
-    # --- the end -----------------------------------------------------------------------------
-    def finish(self) -> PeerObservation:
-        """Close what is still open, stop the peer, and write the wire and the peer."""
-        problems = self.session.close()
-        self.report.problems.extend(problems)
-        obs = self.peer.observation() if self.peer.observations() else None
-        if isinstance(self.wire, CaptureWire):
-            self.wire.finish(self.report, self.client_port, self.peer.port)
-        else:
-            self.wire.finish(self.report)
-        self.wire.stop()
-        self.peer.close()
-        if obs is None:
-            self.report.peer = "no connection accepted"
-            raise RuntimeError("the peer accepted no connection")
-        for at, text in obs.log:
-            words = _peer_text(text)
-            if words is None:
-                continue
-            reading = text.startswith("received ")
-            self.timeline.record(
-                "peer",
-                "peer",
-                words,
-                at=at,
-                length=int(text.split()[1]) if reading else None,
-                group="reads" if reading else None,
-            )
-        self.report.peer = describe_peer(obs)
-        return obs
-
-    def abandon(self) -> None:
-        """After a failure: release everything, bounded, ignoring further errors."""
-        for action in (self.session.close, self.wire.stop, self.peer.close):
-            try:
-                action()
-            except Exception as exc:  # already failing; keep the first problem
-                self.report.notes.append(f"cleanup: {exc!r}")
+__all__ = ["ALL_SCENARIOS", "SCENARIOS", "Scenario", "Stage", "run_scenario"]
 
 
 # --- the scenarios ---------------------------------------------------------------------------
