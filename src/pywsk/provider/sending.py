@@ -16,9 +16,9 @@ that does not fit its MDL chain (STATUS_INVALID_PARAMETER), a send the state doe
 (the status :func:`~pywsk.core.connection.send_verdict` gives).
 
 What always holds: sends complete in the order issued, each exactly once, never before the
-kernel took all of it; a send completes inline only inside its own WskSend call - earlier
-sends complete at their edge on the provider thread; on a kernel without zerocopy
-completions a send completes when the kernel took it.  An abort, a reset or a transport
+kernel took all of it; a WskSend call completes inline no send but its own - earlier sends
+complete at their edge on the provider thread (or when the connection ends); on a kernel
+without zerocopy completions a send completes when the kernel took it.  An abort, a reset or a transport
 failure fails every send not acknowledged (:mod:`pywsk.provider.disconnecting`).
 """
 
