@@ -1,20 +1,26 @@
-"""A connection socket's WskReceiveEvent side: indications, retained lists, WskRelease.
+"""A connection socket's receive side: WskReceive, WskReceiveEvent indications, WskRelease.
 
 What it does: :class:`IndicatingSocket` is the part of a connection socket
-(:class:`~pywsk.provider.connection.ConnectionSocket` builds on it) that offers received
-data to the client's WskReceiveEvent - the four answers of its page: all or part accepted
-(the rest is held for the next WskReceive, indications pause), STATUS_DATA_NOT_ACCEPTED,
-STATUS_PENDING (the list is the client's until WskRelease) - serves a WskReceive from the
-data an indication left behind, and takes lists back with WskRelease, also from another
-thread before the callback that got the list returned.
+(:class:`~pywsk.provider.connection.ConnectionSocket` builds on it) that reads what the
+peer sent: into the pending WskReceives, in the order issued (WSK_FLAG_WAITALL,
+WSK_FLAG_DRAIN; a zero-length receive completes at once and resumes paused indications),
+and, while none is pending, to the client's WskReceiveEvent - the four answers of its
+page: all or part accepted (the rest is held for the next WskReceive, indications pause),
+STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING (the list is the client's until WskRelease) -
+serves a WskReceive from the data an indication left behind, and takes lists back with
+WskRelease, also from another thread before the callback that got the list returned.
 
-What it refuses: a WskRelease of a list not retained (STATUS_INVALID_PARAMETER); more
-retained bytes than the receive buffer holds - indications (and reads) pause until a
-release, so TCP holds the peer back (docs/fidelity.md, "How much a WskReceiveEvent client
-may retain").
+What it refuses: receive flags other than WSK_FLAG_WAITALL or WSK_FLAG_DRAIN, or both
+(STATUS_NOT_SUPPORTED); a WSK_FLAG_DRAIN receive with a buffer, or a WSK_BUF that does
+not fit its MDL chain (STATUS_INVALID_PARAMETER); a receive the state does not allow (the
+status :func:`~pywsk.core.connection.receive_verdict` gives); a WskRelease of a list not
+retained (STATUS_INVALID_PARAMETER); more retained bytes than the receive buffer holds -
+indications (and reads) pause until a release, so TCP holds the peer back
+(docs/fidelity.md, "How much a WskReceiveEvent client may retain").
 
-What always holds: one indication at a time per socket, on the provider thread, at
-DISPATCH_LEVEL; a pending WskReceive takes new data before any indication; data held back
+What always holds: the peer's FIN and a transport error met while reading are handed to
+the disconnect side (:mod:`pywsk.provider.disconnecting`); one indication at a time per
+socket, on the provider thread, at DISPATCH_LEVEL; a pending WskReceive takes new data before any indication; data held back
 is delivered before anything read later.
 """
 
@@ -24,7 +30,7 @@ import mmap
 import socket
 from typing import TYPE_CHECKING
 
-from ..core.connection import ReceiveVerdict, receive_verdict
+from ..core.connection import OpKind, ReceiveVerdict, receive_verdict
 from ..nt.mdl import IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -34,18 +40,18 @@ from ..wsk.constants import (
     WSK_FLAG_WAITALL,
 )
 from ..wsk.structs import PSIZE_T, WSK_BUF, WSK_DATA_INDICATION
-from .base import ProviderSocket
+from .base import Op, ProviderSocket
 
 if TYPE_CHECKING:
     from ..core.connection import ConnectionMachine
-    from .base import Op
+    from ..nt.irp import IRP
 
 __all__ = ["INDICATION_BUFFER_SIZE", "IndicatingSocket"]
 
 
 class IndicatingSocket(ProviderSocket):
-    """WskReceiveEvent and WskRelease for a connection socket (its subclass provides the
-    receive queue, the state machine and the reading and ending of the socket)."""
+    """WskReceive, WskReceiveEvent and WskRelease for a connection socket (its subclasses
+    provide the state machine, when the socket is read, and the ending of the socket)."""
 
     __slots__ = (
         "_eof_seen",
@@ -56,11 +62,14 @@ class IndicatingSocket(ProviderSocket):
         "_retain_limit",
         "_retained_bytes",
         "_suspended",
+        "recvq",
         "retained",
     )
 
-    # What the connection socket provides.
+    #: The pending WskReceives, oldest first (set by the connection socket).
     recvq: list[Op]
+
+    # What the connection socket provides.
     machine: ConnectionMachine
     half_open: bool
 
@@ -108,7 +117,7 @@ class IndicatingSocket(ProviderSocket):
             self._finish(op, NTSTATUS.STATUS_SUCCESS)
             self._resume_indications()
 
-    # --- WskReceiveEvent -----------------------------------------------------------------------
+    # --- WskReceiveEvent ---------------------------------------------------------------------
     def _indicating(self) -> bool:
         """True when new data goes to WskReceiveEvent (enabled, not paused, nothing pending)."""
         return (
@@ -235,6 +244,71 @@ class IndicatingSocket(ProviderSocket):
         if held and self._retained_bytes < self._retain_limit and not self.closed:
             self._update_reading(tried=False)  # indications resume (they had paused)
         return NTSTATUS.STATUS_SUCCESS
+
+    # --- WskReceive ------------------------------------------------------------------------
+    def receive(self, Buffer: WSK_BUF, Flags: int, Irp: IRP) -> int:
+        if Flags & ~(WSK_FLAG_WAITALL | WSK_FLAG_DRAIN) or (
+            Flags & WSK_FLAG_WAITALL and Flags & WSK_FLAG_DRAIN
+        ):
+            return self._complete(Irp, NTSTATUS.STATUS_NOT_SUPPORTED)
+        if Flags & WSK_FLAG_DRAIN and Buffer is not None and Buffer.Length != 0:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        views = self._views(Buffer, writable=True)
+        if views is None:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_PARAMETER)
+        verdict = receive_verdict(self.machine.state, self.half_open, self.machine.failure)
+        if verdict is ReceiveVerdict.END_OF_DATA:
+            return self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+        if not isinstance(verdict, ReceiveVerdict):
+            return self._complete(Irp, verdict)
+        if not views and not Flags & WSK_FLAG_DRAIN:
+            # A zero-length receive: nothing to copy; it completes at once, and resumes
+            # receive-event indications a client paused (WSK_BUF page, WskReceiveEvent).
+            status = self._complete(Irp, NTSTATUS.STATUS_SUCCESS, 0)
+            self._resume_indications()
+            return status
+        op = Op(self, OpKind.RECEIVE, Irp, views, Flags)
+        self.recvq.append(op)
+        if len(self.recvq) == 1:
+            self._take_held(op)
+            if not op.done:
+                self._on_readable()  # edge-triggered: try before waiting
+            if op.done:
+                return op.status  # completed inline
+        self._update_reading()
+        return self._pend(op)
+
+    def _on_readable(self) -> None:
+        while self.recvq:
+            op = self.recvq[0]
+            try:
+                if op.flags & WSK_FLAG_DRAIN:
+                    n = len(self.sock.recv(65536))
+                    if n:
+                        continue
+                else:
+                    n = self.sock.recvmsg_into(op.remaining())[0]
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._on_transport_error(exc)
+                return
+            if n == 0:
+                self._on_peer_fin()
+                return
+            op.transferred += n
+            if op.flags & WSK_FLAG_WAITALL and op.transferred < op.want:
+                continue
+            self.recvq.pop(0)
+            self._finish(op, NTSTATUS.STATUS_SUCCESS)
+            self._resume_indications()
+        if not self.recvq and self._indicating():
+            if self.engine.on_loop():
+                self._indicate_from_kernel()
+                return
+            # Event callbacks run on the provider thread only (one at a time per socket).
+            self._post(self._indicate_from_kernel)
+        self._update_reading()
 
     def _indicate_broken(self) -> None:
         """A NULL WskReceiveEvent indication: the socket no longer works; close it."""
