@@ -337,7 +337,8 @@ def IoSetCancelRoutine(Irp: IRP, CancelRoutine: PDRIVER_CANCEL | None) -> PDRIVE
     A driver that finds ``None`` returned when it clears the routine knows that IoCancelIrp
     has taken the routine (and calls or called it).
     """
-    _check_usable(Irp, "IoSetCancelRoutine")
+    if Irp._state is IrpState.FREED:  # the check, without a call in the common case
+        _check_usable(Irp, "IoSetCancelRoutine")
     with _cancel_lock:
         previous = Irp.CancelRoutine
         Irp.CancelRoutine = CancelRoutine
@@ -367,7 +368,8 @@ def IoMarkIrpPending(Irp: IRP) -> None:
 
     ``Irp.PendingReturned`` is TRUE in the completion routine exactly when this was called.
     """
-    _check_usable(Irp, "IoMarkIrpPending")
+    if Irp._state is IrpState.FREED:  # the check, without a call in the common case
+        _check_usable(Irp, "IoMarkIrpPending")
     Irp._marked_pending = True
 
 
