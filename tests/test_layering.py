@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "provider": 4,
     "_native": 5,
     "errors": 5,
+    "_receiving": 5,
     "aio": 5,
     "trio": 5,
     "sync": 5,

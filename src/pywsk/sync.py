@@ -49,7 +49,14 @@ from types import SimpleNamespace, TracebackType
 from typing import Any, Final, TypeVar
 
 from ._log import log_connect, log_settled
-from .aio._receiving import Steps, drive_steps_blocking, exactly_steps, take, until_steps
+from ._receiving import (
+    DEFAULT_RECEIVE_SIZE,
+    Steps,
+    drive_steps_blocking,
+    exactly_steps,
+    take,
+    until_steps,
+)
 from .client import Buffer, Call, Client, ClientError, allocate_buffer, steps
 from .client.blocking import deadline as _deadline
 from .client.blocking import drive, new_event, wait, wait_event
@@ -69,8 +76,6 @@ T = TypeVar("T")
 S = NTSTATUS
 
 
-#: Default ``max_bytes`` of a receive.
-DEFAULT_RECEIVE_SIZE: Final = 65536
 #: Largest receive buffer a connection keeps; a bigger ``max_bytes`` is capped to it.
 MAX_RECEIVE_BUFFER: Final = 1 << 20
 

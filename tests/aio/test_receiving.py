@@ -1,4 +1,4 @@
-"""The receive helpers' sans-I/O steps (pywsk.aio._receiving), driven by scripted chunks."""
+"""The receive helpers' sans-I/O steps (pywsk._receiving), driven by scripted chunks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from pywsk.aio._receiving import Steps, exactly_steps, until_steps
+from pywsk._receiving import Steps, exactly_steps, until_steps
 
 
 def drive(steps: Steps, chunks: Iterable[bytes]) -> tuple[bytes, list[int]]:

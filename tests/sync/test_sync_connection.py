@@ -360,7 +360,8 @@ def test_every_irp_is_freed_before_the_operation_returns(
 
 def test_a_sync_program_never_loads_the_bridge() -> None:
     """In a program of its own: a pywsk.sync connection, its graceful end, and no
-    pywsk._bridge in sys.modules - the calls are the client runtime's."""
+    pywsk._bridge in sys.modules - the calls are the client runtime's - nor pywsk.aio or
+    pywsk._native."""
     program = """
 import json, socket, sys
 import pywsk.sync
@@ -373,11 +374,14 @@ with socket.create_server(("127.0.0.1", 0)) as server:
             assert peer.recv(2, socket.MSG_WAITALL) == b"hi"
             peer.shutdown(socket.SHUT_WR)
             assert conn.recv(timeout=10) == b""
-print(json.dumps({"ending": conn.disconnected_by.name, "bridge": "pywsk._bridge" in sys.modules}))
+native = sorted(m for m in sys.modules if m.startswith(("pywsk.aio", "pywsk._native")))
+print(json.dumps({"ending": conn.disconnected_by.name, "bridge": "pywsk._bridge" in sys.modules,
+                  "native": native}))
 """
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"ending": "PEER_FIN", "bridge": False}
+    # Nor the native front-ends: the receive helpers it shares with them load neither.
+    assert report == {"ending": "PEER_FIN", "bridge": False, "native": []}

@@ -35,6 +35,7 @@ import warnings
 from typing import Any, Final, Protocol
 
 from .._log import log_operation
+from .._receiving import DEFAULT_RECEIVE_SIZE
 from ..core.connection import (
     CLOSE,
     PENDING_OUTCOME,
@@ -71,8 +72,6 @@ ST = NTSTATUS
 #: A socket option set before bind/connect: (level, option, value), with wsk.h constants,
 #: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
 SocketOption = tuple[int, int, int]
-#: Default ``max_bytes`` of a receive.
-DEFAULT_RECEIVE_SIZE: Final = 65536
 
 _READ_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 _WRITE_EVENTS: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP

@@ -44,12 +44,12 @@ from .._native import (
     log_disconnect,
     log_failure,
 )
+from .._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 from ..core.ending import Ending
 from ..errors import BusyError, Failed, error_from_status
 from ..mechanics import linux
 from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
-from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 from ._waiting import drive, poller, wait_edge
 
 __all__ = ["Connection", "connect"]

@@ -33,12 +33,12 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 from .._native import DEFAULT_RECEIVE_SIZE, SocketOption
+from .._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 from ..core.ending import Ending
 from ..errors import BusyError, error_from_status
 from ..nt.status import NTSTATUS
 from ._connection import Connection
 from ._connection import connect as plain_connect
-from ._receiving import Steps, drive_steps, exactly_steps, take, until_steps
 
 __all__ = ["TlsConnection", "connect", "start_tls"]
 

@@ -66,7 +66,7 @@ from .._native import (
     log_disconnect,
     log_failure,
 )
-from ..aio._receiving import Steps, exactly_steps, take, until_steps
+from .._receiving import Steps, exactly_steps, take, until_steps
 from ..core.ending import Ending
 from ..errors import Failed
 from ..nt.status import NTSTATUS

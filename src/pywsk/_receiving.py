@@ -1,4 +1,4 @@
-"""Receive helpers written once for every Pythonic layer: ``receive_exactly`` and
+"""Receive helpers written once for every Pythonic layer (pywsk.aio, pywsk.trio, pywsk.sync): ``receive_exactly`` and
 ``receive_until`` as sans-I/O generators over a connection's leftover buffer.
 
 What it does: :func:`exactly_steps` and :func:`until_steps` work on the connection's
@@ -23,10 +23,20 @@ from __future__ import annotations
 import asyncio
 import operator
 from collections.abc import Awaitable, Callable, Generator
+from typing import Final
 
-from .._native import DEFAULT_RECEIVE_SIZE
+__all__ = [
+    "DEFAULT_RECEIVE_SIZE",
+    "Steps",
+    "drive_steps",
+    "drive_steps_blocking",
+    "exactly_steps",
+    "take",
+    "until_steps",
+]
 
-__all__ = ["Steps", "drive_steps", "drive_steps_blocking", "exactly_steps", "take", "until_steps"]
+#: Default ``max_bytes`` of a receive, in every Pythonic layer.
+DEFAULT_RECEIVE_SIZE: Final = 65536
 
 #: Yields the number of bytes wanted next; is sent the bytes one receive returned.
 Steps = Generator[int, bytes, bytes]
