@@ -54,6 +54,7 @@ from ..core.ending import Ending
 from ..errors import Failed
 from ..mechanics import linux
 from ..mechanics.edges import EdgePoller
+from ..mechanics.following import FollowsKernelState
 from ..nt.status import NTSTATUS
 
 __all__ = [
@@ -138,7 +139,7 @@ def _closed() -> None:
     _open -= 1
 
 
-class NativeConnection:
+class NativeConnection(FollowsKernelState):
     """One TCP connection on the caller's event loop (see the module docstring)."""
 
     __slots__ = (
@@ -281,12 +282,6 @@ class NativeConnection:
             self.disconnect_error = Failed(status, "WskDisconnect")
             self.disconnect_done = True
 
-    def _break_for_errno(self, err: int) -> None:
-        if linux.is_reset(err):
-            self._break(Ending.PEER_RST)
-        else:
-            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err))
-
     def _transport_error(self, exc: OSError) -> None:
         err = exc.errno
         if err in linux.RESET_ERRNOS:
@@ -301,17 +296,6 @@ class NativeConnection:
         if self.machine.state not in _LIVE or self.closed:
             return
         self._apply(linux.durable_state(self.sock, self._fin_issued))
-
-    def _apply(self, seen: linux.Seen | None) -> None:
-        """Turn what the kernel's state says (mechanics) into the machine's inputs."""
-        if seen is None:
-            return
-        if seen.fin_acked:
-            self._on_fin_acked()
-        if seen.peer_fin:
-            self._process(ConnInput.RECV_FIN)
-        if seen.ended is not None:
-            self._break_for_errno(seen.ended)
 
     def error(self, what: str, status: int | None = None) -> Failed:
         """``what`` failing now: the connection is closed, or ``status`` (default: the one

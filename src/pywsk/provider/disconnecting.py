@@ -55,6 +55,7 @@ from ..core.connection import (
 )
 from ..core.ending import Ending
 from ..mechanics import linux
+from ..mechanics.following import FollowsKernelState
 from ..nt import hooks
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
@@ -81,7 +82,7 @@ log = logging.getLogger("pywsk.provider.connection")
 END_EVENTS = select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 
 
-class DisconnectingSocket(SendingSocket):
+class DisconnectingSocket(SendingSocket, FollowsKernelState):
     """WskDisconnect, WskDisconnectEvent and the ending of pending requests for a connection
     socket (its subclass provides the socket's registration)."""
 
@@ -132,17 +133,6 @@ class DisconnectingSocket(SendingSocket):
         ):
             return
         self._apply(linux.durable_state(self.sock, self._fin_issued))
-
-    def _apply(self, seen: linux.Seen | None) -> None:
-        """Turn what the kernel's state says (mechanics) into the machine's inputs."""
-        if seen is None:
-            return
-        if seen.fin_acked:
-            self._on_fin_acked()
-        if seen.peer_fin:
-            self._process(ConnInput.RECV_FIN)
-        if seen.ended is not None:
-            self._break_for_errno(seen.ended)
 
     # --- the peer's FIN or RST: WskDisconnectEvent -------------------------------------------
     def _remote_disconnected(self, flags: int) -> None:
@@ -369,12 +359,6 @@ class DisconnectingSocket(SendingSocket):
         if self.closed or self.machine.broken:
             return
         self._apply(linux.fin_outcome(self.sock))
-
-    def _break_for_errno(self, err: int) -> None:
-        if linux.is_reset(err):
-            self._break(Ending.PEER_RST)
-        else:
-            self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err))
 
     def _on_fin_acked(self) -> None:
         if (
