@@ -311,6 +311,49 @@ class ConnectionSocket(ConnectingSocket):
         self.abort()
 
     # --- WskCloseSocket --------------------------------------------------------------------
+    def close(self, Irp: IRP) -> int:
+        self._on_acks()  # sends the peer acknowledged before the close succeed
+        state = self.machine.state
+        if linux.close_resets(self.sock, state):
+            # Not disconnected in both directions: WskCloseSocket performs an abortive
+            # disconnect first ("Closing a socket").
+            with contextlib.suppress(OSError):
+                linux.abort_keep_fd(self.sock)
+            log_operation(
+                log,
+                "WskCloseSocket",
+                self.owner or self,
+                NTSTATUS.STATUS_SUCCESS,
+                "not disconnected in both directions: RST sent",
+            )
+        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self._eof_seen:
+            linux.discard_unread(self.sock)  # (after a read met the FIN, nothing is unread)
+        self._unregister_all()
+        self.machine.process(ConnInput.CLOSE)
+        self.closed = True
+        sharing.release_binding(self)
+        if self._registered:
+            self.engine.forget(self.sock.fileno())  # close() takes it out of the epoll
+        self.sock.close()
+        # Cancelled requests complete first, the close IRP last; only then may
+        # WskDeregister return (no routine of this socket runs after that).
+        self._end_pending(CLOSE)
+        return self.finish_close(Irp)
+
+    # --- addresses ---------------------------------------------------------------------------
+    def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:
+        if self.machine.state is S.CREATED:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        if self.local is None or self.machine.state in (S.BOUND, S.CONNECTING):
+            self.local = self.sock.getsockname()
+        return self._fill(LocalAddress, self.local, Irp)
+
+    def get_remote_address(self, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
+        if self.remote is None:
+            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
+        return self._fill(RemoteAddress, self.remote, Irp)
+
+    # --- WskControlSocket ----------------------------------------------------------------------
     def control(
         self,
         RequestType: int,
@@ -365,50 +408,6 @@ class ConnectionSocket(ConnectingSocket):
         if answer is not None:
             return answer
         return super()._control(kind, code, level, in_size, in_buf, out_size, out_buf)
-
-    def close(self, Irp: IRP) -> int:
-        self._on_acks()  # sends the peer acknowledged before the close succeed
-        state = self.machine.state
-        if linux.close_resets(self.sock, state):
-            # Not disconnected in both directions: WskCloseSocket performs an abortive
-            # disconnect first ("Closing a socket").
-            with contextlib.suppress(OSError):
-                linux.abort_keep_fd(self.sock)
-            log_operation(
-                log,
-                "WskCloseSocket",
-                self.owner or self,
-                NTSTATUS.STATUS_SUCCESS,
-                "not disconnected in both directions: RST sent",
-            )
-        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self._eof_seen:
-            linux.discard_unread(self.sock)  # (after a read met the FIN, nothing is unread)
-        self._unregister_all()
-        self.machine.process(ConnInput.CLOSE)
-        self.closed = True
-        sharing.release_binding(self)
-        if self._registered:
-            self.engine.forget(self.sock.fileno())  # close() takes it out of the epoll
-        self.sock.close()
-        # Cancelled requests complete first, the close IRP last; only then may
-        # WskDeregister return (no routine of this socket runs after that).
-        self._end_pending(CLOSE)
-        return self.finish_close(Irp)
-
-    # --- addresses ---------------------------------------------------------------------------
-    def get_local_address(self, LocalAddress: SOCKADDR, Irp: IRP) -> int:
-        if self.machine.state is S.CREATED:
-            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
-        if self.local is None or self.machine.state in (S.BOUND, S.CONNECTING):
-            self.local = self.sock.getsockname()
-        return self._fill(LocalAddress, self.local, Irp)
-
-    def get_remote_address(self, RemoteAddress: SOCKADDR, Irp: IRP) -> int:
-        if self.remote is None:
-            return self._complete(Irp, NTSTATUS.STATUS_INVALID_DEVICE_STATE)
-        return self._fill(RemoteAddress, self.remote, Irp)
-
-    # --- WskControlSocket ----------------------------------------------------------------------
 
     def _ioctl(self, code: int, out_buf: Any, out_size: int) -> tuple[int, int] | None:
         if code not in (SIO_WSK_QUERY_RECEIVE_BACKLOG, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG):
