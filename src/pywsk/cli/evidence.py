@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..core.ending import Ending, How
 from ..testing.capture import Segment
@@ -255,9 +254,3 @@ def _first(
         assert ours is not None
         return f"{us} ({ours[0].upper()})"
     return f"{them} ({theirs[0].upper()})"
-
-
-def wire_end_words(wire: WireFacts, them: str) -> dict[str, Any]:
-    """The peer's end as the wire shows it, for a report's facts."""
-    end = wire.end(1)
-    return {"how": str(end[0]) if end else "none", "at": end[1] if end else None, "who": them}

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from ..core.ending import Ending
 from ..nt import STATUS_CONNECTION_RESET, STATUS_PENDING, STATUS_SUCCESS
 from ..wsk import WSK_EVENT_DISCONNECT, WSK_SOCKET
-from .evidence import Claims, WireFacts, reconcile
+from .evidence import Claims, WireFacts
 from .session import Call, Connection, Session
 from .timeline import Report, Timeline
 from .wire import CaptureWire, StateWire, Wire, WireMode, open_wire
@@ -488,8 +488,3 @@ def new_report(name: str, title: str, expected: str, target: str) -> Report:
     report.lanes["client"] = "pywsk probe"
     report.lanes["peer"] = f"server {target}"
     return report
-
-
-def reconcile_run(run: ProbeRun) -> None:
-    if run.wire_facts is not None:
-        reconcile(run.report, run.claims(), run.wire_facts)

@@ -68,11 +68,6 @@ class Ends:
                 self.ours = self.ours or Ending.OUR_FIN
                 self.fin_acked_at = at
 
-    def forget_ours(self) -> None:
-        """A disconnect we issued was refused: our side did not end after all."""
-        with self._lock:
-            self.ours = self.ours_at = self.fin_acked_at = None
-
 
 @dataclass(eq=False)
 class Context:
