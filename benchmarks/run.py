@@ -143,6 +143,7 @@ def implementations(cnet: Path, cdriver: Path | None = None) -> list[Impl]:
     ]
     if aio_available():
         impls.append(Impl("pywsk.aio", (*py, "benchmarks.impl_aio")))
+        impls.append(Impl("pywsk.aio-proto", (*py, "benchmarks.impl_aio_proto"), STREAM_WORKLOADS))
     if cdriver is not None:
         impls.append(Impl("pywsk-c", (*py, "benchmarks.impl_cdriver", str(cdriver)), ("churn",)))
     return impls

@@ -29,9 +29,9 @@ import contextlib
 import enum
 import errno
 import logging
-import select
 import socket
 import warnings
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from .._log import log_operation
@@ -53,7 +53,7 @@ from ..core.connection import (
 from ..core.ending import Ending
 from ..errors import Failed
 from ..mechanics import linux
-from ..mechanics.edges import EdgePoller
+from ..mechanics.edges import READ_EVENTS, WRITE_EVENTS, EdgePoller
 from ..mechanics.following import FollowsKernelState
 from ..nt.status import NTSTATUS
 
@@ -74,8 +74,6 @@ ST = NTSTATUS
 #: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
 SocketOption = tuple[int, int, int]
 
-_READ_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
-_WRITE_EVENTS: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 _LIVE: Final = frozenset(
     {S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING}
 )
@@ -159,6 +157,7 @@ class NativeConnection(FollowsKernelState):
         "fd",
         "fin_acked",
         "fin_waiters",
+        "listener",
         "machine",
         "reader",
         "remote",
@@ -198,6 +197,9 @@ class NativeConnection(FollowsKernelState):
         self.reader: Waiter | None = None
         self.writer: Waiter | None = None
         self.fin_waiters: list[Waiter] = []
+        #: A front-end that takes every edge itself (a transport's callback), instead of the
+        #: waiter slots: called with the mask after the FIN check.
+        self.listener: Callable[[int], object] | None = None
         poller.register(self.fd, self._on_edge)
 
     def __repr__(self) -> str:
@@ -215,13 +217,17 @@ class NativeConnection(FollowsKernelState):
     def _on_edge(self, mask: int) -> None:
         if self._fin_issued and not self.fin_acked:
             self._check_fin()
-        if mask & _READ_EVENTS:
+        listener = self.listener
+        if listener is not None:
+            listener(mask)
+            return
+        if mask & READ_EVENTS:
             waiter = self.reader
             if waiter is not None:
                 self.reader = None
                 if not waiter.done():
                     waiter.set_result(mask)
-        if mask & _WRITE_EVENTS:
+        if mask & WRITE_EVENTS:
             waiter = self.writer
             if waiter is not None:
                 self.writer = None
@@ -308,7 +314,7 @@ class NativeConnection(FollowsKernelState):
         return Failed(status, what)
 
     # --- sending ---------------------------------------------------------------------------------
-    def send_some(self, view: memoryview) -> int:
+    def send_some(self, view: bytes | bytearray | memoryview) -> int:
         """Hand the kernel what it takes of ``view`` now (0: its buffer is full: wait for a
         write edge).  Raises the failure."""
         if self.closed:

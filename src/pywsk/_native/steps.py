@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, NamedTuple
 
 from ..core.connection import ConnInput, ConnState
@@ -57,6 +57,8 @@ class NativeListener:
         "closed",
         "fd",
         "local",
+        "on_connection",
+        "on_error",
         "ready",
         "sock",
         "waiters",
@@ -76,6 +78,10 @@ class NativeListener:
         self.waiters: deque[Any] = deque()
         #: Connections accepted for waiters that were cancelled meanwhile.
         self.ready: deque[NativeConnection] = deque()
+        #: A front-end that takes every accepted connection itself (a transport server):
+        #: called with each, instead of the waiters; ``on_error`` gets an accept's failure.
+        self.on_connection: Callable[[NativeConnection], object] | None = None
+        self.on_error: Callable[[Failed], object] | None = None
         poller.register(self.fd, self._on_edge, LISTEN_EVENTS)
 
     def __repr__(self) -> str:
@@ -98,7 +104,21 @@ class NativeListener:
             return NativeConnection(sock, self._poller, remote, S.CONNECTED, self._accepted_at)
 
     def _on_edge(self, _mask: int) -> None:
-        """Hand connections to waiters while both are there (an edge is reported once)."""
+        """Hand connections to waiters while both are there (an edge is reported once), or
+        every connection in the backlog to :attr:`on_connection`."""
+        take = self.on_connection
+        if take is not None:
+            while not self.closed:
+                try:
+                    conn = self.try_accept()
+                except Failed as failed:
+                    if self.on_error is not None:
+                        self.on_error(failed)
+                    return
+                if conn is None:
+                    return
+                take(conn)
+            return
         waiters = self.waiters
         while waiters:
             if waiters[0].done():  # cancelled

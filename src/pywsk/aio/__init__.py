@@ -4,7 +4,10 @@ What it does: :func:`connect` gives a :class:`Connection` (``send_all``, ``recei
 ``receive_exactly``, ``receive_until``, ``disconnect``, ``abort``, ``aclose``), or with
 ``ssl=`` a :class:`TlsConnection` with the same interface; :func:`listen` gives a
 :class:`Listener` (``accept``); :func:`serve` runs a handler per connection (``ssl=``: after
-the TLS handshake).  :mod:`pywsk.aio.anyio` offers the same over anyio, on both backends.
+the TLS handshake).  asyncio's callback style is there too: :func:`create_connection` and
+:func:`create_server` give each connection an ``asyncio.Protocol`` and a
+:class:`WskTransport` (``write_eof()`` is the graceful disconnect, reported to the
+protocol's ``disconnect_complete`` when our FIN is acknowledged).  :mod:`pywsk.aio.anyio` offers the same over anyio, on both backends.
 
 It runs natively on the caller's loop: each operation is a non-blocking syscall on the
 loop's thread, and the sockets' edges come from one edge-triggered epoll per loop that the
@@ -48,6 +51,7 @@ from ._connection import Connection
 from ._datagram import DatagramEndpoint, open_datagram
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
+from ._transport import WskServer, WskTransport, create_connection, create_server
 from ._waiting import run
 
 __all__ = [
@@ -60,7 +64,11 @@ __all__ = [
     "SocketOption",
     "TlsConnection",
     "TlsHandler",
+    "WskServer",
+    "WskTransport",
     "connect",
+    "create_connection",
+    "create_server",
     "listen",
     "open_datagram",
     "run",

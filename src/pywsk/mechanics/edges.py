@@ -35,10 +35,14 @@ from typing import Final
 
 from .._log import report_unraisable
 
-__all__ = ["SOCKET_EVENTS", "LISTEN_EVENTS", "EdgePoller"]
+__all__ = ["LISTEN_EVENTS", "READ_EVENTS", "SOCKET_EVENTS", "WRITE_EVENTS", "EdgePoller"]
 
 #: A connection socket's one registration: data, space, the peer's FIN, state changes.
 SOCKET_EVENTS: Final = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+#: The edges of a connection socket that concern a reader (data, the peer's FIN, an error),
+#: and those that concern a writer (room, an error).
+READ_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
+WRITE_EVENTS: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 #: A listening socket's: a connection to accept.
 LISTEN_EVENTS: Final = select.EPOLLIN | select.EPOLLET
 

@@ -158,42 +158,19 @@ _libc.connect.restype = ctypes.c_int
 _UNSPEC = (ctypes.c_ubyte * 16)()  # struct sockaddr with sa_family = AF_UNSPEC
 
 
-_libc.accept4.argtypes = [
-    ctypes.c_int,
-    ctypes.c_void_p,
-    ctypes.POINTER(ctypes.c_uint32),
-    ctypes.c_int,
-]
-_libc.accept4.restype = ctypes.c_int
-_ACCEPT_FLAGS: Final = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-
-
 def accept_nonblocking(listening: socket.socket) -> tuple[socket.socket, tuple[Any, ...]]:
-    """``accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)``: the new socket, non-blocking from the start,
-    and the peer's address as ``getpeername()`` would give it - in one syscall (Python's
-    ``accept()`` needs an ioctl more for non-blocking, and the address is read from what
-    accept4 wrote).  Raises OSError (BlockingIOError when nothing waits) as accept() does."""
-    buffer = ctypes.create_string_buffer(28)  # sockaddr_in6, the larger of the two
-    size = ctypes.c_uint32(28)
-    fd = _libc.accept4(listening.fileno(), buffer, ctypes.byref(size), _ACCEPT_FLAGS)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    raw = buffer.raw
-    family = int.from_bytes(raw[0:2], "little")
-    port = int.from_bytes(raw[2:4], "big")
-    address: tuple[Any, ...]
-    if family == socket.AF_INET6:
-        flowinfo = int.from_bytes(raw[4:8], "big")
-        host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
-        address = (host, port, flowinfo, int.from_bytes(raw[24:28], "little"))
-    else:
-        address = (socket.inet_ntop(socket.AF_INET, raw[4:8]), port)
+    """Accept one connection (``accept4(SOCK_CLOEXEC)``) and make it non-blocking (one
+    ``ioctl``): the new socket and the peer's address.  Raises OSError (BlockingIOError
+    when nothing waits) as ``accept()`` does.  (Python's ``accept()`` would do the same in
+    more Python; ``accept4(SOCK_NONBLOCK)`` through ctypes saves the ioctl but costs more
+    CPU than it saves: measured, about 2 µs per connection.)"""
+    fd, address = listening._accept()  # type: ignore[attr-defined]
     try:
-        sock = socket.socket(listening.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0, fd)
+        sock = socket.socket(listening.family, socket.SOCK_STREAM, 0, fd)
     except OSError:
         os.close(fd)
         raise
+    sock.setblocking(False)
     return sock, address
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._log import log_operation
 from ..core.connection import CLOSE, ConnectionMachine, ConnInput, ConnState, OpKind
 from ..mechanics import linux
+from ..mechanics.edges import READ_EVENTS, WRITE_EVENTS
 from ..nt.status import NTSTATUS
 from ..wsk.constants import (
     SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
@@ -75,8 +76,6 @@ S = ConnState
 log = logging.getLogger(__name__)
 
 # Which edges may let a pending send (or connect), or a pending receive, go on.
-_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
-_READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP
 # The edges that can mean an acknowledgement: a zerocopy completion (EPOLLERR), space freed
 # in the send buffer (EPOLLOUT), the end of the connection (EPOLLHUP).
 _ACK_EVENTS = select.EPOLLERR | select.EPOLLHUP | select.EPOLLOUT
@@ -209,9 +208,9 @@ class ConnectionSocket(ConnectingSocket):
                     # The connection ended (RST, transport timeout) with sends
                     # unacknowledged: read why, and fail them.
                     self.refresh()
-        if self._writing and mask & _WRITE_EVENTS:
+        if self._writing and mask & WRITE_EVENTS:
             self._on_writable(mask)
-        if self._reading and mask & _READ_EVENTS:
+        if self._reading and mask & READ_EVENTS:
             self._on_readable()
         if self._watching and not self.closed:
             self._on_state_change(mask)
