@@ -459,7 +459,17 @@ def anyio_pair(thread: LoopThread | TrioThread, small: bool) -> Pair:
 # The fixture: one factory per layer
 # --------------------------------------------------------------------------------------------
 
-LAYERS = ["driver", "asyncio", "uvloop", "trio", "sync", "anyio-asyncio", "anyio-trio"]
+LAYERS = [
+    "driver",
+    "asyncio",
+    "uvloop",
+    "transport-asyncio",
+    "transport-uvloop",
+    "trio",
+    "sync",
+    "anyio-asyncio",
+    "anyio-trio",
+]
 
 
 def layer_fixture() -> Any:
@@ -475,6 +485,15 @@ def _factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
         loop = LoopThread(asyncio.new_event_loop if layer == "asyncio" else uvloop.new_event_loop)
         try:
             yield lambda small: aio_pair(loop, small)
+        finally:
+            loop.close()
+    elif layer in ("transport-asyncio", "transport-uvloop"):
+        from transport_adapter import transport_pair  # it imports this module
+
+        flavour = asyncio.new_event_loop if layer.endswith("asyncio") else uvloop.new_event_loop
+        loop = LoopThread(flavour)
+        try:
+            yield lambda small: transport_pair(loop, small)
         finally:
             loop.close()
     elif layer == "trio":

@@ -99,6 +99,7 @@ class WskTransport(asyncio.Transport):
         "_paused",
         "_protocol",
         "_reading",
+        "_reported",
         "_server",
     )
 
@@ -120,7 +121,8 @@ class WskTransport(asyncio.Transport):
         self._paused = False  # pause_writing() called, resume_writing() not yet
         self._reading = True  # pause_reading() not in effect
         self._eof = False  # write_eof() (or close()) asked for our FIN
-        self._fin_watch = False  # our FIN issued, its outcome not yet reported
+        self._fin_watch = False  # our FIN issued, its outcome not yet seen
+        self._reported = False  # disconnect_complete called (or scheduled)
         self._closing = False  # close() or abort() called
         self._lost = False  # connection_lost scheduled
         self._lost_writes = 0
@@ -337,24 +339,37 @@ class WskTransport(asyncio.Transport):
         with contextlib.suppress(Failed):  # recorded in conn.disconnect_error
             conn.issue_fin()
         if conn.disconnect_done:
-            self._fin_outcome()
+            self._fin_outcome(soon=True)  # inside the caller's write_eof() or close()
 
-    def _fin_outcome(self) -> None:
+    def _fin_outcome(self, soon: bool = False) -> None:
         """Our graceful disconnect completed (FIN acknowledged) or failed: tell the
         protocol, then finish a close that waited for it."""
         self._fin_watch = False
         conn = self._conn
         log_disconnect(log, conn)
         failed = conn.disconnect_error
-        report = getattr(self._protocol, "disconnect_complete", None)
-        if report is not None:
-            report(None if failed is None else failed.error())
+        self._report(failed, soon)
         if self._closing:
             # A close that waited for the disconnect: lost with its failure, if any (the
             # buffered data was then not all delivered).
             self._finish(None if failed is None else failed.error())
         elif conn.machine.broken:
             self._break()
+
+    def _report(self, failed: Failed | None, soon: bool) -> None:
+        """``disconnect_complete``, once: now (from an edge), or from the loop (``soon``:
+        inside a call of the protocol's own, which it must not re-enter)."""
+        if self._reported:
+            return
+        self._reported = True
+        report = getattr(self._protocol, "disconnect_complete", None)
+        if report is None:
+            return
+        exc = None if failed is None else failed.error()
+        if soon:
+            self._loop.call_soon(report, exc)
+        else:
+            report(exc)
 
     def _fail(self, failed: Failed) -> None:
         """A send or receive failed: the connection is broken (the machine says so)."""
@@ -393,6 +408,9 @@ class WskTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         conn = self._conn
+        if self._eof and not self._reported:
+            # write_eof() whose FIN never left (the buffer never drained): it failed.
+            self._report(conn.disconnect_error or conn.error("WskDisconnect"), soon=True)
         conn.listener = None
         conn.refresh()  # the peer's FIN may be in the kernel's state only
         close_logged(log, conn)
