@@ -74,6 +74,8 @@ ST = NTSTATUS
 #: e.g. ``(SOL_SOCKET, SO_RCVBUF, 65536)``.
 SocketOption = tuple[int, int, int]
 
+#: States in which a close has nothing unread to discard.
+_NOTHING_TO_READ: Final = frozenset({S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED})
 _LIVE: Final = frozenset(
     {S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING}
 )
@@ -235,10 +237,12 @@ class NativeConnection(FollowsKernelState):
                     waiter.set_result(mask)
 
     def _wake_all(self) -> None:
-        waiters = [self.reader, self.writer, *self.fin_waiters]
+        reader, writer, fin_waiters = self.reader, self.writer, self.fin_waiters
+        if reader is None and writer is None and not fin_waiters:
+            return
         self.reader = self.writer = None
         self.fin_waiters = []
-        for waiter in waiters:
+        for waiter in (reader, writer, *fin_waiters):
             if waiter is not None and not waiter.done():
                 waiter.set_result(0)
 
@@ -458,7 +462,7 @@ class NativeConnection(FollowsKernelState):
                 linux.abort_keep_fd(self.sock)
             reset = True
             self.note(Ending.OUR_RST)
-        elif state not in (S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED) and not self.eof:
+        elif not self.eof and state not in _NOTHING_TO_READ:
             linux.discard_unread(self.sock)
         if self._local is None:
             with contextlib.suppress(OSError):

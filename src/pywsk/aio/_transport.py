@@ -110,7 +110,7 @@ class WskTransport(asyncio.Transport):
         loop: asyncio.AbstractEventLoop,
         server: WskServer | None = None,
     ) -> None:
-        super().__init__()
+        # (No BaseTransport.__init__: its dict of extras is unused, get_extra_info is ours.)
         self._conn = conn
         self._protocol: Any = protocol
         self._loop = loop
@@ -346,7 +346,8 @@ class WskTransport(asyncio.Transport):
         protocol, then finish a close that waited for it."""
         self._fin_watch = False
         conn = self._conn
-        log_disconnect(log, conn)
+        if log.isEnabledFor(logging.DEBUG):
+            log_disconnect(log, conn)
         failed = conn.disconnect_error
         self._report(failed, soon)
         if self._closing:

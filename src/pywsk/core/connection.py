@@ -159,6 +159,12 @@ TRANSITIONS: Final[dict[ConnState, dict[ConnInput, ConnState]]] = {
 
 _NOT_CONNECTED: Final = frozenset({S.CREATED, S.BOUND, S.CONNECTING})
 _BROKEN: Final = frozenset({S.ABORTED, S.RESET, S.FAILED})
+#: May send: connected, or only the peer's direction closed.
+_MAY_SEND: Final = frozenset({S.CONNECTED, S.REMOTE_CLOSED})
+#: Not disconnected in both directions, and not broken: a close must reset.
+_OPEN: Final = frozenset(
+    {S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING}
+)
 _WE_SENT_FIN: Final = frozenset({S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.BOTH_CLOSING, S.DISCONNECTED})
 
 
@@ -249,7 +255,7 @@ def _broken_status(state: ConnState, failure: int) -> int:
 
 def send_verdict(state: ConnState, failure: int = NTSTATUS.STATUS_IO_TIMEOUT) -> int | None:
     """None if WskSend may proceed; otherwise the status it fails with."""
-    if state in (S.CONNECTED, S.REMOTE_CLOSED):
+    if state in _MAY_SEND:
         return None
     if state in _BROKEN:
         return _broken_status(state, failure)
@@ -289,25 +295,16 @@ def disconnect_verdict(state: ConnState, abortive: bool) -> int | None:
     """None if WskDisconnect may proceed; otherwise the status it fails with."""
     if state in _BROKEN:
         return NTSTATUS.STATUS_FILE_FORCED_CLOSED
-    if abortive:
-        ok = state in (
-            S.CONNECTED,
-            S.LOCAL_CLOSING,
-            S.LOCAL_CLOSED,
-            S.REMOTE_CLOSED,
-            S.BOTH_CLOSING,
-        )
-    else:
-        ok = state in (S.CONNECTED, S.REMOTE_CLOSED)
+    ok = state in (_OPEN if abortive else _MAY_SEND)
     return None if ok else NTSTATUS.STATUS_INVALID_DEVICE_STATE
 
 
 def close_needs_reset(state: ConnState) -> bool:
     """True when WskCloseSocket must abort: a connection not disconnected in both directions."""
-    return state in (S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING)
+    return state in _OPEN
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionMachine:
     """One socket's state, moved only through :data:`TRANSITIONS`."""
 
