@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol
 from .._log import log_operation
 from .._receiving import DEFAULT_RECEIVE_SIZE
 from ..core.connection import (
+    BROKEN,
     CLOSE,
     PENDING_OUTCOME,
     TRANSITIONS,
@@ -297,7 +298,7 @@ class NativeConnection(FollowsKernelState):
         if err in linux.RESET_ERRNOS:
             if self.machine.state is not S.ABORTED:
                 self._break(Ending.PEER_RST)
-        elif not (err == errno.ENOTCONN and self.machine.broken):
+        elif not (err == errno.ENOTCONN and self.machine.state in BROKEN):
             self._break(Ending.TRANSPORT_FAILURE, linux.status_from_errno(err or 0))
 
     def refresh(self) -> None:
@@ -424,7 +425,7 @@ class NativeConnection(FollowsKernelState):
             self._wake_fin_waiters()
 
     def _check_fin(self) -> None:
-        if self.closed or self.machine.broken or self.fin_acked:
+        if self.closed or self.machine.state in BROKEN or self.fin_acked:
             return
         self._apply(linux.fin_outcome(self.sock))
 

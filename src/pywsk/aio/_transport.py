@@ -59,6 +59,7 @@ from .._native import (
     log_disconnect,
 )
 from .._receiving import DEFAULT_RECEIVE_SIZE
+from ..core.connection import BROKEN
 from ..core.ending import Ending
 from ..errors import Failed
 from ..mechanics.edges import READ_EVENTS, WRITE_EVENTS
@@ -160,7 +161,7 @@ class WskTransport(asyncio.Transport):
         self._closing = True
         self._reading = False
         conn = self._conn
-        if conn.machine.broken or conn.disconnect_done:
+        if conn.machine.state in BROKEN or conn.disconnect_done:
             self._finish()
         elif not self._eof:
             self.write_eof()
@@ -211,7 +212,7 @@ class WskTransport(asyncio.Transport):
             raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}")
         if self._eof:
             raise RuntimeError("write() after write_eof() or close(): our FIN is sent")
-        if self._lost or self._conn.machine.broken:
+        if self._lost or self._conn.machine.state in BROKEN:
             self._lost_writes += 1
             if self._lost_writes == 1:
                 log.warning("%r: write() after the connection was lost: nothing sent", self)
@@ -270,7 +271,7 @@ class WskTransport(asyncio.Transport):
                 self._fin_outcome()
             if self._lost:
                 return
-            if conn.machine.broken:
+            if conn.machine.state in BROKEN:
                 self._break()
                 return
             if mask & WRITE_EVENTS and self._buffer:
@@ -354,7 +355,7 @@ class WskTransport(asyncio.Transport):
             # A close that waited for the disconnect: lost with its failure, if any (the
             # buffered data was then not all delivered).
             self._finish(None if failed is None else failed.error())
-        elif conn.machine.broken:
+        elif conn.machine.state in BROKEN:
             self._break()
 
     def _report(self, failed: Failed | None, soon: bool) -> None:

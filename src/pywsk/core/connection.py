@@ -40,6 +40,7 @@ __all__ = [
     "ConnState",
     "ConnInput",
     "TRANSITIONS",
+    "BROKEN",
     "IllegalTransition",
     "ConnectionMachine",
     "CAUSES",
@@ -159,6 +160,9 @@ TRANSITIONS: Final[dict[ConnState, dict[ConnInput, ConnState]]] = {
 
 _NOT_CONNECTED: Final = frozenset({S.CREATED, S.BOUND, S.CONNECTING})
 _BROKEN: Final = frozenset({S.ABORTED, S.RESET, S.FAILED})
+#: The states in which a socket no longer works (``ConnectionMachine.broken``), for a hot
+#: path that tests ``machine.state in BROKEN`` without a call.
+BROKEN: Final = _BROKEN
 #: May send: connected, or only the peer's direction closed.
 _MAY_SEND: Final = frozenset({S.CONNECTED, S.REMOTE_CLOSED})
 #: Not disconnected in both directions, and not broken: a close must reset.
