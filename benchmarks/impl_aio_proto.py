@@ -14,6 +14,8 @@ graceful one, counts as a bad connection.  See :mod:`benchmarks.common` for the 
 from __future__ import annotations
 
 import asyncio
+import json
+import tracemalloc
 from functools import partial
 
 import pywsk.aio
@@ -126,6 +128,44 @@ async def bulk_send_main(port: int, total: int, cc: str) -> int:
     return 0
 
 
+async def heap_main(count: int) -> int:
+    """Python heap per idle client connection (tracemalloc, as
+    :func:`benchmarks.impl_aio.heap_main`): the transport, its connection, an empty
+    protocol; reading is always on, so nothing more is needed to wait for data."""
+    from .scaling import _peer, _rss, _top, _traced
+
+    peer, line = _peer("hold-accept")
+    port = int(line.split()[1])
+
+    async def open_one() -> pywsk.aio.WskTransport:
+        transport, _ = await pywsk.aio.create_connection(asyncio.Protocol, HOST, port)
+        return transport
+
+    for transport in [await open_one() for _ in range(20)]:
+        transport.abort()  # warm every cache and free list before measuring
+    tracemalloc.start(1)
+    rss0, m0 = _rss(), _traced()
+    base = tracemalloc.take_snapshot()
+    transports = [await open_one() for _ in range(count)]
+    rss1, m1 = _rss(), _traced()
+    snap1 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    for transport in transports:
+        transport.abort()
+    assert peer.stdin is not None
+    peer.stdin.close()
+    peer.wait()
+    result = {
+        "side": f"{IMPL} client",
+        "conns": count,
+        "heap_bytes_per_conn": (m1 - m0) / count,
+        "rss_bytes_per_conn": (rss1 - rss0) / count,
+        "top_connected": _top(snap1, base, count),
+    }
+    print(json.dumps(result))
+    return 0
+
+
 if __name__ == "__main__":
     run = pywsk.aio.run
     dispatch(
@@ -138,5 +178,6 @@ if __name__ == "__main__":
             "bulk-send": lambda port, total, cc="default": run(
                 bulk_send_main(int(port), int(total), cc)
             ),
+            "heap": lambda count="2000": run(heap_main(int(count))),
         }
     )
