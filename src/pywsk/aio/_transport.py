@@ -29,6 +29,8 @@ What it refuses: ``write()`` of anything but a bytes-like object (``TypeError``)
 back).  A write after the connection was lost sends nothing and says so in a warning, as
 asyncio's transports do.
 
+Not thread-safe: use a transport from the event loop that made it.
+
 What always holds: ``connection_lost`` is called exactly once, from the loop (never from
 inside a call of the protocol's own), after ``connection_made``; its argument is None when
 this side closed or aborted (asyncio's rule) or the connection ended gracefully, else the
@@ -185,7 +187,7 @@ class WskTransport(asyncio.Transport):
             return
         self._reading = True
         # Edges that came while paused were taken: look once (the next edges do the rest).
-        self._loop.call_soon(self._read)
+        self._loop.call_soon(self._on_edge, READ_EVENTS)
 
     # --- asyncio.WriteTransport -----------------------------------------------------------
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
