@@ -234,8 +234,11 @@ class ClientBase:
         group: str | None = None,
         keep: bool = False,
         on_complete: Callable[[Call], None] | None = None,
+        ending: Ending | None = None,
     ) -> Call:
-        """``function(*args, Irp)`` on a fresh IRP; returns once the call returned."""
+        """``function(*args, Irp)`` on a fresh IRP; returns once the call returned.
+        ``ending`` is the end of ours the call makes (:attr:`Call.ending`): learned, as
+        issued now, only if the call succeeds."""
         sock = args[0] if args and isinstance(args[0], WSK_SOCKET) else None
         call = Call(
             name,
@@ -247,6 +250,7 @@ class ClientBase:
             receive_pool=receive_pool,
             keep=keep,
         )
+        call.ending = ending
         for free in resources:
             call.add_resource(free)
         if on_complete is not None:
@@ -278,7 +282,14 @@ class ClientBase:
         if sock is not None and call.name == "WskDisconnect":
             ends = self.ends(sock)
             if status == STATUS_SUCCESS:
-                ends.fin_acknowledged(at)
+                # Only now is it an end of ours: a disconnect the provider refused (the
+                # connection reset already, the socket closing) sent nothing, and one that
+                # pended and then failed cannot tell whether its FIN left (it may wait
+                # behind unsent data).  Learned before the tracer hears of the completion.
+                if call.ending is not None:
+                    ends.learn_ours(call.ending, call.issued_at)
+                if call.ending is Ending.OUR_FIN:
+                    ends.fin_acknowledged(at)
             elif (
                 status == STATUS_FILE_FORCED_CLOSED
                 and not (ends.ours is not None and ends.ours.how.sent_rst)
