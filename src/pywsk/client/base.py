@@ -19,7 +19,6 @@ a socket could not be closed in time (WskDeregister would wait for it forever).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import weakref
@@ -47,6 +46,7 @@ from ..nt import (
     MmUnlockPages,
     NonPagedPoolNx,
 )
+from ..provider.base import ProviderSocket
 from ..trace import Tracer, short_status
 from ..wsk import (
     MAKE_WSK_VERSION,
@@ -203,19 +203,9 @@ class ClientBase:
         """The Linux TCP state (``tcpi_state``) under ``sock``, for observation only; None
         when there is none to read (closed, or not a pywsk socket).
 
-        WSK has no call for it (Windows offers SIO_TCP_INFO to user mode only), so this is
-        the one place outside the provider that looks under a WSK socket; it never changes
-        anything."""
-        kernel = getattr(sock, "sock", None)
-        if not isinstance(kernel, socket.socket):
-            return None
-        try:
-            if kernel.fileno() < 0:
-                return None
-            info = kernel.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
-        except OSError:
-            return None
-        return info[0] if info else None
+        WSK has no call for it (Windows offers SIO_TCP_INFO to user mode only): the
+        provider's read-only :meth:`~pywsk.provider.base.ProviderSocket.tcp_state` answers."""
+        return sock.tcp_state() if isinstance(sock, ProviderSocket) else None
 
     def note(self, sock: WSK_SOCKET | None, text: str) -> None:
         """Tell the tracer a remark of the client's own."""
