@@ -85,18 +85,6 @@ def test_the_peers_rst_is_learned_from_the_event() -> None:
         assert client.ends(sock).ours is None
 
 
-def test_an_abort_after_our_fin_is_fin_then_rst() -> None:
-    go = threading.Event()
-    with LoopbackPeer([WaitFor(go, WAIT)]) as peer, Client() as client:
-        sock = client.socket_connect(peer.address, timeout=WAIT)
-        graceful = client.disconnect(sock)
-        abort = client.disconnect(sock, abortive=True)
-        assert abort.wait(WAIT).status == STATUS_SUCCESS
-        graceful.wait(WAIT)
-        assert client.ends(sock).ours is Ending.OUR_FIN_THEN_RST
-        go.set()
-
-
 def _state(call: Call) -> IrpState:
     return call.irp.state
 

@@ -71,7 +71,6 @@ def seed_sample(stage: Stage) -> None:
     KeInitializeEvent(seed.DisconnectDone, NotificationEvent, False)
     seed.DisconnectStatus.clear()
     issued = time.time()
-    session.ends(sock).learn_ours(Ending.OUR_FIN, issued)
     status = seed.DisconnectSocket(sock)
     tl.record(
         "call",
@@ -97,7 +96,8 @@ def seed_sample(stage: Stage) -> None:
     obs = stage.peer.wait_end(WAIT)
     report.check(status in (STATUS_PENDING, STATUS_SUCCESS), "WskDisconnect returned a failure")
     report.check(done == STATUS_SUCCESS, "the disconnect IRP did not complete with STATUS_SUCCESS")
-    if done == STATUS_SUCCESS:
+    if done == STATUS_SUCCESS:  # only a disconnect that succeeded is an end of ours
+        session.ends(sock).learn_ours(Ending.OUR_FIN, issued)
         session.ends(sock).fin_acknowledged(time.time())
     report.check(
         obs.received == b"hello, peer!" and obs.end == "fin",

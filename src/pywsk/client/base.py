@@ -19,7 +19,6 @@ a socket could not be closed in time (WskDeregister would wait for it forever).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import weakref
@@ -47,6 +46,7 @@ from ..nt import (
     MmUnlockPages,
     NonPagedPoolNx,
 )
+from ..provider.base import ProviderSocket
 from ..trace import Tracer, short_status
 from ..wsk import (
     MAKE_WSK_VERSION,
@@ -203,19 +203,9 @@ class ClientBase:
         """The Linux TCP state (``tcpi_state``) under ``sock``, for observation only; None
         when there is none to read (closed, or not a pywsk socket).
 
-        WSK has no call for it (Windows offers SIO_TCP_INFO to user mode only), so this is
-        the one place outside the provider that looks under a WSK socket; it never changes
-        anything."""
-        kernel = getattr(sock, "sock", None)
-        if not isinstance(kernel, socket.socket):
-            return None
-        try:
-            if kernel.fileno() < 0:
-                return None
-            info = kernel.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
-        except OSError:
-            return None
-        return info[0] if info else None
+        WSK has no call for it (Windows offers SIO_TCP_INFO to user mode only): the
+        provider's read-only :meth:`~pywsk.provider.base.ProviderSocket.tcp_state` answers."""
+        return sock.tcp_state() if isinstance(sock, ProviderSocket) else None
 
     def note(self, sock: WSK_SOCKET | None, text: str) -> None:
         """Tell the tracer a remark of the client's own."""
@@ -234,8 +224,11 @@ class ClientBase:
         group: str | None = None,
         keep: bool = False,
         on_complete: Callable[[Call], None] | None = None,
+        ending: Ending | None = None,
     ) -> Call:
-        """``function(*args, Irp)`` on a fresh IRP; returns once the call returned."""
+        """``function(*args, Irp)`` on a fresh IRP; returns once the call returned.
+        ``ending`` is the end of ours the call makes (:attr:`Call.ending`): learned, as
+        issued now, only if the call succeeds."""
         sock = args[0] if args and isinstance(args[0], WSK_SOCKET) else None
         call = Call(
             name,
@@ -247,6 +240,7 @@ class ClientBase:
             receive_pool=receive_pool,
             keep=keep,
         )
+        call.ending = ending
         for free in resources:
             call.add_resource(free)
         if on_complete is not None:
@@ -278,7 +272,14 @@ class ClientBase:
         if sock is not None and call.name == "WskDisconnect":
             ends = self.ends(sock)
             if status == STATUS_SUCCESS:
-                ends.fin_acknowledged(at)
+                # Only now is it an end of ours: a disconnect the provider refused (the
+                # connection reset already, the socket closing) sent nothing, and one that
+                # pended and then failed cannot tell whether its FIN left (it may wait
+                # behind unsent data).  Learned before the tracer hears of the completion.
+                if call.ending is not None:
+                    ends.learn_ours(call.ending, call.issued_at)
+                if call.ending is Ending.OUR_FIN:
+                    ends.fin_acknowledged(at)
             elif (
                 status == STATUS_FILE_FORCED_CLOSED
                 and not (ends.ours is not None and ends.ours.how.sent_rst)

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.ending import Ending
 from ..nt import (
     IO_NO_INCREMENT,
     IRP,
@@ -100,6 +101,8 @@ class Call:
         self.counted = False
         #: Out-parameters the call fills (an address, a result pointer), kept alive with it.
         self.out: Any = None
+        #: The end of ours the call makes if it succeeds (a WskDisconnect: our FIN or RST).
+        self.ending: Ending | None = None
         self._irp: IRP | None = irp
         self.keep = keep
         self._receive_pool = receive_pool

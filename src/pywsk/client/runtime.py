@@ -12,7 +12,8 @@ What it refuses: waits without a bound - every wait takes a timeout.  The connec
 :class:`~pywsk.client.base.ClientError`, with the status, when a call they depend on fails.
 
 What always holds: a graceful :meth:`Client.disconnect` is learned as our FIN and an
-abortive one as our RST before the call is issued (:meth:`ClientBase.ends`); a socket its
+abortive one as our RST (:meth:`ClientBase.ends`) only when it succeeded - a refused or
+failed one is not an end of ours - before the tracer hears of its completion; a socket its
 helpers bring is adopted (:attr:`~pywsk.client.base.ClientBase.sockets`, closed by
 :meth:`ClientBase.close`) - by :meth:`Client.accept` before anyone waiting for the call
 wakes.  The lower-level ``*_call`` helpers issue without waiting or adopting.
@@ -21,7 +22,6 @@ wakes.  The lower-level ``*_call`` helpers issue without waiting or adopting.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -488,12 +488,8 @@ class Client(ClientBase):
         label: str | None = None,
         keep: bool = False,
     ) -> Call:
-        """WskDisconnect: graceful (our FIN, after ``final``) or abortive (our RST)."""
-        at = time.time()
-        if abortive and final is None:
-            self.ends(sock).learn_ours(Ending.OUR_RST, at)
-        elif not abortive:
-            self.ends(sock).learn_ours(Ending.OUR_FIN, at)
+        """WskDisconnect: graceful (our FIN, after ``final``) or abortive (our RST); learned
+        as an end of ours (:meth:`ends`) only once it succeeded."""
         resources: tuple[Callable[[], None], ...] = ()
         buf: WSK_BUF | None = None
         if final is not None:
@@ -510,6 +506,7 @@ class Client(ClientBase):
             WSK_FLAG_ABORTIVE if abortive else 0,
             resources=resources,
             keep=keep,
+            ending=Ending.OUR_RST if abortive else Ending.OUR_FIN,
         )
 
     def _address(self, sock: WSK_SOCKET, name: str) -> tuple[Any, ...] | None:

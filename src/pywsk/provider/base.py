@@ -4,7 +4,8 @@ What it does: :class:`ProviderSocket` is the WSK_SOCKET the client holds, whatev
 category; it owns the Linux socket, the client's socket context and event dispatch table,
 and implements the parts every category shares - completing IRPs (now, or later through a
 pending :class:`Op` with a cancel routine), socket options through WskControlSocket, and
-filling socket-address out-parameters.  :class:`Op` is one pending request.
+filling socket-address out-parameters; observers may read the Linux TCP state under it
+(:meth:`ProviderSocket.tcp_state`, read-only).  :class:`Op` is one pending request.
 
 What it refuses: options it does not know (STATUS_NOT_SUPPORTED), option buffers that do not
 fit (STATUS_INVALID_PARAMETER / STATUS_BUFFER_TOO_SMALL).
@@ -195,6 +196,17 @@ class ProviderSocket(WSK_SOCKET):
         #: The socket object the client holds, when this one works for it (a stream
         #: socket's role); None when the client holds this object itself.
         self.owner: ProviderSocket | None = None
+
+    def tcp_state(self) -> int | None:
+        """The Linux TCP state (``tcpi_state``, :data:`pywsk.mechanics.linux.ESTABLISHED`...)
+        of the kernel socket under this one, for observation (WSK has no call for it); None
+        once that socket is closed, or when it is not a TCP socket.  Reads only, without the
+        socket's lock: safe from any thread, completion routines and callbacks included."""
+        sock = self.sock
+        try:
+            return None if sock.fileno() < 0 else linux.tcp_state(sock)
+        except OSError:
+            return None
 
     # --- small helpers -------------------------------------------------------------------
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
