@@ -462,6 +462,9 @@ class ProbeRun:
         """What this run's report says, for reconciling it with the wire."""
         disc, close = self.disconnect, self.close
         claims = Claims("probe", "server")
+        # A disconnect that was refused did nothing on the wire: it ended nothing of ours.
+        if disc is not None and disc.done and disc.status != STATUS_SUCCESS:
+            disc = None
         if disc is not None:
             abortive = disc.label.endswith("WSK_FLAG_ABORTIVE)")
             claims.our_end = Ending.OUR_RST if abortive else Ending.OUR_FIN
