@@ -1,0 +1,265 @@
+"""The TIME_WAIT regime of a churn run: which one a run was measured in, keeping a session in
+one, and grouping results by it.
+
+Linux keeps at most ``net.ipv4.tcp_max_tw_buckets`` sockets in TIME_WAIT.  Below that limit
+each churn connection's active close creates a TIME_WAIT socket; at the limit the kernel
+destroys the socket instead.  The two are different kernel work: on a 2-vCPU host the C
+reference made 17,600 conn/s at 70 µs of CPU per connection while the table filled, and
+50,000 conn/s at 32 µs once it was full.  A run of 20,000 connections adds about 14,000
+TIME_WAIT sockets, so the first runs of a session fill the table of 131,072 and the rest run
+at the limit; TIME_WAIT sockets expire after 60 s, in bursts, so the table also drains.
+
+* :func:`classify` names the regime of one run from the TIME_WAIT counts seen before, during
+  (:class:`TwWatch`, sampled by the harness while the client runs) and after it: ``full``
+  (at the limit throughout), ``filling`` (below it throughout), ``mixed`` (both), ``unknown``
+  (the limit is not readable).  "At the limit" allows 1% of the run's connections.
+* :class:`TimeWaitKeeper` (``--tw-regime full``) brings the table to its limit before each
+  measured churn with unmeasured churns of the C reference, a bounded number of them.
+* :func:`by_regime` splits churn records into one group per regime for the tables.
+
+It refuses to change any sysctl: the table is filled by ordinary connections.  What always
+holds: an "x C" ratio is only computed within a group of one regime that is a single kernel
+regime (``full`` or ``filling``), never across regimes or over ``mixed`` runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FULL, FILLING, MIXED, UNKNOWN = "full", "filling", "mixed", "unknown"
+#: Records made before the harness watched the table carry no regime.
+UNRECORDED = "unrecorded"
+#: The order of the groups in the tables.
+REGIMES = (FULL, FILLING, MIXED, UNKNOWN, UNRECORDED)
+#: Regimes in which every connection of a run met the same kernel: ratios are comparable.
+SINGLE = (FULL, FILLING)
+#: The choices of ``--tw-regime``.
+MODES = ("full", "as-is")
+#: Fill runs of one preparation: never more than this, whatever the limit.
+MAX_FILL_RUNS = 40
+#: Seconds between two samples of the TIME_WAIT count during a run.
+SAMPLE_EVERY = 0.02
+
+
+def tw_count() -> int:
+    """Sockets in TIME_WAIT now (``/proc/net/sockstat``); -1 when it cannot be read."""
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    return int(fields[fields.index("tw") + 1])
+    except (OSError, ValueError):
+        pass
+    return -1
+
+
+def tw_limit() -> int | None:
+    """``net.ipv4.tcp_max_tw_buckets``; None when it cannot be read."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_max_tw_buckets").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def slack(n: int) -> int:
+    """How far below the limit a count still counts as "at the limit" for a run of ``n``
+    connections: 1% of them (at most that many could have created a TIME_WAIT socket)."""
+    return max(1, n // 100)
+
+
+def classify(low: int, high: int, limit: int | None, n: int) -> str:
+    """The regime of a run of ``n`` connections whose TIME_WAIT count stayed within
+    ``low``..``high`` (before, during and after it)."""
+    if limit is None or low < 0:
+        return UNKNOWN
+    floor = limit - slack(n)
+    if low >= floor:
+        return FULL
+    if high < floor:
+        return FILLING
+    return MIXED
+
+
+def regime_of(rec: dict[str, Any]) -> str:
+    """A record's regime (``unrecorded`` for records older than the field)."""
+    regime: str = rec.get("tw_regime", UNRECORDED)
+    return regime
+
+
+def label(regime: str, limit: int | None) -> str:
+    """The regime in words, for the tables and the JSON summary."""
+    at = f" ({limit:,})" if limit is not None else ""
+    of = f" of {limit:,}" if limit is not None else ""
+    return {
+        FULL: f"the TIME_WAIT table full{at}",
+        FILLING: f"the TIME_WAIT table filling (below its limit{of} throughout)",
+        MIXED: f"the TIME_WAIT table reaching or leaving its limit{of} during the run",
+        UNKNOWN: "the TIME_WAIT limit unreadable",
+        UNRECORDED: "the TIME_WAIT regime not recorded",
+    }.get(regime, regime)
+
+
+def group_key(workload: str, regime: str, primary: str) -> str:
+    """The summary key of a group: the workload for the primary group, else
+    ``workload@regime``."""
+    return workload if regime == primary else f"{workload}@{regime}"
+
+
+def kind(key: str) -> tuple[str, str | None]:
+    """(workload, regime or None) of a summary key made by :func:`group_key`."""
+    workload, _, regime = key.partition("@")
+    return workload, regime or None
+
+
+def by_regime(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The records split by regime, in :data:`REGIMES` order; the primary group first (the
+    one with the most valid runs, ties going to the earlier regime)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for regime in REGIMES + tuple(sorted({regime_of(r) for r in records} - set(REGIMES))):
+        mine = [r for r in records if regime_of(r) == regime]
+        if mine:
+            groups[regime] = mine
+    if not groups:
+        return groups
+    primary = max(groups, key=lambda g: sum(1 for r in groups[g] if r["ok"]))
+    return {primary: groups[primary], **{g: recs for g, recs in groups.items() if g != primary}}
+
+
+def comparable(row: dict[str, Any], reference: dict[str, Any]) -> bool:
+    """True when ``row``'s figures may be divided by ``reference``'s: both of one regime, and
+    that a single kernel regime (rows of workloads without a regime always are)."""
+    if "regime" not in row and "regime" not in reference:
+        return True
+    return row.get("regime") == reference.get("regime") and row.get("regime") in SINGLE
+
+
+@dataclass
+class TwWatch:
+    """The TIME_WAIT count before, during (:meth:`sample`, at most every
+    :data:`SAMPLE_EVERY` s) and after one run."""
+
+    read: Callable[[], int] = tw_count
+    before: int = field(init=False)
+    low: int = field(init=False)
+    high: int = field(init=False)
+    _next: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.before = self.low = self.high = self.read()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + SAMPLE_EVERY
+            self._see(self.read())
+
+    def _see(self, count: int) -> None:
+        self.low, self.high = min(self.low, count), max(self.high, count)
+
+    def finish(self) -> dict[str, int]:
+        """The counts, as record fields."""
+        after = self.read()
+        self._see(after)
+        return {
+            "tw_before": self.before,
+            "tw_after": after,
+            "tw_low": self.low,
+            "tw_high": self.high,
+        }
+
+
+@dataclass
+class TimeWaitKeeper:
+    """Keeps the measured churns of a session in one regime.
+
+    Mode ``full``: :meth:`ready` (called before each measured churn) runs unmeasured churns of
+    the C reference (``fill``) until the TIME_WAIT count is at its limit, at most
+    :meth:`bound` of them; if that is not enough, or a fill run fails, it gives up for the
+    rest of the session and says why (``gave_up``), and the runs are marked by their own
+    regime.  Mode ``as-is``: nothing is done; every run is still classified.
+    """
+
+    mode: str
+    limit: int | None
+    n: int
+    fill: Callable[[], dict[str, Any]]
+    count: Callable[[], int] = tw_count
+    say: Callable[[str], None] = print
+    fill_runs: int = 0
+    fill_seconds: float = 0.0
+    retries: int = 0
+    gave_up: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the keeper fills the table (mode full, not given up)."""
+        return self.mode == "full" and self.gave_up is None
+
+    def bound(self) -> int:
+        """Fill runs one preparation may make: twice what the limit needs if every
+        connection left a TIME_WAIT socket, plus two; never more than :data:`MAX_FILL_RUNS`."""
+        if self.limit is None:
+            return 0
+        return min(MAX_FILL_RUNS, math.ceil(2 * self.limit / max(1, self.n)) + 2)
+
+    def at_limit(self, count: int) -> bool:
+        return self.limit is not None and count >= self.limit - slack(self.n)
+
+    def ready(self) -> None:
+        """Bring the table to its limit (mode full); a no-op when it is there already."""
+        if self.mode != "full" or self.gave_up is not None:
+            return
+        if self.limit is None:
+            self.gave_up = "net.ipv4.tcp_max_tw_buckets is not readable"
+            self.say(f"  TIME_WAIT: not filled: {self.gave_up}")
+            return
+        start, runs, t0 = self.count(), 0, time.monotonic()
+        now = start
+        while not self.at_limit(now):
+            if runs == self.bound():
+                self.gave_up = (
+                    f"{runs} fill runs of {self.n:,} connections brought the TIME_WAIT count "
+                    f"from {start:,} to {now:,}, below its limit {self.limit:,}"
+                )
+                break
+            rec = self.fill()
+            runs += 1
+            if not rec.get("ok"):
+                why = rec.get("problems") or rec.get("error")
+                self.gave_up = f"a fill run of the C reference was invalid: {why}"
+                break
+            now = self.count()
+        self.fill_runs += runs
+        self.fill_seconds += time.monotonic() - t0
+        if runs:
+            self.say(
+                f"  TIME_WAIT: {runs} unmeasured c-epoll churn(s): {start:,} -> {now:,} "
+                f"(limit {self.limit:,})"
+            )
+        if self.gave_up is not None:
+            self.say(f"  TIME_WAIT: gave up filling the table: {self.gave_up}")
+
+    def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The session's regime, for the results JSON: the mode, the limit, the fill runs and
+        how many churn runs were measured in each regime."""
+        counts: dict[str, int] = {}
+        for rec in records:
+            if rec.get("workload") == "churn":
+                counts[regime_of(rec)] = counts.get(regime_of(rec), 0) + 1
+        regimes = {r: label(r, self.limit) for r in counts}
+        return {
+            "mode": self.mode,
+            "limit": self.limit,
+            "fill_runs": self.fill_runs,
+            "fill_seconds": round(self.fill_seconds, 2),
+            "retries": self.retries,
+            "gave_up": self.gave_up,
+            "runs_per_regime": counts,
+            "labels": regimes,
+        }

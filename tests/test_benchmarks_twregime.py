@@ -1,0 +1,259 @@
+"""The TIME_WAIT regime of the benchmark harness, on synthetic records: no network.
+
+A churn run is classified by the TIME_WAIT counts seen around it; the tables group runs by
+regime and compute "x C" only between runs of one single kernel regime; the keeper fills the
+table a bounded number of times and says when it gives up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from benchmarks import report, twregime
+from benchmarks.run import _again
+from benchmarks.twregime import FILLING, FULL, MIXED, UNKNOWN, TimeWaitKeeper, TwWatch
+
+LIMIT = 131_072
+N = 20_000
+
+
+def churn(impl: str, rate: float, regime: str | None, ok: bool = True) -> dict[str, Any]:
+    """A valid churn record as run.run_churn makes it (only the fields the report reads)."""
+    rec: dict[str, Any] = {
+        "impl": impl,
+        "workload": "churn",
+        "n": N,
+        "conc": 64,
+        "ok": ok,
+        "tw_before": LIMIT,
+        "tw_limit": LIMIT,
+        "rusage_client": (0.1, 0.2),
+        "rusage_server": (0.1, 0.2),
+    }
+    if regime is not None:
+        rec["tw_regime"] = regime
+    if ok:
+        cpu = N / rate  # any figure that moves with the rate
+        rec.update(metric=rate, cpu_total=cpu, client={"cpu": cpu / 2}, server={"cpu": cpu / 2})
+    return rec
+
+
+def data(records: list[dict[str, Any]], **time_wait: Any) -> dict[str, Any]:
+    return {
+        "config": {"reps": 5, "n": N, "conc": 64, "bulk_bytes": 1 << 30, "dgram_n": 1},
+        "records": records,
+        "time_wait": {"mode": "full", "limit": LIMIT, "fill_runs": 0, **time_wait},
+    }
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (LIMIT, LIMIT, FULL),
+        (LIMIT - N // 100, LIMIT, FULL),  # 1% of the run's connections is still "at it"
+        (LIMIT - N // 100 - 1, LIMIT, MIXED),
+        (8, 118_000, FILLING),
+        (118_000, LIMIT, MIXED),  # the run filled the table
+        (90_000, LIMIT - N // 100, MIXED),
+        (-1, -1, UNKNOWN),  # /proc/net/sockstat unreadable
+    ],
+)
+def test_classify_by_the_counts_around_a_run(low: int, high: int, expected: str) -> None:
+    assert twregime.classify(low, high, LIMIT, N) == expected
+
+
+def test_classify_without_a_limit_is_unknown() -> None:
+    assert twregime.classify(LIMIT, LIMIT, None, N) == UNKNOWN
+
+
+def test_by_regime_puts_the_group_with_most_valid_runs_first() -> None:
+    records = [
+        churn("c-epoll", 17_000, FILLING),
+        churn("c-epoll", 50_000, FULL),
+        churn("uvloop", 31_000, FULL),
+        churn("uvloop", 15_000, MIXED),
+        {**churn("uvloop", 0, FILLING, ok=False)},
+    ]
+    groups = twregime.by_regime(records)
+    assert list(groups) == [FULL, FILLING, MIXED]
+    assert [r["impl"] for r in groups[FILLING]] == ["c-epoll", "uvloop"]
+    assert twregime.by_regime([]) == {}
+
+
+def test_ratios_only_within_one_regime() -> None:
+    # The run of the issue: C's reps while the table filled, uvloop's after it was full.
+    records = [churn("c-epoll", r, FILLING) for r in (17_677, 17_792, 17_500)]
+    records += [churn("uvloop", r, FULL) for r in (31_000, 32_600, 30_500, 31_500)]
+    records += [churn("uvloop", 16_536, FILLING)]
+    summary = report.summarize(data(records))
+    assert set(summary) == {"churn", "churn@filling"}
+    full = summary["churn"]  # uvloop's four full runs: the most valid runs
+    assert full["uvloop"]["regime"] == FULL
+    assert full["uvloop"]["median"] == 31_250
+    assert "ratio" not in full["uvloop"]  # no C in this regime: no ratio at all
+    filling = summary["churn@filling"]
+    assert filling["c-epoll"]["ratio"] == 1.0
+    assert filling["uvloop"]["ratio"] == pytest.approx(16_536 / 17_677)
+    for rows in summary.values():
+        for row in rows.values():
+            if "ratio" in row:
+                assert row["regime"] == rows["c-epoll"]["regime"]
+
+
+def test_no_ratio_over_mixed_or_unrecorded_runs() -> None:
+    for regime in (MIXED, None):
+        records = [churn("c-epoll", 30_000, regime), churn("uvloop", 20_000, regime)]
+        rows = report.summarize(data(records))["churn"]
+        assert all("ratio" not in row and "cpu_ratio" not in row for row in rows.values())
+        text = report.markdown(data(records))
+        if regime == MIXED:
+            assert "No x C: these runs did not each meet one kernel regime." in text
+        else:
+            assert "All runs with the TIME_WAIT regime not recorded." in text
+            assert "No x C: the regime of these runs is not known." in text
+        assert "| uvloop | 20,000 | 20,000 - 20,000 | n/a |" in text
+
+
+def test_other_workloads_keep_their_ratios() -> None:
+    bulk = [
+        {
+            "impl": impl,
+            "workload": "bulk",
+            "ok": True,
+            "bytes": 1 << 30,
+            "metric": mbps,
+            "cpu_total": 1.0,
+            "client": {"cpu": 0.5},
+            "server": {"cpu": 0.5},
+        }
+        for impl, mbps in (("c-epoll", 4000.0), ("uvloop", 2000.0))
+    ]
+    assert report.summarize(data(bulk))["bulk"]["uvloop"]["ratio"] == 0.5
+
+
+def test_the_line_under_a_single_regime_table() -> None:
+    records = [churn("c-epoll", 50_000, FULL), churn("uvloop", 32_600, FULL)]
+    text = report.markdown(data(records, fill_runs=7, fill_seconds=9.6, retries=1))
+    assert "All runs with the TIME_WAIT table full (131,072)." in text
+    assert "7 unmeasured c-epoll churn(s) (10 s) kept the table at its limit" in text
+    assert "1 run(s) left it and were made once more." in text
+    assert "| uvloop | 32,600 | 32,600 - 32,600 | 0.65 |" in text
+
+
+def test_the_lines_under_split_tables() -> None:
+    records = [churn("c-epoll", 50_000, FULL), churn("uvloop", 32_600, FULL)]
+    records += [churn("uvloop", 16_536, FILLING)]
+    text = report.markdown(data(records, gave_up="a fill run of the C reference was invalid"))
+    assert "2 of 3 runs with the TIME_WAIT table full (131,072); the others" in text
+    assert "runs with the TIME_WAIT table filling (below its limit of 131,072 throughout)" in text
+    assert "No x C: c-epoll has no valid run in this regime." in text
+    assert "The table could not be kept at its limit: a fill run of the C reference" in text
+
+
+def filler(fills: list[int]) -> Any:
+    """A fill run that counts itself and verifies."""
+
+    def fill() -> dict[str, Any]:
+        fills.append(1)
+        return {"ok": True}
+
+    return fill
+
+
+def counter(values: list[int]) -> Iterator[int]:
+    yield from values
+    while True:
+        yield values[-1]
+
+
+def test_keeper_fills_until_the_limit() -> None:
+    counts = counter([40_000, 54_000, 68_000, 82_000, 96_000, 110_000, 124_000, LIMIT])
+    fills: list[int] = []
+    said: list[str] = []
+    keeper = TimeWaitKeeper(
+        "full",
+        LIMIT,
+        N,
+        fill=filler(fills),
+        count=lambda: next(counts),
+        say=said.append,
+    )
+    keeper.ready()
+    assert len(fills) == 7
+    assert keeper.active
+    assert keeper.gave_up is None
+    assert said == ["  TIME_WAIT: 7 unmeasured c-epoll churn(s): 40,000 -> 131,072 (limit 131,072)"]
+    keeper.ready()  # at the limit already: nothing to do
+    assert len(fills) == 7
+    summary = keeper.summary([churn("c-epoll", 50_000, FULL), churn("uvloop", 1, MIXED)])
+    assert summary["fill_runs"] == 7
+    assert summary["runs_per_regime"] == {FULL: 1, MIXED: 1}
+    assert summary["labels"][FULL] == "the TIME_WAIT table full (131,072)"
+
+
+def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
+    fills: list[int] = []
+    keeper = TimeWaitKeeper(
+        "full",
+        LIMIT,
+        N,
+        fill=filler(fills),
+        count=lambda: 1_000,  # the count never rises
+        say=lambda _: None,
+    )
+    assert keeper.bound() == 16  # twice the 7 runs the limit needs at one per connection, + 2
+    keeper.ready()
+    assert len(fills) == 16
+    assert keeper.gave_up is not None
+    assert "below its limit 131,072" in keeper.gave_up
+    assert not keeper.active
+    keeper.ready()
+    assert len(fills) == 16  # no more fill runs this session
+    assert TimeWaitKeeper("full", LIMIT, 300, fill=dict).bound() == twregime.MAX_FILL_RUNS
+
+
+def test_keeper_stops_at_an_invalid_fill_run_and_without_a_limit() -> None:
+    keeper = TimeWaitKeeper(
+        "full", LIMIT, N, fill=lambda: {"ok": False, "problems": ["x"]}, count=lambda: 0
+    )
+    keeper.say = lambda _: None
+    keeper.ready()
+    assert keeper.gave_up == "a fill run of the C reference was invalid: ['x']"
+    blind = TimeWaitKeeper("full", None, N, fill=dict, say=lambda _: None)
+    blind.ready()
+    assert blind.gave_up == "net.ipv4.tcp_max_tw_buckets is not readable"
+
+
+def test_keeper_as_is_never_fills() -> None:
+    keeper = TimeWaitKeeper("as-is", LIMIT, N, fill=dict, count=lambda: 0)
+    keeper.ready()
+    assert keeper.fill_runs == 0
+    assert not keeper.active
+
+
+def test_a_run_that_left_the_full_regime_is_made_once_more() -> None:
+    keeper = TimeWaitKeeper("full", LIMIT, N, fill=dict)
+    assert _again(churn("uvloop", 1, MIXED), keeper, 1)
+    assert keeper.retries == 1
+    assert not _again(churn("uvloop", 1, MIXED), keeper, 2)  # once only
+    assert not _again(churn("uvloop", 1, FULL), keeper, 1)
+    assert not _again({"workload": "bulk", "ok": True}, keeper, 1)
+    as_is = TimeWaitKeeper("as-is", LIMIT, N, fill=dict)
+    assert not _again(churn("uvloop", 1, FILLING), as_is, 1)
+
+
+def test_watch_keeps_the_lowest_and_highest_count() -> None:
+    counts = iter([120_000, 131_072, 104_000, 131_072])
+    watch = TwWatch(read=lambda: next(counts))
+    watch.sample()
+    watch.sample()  # within SAMPLE_EVERY of the first: not read
+    watch._next = 0.0
+    watch.sample()
+    assert watch.finish() == {
+        "tw_before": 120_000,
+        "tw_after": 131_072,
+        "tw_low": 104_000,
+        "tw_high": 131_072,
+    }
