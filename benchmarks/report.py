@@ -198,11 +198,12 @@ def regime_line(data: dict[str, Any], summary: dict[str, Any], key: str) -> str:
         text = f"All runs with {what}."
     else:
         others = ", ".join(
-            f"{twregime.label(g, limit)}: {len(recs)}"
-            for g, recs in twregime.by_regime(churn).items()
-            if g != regime
+            f"{g} {len(recs)}" for g, recs in twregime.by_regime(churn).items() if g != regime
         )
-        text = f"{len(mine)} of {len(churn)} runs with {what}; the others, in their own table: {others}."
+        text = (
+            f"{len(mine)} of {len(churn)} runs with {what}; the other "
+            f"{len(churn) - len(mine)} are in a table of their regime ({others})."
+        )
     c = summary[key].get("c-epoll", {})
     if regime == twregime.MIXED:
         text += " No x C: these runs did not each meet one kernel regime."

@@ -388,7 +388,8 @@ def run_churn(
     rec.update(workload="churn", n=cfg.n, conc=cfg.conc, idle=idle)
     limit = twregime.tw_limit()
     low, high = rec.get("tw_low", rec["tw_before"]), rec.get("tw_high", rec["tw_before"])
-    rec.update(tw_limit=limit, tw_regime=twregime.classify(low, high, limit, cfg.n))
+    regime = twregime.classify(low, high, limit, cfg.n, rec.get("tw_overflow"))
+    rec.update(tw_limit=limit, tw_regime=regime)
     return verify_churn(rec, cfg.n)
 
 

@@ -9,10 +9,12 @@ reference made 17,600 conn/s at 70 µs of CPU per connection while the table fil
 TIME_WAIT sockets, so the first runs of a session fill the table of 131,072 and the rest run
 at the limit; TIME_WAIT sockets expire after 60 s, in bursts, so the table also drains.
 
-* :func:`classify` names the regime of one run from the TIME_WAIT counts seen before, during
-  (:class:`TwWatch`, sampled by the harness while the client runs) and after it: ``full``
-  (at the limit throughout), ``filling`` (below it throughout), ``mixed`` (both), ``unknown``
-  (the limit is not readable).  "At the limit" allows 1% of the run's connections.
+* :func:`classify` names the regime of one run: ``full`` (its closes found the table full),
+  ``filling`` (they left TIME_WAIT sockets), ``mixed`` (both), ``unknown`` (the limit is not
+  readable), allowing 1% of the run's connections either way.  The kernel counts the
+  closes that found the table full (``TcpExt: TCPTimeWaitOverflow``); :class:`TwWatch` reads
+  that counter before and after the run, and samples the TIME_WAIT count during it (the
+  counts decide when the counter cannot be read).
 * :class:`TimeWaitKeeper` (``--tw-regime full``) brings the table to its limit before each
   measured churn with unmeasured churns of the C reference, a bounded number of them.
 * :func:`by_regime` splits churn records into one group per regime for the tables.
@@ -59,6 +61,20 @@ def tw_count() -> int:
     return -1
 
 
+def tw_overflows() -> int | None:
+    """``TcpExt: TCPTimeWaitOverflow`` (``/proc/net/netstat``): closes that found the table
+    full and so left no TIME_WAIT socket; None when it cannot be read."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for keys, values in zip(lines[::2], lines[1::2], strict=False):
+        if keys.startswith("TcpExt:") and "TCPTimeWaitOverflow" in keys.split():
+            return int(values.split()[keys.split().index("TCPTimeWaitOverflow")])
+    return None
+
+
 def tw_limit() -> int | None:
     """``net.ipv4.tcp_max_tw_buckets``; None when it cannot be read."""
     try:
@@ -73,11 +89,18 @@ def slack(n: int) -> int:
     return max(1, n // 100)
 
 
-def classify(low: int, high: int, limit: int | None, n: int) -> str:
+def classify(low: int, high: int, limit: int | None, n: int, overflow: int | None = None) -> str:
     """The regime of a run of ``n`` connections whose TIME_WAIT count stayed within
-    ``low``..``high`` (before, during and after it)."""
+    ``low``..``high`` (before, during and after it), and during which ``overflow`` closes
+    found the table full (None: not known).  The overflow counter says it for every
+    connection: ``full`` when at most 1% of them left a TIME_WAIT socket, ``filling`` when
+    at most 1% found the table full.  Without it, the counts around the run decide."""
     if limit is None or low < 0:
         return UNKNOWN
+    if overflow is not None:
+        if overflow >= n - slack(n):
+            return FULL
+        return FILLING if overflow <= slack(n) else MIXED
     floor = limit - slack(n)
     if low >= floor:
         return FULL
@@ -145,13 +168,16 @@ class TwWatch:
     :data:`SAMPLE_EVERY` s) and after one run."""
 
     read: Callable[[], int] = tw_count
+    overflows: Callable[[], int | None] = tw_overflows
     before: int = field(init=False)
     low: int = field(init=False)
     high: int = field(init=False)
+    _overflows: int | None = field(init=False)
     _next: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.before = self.low = self.high = self.read()
+        self._overflows = self.overflows()
 
     def sample(self) -> None:
         now = time.monotonic()
@@ -162,15 +188,20 @@ class TwWatch:
     def _see(self, count: int) -> None:
         self.low, self.high = min(self.low, count), max(self.high, count)
 
-    def finish(self) -> dict[str, int]:
-        """The counts, as record fields."""
-        after = self.read()
+    def finish(self) -> dict[str, int | None]:
+        """The counts, as record fields (``tw_overflow``: closes that found the table full,
+        None when the counter is not readable)."""
+        after, overflows = self.read(), self.overflows()
         self._see(after)
+        overflow = None
+        if overflows is not None and self._overflows is not None:
+            overflow = overflows - self._overflows
         return {
             "tw_before": self.before,
             "tw_after": after,
             "tw_low": self.low,
             "tw_high": self.high,
+            "tw_overflow": overflow,
         }
 
 

@@ -49,7 +49,7 @@ def data(records: list[dict[str, Any]], **time_wait: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("low", "high", "expected"),
+    ("low", "high", "expected"),  # without the overflow counter
     [
         (LIMIT, LIMIT, FULL),
         (LIMIT - N // 100, LIMIT, FULL),  # 1% of the run's connections is still "at it"
@@ -62,6 +62,22 @@ def data(records: list[dict[str, Any]], **time_wait: Any) -> dict[str, Any]:
 )
 def test_classify_by_the_counts_around_a_run(low: int, high: int, expected: str) -> None:
     assert twregime.classify(low, high, LIMIT, N) == expected
+
+
+@pytest.mark.parametrize(
+    ("overflow", "expected"),
+    [
+        (N, FULL),  # every close found the table full
+        (N - N // 100, FULL),
+        (N - N // 100 - 1, MIXED),
+        (8_760, MIXED),  # a run that filled the table: 11,240 closes left a TIME_WAIT
+        (N // 100, FILLING),
+        (0, FILLING),
+    ],
+)
+def test_the_overflow_counter_decides_over_the_counts(overflow: int, expected: str) -> None:
+    # The counts alone would say "full": the table was at its limit whenever it was read.
+    assert twregime.classify(LIMIT, LIMIT, LIMIT, N, overflow) == expected
 
 
 def test_classify_without_a_limit_is_unknown() -> None:
@@ -146,7 +162,10 @@ def test_the_lines_under_split_tables() -> None:
     records = [churn("c-epoll", 50_000, FULL), churn("uvloop", 32_600, FULL)]
     records += [churn("uvloop", 16_536, FILLING)]
     text = report.markdown(data(records, gave_up="a fill run of the C reference was invalid"))
-    assert "2 of 3 runs with the TIME_WAIT table full (131,072); the others" in text
+    assert (
+        "2 of 3 runs with the TIME_WAIT table full (131,072); the other 1 are in a table of "
+        "their regime (filling 1)." in text
+    )
     assert "runs with the TIME_WAIT table filling (below its limit of 131,072 throughout)" in text
     assert "No x C: c-epoll has no valid run in this regime." in text
     assert "The table could not be kept at its limit: a fill run of the C reference" in text
@@ -244,9 +263,10 @@ def test_a_run_that_left_the_full_regime_is_made_once_more() -> None:
     assert not _again(churn("uvloop", 1, FILLING), as_is, 1)
 
 
-def test_watch_keeps_the_lowest_and_highest_count() -> None:
+def test_watch_keeps_the_lowest_and_highest_count_and_the_overflows() -> None:
     counts = iter([120_000, 131_072, 104_000, 131_072])
-    watch = TwWatch(read=lambda: next(counts))
+    overflows = iter([5_000, 13_000])
+    watch = TwWatch(read=lambda: next(counts), overflows=lambda: next(overflows))
     watch.sample()
     watch.sample()  # within SAMPLE_EVERY of the first: not read
     watch._next = 0.0
@@ -256,4 +276,14 @@ def test_watch_keeps_the_lowest_and_highest_count() -> None:
         "tw_after": 131_072,
         "tw_low": 104_000,
         "tw_high": 131_072,
+        "tw_overflow": 8_000,
     }
+    blind = TwWatch(read=lambda: 0, overflows=lambda: None)
+    assert blind.finish()["tw_overflow"] is None
+
+
+def test_overflow_counter_is_read_from_this_kernel() -> None:
+    # The counter exists on the kernels the harness runs on (Linux >= 4.x).
+    overflows = twregime.tw_overflows()
+    assert overflows is not None
+    assert overflows >= 0
