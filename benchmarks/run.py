@@ -36,11 +36,8 @@ each run is recorded (``tw_before``), as is CPU steal.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import resource
 import selectors
 import shutil
 import subprocess
@@ -54,6 +51,7 @@ from typing import Any
 
 from . import report, scaling, syscalls, twregime
 from .common import BATCH
+from .machine import cpu_jiffies, machine, raise_fd_limit
 from .twregime import TimeWaitKeeper, tw_count
 
 HERE = Path(__file__).resolve().parent
@@ -160,76 +158,6 @@ def implementations(cnet: Path, cdriver: Path | None = None) -> list[Impl]:
     if cdriver is not None:
         impls.append(Impl("pywsk-c", (*py, "benchmarks.impl_cdriver", str(cdriver)), ("churn",)))
     return impls
-
-
-# ------------------------------------------------------------------ machine facts ---
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(steal, total) jiffies from ``/proc/stat``."""
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:]]
-    return values[7], sum(values)
-
-
-def sysctl(name: str) -> str:
-    try:
-        return Path("/proc/sys", *name.split(".")).read_text().strip()
-    except OSError:
-        return "?"
-
-
-def machine() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "missing"
-
-    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
-    return {
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "uvloop": installed("uvloop"),
-        "trio": installed("trio"),
-        "matplotlib": installed("matplotlib"),
-        "gcc": gcc.splitlines()[0] if gcc else "?",
-        "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control"),
-        "tcp_max_tw_buckets": sysctl("net.ipv4.tcp_max_tw_buckets"),
-        "tcp_tw_reuse": sysctl("net.ipv4.tcp_tw_reuse"),
-        "ip_local_port_range": sysctl("net.ipv4.ip_local_port_range"),
-        "loadavg_start": os.getloadavg(),
-        "git_head": _git("rev-parse", "--short", "HEAD"),
-        "src_uncommitted_files": len(_git("status", "--porcelain", "src").splitlines()),
-    }
-
-
-def _git(*args: str) -> str:
-    """Which provider was measured: the checkout's commit (other work may be uncommitted)."""
-    try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    except OSError:
-        return "?"
-    return done.stdout.strip() if done.returncode == 0 else "?"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "?"
-
-
-def raise_fd_limit() -> None:
-    """Let child processes hold the idle connections of the scaling runs."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # --------------------------------------------------------------------------- runs ---
@@ -517,19 +445,9 @@ def run_all(
                         sink.flush()
                         _progress(rec)
                         time.sleep(cfg.pause)
-                        if not _again(rec, keeper, attempt):
+                        if not keeper.again(rec, attempt):
                             break
     return records
-
-
-def _again(rec: dict[str, Any], keeper: TimeWaitKeeper, attempt: int) -> bool:
-    """True when a churn run should be made once more: the keeper keeps the table full, yet
-    the run did not stay in that regime (TIME_WAIT sockets expire in bursts)."""
-    if attempt > 1 or not keeper.active or rec.get("tw_regime", twregime.FULL) == twregime.FULL:
-        return False
-    keeper.retries += 1
-    print("  (the run left the full regime: made once more)", flush=True)
-    return True
 
 
 # --------------------------------------------------------------------------- main ---

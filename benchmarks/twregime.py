@@ -48,6 +48,10 @@ MAX_FILL_RUNS = 40
 SAMPLE_EVERY = 0.02
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 def tw_count() -> int:
     """Sockets in TIME_WAIT now (``/proc/net/sockstat``); -1 when it cannot be read."""
     try:
@@ -221,7 +225,7 @@ class TimeWaitKeeper:
     n: int
     fill: Callable[[], dict[str, Any]]
     count: Callable[[], int] = tw_count
-    say: Callable[[str], None] = print
+    say: Callable[[str], None] = _say
     fill_runs: int = 0
     fill_seconds: float = 0.0
     retries: int = 0
@@ -275,6 +279,16 @@ class TimeWaitKeeper:
             )
         if self.gave_up is not None:
             self.say(f"  TIME_WAIT: gave up filling the table: {self.gave_up}")
+
+    def again(self, rec: dict[str, Any], attempt: int) -> bool:
+        """True when the churn run ``rec`` (its ``attempt``-th) should be made once more: the
+        keeper keeps the table full, yet the run did not stay in that regime (TIME_WAIT
+        sockets expire in bursts).  A second attempt is the last."""
+        if attempt > 1 or not self.active or rec.get("tw_regime", FULL) == FULL:
+            return False
+        self.retries += 1
+        self.say("  (the run left the full regime: made once more)")
+        return True
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The session's regime, for the results JSON: the mode, the limit, the fill runs and

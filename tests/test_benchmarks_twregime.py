@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from benchmarks import report, twregime
-from benchmarks.run import _again
 from benchmarks.twregime import FILLING, FULL, MIXED, UNKNOWN, TimeWaitKeeper, TwWatch
 
 LIMIT = 131_072
@@ -253,14 +252,17 @@ def test_keeper_as_is_never_fills() -> None:
 
 
 def test_a_run_that_left_the_full_regime_is_made_once_more() -> None:
-    keeper = TimeWaitKeeper("full", LIMIT, N, fill=dict)
-    assert _again(churn("uvloop", 1, MIXED), keeper, 1)
+    said: list[str] = []
+    keeper = TimeWaitKeeper("full", LIMIT, N, fill=dict, say=said.append)
+    assert keeper.again(churn("uvloop", 1, MIXED), 1)
     assert keeper.retries == 1
-    assert not _again(churn("uvloop", 1, MIXED), keeper, 2)  # once only
-    assert not _again(churn("uvloop", 1, FULL), keeper, 1)
-    assert not _again({"workload": "bulk", "ok": True}, keeper, 1)
+    assert said == ["  (the run left the full regime: made once more)"]
+    assert not keeper.again(churn("uvloop", 1, MIXED), 2)  # once only
+    assert not keeper.again(churn("uvloop", 1, FULL), 1)
+    assert not keeper.again({"workload": "bulk", "ok": True}, 1)
     as_is = TimeWaitKeeper("as-is", LIMIT, N, fill=dict)
-    assert not _again(churn("uvloop", 1, FILLING), as_is, 1)
+    assert not as_is.again(churn("uvloop", 1, FILLING), 1)
+    assert keeper.retries == 1
 
 
 def test_watch_keeps_the_lowest_and_highest_count_and_the_overflows() -> None:
