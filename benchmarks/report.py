@@ -385,10 +385,13 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
         return None
     summary = summarize(data)  # from the records: a stored summary may predate a field
     panels = []
-    for workload, rows in summary.items():
-        unit, cpu_unit = UNITS.get(twregime.kind(workload)[0].split("-")[0], ("MB/s", "CPU s/GiB"))
-        panels.append((workload, rows, "median", "min", "max", unit))
-        panels.append((workload, rows, "cpu", "cpu_min", "cpu_max", cpu_unit))
+    for key, rows in summary.items():
+        workload = twregime.kind(key)[0]
+        unit, cpu_unit = UNITS.get(workload.split("-")[0], ("MB/s", "CPU s/GiB"))
+        regime = next((row["regime"] for row in rows.values() if "regime" in row), None)
+        name = f"{workload} (TIME_WAIT {regime})" if regime else workload
+        panels.append((name, rows, "median", "min", "max", unit))
+        panels.append((name, rows, "cpu", "cpu_min", "cpu_max", cpu_unit))
     if not panels:
         return None
     fig, axes = plt.subplots(len(panels) // 2, 2, figsize=(12, 3.2 * (len(panels) // 2)))
@@ -408,7 +411,8 @@ def chart(data: dict[str, Any], path: Path) -> Path | None:
         ax.invert_yaxis()
         ax.set_title(f"{workload}: {unit}", fontsize=10)
         ax.tick_params(labelsize=8)
-        ax.set_xlim(0, max(rows[n][hi] for n in names) * 1.18)  # room for the labels
+        # Room for the labels; a group of invalid runs only draws no bar.
+        ax.set_xlim(0, max((rows[n][hi] for n in names), default=1.0) * 1.18)
         for i, (n, v) in enumerate(zip(names, values, strict=True)):
             # Right of the error bar, so that the two never overlap.
             label = f" {v:,.0f}" if v >= 10 else f" {v:.2f}"

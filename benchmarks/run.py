@@ -526,11 +526,13 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine()
         print(f"benchmarks: {', '.join(i.name for i in impls)}; {cfg.reps} repetition(s)")
         c_ref = next(i for i in implementations(cnet) if i.name == "c-epoll")
+        filling = replace(cfg, n=max(cfg.n, FULL.n))  # fill runs: at least the default N
         keeper = TimeWaitKeeper(
             mode=args.tw_regime or ("as-is" if args.quick else "full"),
             limit=twregime.tw_limit(),
             n=cfg.n,
-            fill=lambda: run_churn(c_ref, cfg),
+            fill=lambda: run_churn(c_ref, filling),
+            fill_n=filling.n,
         )
         if args.records is not None:
             lines = args.records.read_text().split("\n")

@@ -222,8 +222,11 @@ class TimeWaitKeeper:
 
     mode: str
     limit: int | None
+    #: Connections per measured churn run (how close to the limit is "at the limit").
     n: int
     fill: Callable[[], dict[str, Any]]
+    #: Connections per fill run (0: ``n``).
+    fill_n: int = 0
     count: Callable[[], int] = tw_count
     say: Callable[[str], None] = _say
     fill_runs: int = 0
@@ -241,7 +244,11 @@ class TimeWaitKeeper:
         connection left a TIME_WAIT socket, plus two; never more than :data:`MAX_FILL_RUNS`."""
         if self.limit is None:
             return 0
-        return min(MAX_FILL_RUNS, math.ceil(2 * self.limit / max(1, self.n)) + 2)
+        return min(MAX_FILL_RUNS, math.ceil(2 * self.limit / max(1, self._fill_n)) + 2)
+
+    @property
+    def _fill_n(self) -> int:
+        return self.fill_n or self.n
 
     def at_limit(self, count: int) -> bool:
         return self.limit is not None and count >= self.limit - slack(self.n)
@@ -259,7 +266,7 @@ class TimeWaitKeeper:
         while not self.at_limit(now):
             if runs == self.bound():
                 self.gave_up = (
-                    f"{runs} fill runs of {self.n:,} connections brought the TIME_WAIT count "
+                    f"{runs} fill runs of {self._fill_n:,} connections brought the TIME_WAIT count "
                     f"from {start:,} to {now:,}, below its limit {self.limit:,}"
                 )
                 break
@@ -299,6 +306,8 @@ class TimeWaitKeeper:
                 counts[regime_of(rec)] = counts.get(regime_of(rec), 0) + 1
         regimes = {r: label(r, self.limit) for r in counts}
         return {
+            # The regime of every measured churn run, when they share one.
+            "regime": regimes[next(iter(counts))] if len(counts) == 1 else None,
             "mode": self.mode,
             "limit": self.limit,
             "fill_runs": self.fill_runs,

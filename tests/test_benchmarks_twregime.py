@@ -209,6 +209,8 @@ def test_keeper_fills_until_the_limit() -> None:
     assert summary["fill_runs"] == 7
     assert summary["runs_per_regime"] == {FULL: 1, MIXED: 1}
     assert summary["labels"][FULL] == "the TIME_WAIT table full (131,072)"
+    assert summary["regime"] is None  # two regimes
+    assert keeper.summary([churn("c-epoll", 50_000, FULL)])["regime"] == summary["labels"][FULL]
 
 
 def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
@@ -230,6 +232,7 @@ def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
     keeper.ready()
     assert len(fills) == 16  # no more fill runs this session
     assert TimeWaitKeeper("full", LIMIT, 300, fill=dict).bound() == twregime.MAX_FILL_RUNS
+    assert TimeWaitKeeper("full", LIMIT, 300, fill=dict, fill_n=N).bound() == 16
 
 
 def test_keeper_stops_at_an_invalid_fill_run_and_without_a_limit() -> None:
