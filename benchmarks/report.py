@@ -266,57 +266,63 @@ def _why(rec: dict[str, Any]) -> str:
     return str(rec.get("problems") or rec.get("error"))
 
 
+def _idle_lines(idle: dict[str, Any]) -> list[str]:
+    """The idle comparison: churn with idle connections open vs none, per implementation; a
+    ratio only where all of an implementation's runs met one single TIME_WAIT regime."""
+    k = idle["idle"]
+    lines = [
+        "",
+        f"**churn with {k:,} idle connections open vs none** (N={idle['n']:,} per run; medians)",
+        "",
+        f"| impl | conn/s, 0 idle | conn/s, {k:,} idle | ratio | CPU µs/conn, 0 idle "
+        f"| CPU µs/conn, {k:,} idle | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    split = False  # an implementation whose runs met more than one regime
+    met: dict[str, set[str]] = {}
+    for rec in idle["records"]:
+        met.setdefault(rec["impl"], set()).add(twregime.regime_of(rec))
+    for impl, row in idle["summary"].items():
+        regimes = met.get(impl, set())
+        if len(regimes) > 1 or not regimes <= set(twregime.SINGLE):
+            # The 0-idle and the idle runs did not all meet one kernel regime.
+            split = True
+            zero, many = row.get("0"), row.get(str(k))
+            lines.append(
+                f"| {impl} | {_fmt(zero['rate']) if zero else 'invalid'} | "
+                f"{_fmt(many['rate']) if many else 'invalid'} | n/a | "
+                f"{_fmt(zero['cpu_us']) if zero else ''} | "
+                f"{_fmt(many['cpu_us']) if many else ''} | n/a |"
+            )
+            continue
+        if "rate_ratio" not in row:
+            bad = [r for r in idle["records"] if r["impl"] == impl and not r["ok"]]
+            why = _why(bad[0]) if bad else "no valid pair"
+            lines.append(f"| {impl} | invalid: {why} | | | | | |")
+            continue
+        zero, many = row["0"], row[str(k)]
+        lines.append(
+            f"| {impl} | {_fmt(zero['rate'])} | {_fmt(many['rate'])} | "
+            f"{row['rate_ratio']:.2f} | {_fmt(zero['cpu_us'])} | {_fmt(many['cpu_us'])} | "
+            f"{row['cpu_ratio']:.2f} |"
+        )
+    counts: dict[str, int] = {}
+    for rec in idle["records"]:
+        counts[twregime.regime_of(rec)] = counts.get(twregime.regime_of(rec), 0) + 1
+    limit = next((r["tw_limit"] for r in idle["records"] if r.get("tw_limit")), None)
+    lines += [
+        "",
+        "TIME_WAIT regime of these runs: "
+        + ", ".join(f"{twregime.label(g, limit)}: {c}" for g, c in counts.items())
+        + (" (n/a: an implementation's runs did not all meet one regime)." if split else "."),
+    ]
+    return lines
+
+
 def _scaling_lines(scale: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     idle = scale.get("idle")
-    if idle:
-        k = idle["idle"]
-        lines += [
-            "",
-            f"**churn with {k:,} idle connections open vs none** "
-            f"(N={idle['n']:,} per run; medians)",
-            "",
-            f"| impl | conn/s, 0 idle | conn/s, {k:,} idle | ratio | CPU µs/conn, 0 idle "
-            f"| CPU µs/conn, {k:,} idle | ratio |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        met: dict[str, set[str]] = {}
-        for rec in idle["records"]:
-            met.setdefault(rec["impl"], set()).add(twregime.regime_of(rec))
-        for impl, row in idle["summary"].items():
-            regimes = met.get(impl, set())
-            if len(regimes) > 1 or not regimes <= set(twregime.SINGLE):
-                # The 0-idle and the idle runs did not all meet one kernel regime.
-                zero, many = row.get("0"), row.get(str(k))
-                lines.append(
-                    f"| {impl} | {_fmt(zero['rate']) if zero else 'invalid'} | "
-                    f"{_fmt(many['rate']) if many else 'invalid'} | n/a | "
-                    f"{_fmt(zero['cpu_us']) if zero else ''} | "
-                    f"{_fmt(many['cpu_us']) if many else ''} | n/a |"
-                )
-                continue
-            if "rate_ratio" not in row:
-                bad = [r for r in idle["records"] if r["impl"] == impl and not r["ok"]]
-                why = _why(bad[0]) if bad else "no valid pair"
-                lines.append(f"| {impl} | invalid: {why} | | | | | |")
-                continue
-            zero, many = row["0"], row[str(k)]
-            lines.append(
-                f"| {impl} | {_fmt(zero['rate'])} | {_fmt(many['rate'])} | "
-                f"{row['rate_ratio']:.2f} | {_fmt(zero['cpu_us'])} | {_fmt(many['cpu_us'])} | "
-                f"{row['cpu_ratio']:.2f} |"
-            )
-    if idle:
-        counts: dict[str, int] = {}
-        for rec in idle["records"]:
-            counts[twregime.regime_of(rec)] = counts.get(twregime.regime_of(rec), 0) + 1
-        limit = next((r["tw_limit"] for r in idle["records"] if r.get("tw_limit")), None)
-        lines += [
-            "",
-            "TIME_WAIT regime of these runs: "
-            + ", ".join(f"{twregime.label(g, limit)}: {c}" for g, c in counts.items())
-            + " (n/a: an implementation's runs did not all meet one regime).",
-        ]
+    lines += _idle_lines(idle) if idle else []
     heap = scale.get("heap")
     if heap:
         lines += [

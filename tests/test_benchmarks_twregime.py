@@ -292,3 +292,34 @@ def test_overflow_counter_is_read_from_this_kernel() -> None:
     overflows = twregime.tw_overflows()
     assert overflows is not None
     assert overflows >= 0
+
+
+def test_idle_comparison_has_no_ratio_across_regimes() -> None:
+    def idle_rec(impl: str, idle: int, regime: str) -> dict[str, Any]:
+        return {**churn(impl, 1_000, regime), "idle": idle}
+
+    row = {
+        "0": {"rate": 40_000.0, "cpu_us": 30.0, "runs": 1},
+        "100": {"rate": 30_000.0, "cpu_us": 40.0, "runs": 1},
+        "rate_ratio": 0.75,
+        "cpu_ratio": 1.33,
+    }
+    idle = {
+        "idle": 100,
+        "n": N,
+        "records": [
+            idle_rec("c-epoll", 0, FULL),
+            idle_rec("c-epoll", 100, FULL),
+            idle_rec("pywsk", 0, FILLING),
+            idle_rec("pywsk", 100, FULL),
+        ],
+        "summary": {"c-epoll": row, "pywsk": row},
+    }
+    lines = report._idle_lines(idle)
+    assert "| c-epoll | 40,000 | 30,000 | 0.75 | 30 | 40 | 1.33 |" in lines
+    assert "| pywsk | 40,000 | 30,000 | n/a | 30 | 40 | n/a |" in lines
+    assert lines[-1] == (
+        "TIME_WAIT regime of these runs: the TIME_WAIT table full (131,072): 3, the TIME_WAIT "
+        "table filling (below its limit of 131,072 throughout): 1 (n/a: an implementation's "
+        "runs did not all meet one regime)."
+    )
