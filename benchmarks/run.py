@@ -17,10 +17,11 @@ table is below ``net.ipv4.tcp_max_tw_buckets`` each connection leaves a TIME_WAI
 costs more kernel CPU; at the limit it leaves none.  With ``--tw-regime full`` (the default)
 the harness brings the table to its limit before each measured churn run with unmeasured
 churns of the C reference (their records are not kept; a bounded number, after which it
-gives up for the session and says so), and makes a run that left the regime once more.
-Every churn record carries its regime (``tw_regime``, from the TIME_WAIT counts before,
-during and after it), the results JSON the session's (``time_wait``), and the tables are
-grouped by regime with a line under each; "x C" is never computed across regimes.
+gives up for the session and says so), fills through a burst of TIME_WAIT sockets about to
+expire during the run, and makes a run that still left the regime once more.  Every churn
+record carries its regime (``tw_regime``, from the kernel's count of closes that found the
+table full), the results JSON the session's (``time_wait``), and the tables are grouped by
+regime with a line under each; "x C" is never computed across regimes.
 ``--tw-regime as-is`` fills nothing and keeps the grouping.
 
 ``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures, and
@@ -304,7 +305,7 @@ def run_churn(
     """One churn run, verified and classified by its TIME_WAIT regime; ``keeper`` readies
     the table first."""
     if keeper is not None:
-        keeper.ready()
+        keeper.ready(impl.name)
     rec = run_pair(
         impl,
         ["churn-server", str(cfg.n), str(idle)],
@@ -318,7 +319,10 @@ def run_churn(
     low, high = rec.get("tw_low", rec["tw_before"]), rec.get("tw_high", rec["tw_before"])
     regime = twregime.classify(low, high, limit, cfg.n, rec.get("tw_overflow"))
     rec.update(tw_limit=limit, tw_regime=regime)
-    return verify_churn(rec, cfg.n)
+    verify_churn(rec, cfg.n)
+    if keeper is not None:
+        keeper.saw(rec)
+    return rec
 
 
 def verify_churn(rec: dict[str, Any], n: int) -> dict[str, Any]:

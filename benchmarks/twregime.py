@@ -16,7 +16,9 @@ at the limit; TIME_WAIT sockets expire after 60 s, in bursts, so the table also 
   that counter before and after the run, and samples the TIME_WAIT count during it (the
   counts decide when the counter cannot be read).
 * :class:`TimeWaitKeeper` (``--tw-regime full``) brings the table to its limit before each
-  measured churn with unmeasured churns of the C reference, a bounded number of them.
+  measured churn with unmeasured churns of the C reference, a bounded number of them, and
+  fills through a burst of sockets whose timers (``/proc/net/tcp``) would run out during
+  the run.
 * :func:`by_regime` splits churn records into one group per regime for the tables.
 
 It refuses to change any sysctl: the table is filled by ordinary connections.  What always
@@ -27,6 +29,7 @@ regime (``full`` or ``filling``), never across regimes or over ``mixed`` runs.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +47,8 @@ SINGLE = (FULL, FILLING)
 MODES = ("full", "as-is")
 #: Fill runs of one preparation: never more than this, whatever the limit.
 MAX_FILL_RUNS = 40
+#: Seconds a churn run of an implementation not yet seen is expected to take.
+DEFAULT_HORIZON = 5.0
 #: Seconds between two samples of the TIME_WAIT count during a run.
 SAMPLE_EVERY = 0.02
 
@@ -77,6 +82,24 @@ def tw_overflows() -> int | None:
         if keys.startswith("TcpExt:") and "TCPTimeWaitOverflow" in keys.split():
             return int(values.split()[keys.split().index("TCPTimeWaitOverflow")])
     return None
+
+
+def tw_expiring(within: float) -> int | None:
+    """TIME_WAIT sockets whose timer runs out within ``within`` seconds (the timers of
+    ``/proc/net/tcp`` and ``tcp6``, in clock ticks); None when they cannot be read."""
+    ticks = within * os.sysconf("SC_CLK_TCK")
+    found = 0
+    try:
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(path) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "06" and int(fields[5].split(":")[1], 16) <= ticks:
+                        found += 1
+    except (OSError, IndexError, ValueError):
+        return None
+    return found
 
 
 def tw_limit() -> int | None:
@@ -228,7 +251,10 @@ class TimeWaitKeeper:
     #: Connections per fill run (0: ``n``).
     fill_n: int = 0
     count: Callable[[], int] = tw_count
+    expiring: Callable[[float], int | None] = tw_expiring
     say: Callable[[str], None] = _say
+    #: The last wall time of each implementation's churn (:meth:`horizon`).
+    walls: dict[str, float] = field(default_factory=dict)
     fill_runs: int = 0
     fill_seconds: float = 0.0
     retries: int = 0
@@ -253,36 +279,62 @@ class TimeWaitKeeper:
     def at_limit(self, count: int) -> bool:
         return self.limit is not None and count >= self.limit - slack(self.n)
 
-    def ready(self) -> None:
-        """Bring the table to its limit (mode full); a no-op when it is there already."""
+    def horizon(self, name: str) -> float:
+        """Seconds the next churn of ``name`` is expected to take (start-up included): half
+        as long again as its last one, else :data:`DEFAULT_HORIZON`."""
+        wall = self.walls.get(name)
+        return DEFAULT_HORIZON if wall is None else 1.5 * wall + 1.0
+
+    def saw(self, rec: dict[str, Any]) -> None:
+        """Note how long a churn run took (for :meth:`horizon`)."""
+        if rec.get("ok") and "wall" in rec:
+            self.walls[rec["impl"]] = rec["wall"]
+
+    def ready(self, name: str = "") -> None:
+        """Mode full: bring the table to its limit, and past any burst of TIME_WAIT sockets
+        that would expire during the next run of ``name`` (fill runs then replace the
+        expiring sockets with new ones); a no-op when neither is needed.  Not reaching the
+        limit within :meth:`bound` fill runs (made below it) gives up for the session; a
+        burst still ahead after as many more does not (the run is made, and classified)."""
         if self.mode != "full" or self.gave_up is not None:
             return
         if self.limit is None:
             self.gave_up = "net.ipv4.tcp_max_tw_buckets is not readable"
             self.say(f"  TIME_WAIT: not filled: {self.gave_up}")
             return
-        start, runs, t0 = self.count(), 0, time.monotonic()
-        now = start
-        while not self.at_limit(now):
-            if runs == self.bound():
-                self.gave_up = (
-                    f"{runs} fill runs of {self._fill_n:,} connections brought the TIME_WAIT count "
-                    f"from {start:,} to {now:,}, below its limit {self.limit:,}"
-                )
-                break
+        horizon = self.horizon(name)
+        start, t0 = self.count(), time.monotonic()
+        now, soon = start, None
+        below = through = 0  # fill runs made below the limit, and through a burst
+        while True:
+            if not self.at_limit(now):
+                if below >= self.bound():
+                    self.gave_up = (
+                        f"{below} fill runs of {self._fill_n:,} connections brought the "
+                        f"TIME_WAIT count from {start:,} to {now:,}, below its limit "
+                        f"{self.limit:,}"
+                    )
+                    break
+                below += 1
+            else:
+                soon = self.expiring(horizon)
+                if soon is None or soon <= slack(self.n) or through >= self.bound():
+                    break
+                through += 1
             rec = self.fill()
-            runs += 1
             if not rec.get("ok"):
                 why = rec.get("problems") or rec.get("error")
                 self.gave_up = f"a fill run of the C reference was invalid: {why}"
                 break
             now = self.count()
+        runs = below + through
         self.fill_runs += runs
         self.fill_seconds += time.monotonic() - t0
         if runs:
+            expiring = "" if soon is None else f"; {soon:,} expire within {horizon:.0f} s"
             self.say(
                 f"  TIME_WAIT: {runs} unmeasured c-epoll churn(s): {start:,} -> {now:,} "
-                f"(limit {self.limit:,})"
+                f"(limit {self.limit:,}{expiring})"
             )
         if self.gave_up is not None:
             self.say(f"  TIME_WAIT: gave up filling the table: {self.gave_up}")

@@ -196,13 +196,17 @@ def test_keeper_fills_until_the_limit() -> None:
         N,
         fill=filler(fills),
         count=lambda: next(counts),
+        expiring=lambda _: 12,  # fewer than 1% of a run's connections
         say=said.append,
     )
     keeper.ready()
     assert len(fills) == 7
     assert keeper.active
     assert keeper.gave_up is None
-    assert said == ["  TIME_WAIT: 7 unmeasured c-epoll churn(s): 40,000 -> 131,072 (limit 131,072)"]
+    assert said == [
+        "  TIME_WAIT: 7 unmeasured c-epoll churn(s): 40,000 -> 131,072 "
+        "(limit 131,072; 12 expire within 5 s)"
+    ]
     keeper.ready()  # at the limit already: nothing to do
     assert len(fills) == 7
     summary = keeper.summary([churn("c-epoll", 50_000, FULL), churn("uvloop", 1, MIXED)])
@@ -211,6 +215,68 @@ def test_keeper_fills_until_the_limit() -> None:
     assert summary["labels"][FULL] == "the TIME_WAIT table full (131,072)"
     assert summary["regime"] is None  # two regimes
     assert keeper.summary([churn("c-epoll", 50_000, FULL)])["regime"] == summary["labels"][FULL]
+
+
+def test_keeper_fills_through_a_burst_of_expiring_sockets() -> None:
+    # At the limit, but 14,000 sockets made by earlier fill runs expire within the next run.
+    soon = iter([14_000, 9_000, 150])
+    horizons: list[float] = []
+
+    def expiring(within: float) -> int:
+        horizons.append(within)
+        return next(soon)
+
+    fills: list[int] = []
+    keeper = TimeWaitKeeper(
+        "full", LIMIT, N, fill=filler(fills), count=lambda: LIMIT, expiring=expiring
+    )
+    keeper.say = lambda _: None
+    keeper.saw({"impl": "pywsk", "ok": True, "wall": 6.0})
+    keeper.saw({"impl": "uvloop", "ok": False, "wall": 60.0})  # invalid runs say nothing
+    keeper.ready("pywsk")
+    assert len(fills) == 2
+    assert horizons == [10.0, 10.0, 10.0]  # 1.5 x its last 6 s, + 1 s
+    assert keeper.horizon("uvloop") == twregime.DEFAULT_HORIZON
+    assert keeper.active
+
+
+def test_a_burst_that_outlasts_the_bound_does_not_stop_the_keeper() -> None:
+    fills: list[int] = []
+    keeper = TimeWaitKeeper(
+        "full",
+        LIMIT,
+        N,
+        fill=filler(fills),
+        count=lambda: LIMIT,
+        expiring=lambda _: 5_000,
+        say=lambda _: None,
+    )
+    keeper.ready()
+    assert len(fills) == keeper.bound()
+    assert keeper.active  # the run is made and classified; the next one is readied again
+
+
+def test_the_bounds_below_the_limit_and_through_a_burst_are_apart() -> None:
+    # 15 runs to reach the limit, then a burst: the burst gets its own 16 runs.
+    counts = counter([*range(0, 15 * 8_000, 8_000), LIMIT])
+    fills: list[int] = []
+    keeper = TimeWaitKeeper(
+        "full",
+        LIMIT,
+        N,
+        fill=filler(fills),
+        count=lambda: next(counts),
+        expiring=lambda _: 5_000,
+        say=lambda _: None,
+    )
+    keeper.ready()
+    assert len(fills) == 15 + keeper.bound()
+    assert keeper.gave_up is None
+    blind = TimeWaitKeeper(
+        "full", LIMIT, N, fill=dict, count=lambda: LIMIT, expiring=lambda _: None
+    )
+    blind.ready()  # the timers cannot be read: the count alone decides
+    assert blind.fill_runs == 0
 
 
 def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
@@ -287,11 +353,16 @@ def test_watch_keeps_the_lowest_and_highest_count_and_the_overflows() -> None:
     assert blind.finish()["tw_overflow"] is None
 
 
-def test_overflow_counter_is_read_from_this_kernel() -> None:
+def test_overflow_counter_and_timers_are_read_from_this_kernel() -> None:
     # The counter exists on the kernels the harness runs on (Linux >= 4.x).
     overflows = twregime.tw_overflows()
     assert overflows is not None
     assert overflows >= 0
+    # TIME_WAIT timers never exceed 60 s: every such socket expires within 61 s.
+    soon, all_of_them = twregime.tw_expiring(0.0), twregime.tw_expiring(61.0)
+    assert soon is not None
+    assert all_of_them is not None
+    assert soon <= all_of_them
 
 
 def test_idle_comparison_has_no_ratio_across_regimes() -> None:
