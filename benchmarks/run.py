@@ -17,7 +17,7 @@ table is below ``net.ipv4.tcp_max_tw_buckets`` each connection leaves a TIME_WAI
 costs more kernel CPU; at the limit it leaves none.  With ``--tw-regime full`` (the default)
 the harness brings the table to its limit before each measured churn run with unmeasured
 churns of the C reference (their records are not kept; a bounded number, after which it
-gives up for the session and says so), fills through a burst of TIME_WAIT sockets about to
+gives up for the session and says so), waits out a burst of TIME_WAIT sockets that would
 expire during the run, and makes a run that still left the regime once more.  Every churn
 record carries its regime (``tw_regime``, from the kernel's count of closes that found the
 table full), the results JSON the session's (``time_wait``), and the tables are grouped by

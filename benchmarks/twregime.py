@@ -16,9 +16,9 @@ at the limit; TIME_WAIT sockets expire after 60 s, in bursts, so the table also 
   that counter before and after the run, and samples the TIME_WAIT count during it (the
   counts decide when the counter cannot be read).
 * :class:`TimeWaitKeeper` (``--tw-regime full``) brings the table to its limit before each
-  measured churn with unmeasured churns of the C reference, a bounded number of them, and
-  fills through a burst of sockets whose timers (``/proc/net/tcp``) would run out during
-  the run.
+  measured churn with unmeasured churns of the C reference, a bounded number of them,
+  after waiting out a burst of sockets whose timers (``/proc/net/tcp``) would run out
+  during the run.
 * :func:`by_regime` splits churn records into one group per regime for the tables.
 
 It refuses to change any sysctl: the table is filled by ordinary connections.  What always
@@ -28,6 +28,7 @@ regime (``full`` or ``filling``), never across regimes or over ``mixed`` runs.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import time
@@ -49,6 +50,11 @@ MODES = ("full", "as-is")
 MAX_FILL_RUNS = 40
 #: Seconds a churn run of an implementation not yet seen is expected to take.
 DEFAULT_HORIZON = 5.0
+#: How late the kernel's timer wheel may fire a TIME_WAIT timer of about 60 s: one slot of
+#: the wheel's level for it (2.048 s at HZ=250, 4.096 s at HZ=1000).
+TIMER_SLACK = 4.2
+#: The longest the keeper waits, before one run, for a burst of expiring sockets to pass.
+MAX_WAIT = 70.0
 #: Seconds between two samples of the TIME_WAIT count during a run.
 SAMPLE_EVERY = 0.02
 
@@ -84,22 +90,37 @@ def tw_overflows() -> int | None:
     return None
 
 
-def tw_expiring(within: float) -> int | None:
-    """TIME_WAIT sockets whose timer runs out within ``within`` seconds (the timers of
-    ``/proc/net/tcp`` and ``tcp6``, in clock ticks); None when they cannot be read."""
-    ticks = within * os.sysconf("SC_CLK_TCK")
-    found = 0
+def tw_timers() -> list[float] | None:
+    """Seconds left on the timer of each TIME_WAIT socket (``/proc/net/tcp`` and ``tcp6``,
+    in clock ticks); None when they cannot be read."""
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    timers = []
     try:
         for path in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(path) as f:
                 next(f, None)
                 for line in f:
                     fields = line.split()
-                    if fields[3] == "06" and int(fields[5].split(":")[1], 16) <= ticks:
-                        found += 1
+                    if fields[3] == "06":
+                        timers.append(int(fields[5].split(":")[1], 16) * tick)
     except (OSError, IndexError, ValueError):
         return None
-    return found
+    return timers
+
+
+def quiet_in(timers: list[float], horizon: float, allowed: int) -> float:
+    """The soonest time from now (s) after which at most ``allowed`` of the TIME_WAIT
+    sockets with these ``timers`` can expire within ``horizon`` seconds.  The kernel's timer
+    wheel fires a timer of about 60 s up to :data:`TIMER_SLACK` late, so a socket whose
+    timer says ``w`` expires somewhere in ``[w, w + TIMER_SLACK]``."""
+    ordered = sorted(timers)
+    # The candidates: now, and just after each socket has surely expired.
+    for t in [0.0, *(w + TIMER_SLACK + 0.01 for w in sorted(set(ordered)))]:
+        lo = bisect.bisect_right(ordered, t - TIMER_SLACK)  # expired by t
+        hi = bisect.bisect_right(ordered, t + horizon)
+        if hi - lo <= allowed:
+            return t
+    return 0.0  # not reached: past the last timer no socket is left
 
 
 def tw_limit() -> int | None:
@@ -251,13 +272,16 @@ class TimeWaitKeeper:
     #: Connections per fill run (0: ``n``).
     fill_n: int = 0
     count: Callable[[], int] = tw_count
-    expiring: Callable[[float], int | None] = tw_expiring
+    timers: Callable[[], list[float] | None] = tw_timers
+    sleep: Callable[[float], None] = time.sleep
     say: Callable[[str], None] = _say
     #: The last wall time of each implementation's churn (:meth:`horizon`).
     walls: dict[str, float] = field(default_factory=dict)
     fill_runs: int = 0
     fill_seconds: float = 0.0
     retries: int = 0
+    #: Seconds spent waiting for bursts of expiring sockets to pass.
+    waited: float = 0.0
     gave_up: str | None = None
 
     @property
@@ -291,11 +315,11 @@ class TimeWaitKeeper:
             self.walls[rec["impl"]] = rec["wall"]
 
     def ready(self, name: str = "") -> None:
-        """Mode full: bring the table to its limit, and past any burst of TIME_WAIT sockets
-        that would expire during the next run of ``name`` (fill runs then replace the
-        expiring sockets with new ones); a no-op when neither is needed.  Not reaching the
-        limit within :meth:`bound` fill runs (made below it) gives up for the session; a
-        burst still ahead after as many more does not (the run is made, and classified)."""
+        """Mode full: bring the table to its limit, after waiting out any burst of TIME_WAIT
+        sockets that would expire during the next run of ``name`` (then fill runs replace
+        them with sockets that live 60 s); a no-op when neither is needed.  Not reaching the
+        limit within :meth:`bound` fill runs gives up for the session; a burst still ahead
+        after :data:`MAX_WAIT` s does not (the run is made, and classified)."""
         if self.mode != "full" or self.gave_up is not None:
             return
         if self.limit is None:
@@ -304,37 +328,42 @@ class TimeWaitKeeper:
             return
         horizon = self.horizon(name)
         start, t0 = self.count(), time.monotonic()
-        now, soon = start, None
-        below = through = 0  # fill runs made below the limit, and through a burst
+        now, runs, made, waited = start, 0, 0, 0.0  # runs: since the last wait
         while True:
             if not self.at_limit(now):
-                if below >= self.bound():
+                if runs >= self.bound():
                     self.gave_up = (
-                        f"{below} fill runs of {self._fill_n:,} connections brought the "
+                        f"{runs} fill runs of {self._fill_n:,} connections brought the "
                         f"TIME_WAIT count from {start:,} to {now:,}, below its limit "
                         f"{self.limit:,}"
                     )
                     break
-                below += 1
-            else:
-                soon = self.expiring(horizon)
-                if soon is None or soon <= slack(self.n) or through >= self.bound():
+                rec = self.fill()
+                runs, made = runs + 1, made + 1
+                if not rec.get("ok"):
+                    why = rec.get("problems") or rec.get("error")
+                    self.gave_up = f"a fill run of the C reference was invalid: {why}"
                     break
-                through += 1
-            rec = self.fill()
-            if not rec.get("ok"):
-                why = rec.get("problems") or rec.get("error")
-                self.gave_up = f"a fill run of the C reference was invalid: {why}"
-                break
+            else:
+                timers = self.timers()
+                wait = 0.0 if timers is None else quiet_in(timers, horizon, slack(self.n))
+                if wait == 0.0 or waited + wait > MAX_WAIT:
+                    break
+                self.say(
+                    f"  TIME_WAIT: sockets would expire during the next {horizon:.0f} s: "
+                    f"waiting {wait:.1f} s for them"
+                )
+                self.sleep(wait)
+                waited += wait
+                runs = 0  # a new fill: the bound counts from here
             now = self.count()
-        runs = below + through
-        self.fill_runs += runs
-        self.fill_seconds += time.monotonic() - t0
-        if runs:
-            expiring = "" if soon is None else f"; {soon:,} expire within {horizon:.0f} s"
+        self.fill_runs += made
+        self.fill_seconds += time.monotonic() - t0 - waited
+        self.waited += waited
+        if made:
             self.say(
-                f"  TIME_WAIT: {runs} unmeasured c-epoll churn(s): {start:,} -> {now:,} "
-                f"(limit {self.limit:,}{expiring})"
+                f"  TIME_WAIT: {made} unmeasured c-epoll churn(s): {start:,} -> {now:,} "
+                f"(limit {self.limit:,})"
             )
         if self.gave_up is not None:
             self.say(f"  TIME_WAIT: gave up filling the table: {self.gave_up}")
@@ -364,6 +393,7 @@ class TimeWaitKeeper:
             "limit": self.limit,
             "fill_runs": self.fill_runs,
             "fill_seconds": round(self.fill_seconds, 2),
+            "waited_seconds": round(self.waited, 2),
             "retries": self.retries,
             "gave_up": self.gave_up,
             "runs_per_regime": counts,

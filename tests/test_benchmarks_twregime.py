@@ -196,17 +196,14 @@ def test_keeper_fills_until_the_limit() -> None:
         N,
         fill=filler(fills),
         count=lambda: next(counts),
-        expiring=lambda _: 12,  # fewer than 1% of a run's connections
+        timers=lambda: [3.0] * 150 + [50.0] * 130_000,  # fewer than 1% of a run expire soon
         say=said.append,
     )
     keeper.ready()
     assert len(fills) == 7
     assert keeper.active
     assert keeper.gave_up is None
-    assert said == [
-        "  TIME_WAIT: 7 unmeasured c-epoll churn(s): 40,000 -> 131,072 "
-        "(limit 131,072; 12 expire within 5 s)"
-    ]
+    assert said == ["  TIME_WAIT: 7 unmeasured c-epoll churn(s): 40,000 -> 131,072 (limit 131,072)"]
     keeper.ready()  # at the limit already: nothing to do
     assert len(fills) == 7
     summary = keeper.summary([churn("c-epoll", 50_000, FULL), churn("uvloop", 1, MIXED)])
@@ -217,48 +214,78 @@ def test_keeper_fills_until_the_limit() -> None:
     assert keeper.summary([churn("c-epoll", 50_000, FULL)])["regime"] == summary["labels"][FULL]
 
 
-def test_keeper_fills_through_a_burst_of_expiring_sockets() -> None:
-    # At the limit, but 14,000 sockets made by earlier fill runs expire within the next run.
-    soon = iter([14_000, 9_000, 150])
-    horizons: list[float] = []
+def test_quiet_in_finds_the_end_of_the_bursts_ahead() -> None:
+    slack_ = twregime.TIMER_SLACK + 0.01
+    assert twregime.quiet_in([], 10.0, 200) == 0.0
+    assert twregime.quiet_in([3.0] * 200 + [50.0] * 1000, 10.0, 200) == 0.0
+    burst = [3.0] * 14_000 + [50.0] * 100_000
+    assert twregime.quiet_in(burst, 10.0, 200) == pytest.approx(3.0 + slack_)
+    # A second burst inside the run that would follow the first: wait for both.
+    two = burst + [12.0] * 5_000
+    assert twregime.quiet_in(two, 10.0, 200) == pytest.approx(12.0 + slack_)
+    # A short run fits between them; a shorter one before the first.
+    assert twregime.quiet_in(two, 4.0, 200) == pytest.approx(3.0 + slack_)
+    assert twregime.quiet_in(two, 2.0, 200) == 0.0
 
-    def expiring(within: float) -> int:
-        horizons.append(within)
-        return next(soon)
 
+def test_keeper_waits_out_a_burst_then_refills() -> None:
+    # At the limit, but 14,000 sockets made by earlier fill runs expire in 3 s: within the
+    # next run of pywsk (its last took 6 s).
+    counts = iter([LIMIT, LIMIT - 14_000, LIMIT])
+    timers = iter([[3.0] * 14_000 + [50.0] * 117_072, [47.0] * 117_072 + [60.0] * 14_000])
+    slept: list[float] = []
     fills: list[int] = []
-    keeper = TimeWaitKeeper(
-        "full", LIMIT, N, fill=filler(fills), count=lambda: LIMIT, expiring=expiring
-    )
-    keeper.say = lambda _: None
-    keeper.saw({"impl": "pywsk", "ok": True, "wall": 6.0})
-    keeper.saw({"impl": "uvloop", "ok": False, "wall": 60.0})  # invalid runs say nothing
-    keeper.ready("pywsk")
-    assert len(fills) == 2
-    assert horizons == [10.0, 10.0, 10.0]  # 1.5 x its last 6 s, + 1 s
-    assert keeper.horizon("uvloop") == twregime.DEFAULT_HORIZON
-    assert keeper.active
-
-
-def test_a_burst_that_outlasts_the_bound_does_not_stop_the_keeper() -> None:
-    fills: list[int] = []
+    said: list[str] = []
     keeper = TimeWaitKeeper(
         "full",
         LIMIT,
         N,
         fill=filler(fills),
+        count=lambda: next(counts),
+        timers=lambda: next(timers),
+        sleep=slept.append,
+        say=said.append,
+    )
+    keeper.saw({"impl": "pywsk", "ok": True, "wall": 6.0})
+    keeper.saw({"impl": "uvloop", "ok": False, "wall": 60.0})  # invalid runs say nothing
+    assert keeper.horizon("pywsk") == 10.0  # 1.5 x its last 6 s, + 1 s
+    assert keeper.horizon("uvloop") == twregime.DEFAULT_HORIZON
+    keeper.ready("pywsk")
+    assert slept == [pytest.approx(3.0 + twregime.TIMER_SLACK + 0.01)]
+    assert len(fills) == 1
+    assert keeper.waited == slept[0]
+    assert said[0] == (
+        "  TIME_WAIT: sockets would expire during the next 10 s: waiting 7.2 s for them"
+    )
+    assert keeper.summary([])["waited_seconds"] == round(slept[0], 2)
+
+
+def test_keeper_waits_at_most_max_wait_and_goes_on() -> None:
+    slept: list[float] = []
+    keeper = TimeWaitKeeper(
+        "full",
+        LIMIT,
+        N,
+        fill=dict,
         count=lambda: LIMIT,
-        expiring=lambda _: 5_000,
+        timers=lambda: [1.0] * 5_000,  # a burst 1 s ahead that (in this fiction) stays
+        sleep=slept.append,
         say=lambda _: None,
     )
     keeper.ready()
-    assert len(fills) == keeper.bound()
+    assert sum(slept) <= twregime.MAX_WAIT
+    assert len(slept) == 13  # 5.21 s each: a 14th would pass MAX_WAIT
     assert keeper.active  # the run is made and classified; the next one is readied again
+    blind = TimeWaitKeeper("full", LIMIT, N, fill=dict, count=lambda: LIMIT, timers=lambda: None)
+    blind.ready()  # the timers cannot be read: the count alone decides
+    assert blind.fill_runs == 0
 
 
-def test_the_bounds_below_the_limit_and_through_a_burst_are_apart() -> None:
-    # 15 runs to reach the limit, then a burst: the burst gets its own 16 runs.
-    counts = counter([*range(0, 15 * 8_000, 8_000), LIMIT])
+def test_the_fill_bound_counts_from_the_last_wait() -> None:
+    # 15 runs to reach the limit, a burst to wait for, and 15 runs more: 30 > the bound.
+    climb = list(range(0, 15 * 8_000, 8_000))
+    counts = iter([*climb, LIMIT, *climb, LIMIT])
+    timers = iter([[1.0] * 5_000, [60.0] * LIMIT])
     fills: list[int] = []
     keeper = TimeWaitKeeper(
         "full",
@@ -266,17 +293,14 @@ def test_the_bounds_below_the_limit_and_through_a_burst_are_apart() -> None:
         N,
         fill=filler(fills),
         count=lambda: next(counts),
-        expiring=lambda _: 5_000,
+        timers=lambda: next(timers),
+        sleep=lambda _: None,
         say=lambda _: None,
     )
     keeper.ready()
-    assert len(fills) == 15 + keeper.bound()
+    assert len(fills) == 30
+    assert keeper.bound() == 16
     assert keeper.gave_up is None
-    blind = TimeWaitKeeper(
-        "full", LIMIT, N, fill=dict, count=lambda: LIMIT, expiring=lambda _: None
-    )
-    blind.ready()  # the timers cannot be read: the count alone decides
-    assert blind.fill_runs == 0
 
 
 def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
@@ -358,11 +382,10 @@ def test_overflow_counter_and_timers_are_read_from_this_kernel() -> None:
     overflows = twregime.tw_overflows()
     assert overflows is not None
     assert overflows >= 0
-    # TIME_WAIT timers never exceed 60 s: every such socket expires within 61 s.
-    soon, all_of_them = twregime.tw_expiring(0.0), twregime.tw_expiring(61.0)
-    assert soon is not None
-    assert all_of_them is not None
-    assert soon <= all_of_them
+    # TIME_WAIT timers run for 60 s at most.
+    timers = twregime.tw_timers()
+    assert timers is not None
+    assert all(0.0 <= t <= 60.0 for t in timers)
 
 
 def test_idle_comparison_has_no_ratio_across_regimes() -> None:
