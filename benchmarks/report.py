@@ -211,20 +211,29 @@ def regime_line(data: dict[str, Any], summary: dict[str, Any], key: str) -> str:
         text += " No x C: the regime of these runs is not known."
     elif "median" not in c:
         text += " No x C: c-epoll has no valid run in this regime."
-    tw = data.get("time_wait") or {}
-    if key == "churn" and tw.get("fill_runs"):
+    if key == "churn":  # what the harness did, once, under the main table
+        text += _keeper_text(data.get("time_wait") or {})
+    return text
+
+
+def _keeper_text(tw: dict[str, Any]) -> str:
+    """What the harness did to keep the TIME_WAIT regime (the results' ``time_wait``)."""
+    text = ""
+    if tw.get("fill_runs"):
         text += (
             f" {tw['fill_runs']} unmeasured c-epoll churn(s) ({tw['fill_seconds']:.0f} s) kept "
             "the table at its limit before the measured runs"
         )
-        text += (
-            f"; {tw['retries']} run(s) left it and were made once more."
-            if tw.get("retries")
-            else "."
-        )
-    if key == "churn" and tw.get("gave_up"):
+        if tw.get("waited_seconds"):
+            text += (
+                f", after {tw['waited_seconds']:.0f} s of waiting for bursts of expiring "
+                "TIME_WAIT sockets to pass"
+            )
+        retries = tw.get("retries")
+        text += f"; {retries} run(s) left it and were made once more." if retries else "."
+    if tw.get("gave_up"):
         text += f" The table could not be kept at its limit: {tw['gave_up']}."
-    if key == "churn" and tw.get("mode") == "as-is":
+    if tw.get("mode") == "as-is":
         text += " The table was left as it was (`--tw-regime as-is`)."
     return text
 

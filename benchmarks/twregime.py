@@ -329,6 +329,7 @@ class TimeWaitKeeper:
         horizon = self.horizon(name)
         start, t0 = self.count(), time.monotonic()
         now, runs, made, waited = start, 0, 0, 0.0  # runs: since the last wait
+        lowest = start
         while True:
             if not self.at_limit(now):
                 if runs >= self.bound():
@@ -357,12 +358,13 @@ class TimeWaitKeeper:
                 waited += wait
                 runs = 0  # a new fill: the bound counts from here
             now = self.count()
+            lowest = min(lowest, now)
         self.fill_runs += made
         self.fill_seconds += time.monotonic() - t0 - waited
         self.waited += waited
         if made:
             self.say(
-                f"  TIME_WAIT: {made} unmeasured c-epoll churn(s): {start:,} -> {now:,} "
+                f"  TIME_WAIT: {made} unmeasured c-epoll churn(s): {lowest:,} -> {now:,} "
                 f"(limit {self.limit:,})"
             )
         if self.gave_up is not None:
