@@ -8,12 +8,13 @@ table a bounded number of times and says when it gives up.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from benchmarks import report, twregime
 from benchmarks.twregime import FILLING, FULL, MIXED, UNKNOWN, TimeWaitKeeper, TwWatch
 
+T = TypeVar("T")
 LIMIT = 131_072
 N = 20_000
 
@@ -186,25 +187,40 @@ def filler(fills: list[int]) -> Any:
     return fill
 
 
-def counter(values: list[int]) -> Iterator[int]:
+def counter(values: list[T]) -> Iterator[T]:
     yield from values
     while True:
         yield values[-1]
 
 
-def test_keeper_fills_until_the_limit() -> None:
-    counts = counter([40_000, 54_000, 68_000, 82_000, 96_000, 110_000, 124_000, LIMIT])
-    fills: list[int] = []
-    said: list[str] = []
-    keeper = TimeWaitKeeper(
+def fake_keeper(
+    fills: list[int],
+    counts: list[int],
+    timers: list[list[float] | None],
+    said: list[str] | None = None,
+    slept: list[float] | None = None,
+) -> TimeWaitKeeper:
+    """A keeper in mode full whose kernel is these lists: the TIME_WAIT counts and the timer
+    lists it reads in turn (the last one again and again), its fill runs and sleeps noted."""
+    counted, timed = counter(counts), counter(timers)
+    return TimeWaitKeeper(
         "full",
         LIMIT,
         N,
         fill=filler(fills),
-        count=lambda: next(counts),
-        timers=lambda: [3.0] * 150 + [50.0] * 130_000,  # fewer than 1% of a run expire soon
-        say=said.append,
+        count=lambda: next(counted),
+        timers=lambda: next(timed),
+        sleep=(lambda _: None) if slept is None else slept.append,
+        say=(lambda _: None) if said is None else said.append,
     )
+
+
+def test_keeper_fills_until_the_limit() -> None:
+    fills: list[int] = []
+    said: list[str] = []
+    counts = [40_000, 54_000, 68_000, 82_000, 96_000, 110_000, 124_000, LIMIT]
+    # Fewer than 1% of a run's connections expire soon.
+    keeper = fake_keeper(fills, counts, [[3.0] * 150 + [50.0] * 130_000], said)
     keeper.ready()
     assert len(fills) == 7
     assert keeper.active
@@ -237,20 +253,15 @@ def test_quiet_in_finds_the_end_of_the_bursts_ahead() -> None:
 def test_keeper_waits_out_a_burst_then_refills() -> None:
     # At the limit, but 14,000 sockets made by earlier fill runs expire in 3 s: within the
     # next run of pywsk (its last took 6 s).
-    counts = iter([LIMIT, LIMIT - 14_000, LIMIT])
-    timers = iter([[3.0] * 14_000 + [50.0] * 117_072, [47.0] * 117_072 + [60.0] * 14_000])
-    slept: list[float] = []
     fills: list[int] = []
     said: list[str] = []
-    keeper = TimeWaitKeeper(
-        "full",
-        LIMIT,
-        N,
-        fill=filler(fills),
-        count=lambda: next(counts),
-        timers=lambda: next(timers),
-        sleep=slept.append,
-        say=said.append,
+    slept: list[float] = []
+    keeper = fake_keeper(
+        fills,
+        [LIMIT, LIMIT - 14_000, LIMIT],
+        [[3.0] * 14_000 + [50.0] * 117_072, [47.0] * 117_072 + [60.0] * 14_000],
+        said,
+        slept,
     )
     keeper.saw({"impl": "pywsk", "ok": True, "wall": 6.0})
     keeper.saw({"impl": "uvloop", "ok": False, "wall": 60.0})  # invalid runs say nothing
@@ -269,41 +280,23 @@ def test_keeper_waits_out_a_burst_then_refills() -> None:
 
 def test_keeper_waits_at_most_max_wait_and_goes_on() -> None:
     slept: list[float] = []
-    keeper = TimeWaitKeeper(
-        "full",
-        LIMIT,
-        N,
-        fill=dict,
-        count=lambda: LIMIT,
-        timers=lambda: [1.0] * 5_000,  # a burst 1 s ahead that (in this fiction) stays
-        sleep=slept.append,
-        say=lambda _: None,
-    )
+    # A burst 1 s ahead that (in this fiction) stays there.
+    keeper = fake_keeper([], [LIMIT], [[1.0] * 5_000], slept=slept)
     keeper.ready()
     assert sum(slept) <= twregime.MAX_WAIT
     assert len(slept) == 13  # 5.21 s each: a 14th would pass MAX_WAIT
     assert keeper.active  # the run is made and classified; the next one is readied again
-    blind = TimeWaitKeeper("full", LIMIT, N, fill=dict, count=lambda: LIMIT, timers=lambda: None)
+    blind = fake_keeper([], [LIMIT], [None], slept=slept)
     blind.ready()  # the timers cannot be read: the count alone decides
     assert blind.fill_runs == 0
+    assert len(slept) == 13
 
 
 def test_the_fill_bound_counts_from_the_last_wait() -> None:
     # 15 runs to reach the limit, a burst to wait for, and 15 runs more: 30 > the bound.
     climb = list(range(0, 15 * 8_000, 8_000))
-    counts = iter([*climb, LIMIT, *climb, LIMIT])
-    timers = iter([[1.0] * 5_000, [60.0] * LIMIT])
     fills: list[int] = []
-    keeper = TimeWaitKeeper(
-        "full",
-        LIMIT,
-        N,
-        fill=filler(fills),
-        count=lambda: next(counts),
-        timers=lambda: next(timers),
-        sleep=lambda _: None,
-        say=lambda _: None,
-    )
+    keeper = fake_keeper(fills, [*climb, LIMIT, *climb, LIMIT], [[1.0] * 5_000, [60.0] * LIMIT])
     keeper.ready()
     assert len(fills) == 30
     assert keeper.bound() == 16
@@ -312,14 +305,7 @@ def test_the_fill_bound_counts_from_the_last_wait() -> None:
 
 def test_keeper_is_bounded_and_gives_up_for_the_session() -> None:
     fills: list[int] = []
-    keeper = TimeWaitKeeper(
-        "full",
-        LIMIT,
-        N,
-        fill=filler(fills),
-        count=lambda: 1_000,  # the count never rises
-        say=lambda _: None,
-    )
+    keeper = fake_keeper(fills, [1_000], [None])  # the count never rises
     assert keeper.bound() == 16  # twice the 7 runs the limit needs at one per connection, + 2
     keeper.ready()
     assert len(fills) == 16
