@@ -12,35 +12,48 @@ execution model run - fairness (:mod:`benchmarks.fairness`), syscalls per churn 
 (:mod:`benchmarks.pycalls`) - and the results are written as JSON, a Markdown table and
 (with matplotlib) a PNG chart.
 
-``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures; it
-checks that every implementation works and verifies, and asserts nothing about speed.
-The exit status is non-zero when any run was invalid.
+Churn runs meet one of two kernel regimes (:mod:`benchmarks.twregime`): while the TIME_WAIT
+table is below ``net.ipv4.tcp_max_tw_buckets`` each connection leaves a TIME_WAIT socket and
+costs more kernel CPU; at the limit it leaves none.  With ``--tw-regime full`` (the default)
+the harness brings the table to its limit before each measured churn run with unmeasured
+churns of the C reference (their records are not kept; a bounded number, after which it
+gives up for the session and says so), waits out a burst of TIME_WAIT sockets that would
+expire during the run, and makes a run that still left the regime once more.  Every churn
+record carries its regime (``tw_regime``, from the kernel's count of closes that found the
+table full), the results JSON the session's (``time_wait``), and the tables are grouped by
+regime with a line under each; "x C" is never computed across regimes.
+``--tw-regime as-is`` fills nothing and keeps the grouping.
 
-The machine is left as it is: no sysctl is changed.  The number of TIME_WAIT sockets
-before each run is recorded (``tw_before``), as is CPU steal.
+``--quick`` is the smoke run for CI: small N, one repetition, small scaling figures, and
+``--tw-regime as-is`` (filling 131,072 TIME_WAIT sockets would take it minutes); it checks
+that every implementation works and verifies, and asserts nothing about speed.  The exit
+status is non-zero when any run was invalid.
+
+The machine is left as it is: no sysctl is changed (the table is filled by ordinary
+connections, and drains by itself 60 s later).  The number of TIME_WAIT sockets before
+each run is recorded (``tw_before``), as is CPU steal.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import resource
 import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import report, scaling, syscalls
+from . import report, scaling, syscalls, twregime
 from .common import BATCH
+from .machine import cpu_jiffies, machine, raise_fd_limit
+from .twregime import TimeWaitKeeper, tw_count
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -149,86 +162,6 @@ def implementations(cnet: Path, cdriver: Path | None = None) -> list[Impl]:
     return impls
 
 
-# ------------------------------------------------------------------ machine facts ---
-
-
-def tw_count() -> int:
-    """Sockets in TIME_WAIT now (``/proc/net/sockstat``)."""
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                fields = line.split()
-                return int(fields[fields.index("tw") + 1])
-    return -1
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(steal, total) jiffies from ``/proc/stat``."""
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:]]
-    return values[7], sum(values)
-
-
-def sysctl(name: str) -> str:
-    try:
-        return Path("/proc/sys", *name.split(".")).read_text().strip()
-    except OSError:
-        return "?"
-
-
-def machine() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "missing"
-
-    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
-    return {
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "uvloop": installed("uvloop"),
-        "trio": installed("trio"),
-        "matplotlib": installed("matplotlib"),
-        "gcc": gcc.splitlines()[0] if gcc else "?",
-        "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control"),
-        "tcp_max_tw_buckets": sysctl("net.ipv4.tcp_max_tw_buckets"),
-        "tcp_tw_reuse": sysctl("net.ipv4.tcp_tw_reuse"),
-        "ip_local_port_range": sysctl("net.ipv4.ip_local_port_range"),
-        "loadavg_start": os.getloadavg(),
-        "git_head": _git("rev-parse", "--short", "HEAD"),
-        "src_uncommitted_files": len(_git("status", "--porcelain", "src").splitlines()),
-    }
-
-
-def _git(*args: str) -> str:
-    """Which provider was measured: the checkout's commit (other work may be uncommitted)."""
-    try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    except OSError:
-        return "?"
-    return done.stdout.strip() if done.returncode == 0 else "?"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "?"
-
-
-def raise_fd_limit() -> None:
-    """Let child processes hold the idle connections of the scaling runs."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 # --------------------------------------------------------------------------- runs ---
 
 
@@ -291,10 +224,13 @@ def _read_ports(proc: Proc, timeout: float) -> list[int]:
     return [int(p) for p in line.split()[1:]]
 
 
-def _reap(proc: Proc, deadline: float) -> None:
-    """Wait for the process (killing it at ``deadline``), with its rusage and output."""
+def _reap(proc: Proc, deadline: float, tick: Callable[[], None] | None = None) -> None:
+    """Wait for the process (killing it at ``deadline``), with its rusage and output;
+    ``tick`` is called while waiting."""
     while True:
         pid, status, ru = os.wait4(proc.popen.pid, os.WNOHANG)
+        if tick is not None:
+            tick()
         if pid:
             proc.popen.returncode = os.waitstatus_to_exitcode(status)
             break
@@ -327,10 +263,10 @@ def run_pair(
 ) -> dict[str, Any]:
     """Start the server, then the client with the server's port; collect both results.
     ``wrappers`` are argv prefixes for the server and the client (``strace ...``)."""
-    tw = tw_count()
+    watch = twregime.TwWatch()
     steal0 = cpu_jiffies()
     server = _start([*wrappers[0], *impl.argv, *server_args])
-    record: dict[str, Any] = {"impl": impl.name, "tw_before": tw}
+    record: dict[str, Any] = {"impl": impl.name, "tw_before": watch.before}
     try:
         ports = _read_ports(server, 30.0)
     except (TimeoutError, RuntimeError) as exc:
@@ -342,11 +278,12 @@ def run_pair(
     client = _start([*wrappers[1], *impl.argv, *[fill.get(a, a) for a in client_args]])
     if idle:
         _release_when_idle_accepted(server, client, timeout)
-    _reap(client, t0 + timeout)
+    _reap(client, t0 + timeout, watch.sample)
     record["wall"] = time.monotonic() - t0
     _reap(server, time.monotonic() + 30.0)
     steal1 = cpu_jiffies()
     record.update(
+        watch.finish(),
         client=_result_line(client.out),
         server=_result_line(server.out),
         rc=[client.popen.returncode, server.popen.returncode],
@@ -360,8 +297,16 @@ def run_pair(
 
 
 def run_churn(
-    impl: Impl, cfg: Config, idle: int = 0, wrappers: tuple[list[str], list[str]] = ([], [])
+    impl: Impl,
+    cfg: Config,
+    idle: int = 0,
+    wrappers: tuple[list[str], list[str]] = ([], []),
+    keeper: TimeWaitKeeper | None = None,
 ) -> dict[str, Any]:
+    """One churn run, verified and classified by its TIME_WAIT regime; ``keeper`` readies
+    the table first."""
+    if keeper is not None:
+        keeper.ready(impl.name)
     rec = run_pair(
         impl,
         ["churn-server", str(cfg.n), str(idle)],
@@ -371,7 +316,14 @@ def run_churn(
         wrappers,
     )
     rec.update(workload="churn", n=cfg.n, conc=cfg.conc, idle=idle)
-    return verify_churn(rec, cfg.n)
+    limit = twregime.tw_limit()
+    low, high = rec.get("tw_low", rec["tw_before"]), rec.get("tw_high", rec["tw_before"])
+    regime = twregime.classify(low, high, limit, cfg.n, rec.get("tw_overflow"))
+    rec.update(tw_limit=limit, tw_regime=regime)
+    verify_churn(rec, cfg.n)
+    if keeper is not None:
+        keeper.saw(rec)
+    return rec
 
 
 def verify_churn(rec: dict[str, Any], n: int) -> dict[str, Any]:
@@ -448,11 +400,13 @@ def run_dgram(impl: Impl, cfg: Config, size: int) -> dict[str, Any]:
     return rec
 
 
-def run_workload(impl: Impl, workload: str, cfg: Config) -> dict[str, Any]:
+def run_workload(
+    impl: Impl, workload: str, cfg: Config, keeper: TimeWaitKeeper | None = None
+) -> dict[str, Any]:
     if workload.startswith("dgram-"):
         return run_dgram(impl, cfg, int(workload.split("-", 1)[1]))
     if workload == "churn":
-        return run_churn(impl, cfg)
+        return run_churn(impl, cfg, keeper=keeper)
     return run_bulk(impl, cfg, "default" if workload == "bulk" else workload.split("-", 1)[1])
 
 
@@ -462,9 +416,10 @@ def _progress(rec: dict[str, Any]) -> None:
     cpu = rec.get("cpu_total")
     cpu_s = f"cpu={cpu:6.2f}s" if cpu is not None else "cpu=   n/a"
     why = "" if rec["ok"] else f"  {rec.get('problems') or rec.get('error')}"
+    regime = f" ({rec['tw_regime']})" if "tw_regime" in rec else ""
     print(
         f"  rep {rec.get('rep', '-')} {rec['workload']:10s} {rec['impl']:13s} {shown} "
-        f"{cpu_s} tw={rec.get('tw_before')} steal={rec.get('steal_pct', 0):.0f}%{why}",
+        f"{cpu_s} tw={rec.get('tw_before')}{regime} steal={rec.get('steal_pct', 0):.0f}%{why}",
         flush=True,
     )
 
@@ -476,22 +431,27 @@ def rotated(items: list[Impl], k: int) -> Iterator[Impl]:
 
 
 def run_all(
-    cfg: Config, impls: list[Impl], workloads: list[str], log: Path
+    cfg: Config, impls: list[Impl], workloads: list[str], log: Path, keeper: TimeWaitKeeper
 ) -> list[dict[str, Any]]:
     """Every workload with every implementation, ``cfg.reps`` times; each record is also
-    appended to ``log`` (JSON lines) as soon as it exists."""
+    appended to ``log`` (JSON lines) as soon as it exists.  Before each churn run ``keeper``
+    readies the TIME_WAIT table; a churn run that left the full regime while the keeper
+    kept it is kept (marked by its regime) and made once more."""
     records = []
     with log.open("w") as sink:
         for rep in range(cfg.reps):
             for workload in workloads:
                 for impl in rotated([i for i in impls if workload in i.workloads], rep):
-                    rec = run_workload(impl, workload, cfg)
-                    rec["rep"] = rep
-                    records.append(rec)
-                    sink.write(json.dumps(rec) + "\n")
-                    sink.flush()
-                    _progress(rec)
-                    time.sleep(cfg.pause)
+                    for attempt in (1, 2):
+                        rec = run_workload(impl, workload, cfg, keeper)
+                        rec["rep"] = rep
+                        records.append(rec)
+                        sink.write(json.dumps(rec) + "\n")
+                        sink.flush()
+                        _progress(rec)
+                        time.sleep(cfg.pause)
+                        if not keeper.again(rec, attempt):
+                            break
     return records
 
 
@@ -517,6 +477,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
     ap.add_argument("--tag", help="name of the result files (default: a timestamp)")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    ap.add_argument(
+        "--tw-regime",
+        choices=twregime.MODES,
+        help="full (the default): fill the TIME_WAIT table to its limit with unmeasured C "
+        "churns before each measured churn; as-is (the default with --quick): leave it, "
+        "classify each run and group the tables by regime",
+    )
     ap.add_argument("--report", type=Path, help="only re-render the table of a results JSON")
     ap.add_argument(
         "--records",
@@ -563,12 +530,23 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         facts = machine()
         print(f"benchmarks: {', '.join(i.name for i in impls)}; {cfg.reps} repetition(s)")
+        c_ref = next(i for i in implementations(cnet) if i.name == "c-epoll")
+        filling = replace(cfg, n=max(cfg.n, FULL.n))  # fill runs: at least the default N
+        keeper = TimeWaitKeeper(
+            mode=args.tw_regime or ("as-is" if args.quick else "full"),
+            limit=twregime.tw_limit(),
+            n=cfg.n,
+            fill=lambda: run_churn(c_ref, filling),
+            fill_n=filling.n,
+        )
         if args.records is not None:
             lines = args.records.read_text().split("\n")
             records = [json.loads(line.strip("\0")) for line in lines if line.strip("\0")]
             print(f"{len(records)} workload records from {args.records}")
         else:
-            records = run_all(cfg, impls, workloads, out_dir / f"{tag}.jsonl")
+            if "churn" in workloads:
+                print(f"TIME_WAIT: {keeper.mode}; limit {keeper.limit}, now {tw_count()}")
+            records = run_all(cfg, impls, workloads, out_dir / f"{tag}.jsonl", keeper)
         scale: dict[str, Any] = {}
         wanted_scaling = [] if args.scaling == "none" else args.scaling.split(",")
         if wanted_scaling:
@@ -577,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.scaling,
                 wanted_scaling,
                 {i.name: i for i in implementations(cnet)},
-                lambda impl, idle: run_churn(impl, _idle_config(cfg), idle),
+                lambda impl, idle: run_churn(impl, _idle_config(cfg), idle, keeper=keeper),
             )
             scale.update(measure(cfg, wanted_scaling, impls))
     data = {
@@ -591,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         "records": records,
         "records_from": str(args.records) if args.records is not None else None,
         "scaling": scale,
+        "time_wait": keeper.summary(records),
     }
     data["summary"] = report.summarize(data)
     json_path = out_dir / f"{tag}.json"

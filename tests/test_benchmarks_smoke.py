@@ -1,13 +1,16 @@
 """Smoke test of the benchmark harness: ``python -m benchmarks --quick`` works end to end.
 
 It checks that every implementation runs, that every run's byte counts verify on both
-sides, and that the results, the table and the scaling measurements are written.  It asserts
+sides, and that the results, the table and the scaling measurements are written; that each
+churn run carries its TIME_WAIT regime (``--quick`` leaves the table as it is) and that no
+"x C" ratio compares runs of different regimes.  It asserts
 nothing about speed.  Skipped when gcc (for the C reference) is missing.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -79,7 +82,26 @@ def test_quick_run_verifies_every_byte(tmp_path: Path) -> None:
         else:
             assert rec["client"]["bytes"] == rec["bytes"]
             assert rec["server"]["bytes"] == rec["bytes"]
-    assert (tmp_path / "smoke.md").read_text().startswith("Run ")
+    table = (tmp_path / "smoke.md").read_text()
+    assert table.startswith("Run ")
+    # --quick leaves the TIME_WAIT table as it is: each churn run is classified, the churn
+    # tables are grouped by regime and every "x C" compares runs of one single regime.
+    churn = [r for r in records if r["workload"] == "churn"]
+    assert {r["tw_regime"] for r in churn} <= {"full", "filling", "mixed", "unknown"}
+    assert data["time_wait"]["mode"] == "as-is"
+    assert data["time_wait"]["fill_runs"] == 0
+    assert sum(data["time_wait"]["runs_per_regime"].values()) == len(churn)
+    groups = {k: rows for k, rows in data["summary"].items() if k.partition("@")[0] == "churn"}
+    assert sum(row["runs"] for rows in groups.values() for row in rows.values()) == len(churn)
+    for rows in groups.values():
+        for row in rows.values():
+            if "ratio" in row:
+                assert row["regime"] in ("full", "filling")
+                assert row["regime"] == rows["c-epoll"]["regime"]
+    # One line under each churn table says which regime its runs met.
+    said = re.findall(r"^(?:All|\d+ of \d+) runs with the TIME_WAIT ", table, re.MULTILINE)
+    assert len(said) == len(groups)
+    assert "The table was left as it was (`--tw-regime as-is`)." in table
 
 
 @pytest.mark.timeout(90)
