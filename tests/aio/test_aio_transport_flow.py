@@ -1,0 +1,323 @@
+"""pywsk.aio's WskTransport: flow control both ways, eof_received's answer, and misuse.
+
+pause_writing / resume_writing at the write-buffer limits while a plain peer does not read
+and then reads; pause_reading / resume_reading (nothing delivered while paused, the data
+and a FIN that came meanwhile after); eof_received returning True (half-open: we still
+write) or a false value (the transport closes itself, gracefully); bad input; a protocol
+callback that raises.  Each test runs on asyncio and on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import socket
+from typing import Any
+
+import pytest
+from aio_helpers import WAIT, Run, in_thread, loop_fixture
+from transport_helpers import (
+    Plain,
+    Recorder,
+    Wire,
+    bounded,
+    kernel,
+    no_rst,
+    pair,
+    plain_fixture,
+    wire_fixture,
+)
+
+from pywsk import errors
+from pywsk.core.ending import Ending
+from pywsk.testing import tcp
+from pywsk.testing.contract import peer_reads_to_end
+
+run = loop_fixture()
+wire = wire_fixture()
+plain = plain_fixture()
+
+
+def read_exactly(peer: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = peer.recv(min(size - len(data), 1 << 16))
+        assert chunk, f"the stream ended after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+def wait_for_fin(sock: socket.socket) -> None:
+    """Block (bounded) until the peer's FIN is in ``sock``'s kernel state (POLLRDHUP)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP)
+    assert poller.poll(WAIT * 1000), "the peer's FIN did not come"
+
+
+def wait_for_data(sock: socket.socket) -> None:
+    """Block (bounded) until ``sock`` has data to read."""
+    assert select.select([sock], [], [], WAIT)[0], "no data came"
+
+
+def test_pause_and_resume_writing_at_the_limits(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        transport, proto, peer = await pair(plain, rcvbuf=4096)
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)  # asyncio's
+        transport.set_write_buffer_limits(high=8192)
+        assert transport.get_write_buffer_limits() == (2048, 8192)
+        chunk = bytes(range(256)) * 16  # 4 KiB
+        sent = bytearray()
+        while not proto.paused.is_set():  # the peer does not read: the buffer grows
+            assert len(sent) < 8 << 20, "no pause_writing"
+            transport.write(chunk)
+            sent += chunk
+        assert transport.get_write_buffer_size() > 8192
+        assert proto.events == ["made", "pause"]
+        transport.write(chunk)  # writing on while paused is allowed (and buffered)
+        sent += chunk
+        reading = asyncio.ensure_future(in_thread(read_exactly, peer, len(sent)))
+        async with asyncio.timeout(WAIT):
+            await proto.resumed.wait()
+        assert proto.buffered_at_resume <= 2048  # at the low-water mark
+        assert await bounded(reading) == sent
+        assert transport.get_write_buffer_size() == 0
+        assert proto.events == ["made", "pause", "resume"]
+
+        # Limits set below what is buffered pause at once.
+        transport.set_write_buffer_limits(high=4 << 20)
+        transport.write(bytes(1 << 20))
+        assert 0 < transport.get_write_buffer_size() <= 4 << 20
+        assert proto.events[-1] == "resume"
+        transport.set_write_buffer_limits(high=0)
+        assert transport.get_write_buffer_limits() == (0, 0)
+        assert proto.events[-1] == "pause"
+        transport.abort()
+        assert await bounded(proto.lost) is None
+
+    run(main())
+
+
+def test_write_buffer_limits_are_checked(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        transport, proto, _peer = await pair(plain)
+        transport.set_write_buffer_limits(low=100)
+        assert transport.get_write_buffer_limits() == (100, 400)
+        transport.set_write_buffer_limits(high=1000, low=1000)
+        assert transport.get_write_buffer_limits() == (1000, 1000)
+        for high, low in [(1, 2), (None, -1), (-1, None), (-4, -1)]:
+            with pytest.raises(ValueError, match="must be"):
+                transport.set_write_buffer_limits(high=high, low=low)
+        assert transport.get_write_buffer_limits() == (1000, 1000)  # unchanged
+        transport.set_write_buffer_limits()
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        assert transport.get_write_buffer_size() == 0
+        transport.abort()
+        assert await bounded(proto.lost) is None
+
+    run(main())
+
+
+def test_pause_reading_holds_data_and_fin_until_resumed(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        transport, proto, peer = await pair(plain)
+        assert transport.is_reading()
+        peer.sendall(b"one")
+        await proto.received(3)
+        transport.pause_reading()
+        transport.pause_reading()  # idempotent
+        assert not transport.is_reading()
+        peer.sendall(b"two")
+        peer.shutdown(socket.SHUT_WR)
+        await in_thread(wait_for_fin, kernel(transport))  # both are in our kernel now
+        done, _ = await asyncio.wait({proto.eof}, timeout=0.3)  # a bounded check
+        assert not done
+        assert bytes(proto.data) == b"one"
+        assert proto.events == ["made", "data"]
+        transport.resume_reading()
+        transport.resume_reading()  # idempotent
+        assert transport.is_reading()
+        await bounded(proto.eof)
+        assert bytes(proto.data) == b"onetwo"
+        # eof_received returned None: the transport closes itself, gracefully.
+        assert await bounded(proto.lost) is None
+        assert proto.events == ["made", "data", "eof", "disconnect", "lost"]
+        assert proto.disconnected.result() is None
+        assert transport.disconnected_by is Ending.PEER_FIN
+        assert await in_thread(peer_reads_to_end, peer) == (b"", "fin")
+        transport.resume_reading()  # after the end: nothing happens
+        assert not transport.is_reading()
+
+    run(main())
+
+
+def test_eof_received_true_keeps_the_transport_open_for_writing(
+    run: Run, plain: Plain, wire: Wire
+) -> None:
+    async def main() -> None:
+        lsock = plain.listener()
+        cap = wire(lsock.getsockname()[1])
+        transport, proto, peer = await pair(plain, lambda: Recorder(keep_open=True), lsock=lsock)
+        peer.sendall(b"question")
+        peer.shutdown(socket.SHUT_WR)
+        await bounded(proto.eof)
+        assert bytes(proto.data) == b"question"
+        assert not transport.is_closing()
+        assert not transport.is_reading()
+        assert transport.disconnected_by is Ending.PEER_FIN
+        # Half-open: we still write, the peer still receives.
+        transport.write(b"answer")
+        transport.write_eof()
+        assert await bounded(proto.disconnected) is None
+        assert await in_thread(peer_reads_to_end, peer) == (b"answer", "fin")
+        assert not proto.lost.done()  # both directions ended, but nobody closed it
+        transport.close()
+        assert await bounded(proto.lost) is None
+        assert proto.events == ["made", "data", "eof", "disconnect", "lost"]
+        assert transport.disconnected_by is Ending.PEER_FIN
+        no_rst(cap)
+
+    run(main())
+
+
+@pytest.mark.parametrize("answer", [None, False])
+def test_eof_received_false_closes_gracefully(
+    run: Run, plain: Plain, wire: Wire, answer: bool | None
+) -> None:
+    async def main() -> None:
+        lsock = plain.listener()
+        cap = wire(lsock.getsockname()[1])
+        transport, proto, peer = await pair(plain, lambda: Recorder(answer), lsock=lsock)
+        transport.write(b"first")
+        peer.sendall(b"bye")
+        peer.shutdown(socket.SHUT_WR)
+        assert await bounded(proto.lost) is None
+        assert bytes(proto.data) == b"bye"
+        assert proto.events == ["made", "data", "eof", "disconnect", "lost"]
+        assert proto.disconnected.result() is None
+        assert transport.disconnected_by is Ending.PEER_FIN
+        assert await in_thread(peer_reads_to_end, peer) == (b"first", "fin")
+        no_rst(cap)
+
+    run(main())
+
+
+def test_bad_writes_are_refused(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        transport, proto, peer = await pair(plain)
+        bad: list[Any] = [123, "text", None, [1, 2]]
+        for data in bad:
+            with pytest.raises(TypeError, match="bytes-like"):
+                transport.write(data)
+        transport.write(b"")  # nothing to send: nothing happens
+        transport.write(b"ok")
+        transport.write_eof()
+        with pytest.raises(RuntimeError, match="after write_eof"):
+            transport.write(b"late")
+        assert await bounded(proto.disconnected) is None
+        assert await in_thread(peer_reads_to_end, peer) == (b"ok", "fin")
+        transport.close()
+        with pytest.raises(RuntimeError):
+            transport.write(b"later")
+        assert await bounded(proto.lost) is None
+
+    run(main())
+
+
+def test_write_after_the_loss_sends_nothing_and_warns_once(
+    run: Run, plain: Plain, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        transport, proto, peer = await pair(plain)
+        transport.abort()
+        assert await bounded(proto.lost) is None
+        with caplog.at_level(logging.WARNING, logger="pywsk.aio"):
+            transport.write(b"lost 1")
+            transport.write(b"lost 2")
+        warnings = [r for r in caplog.records if "after the connection was lost" in r.message]
+        assert len(warnings) == 1
+        assert warnings[0].levelno == logging.WARNING
+        assert await in_thread(peer_reads_to_end, peer) == (b"", "rst")  # nothing sent
+
+    run(main())
+
+
+class Failing(Recorder):
+    """A protocol whose ``callback`` raises."""
+
+    def __init__(self, callback: str) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def _fail(self, name: str) -> None:
+        if name == self.callback:
+            raise ValueError(f"{name} failed")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._fail("connection_made")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._fail("data_received")
+        self._fail("resumed data_received")
+
+    def eof_received(self) -> bool | None:
+        answer = super().eof_received()
+        self._fail("eof_received")
+        return answer
+
+
+@pytest.mark.parametrize(
+    "callback", ["connection_made", "data_received", "eof_received", "resumed data_received"]
+)
+def test_a_failing_callback_goes_to_the_handler_and_resets(
+    run: Run, plain: Plain, wire: Wire, callback: str
+) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+        lsock = plain.listener()
+        cap = wire(lsock.getsockname()[1])
+        transport, proto, peer = await pair(plain, lambda: Failing(callback), lsock=lsock)
+        if callback == "data_received":
+            peer.sendall(b"trigger")
+        elif callback == "eof_received":
+            peer.shutdown(socket.SHUT_WR)
+        elif callback == "resumed data_received":
+            transport.pause_reading()
+            peer.sendall(b"trigger")
+            await in_thread(wait_for_data, kernel(transport))
+            transport.resume_reading()
+        lost = await bounded(proto.lost)
+        assert isinstance(lost, ValueError)
+        assert str(lost) == f"{callback} failed"
+        assert [c["exception"] for c in contexts] == [lost]
+        assert contexts[0]["transport"] is transport
+        assert contexts[0]["protocol"] is proto
+        assert proto.calls == {"disconnect_complete": 0, "connection_lost": 1}
+        assert proto.events[-1] == "lost"
+        # Our RST ends it, unless the peer's FIN came first (the first end stays).
+        first = Ending.PEER_FIN if callback == "eof_received" else Ending.OUR_RST
+        assert transport.disconnected_by is first
+        assert await in_thread(peer_reads_to_end, peer) == (b"", "rst")
+        if cap is not None:
+            await in_thread(cap.wait_rst, transport.get_extra_info("sockname")[1])
+
+    run(main())
+
+
+def test_calls_after_a_peer_reset_do_nothing(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        transport, proto, peer = await pair(plain)
+        tcp.set_linger_abort(peer)
+        peer.close()  # SO_LINGER {1, 0}: an RST
+        lost = await bounded(proto.lost)
+        assert isinstance(lost, errors.WskConnectionResetError)
+        transport.write_eof()  # after the loss: nothing to do
+        transport.close()
+        transport.abort()
+        assert proto.calls == {"disconnect_complete": 0, "connection_lost": 1}
+
+    run(main())
