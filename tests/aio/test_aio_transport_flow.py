@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import socket
 from typing import Any
 
@@ -26,6 +25,8 @@ from transport_helpers import (
     no_rst,
     pair,
     plain_fixture,
+    wait_for_data,
+    wait_for_fin,
     wire_fixture,
 )
 
@@ -46,18 +47,6 @@ def read_exactly(peer: socket.socket, size: int) -> bytes:
         assert chunk, f"the stream ended after {len(data)} of {size} bytes"
         data += chunk
     return bytes(data)
-
-
-def wait_for_fin(sock: socket.socket) -> None:
-    """Block (bounded) until the peer's FIN is in ``sock``'s kernel state (POLLRDHUP)."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLRDHUP)
-    assert poller.poll(WAIT * 1000), "the peer's FIN did not come"
-
-
-def wait_for_data(sock: socket.socket) -> None:
-    """Block (bounded) until ``sock`` has data to read."""
-    assert select.select([sock], [], [], WAIT)[0], "no data came"
 
 
 def test_pause_and_resume_writing_at_the_limits(run: Run, plain: Plain) -> None:

@@ -10,6 +10,7 @@ only after the peer acknowledged our FIN.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -193,6 +194,18 @@ def kernel(transport: WskTransport) -> socket.socket:
 def local_port(transport: WskTransport) -> int:
     port: int = transport.get_extra_info("sockname")[1]
     return port
+
+
+def wait_for_fin(sock: socket.socket) -> None:
+    """Block (bounded) until the peer's FIN is in ``sock``'s kernel state (POLLRDHUP)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP)
+    assert poller.poll(WAIT * 1000), "the peer's FIN did not come"
+
+
+def wait_for_data(sock: socket.socket) -> None:
+    """Block (bounded) until ``sock`` has data to read."""
+    assert select.select([sock], [], [], WAIT)[0], "no data came"
 
 
 def wire_fixture() -> Any:
