@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aio_helpers import WAIT, Run, in_thread, loop_fixture
+from aio_helpers import WAIT, Run, in_thread, loop_fixture, unanswered
 from transport_helpers import Recorder, Wire, bounded, local_port, no_rst, wire_fixture
 
 import pywsk.aio
@@ -201,30 +201,17 @@ def test_create_connection_refused(run: Run) -> None:
 def test_cancelled_create_connection_leaves_nothing_open(run: Run) -> None:
     async def main() -> None:
         made = Made(Recorder)
-        # A listener whose accept queue is full drops further SYNs: a connect stays pending.
-        with socket.socket() as full:
-            full.bind(("127.0.0.1", 0))
-            full.listen(0)
-            fillers = [socket.socket() for _ in range(3)]
-            for filler in fillers:
-                filler.setblocking(False)
-                filler.connect_ex(full.getsockname())
-            try:
-                before = open_sockets()
-                connecting = asyncio.ensure_future(
-                    pywsk.aio.create_connection(made, "127.0.0.1", full.getsockname()[1])
-                )
-                done, _ = await asyncio.wait({connecting}, timeout=0.3)  # a bounded check
-                assert not done
-                assert open_sockets() == before + 1  # the pending connect's socket
-                connecting.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await connecting
-                assert open_sockets() == before
-                assert made.protocols == []
-            finally:
-                for filler in fillers:
-                    filler.close()
+        with unanswered() as port:
+            before = open_sockets()
+            connecting = asyncio.ensure_future(pywsk.aio.create_connection(made, "127.0.0.1", port))
+            done, _ = await asyncio.wait({connecting}, timeout=0.3)  # a bounded check
+            assert not done
+            assert open_sockets() == before + 1  # the pending connect's socket
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+            assert open_sockets() == before
+            assert made.protocols == []
 
     run(main())
 

@@ -214,19 +214,11 @@ def wire_fixture() -> Any:
     return pytest.fixture(name="wire")(_wire)
 
 
-def _wire() -> Iterator[Wire]:
-    started: list[WireCapture] = []
-
+def _wire(capture_port: Callable[[int], WireCapture]) -> Wire:
     def start(port: int) -> WireCapture | None:
-        if not WireCapture.available():
-            return None
-        cap = WireCapture(ports=[port]).start()
-        started.append(cap)
-        return cap
+        return capture_port(port) if WireCapture.available() else None
 
-    yield start
-    for cap in started:
-        cap.stop()
+    return start
 
 
 def our_fin_and_its_ack(cap: WireCapture, ours: int, theirs: int) -> tuple[Segment, Segment]:
