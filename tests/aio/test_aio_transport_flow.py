@@ -9,6 +9,7 @@ callback that raises.  Each test runs on asyncio and on uvloop.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import logging
 import socket
@@ -209,6 +210,28 @@ def test_bad_writes_are_refused(run: Run, plain: Plain) -> None:
         with pytest.raises(RuntimeError):
             transport.write(b"later")
         assert await bounded(proto.lost) is None
+
+    run(main())
+
+
+def test_a_view_of_wider_items_is_sent_whole(run: Run, plain: Plain) -> None:
+    """A memoryview's len() counts items, not bytes: every byte still goes, in order."""
+
+    async def main() -> None:
+        transport, proto, peer = await pair(plain, rcvbuf=4096)
+        items = array.array("i", range(200_000))
+        transport.write(memoryview(items))  # the kernel takes a part; the rest is buffered
+        assert 0 < transport.get_write_buffer_size() < items.itemsize * len(items)
+        transport.write(memoryview(items)[:3])
+        with pytest.raises(TypeError):
+            transport.write(memoryview(items)[::2])  # not contiguous: no bytes-like view
+        transport.write_eof()
+        expected = items.tobytes() + items[:3].tobytes()
+        data, end = await in_thread(peer_reads_to_end, peer)
+        assert (len(data), end) == (len(expected), "fin")
+        assert data == expected
+        assert await bounded(proto.disconnected) is None
+        transport.abort()
 
     run(main())
 

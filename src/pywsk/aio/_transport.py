@@ -219,6 +219,8 @@ class WskTransport(asyncio.Transport):
             if self._lost_writes == 1:
                 log.warning("%r: write() after the connection was lost: nothing sent", self)
             return
+        if isinstance(data, memoryview):
+            data = data.cast("B")  # its len() counts items: a partial send is cut in bytes
         if not data:
             return
         buffer = self._buffer
