@@ -35,6 +35,7 @@ from pywsk import errors
 from pywsk.core.ending import Ending
 from pywsk.testing import tcp
 from pywsk.testing.contract import peer_reads_to_end
+from pywsk.wsk import SO_RCVBUF, SOL_SOCKET
 
 run = loop_fixture()
 wire = wire_fixture()
@@ -137,6 +138,46 @@ def test_pause_reading_holds_data_and_fin_until_resumed(run: Run, plain: Plain) 
         assert await in_thread(peer_reads_to_end, peer) == (b"", "fin")
         transport.resume_reading()  # after the end: nothing happens
         assert not transport.is_reading()
+
+    run(main())
+
+
+class Switching(Recorder):
+    """At its first data_received, hands the transport to ``successor``."""
+
+    def __init__(self, successor: Recorder) -> None:
+        super().__init__()
+        self.successor = successor
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        assert self.transport is not None
+        if self.successor.transport is None:
+            self.successor.transport = self.transport
+            self.transport.set_protocol(self.successor)
+
+
+def test_set_protocol_takes_effect_at_the_next_callback(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        successor = Recorder()
+        big_window = ((SOL_SOCKET, SO_RCVBUF, 400_000),)
+        transport, proto, peer = await pair(plain, lambda: Switching(successor), options=big_window)
+        transport.pause_reading()
+        payload = bytes(range(256)) * 400  # 102 400 bytes: more than one read's worth
+
+        def send_all_then_fin() -> None:
+            peer.sendall(payload)
+            peer.shutdown(socket.SHUT_WR)
+
+        await in_thread(send_all_then_fin)
+        await in_thread(wait_for_fin, kernel(transport))  # all of it is in our kernel
+        transport.resume_reading()
+        assert await bounded(successor.lost) is None  # eof_received's None: closed
+        assert transport.get_protocol() == successor
+        assert len(proto.data) < len(payload)  # the first read's worth, then the switch
+        assert bytes(proto.data + successor.data) == payload
+        assert proto.events == ["made", "data"]
+        assert successor.events == ["data", "eof", "disconnect", "lost"]
 
     run(main())
 

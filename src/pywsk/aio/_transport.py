@@ -292,7 +292,6 @@ class WskTransport(asyncio.Transport):
         edge said the peer's FIN (or an error) is there too: then read on to it.  (One that
         comes later brings an edge of its own.)"""
         conn = self._conn
-        protocol = self._protocol
         while self._reading and not self._closing and not self._lost:
             try:
                 data = conn.receive_some(DEFAULT_RECEIVE_SIZE)
@@ -304,7 +303,7 @@ class WskTransport(asyncio.Transport):
             if not data:
                 self._eof_received()
                 return
-            protocol.data_received(data)
+            self._protocol.data_received(data)  # (set_protocol may have changed it)
             if len(data) < DEFAULT_RECEIVE_SIZE and not mask & _END_EVENTS:
                 return  # the kernel's queue is empty: new data brings a new edge
 
