@@ -320,9 +320,25 @@ class Failing(Recorder):
         self._fail("eof_received")
         return answer
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._fail("pause_writing")
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._fail("resume_writing")
+
 
 @pytest.mark.parametrize(
-    "callback", ["connection_made", "data_received", "eof_received", "resumed data_received"]
+    "callback",
+    [
+        "connection_made",
+        "data_received",
+        "eof_received",
+        "resumed data_received",
+        "pause_writing",
+        "resume_writing",
+    ],
 )
 def test_a_failing_callback_goes_to_the_handler_and_resets(
     run: Run, plain: Plain, wire: Wire, callback: str
@@ -331,10 +347,18 @@ def test_a_failing_callback_goes_to_the_handler_and_resets(
         loop = asyncio.get_running_loop()
         contexts: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda _loop, context: contexts.append(context))
-        lsock = plain.listener()
+        writing = callback.endswith("_writing")
+        lsock = plain.listener("127.0.0.1", 4096 if writing else None)
         cap = wire(lsock.getsockname()[1])
-        transport, proto, peer = await pair(plain, lambda: Failing(callback), lsock=lsock)
-        if callback == "data_received":
+        transport, proto, peer = await pair(
+            plain, lambda: Failing(callback), lsock=lsock, rcvbuf=4096 if writing else None
+        )
+        reading = None
+        if writing:
+            transport.write(bytes(1 << 20))  # from a task, not a callback: pause_writing
+            if callback == "resume_writing":
+                reading = asyncio.ensure_future(in_thread(peer_reads_to_end, peer))
+        elif callback == "data_received":
             peer.sendall(b"trigger")
         elif callback == "eof_received":
             peer.shutdown(socket.SHUT_WR)
@@ -354,7 +378,11 @@ def test_a_failing_callback_goes_to_the_handler_and_resets(
         # Our RST ends it, unless the peer's FIN came first (the first end stays).
         first = Ending.PEER_FIN if callback == "eof_received" else Ending.OUR_RST
         assert transport.disconnected_by is first
-        assert await in_thread(peer_reads_to_end, peer) == (b"", "rst")
+        data, end = await bounded(
+            reading or asyncio.ensure_future(in_thread(peer_reads_to_end, peer))
+        )
+        assert end == "rst"
+        assert data == (bytes(len(data)) if writing else b"")
         if cap is not None:
             await in_thread(cap.wait_rst, transport.get_extra_info("sockname")[1])
 

@@ -329,7 +329,12 @@ class WskTransport(asyncio.Transport):
     def _check_pause(self) -> None:
         if not self._paused and len(self._buffer) > self._high:
             self._paused = True
-            self._protocol.pause_writing()
+            try:  # (called from write(): not from an edge, whose handler guards the rest)
+                self._protocol.pause_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._protocol_failed(exc)
 
     def _check_resume(self) -> None:
         if self._paused and len(self._buffer) <= self._low:
