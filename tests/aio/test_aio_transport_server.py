@@ -6,6 +6,7 @@ nobody here wrote) as an echo server.  Each test runs on asyncio and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import queue
 import re
 import shutil
@@ -23,7 +24,7 @@ import pywsk.aio
 from pywsk import errors
 from pywsk._native import open_sockets
 from pywsk.core.ending import Ending
-from pywsk.nt import STATUS_CONNECTION_REFUSED
+from pywsk.nt import STATUS_ADDRESS_ALREADY_ASSOCIATED, STATUS_CONNECTION_REFUSED
 from pywsk.testing.contract import peer_reads_to_end
 
 run = loop_fixture()
@@ -212,6 +213,48 @@ def test_cancelled_create_connection_leaves_nothing_open(run: Run) -> None:
                 await connecting
             assert open_sockets() == before
             assert made.protocols == []
+
+    run(main())
+
+
+def test_bad_arguments_and_busy_ports_are_refused(run: Run) -> None:
+    async def main() -> None:
+        before = open_sockets()
+        for port, error in [(70000, ValueError), (-1, ValueError), ("80", TypeError)]:
+            with pytest.raises(error):
+                await pywsk.aio.create_connection(Recorder, "127.0.0.1", port)  # type: ignore[arg-type]
+            with pytest.raises(error):
+                await pywsk.aio.create_server(Recorder, "127.0.0.1", port)  # type: ignore[arg-type]
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            with pytest.raises(OSError) as caught:
+                await pywsk.aio.create_server(Recorder, "127.0.0.1", busy.getsockname()[1])
+        assert isinstance(caught.value, errors.NtStatusError)
+        assert caught.value.errno == errno.EADDRINUSE
+        assert caught.value.status == STATUS_ADDRESS_ALREADY_ASSOCIATED
+        assert open_sockets() == before
+
+    run(main())
+
+
+def test_a_failing_factory_at_connect_raises_and_closes(run: Run) -> None:
+    def factory() -> Recorder:
+        raise ValueError("no protocol for you")
+
+    async def main() -> None:
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen()
+            lsock.settimeout(WAIT)
+            before = open_sockets()
+            with pytest.raises(ValueError, match="no protocol"):
+                await pywsk.aio.create_connection(factory, "127.0.0.1", lsock.getsockname()[1])
+            assert open_sockets() == before
+            with lsock.accept()[0] as peer:
+                peer.settimeout(WAIT)
+                # The connection was made, then closed by WskCloseSocket's rule: an RST.
+                assert await in_thread(peer_reads_to_end, peer) == (b"", "rst")
 
     run(main())
 
