@@ -2,9 +2,11 @@
 
 pause_writing / resume_writing at the write-buffer limits while a plain peer does not read
 and then reads; pause_reading / resume_reading (nothing delivered while paused, the data
-and a FIN that came meanwhile after); eof_received returning True (half-open: we still
-write) or a false value (the transport closes itself, gracefully); bad input; a protocol
-callback that raises.  Each test runs on asyncio and on uvloop.
+and a FIN that came meanwhile after); set_protocol from data_received (the rest of that
+read goes to the new protocol); eof_received returning True (half-open: we still write) or
+a false value (the transport closes itself, gracefully); bad input, and memoryviews of
+items wider than a byte; a protocol callback that raises, from an edge or from write().
+Each test runs on asyncio and on uvloop.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """pywsk.aio's create_server and create_connection: serving plain clients, closing the
-server, a failing protocol factory, connect failures and cancellation, and socat (a peer
-nobody here wrote) as an echo server.  Each test runs on asyncio and on uvloop.
+server, a failing protocol factory (at accept and at connect), bad ports and busy ones,
+connect failures and cancellation, and socat (a peer nobody here wrote) as an echo
+server.  Each test runs on asyncio and on uvloop.
 """
 
 from __future__ import annotations
