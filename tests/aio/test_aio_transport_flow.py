@@ -198,6 +198,8 @@ def test_eof_received_true_keeps_the_transport_open_for_writing(
         assert not transport.is_closing()
         assert not transport.is_reading()
         assert transport.disconnected_by is Ending.PEER_FIN
+        transport.pause_reading()
+        transport.resume_reading()  # after the EOF: nothing more to read, no second EOF
         # Half-open: we still write, the peer still receives.
         transport.write(b"answer")
         transport.write_eof()

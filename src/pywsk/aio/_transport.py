@@ -183,8 +183,8 @@ class WskTransport(asyncio.Transport):
         self._reading = False
 
     def resume_reading(self) -> None:
-        if self._reading or self._closing or self._lost:
-            return
+        if self._reading or self._closing or self._lost or self._conn.eof:
+            return  # (after the peer's FIN there is nothing more to read: one EOF)
         self._reading = True
         # Edges that came while paused were taken: look once (the next edges do the rest).
         self._loop.call_soon(self._on_edge, READ_EVENTS)
