@@ -15,6 +15,7 @@ import socket
 import pytest
 from aio_helpers import Run, in_thread, loop_fixture
 from transport_helpers import (
+    HOSTS,
     Plain,
     Wire,
     bounded,
@@ -39,13 +40,6 @@ from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
 run = loop_fixture()
 wire = wire_fixture()
 plain = plain_fixture()
-
-HOSTS = [
-    "127.0.0.1",
-    pytest.param(
-        "::1", marks=pytest.mark.skipif(not tcp.has_ipv6_loopback(), reason="no IPv6 loopback")
-    ),
-]
 
 #: A payload far larger than the small buffers of both ends.
 BIG = bytes(range(256)) * 4096

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aio_helpers import WAIT, Run, in_thread, loop_fixture, unanswered
-from transport_helpers import Recorder, Wire, bounded, local_port, no_rst, wire_fixture
+from transport_helpers import HOSTS, Recorder, Wire, bounded, local_port, no_rst, wire_fixture
 
 import pywsk.aio
 from pywsk import errors
@@ -142,14 +142,40 @@ def test_closing_the_server_stops_accepting_and_spares_connections(run: Run) -> 
     run(main())
 
 
-def test_server_as_context_manager(run: Run) -> None:
+@pytest.mark.parametrize("host", HOSTS)
+def test_server_as_context_manager(run: Run, host: str) -> None:
     async def main() -> None:
         made = Made()
-        async with await pywsk.aio.create_server(made, "127.0.0.1", 0) as server:
-            with client(server.local_address[1]) as sock:
+        async with await pywsk.aio.create_server(made, host, 0) as server:
+            port = server.local_address[1]
+            with socket.create_connection((host, port), timeout=WAIT) as sock:
                 assert await in_thread(exchange, sock, b"ping") == (b"ping", "fin")
+                transport = made.protocols[0].transport
+                assert transport is not None
+                assert transport.get_extra_info("peername")[:2] == sock.getsockname()[:2]
+                assert transport.get_extra_info("sockname")[:2] == (host, port)
         assert not server.is_serving()
         assert made.protocols[0].lost.done()  # __aexit__ waited for it
+
+    run(main())
+
+
+def test_create_connection_from_a_local_address(run: Run) -> None:
+    async def main() -> None:
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen()
+            lsock.settimeout(WAIT)
+            transport, proto = await pywsk.aio.create_connection(
+                Recorder, "127.0.0.1", lsock.getsockname()[1], local=("127.0.0.2", 0)
+            )
+            peer, remote = lsock.accept()
+            with peer:
+                assert remote[0] == "127.0.0.2"
+                assert transport.get_extra_info("sockname") == remote
+                transport.abort()
+                assert isinstance(proto, Recorder)
+                assert await bounded(proto.lost) is None
 
     run(main())
 

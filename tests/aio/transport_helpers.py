@@ -27,6 +27,14 @@ from pywsk.testing.capture import Segment, WireCapture
 #: ``wire(port)``: a capture of that port, or None where captures cannot run.
 Wire = Callable[[int], WireCapture | None]
 
+#: The loopback addresses the tests run on (IPv6 where this machine has it).
+HOSTS = [
+    "127.0.0.1",
+    pytest.param(
+        "::1", marks=pytest.mark.skipif(not tcp.has_ipv6_loopback(), reason="no IPv6 loopback")
+    ),
+]
+
 needs_capture = pytest.mark.skipif(
     not WireCapture.available(), reason="packet capture needs root and tcpdump"
 )
