@@ -295,7 +295,8 @@ def socat_echo() -> Iterator[tuple[int, subprocess.Popen[str]]]:
     if shutil.which("socat") is None:
         pytest.skip("socat is not installed (apt-get install socat; scripts/run does)")
     proc = subprocess.Popen(
-        ["socat", "-d", "-d", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "PIPE"],
+        # -t: the half-close may take longer than socat's default 0.5 s on a loaded machine.
+        ["socat", "-d", "-d", "-t", str(WAIT), "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "PIPE"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
