@@ -10,10 +10,12 @@ import asyncio
 import errno
 import queue
 import re
+import select
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +29,7 @@ from pywsk._native import open_sockets
 from pywsk.core.ending import Ending
 from pywsk.nt import STATUS_ADDRESS_ALREADY_ASSOCIATED, STATUS_CONNECTION_REFUSED
 from pywsk.testing.contract import peer_reads_to_end
+from pywsk.wsk import SO_SNDBUF, SOL_SOCKET
 
 run = loop_fixture()
 wire = wire_fixture()
@@ -51,6 +54,50 @@ def exchange(sock: socket.socket, message: bytes) -> tuple[bytes, str]:
     sock.sendall(message)
     sock.shutdown(socket.SHUT_WR)
     return peer_reads_to_end(sock)
+
+
+def echo_through(port: int, payload: bytes) -> tuple[bytes, str]:
+    """A client with a small receive buffer that sends ``payload`` and its FIN while it
+    reads the echo (one thread, select, bounded): what came back, and how it ended."""
+    deadline = time.monotonic() + WAIT
+    received = bytearray()
+    view = memoryview(payload)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader
+        sock.settimeout(WAIT)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"echo incomplete: sent {len(payload) - len(view)}"
+            writers = [sock] if view else []
+            readable, writable, _ = select.select([sock], writers, [], remaining)
+            if writable:
+                view = view[sock.send(view[: 1 << 16]) :]
+                if not view:
+                    sock.shutdown(socket.SHUT_WR)
+            if readable:
+                try:
+                    chunk = sock.recv(1 << 16)
+                except ConnectionResetError:
+                    return bytes(received), "rst"
+                if not chunk:
+                    return bytes(received), "fin"
+                received += chunk
+
+
+class FlowEcho(Echo):
+    """An echo that respects flow control: it stops reading while its writes are paused."""
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        assert self.transport is not None
+        self.transport.resume_reading()
 
 
 class Made:
@@ -107,6 +154,34 @@ def test_each_client_gets_its_own_protocol(run: Run, wire: Wire) -> None:
                 c.close()
         server.close()
         await bounded(asyncio.ensure_future(server.wait_closed()))
+        no_rst(cap)
+
+    run(main())
+
+
+def test_many_clients_at_once_through_flow_control(run: Run, wire: Wire) -> None:
+    """Twelve clients send 256 KiB each while they read the echo, slowly: the server's
+    transports (small send buffers) pause reading while their writes are paused; every byte
+    comes back, in order, then the FIN; no RST."""
+
+    async def main() -> None:
+        made = Made(FlowEcho)
+        small = ((SOL_SOCKET, SO_SNDBUF, 4096),)  # inherited by the accepted sockets
+        async with await pywsk.aio.create_server(made, "127.0.0.1", 0, options=small) as server:
+            port = server.local_address[1]
+            cap = wire(port)
+            payloads = [bytes([i]) * 1000 + bytes(range(256)) * 1024 for i in range(12)]
+            results = await asyncio.gather(*(in_thread(echo_through, port, p) for p in payloads))
+            assert [(len(data), end) for data, end in results] == [
+                (len(p), "fin") for p in payloads
+            ]
+            assert [data for data, _ in results] == payloads
+            for protocol in made.protocols:
+                assert await bounded(protocol.lost) is None
+        assert len(made.protocols) == 12
+        pauses = [protocol.events.count("pause") for protocol in made.protocols]
+        assert sum(pauses) > 0  # flow control did act
+        assert pauses == [protocol.events.count("resume") for protocol in made.protocols]
         no_rst(cap)
 
     run(main())
