@@ -8,6 +8,7 @@ timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
@@ -94,3 +95,21 @@ def count_cancelled_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     monkeypatch.setattr(pywsk.aio._connection, "wait_edge", counting)
     return counts
+
+
+@contextlib.contextmanager
+def unanswered() -> Iterator[int]:
+    """The port of a listener whose accept queue is full: it drops further SYNs, so a
+    connect to it stays pending (until its own bound)."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(full.getsockname())
+            yield full.getsockname()[1]
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -183,8 +183,8 @@ class WskTransport(asyncio.Transport):
         self._reading = False
 
     def resume_reading(self) -> None:
-        if self._reading or self._closing or self._lost:
-            return
+        if self._reading or self._closing or self._lost or self._conn.eof:
+            return  # (after the peer's FIN there is nothing more to read: one EOF)
         self._reading = True
         # Edges that came while paused were taken: look once (the next edges do the rest).
         self._loop.call_soon(self._on_edge, READ_EVENTS)
@@ -219,6 +219,8 @@ class WskTransport(asyncio.Transport):
             if self._lost_writes == 1:
                 log.warning("%r: write() after the connection was lost: nothing sent", self)
             return
+        if isinstance(data, memoryview):
+            data = data.cast("B")  # its len() counts items: a partial send is cut in bytes
         if not data:
             return
         buffer = self._buffer
@@ -290,7 +292,6 @@ class WskTransport(asyncio.Transport):
         edge said the peer's FIN (or an error) is there too: then read on to it.  (One that
         comes later brings an edge of its own.)"""
         conn = self._conn
-        protocol = self._protocol
         while self._reading and not self._closing and not self._lost:
             try:
                 data = conn.receive_some(DEFAULT_RECEIVE_SIZE)
@@ -302,7 +303,7 @@ class WskTransport(asyncio.Transport):
             if not data:
                 self._eof_received()
                 return
-            protocol.data_received(data)
+            self._protocol.data_received(data)  # (set_protocol may have changed it)
             if len(data) < DEFAULT_RECEIVE_SIZE and not mask & _END_EVENTS:
                 return  # the kernel's queue is empty: new data brings a new edge
 
@@ -328,7 +329,12 @@ class WskTransport(asyncio.Transport):
     def _check_pause(self) -> None:
         if not self._paused and len(self._buffer) > self._high:
             self._paused = True
-            self._protocol.pause_writing()
+            try:  # (called from write(): not from an edge, whose handler guards the rest)
+                self._protocol.pause_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._protocol_failed(exc)
 
     def _check_resume(self) -> None:
         if self._paused and len(self._buffer) <= self._low:
