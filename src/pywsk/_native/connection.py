@@ -257,6 +257,12 @@ class NativeConnection(FollowsKernelState):
         machine.state = new
         return True
 
+    def _saw_peer_fin(self) -> None:
+        """The peer's FIN, read from the kernel's state (perhaps behind unread data): it is
+        how the connection ended as much as a receive of ``b""`` would say."""
+        if self._process(ConnInput.RECV_FIN):
+            self.note(Ending.PEER_FIN)
+
     def note(self, ending: Ending) -> None:
         """Learn ``ending``: the first end stays, but an RST after a FIN of the same side is
         that side's FIN-then-RST (:meth:`Ending.then`); our RST after our FIN was sent is

@@ -39,6 +39,11 @@ class FollowsKernelState:
     def _break(self, cause: Ending, failure: int | None = None) -> None:
         raise NotImplementedError
 
+    def _saw_peer_fin(self) -> None:
+        """The peer's FIN, seen in the kernel's state (it may be unread): RECV_FIN.  A
+        front-end that keeps how the connection ended notes it too."""
+        self._process(ConnInput.RECV_FIN)
+
     def _apply(self, seen: linux.Seen | None) -> None:
         """Turn what the kernel's state says (mechanics) into the machine's inputs."""
         if seen is None:
@@ -46,7 +51,7 @@ class FollowsKernelState:
         if seen.fin_acked:
             self._on_fin_acked()
         if seen.peer_fin:
-            self._process(ConnInput.RECV_FIN)
+            self._saw_peer_fin()
         if seen.ended is not None:
             self._break_for_errno(seen.ended)
 
