@@ -204,7 +204,12 @@ async def main():
         served.set()
         await conn.abort()
 
-    server = await pywsk.aio.serve(handler, "127.0.0.1", 0)
+    class Served(asyncio.Protocol):
+        def connection_made(self, transport):
+            served.set()
+            transport.abort()
+
+    SERVER
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
     fillers = []
@@ -222,7 +227,7 @@ async def main():
         filler.close()
     await asyncio.wait_for(served.wait(), 10)  # accepted after the shortage passed
     client.close()
-    await server.aclose()
+    CLOSE
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     return statuses[0] == NTSTATUS.STATUS_TOO_MANY_OPENED_FILES
 
@@ -230,12 +235,27 @@ print(json.dumps(asyncio.run(main())))
 """
 
 
-def test_a_server_accepts_again_after_a_shortage_of_descriptors() -> None:
+SERVERS = {
+    "serve": (
+        'server = await pywsk.aio.serve(handler, "127.0.0.1", 0)',
+        "await server.aclose()",
+    ),
+    "create_server": (
+        'server = await pywsk.aio.create_server(Served, "127.0.0.1", 0)',
+        "server.close(); await server.wait_closed()",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(SERVERS))
+def test_a_server_accepts_again_after_a_shortage_of_descriptors(kind: str) -> None:
     """EMFILE is reported to the loop's exception handler (STATUS_TOO_MANY_OPENED_FILES) and
     the server accepts again once descriptors are free (in a fresh interpreter: the test
-    lowers its descriptor limit)."""
+    lowers its descriptor limit) - ``serve`` and the Protocols' ``create_server`` alike."""
+    start, close = SERVERS[kind]
+    program = SHORTAGE_PROGRAM.replace("SERVER", start).replace("CLOSE", close)
     done = subprocess.run(
-        [sys.executable, "-c", SHORTAGE_PROGRAM],
+        [sys.executable, "-c", program],
         capture_output=True,
         text=True,
         timeout=60,

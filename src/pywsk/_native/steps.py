@@ -133,6 +133,11 @@ class NativeListener:
                 return
             waiters.popleft().set_result(conn)
 
+    def accept_backlog(self) -> None:
+        """Take what the kernel's backlog holds now, as at an edge: for a front-end that
+        set :attr:`on_connection` after the edge came, or retries after a shortage."""
+        self._on_edge(0)
+
     def close(self) -> list[NativeConnection]:
         """Close the listening socket; waiters get STATUS_INVALID_HANDLE.  The kept connections
         are returned for the caller to close."""

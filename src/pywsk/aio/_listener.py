@@ -35,7 +35,7 @@ __all__ = ["ACCEPT_RETRY_DELAY", "Handler", "Listener", "Server", "TlsHandler", 
 
 #: Seconds a :class:`Server` waits before accepting again after a shortage of resources.
 ACCEPT_RETRY_DELAY = 1.0
-_SHORTAGES = frozenset(
+SHORTAGES = frozenset(
     {NTSTATUS.STATUS_TOO_MANY_OPENED_FILES, NTSTATUS.STATUS_INSUFFICIENT_RESOURCES}
 )
 
@@ -231,7 +231,7 @@ class Server:
                 self._loop.call_exception_handler(
                     {"message": "pywsk.aio.Server: accept failed", "exception": exc}
                 )
-                if exc.status not in _SHORTAGES:
+                if exc.status not in SHORTAGES:
                     return  # the listener no longer works: stop accepting
                 # A shortage (descriptors, memory) may pass: the backlog waits meanwhile.
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)

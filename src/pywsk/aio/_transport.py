@@ -66,6 +66,7 @@ from ..core.ending import Ending
 from ..errors import Failed
 from ..mechanics.edges import READ_EVENTS, WRITE_EVENTS
 from ..wsk.structs import check_port
+from ._listener import SHORTAGES, ACCEPT_RETRY_DELAY
 from ._waiting import drive, poller
 
 __all__ = ["WskServer", "WskTransport", "create_connection", "create_server"]
@@ -519,6 +520,7 @@ class WskServer:
         self._transports: set[WskTransport] = set()
         self._closed = loop.create_future()
         self._idle: asyncio.Future[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
         listener.on_connection = self._accepted
         listener.on_error = self._accept_failed
 
@@ -558,9 +560,28 @@ class WskServer:
             )
 
     def _accept_failed(self, failed: Failed) -> None:
+        """Reported to the loop's exception handler; after a shortage (descriptors,
+        memory), which may pass, accept again in ACCEPT_RETRY_DELAY seconds (the backlog
+        waits meanwhile), as :class:`pywsk.aio.Server` does; else stop accepting."""
+        listener = self._listener
+        if listener.closed:
+            return
+        exc = failed.error()
         self._loop.call_exception_handler(
-            {"message": "pywsk.aio.WskServer: accept failed", "exception": failed.error()}
+            {"message": "pywsk.aio.WskServer: accept failed", "exception": exc}
         )
+        if exc.status in SHORTAGES:
+            self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, listener.accept_backlog)
+        else:
+            self._stop_accepting()
+
+    def _stop_accepting(self) -> None:
+        listener = self._listener
+        listener.on_connection = None
+        listener.on_error = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
     def _attach(self, transport: WskTransport) -> None:
         self._transports.add(transport)
@@ -573,6 +594,7 @@ class WskServer:
 
     def close(self) -> None:
         """Stop listening (idempotent); connections already made go on (asyncio's rule)."""
+        self._stop_accepting()
         for conn in self._listener.close():
             conn.close()
         if not self._closed.done():
