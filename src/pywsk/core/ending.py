@@ -140,6 +140,8 @@ class Ending(enum.Enum):
     def then(self, later: Ending) -> Ending:
         """What is known after ``later`` was learned about the same side: the first end wins,
         except an RST after a FIN, which is that side's ``*_FIN_THEN_RST``."""
+        if later is self:  # learned again (a hot path: no property of the members)
+            return self
         if self.how is How.FIN and later.who is self.who and later.how.sent_rst:
             return Ending.of(self.who, How.FIN_THEN_RST)
         return self
