@@ -66,7 +66,7 @@ from ..core.ending import Ending
 from ..errors import Failed
 from ..mechanics.edges import READ_EVENTS, WRITE_EVENTS
 from ..wsk.structs import check_port
-from ._listener import SHORTAGES, ACCEPT_RETRY_DELAY
+from ._listener import ACCEPT_RETRY_DELAY, SHORTAGES
 from ._waiting import drive, poller
 
 __all__ = ["WskServer", "WskTransport", "create_connection", "create_server"]
