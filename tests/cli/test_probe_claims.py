@@ -65,3 +65,26 @@ def test_a_refused_disconnect_then_a_close_claims_the_close(run: ProbeRun) -> No
     claims = run.claims()
     assert claims.our_end is Ending.OUR_RST
     assert claims.our_end_call == "WskCloseSocket"
+
+
+def test_a_graceful_disconnect_forced_by_an_abort_claims_the_abort(run: ProbeRun) -> None:
+    """stall-then-abort: the stalled graceful disconnect completes CONNECTION_ABORTED (no FIN
+    left); the abort that forced it is our end, an RST at its call."""
+    abort = _call("WskDisconnect(WSK_FLAG_ABORTIVE)", NTSTATUS.STATUS_SUCCESS)
+    graceful = _call("WskDisconnect", NTSTATUS.STATUS_CONNECTION_ABORTED)
+    run.aborted = abort
+    run.disconnect = graceful  # as the scenario sets it back, to check the forced completion
+    claims = run.claims()
+    assert claims.our_end is Ending.OUR_RST
+    assert claims.our_end_at == abort.issued_at
+    assert claims.fin_acked_at is None
+
+
+def test_a_graceful_disconnect_then_an_abort_claims_the_fin(run: ProbeRun) -> None:
+    graceful = _call("WskDisconnect", NTSTATUS.STATUS_SUCCESS)
+    abort = _call("WskDisconnect(WSK_FLAG_ABORTIVE)", NTSTATUS.STATUS_SUCCESS)
+    run.disconnect = run.aborted = abort
+    run.disconnect = graceful
+    claims = run.claims()
+    assert claims.our_end is Ending.OUR_FIN
+    assert claims.fin_acked_at == graceful.completed_at

@@ -248,6 +248,9 @@ class ProbeRun:
         self.reader: Reader | None = None
         self.local_port = 0
         self.disconnect: Call | None = None
+        #: The abortive disconnect, if the scenario made one (``disconnect`` may be set back
+        #: to the graceful one it recovered).
+        self.aborted: Call | None = None
         self.close: Call | None = None
         self.sends: list[Call] = []
         self.issued = 0
@@ -364,7 +367,7 @@ class ProbeRun:
     def abort(self) -> Call:
         assert self.sock is not None
         call = self.session.disconnect(self.sock, abortive=True)
-        self.disconnect = call
+        self.disconnect = self.aborted = call
         return call
 
     def wait_for_end(self) -> bool:
@@ -462,9 +465,14 @@ class ProbeRun:
         """What this run's report says, for reconciling it with the wire."""
         disc, close = self.disconnect, self.close
         claims = Claims("probe", "server")
-        # A disconnect that was refused did nothing on the wire: it ended nothing of ours.
-        if disc is not None and disc.done and disc.status != STATUS_SUCCESS:
-            disc = None
+        # Our end is the first disconnect that acted: one that was refused (or failed, as a
+        # stalled graceful one that an abort forced) did nothing on the wire.
+        acted = [
+            call
+            for call in dict.fromkeys((disc, self.aborted))
+            if call is not None and not (call.done and call.status != STATUS_SUCCESS)
+        ]
+        disc = min(acted, key=lambda call: call.issued_at) if acted else None
         if disc is not None:
             abortive = disc.label.endswith("WSK_FLAG_ABORTIVE)")
             claims.our_end = Ending.OUR_RST if abortive else Ending.OUR_FIN
