@@ -21,7 +21,6 @@ from functools import partial
 import pywsk.aio
 
 from .common import (
-    CHUNK,
     HOST,
     PAYLOAD,
     announce_port,
@@ -32,7 +31,7 @@ from .common import (
     set_congestion,
     split_evenly,
 )
-from .impl_asyncio import TIMEOUT, ChurnClient, Counter, EchoServer, Sender, _Stats
+from .impl_asyncio import TIMEOUT, ChurnClient, Counter, EchoServer, Sender, _Stats, send_bulk
 
 IMPL = "pywsk.aio-proto"
 
@@ -106,22 +105,12 @@ async def bulk_recv_main() -> int:
 
 async def bulk_send_main(port: int, total: int, cc: str) -> int:
     loop = asyncio.get_running_loop()
-    chunk = b"b" * CHUNK
     restart_cpu_clock()  # the transfer's CPU: from the connect on
     t0 = now()
-    transport, protocol = await pywsk.aio.create_connection(lambda: Sender(loop), HOST, port)
-    sender = protocol
+    transport, sender = await pywsk.aio.create_connection(lambda: Sender(loop), HOST, port)
     assert isinstance(sender, Sender)
     set_congestion(transport.get_extra_info("socket"), cc)
-    sent = 0
-    while sent < total:
-        size = min(CHUNK, total - sent)
-        transport.write(chunk if size == CHUNK else chunk[:size])
-        sent += size
-        if sender.resume is not None:
-            await sender.resume
-    transport.write_eof()  # graceful disconnect after every queued byte
-    await asyncio.wait_for(sender.eof, TIMEOUT)
+    sent = await send_bulk(transport, sender, total)
     seconds = now() - t0
     transport.close()
     emit("sender", IMPL, bytes=sent, seconds=seconds, MBps=sent / seconds / 1e6)

@@ -240,16 +240,10 @@ async def bulk_recv_main(impl: str) -> int:
     return 0
 
 
-async def bulk_send_main(impl: str, port: int, total: int, cc: str) -> int:
-    loop = asyncio.get_running_loop()
+async def send_bulk(transport: asyncio.WriteTransport, sender: Sender, total: int) -> int:
+    """``total`` bytes in CHUNK-sized writes, paused while the protocol says so, then
+    ``write_eof()`` and the receiver's EOF; the bytes sent."""
     chunk = b"b" * CHUNK
-    restart_cpu_clock()  # the transfer's CPU: from the connect on
-    t0 = now()
-    sock = socket.socket()
-    set_congestion(sock, cc)
-    sock.setblocking(False)
-    await loop.sock_connect(sock, (HOST, port))
-    transport, sender = await loop.create_connection(lambda: Sender(loop), sock=sock)
     sent = 0
     while sent < total:
         size = min(CHUNK, total - sent)
@@ -259,6 +253,19 @@ async def bulk_send_main(impl: str, port: int, total: int, cc: str) -> int:
             await sender.resume
     transport.write_eof()  # graceful disconnect after every queued byte
     await asyncio.wait_for(sender.eof, TIMEOUT)
+    return sent
+
+
+async def bulk_send_main(impl: str, port: int, total: int, cc: str) -> int:
+    loop = asyncio.get_running_loop()
+    restart_cpu_clock()  # the transfer's CPU: from the connect on
+    t0 = now()
+    sock = socket.socket()
+    set_congestion(sock, cc)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (HOST, port))
+    transport, sender = await loop.create_connection(lambda: Sender(loop), sock=sock)
+    sent = await send_bulk(transport, sender, total)
     seconds = now() - t0
     transport.close()
     emit("sender", impl, bytes=sent, seconds=seconds, MBps=sent / seconds / 1e6)
