@@ -406,3 +406,73 @@ def test_calls_after_a_peer_reset_do_nothing(run: Run, plain: Plain) -> None:
         assert proto.calls == {"disconnect_complete": 0, "connection_lost": 1}
 
     run(main())
+
+
+class Buffered(asyncio.BufferedProtocol):
+    """A BufferedProtocol with a small buffer of its own: what it was given, in order."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(7)  # smaller than the data: several reads
+        self.data = bytearray()
+        self.sizes: list[int] = []
+        self.eof = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.sizes.append(nbytes)
+        self.data += self.buffer[:nbytes]
+
+    def eof_received(self) -> bool:
+        self.eof.set_result(None)
+        return False  # the transport closes itself: our FIN, its ACK, no RST
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_a_buffered_protocol_gets_the_bytes_in_its_own_buffer(
+    run: Run, plain: Plain, wire: Wire
+) -> None:
+    async def main() -> None:
+        lsock = plain.listener()
+        cap = wire(lsock.getsockname()[1])
+        transport, proto, peer = await pair(plain, Buffered, lsock=lsock)
+        assert isinstance(proto, Buffered)
+        message = b"buffered protocols read into their own buffer"
+        peer.sendall(message)
+        peer.shutdown(socket.SHUT_WR)
+        await bounded(proto.eof)
+        assert await bounded(proto.lost) is None
+        assert bytes(proto.data) == message
+        assert max(proto.sizes) <= len(proto.buffer)
+        assert len(proto.sizes) >= len(message) // len(proto.buffer)
+        assert transport.disconnected_by is Ending.PEER_FIN
+        assert await in_thread(peer_reads_to_end, peer) == (b"", "fin")
+        no_rst(cap)
+
+    run(main())
+
+
+class EmptyBuffer(Buffered):
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return bytearray()
+
+
+def test_an_empty_buffer_is_a_protocol_failure(run: Run, plain: Plain) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        failures: list[BaseException] = []
+        loop.set_exception_handler(lambda _loop, context: failures.append(context["exception"]))
+        transport, proto, peer = await pair(plain, EmptyBuffer)
+        assert isinstance(proto, EmptyBuffer)
+        peer.sendall(b"x")
+        assert isinstance(await bounded(proto.lost), RuntimeError)
+        assert [type(f) for f in failures] == [RuntimeError]
+        assert transport.disconnected_by is Ending.OUR_RST
+        with pytest.raises(ConnectionResetError):
+            await in_thread(peer.recv, 10)
+
+    run(main())

@@ -7,7 +7,9 @@ coroutine per operation.  A :class:`WskTransport` is an ``asyncio.Transport`` ov
 :class:`~pywsk._native.NativeConnection`; the socket's edges (one edge-triggered
 registration, :mod:`pywsk.mechanics.edges`) call the transport, which calls the protocol:
 ``connection_made``, ``data_received``, ``eof_received``, ``connection_lost``,
-``pause_writing`` / ``resume_writing``, and - pywsk's one addition, optional -
+``pause_writing`` / ``resume_writing`` (an ``asyncio.BufferedProtocol`` gets
+``get_buffer`` / ``buffer_updated`` instead of ``data_received``: the bytes are copied into
+its buffer once), and - pywsk's one addition, optional -
 ``disconnect_complete(exc)``.  The semantics are the same code as every front-end's
 (:mod:`pywsk.core`, :mod:`pywsk.mechanics`):
 
@@ -294,8 +296,16 @@ class WskTransport(asyncio.Transport):
         comes later brings an edge of its own.)"""
         conn = self._conn
         while self._reading and not self._closing and not self._lost:
+            protocol = self._protocol  # (set_protocol may have changed it)
+            buffer = None
+            size = DEFAULT_RECEIVE_SIZE
+            if isinstance(protocol, asyncio.BufferedProtocol):
+                buffer = memoryview(protocol.get_buffer(-1)).cast("B")
+                size = buffer.nbytes
+                if not size:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
             try:
-                data = conn.receive_some(DEFAULT_RECEIVE_SIZE)
+                data = conn.receive_some(size)
             except Failed as failed:
                 self._fail(failed)
                 return
@@ -304,8 +314,12 @@ class WskTransport(asyncio.Transport):
             if not data:
                 self._eof_received()
                 return
-            self._protocol.data_received(data)  # (set_protocol may have changed it)
-            if len(data) < DEFAULT_RECEIVE_SIZE and not mask & _END_EVENTS:
+            if buffer is None:
+                protocol.data_received(data)
+            else:
+                buffer[: len(data)] = data
+                protocol.buffer_updated(len(data))
+            if len(data) < size and not mask & _END_EVENTS:
                 return  # the kernel's queue is empty: new data brings a new edge
 
     def _eof_received(self) -> None:
