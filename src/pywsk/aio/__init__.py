@@ -51,7 +51,8 @@ from ._connection import Connection
 from ._datagram import DatagramEndpoint, open_datagram
 from ._listener import Handler, Listener, Server, TlsHandler, listen, serve
 from ._tls import TlsConnection, connect, start_tls
-from ._transport import WskServer, WskTransport, create_connection, create_server
+from ._transport import WskTransport
+from ._transport_server import WskServer, create_connection, create_server
 from ._waiting import run
 
 __all__ = [
