@@ -63,6 +63,7 @@ from .client.blocking import drive, new_event, wait, wait_event
 from .client.steps import SocketOption
 from .core.ending import ENDING_OF_STATUS, Ending
 from .errors import BusyError, NtStatusError, error_from_status
+from .mechanics import linux
 from .nt import IO_NO_INCREMENT, KEVENT, NT_SUCCESS, NTSTATUS, KeSetEvent
 from .wsk import (
     SOCKADDR_STORAGE,
@@ -80,6 +81,10 @@ S = NTSTATUS
 MAX_RECEIVE_BUFFER: Final = 1 << 20
 
 log = logging.getLogger(__name__)
+
+
+#: Linux TCP states of a connection that is over: a close sends nothing more.
+_ENDED: Final = frozenset({linux.CLOSE, linux.TIME_WAIT})
 
 
 class DisconnectReason:
@@ -247,8 +252,10 @@ class Connection:
         """How the connection ended, as far as this side saw (the first end seen), or None:
         :attr:`Ending.PEER_FIN <pywsk.core.ending.Ending.PEER_FIN>` (a receive returned
         ``b""``), ``PEER_RST``, ``OUR_RST`` (our ``abort()``, or a close before our FIN was
-        acknowledged) or ``TRANSPORT_FAILURE``.  Our graceful disconnect is not an end here:
-        the connection goes on receiving."""
+        acknowledged), ``OUR_FIN_THEN_RST`` (a close after it, before the peer's FIN) or
+        ``TRANSPORT_FAILURE``.  Our graceful disconnect is not an end here: the connection
+        goes on receiving.  An abort the provider refused, or a close of a connection the
+        kernel had ended already, sent nothing and is no end of ours."""
         return self._ending
 
     @property
@@ -472,9 +479,15 @@ class Connection:
         if self._closed or self._aborted:
             return
         self._aborted = True
-        self._learn(Ending.OUR_RST)
+        first = self._ending is None
+        self._learn(Ending.OUR_RST)  # first: the calls it ends are told so
         call = self._client.disconnect(self._socket, abortive=True)
         wait(call, None)
+        if not call.succeeded and first:
+            # Refused: the connection was over already and the abort sent nothing - it was
+            # not ended by us.  Only what the refusal itself says of the end is kept.
+            said = ENDING_OF_STATUS.get((call.status or 0) & 0xFFFFFFFF)
+            self._ending = said if said is not None and not said.by_us else None
         self._log(call, "abort")
 
     def close(self) -> None:
@@ -482,8 +495,11 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        if not self._fin_acked:
-            self._learn(Ending.OUR_RST)
+        # WskCloseSocket resets what is not disconnected in both directions; a connection
+        # the kernel has ended already (CLOSE, TIME_WAIT) gets no RST from it.
+        state = self._client.tcp_state(self._socket)
+        if state is not None and state not in _ENDED:
+            self._learn(Ending.OUR_FIN_THEN_RST if self._fin_acked else Ending.OUR_RST)
         call = self._client.close_socket_call(self._socket)
         wait(call, None)
         with self._buffer_lock:
