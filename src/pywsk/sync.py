@@ -83,10 +83,6 @@ MAX_RECEIVE_BUFFER: Final = 1 << 20
 log = logging.getLogger(__name__)
 
 
-#: Linux TCP states of a connection that is over: a close sends nothing more.
-_ENDED: Final = frozenset({linux.CLOSE, linux.TIME_WAIT})
-
-
 class DisconnectReason:
     """The earlier names of the endings :attr:`Connection.disconnected_by` reports: each is
     the :class:`~pywsk.core.ending.Ending` itself (``DisconnectReason.PEER_GRACEFUL is
@@ -498,7 +494,7 @@ class Connection:
         # WskCloseSocket resets what is not disconnected in both directions; a connection
         # the kernel has ended already (CLOSE, TIME_WAIT) gets no RST from it.
         state = self._client.tcp_state(self._socket)
-        if state is not None and state not in _ENDED:
+        if state is not None and state not in linux.ENDED_STATES:
             self._learn(Ending.OUR_FIN_THEN_RST if self._fin_acked else Ending.OUR_RST)
         call = self._client.close_socket_call(self._socket)
         wait(call, None)

@@ -39,6 +39,7 @@ from .._receiving import DEFAULT_RECEIVE_SIZE
 from ..core.connection import (
     BROKEN,
     CLOSE,
+    OPEN,
     PENDING_OUTCOME,
     TRANSITIONS,
     Cause,
@@ -77,9 +78,6 @@ SocketOption = tuple[int, int, int]
 
 #: States in which a close has nothing unread to discard.
 _NOTHING_TO_READ: Final = frozenset({S.CREATED, S.BOUND, S.CONNECTING, S.ABORTED})
-_LIVE: Final = frozenset(
-    {S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING}
-)
 
 
 class DisconnectReason(enum.Enum):
@@ -310,7 +308,7 @@ class NativeConnection(FollowsKernelState):
     def refresh(self) -> None:
         """Bring the machine up to date with the kernel's durable TCP state (FIN versus RST
         is read from it, not from the one-shot socket error)."""
-        if self.machine.state not in _LIVE or self.closed:
+        if self.machine.state not in OPEN or self.closed:
             return
         self._apply(linux.durable_state(self.sock, self._fin_issued))
 
@@ -450,7 +448,7 @@ class NativeConnection(FollowsKernelState):
     def abort(self) -> bool:
         """An RST now (``connect(AF_UNSPEC)``: the descriptor stays); every waiter wakes to
         ``ConnectionAbortedError``.  False if the connection was closed or gone already."""
-        if self.closed or self.machine.state not in _LIVE:
+        if self.closed or self.machine.state not in OPEN:
             return False
         with contextlib.suppress(OSError):
             linux.abort_keep_fd(self.sock)

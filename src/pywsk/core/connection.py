@@ -41,6 +41,7 @@ __all__ = [
     "ConnInput",
     "TRANSITIONS",
     "BROKEN",
+    "OPEN",
     "IllegalTransition",
     "ConnectionMachine",
     "CAUSES",
@@ -159,14 +160,14 @@ TRANSITIONS: Final[dict[ConnState, dict[ConnInput, ConnState]]] = {
 }
 
 _NOT_CONNECTED: Final = frozenset({S.CREATED, S.BOUND, S.CONNECTING})
-_BROKEN: Final = frozenset({S.ABORTED, S.RESET, S.FAILED})
-#: The states in which a socket no longer works (``ConnectionMachine.broken``), for a hot
-#: path that tests ``machine.state in BROKEN`` without a call.
-BROKEN: Final = _BROKEN
+#: The states in which a socket no longer works (``ConnectionMachine.broken``; a hot path
+#: tests ``machine.state in BROKEN`` without a call).
+BROKEN: Final = frozenset({S.ABORTED, S.RESET, S.FAILED})
 #: May send: connected, or only the peer's direction closed.
 _MAY_SEND: Final = frozenset({S.CONNECTED, S.REMOTE_CLOSED})
-#: Not disconnected in both directions, and not broken: a close must reset.
-_OPEN: Final = frozenset(
+#: A live connection not disconnected in both directions: a close must reset it, and the
+#: kernel's TCP state may still have news of it.
+OPEN: Final = frozenset(
     {S.CONNECTED, S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.REMOTE_CLOSED, S.BOTH_CLOSING}
 )
 _WE_SENT_FIN: Final = frozenset({S.LOCAL_CLOSING, S.LOCAL_CLOSED, S.BOTH_CLOSING, S.DISCONNECTED})
@@ -261,7 +262,7 @@ def send_verdict(state: ConnState, failure: int = NTSTATUS.STATUS_IO_TIMEOUT) ->
     """None if WskSend may proceed; otherwise the status it fails with."""
     if state in _MAY_SEND:
         return None
-    if state in _BROKEN:
+    if state in BROKEN:
         return _broken_status(state, failure)
     # Never connected, after our graceful disconnect (Q1), or closed.
     return NTSTATUS.STATUS_INVALID_DEVICE_STATE
@@ -288,7 +289,7 @@ def receive_verdict(
     """
     if state in _NOT_CONNECTED or state is S.CLOSED:
         return NTSTATUS.STATUS_INVALID_DEVICE_STATE
-    if state in _BROKEN:
+    if state in BROKEN:
         return _broken_status(state, failure)
     if not half_open and state in _WE_SENT_FIN:
         return ReceiveVerdict.END_OF_DATA
@@ -297,15 +298,15 @@ def receive_verdict(
 
 def disconnect_verdict(state: ConnState, abortive: bool) -> int | None:
     """None if WskDisconnect may proceed; otherwise the status it fails with."""
-    if state in _BROKEN:
+    if state in BROKEN:
         return NTSTATUS.STATUS_FILE_FORCED_CLOSED
-    ok = state in (_OPEN if abortive else _MAY_SEND)
+    ok = state in (OPEN if abortive else _MAY_SEND)
     return None if ok else NTSTATUS.STATUS_INVALID_DEVICE_STATE
 
 
 def close_needs_reset(state: ConnState) -> bool:
     """True when WskCloseSocket must abort: a connection not disconnected in both directions."""
-    return state in _OPEN
+    return state in OPEN
 
 
 @dataclass(slots=True)
@@ -332,7 +333,7 @@ class ConnectionMachine:
     @property
     def broken(self) -> bool:
         """True once the socket no longer works (aborted, reset or failed)."""
-        return self.state in _BROKEN
+        return self.state in BROKEN
 
     @property
     def local_fin_sent(self) -> bool:

@@ -74,6 +74,7 @@ __all__ = [
     "LAST_ACK",
     "LISTEN",
     "CLOSING",
+    "ENDED_STATES",
     "FIN_ACKED_STATES",
     "PEER_FIN_STATES",
     "RESET_ERRNOS",
@@ -124,6 +125,8 @@ IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 PEER_FIN_STATES: Final = frozenset({CLOSE_WAIT, LAST_ACK, CLOSING})
 #: Our FIN was acknowledged and the connection is not reset.
 FIN_ACKED_STATES: Final = frozenset({FIN_WAIT2, TIME_WAIT})
+#: The connection is over in the kernel: a close sends nothing more (no RST).
+ENDED_STATES: Final = frozenset({CLOSE, TIME_WAIT})
 #: The errnos that mean the peer reset the connection.
 RESET_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE})
 
@@ -250,7 +253,7 @@ def close_resets(sock: socket.socket, state: ConnState) -> bool:
     """True when closing ``sock`` in ``state`` must send an RST first (WskCloseSocket on a
     connection not disconnected in both directions), unless the kernel's connection is gone
     already (CLOSE, or our FIN and the peer's both through: TIME_WAIT)."""
-    return close_needs_reset(state) and tcp_state(sock) not in (CLOSE, TIME_WAIT)
+    return close_needs_reset(state) and tcp_state(sock) not in ENDED_STATES
 
 
 def discard_unread(sock: socket.socket) -> None:

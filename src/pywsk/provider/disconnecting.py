@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from .._log import log_operation
 from ..core.connection import (
     CLOSE,
+    OPEN,
     PENDING_OUTCOME,
     Cause,
     ConnInput,
@@ -123,14 +124,7 @@ class DisconnectingSocket(SendingSocket, FollowsKernelState):
     def refresh(self) -> None:
         """Bring the machine up to date with the kernel's TCP state (FIN vs RST is read from
         the durable state, not from the one-shot socket error)."""
-        state = self.machine.state
-        if state not in (
-            S.CONNECTED,
-            S.LOCAL_CLOSING,
-            S.LOCAL_CLOSED,
-            S.REMOTE_CLOSED,
-            S.BOTH_CLOSING,
-        ):
+        if self.machine.state not in OPEN:
             return
         self._apply(linux.durable_state(self.sock, self._fin_issued))
 
