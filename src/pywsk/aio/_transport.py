@@ -116,11 +116,11 @@ class WskTransport(asyncio.Transport):
         self._high = HIGH_WATER
         self._low = LOW_WATER
         self._paused = False  # pause_writing() called, resume_writing() not yet
-        self._reading = True  # pause_reading() not in effect
+        self._reading = True  # not paused, not closing: data is delivered
         self._eof = False  # write_eof() (or close()) asked for our FIN
         self._fin_watch = False  # our FIN issued, its outcome not yet seen
         self._reported = False  # disconnect_complete called (or scheduled)
-        self._closing = False  # close() or abort() called
+        self._closing = False  # close() or abort() called (so also once lost)
         self._lost = False  # connection_lost scheduled
         self._lost_writes = 0
         conn.listener = self._on_edge
@@ -146,13 +146,13 @@ class WskTransport(asyncio.Transport):
         return default
 
     def is_closing(self) -> bool:
-        return self._closing or self._lost
+        return self._closing
 
     def close(self) -> None:
         """Send what is buffered, then our FIN; once it is acknowledged close the socket -
         with an RST if the peer's FIN has not come (WskCloseSocket's rule).  Then
         ``connection_lost(None)``.  No more data is received after this call."""
-        if self._closing or self._lost:
+        if self._closing:
             return
         self._closing = True
         self._reading = False
@@ -171,13 +171,13 @@ class WskTransport(asyncio.Transport):
 
     # --- asyncio.ReadTransport ------------------------------------------------------------
     def is_reading(self) -> bool:
-        return self._reading and not self._closing and not self._lost
+        return self._reading
 
     def pause_reading(self) -> None:
         self._reading = False
 
     def resume_reading(self) -> None:
-        if self._reading or self._closing or self._lost or self._conn.eof:
+        if self._reading or self._closing or self._conn.eof:
             return  # (after the peer's FIN there is nothing more to read: one EOF)
         self._reading = True
         # Edges that came while paused were taken: look once (the next edges do the rest).
@@ -222,7 +222,7 @@ class WskTransport(asyncio.Transport):
             try:
                 sent = self._conn.send_some(data)
             except Failed as failed:
-                self._fail(failed)
+                self._break(failed)
                 return
             if sent == len(data):
                 return
@@ -274,7 +274,7 @@ class WskTransport(asyncio.Transport):
                 return
             if mask & WRITE_EVENTS and self._buffer:
                 self._flush()
-            if mask & READ_EVENTS and self._reading and not self._closing:
+            if mask & READ_EVENTS and self._reading:
                 self._read(mask)
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -286,7 +286,7 @@ class WskTransport(asyncio.Transport):
         edge said the peer's FIN (or an error) is there too: then read on to it.  (One that
         comes later brings an edge of its own.)"""
         conn = self._conn
-        while self._reading and not self._closing and not self._lost:
+        while self._reading:
             protocol = self._protocol  # (set_protocol may have changed it)
             buffer = None
             size = DEFAULT_RECEIVE_SIZE
@@ -298,7 +298,7 @@ class WskTransport(asyncio.Transport):
             try:
                 data = conn.receive_some(size)
             except Failed as failed:
-                self._fail(failed)
+                self._break(failed)
                 return
             if data is None:
                 return
@@ -324,7 +324,7 @@ class WskTransport(asyncio.Transport):
         try:
             sent = self._conn.send_some(buffer)
         except Failed as failed:
-            self._fail(failed)
+            self._break(failed)
             return
         if sent:
             del buffer[:sent]
@@ -387,10 +387,6 @@ class WskTransport(asyncio.Transport):
         else:
             report(exc)
 
-    def _fail(self, failed: Failed) -> None:
-        """A send or receive failed: the connection is broken (the machine says so)."""
-        self._break(failed)
-
     def _break(self, failed: Failed | None = None) -> None:
         """The connection broke (the peer's RST, a failure): report a pending disconnect,
         close, ``connection_lost(exc)``."""
@@ -423,6 +419,7 @@ class WskTransport(asyncio.Transport):
             return
         self._lost = True
         self._closing = True
+        self._reading = False
         conn = self._conn
         if self._eof and not self._reported:
             # write_eof() whose FIN never left (the buffer never drained): it failed.
