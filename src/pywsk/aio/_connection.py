@@ -52,7 +52,7 @@ from ..nt.status import NTSTATUS
 from ..wsk.structs import check_port
 from ._waiting import drive, poller, wait_edge
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "connect", "open_native"]
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +78,31 @@ async def connect(
     ``TimeoutError``, ...).  Cancelling it stops the handshake and closes the socket:
     nothing is left open.  A port outside 0..65535 raises ``ValueError`` before any call.
     """
-    check_port(port, local)
     loop = asyncio.get_running_loop()
+    return Connection(await open_native(host, port, options, local, loop), loop)
+
+
+async def open_native(
+    host: str,
+    port: int,
+    options: Sequence[SocketOption],
+    local: tuple[str, int] | None,
+    loop: asyncio.AbstractEventLoop,
+) -> NativeConnection:
+    """The connect of :func:`connect` and of the Transports' ``create_connection``: the
+    port checked, the sequence driven on ``loop``, the record written, the failure turned
+    into its exception."""
+    check_port(port, local)
     try:
-        native = await drive(connect_steps(poller(loop), host, port, options, local), loop)
+        native: NativeConnection = await drive(
+            connect_steps(poller(loop), host, port, options, local), loop
+        )
     except Failed as failed:
         log_connect(log, None, failed.status, (host, port))
         raise failed.error() from None
     if log.isEnabledFor(logging.DEBUG):
         log_connect(log, native.sock, 0, native.remote, native.local)
-    return Connection(native, loop)
+    return native
 
 
 class Connection:

@@ -31,7 +31,17 @@ from ._connection import Connection
 from ._tls import TlsConnection, start_tls
 from ._waiting import drive, poller
 
-__all__ = ["ACCEPT_RETRY_DELAY", "Handler", "Listener", "Server", "TlsHandler", "listen", "serve"]
+__all__ = [
+    "ACCEPT_RETRY_DELAY",
+    "SHORTAGES",
+    "Handler",
+    "Listener",
+    "Server",
+    "TlsHandler",
+    "listen",
+    "open_listener",
+    "serve",
+]
 
 #: Seconds a :class:`Server` waits before accepting again after a shortage of resources.
 ACCEPT_RETRY_DELAY = 1.0
@@ -50,13 +60,20 @@ async def listen(host: str, port: int, *, options: Sequence[SocketOption] = ()) 
     :attr:`Listener.local_address`).  ``options`` are set before WskBind, for example
     ``(SOL_SOCKET, SO_RCVBUF, 65536)``, which the accepted connections inherit.  A port
     outside 0..65535 raises ``ValueError`` before any call."""
-    check_port(port)
     loop = asyncio.get_running_loop()
+    return Listener(await open_listener(host, port, options, loop), loop)
+
+
+async def open_listener(
+    host: str, port: int, options: Sequence[SocketOption], loop: asyncio.AbstractEventLoop
+) -> NativeListener:
+    """The listen of :func:`listen` and of the Transports' ``create_server``: the port
+    checked, the sequence driven on ``loop``, the failure turned into its exception."""
+    check_port(port)
     try:
-        native = await drive(listen_steps(poller(loop), host, port, options), loop)
+        return await drive(listen_steps(poller(loop), host, port, options), loop)
     except Failed as failed:  # the boundary: the status becomes the exception
         raise failed.error() from None
-    return Listener(native, loop)
 
 
 class Listener:

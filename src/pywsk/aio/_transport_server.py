@@ -23,12 +23,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from .._native import NativeConnection, NativeListener, SocketOption, connect_steps, listen_steps
+from .._native import NativeConnection, NativeListener, SocketOption
 from ..errors import Failed
-from ..wsk.structs import check_port
-from ._listener import ACCEPT_RETRY_DELAY, SHORTAGES
+from ._connection import open_native
+from ._listener import ACCEPT_RETRY_DELAY, SHORTAGES, open_listener
 from ._transport import ProtocolFactory, WskTransport
-from ._waiting import drive, poller
 
 __all__ = ["WskServer", "create_connection", "create_server"]
 
@@ -47,12 +46,8 @@ async def create_connection(
 
     ``options`` and ``local`` are :func:`pywsk.aio.connect`'s.  Raises the
     :mod:`pywsk.errors` exception of the failure; cancelled, it closes the socket."""
-    check_port(port, local)
     loop = asyncio.get_running_loop()
-    try:
-        conn = await drive(connect_steps(poller(loop), host, port, options, local), loop)
-    except Failed as failed:
-        raise failed.error() from None
+    conn = await open_native(host, port, options, local, loop)
     return _made(conn, protocol_factory, loop, None)
 
 
@@ -86,12 +81,8 @@ async def create_server(
 ) -> WskServer:
     """Listen on ``host``:``port``; each connection gets ``protocol_factory()`` and a
     :class:`WskTransport`, as ``loop.create_server`` does (serving starts at once)."""
-    check_port(port)
     loop = asyncio.get_running_loop()
-    try:
-        listener = await drive(listen_steps(poller(loop), host, port, options), loop)
-    except Failed as failed:
-        raise failed.error() from None
+    listener = await open_listener(host, port, options, loop)
     return WskServer(listener, protocol_factory, loop)
 
 
